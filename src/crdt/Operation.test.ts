@@ -1,0 +1,71 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Either from "effect/Either"
+import * as fc from "fast-check"
+import * as Binary from "./Binary.js"
+import * as Operation from "./Operation.js"
+import * as Histories from "./testing/Histories.js"
+
+const histories = Histories.arbitraryHistory({ peers: 3, maxSteps: 20 })
+
+describe("Operation codec", () => {
+  it("round-trips every operation and every batch", () => {
+    fc.assert(
+      fc.property(histories, (h) => {
+        for (const op of h.ops) expect(Either.getOrThrow(Operation.decode(Operation.encode(op)))).toEqual(op)
+        expect(Either.getOrThrow(Operation.decodeBatch(Operation.encodeBatch(h.ops)))).toEqual(h.ops)
+      }),
+      { numRuns: 500 }
+    )
+  })
+
+  it("writes each origin of a batch once", () => {
+    const h = Histories.simulate(1, Array.from({ length: 50 }, () => ({
+      kind: "update" as const, peer: 0, model: "notes" as Operation.ModelName, record: "r0", fields: { title: 1 }
+    })))
+    const occurrences = Buffer.from(Operation.encodeBatch(h.ops)).toString("latin1").split("peer-a").length - 1
+    expect(occurrences).toBe(1)
+  })
+
+  it("never throws on arbitrary bytes: a typed error or a valid operation", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 200 }), (bytes) => {
+        const result = Operation.decode(bytes)
+        if (Either.isLeft(result)) expect(result.left._tag).toBe("OperationDecodeError")
+        const batch = Operation.decodeBatch(bytes)
+        if (Either.isLeft(batch)) expect(batch.left._tag).toBe("OperationDecodeError")
+      }),
+      { numRuns: 2000 }
+    )
+  })
+
+  it("refuses well-formed MessagePack that is not an operation, saying why", () => {
+    const valid = [0, "peer-a", 1, "018bcfe568000000", "notes", "r1", { title: "x" }]
+    const cases: ReadonlyArray<[string, unknown]> = [
+      ["unknown kind", [9, ...valid.slice(1)]],
+      ["bad origin", [0, "peer a/..", ...valid.slice(2)]],
+      ["seq 0", [0, "peer-a", 0, ...valid.slice(3)]],
+      ["bad timestamp", [0, "peer-a", 1, "2024-01-01", ...valid.slice(4)]],
+      ["reserved model name", [...valid.slice(0, 4), "weft_ops", ...valid.slice(5)]],
+      ["reserved field name", [...valid.slice(0, 6), { id: "x" }]],
+      ["non-finite value", [...valid.slice(0, 6), { title: Number.POSITIVE_INFINITY }]],
+      ["delete with fields", [2, ...valid.slice(1)]],
+      ["create without fields", [0, ...valid.slice(1, 6), null]],
+      ["edit without changes", [3, ...valid.slice(1, 6), ["body", []]]],
+      ["truncated tuple", valid.slice(0, 4)]
+    ]
+    expect(Either.isRight(Operation.decode(Binary.encode(valid)))).toBe(true)
+    for (const [name, value] of cases) {
+      const result = Operation.decode(Binary.encode(value))
+      expect(Either.isLeft(result), name).toBe(true)
+      if (Either.isLeft(result)) expect(result.left.reason, name).toBe("InvalidOperation")
+    }
+    const truncated = Operation.decode(Binary.encode(valid).subarray(0, 10))
+    expect(Either.isLeft(truncated) && truncated.left.reason).toBe("MalformedBytes")
+  })
+
+  it("refuses a batch that points at a missing origin", () => {
+    const bytes = Binary.encode([["peer-a"], [[2, 1, 1, "018bcfe568000000", "notes", "r1", null]]])
+    const result = Operation.decodeBatch(bytes)
+    expect(Either.isLeft(result) && result.left.detail).toMatch(/no origin at index 1/)
+  })
+})
