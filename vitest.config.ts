@@ -4,6 +4,8 @@ export default defineConfig({
   test: {
     include: ["src/**/*.test.ts", "property-tests/**/*.test.ts"],
     testTimeout: 60_000,
-    hookTimeout: 60_000
+    hookTimeout: 60_000,
+    // the JSON report is what .ci/run counts
+    reporters: ["default", ["json", { outputFile: ".test-results/vitest.json" }]]
   }
 })

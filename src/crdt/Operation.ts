@@ -117,7 +117,11 @@ const kinds = ["Create", "Update", "Delete", "Edit"] as const
 const Kind = Schema.Literal(0, 1, 2, 3)
 const Payload = Schema.Union(Fields, Schema.Null, Schema.Tuple(FieldName, Edit.fields.changes))
 
-const toPayload = (op: typeof Operation.Encoded): typeof Payload.Type =>
+/** Kind number of an operation in the wire and log forms. */
+export const kindOf = (op: Pick<Operation, "_tag">): 0 | 1 | 2 | 3 => kinds.indexOf(op._tag) as 0 | 1 | 2 | 3
+
+/** The payload of an operation in the wire and log forms. */
+export const toPayload = (op: typeof Operation.Encoded): typeof Payload.Type =>
   op._tag === "Delete" ? null : op._tag === "Edit" ? [op.field, op.changes] : op.fields
 
 const fromWire = (
@@ -148,7 +152,7 @@ export const OperationFromWire = Schema.transformOrFail(
       ParseResult.succeed(fromWire(kind, origin, seq, ts, model, record, payload)),
     encode: (op) =>
       ParseResult.succeed(
-        [kinds.indexOf(op._tag), op.origin, op.seq, op.ts, op.model, op.record, toPayload(op)] as const
+        [kindOf(op), op.origin, op.seq, op.ts, op.model, op.record, toPayload(op)] as const
       )
   }
 )
@@ -182,14 +186,15 @@ export const BatchFromWire = Schema.transformOrFail(
       const rows = ops.map((op) => {
         let i = index.get(op.origin)
         if (i === undefined) index.set(op.origin, i = index.size)
-        return [kinds.indexOf(op._tag), i, op.seq, op.ts, op.model, op.record, toPayload(op)] as const
+        return [kindOf(op), i, op.seq, op.ts, op.model, op.record, toPayload(op)] as const
       })
       return ParseResult.succeed([[...index.keys()], rows] as const)
     }
   }
 )
 
-const decodeOperation = Schema.decodeUnknownEither(OperationFromWire, { errors: "first", onExcessProperty: "error" })
+/** Validates one operation in tuple form (as read back from a log row). */
+export const decodeTuple = Schema.decodeUnknownEither(OperationFromWire, { errors: "first", onExcessProperty: "error" })
 const encodeOperation = Schema.encodeSync(OperationFromWire)
 const decodeBatchWire = Schema.decodeUnknownEither(BatchFromWire, { errors: "first", onExcessProperty: "error" })
 const encodeBatchWire = Schema.encodeSync(BatchFromWire)
@@ -213,7 +218,7 @@ export const encode = (op: Operation): Uint8Array => Binary.encode(encodeOperati
 
 /** Decodes one operation from untrusted bytes. */
 export const decode = (bytes: Uint8Array): Either.Either<Operation, OperationDecodeError> =>
-  fromBytes(bytes, decodeOperation)
+  fromBytes(bytes, decodeTuple)
 
 /** Encodes a batch of operations (at most `MAX_BATCH_SIZE`). */
 export const encodeBatch = (ops: ReadonlyArray<Operation>): Uint8Array => Binary.encode(encodeBatchWire(ops))

@@ -1,0 +1,136 @@
+/**
+ * The engine: an event-sourced store of an app's records. Every change
+ * becomes operations appended to the log; the projection (one SQL table per
+ * model) is their fold; sync moves operations between logs.
+ *
+ * ```ts
+ * const program = Effect.gen(function*() {
+ *   const engine = yield* Engine.Engine
+ *   yield* engine.mutate([files.create("f1", { name: "a.txt", size: 1, tags: [] })])
+ *   const big = yield* engine.query(files, (q) => q.where("size", ">", 0))
+ * })
+ * program.pipe(Effect.provide(Engine.layerSqlite({ filename: "app.db", models: [files] })))
+ * ```
+ *
+ * Writes (`mutate`, `ingest`, `rebuild`) are serialised and each is one
+ * transaction: the log append, the projection update, the version vector
+ * and the clock commit together or not at all.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Option from "effect/Option"
+import type * as Queue from "effect/Queue"
+import type * as Scope from "effect/Scope"
+import type * as Stream from "effect/Stream"
+import type { Kysely, SelectQueryBuilder } from "kysely"
+import type { ClockDriftError } from "../crdt/Hlc.js"
+import type { Operation } from "../crdt/Operation.js"
+import type { NodeId } from "../crdt/Timestamp.js"
+import type { VersionVector } from "../crdt/VersionVector.js"
+import * as Database from "./Database.js"
+import type { IngestError, MutationError, ValidationError } from "./EngineError.js"
+import * as internal from "./internal/engine.js"
+import type * as Model from "./Model.js"
+import type { Page } from "./OperationLog.js"
+import type { RecordChange } from "./Projection.js"
+
+/** Options of an engine. */
+export interface Options {
+  /** The app's models. */
+  readonly models: ReadonlyArray<Model.Any>
+  /**
+   * This node's id (the origin of its operations). Defaults to the id stored
+   * with the database, or a new random id on first use. A database refuses
+   * to open as a different node.
+   */
+  readonly node?: string
+  /** How far ahead of the wall clock a remote timestamp may be (default 60 s). */
+  readonly maxDriftMillis?: number
+  /** Most changes per `mutate` and operations per `ingest` (default 10 000). */
+  readonly maxBatchSize?: number
+}
+
+/** One committed transaction. */
+export interface Commit {
+  readonly source: "local" | "remote" | "rebuild"
+  /** Operations appended to the log. */
+  readonly ops: ReadonlyArray<Operation>
+  /** Records whose visible state changed. */
+  readonly changes: ReadonlyArray<RecordChange>
+  /** The version vector after the commit. */
+  readonly vector: VersionVector
+}
+
+/** A record that a commit changed, with where the change came from. */
+export interface Change extends RecordChange {
+  readonly source: Commit["source"]
+}
+
+/** What an ingest did. */
+export interface IngestResult {
+  /** Operations appended. */
+  readonly applied: number
+  /** Operations already held, skipped. */
+  readonly duplicates: number
+}
+
+/** Builds on a query of one model's table (where, order by, limit …). */
+export type QueryBuilder<M extends Model.Any> = (
+  query: SelectQueryBuilder<{ [K in M["name"]]: Model.Table<M> }, M["name"], {}>
+) => SelectQueryBuilder<{ [K in M["name"]]: Model.Table<M> }, M["name"], {}>
+
+/** The engine's operations. */
+export interface Service {
+  /** This node's id. */
+  readonly node: NodeId
+  /** The declared models, by name. */
+  readonly models: ReadonlyMap<string, Model.Any>
+  /** The database, for any read an app needs (joins, aggregates); type it with `Model.Tables`. */
+  readonly kysely: Kysely<any>
+  /** Applies local changes atomically; returns the commit. */
+  readonly mutate: (
+    changes: ReadonlyArray<Model.Change>
+  ) => Effect.Effect<Commit, ValidationError | MutationError | ClockDriftError | Database.StorageError>
+  /** Reads visible records of a model, decoded. */
+  readonly query: <M extends Model.Any>(
+    model: M,
+    build?: QueryBuilder<M>
+  ) => Effect.Effect<ReadonlyArray<Model.Row<M>>, Database.StorageError>
+  /** Reads one visible record. */
+  readonly get: <M extends Model.Any>(model: M, id: string) => Effect.Effect<Option.Option<Model.Row<M>>, Database.StorageError>
+  /** Committed changes of a model, or of one record, from now on. */
+  readonly subscribe: (filter?: { readonly model?: string; readonly record?: string }) => Stream.Stream<Change>
+  /** Every commit from now on, subscribed at once (no commit after this returns is missed). */
+  readonly commits: Effect.Effect<Queue.Dequeue<Commit>, never, Scope.Scope>
+  /** Appends remote operations atomically: validated, deduplicated, gap-free per origin. */
+  readonly ingest: (
+    ops: ReadonlyArray<Operation>
+  ) => Effect.Effect<IngestResult, ValidationError | IngestError | ClockDriftError | Database.StorageError>
+  /** Per origin, the last operation held. */
+  readonly versionVector: Effect.Effect<VersionVector>
+  /** Operations the holder of `vector` lacks, at most `limit`, per origin in order. */
+  readonly opsSince: (vector: VersionVector, limit: number) => Effect.Effect<Page, Database.StorageError>
+  /** Replays the log into a fresh projection. */
+  readonly rebuild: Effect.Effect<void, Database.StorageError | ValidationError>
+}
+
+/** The engine service. */
+export class Engine extends Context.Tag("weft/engine/Engine")<Engine, Service>() {}
+
+/** Opens an engine over the `Database` in context; it closes with the scope. */
+export const make: (
+  options: Options
+) => Effect.Effect<Service, Database.StorageError | ValidationError, Database.Database | Scope.Scope> = internal.make
+
+/** Layer of an engine over the `Database` in context. */
+export const layer = (options: Options): Layer.Layer<Engine, Database.StorageError | ValidationError, Database.Database> =>
+  Layer.scoped(Engine, make(options))
+
+/** Layer of an engine on the embedded SQLite database (the default). */
+export const layerSqlite = (
+  options: Options & Database.SqliteOptions
+): Layer.Layer<Engine, Database.StorageError | ValidationError> =>
+  layer(options).pipe(Layer.provide(Database.layerSqlite(options)))

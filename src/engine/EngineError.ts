@@ -1,0 +1,48 @@
+/**
+ * Errors of the engine's public operations. Each carries what a caller needs
+ * to understand and recover: which model, record, field or operation, and why.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/** A change or operation does not fit the app's models. Nothing was written. */
+export class ValidationError extends Schema.TaggedError<ValidationError>("weft/ValidationError")("ValidationError", {
+  reason: Schema.Literal("UnknownModel", "UnknownField", "InvalidValue", "MissingField", "NotRichText", "MalformedChange"),
+  model: Schema.String,
+  record: Schema.optional(Schema.String),
+  field: Schema.optional(Schema.String),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    const where = [this.model, this.record, this.field].filter((part) => part !== undefined).join(" / ")
+    return `${this.reason} (${where}): ${this.detail}`
+  }
+}
+
+/** A local change does not apply to the current state. Nothing was written. */
+export class MutationError extends Schema.TaggedError<MutationError>("weft/MutationError")("MutationError", {
+  reason: Schema.Literal("RecordNotFound", "RecordExists", "TooManyChanges"),
+  model: Schema.String,
+  record: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `${this.reason} (${this.model} / ${this.record}): ${this.detail}`
+  }
+}
+
+/**
+ * Remote operations break the log's invariants: each origin's operations must
+ * extend what is held without a gap, with increasing timestamps. Nothing was written.
+ */
+export class IngestError extends Schema.TaggedError<IngestError>("weft/IngestError")("IngestError", {
+  reason: Schema.Literal("Gap", "TimestampNotIncreasing", "TooManyOperations"),
+  origin: Schema.String,
+  seq: Schema.Number,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `${this.reason} (${this.origin}/${this.seq}): ${this.detail}`
+  }
+}

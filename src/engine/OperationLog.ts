@@ -1,0 +1,242 @@
+/**
+ * The append-only operation log and the version vector, in SQL.
+ *
+ * Rows are keyed by (origin, seq); each origin's operations are a contiguous
+ * range in sequence (and time) order. Reads validate every row with the
+ * operation Schema: a corrupt row is a `StorageError`, never a bad operation.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import type { Kysely } from "kysely"
+import * as Binary from "../crdt/Binary.js"
+import * as Operation from "../crdt/Operation.js"
+import type { NodeId, Timestamp } from "../crdt/Timestamp.js"
+import * as VersionVector from "../crdt/VersionVector.js"
+import { queryError, StorageError } from "./Database.js"
+
+const COLUMNS = 7
+
+/** Appends operations (callers have removed the ones already held). */
+export const append = (
+  trx: Kysely<any>,
+  ops: ReadonlyArray<Operation.Operation>,
+  maxParameters: number
+): Effect.Effect<void, StorageError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const chunk = Math.max(1, Math.min(500, Math.floor(maxParameters / COLUMNS)))
+      for (let i = 0; i < ops.length; i += chunk) {
+        await trx.insertInto("weft_operations").values(
+          ops.slice(i, i + chunk).map((op) => ({
+            origin: op.origin,
+            seq: op.seq,
+            ts: op.ts,
+            kind: Operation.kindOf(op),
+            model: op.model,
+            record: op.record,
+            payload: Binary.encode(Operation.toPayload(op))
+          }))
+        ).execute()
+      }
+    },
+    catch: queryError
+  })
+
+interface OperationRow {
+  readonly origin: string
+  readonly seq: number
+  readonly ts: string
+  readonly kind: number
+  readonly model: string
+  readonly record: string
+  readonly payload: Uint8Array | null
+}
+
+const corrupt = (detail: string) => new StorageError({ reason: "Corrupt", detail })
+
+const fromRow = (row: OperationRow): Either.Either<Operation.Operation, StorageError> => {
+  const payload = row.payload === null ? Either.right(null) : Binary.decode(row.payload)
+  if (Either.isLeft(payload)) return Either.left(corrupt(`operation ${row.origin}/${row.seq}: ${payload.left.message}`))
+  return Either.mapLeft(
+    Operation.decodeTuple([row.kind, row.origin, row.seq, row.ts, row.model, row.record, payload.right]),
+    (e) => corrupt(`operation ${row.origin}/${row.seq}: ${ParseResult.TreeFormatter.formatErrorSync(e)}`)
+  )
+}
+
+const fromRows = (rows: ReadonlyArray<OperationRow>): Effect.Effect<Array<Operation.Operation>, StorageError> =>
+  Effect.suspend(() => {
+    const ops: Array<Operation.Operation> = []
+    for (const row of rows) {
+      const op = fromRow(row)
+      if (Either.isLeft(op)) return Effect.fail(op.left)
+      ops.push(op.right)
+    }
+    return Effect.succeed(ops)
+  })
+
+/** Operations of `origin` after `afterSeq`, in order, at most `limit`. */
+export const readOrigin = (
+  db: Kysely<any>,
+  origin: string,
+  afterSeq: number,
+  limit: number
+): Effect.Effect<Array<Operation.Operation>, StorageError> =>
+  Effect.tryPromise({
+    try: () =>
+      db.selectFrom("weft_operations").selectAll()
+        .where("origin", "=", origin).where("seq", ">", afterSeq)
+        .orderBy("seq").limit(limit)
+        .execute() as Promise<Array<OperationRow>>,
+    catch: queryError
+  }).pipe(Effect.flatMap(fromRows))
+
+/** A page of operations the holder of `theirs` lacks. */
+export interface Page {
+  readonly ops: ReadonlyArray<Operation.Operation>
+  /** Whether more operations are lacking after this page. */
+  readonly hasMore: boolean
+}
+
+/**
+ * Operations that `mine` holds and `theirs` lacks: per origin in sequence
+ * order, origins one after another, at most `limit`. Applying a page keeps
+ * every origin a prefix on the receiving side.
+ */
+export const since = (
+  db: Kysely<any>,
+  mine: VersionVector.VersionVector,
+  theirs: VersionVector.VersionVector,
+  limit: number
+): Effect.Effect<Page, StorageError> =>
+  Effect.gen(function*() {
+    const ops: Array<Operation.Operation> = []
+    const behind = Object.keys(mine)
+      .filter((origin) => mine[origin]!.seq > VersionVector.seqOf(theirs, origin))
+      .sort()
+    for (const origin of behind) {
+      const remaining = limit - ops.length
+      if (remaining <= 0) return { ops, hasMore: true }
+      const after = VersionVector.seqOf(theirs, origin)
+      const page = yield* readOrigin(db, origin, after, remaining)
+      ops.push(...page)
+      const reached = page.length === 0 ? after : page[page.length - 1]!.seq
+      if (reached < mine[origin]!.seq) {
+        if (page.length < remaining) {
+          return yield* corrupt(`log of ${origin} ends at ${reached}, the version vector says ${mine[origin]!.seq}`)
+        }
+        return { ops, hasMore: true }
+      }
+    }
+    return { ops, hasMore: false }
+  })
+
+/** Every operation, page by page, in (origin, seq) order. */
+export const scan = <E>(
+  db: Kysely<any>,
+  pageSize: number,
+  each: (ops: ReadonlyArray<Operation.Operation>) => Effect.Effect<void, E>
+): Effect.Effect<number, StorageError | E> =>
+  Effect.gen(function*() {
+    let count = 0
+    let cursor: { origin: string; seq: number } | undefined
+    while (true) {
+      const after = cursor
+      const rows = yield* Effect.tryPromise({
+        try: () => {
+          let query = db.selectFrom("weft_operations").selectAll()
+          if (after !== undefined) {
+            query = query.where((eb) =>
+              eb.or([eb("origin", ">", after.origin), eb.and([eb("origin", "=", after.origin), eb("seq", ">", after.seq)])])
+            )
+          }
+          return query.orderBy("origin").orderBy("seq").limit(pageSize).execute() as Promise<Array<OperationRow>>
+        },
+        catch: queryError
+      })
+      if (rows.length === 0) return count
+      yield* each(yield* fromRows(rows))
+      count += rows.length
+      const last = rows[rows.length - 1]!
+      cursor = { origin: last.origin, seq: last.seq }
+    }
+  })
+
+/** Number of operations in the log. */
+export const count = (db: Kysely<any>): Effect.Effect<number, StorageError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const row = await db.selectFrom("weft_operations").select((eb) => eb.fn.countAll().as("n")).executeTakeFirst()
+      return Number(row?.n ?? 0)
+    },
+    catch: queryError
+  })
+
+/** The stored version vector. */
+export const readVector = (db: Kysely<any>): Effect.Effect<VersionVector.VersionVector, StorageError> =>
+  Effect.tryPromise({
+    try: () => db.selectFrom("weft_vector").selectAll().execute() as Promise<Array<{ origin: string; seq: number; ts: string }>>,
+    catch: queryError
+  }).pipe(
+    Effect.flatMap((rows) => {
+      const vector: Record<string, VersionVector.Entry> = {}
+      for (const row of rows) vector[row.origin] = { seq: Number(row.seq), ts: row.ts as Timestamp }
+      return decodeVector(vector).pipe(
+        Effect.mapError((e) => corrupt(`version vector: ${ParseResult.TreeFormatter.formatErrorSync(e)}`))
+      )
+    })
+  )
+
+const decodeVector = Schema.decodeUnknown(VersionVector.VersionVector)
+
+/** Stores the entries of `vector` that differ from `previous`. */
+export const writeVector = (
+  trx: Kysely<any>,
+  previous: VersionVector.VersionVector,
+  vector: VersionVector.VersionVector
+): Effect.Effect<void, StorageError> => {
+  const changed = Object.entries(vector).filter(([origin, entry]) => previous[origin]?.seq !== entry.seq)
+  if (changed.length === 0) return Effect.void
+  return Effect.tryPromise({
+    try: async () => {
+      for (let i = 0; i < changed.length; i += 500) {
+        await trx.insertInto("weft_vector")
+          .values(changed.slice(i, i + 500).map(([origin, entry]) => ({ origin, seq: entry.seq, ts: entry.ts })))
+          .onConflict((oc) => oc.column("origin").doUpdateSet((eb) => ({ seq: eb.ref("excluded.seq"), ts: eb.ref("excluded.ts") })))
+          .execute()
+      }
+    },
+    catch: queryError
+  })
+}
+
+/** Reads a value of the engine's metadata. */
+export const readMeta = (db: Kysely<any>, key: string): Effect.Effect<string | undefined, StorageError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const row = await db.selectFrom("weft_meta").select("value").where("key", "=", key).executeTakeFirst()
+      return row?.value as string | undefined
+    },
+    catch: queryError
+  })
+
+/** Writes a value of the engine's metadata. */
+export const writeMeta = (trx: Kysely<any>, key: string, value: string): Effect.Effect<void, StorageError> =>
+  Effect.tryPromise({
+    try: () =>
+      trx.insertInto("weft_meta").values({ key, value })
+        .onConflict((oc) => oc.column("key").doUpdateSet({ value }))
+        .execute(),
+    catch: queryError
+  })
+
+/** Metadata keys. */
+export const META_NODE = "node"
+export const META_CLOCK = "clock"
+
+/** The node id stored with the log, if any. */
+export const readNode = (db: Kysely<any>): Effect.Effect<NodeId | undefined, StorageError> =>
+  readMeta(db, META_NODE) as Effect.Effect<NodeId | undefined, StorageError>

@@ -1,0 +1,56 @@
+/**
+ * Snapshots of an engine's stored state, for tests: the log and the
+ * projection as plain, sorted data, so two engines can be compared with one
+ * equality.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import type { Kysely } from "kysely"
+import * as Operation from "../../crdt/Operation.js"
+import { queryError, type StorageError } from "../Database.js"
+import type * as Engine from "../Engine.js"
+import * as OperationLog from "../OperationLog.js"
+import * as Projection from "../Projection.js"
+import * as RichText from "../../crdt/RichText.js"
+
+/** Everything an engine stores, as comparable data. */
+export interface Snapshot {
+  /** Every operation, in (origin, seq) order, as its id and encoded bytes (hex). */
+  readonly log: ReadonlyArray<readonly [string, string]>
+  /** Each model's visible rows, sorted by id (columns as stored, state decoded). */
+  readonly projection: { readonly [model: string]: ReadonlyArray<Record<string, unknown>> }
+  /** Hidden record states, by `model/id`. */
+  readonly tombstones: { readonly [key: string]: unknown }
+  /** Rich-text documents' text, by `model/id/field`. */
+  readonly documents: { readonly [key: string]: string }
+}
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex")
+
+/** Reads a snapshot of the engine's log and projection. */
+export const snapshot = (engine: Engine.Service): Effect.Effect<Snapshot, StorageError> =>
+  Effect.gen(function*() {
+    const db: Kysely<any> = engine.kysely
+    const log: Array<readonly [string, string]> = []
+    yield* OperationLog.scan(db, 10_000, (ops) =>
+      Effect.sync(() => {
+        for (const op of ops) log.push([Operation.id(op), hex(Operation.encode(op))])
+      }))
+    const projection: Record<string, Array<Record<string, unknown>>> = {}
+    for (const model of [...engine.models.keys()].sort()) {
+      const rows = yield* Effect.tryPromise({ try: () => db.selectFrom(model).selectAll().orderBy("id").execute(), catch: queryError })
+      projection[model] = rows.map((row) => ({ ...row, weft_state: Projection.decodeState(row.weft_state, row.id) }))
+    }
+    const tombstones: Record<string, unknown> = {}
+    const hidden = yield* Effect.tryPromise({ try: () => db.selectFrom("weft_tombstones").selectAll().orderBy("model").orderBy("id").execute(), catch: queryError })
+    for (const row of hidden) tombstones[`${row.model}/${row.id}`] = Projection.decodeState(row.state, row.id)
+    const documents: Record<string, string> = {}
+    const docs = yield* Effect.tryPromise({ try: () => db.selectFrom("weft_documents").selectAll().orderBy("model").orderBy("id").orderBy("field").execute(), catch: queryError })
+    for (const row of docs) {
+      const doc = RichText.load(row.doc, engine.node)
+      documents[`${row.model}/${row.id}/${row.field}`] = Either.isRight(doc) ? RichText.text(doc.right) : "<corrupt>"
+    }
+    return { log, projection, tombstones, documents }
+  })

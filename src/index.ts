@@ -1,0 +1,7 @@
+/**
+ * Weft: a sync engine for local-first apps.
+ *
+ * @since 0.1.0
+ */
+export * from "./crdt/index.js"
+export * from "./engine/index.js"

@@ -1,0 +1,8 @@
+/**
+ * Test helpers, arbitraries and conformance suites for apps and plugin authors.
+ *
+ * @since 0.1.0
+ */
+export * as Histories from "./crdt/testing/Histories.js"
+export * as Reference from "./crdt/testing/Reference.js"
+export * as Snapshot from "./engine/testing/Snapshot.js"
