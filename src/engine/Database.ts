@@ -21,6 +21,7 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { Kysely, SqliteDialect, type Dialect, type SqliteStatement } from "kysely"
+import * as Bulk from "./internal/bulk.js"
 
 /** A database operation failed. */
 export class StorageError extends Data.TaggedError("StorageError")<{
@@ -49,6 +50,8 @@ export class Database extends Context.Tag("weft/engine/Database")<
   {
     readonly kysely: Kysely<any>
     readonly capabilities: Capabilities
+    /** Multi-row statements compiled once per shape, for the write path. */
+    readonly bulk: Bulk.Bulk
     /** Runs a query; exceptions become `StorageError`. */
     readonly execute: <A>(query: (db: Kysely<any>) => Promise<A>) => Effect.Effect<A, StorageError>
     /**
@@ -90,7 +93,7 @@ export const make = (
             // or the transaction is already gone, and the original error is what matters
             : Effect.ignore(Effect.tryPromise(() => trx.rollback().execute()))
       )
-    return { kysely, capabilities, execute, transaction }
+    return { kysely, capabilities, bulk: Bulk.make(capabilities.maxParameters), execute, transaction }
   })
 
 /** Options of the embedded SQLite database. */

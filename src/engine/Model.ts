@@ -29,7 +29,7 @@ import * as AST from "effect/SchemaAST"
 import type { ModelName } from "../crdt/Operation.js"
 import * as Operation from "../crdt/Operation.js"
 import type { Splice } from "../crdt/RichText.js"
-import { Value } from "../crdt/Value.js"
+import { isValue } from "../crdt/Value.js"
 import { ValidationError } from "./EngineError.js"
 
 /** Marks a string field as rich text (an Automerge document). */
@@ -141,20 +141,30 @@ const kindOf = (typeAst: AST.AST, encoded: AST.AST): ColumnKind => {
   }
 }
 
+// Strings and booleans from a field's encoder are always values; numbers must be finite;
+// anything else is checked in full.
+const representable = (column: ColumnKind): ((encoded: unknown) => boolean) =>
+  column === "text" || column === "rich" || column === "boolean"
+    ? (encoded) => typeof encoded === "string" || typeof encoded === "boolean" || isValue(encoded)
+    : column === "real" || column === "integer"
+    ? (encoded) => (typeof encoded === "number" && Number.isFinite(encoded)) || (encoded === null)
+    : isValue
+
 const fieldOf = (signature: AST.PropertySignature): Field => {
   const schema = Schema.make(signature.type)
   const encoded = Schema.encodedSchema(schema)
   const encode = Schema.encodeUnknownEither(schema)
   const check = Schema.decodeUnknownEither(schema)
-  const isValue = Schema.is(Value)
+  const column = kindOf(signature.type, AST.encodedAST(signature.type))
+  const fits = representable(column)
   return {
     name: String(signature.name),
-    column: kindOf(signature.type, AST.encodedAST(signature.type)),
+    column,
     optional: signature.isOptional,
     // the encoded form must also be a Value, so that every peer and every store reads it back the same
     encode: (value) =>
       Either.flatMap(encode(value), (e) =>
-        isValue(e) ? Either.right(e) : Either.left(ParseResult.parseError(new ParseResult.Type(encoded.ast, e, "not representable in an operation (JSON-like values and byte arrays only)")))),
+        fits(e) ? Either.right(e) : Either.left(ParseResult.parseError(new ParseResult.Type(encoded.ast, e, "not representable in an operation (finite numbers, JSON-like values and byte arrays only)")))),
     validate: (value) => Either.flatMap(check(value), () => Either.right(value))
   }
 }

@@ -17,32 +17,24 @@ import * as Operation from "../crdt/Operation.js"
 import type { NodeId, Timestamp } from "../crdt/Timestamp.js"
 import * as VersionVector from "../crdt/VersionVector.js"
 import { queryError, StorageError } from "./Database.js"
+import type { Bulk } from "./internal/bulk.js"
 
-const COLUMNS = 7
+const COLUMNS = ["origin", "seq", "ts", "kind", "model", "record", "payload"]
 
 /** Appends operations (callers have removed the ones already held). */
 export const append = (
   trx: Kysely<any>,
-  ops: ReadonlyArray<Operation.Operation>,
-  maxParameters: number
+  bulk: Bulk,
+  ops: ReadonlyArray<Operation.Operation>
 ): Effect.Effect<void, StorageError> =>
   Effect.tryPromise({
-    try: async () => {
-      const chunk = Math.max(1, Math.min(500, Math.floor(maxParameters / COLUMNS)))
-      for (let i = 0; i < ops.length; i += chunk) {
-        await trx.insertInto("weft_operations").values(
-          ops.slice(i, i + chunk).map((op) => ({
-            origin: op.origin,
-            seq: op.seq,
-            ts: op.ts,
-            kind: Operation.kindOf(op),
-            model: op.model,
-            record: op.record,
-            payload: Binary.encode(Operation.toPayload(op))
-          }))
-        ).execute()
-      }
-    },
+    try: () =>
+      bulk.insert(
+        trx,
+        "weft_operations",
+        COLUMNS,
+        ops.map((op) => [op.origin, op.seq, op.ts, Operation.kindOf(op), op.model, op.record, Binary.encode(Operation.toPayload(op))])
+      ),
     catch: queryError
   })
 
@@ -195,20 +187,18 @@ const decodeVector = Schema.decodeUnknown(VersionVector.VersionVector)
 /** Stores the entries of `vector` that differ from `previous`. */
 export const writeVector = (
   trx: Kysely<any>,
+  bulk: Bulk,
   previous: VersionVector.VersionVector,
   vector: VersionVector.VersionVector
 ): Effect.Effect<void, StorageError> => {
   const changed = Object.entries(vector).filter(([origin, entry]) => previous[origin]?.seq !== entry.seq)
   if (changed.length === 0) return Effect.void
   return Effect.tryPromise({
-    try: async () => {
-      for (let i = 0; i < changed.length; i += 500) {
-        await trx.insertInto("weft_vector")
-          .values(changed.slice(i, i + 500).map(([origin, entry]) => ({ origin, seq: entry.seq, ts: entry.ts })))
-          .onConflict((oc) => oc.column("origin").doUpdateSet((eb) => ({ seq: eb.ref("excluded.seq"), ts: eb.ref("excluded.ts") })))
-          .execute()
-      }
-    },
+    try: () =>
+      bulk.insert(trx, "weft_vector", ["origin", "seq", "ts"], changed.map(([origin, entry]) => [origin, entry.seq, entry.ts]), {
+        target: ["origin"],
+        update: ["seq", "ts"]
+      }),
     catch: queryError
   })
 }

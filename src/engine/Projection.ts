@@ -24,9 +24,10 @@ import * as Binary from "../crdt/Binary.js"
 import type * as Operation from "../crdt/Operation.js"
 import * as RecordState from "../crdt/RecordState.js"
 import * as RichText from "../crdt/RichText.js"
-import type { NodeId, Stamp } from "../crdt/Timestamp.js"
+import type { NodeId } from "../crdt/Timestamp.js"
 import { Value } from "../crdt/Value.js"
 import { type Capabilities, queryError, StorageError } from "./Database.js"
+import type { Bulk } from "./internal/bulk.js"
 import { ValidationError } from "./EngineError.js"
 import type * as Model from "./Model.js"
 
@@ -39,23 +40,62 @@ export interface RecordChange {
 }
 
 // ---------------------------------------------------------------------------
-// State encoding: [created, deleted, [[field, stamp, value], …]] with fields sorted,
-// so equal states are equal bytes
+// State encoding, flat to keep it small and cheap to build:
+//   [stamps, created, deleted, field, stamp, value, field, stamp, value, …]
+// `stamps` lists each distinct stamp once (a create writes all its fields with one
+// stamp); created, deleted and each field's stamp are indexes into it (-1: none).
+// Fields are sorted, so equal states are equal bytes.
 
-const StateTuple = Schema.Tuple(
-  Schema.NullOr(Schema.String),
-  Schema.NullOr(Schema.String),
-  Schema.Array(Schema.Tuple(Schema.String, Schema.String, Value))
+const StampIndex = Schema.Int.pipe(Schema.greaterThanOrEqualTo(-1))
+const StateFromTuple = Schema.transformOrFail(
+  Schema.Array(Schema.Unknown).pipe(Schema.minItems(3)),
+  Schema.Struct({
+    created: Schema.NullOr(Schema.String),
+    deleted: Schema.NullOr(Schema.String),
+    fields: Schema.Record({ key: Schema.String, value: Schema.Struct({ stamp: Schema.String, value: Value }) })
+  }),
+  {
+    strict: false,
+    decode: (tuple, _, ast) => {
+      const [stamps, created, deleted] = tuple
+      const stampAt = (i: unknown): string | null | undefined =>
+        Schema.is(StampIndex)(i) && Array.isArray(stamps) && i < stamps.length && (i === -1 || typeof stamps[i] === "string")
+          ? (i === -1 ? null : stamps[i] as string)
+          : undefined
+      const c = stampAt(created)
+      const d = stampAt(deleted)
+      if (c === undefined || d === undefined || (tuple.length - 3) % 3 !== 0) {
+        return ParseResult.fail(new ParseResult.Type(ast, tuple, "malformed record state"))
+      }
+      const fields: Record<string, { stamp: string; value: unknown }> = {}
+      for (let i = 3; i < tuple.length; i += 3) {
+        const stamp = stampAt(tuple[i + 1])
+        if (typeof tuple[i] !== "string" || stamp == null) return ParseResult.fail(new ParseResult.Type(ast, tuple, "malformed field register"))
+        fields[tuple[i] as string] = { stamp, value: tuple[i + 2] }
+      }
+      return ParseResult.succeed({ created: c, deleted: d, fields })
+    },
+    // encoding goes through `encodeState`, which needs no validation of our own state
+    encode: (state, _, ast) => ParseResult.fail(new ParseResult.Forbidden(ast, state, "use encodeState"))
+  }
 )
-const decodeStateTuple = Schema.decodeUnknownEither(StateTuple)
+const decodeStateTuple = Schema.decodeUnknownEither(StateFromTuple)
 
 /** Encodes a record's state. */
-export const encodeState = (state: RecordState.RecordState): Uint8Array =>
-  Binary.encode([
-    state.created,
-    state.deleted,
-    Object.keys(state.fields).sort().map((field) => [field, state.fields[field]!.stamp, state.fields[field]!.value])
-  ])
+export const encodeState = (state: RecordState.RecordState): Uint8Array => {
+  const stamps: Array<string> = []
+  const index = (stamp: string | null) => {
+    if (stamp === null) return -1
+    const i = stamps.indexOf(stamp)
+    return i === -1 ? stamps.push(stamp) - 1 : i
+  }
+  const out: Array<unknown> = [stamps, index(state.created), index(state.deleted)]
+  for (const field of Object.keys(state.fields).sort()) {
+    const register = state.fields[field]!
+    out.push(field, index(register.stamp), register.value)
+  }
+  return Binary.encode(out)
+}
 
 /** Decodes a stored record state, validating it. */
 export const decodeState = (bytes: Uint8Array, where: string): Either.Either<RecordState.RecordState, StorageError> =>
@@ -67,11 +107,7 @@ export const decodeState = (bytes: Uint8Array, where: string): Either.Either<Rec
           reason: "Corrupt",
           detail: `record state of ${where}: ${ParseResult.isParseError(e) ? ParseResult.TreeFormatter.formatErrorSync(e) : e.message}`
         }),
-      onRight: ([created, deleted, fields]) => {
-        const registers: Record<string, RecordState.Register> = {}
-        for (const [field, stamp, value] of fields) registers[field] = { stamp: stamp as Stamp, value }
-        return { created: created as Stamp | null, deleted: deleted as Stamp | null, fields: registers }
-      }
+      onRight: (state) => state as RecordState.RecordState
     })
   )
 
@@ -118,7 +154,8 @@ export const ensureTables = (
 // ---------------------------------------------------------------------------
 // Folding a batch
 
-interface Slot {
+/** A record loaded for a batch: its stored state and where it is stored. */
+export interface Slot {
   readonly id: string
   state: RecordState.RecordState
   readonly location: "live" | "tombstone" | "none"
@@ -129,14 +166,6 @@ interface Slot {
   readonly docs: Map<string, RichText.Doc>
 }
 
-const IN_CHUNK = 500
-
-const chunks = <A>(items: ReadonlyArray<A>, size: number): Array<Array<A>> => {
-  const out: Array<Array<A>> = []
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size))
-  return out
-}
-
 const columnValue = (field: Model.Field, value: unknown): unknown =>
   value === null || value === undefined ? null
     : field.column === "boolean" ? (value ? 1 : 0)
@@ -145,6 +174,7 @@ const columnValue = (field: Model.Field, value: unknown): unknown =>
 
 const loadSlots = async (
   trx: Kysely<any>,
+  bulk: Bulk,
   model: Model.Any,
   ids: ReadonlyArray<string>,
   richFields: ReadonlyArray<string>
@@ -154,16 +184,14 @@ const loadSlots = async (
     const state = decodeState(bytes, `${model.name}/${id}`)
     slots.set(id, Either.isLeft(state) ? state.left : { id, state: state.right, before: state.right, location, texts, docs: new Map() })
   }
-  for (const part of chunks(ids, IN_CHUNK)) {
-    const rows = await trx.selectFrom(model.name).select(["id", "weft_state", ...richFields]).where("id", "in", part).execute()
-    for (const row of rows) {
-      slot(row.id, row.weft_state, "live", new Map(richFields.map((f) => [f, (row[f] as string | null) ?? ""])))
-    }
+  const rows = await bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state", ...richFields], "id", ids)
+  for (const row of rows) {
+    slot(row.id, row.weft_state, "live", new Map(richFields.map((f) => [f, (row[f] as string | null) ?? ""])))
   }
   const missing = ids.filter((id) => !slots.has(id))
-  for (const part of chunks(missing, IN_CHUNK)) {
-    const rows = await trx.selectFrom("weft_tombstones").select(["id", "state"]).where("model", "=", model.name).where("id", "in", part).execute()
-    for (const row of rows) slot(row.id, row.state, "tombstone", new Map())
+  if (missing.length > 0) {
+    const hidden = await bulk.selectIn<{ id: string; state: Uint8Array }>(trx, "weft_tombstones", ["id", "state"], "id", missing, { model: model.name })
+    for (const row of hidden) slot(row.id, row.state, "tombstone", new Map())
   }
   for (const id of ids) {
     if (!slots.has(id)) slots.set(id, { id, state: RecordState.empty, before: RecordState.empty, location: "none", texts: new Map(), docs: new Map() })
@@ -171,72 +199,94 @@ const loadSlots = async (
   return slots
 }
 
-const loadDocuments = async (
+const loadDocumentRows = (trx: Kysely<any>, bulk: Bulk, model: string, ids: ReadonlyArray<string>) =>
+  bulk.selectIn<{ id: string; field: string; doc: Uint8Array }>(trx, "weft_documents", ["id", "field", "doc"], "id", ids, { model })
+
+const corruptDocument = (model: string, id: string, field: string, e: RichText.RichTextError) =>
+  new StorageError({ reason: "Corrupt", detail: `document ${model}/${id}/${field}: ${e.detail}` })
+
+/** Records loaded in one transaction, by model and id; `apply` reuses them instead of reading again. */
+export type Loaded = Map<string, Map<string, Slot>>
+
+const richFieldsOf = (model: Model.Any): Array<string> =>
+  [...model.fields.values()].filter((f) => f.column === "rich").map((f) => f.name)
+
+const loadInto = async (
   trx: Kysely<any>,
-  model: string,
-  ids: ReadonlyArray<string>
-): Promise<Array<{ id: string; field: string; doc: Uint8Array }>> => {
-  const out: Array<{ id: string; field: string; doc: Uint8Array }> = []
-  for (const part of chunks(ids, IN_CHUNK)) {
-    out.push(...await trx.selectFrom("weft_documents").select(["id", "field", "doc"]).where("model", "=", model).where("id", "in", part).execute())
+  bulk: Bulk,
+  model: Model.Any,
+  ids: Iterable<string>,
+  loaded: Loaded
+): Promise<StorageError | undefined> => {
+  const known = loaded.get(model.name) ?? new Map<string, Slot>()
+  loaded.set(model.name, known)
+  const missing = [...ids].filter((id) => !known.has(id))
+  if (missing.length === 0) return undefined
+  for (const [id, slot] of await loadSlots(trx, bulk, model, missing, richFieldsOf(model))) {
+    if (slot instanceof StorageError) return slot
+    known.set(id, slot)
   }
-  return out
+  return undefined
 }
 
-/** Loads the state of one record (for checks before a local change). */
-export const loadRecord = (
+/** Loads the stored state of records into `loaded` (records never seen get an empty state). */
+export const load = (
   trx: Kysely<any>,
+  bulk: Bulk,
   model: Model.Any,
-  id: string
-): Effect.Effect<RecordState.RecordState, StorageError> =>
-  Effect.tryPromise({ try: () => loadSlots(trx, model, [id], []), catch: queryError }).pipe(
-    Effect.flatMap((slots) => {
-      const slot = slots.get(id)!
-      return slot instanceof StorageError ? Effect.fail(slot) : Effect.succeed(slot.state)
-    })
+  ids: Iterable<string>,
+  loaded: Loaded
+): Effect.Effect<void, StorageError> =>
+  Effect.tryPromise({ try: () => loadInto(trx, bulk, model, ids, loaded), catch: queryError }).pipe(
+    Effect.flatMap((error) => (error === undefined ? Effect.void : Effect.fail(error)))
   )
 
-/** Loads a rich-text document (the base document if it was never edited). */
-export const loadDocument = (
+/** The stored state of a loaded record. */
+export const stateOf = (loaded: Loaded, model: string, id: string): RecordState.RecordState =>
+  loaded.get(model)?.get(id)?.before ?? RecordState.empty
+
+/** Loads rich-text documents of records, by `id` then field (absent: never edited). */
+export const loadDocuments = (
   trx: Kysely<any>,
+  bulk: Bulk,
   model: string,
-  id: string,
-  field: string,
+  ids: ReadonlyArray<string>,
   node: NodeId
-): Effect.Effect<RichText.Doc, StorageError> =>
-  Effect.tryPromise({
-    try: () => trx.selectFrom("weft_documents").select("doc").where("model", "=", model).where("id", "=", id).where("field", "=", field).executeTakeFirst(),
-    catch: queryError
-  }).pipe(
-    Effect.flatMap((row) =>
-      row === undefined
-        ? Effect.succeed(RichText.make(node))
-        : Either.match(RichText.load(row.doc, node), {
-          onLeft: (e) => Effect.fail(new StorageError({ reason: "Corrupt", detail: `document ${model}/${id}/${field}: ${e.detail}` })),
-          onRight: Effect.succeed
-        })
-    )
+): Effect.Effect<Map<string, Map<string, RichText.Doc>>, StorageError> =>
+  Effect.tryPromise({ try: () => loadDocumentRows(trx, bulk, model, ids), catch: queryError }).pipe(
+    Effect.flatMap((rows) => {
+      const out = new Map<string, Map<string, RichText.Doc>>()
+      for (const row of rows) {
+        const doc = RichText.load(row.doc, node)
+        if (Either.isLeft(doc)) return Effect.fail(corruptDocument(model, row.id, row.field, doc.left))
+        const perRecord = out.get(row.id) ?? new Map<string, RichText.Doc>()
+        out.set(row.id, perRecord.set(row.field, doc.right))
+      }
+      return Effect.succeed(out)
+    })
   )
 
 /** Folds operations into the projection; returns the records whose visible state changed. */
 export const apply = (
   trx: Kysely<any>,
-  capabilities: Capabilities,
+  bulk: Bulk,
   models: ReadonlyMap<string, Model.Any>,
   node: NodeId,
-  ops: ReadonlyArray<Operation.Operation>
+  ops: ReadonlyArray<Operation.Operation>,
+  loaded: Loaded = new Map()
 ): Effect.Effect<ReadonlyArray<RecordChange>, StorageError | ValidationError> =>
   Effect.tryPromise({
-    try: () => applyBatch(trx, capabilities, models, node, ops),
+    try: () => applyBatch(trx, bulk, models, node, ops, loaded),
     catch: queryError
   }).pipe(Effect.flatMap((result) => (Either.isLeft(result) ? Effect.fail(result.left) : Effect.succeed(result.right))))
 
 const applyBatch = async (
   trx: Kysely<any>,
-  capabilities: Capabilities,
+  bulk: Bulk,
   models: ReadonlyMap<string, Model.Any>,
   node: NodeId,
-  ops: ReadonlyArray<Operation.Operation>
+  ops: ReadonlyArray<Operation.Operation>,
+  loaded: Loaded
 ): Promise<Either.Either<ReadonlyArray<RecordChange>, StorageError | ValidationError>> => {
   const byModel = new Map<string, Array<Operation.Operation>>()
   for (const op of ops) {
@@ -247,14 +297,12 @@ const applyBatch = async (
   const changes: Array<RecordChange> = []
   for (const [name, modelOps] of byModel) {
     const model = models.get(name)!
-    const richFields = [...model.fields.values()].filter((f) => f.column === "rich").map((f) => f.name)
+    const richFields = richFieldsOf(model)
     const ids = [...new Set(modelOps.map((op) => op.record))]
-    const loaded = await loadSlots(trx, model, ids, richFields)
-    const slots = new Map<string, Slot>()
-    for (const [id, slot] of loaded) {
-      if (slot instanceof StorageError) return Either.left(slot)
-      slots.set(id, slot)
-    }
+    const failed = await loadInto(trx, bulk, model, ids, loaded)
+    if (failed !== undefined) return Either.left(failed)
+    const known = loaded.get(name)!
+    const slots = new Map<string, Slot>(ids.map((id) => [id, known.get(id)!]))
 
     // registers, and the Automerge changes per document
     const edits = new Map<string, Map<string, Array<Uint8Array>>>()
@@ -272,11 +320,11 @@ const applyBatch = async (
     // rich text: documents edited now, and texts of records that become visible now
     if (richFields.length > 0) {
       const needDocs = ids.filter((id) => edits.has(id) || (slots.get(id)!.location !== "live" && RecordState.isAlive(slots.get(id)!.state)))
-      const stored = await loadDocuments(trx, name, needDocs)
+      const stored = needDocs.length === 0 ? [] : await loadDocumentRows(trx, bulk, name, needDocs)
       const docs = new Map<string, RichText.Doc>()
       for (const row of stored) {
         const doc = RichText.load(row.doc, node)
-        if (Either.isLeft(doc)) return Either.left(new StorageError({ reason: "Corrupt", detail: `document ${name}/${row.id}/${row.field}: ${doc.left.detail}` }))
+        if (Either.isLeft(doc)) return Either.left(corruptDocument(name, row.id, row.field, doc.left))
         docs.set(`${row.id}\u0000${row.field}`, doc.right)
         slots.get(row.id)!.texts.set(row.field, RichText.text(doc.right))
       }
@@ -295,49 +343,35 @@ const applyBatch = async (
     }
 
     // writes
-    const live: Array<Record<string, unknown>> = []
-    const dead: Array<{ model: string; id: string; state: Uint8Array }> = []
+    const fields = [...model.fields.values()]
+    const live: Array<Array<unknown>> = []
+    const dead: Array<Array<unknown>> = []
     const leaveLive: Array<string> = []
     const leaveTombstones: Array<string> = []
-    const documents: Array<{ model: string; id: string; field: string; doc: Uint8Array }> = []
+    const documents: Array<Array<unknown>> = []
     for (const slot of slots.values()) {
-      for (const [field, doc] of slot.docs) documents.push({ model: name, id: slot.id, field, doc: RichText.save(doc) })
-      const alive = RecordState.isAlive(slot.state)
+      for (const [field, doc] of slot.docs) documents.push([name, slot.id, field, RichText.save(doc)])
       if (slot.state === slot.before && slot.docs.size === 0) continue
+      const alive = RecordState.isAlive(slot.state)
       if (alive) {
-        const row: Record<string, unknown> = { id: slot.id, weft_state: encodeState(slot.state) }
-        for (const field of model.fields.values()) {
-          row[field.name] = field.column === "rich" ? (slot.texts.get(field.name) ?? "") : columnValue(field, slot.state.fields[field.name]?.value)
+        const row: Array<unknown> = [slot.id, encodeState(slot.state)]
+        for (const field of fields) {
+          row.push(field.column === "rich" ? (slot.texts.get(field.name) ?? "") : columnValue(field, slot.state.fields[field.name]?.value))
         }
         live.push(row)
         if (slot.location === "tombstone") leaveTombstones.push(slot.id)
       } else {
-        dead.push({ model: name, id: slot.id, state: encodeState(slot.state) })
+        dead.push([name, slot.id, encodeState(slot.state)])
         if (slot.location === "live") leaveLive.push(slot.id)
       }
       if (alive || slot.location === "live") changes.push({ model: name, record: slot.id, alive })
     }
     const columns = ["weft_state", ...model.fields.keys()]
-    const perRow = Math.max(1, Math.min(500, Math.floor(capabilities.maxParameters / (columns.length + 1))))
-    for (const part of chunks(live, perRow)) {
-      await trx.insertInto(name).values(part)
-        .onConflict((oc) => oc.column("id").doUpdateSet((eb) => Object.fromEntries(columns.map((c) => [c, eb.ref(`excluded.${c}`)]))))
-        .execute()
-    }
-    for (const part of chunks(leaveLive, IN_CHUNK)) await trx.deleteFrom(name).where("id", "in", part).execute()
-    for (const part of chunks(dead, 500)) {
-      await trx.insertInto("weft_tombstones").values(part)
-        .onConflict((oc) => oc.columns(["model", "id"]).doUpdateSet((eb) => ({ state: eb.ref("excluded.state") })))
-        .execute()
-    }
-    for (const part of chunks(leaveTombstones, IN_CHUNK)) {
-      await trx.deleteFrom("weft_tombstones").where("model", "=", name).where("id", "in", part).execute()
-    }
-    for (const part of chunks(documents, 500)) {
-      await trx.insertInto("weft_documents").values(part)
-        .onConflict((oc) => oc.columns(["model", "id", "field"]).doUpdateSet((eb) => ({ doc: eb.ref("excluded.doc") })))
-        .execute()
-    }
+    if (live.length > 0) await bulk.insert(trx, name, ["id", ...columns], live, { target: ["id"], update: columns })
+    if (leaveLive.length > 0) await bulk.deleteIn(trx, name, "id", leaveLive)
+    if (dead.length > 0) await bulk.insert(trx, "weft_tombstones", ["model", "id", "state"], dead, { target: ["model", "id"], update: ["state"] })
+    if (leaveTombstones.length > 0) await bulk.deleteIn(trx, "weft_tombstones", "id", leaveTombstones, { model: name })
+    if (documents.length > 0) await bulk.insert(trx, "weft_documents", ["model", "id", "field", "doc"], documents, { target: ["model", "id", "field"], update: ["doc"] })
   }
   return Either.right(changes)
 }

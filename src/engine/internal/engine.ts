@@ -16,6 +16,7 @@ import * as RichText from "../../crdt/RichText.js"
 import * as Timestamp from "../../crdt/Timestamp.js"
 import * as VersionVector from "../../crdt/VersionVector.js"
 import { Database, StorageError } from "../Database.js"
+import type { Bulk } from "./bulk.js"
 import type * as Engine from "../Engine.js"
 import { IngestError, MutationError, ValidationError } from "../EngineError.js"
 import * as Migrations from "../Migrations.js"
@@ -34,7 +35,7 @@ interface WriterState {
 export const make = (options: Engine.Options) =>
   Effect.gen(function*() {
     const database = yield* Database
-    const { capabilities, kysely } = database
+    const { bulk, capabilities, kysely } = database
     const maxBatchSize = options.maxBatchSize ?? Operation.MAX_BATCH_SIZE
 
     const models = new Map<string, Model.Any>()
@@ -77,18 +78,23 @@ export const make = (options: Engine.Options) =>
     /** Runs one write: a transaction, then the in-memory state and subscribers follow the commit. */
     const commit = <E>(
       source: Engine.Commit["source"],
-      body: (trx: Kysely<any>, current: WriterState) => Effect.Effect<{ readonly next: WriterState; readonly ops: ReadonlyArray<Operation.Operation> }, E>
+      body: (
+        trx: Kysely<any>,
+        current: WriterState,
+        loaded: Projection.Loaded
+      ) => Effect.Effect<{ readonly next: WriterState; readonly ops: ReadonlyArray<Operation.Operation> }, E>
     ) =>
       writer.withPermits(1)(
         Effect.gen(function*() {
           const current = yield* Ref.get(state)
           const { changes, next, ops } = yield* database.transaction((trx) =>
             Effect.gen(function*() {
-              const { next, ops } = yield* body(trx, current)
+              const loaded: Projection.Loaded = new Map()
+              const { next, ops } = yield* body(trx, current, loaded)
               if (ops.length === 0) return { changes: [], next, ops }
-              yield* OperationLog.append(trx, ops, capabilities.maxParameters)
-              const changes = yield* Projection.apply(trx, capabilities, models, node, ops)
-              yield* OperationLog.writeVector(trx, current.vector, next.vector)
+              yield* OperationLog.append(trx, bulk, ops)
+              const changes = yield* Projection.apply(trx, bulk, models, node, ops, loaded)
+              yield* OperationLog.writeVector(trx, bulk, current.vector, next.vector)
               if (next.clock.last !== current.clock.last) {
                 yield* OperationLog.writeMeta(trx, OperationLog.META_CLOCK, next.clock.last)
               }
@@ -108,9 +114,14 @@ export const make = (options: Engine.Options) =>
           const first = changes[0]!
           return yield* new MutationError({ reason: "TooManyChanges", model: first.model, record: first.id, detail: `${changes.length} changes in one mutate; the limit is ${maxBatchSize}` })
         }
-        const prepared = yield* Effect.forEach(changes, (change) => prepare(models, change))
+        const prepared: Array<Prepared> = []
+        for (const change of changes) {
+          const result = prepare(models, change)
+          if (Either.isLeft(result)) return yield* result.left
+          prepared.push(result.right)
+        }
         const now = yield* Clock.currentTimeMillis
-        return yield* commit("local", (trx, current) => localOps(trx, node, current, prepared, now))
+        return yield* commit("local", (trx, current, loaded) => localOps(trx, bulk, node, current, loaded, prepared, now))
       })
 
     const ingest = (incoming: ReadonlyArray<Operation.Operation>) =>
@@ -193,7 +204,7 @@ export const make = (options: Engine.Options) =>
         database.transaction((trx) =>
           Effect.gen(function*() {
             yield* Projection.clear(trx, models.values())
-            yield* OperationLog.scan(trx, 5_000, (ops) => Effect.asVoid(Projection.apply(trx, capabilities, models, node, ops)))
+            yield* OperationLog.scan(trx, 5_000, (ops) => Effect.asVoid(Projection.apply(trx, bulk, models, node, ops)))
           })
         )
       )
@@ -207,9 +218,11 @@ type Prepared =
   | { readonly _tag: "Delete"; readonly model: Model.Any; readonly id: string }
   | { readonly _tag: "Splice"; readonly model: Model.Any; readonly id: string; readonly field: string; readonly splice: RichText.Splice }
 
+const decodeRecordId = Schema.decodeUnknownEither(Operation.RecordId)
+
 const checkId = (model: string, id: string) =>
   Either.mapLeft(
-    Schema.decodeUnknownEither(Operation.RecordId)(id),
+    decodeRecordId(id),
     (e) => new ValidationError({ reason: "InvalidValue", model, record: String(id), field: "id", detail: ParseResult.TreeFormatter.formatErrorSync(e) })
   )
 
@@ -244,82 +257,111 @@ const prepare = (models: ReadonlyMap<string, Model.Any>, change: Model.Change): 
   }
 }
 
+const key = (...parts: ReadonlyArray<string>) => parts.join("\u0000")
+
 /** Turns prepared changes into operations, checking each against the state it meets. */
 const localOps = (
   trx: Kysely<any>,
+  bulk: Bulk,
   node: Timestamp.NodeId,
   current: WriterState,
+  loaded: Projection.Loaded,
   prepared: ReadonlyArray<Prepared>,
   now: number
 ) =>
   Effect.gen(function*() {
-    const states = new Map<string, RecordState.RecordState>()
-    const docs = new Map<string, RichText.Doc>()
-    const ops: Array<Operation.Operation> = []
-    let clock = current.clock
-    let seq = VersionVector.seqOf(current.vector, node)
-
-    const stateOf = (model: Model.Any, id: string) =>
-      Effect.suspend(() => {
-        const known = states.get(`${model.name}\u0000${id}`)
-        return known !== undefined ? Effect.succeed(known) : Projection.loadRecord(trx, model, id)
-      })
-    const emit = (make: (header: { origin: Timestamp.NodeId; seq: number; ts: Timestamp.Timestamp }) => Operation.Operation) =>
-      Effect.gen(function*() {
-        const [ts, next] = yield* Hlc.send(clock, now)
-        clock = next
-        seq += 1
-        const op = make({ origin: node, seq, ts })
-        ops.push(op)
-        if (op._tag !== "Edit") {
-          const key = `${op.model}\u0000${op.record}`
-          states.set(key, RecordState.apply(states.get(key) ?? (yield* stateOf(prepared.find((p) => p.model.name === op.model)!.model, op.record)), op))
-        }
-      })
-    const edit = (model: Model.Any, id: string, field: string, splice: (doc: RichText.Doc) => RichText.Splice) =>
-      Effect.gen(function*() {
-        const key = `${model.name}\u0000${id}\u0000${field}`
-        const doc = docs.get(key) ?? (yield* Projection.loadDocument(trx, model.name, id, field, node))
-        const result = yield* Either.mapLeft(
-          RichText.splice(doc, splice(doc), now),
-          (e) => new ValidationError({ reason: "InvalidValue", model: model.name, record: id, field, detail: e.detail })
-        )
-        docs.set(key, result.doc)
-        if (result.change !== undefined) {
-          const change = result.change
-          yield* emit((h) => ({ _tag: "Edit", ...h, model: model.name as Operation.ModelName, record: id, field, changes: [change] }))
-        }
-      })
-
+    // one load per model for the records the batch touches, and for the rich-text documents it edits
+    const byModel = new Map<Model.Any, { ids: Set<string>; rich: Set<string> }>()
     for (const change of prepared) {
-      const model = change.model
-      const modelName = model.name as Operation.ModelName
-      const state = yield* stateOf(model, change.id)
-      states.set(`${model.name}\u0000${change.id}`, state)
-      const alive = RecordState.isAlive(state)
-      if (change._tag === "Create" && alive) {
-        return yield* new MutationError({ reason: "RecordExists", model: model.name, record: change.id, detail: "create of a record that exists; update it instead" })
-      }
-      if (change._tag !== "Create" && !alive) {
-        return yield* new MutationError({ reason: "RecordNotFound", model: model.name, record: change.id, detail: `${change._tag.toLowerCase()} of a record that does not exist` })
-      }
-      switch (change._tag) {
-        case "Create":
-        case "Update":
-          if (change._tag === "Create" || Object.keys(change.registers).length > 0) {
-            yield* emit((h) => ({ _tag: change._tag, ...h, model: modelName, record: change.id, fields: change.registers }))
-          }
-          for (const [field, text] of change.texts) {
-            yield* edit(model, change.id, field, (doc) => RichText.diff(RichText.text(doc), text))
-          }
-          break
-        case "Delete":
-          yield* emit((h) => ({ _tag: "Delete", ...h, model: modelName, record: change.id }))
-          break
-        case "Splice":
-          yield* edit(model, change.id, change.field, () => change.splice)
-          break
+      const entry = byModel.get(change.model) ?? { ids: new Set<string>(), rich: new Set<string>() }
+      byModel.set(change.model, entry)
+      entry.ids.add(change.id)
+      if (change._tag === "Splice" || ((change._tag === "Create" || change._tag === "Update") && change.texts.length > 0)) {
+        entry.rich.add(change.id)
       }
     }
-    return { next: { clock, vector: VersionVector.advance(current.vector, ops) }, ops }
+    const states = new Map<string, RecordState.RecordState>()
+    const docs = new Map<string, RichText.Doc>()
+    for (const [model, { ids, rich }] of byModel) {
+      yield* Projection.load(trx, bulk, model, ids, loaded)
+      for (const id of ids) states.set(key(model.name, id), Projection.stateOf(loaded, model.name, id))
+      if (rich.size > 0) {
+        for (const [id, fields] of yield* Projection.loadDocuments(trx, bulk, model.name, [...rich], node)) {
+          for (const [field, doc] of fields) docs.set(key(model.name, id, field), doc)
+        }
+      }
+    }
+    return yield* buildOps(node, current, prepared, states, docs, now)
   })
+
+/** The operations of a batch of local changes, against preloaded states: plain code, one pass. */
+const buildOps = (
+  node: Timestamp.NodeId,
+  current: WriterState,
+  prepared: ReadonlyArray<Prepared>,
+  states: Map<string, RecordState.RecordState>,
+  docs: Map<string, RichText.Doc>,
+  now: number
+): Either.Either<{ readonly next: WriterState; readonly ops: ReadonlyArray<Operation.Operation> }, MutationError | ValidationError | Hlc.ClockDriftError> => {
+  const ops: Array<Operation.Operation> = []
+  let clock = current.clock
+  let seq = VersionVector.seqOf(current.vector, node)
+
+  const emit = (op: (header: { origin: Timestamp.NodeId; seq: number; ts: Timestamp.Timestamp }) => Operation.Operation) => {
+    const sent = Hlc.send(clock, now)
+    if (Either.isLeft(sent)) return sent.left
+    clock = sent.right[1]
+    seq += 1
+    const made = op({ origin: node, seq, ts: sent.right[0] })
+    ops.push(made)
+    if (made._tag !== "Edit") {
+      const k = key(made.model, made.record)
+      states.set(k, RecordState.apply(states.get(k) ?? RecordState.empty, made))
+    }
+    return undefined
+  }
+  const edit = (model: Model.Any, id: string, field: string, splice: (doc: RichText.Doc) => RichText.Splice) => {
+    const k = key(model.name, id, field)
+    const doc = docs.get(k) ?? RichText.make(node)
+    const result = RichText.splice(doc, splice(doc), now)
+    if (Either.isLeft(result)) {
+      return new ValidationError({ reason: "InvalidValue", model: model.name, record: id, field, detail: result.left.detail })
+    }
+    docs.set(k, result.right.doc)
+    const change = result.right.change
+    if (change === undefined) return undefined
+    return emit((h) => ({ _tag: "Edit", ...h, model: model.name as Operation.ModelName, record: id, field, changes: [change] }))
+  }
+
+  for (const change of prepared) {
+    const model = change.model
+    const modelName = model.name as Operation.ModelName
+    const alive = RecordState.isAlive(states.get(key(model.name, change.id)) ?? RecordState.empty)
+    if (change._tag === "Create" && alive) {
+      return Either.left(new MutationError({ reason: "RecordExists", model: model.name, record: change.id, detail: "create of a record that exists; update it instead" }))
+    }
+    if (change._tag !== "Create" && !alive) {
+      return Either.left(new MutationError({ reason: "RecordNotFound", model: model.name, record: change.id, detail: `${change._tag.toLowerCase()} of a record that does not exist` }))
+    }
+    let error: MutationError | ValidationError | Hlc.ClockDriftError | undefined
+    switch (change._tag) {
+      case "Create":
+      case "Update":
+        if (change._tag === "Create" || Object.keys(change.registers).length > 0) {
+          error = emit((h) => ({ _tag: change._tag, ...h, model: modelName, record: change.id, fields: change.registers }))
+        }
+        for (const [field, text] of change.texts) {
+          error ??= edit(model, change.id, field, (doc) => RichText.diff(RichText.text(doc), text))
+        }
+        break
+      case "Delete":
+        error = emit((h) => ({ _tag: "Delete", ...h, model: modelName, record: change.id }))
+        break
+      case "Splice":
+        error = edit(model, change.id, change.field, () => change.splice)
+        break
+    }
+    if (error !== undefined) return Either.left(error)
+  }
+  return Either.right({ next: { clock, vector: VersionVector.advance(current.vector, ops) }, ops })
+}

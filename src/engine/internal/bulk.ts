@@ -1,0 +1,137 @@
+/**
+ * Multi-row statements on the write path, compiled once per shape.
+ *
+ * Building a 256-row insert with Kysely's query builder costs more than
+ * SQLite's execution of it. The SQL of a shape (table, columns, row count,
+ * conflict clause) is compiled once by the dialect's own Kysely compiler,
+ * so it stays dialect-neutral, and then run with fresh parameters.
+ * Row counts are split into a few fixed sizes so that few shapes exist and
+ * prepared statements are reused.
+ */
+import { CompiledQuery, type Kysely } from "kysely"
+
+const SIZES = [256, 64, 16, 4, 1] as const
+
+/** Splits `n` into fixed chunk sizes, largest first. */
+const plan = (n: number, maxRows: number): Array<number> => {
+  const out: Array<number> = []
+  let left = n
+  for (const size of SIZES) {
+    if (size > maxRows) continue
+    while (left >= size) {
+      out.push(size)
+      left -= size
+    }
+  }
+  return out
+}
+
+/** What to do when an inserted row's key exists. */
+export interface OnConflict {
+  readonly target: ReadonlyArray<string>
+  readonly update: ReadonlyArray<string>
+}
+
+/** Compiled multi-row statements for one database. */
+export interface Bulk {
+  /** Inserts rows (arrays of values in `columns` order). */
+  readonly insert: (
+    db: Kysely<any>,
+    table: string,
+    columns: ReadonlyArray<string>,
+    rows: ReadonlyArray<ReadonlyArray<unknown>>,
+    onConflict?: OnConflict
+  ) => Promise<void>
+  /** Selects `columns` of rows whose `key` is one of `values` (and `where` columns equal their values). */
+  readonly selectIn: <Row>(
+    db: Kysely<any>,
+    table: string,
+    columns: ReadonlyArray<string>,
+    key: string,
+    values: ReadonlyArray<unknown>,
+    where?: Readonly<Record<string, unknown>>
+  ) => Promise<Array<Row>>
+  /** Deletes rows whose `key` is one of `values` (and `where` columns equal their values). */
+  readonly deleteIn: (
+    db: Kysely<any>,
+    table: string,
+    key: string,
+    values: ReadonlyArray<unknown>,
+    where?: Readonly<Record<string, unknown>>
+  ) => Promise<void>
+}
+
+/** Compiled statements over a dialect allowing `maxParameters` per statement. */
+export const make = (maxParameters: number): Bulk => {
+  const shapes = new Map<string, string>()
+  const compiled = (key: string, build: () => CompiledQuery) => {
+    let sql = shapes.get(key)
+    if (sql === undefined) {
+      sql = build().sql
+      shapes.set(key, sql)
+    }
+    return sql
+  }
+  const whereOf = (where: Readonly<Record<string, unknown>> | undefined) => Object.entries(where ?? {})
+
+  return {
+    insert: async (db, table, columns, rows, onConflict) => {
+      const maxRows = Math.max(1, Math.floor(maxParameters / columns.length))
+      let offset = 0
+      for (const size of plan(rows.length, maxRows)) {
+        const key = `i|${table}|${columns.join(",")}|${size}|${onConflict?.target.join(",") ?? ""}|${onConflict?.update.join(",") ?? ""}`
+        const sql = compiled(key, () => {
+          const placeholder = Object.fromEntries(columns.map((c) => [c, 0]))
+          const query = db.insertInto(table).values(Array.from({ length: size }, () => placeholder))
+          return onConflict === undefined
+            ? query.compile()
+            : query.onConflict((oc) =>
+              oc.columns(onConflict.target as Array<string>).doUpdateSet((eb) =>
+                Object.fromEntries(onConflict.update.map((c) => [c, eb.ref(`excluded.${c}`)]))
+              )
+            ).compile()
+        })
+        const parameters: Array<unknown> = []
+        for (let r = offset; r < offset + size; r++) for (const value of rows[r]!) parameters.push(value)
+        offset += size
+        await db.executeQuery(CompiledQuery.raw(sql, parameters))
+      }
+    },
+    selectIn: async <Row>(
+      db: Kysely<any>,
+      table: string,
+      columns: ReadonlyArray<string>,
+      key: string,
+      values: ReadonlyArray<unknown>,
+      where?: Readonly<Record<string, unknown>>
+    ) => {
+      const out: Array<Row> = []
+      const extra = whereOf(where)
+      let offset = 0
+      for (const size of plan(values.length, Math.min(512, maxParameters - extra.length))) {
+        const sql = compiled(`s|${table}|${columns.join(",")}|${key}|${size}|${extra.map(([c]) => c).join(",")}`, () => {
+          let query = db.selectFrom(table).select(columns as Array<string>).where(key, "in", Array(size).fill(0))
+          for (const [column] of extra) query = query.where(column, "=", 0)
+          return query.compile()
+        })
+        const parameters = [...values.slice(offset, offset + size), ...extra.map(([, v]) => v)]
+        offset += size
+        out.push(...(await db.executeQuery<Row>(CompiledQuery.raw(sql, parameters))).rows)
+      }
+      return out
+    },
+    deleteIn: async (db, table, key, values, where) => {
+      const extra = whereOf(where)
+      let offset = 0
+      for (const size of plan(values.length, Math.min(512, maxParameters - extra.length))) {
+        const sql = compiled(`d|${table}|${key}|${size}|${extra.map(([c]) => c).join(",")}`, () => {
+          let query = db.deleteFrom(table).where(key, "in", Array(size).fill(0))
+          for (const [column] of extra) query = query.where(column, "=", 0)
+          return query.compile()
+        })
+        await db.executeQuery(CompiledQuery.raw(sql, [...values.slice(offset, offset + size), ...extra.map(([, v]) => v)]))
+        offset += size
+      }
+    }
+  }
+}
