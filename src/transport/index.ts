@@ -1,0 +1,7 @@
+/**
+ * Transports: authenticated connections, multiplexed streams, discovery.
+ *
+ * @since 0.1.0
+ */
+export * as Framing from "./Framing.js"
+export * as Transport from "./Transport.js"
