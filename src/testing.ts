@@ -6,3 +6,5 @@
 export * as Histories from "./crdt/testing/Histories.js"
 export * as Reference from "./crdt/testing/Reference.js"
 export * as Snapshot from "./engine/testing/Snapshot.js"
+export * as ChannelPair from "./engine/testing/ChannelPair.js"
+export * as Engines from "./engine/testing/Engines.js"
