@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Either from "effect/Either"
+import * as Schema from "effect/Schema"
 import * as fc from "fast-check"
 import * as Binary from "./Binary.js"
 import * as Operation from "./Operation.js"
@@ -61,6 +62,31 @@ describe("Operation codec", () => {
     }
     const truncated = Operation.decode(Binary.encode(valid).subarray(0, 10))
     expect(Either.isLeft(truncated) && truncated.left.reason).toBe("MalformedBytes")
+  })
+
+  it("the fast check (isOperation) agrees with the Operation schema, on valid and on damaged operations", () => {
+    const validate = Schema.is(Operation.Operation, { onExcessProperty: "error" })
+    const damage = fc.oneof(
+      fc.constantFrom("origin", "seq", "ts", "model", "record", "fields", "field", "changes", "_tag"),
+      fc.constant("fields.id"),
+      fc.constant("fields.weftX")
+    )
+    const badValue = fc.constantFrom<unknown>(undefined, null, "", "x y", -1, 0, 1.5, Number.NaN, "WEFT_x", "weft_x", {}, [], new Uint8Array(1), "a".repeat(300), { id: 1 }, [new Uint8Array(1)])
+    fc.assert(
+      fc.property(histories, fc.array(fc.tuple(fc.nat(), damage, badValue), { maxLength: 3 }), (h, damages) => {
+        for (const op of h.ops) {
+          expect(Operation.isOperation(op)).toBe(true)
+          const copy: Record<string, any> = JSON.parse(JSON.stringify(op, (_, v) => (v instanceof Uint8Array ? { __bytes: [...v] } : v)), (_, v) => (v?.__bytes ? new Uint8Array(v.__bytes) : v))
+          for (const [, key, value] of damages) {
+            if (key.startsWith("fields.")) {
+              if (typeof copy.fields === "object" && copy.fields !== null) copy.fields[key.slice(7)] = value
+            } else if (key in copy) copy[key] = value // decoding builds each kind's own keys: no extra ones
+          }
+          expect(Operation.isOperation(copy)).toBe(validate(copy))
+        }
+      }),
+      { numRuns: 500 }
+    )
   })
 
   it("refuses a batch that points at a missing origin", () => {

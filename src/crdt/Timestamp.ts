@@ -16,9 +16,15 @@
  */
 import * as Schema from "effect/Schema"
 
+/** Pattern of node ids. */
+export const NODE_ID_PATTERN = /^[A-Za-z0-9._~-]{1,128}$/
+
+/** Pattern of timestamps. */
+export const TIMESTAMP_PATTERN = /^[0-9a-f]{16}$/
+
 /** Identifies a peer (an origin of operations). Printable ASCII, 1–128 characters. */
 export const NodeId = Schema.String.pipe(
-  Schema.pattern(/^[A-Za-z0-9._~-]{1,128}$/),
+  Schema.pattern(NODE_ID_PATTERN),
   Schema.brand("weft/NodeId"),
   Schema.annotations({ identifier: "NodeId" })
 )
@@ -26,7 +32,7 @@ export type NodeId = typeof NodeId.Type
 
 /** The clock part of an operation id: 12 hex digits of milliseconds, 4 of counter. */
 export const Timestamp = Schema.String.pipe(
-  Schema.pattern(/^[0-9a-f]{16}$/),
+  Schema.pattern(TIMESTAMP_PATTERN),
   Schema.brand("weft/Timestamp"),
   Schema.annotations({ identifier: "Timestamp" })
 )

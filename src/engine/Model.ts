@@ -44,6 +44,8 @@ export type ColumnKind = "text" | "real" | "integer" | "boolean" | "blob" | "jso
 /** One field of a model. */
 export interface Field {
   readonly name: string
+  /** The field's Schema (optional fields: the schema of a present value). */
+  readonly schema: Schema.Schema<any, any>
   readonly column: ColumnKind
   readonly optional: boolean
   /** Encodes an app value to the operation's value, validating it. */
@@ -150,6 +152,9 @@ const representable = (column: ColumnKind): ((encoded: unknown) => boolean) =>
     ? (encoded) => (typeof encoded === "number" && Number.isFinite(encoded)) || (encoded === null)
     : isValue
 
+const stripUndefined = (ast: AST.AST): AST.AST =>
+  AST.isUnion(ast) ? AST.Union.make(ast.types.filter((t) => !AST.isUndefinedKeyword(t))) : ast
+
 const fieldOf = (signature: AST.PropertySignature): Field => {
   const schema = Schema.make(signature.type)
   const encoded = Schema.encodedSchema(schema)
@@ -159,6 +164,7 @@ const fieldOf = (signature: AST.PropertySignature): Field => {
   const fits = representable(column)
   return {
     name: String(signature.name),
+    schema: signature.isOptional ? Schema.make(stripUndefined(signature.type)) : schema,
     column,
     optional: signature.isOptional,
     // the encoded form must also be a Value, so that every peer and every store reads it back the same
@@ -238,7 +244,10 @@ const invalid = (model: string, record: string | undefined, field: string, error
     detail: ParseResult.TreeFormatter.formatErrorSync(error)
   })
 
-/** Encodes and validates the values of a local create or update; rich-text values stay strings. */
+/**
+ * Encodes and validates the values of a local create or update; rich-text
+ * values stay strings. An optional field given as `undefined` is not set.
+ */
 export const encodeValues = (
   model: Any,
   id: string,
@@ -247,6 +256,8 @@ export const encodeValues = (
 ): Either.Either<Record<string, unknown>, ValidationError> => {
   const out: Record<string, unknown> = {}
   for (const key of Object.keys(values)) {
+    // an optional field given as undefined is simply not set
+    if (values[key] === undefined && model.fields.get(key)?.optional === true) continue
     const field = model.fields.get(key)
     if (field === undefined) {
       return Either.left(new ValidationError({ reason: "UnknownField", model: model.name, record: id, field: key, detail: `model ${model.name} has no field ${key}` }))

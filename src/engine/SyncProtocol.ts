@@ -57,64 +57,65 @@ export type Message = typeof Message.Type
 
 const types = ["Hello", "Ops", "Ack", "Vector", "Abort"] as const
 
-const Frame = Schema.Union(
+// One frame schema per message type: the type byte picks the schema, so a frame is
+// validated once, by the schema of what it claims to be.
+const frames = [
   Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(0), NodeId, LibraryId, VersionVector.VersionVector),
   Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(1), Operation.BatchFromWire, Schema.Boolean),
   Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(2), VersionVector.VersionVector),
   Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(3), VersionVector.VersionVector),
   Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(4), Abort.fields.reason, Abort.fields.detail)
-)
+] as const
+const decoders = frames.map((frame) => Schema.decodeUnknownEither(frame as unknown as Schema.Schema<ReadonlyArray<any>, ReadonlyArray<unknown>>, { errors: "first" }))
 
-/** A message as its frame tuple. */
-export const MessageFromFrame = Schema.transform(Frame, Message, {
-  strict: false,
-  decode: (frame) => {
-    switch (frame[1]) {
-      case 0:
-        return { _tag: "Hello", node: frame[2], library: frame[3], vector: frame[4] }
-      case 1:
-        return { _tag: "Ops", ops: frame[2], hasMore: frame[3] }
-      case 2:
-        return { _tag: "Ack", vector: frame[2] }
-      case 3:
-        return { _tag: "Vector", vector: frame[2] }
-      case 4:
-        return { _tag: "Abort", reason: frame[2], detail: frame[3] }
-    }
-  },
-  encode: (message) => {
-    const type = types.indexOf(message._tag)
-    switch (message._tag) {
-      case "Hello":
-        return [VERSION, type, message.node, message.library, message.vector]
-      case "Ops":
-        return [VERSION, type, message.ops, message.hasMore]
-      case "Ack":
-      case "Vector":
-        return [VERSION, type, message.vector]
-      case "Abort":
-        return [VERSION, type, message.reason, message.detail]
-    }
+const toMessage = (frame: ReadonlyArray<any>): Message => {
+  switch (frame[1] as 0 | 1 | 2 | 3 | 4) {
+    case 0:
+      return { _tag: "Hello", node: frame[2], library: frame[3], vector: frame[4] }
+    case 1:
+      return { _tag: "Ops", ops: frame[2], hasMore: frame[3] }
+    case 2:
+      return { _tag: "Ack", vector: frame[2] }
+    case 3:
+      return { _tag: "Vector", vector: frame[2] }
+    case 4:
+      return { _tag: "Abort", reason: frame[2], detail: frame[3] }
   }
-})
+}
 
 /** Why a frame is not a message of this protocol. */
 export type DecodeFailure =
   | { readonly _tag: "Malformed"; readonly detail: string }
   | { readonly _tag: "Version"; readonly version: unknown }
 
-const decodeFrame = Schema.decodeUnknownEither(MessageFromFrame, { errors: "first", onExcessProperty: "error" })
-const encodeFrame = Schema.encodeSync(MessageFromFrame)
-
-/** Encodes a message as frame bytes. */
-export const encode = (message: Message): Uint8Array => Binary.encode(encodeFrame(message))
+/** Encodes a message as frame bytes (our own messages: built directly, without validation). */
+export const encode = (message: Message): Uint8Array => {
+  const type = types.indexOf(message._tag)
+  switch (message._tag) {
+    case "Hello":
+      return Binary.encode([VERSION, type, message.node, message.library, message.vector])
+    case "Ops":
+      return Binary.encode([VERSION, type, Operation.toBatchWire(message.ops), message.hasMore])
+    case "Ack":
+    case "Vector":
+      return Binary.encode([VERSION, type, message.vector])
+    case "Abort":
+      return Binary.encode([VERSION, type, message.reason, message.detail])
+  }
+}
 
 /** Decodes frame bytes from the network, validating every field. */
 export const decode = (bytes: Uint8Array): Either.Either<Message, DecodeFailure> =>
   Either.flatMap(
     Either.mapLeft(Binary.decode(bytes), (e): DecodeFailure => ({ _tag: "Malformed", detail: e.message })),
     (u) => {
-      if (Array.isArray(u) && u[0] !== VERSION) return Either.left({ _tag: "Version", version: u[0] })
-      return Either.mapLeft(decodeFrame(u), (e): DecodeFailure => ({ _tag: "Malformed", detail: ParseResult.TreeFormatter.formatErrorSync(e) }))
+      if (!Array.isArray(u) || u.length < 2) return Either.left({ _tag: "Malformed", detail: "a frame is an array [version, type, …]" })
+      if (u[0] !== VERSION) return Either.left({ _tag: "Version", version: u[0] })
+      const decoder = typeof u[1] === "number" ? decoders[u[1]] : undefined
+      if (decoder === undefined) return Either.left({ _tag: "Malformed", detail: `unknown message type ${String(u[1])}` })
+      return Either.mapBoth(decoder(u), {
+        onLeft: (e): DecodeFailure => ({ _tag: "Malformed", detail: ParseResult.TreeFormatter.formatErrorSync(e) }),
+        onRight: toMessage
+      })
     }
   )

@@ -54,3 +54,26 @@ export const snapshot = (engine: Engine.Service): Effect.Effect<Snapshot, Storag
     }
     return { log, projection, tombstones, documents }
   })
+
+/** What an app sees, in the shape of `Replica.view`: visible records' register values and rich texts. */
+export const view = (
+  engine: Engine.Service
+): Effect.Effect<{ readonly [model: string]: { readonly [record: string]: { readonly [field: string]: unknown } } }, StorageError> =>
+  Effect.gen(function*() {
+    const out: Record<string, Record<string, Record<string, unknown>>> = {}
+    for (const [name, model] of [...engine.models].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const rows = yield* Effect.tryPromise({ try: () => engine.kysely.selectFrom(name).selectAll().orderBy("id").execute(), catch: queryError })
+      const records: Record<string, Record<string, unknown>> = {}
+      for (const row of rows) {
+        const state = yield* Projection.decodeState(row.weft_state, row.id)
+        const fields: Record<string, unknown> = {}
+        for (const [field, register] of Object.entries(state.fields)) fields[field] = register.value
+        for (const field of model.fields.values()) {
+          if (field.column === "rich") fields[field.name] = row[field.name] ?? ""
+        }
+        records[row.id] = fields
+      }
+      out[name] = records
+    }
+    return out
+  })
