@@ -5,3 +5,5 @@
  */
 export * from "./crdt/index.js"
 export * from "./engine/index.js"
+export * from "./plugins/index.js"
+export * from "./transport/index.js"

@@ -205,7 +205,9 @@ export const make = <const Name extends string, F extends Schema.Struct.Fields>(
             const values: Record<string, unknown> = {}
             for (const field of fields.values()) {
               const raw = row[field.name]
+              // NULL is an unset optional field, or a null value (the schema decides whether null is allowed)
               if (raw !== null && raw !== undefined) values[field.name] = readColumn(field, raw)
+              else if (!field.optional) values[field.name] = null
             }
             return values
           },

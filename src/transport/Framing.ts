@@ -10,6 +10,7 @@
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Stream from "effect/Stream"
 import { type Duplex, TransportError } from "./Transport.js"
 
@@ -60,10 +61,14 @@ export const decode = (maxFrameBytes: number, context: { readonly peer?: string;
       return new DataView(header.buffer, header.byteOffset, 4).getUint32(0)
     }
     const fail = (reason: "Oversize" | "Reset", detail: string) => new TransportError({ reason, detail, ...context })
+    // each decoded frame is a Right; a bad header becomes a Left after the frames before it,
+    // so those are still delivered before the stream fails on it
+    let failed = false
     return bytes.pipe(
-      Stream.mapChunksEffect((input) => {
-        const out: Array<Uint8Array> = []
+      Stream.mapChunks((input) => {
+        const out: Array<Either.Either<Uint8Array, TransportError>> = []
         for (const chunk of input) {
+          if (failed) break
           if (chunk.length > 0) {
             chunks.push(chunk)
             buffered += chunk.length
@@ -71,15 +76,18 @@ export const decode = (maxFrameBytes: number, context: { readonly peer?: string;
           while (buffered >= 4) {
             const length = peekLength()
             if (length > maxFrameBytes) {
-              return Effect.fail(fail("Oversize", `frame of ${length} bytes exceeds the bound of ${maxFrameBytes}`))
+              failed = true
+              out.push(Either.left(fail("Oversize", `frame of ${length} bytes exceeds the bound of ${maxFrameBytes}`)))
+              break
             }
             if (buffered < 4 + length) break
             take(4)
-            out.push(take(length))
+            out.push(Either.right(take(length)))
           }
         }
-        return Effect.succeed(Chunk.unsafeFromArray(out))
+        return Chunk.unsafeFromArray(out)
       }),
+      Stream.mapEffect((frame) => frame),
       Stream.concat(Stream.suspend(() =>
         buffered === 0 ? Stream.empty : Stream.fail(fail("Reset", `stream ended inside a frame (${buffered} bytes pending)`))
       )),

@@ -4,4 +4,5 @@
  * @since 0.1.0
  */
 export * as Framing from "./Framing.js"
+export * as MemoryTransport from "./MemoryTransport.js"
 export * as Transport from "./Transport.js"

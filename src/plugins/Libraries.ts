@@ -1,0 +1,142 @@
+/**
+ * Libraries: a library is a shared id, the data its peers sync, and a
+ * membership list of the peers allowed to sync it. Pairing adds a peer to a
+ * library on both sides; the plugin host lets only members open
+ * library-scoped protocols (sync, media, rspc).
+ *
+ * `layerFile` persists libraries as a JSON file, validated with Schema on
+ * load and replaced atomically on every change; `layerMemory` is for tests.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
+import { randomUUID } from "node:crypto"
+import { promises as fs } from "node:fs"
+import { dirname } from "node:path"
+import { LibraryId } from "../engine/SyncProtocol.js"
+import { PeerId } from "../transport/Transport.js"
+
+export { LibraryId }
+export type LibraryId = typeof LibraryId.Type
+
+/** A library: its id, a name for people, and its members. */
+export const Library = Schema.Struct({
+  id: LibraryId,
+  name: Schema.String.pipe(Schema.maxLength(256)),
+  members: Schema.Array(PeerId)
+})
+export type Library = typeof Library.Type
+
+const File = Schema.Struct({ version: Schema.Literal(1), libraries: Schema.Array(Library) })
+const FileJson = Schema.parseJson(File)
+
+/** A library operation failed. */
+export class LibraryError extends Schema.TaggedError<LibraryError>("weft/LibraryError")("LibraryError", {
+  reason: Schema.Literal("NotFound", "Exists", "Corrupt", "Io"),
+  library: Schema.optional(Schema.String),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `library ${this.reason}${this.library === undefined ? "" : ` (${this.library})`}: ${this.detail}`
+  }
+}
+
+/** The libraries this peer belongs to. */
+export class Libraries extends Context.Tag("weft/plugins/Libraries")<Libraries, {
+  readonly list: Effect.Effect<ReadonlyArray<Library>>
+  readonly get: (id: string) => Effect.Effect<Option.Option<Library>>
+  /** Creates a library (a new random id unless given) whose first member is `owner`. */
+  readonly create: (name: string, owner: PeerId, id?: string) => Effect.Effect<Library, LibraryError>
+  readonly addMember: (id: string, peer: PeerId) => Effect.Effect<Library, LibraryError>
+  readonly removeMember: (id: string, peer: PeerId) => Effect.Effect<Library, LibraryError>
+  readonly isMember: (id: string, peer: string) => Effect.Effect<boolean>
+}>() {}
+
+const build = (
+  initial: ReadonlyArray<Library>,
+  persist: (libraries: ReadonlyArray<Library>) => Effect.Effect<void, LibraryError>
+): Effect.Effect<Libraries["Type"]> =>
+  Effect.gen(function*() {
+    const state = yield* Ref.make(initial)
+    const lock = yield* Effect.makeSemaphore(1)
+    const update = (f: (libraries: ReadonlyArray<Library>) => Effect.Effect<readonly [Library, ReadonlyArray<Library>], LibraryError>) =>
+      lock.withPermits(1)(Effect.gen(function*() {
+        const [library, next] = yield* f(yield* Ref.get(state))
+        yield* persist(next)
+        yield* Ref.set(state, next)
+        return library
+      }))
+    const find = (libraries: ReadonlyArray<Library>, id: string) => {
+      const library = libraries.find((l) => l.id === id)
+      return library === undefined
+        ? Effect.fail(new LibraryError({ reason: "NotFound", library: id, detail: "no such library" }))
+        : Effect.succeed(library)
+    }
+    const replace = (libraries: ReadonlyArray<Library>, library: Library) =>
+      [library, libraries.map((l) => (l.id === library.id ? library : l))] as const
+    return {
+      list: Ref.get(state),
+      get: (id) => Effect.map(Ref.get(state), (libraries) => Option.fromNullable(libraries.find((l) => l.id === id))),
+      create: (name, owner, id) =>
+        update((libraries) => {
+          const library: Library = { id: id ?? randomUUID(), name, members: [owner] }
+          return libraries.some((l) => l.id === library.id)
+            ? Effect.fail(new LibraryError({ reason: "Exists", library: library.id, detail: "a library with this id exists" }))
+            : Effect.succeed([library, [...libraries, library]] as const)
+        }),
+      addMember: (id, peer) =>
+        update((libraries) =>
+          Effect.map(find(libraries, id), (library) =>
+            replace(libraries, library.members.includes(peer) ? library : { ...library, members: [...library.members, peer] }))
+        ),
+      removeMember: (id, peer) =>
+        update((libraries) =>
+          Effect.map(find(libraries, id), (library) => replace(libraries, { ...library, members: library.members.filter((m) => m !== peer) }))
+        ),
+      isMember: (id, peer) =>
+        Effect.map(Ref.get(state), (libraries) => libraries.some((l) => l.id === id && l.members.includes(peer as PeerId)))
+    }
+  })
+
+/** Libraries held in memory. */
+export const layerMemory = (initial: ReadonlyArray<Library> = []): Layer.Layer<Libraries> =>
+  Layer.effect(Libraries, build(initial, () => Effect.void))
+
+const io = (path: string) => (cause: unknown) =>
+  new LibraryError({ reason: "Io", detail: `${path}: ${cause instanceof Error ? cause.message : String(cause)}` })
+
+/** Loads libraries from a JSON file (none if it does not exist). */
+export const load = (path: string): Effect.Effect<ReadonlyArray<Library>, LibraryError> =>
+  Effect.gen(function*() {
+    const text = yield* Effect.tryPromise({ try: () => fs.readFile(path, "utf8"), catch: (e) => e }).pipe(
+      Effect.map(Option.some),
+      Effect.catchAll((e) => (e as NodeJS.ErrnoException)?.code === "ENOENT" ? Effect.succeed(Option.none<string>()) : Effect.fail(io(path)(e)))
+    )
+    if (Option.isNone(text)) return []
+    const file = yield* Schema.decodeUnknown(FileJson)(text.value).pipe(
+      Effect.mapError((e) => new LibraryError({ reason: "Corrupt", detail: `${path}: ${ParseResult.TreeFormatter.formatErrorSync(e)}` }))
+    )
+    return file.libraries
+  })
+
+/** Writes libraries to a JSON file atomically (a temporary file renamed over it). */
+export const save = (path: string, libraries: ReadonlyArray<Library>): Effect.Effect<void, LibraryError> =>
+  Effect.tryPromise({
+    try: async () => {
+      await fs.mkdir(dirname(path), { recursive: true })
+      const temporary = `${path}.${process.pid}.tmp`
+      await fs.writeFile(temporary, JSON.stringify({ version: 1, libraries }, null, 2), { mode: 0o600 })
+      await fs.rename(temporary, path)
+    },
+    catch: io(path)
+  })
+
+/** Libraries persisted in a JSON file. */
+export const layerFile = (path: string): Layer.Layer<Libraries, LibraryError> =>
+  Layer.effect(Libraries, Effect.flatMap(load(path), (initial) => build(initial, (libraries) => save(path, libraries))))

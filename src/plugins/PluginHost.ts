@@ -1,0 +1,240 @@
+/**
+ * The plugin host: routes inbound streams to plugins by protocol id, checks
+ * permissions before any handler runs, opens outbound streams, and tracks
+ * which peers are available.
+ *
+ * Routing: each registered plugin is a transport handler for its protocol
+ * id; a stream for an unknown protocol or version is refused by the
+ * transport's negotiation before any byte reaches a plugin. Each stream runs
+ * in its own scope; closing a connection interrupts its handlers.
+ *
+ * Library-scoped streams start with a host header, so the library is known
+ * and checked before the plugin runs:
+ *
+ *   opener → [n: u8][library id: n bytes of UTF-8]
+ *   host   → [1] accepted | [0] refused (then the stream is reset)
+ *
+ * The library id travels only inside the authenticated, encrypted stream,
+ * and only to a peer the opener chose.
+ *
+ * Availability: a discovered peer is reported `Available` only once a
+ * connection to it has succeeded.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as HashSet from "effect/HashSet"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { type Duplex, type PeerId, Transport, TransportError } from "../transport/Transport.js"
+import { Libraries } from "./Libraries.js"
+import type { Plugin, Protocol } from "./Plugin.js"
+
+/** A peer may not use a protocol. */
+export class PermissionError extends Schema.TaggedError<PermissionError>("weft/PermissionError")("PermissionError", {
+  reason: Schema.Literal("NotAMember", "MissingLibrary"),
+  peer: Schema.String,
+  protocol: Schema.String,
+  library: Schema.optional(Schema.String),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `permission ${this.reason}: ${this.detail}`
+  }
+}
+
+/** What the host reports about peers. */
+export type PeerEvent =
+  | { readonly _tag: "Discovered"; readonly peer: PeerId; readonly addresses: ReadonlyArray<string> }
+  | { readonly _tag: "Available"; readonly peer: PeerId }
+  | { readonly _tag: "Unavailable"; readonly peer: PeerId }
+  | { readonly _tag: "Refused"; readonly peer: PeerId; readonly protocol: string; readonly detail: string }
+
+/** Options of the host. */
+export interface Options {
+  /** Connect to peers as they are discovered (default true). */
+  readonly connectDiscovered?: boolean
+  /** How long a library header may take to arrive (default 10 s). */
+  readonly headerTimeout?: Duration.DurationInput
+}
+
+/** The host's operations. */
+export interface Service {
+  readonly peerId: PeerId
+  /** Registers a plugin's handler until the scope closes. */
+  readonly register: <E, R>(plugin: Plugin<E, R>) => Effect.Effect<void, TransportError, R | Scope.Scope>
+  /** Opens a stream of a plugin's protocol to `peer` (naming `library` for library plugins); reset when the scope closes. */
+  readonly open: (
+    peer: PeerId,
+    protocol: Protocol,
+    library?: string
+  ) => Effect.Effect<Duplex, TransportError | PermissionError, Scope.Scope>
+  /** Connects to an address; the peer becomes available. */
+  readonly connect: (address: string) => Effect.Effect<PeerId, TransportError>
+  /** Peers with a working connection. */
+  readonly available: Effect.Effect<ReadonlyArray<PeerId>>
+  /** Peer events from now on, subscribed at once (none after this returns is missed). */
+  readonly events: Effect.Effect<Stream.Stream<PeerEvent>, never, Scope.Scope>
+}
+
+/** The plugin host. */
+export class PluginHost extends Context.Tag("weft/plugins/PluginHost")<PluginHost, Service>() {}
+
+const ACCEPTED = 1
+const REFUSED = 0
+
+/** Reads exactly `n` bytes from the front of a stream; returns them and the rest of the stream. */
+const readPrefix = (
+  source: Stream.Stream<Uint8Array, TransportError>,
+  n: (head: Uint8Array) => number | undefined,
+  context: { readonly peer: string; readonly protocol: string }
+): Effect.Effect<readonly [Uint8Array, Stream.Stream<Uint8Array, TransportError>], TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const pull = yield* Stream.toPull(source)
+    let buffered = new Uint8Array(0)
+    while (true) {
+      const wanted = n(buffered)
+      if (wanted !== undefined && buffered.length >= wanted) {
+        const rest = buffered.subarray(wanted)
+        const remaining = Stream.repeatEffectChunkOption(pull)
+        return [buffered.subarray(0, wanted), rest.length > 0 ? Stream.concat(Stream.make(rest), remaining) : remaining] as const
+      }
+      const chunk = yield* Effect.catchAll(pull, (e) =>
+        Option.isNone(e)
+          ? Effect.fail(new TransportError({ reason: "Reset", ...context, detail: "stream ended inside the host header" }))
+          : Effect.fail(e.value))
+      for (const bytes of chunk) {
+        const joined = new Uint8Array(buffered.length + bytes.length)
+        joined.set(buffered)
+        joined.set(bytes, buffered.length)
+        buffered = joined
+      }
+    }
+  })
+
+const withSource = (stream: Duplex, source: Stream.Stream<Uint8Array, TransportError>): Duplex => ({ ...stream, source })
+
+/** Builds the host over the `Transport` and `Libraries` in context. */
+export const make = (options: Options = {}): Effect.Effect<Service, never, Transport | Libraries | Scope.Scope> =>
+  Effect.gen(function*() {
+    const transport = yield* Transport
+    const libraries = yield* Libraries
+    const headerTimeout = options.headerTimeout ?? Duration.seconds(10)
+    const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<PeerEvent>(), PubSub.shutdown)
+    const available = yield* Ref.make(HashSet.empty<PeerId>())
+
+    // availability follows the transport's connections; discovered peers are connected to first
+    const events = yield* transport.events.pipe(Stream.toPull)
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      const chunk = yield* Effect.catchAll(events, () => Effect.never)
+      for (const event of chunk) {
+        switch (event._tag) {
+          case "Connected":
+            if (!HashSet.has(yield* Ref.get(available), event.peer)) {
+              yield* Ref.update(available, HashSet.add(event.peer))
+              yield* PubSub.publish(pubsub, { _tag: "Available", peer: event.peer })
+            }
+            break
+          case "Disconnected":
+            if (HashSet.has(yield* Ref.get(available), event.peer)) {
+              yield* Ref.update(available, HashSet.remove(event.peer))
+              yield* PubSub.publish(pubsub, { _tag: "Unavailable", peer: event.peer })
+            }
+            break
+          case "Discovered":
+            yield* PubSub.publish(pubsub, event)
+            if (options.connectDiscovered ?? true) {
+              // a failed attempt leaves the peer unavailable; discovery will report it again
+              yield* Effect.forkScoped(Effect.ignore(Effect.firstSuccessOf(event.addresses.map(transport.connect))))
+            }
+            break
+        }
+      }
+    })))
+    for (const peer of yield* transport.connections) yield* Ref.update(available, HashSet.add(peer))
+
+    const refuse = (stream: Duplex, detail: string) =>
+      Effect.zipRight(
+        PubSub.publish(pubsub, { _tag: "Refused", peer: stream.remote, protocol: stream.protocol, detail }),
+        Effect.zipRight(Effect.ignore(stream.write(new Uint8Array([REFUSED]))), stream.reset)
+      )
+
+    const register = <E, R>(plugin: Plugin<E, R>) =>
+      Effect.gen(function*() {
+        const context = yield* Effect.context<R>()
+        const run = (stream: Duplex, library: string | undefined) => {
+          const handled = plugin.handle(stream, { peer: stream.remote, library })
+          return (plugin.timeout === undefined ? handled : Effect.timeout(handled, plugin.timeout)).pipe(
+            Effect.provide(context)
+          )
+        }
+        yield* transport.handle(
+          plugin.protocol,
+          (stream) => {
+            if (plugin.permission === "authenticated") return run(stream, undefined)
+            const where = { peer: stream.remote, protocol: stream.protocol }
+            return Effect.gen(function*() {
+              const [header, rest] = yield* readPrefix(stream.source, (head) => (head.length === 0 ? undefined : 1 + head[0]!), where).pipe(
+                Effect.timeoutFail({ duration: headerTimeout, onTimeout: () => new TransportError({ reason: "Timeout", ...where, detail: "no library header" }) })
+              )
+              const library = new TextDecoder().decode(header.subarray(1))
+              if (!(yield* libraries.isMember(library, stream.remote))) {
+                return yield* refuse(stream, `${stream.remote} is not a member of the library it named`)
+              }
+              yield* stream.write(new Uint8Array([ACCEPTED]))
+              return yield* run(withSource(stream, rest), library)
+            })
+          },
+          plugin.maxInboundStreams === undefined ? {} : { maxInboundStreams: plugin.maxInboundStreams }
+        )
+      })
+
+    const open = (peer: PeerId, protocol: Protocol, library?: string) =>
+      Effect.gen(function*() {
+        if (protocol.permission === "library" && library === undefined) {
+          return yield* new PermissionError({ reason: "MissingLibrary", peer, protocol: protocol.protocol, detail: "a library protocol needs a library" })
+        }
+        const stream = yield* transport.open(peer, protocol.protocol)
+        if (protocol.permission === "authenticated") return stream
+        const name = new TextEncoder().encode(library!)
+        if (name.length > 255) {
+          return yield* new PermissionError({ reason: "MissingLibrary", peer, protocol: protocol.protocol, library: library!, detail: "library id too long" })
+        }
+        const header = new Uint8Array(1 + name.length)
+        header[0] = name.length
+        header.set(name, 1)
+        yield* stream.write(header)
+        const where = { peer, protocol: protocol.protocol }
+        const [status, rest] = yield* readPrefix(stream.source, () => 1, where).pipe(
+          Effect.timeoutFail({ duration: headerTimeout, onTimeout: () => new TransportError({ reason: "Timeout", ...where, detail: "no answer to the library header" }) }),
+          Effect.catchTag("TransportError", (e): Effect.Effect<never, TransportError | PermissionError> =>
+            e.reason === "Reset" || e.reason === "Closed"
+              ? Effect.fail(new PermissionError({ reason: "NotAMember", peer, protocol: protocol.protocol, library: library!, detail: `${peer} refused the stream for library ${library}` }))
+              : Effect.fail(e))
+        )
+        if (status[0] !== ACCEPTED) {
+          return yield* new PermissionError({ reason: "NotAMember", peer, protocol: protocol.protocol, library: library!, detail: `${peer} refused the stream for library ${library}` })
+        }
+        return withSource(stream, rest)
+      })
+
+    return {
+      peerId: transport.peerId,
+      register,
+      open,
+      connect: transport.connect,
+      available: Effect.map(Ref.get(available), (set) => [...set]),
+      events: Effect.map(PubSub.subscribe(pubsub), Stream.fromQueue)
+    }
+  })
+
+/** Layer of the host. */
+export const layer = (options: Options = {}): Layer.Layer<PluginHost, never, Transport | Libraries> =>
+  Layer.scoped(PluginHost, make(options))

@@ -1,0 +1,9 @@
+/**
+ * The plugin host and its plugins.
+ *
+ * @since 0.1.0
+ */
+export * as Libraries from "./Libraries.js"
+export * as Plugin from "./Plugin.js"
+export * as PluginHost from "./PluginHost.js"
+export * as SyncPlugin from "./sync/index.js"
