@@ -6,10 +6,12 @@
  */
 import * as Effect from "effect/Effect"
 import * as Engine from "./engine.js"
+import * as Sync from "./sync.js"
 import { type Figure, json, print } from "./report.js"
 
 const sections: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figure, unknown>> = {
-  engine: () => Engine.run()
+  engine: () => Engine.run(),
+  sync: () => Sync.run()
 }
 
 const program = Effect.gen(function*() {

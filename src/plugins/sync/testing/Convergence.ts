@@ -32,7 +32,7 @@ import * as fc from "fast-check"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import type * as Operation from "../../../crdt/Operation.js"
+import * as Operation from "../../../crdt/Operation.js"
 import * as Reference from "../../../crdt/testing/Reference.js"
 import * as VersionVector from "../../../crdt/VersionVector.js"
 import type * as Engine from "../../../engine/Engine.js"
@@ -63,6 +63,10 @@ export interface Options {
   readonly numRuns?: number
   /** fast-check seed, to replay a run. */
   readonly seed?: number
+  /** Replays one counterexample: the path fast-check printed with its seed. */
+  readonly path?: string
+  /** Wraps each peer's engine, to test the harness itself with a deliberately broken peer. */
+  readonly wrapEngine?: (engine: Engine.Service) => Engine.Service
 }
 
 /** A change a peer tries to make; turned into a create, update, delete or splice against its current state. */
@@ -204,7 +208,8 @@ export const run = (plan: Plan, options: Options): Effect.Effect<void, unknown> 
         if (running.has(i)) return
         const scope = yield* Scope.make()
         const peer = Effect.gen(function*() {
-          const engine = yield* Engines.open({ models: options.models, node: nodes[i]!, filename: join(dir, `${nodes[i]}.db`) })
+          const opened = yield* Engines.open({ models: options.models, node: nodes[i]!, filename: join(dir, `${nodes[i]}.db`) })
+          const engine = options.wrapEngine === undefined ? opened : options.wrapEngine(opened)
           const transport = yield* network.transport(nodes[i]!)
           const host = yield* PluginHost.make({ connectDiscovered: false }).pipe(
             Effect.provideService(Transport, transport),
@@ -310,11 +315,20 @@ export const run = (plan: Plan, options: Options): Effect.Effect<void, unknown> 
     }
 
     const reference = normalize(Reference.view(made), options.models)
-    for (const [i, engine] of engines.entries()) {
+    const madeIds = made.map(Operation.id).sort()
+    for (const engine of engines) {
       const snapshot = yield* Snapshot.snapshot(engine)
-      if (snapshot.log.length !== made.length) {
-        return yield* Effect.fail(new ConvergenceError(`${nodes[i]} holds ${snapshot.log.length} operations, ${made.length} were made`))
+      // no operation lost, none held twice, and per origin a prefix 1..n (the log is in (origin, seq) order)
+      const held = snapshot.log.map(([id]) => id)
+      if (JSON.stringify([...held].sort()) !== JSON.stringify(madeIds)) {
+        return yield* Effect.fail(new ConvergenceError(`${engine.node} holds ${held.length} operations, ${made.length} were made; missing: ${madeIds.filter((id) => !held.includes(id)).slice(0, 5).join(", ")}`))
       }
+      const gap = held.find((id, i) => {
+        const [origin, seq] = id.split("/")
+        const previous = held[i - 1]?.split("/")
+        return Number(seq) !== (previous !== undefined && previous[0] === origin ? Number(previous[1]) + 1 : 1)
+      })
+      if (gap !== undefined) return yield* Effect.fail(new ConvergenceError(`${engine.node}'s log of an origin is not a prefix at ${gap}`))
       const view = normalize(yield* Snapshot.view(engine), options.models)
       if (JSON.stringify(view) !== JSON.stringify(reference)) {
         return yield* Effect.fail(new ConvergenceError(`${engine.node} differs from the reference model:\n  peer:      ${JSON.stringify(view)}\n  reference: ${JSON.stringify(reference)}`))
@@ -348,13 +362,18 @@ const normalize = (view: { readonly [model: string]: { readonly [record: string]
   return out
 }
 
+/** The convergence property, for fast-check's `assert` or `check`. */
+export const property = (options: Options) =>
+  fc.asyncProperty(arbitraryPlan(options), (plan) => Effect.runPromise(run(plan, options)))
+
 /** Checks the convergence property over many schedules (fast-check), failing with the shrunk schedule. */
 export const check = (options: Options): Promise<void> =>
   fc.assert(
-    fc.asyncProperty(arbitraryPlan(options), (plan) => Effect.runPromise(run(plan, options))),
+    property(options),
     {
       numRuns: options.numRuns ?? Number(process.env.WEFT_PROPERTY_RUNS ?? 200),
       ...(options.seed === undefined ? {} : { seed: options.seed }),
+      ...(options.path === undefined ? {} : { path: options.path }),
       endOnFailure: false
     }
   )

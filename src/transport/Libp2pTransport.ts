@@ -1,0 +1,60 @@
+/**
+ * The network transport: `Transport.Service` over js-libp2p 3.
+ *
+ * Stack: TCP; Noise XX for encryption and mutual authentication with this
+ * peer's Ed25519 identity (the remote's `PeerId` is what its handshake
+ * proved, and a dial address ending in `/p2p/<id>` fails with
+ * `HandshakeFailed` unless that peer answers); Yamux for streams, each opened
+ * with multistream-select on a protocol id; identify and ping (`/ipfs/ping/1.0.0`)
+ * as libp2p services; mDNS discovery on the local network when enabled (its
+ * adverts carry libp2p's defaults only: a random name, the peer id and its
+ * addresses).
+ *
+ * Bounds: each stream has at most `streamWindowBytes` in flight (Yamux
+ * window, and so the largest frame), and buffers at most about one window
+ * received-but-unread before it stops granting the sender more; connections
+ * are limited by `maxConnections` and by a per-host rate of new inbound
+ * connections; a protocol accepts at most `maxInboundStreams` streams per
+ * connection at once.
+ *
+ * @since 0.1.0
+ */
+import type * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import * as Identity from "./Identity.js"
+import * as internal from "./internal/libp2pTransport.js"
+import { type Service, Transport, type TransportError } from "./Transport.js"
+
+/** How a libp2p transport is set up. */
+export interface Options {
+  /** This peer's identity; the Noise handshake proves it. */
+  readonly identity: Identity.Service
+  /** Multiaddrs to listen on, e.g. `/ip4/0.0.0.0/tcp/4001` or `/ip4/127.0.0.1/tcp/0` (any free port). Empty: dial only. */
+  readonly listen: ReadonlyArray<string>
+  /** Advertise and discover peers on the local network with mDNS (default false). */
+  readonly mdns?: boolean
+  /** Most open connections (default 64). */
+  readonly maxConnections?: number
+  /** Most new inbound connections per second from one host (default 5, libp2p's). */
+  readonly maxInboundConnectionsPerSecond?: number
+  /**
+   * Most bytes in flight per stream, and so the largest frame a ping can wait
+   * behind (default 1 MiB, least 256 KiB). Larger windows help only on links
+   * with a long round trip.
+   */
+  readonly streamWindowBytes?: number
+  /** How long `connect`, or `open` (connecting if needed, then agreeing on the protocol), may take (default 10 s). */
+  readonly dialTimeout?: Duration.DurationInput
+}
+
+/** The default bytes in flight per stream. */
+export const DEFAULT_STREAM_WINDOW_BYTES = internal.DEFAULT_STREAM_WINDOW_BYTES
+
+/** A libp2p transport running until the scope closes, when its node stops and its connections close. */
+export const make: (options: Options) => Effect.Effect<Service, TransportError, Scope.Scope> = internal.make
+
+/** The transport of the `Identity` in context. */
+export const layer = (options: Omit<Options, "identity">): Layer.Layer<Transport, TransportError, Identity.Identity> =>
+  Layer.scoped(Transport, Effect.flatMap(Identity.Identity, (identity) => make({ ...options, identity })))

@@ -1,0 +1,244 @@
+/**
+ * A js-libp2p 3 stream as our `Duplex`.
+ *
+ * Reading: a 'message' listener is attached at once and stays attached, so
+ * libp2p never holds unread data of its own beyond one window (it would reset
+ * a stream whose read buffer overflows, and defers 'end' and 'close' while
+ * data sits unread). Received bytes wait in a queue of our own; past
+ * `highWaterBytes` the libp2p stream is paused, which stops Yamux window
+ * updates, so the remote stops sending after at most one window. The queue is
+ * drained by pulls of `source` and reading resumes when it is empty.
+ *
+ * The end of `source`: clean when the remote ended its side (its FIN) and all
+ * its bytes were delivered; a reset, an abort or a connection closing before
+ * that fails it with `Reset`. A reset that arrives after the remote's FIN only
+ * says the remote stopped reading: what it sent is complete, so it still ends
+ * cleanly.
+ *
+ * Writing: `send()` returning false means the stream's window or the
+ * connection is full; the write then waits for 'drain' (or 'close'), so at
+ * most one caller's chunk waits in libp2p's write buffer. (`onDrain()` is not
+ * used: in @libp2p/utils 7.4 its promise is created once and stays resolved
+ * after the first drain, so later waits return at once.)
+ *
+ * @internal
+ */
+import type { Stream as Libp2pStream, StreamCloseEvent, StreamMessageEvent } from "@libp2p/interface"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Stream from "effect/Stream"
+import { type Duplex, type PeerId, TransportError } from "../Transport.js"
+import { fromLibp2p } from "./libp2pError.js"
+
+/** How much a stream buffers. */
+export interface Settings {
+  /** Bytes received and not yet pulled from `source` at which reading pauses. */
+  readonly highWaterBytes: number
+}
+
+/** A `Duplex` over a libp2p stream, plus what its owner needs to end it. */
+export interface Libp2pDuplex extends Duplex {
+  /** Resets the stream unless both sides have already closed it (for scope finalizers). */
+  readonly release: Effect.Effect<void>
+}
+
+/** Wraps `stream`, whose remote end is `remote`. Attach it as soon as the stream exists. */
+export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): Libp2pDuplex => {
+  const protocol = stream.protocol
+  const context = { peer: remote, protocol }
+  const resetError = (detail: string) => new TransportError({ reason: "Reset", ...context, detail })
+
+  // received, not yet pulled
+  let chunks: Array<Uint8Array> = []
+  let buffered = 0
+  // the remote ended its side (FIN seen)
+  let remoteEnded = false
+  // how `source` ends once `chunks` is drained
+  let outcome: "end" | TransportError | undefined = undefined
+  // the pull waiting for data, if any
+  let wake: (() => void) | undefined = undefined
+  // inside `stream.resume()`, which delivers what libp2p held back and then grants the sender
+  // more window: pausing in between would be undone by that grant, so it waits until after
+  let resuming = false
+
+  const notify = () => {
+    const waiting = wake
+    wake = undefined
+    waiting?.()
+  }
+  const finish = (result: "end" | TransportError) => {
+    if (outcome !== undefined) return
+    outcome = result
+    notify()
+  }
+  const enqueue = (piece: Uint8Array) => {
+    if (piece.length === 0) return
+    chunks.push(piece)
+    buffered += piece.length
+  }
+
+  const pauseIfFull = () => {
+    if (buffered >= settings.highWaterBytes && stream.readStatus === "readable") stream.pause()
+  }
+
+  const onMessage = (event: StreamMessageEvent) => {
+    const data = event.data
+    if (data instanceof Uint8Array) enqueue(data)
+    else for (const piece of data) enqueue(piece)
+    if (!resuming) pauseIfFull()
+    notify()
+  }
+  const onRemoteCloseWrite = () => {
+    remoteEnded = true
+  }
+  // 'end': libp2p will deliver nothing more. After an abort or a reset 'close' follows with the cause.
+  const onEnd = () => {
+    if (remoteEnded && stream.status !== "aborted") finish("end")
+  }
+  const onClose = (event: StreamCloseEvent) => {
+    if (event.error !== undefined) {
+      // a remote reset after its FIN: the data is complete, 'end' comes once it is delivered
+      if (remoteEnded && event.local !== true && stream.status === "reset") return
+      finish(fromLibp2p(event.error, { operation: "stream", ...context }))
+    } else if (!remoteEnded) {
+      finish(resetError("the connection closed before the remote ended the stream"))
+    }
+  }
+
+  stream.addEventListener("message", onMessage)
+  stream.addEventListener("remoteCloseWrite", onRemoteCloseWrite)
+  stream.addEventListener("end", onEnd)
+  stream.addEventListener("close", onClose)
+  // events that fired before we were attached
+  switch (stream.status) {
+    case "aborted":
+    case "reset":
+    case "closed": // before our side closed anything: its connection went away
+      finish(resetError(`the stream was ${stream.status} before it was read`))
+      break
+    default:
+      if (stream.remoteWriteStatus === "closed") remoteEnded = true
+      if (stream.readableEnded && stream.readBufferLength === 0) {
+        finish(remoteEnded ? "end" : resetError("the stream closed before it was read"))
+      }
+  }
+
+  const resumeReading = Effect.try({
+    try: () => {
+      if (stream.readStatus !== "paused") return
+      resuming = true
+      try {
+        stream.resume()
+      } finally {
+        resuming = false
+      }
+      pauseIfFull()
+    },
+    catch: (cause) => fromLibp2p(cause, { operation: "stream", ...context })
+  })
+
+  const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<TransportError>> = Effect.suspend(() => {
+    if (chunks.length > 0) {
+      const out = chunks
+      chunks = []
+      buffered = 0
+      // resuming may deliver what libp2p held back into `chunks` right away
+      return resumeReading.pipe(
+        Effect.catchAll((error) => Effect.sync(() => finish(error))),
+        Effect.as(Chunk.unsafeFromArray(out))
+      )
+    }
+    if (outcome === "end") return Effect.fail(Option.none())
+    if (outcome !== undefined) return Effect.fail(Option.some(outcome))
+    if (stream.readStatus === "paused") {
+      return resumeReading.pipe(Effect.mapError(Option.some), Effect.zipRight(pull))
+    }
+    return Effect.async<Chunk.Chunk<Uint8Array>, Option.Option<TransportError>>((resume) => {
+      wake = () => resume(pull)
+      return Effect.sync(() => {
+        wake = undefined
+      })
+    })
+  })
+
+  const waitForDrain = Effect.async<void, TransportError>((resume) => {
+    if (!stream.writableNeedsDrain) return resume(Effect.void)
+    if (stream.status !== "open") return resume(Effect.fail(resetError(`the stream is ${stream.status}`)))
+    const cleanup = () => {
+      stream.removeEventListener("drain", onDrained)
+      stream.removeEventListener("close", onClosed)
+    }
+    const onDrained = () => {
+      cleanup()
+      resume(Effect.void)
+    }
+    const onClosed = (event: StreamCloseEvent) => {
+      cleanup()
+      resume(Effect.fail(
+        event.error === undefined
+          ? resetError("the stream closed while a write waited")
+          : fromLibp2p(event.error, { operation: "write", ...context })
+      ))
+    }
+    stream.addEventListener("drain", onDrained)
+    stream.addEventListener("close", onClosed)
+    return Effect.sync(cleanup)
+  })
+
+  const write = (chunk: Uint8Array): Effect.Effect<void, TransportError> =>
+    Effect.suspend(() => {
+      if (chunk.length === 0) return Effect.void
+      if (stream.status === "reset" || stream.status === "aborted") {
+        return Effect.fail(resetError(`write on a stream that was ${stream.status}`))
+      }
+      if (stream.writeStatus !== "writable") {
+        return Effect.fail(
+          ended
+            ? new TransportError({ reason: "Closed", ...context, detail: "write after the stream was ended" })
+            : resetError("write on a stream whose connection closed")
+        )
+      }
+      return Effect.try({
+        try: () => stream.send(chunk),
+        catch: (cause) => fromLibp2p(cause, { operation: "write", ...context })
+      }).pipe(Effect.flatMap((accepted) => accepted ? Effect.void : waitForDrain))
+    })
+
+  // our side was ended by `end`
+  let ended = false
+  const end: Effect.Effect<void> = Effect.suspend(() => {
+    ended = true
+    return close
+  })
+  const close = Effect.tryPromise({
+    try: (signal) => stream.close({ signal }),
+    catch: (cause) => fromLibp2p(cause, { operation: "end", ...context })
+  }).pipe(
+    // the stream already broke; the remote learns that from the reset, not from us
+    Effect.catchAll((error) => Effect.logDebug("ending a stream failed", error))
+  )
+
+  const reset: Effect.Effect<void> = Effect.sync(() => {
+    if (outcome === undefined) {
+      chunks = []
+      buffered = 0
+      finish(resetError("reset by this peer"))
+    }
+    stream.abort(new Error("reset by this peer"))
+  })
+
+  const release: Effect.Effect<void> = Effect.suspend(() =>
+    stream.status === "open" || stream.status === "closing" ? reset : Effect.void
+  )
+
+  return {
+    protocol,
+    remote,
+    source: Stream.repeatEffectChunkOption(pull),
+    write,
+    end,
+    reset,
+    release
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The one place where js-libp2p's exceptions become `TransportError`s.
+ *
+ * libp2p signals failures with `Error` subclasses told apart by `name`
+ * (`UnsupportedProtocolError`, `EncryptionFailedError`, …), socket errors by
+ * Node's `code`, and dial failures sometimes as an `AggregateError` of the
+ * attempts. What a name means can depend on what was being done, so the
+ * operation is part of the input.
+ *
+ * @internal
+ */
+import { TransportError } from "../Transport.js"
+
+/** What the transport was doing when libp2p failed. */
+export type Operation = "start" | "handle" | "dial" | "open" | "write" | "end" | "stream"
+
+/** Who and what the failure concerns. */
+export interface Context {
+  readonly operation: Operation
+  readonly peer?: string
+  readonly protocol?: string
+}
+
+type Reason = TransportError["reason"]
+
+const handshake = new Set([
+  "EncryptionFailedError",
+  "UnexpectedPeerError",
+  "InvalidCryptoExchangeError",
+  "InvalidPublicKeyError",
+  "InvalidPrivateKeyError",
+  "UnsupportedKeyTypeError",
+  "MuxerUnavailableError"
+])
+const reset = new Set([
+  "StreamResetError",
+  "StreamAbortedError",
+  "StreamStateError",
+  "StreamClosedError",
+  "ConnectionClosedError",
+  "ConnectionClosingError",
+  "MuxerClosedError",
+  "ConnectionFailedError"
+])
+const refused = new Set([
+  "TooManyInboundProtocolStreamsError",
+  "TooManyOutboundProtocolStreamsError",
+  "DialDeniedError",
+  "LimitedConnectionError",
+  "DuplicateProtocolHandlerError",
+  "ListenError"
+])
+const unreachable = new Set([
+  "NoValidAddressesError",
+  "InvalidMultiaddrError",
+  "InvalidPeerIdError",
+  "InvalidParametersError",
+  "DialError",
+  "NotFoundError"
+])
+const socketUnreachable = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "ENOTFOUND", "EPIPE"])
+
+const nameOf = (cause: unknown): string =>
+  cause instanceof Error ? cause.name : typeof cause === "object" && cause !== null && "name" in cause ? String(cause.name) : "Error"
+const codeOf = (cause: unknown): string | undefined =>
+  typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? cause.code : undefined
+const messageOf = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
+
+/** The most telling error inside an aggregate of dial attempts: a handshake failure beats a refused socket. */
+const innermost = (cause: unknown): unknown => {
+  if (cause instanceof AggregateError && cause.errors.length > 0) {
+    const errors = cause.errors.map(innermost)
+    return errors.find((error) => handshake.has(nameOf(error))) ?? errors[0]
+  }
+  return cause
+}
+
+const reasonOf = (name: string, code: string | undefined, operation: Operation): Reason => {
+  if (name === "UnsupportedProtocolError") {
+    // on a dial it means no common encryption or muxer: the connection never got secured
+    return operation === "open" ? "UnsupportedProtocol" : "HandshakeFailed"
+  }
+  if (handshake.has(name)) return "HandshakeFailed"
+  if (name === "TimeoutError" || name === "AbortError" || code === "ETIMEDOUT" || code === "ABORT_ERR") return "Timeout"
+  if (name === "StreamBufferError") return "Oversize"
+  if (name === "NotStartedError") return "Closed"
+  if (refused.has(name) || code === "EADDRINUSE" || code === "EACCES") return "Refused"
+  if (reset.has(name)) return operation === "dial" ? "Unreachable" : "Reset"
+  if (unreachable.has(name) || (code !== undefined && socketUnreachable.has(code))) {
+    return operation === "write" || operation === "stream" || operation === "end" ? "Reset" : "Unreachable"
+  }
+  switch (operation) {
+    case "dial":
+    case "open":
+      return "Unreachable"
+    case "start":
+    case "handle":
+      return "Refused"
+    case "write":
+    case "end":
+    case "stream":
+      return "Reset"
+  }
+}
+
+/** Translates anything libp2p threw or rejected with. */
+export const fromLibp2p = (cause: unknown, context: Context): TransportError => {
+  if (cause instanceof TransportError) return cause
+  const inner = innermost(cause)
+  const name = nameOf(inner)
+  const code = codeOf(inner)
+  return new TransportError({
+    reason: reasonOf(name, code, context.operation),
+    ...(context.peer === undefined ? {} : { peer: context.peer }),
+    ...(context.protocol === undefined ? {} : { protocol: context.protocol }),
+    detail: `${context.operation}: ${name}${code === undefined ? "" : ` (${code})`}: ${messageOf(inner)}`
+  })
+}

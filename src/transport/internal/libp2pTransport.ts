@@ -1,0 +1,335 @@
+/**
+ * The body of `Libp2pTransport`: a js-libp2p 3 node (TCP, Noise, Yamux,
+ * identify, ping, optional mDNS) behind `Transport.Service`.
+ *
+ * Ownership: the node lives in the scope of `make` and is stopped with it.
+ * Each inbound stream's handler is a fiber forked into the `FiberSet` of the
+ * `handle` call that registered it (so unregistering interrupts it) and
+ * indexed by its connection (so a closing connection interrupts it too).
+ *
+ * @internal
+ */
+import "./promiseWithResolvers.js"
+import { noise } from "@chainsafe/libp2p-noise"
+import { yamux } from "@chainsafe/libp2p-yamux"
+import { generateKeyPairFromSeed } from "@libp2p/crypto/keys"
+import { identify } from "@libp2p/identify"
+import type {
+  Connection,
+  PeerId as Libp2pPeerId,
+  PeerInfo,
+  Stream as Libp2pStream
+} from "@libp2p/interface"
+import { mdns } from "@libp2p/mdns"
+import { peerIdFromString } from "@libp2p/peer-id"
+import { ping } from "@libp2p/ping"
+import { tcp } from "@libp2p/tcp"
+import { multiaddr } from "@multiformats/multiaddr"
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
+import * as FiberSet from "effect/FiberSet"
+import * as PubSub from "effect/PubSub"
+import * as Redacted from "effect/Redacted"
+import * as Runtime from "effect/Runtime"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { createLibp2p } from "libp2p"
+import type { Options } from "../Libp2pTransport.js"
+import {
+  type Duplex,
+  type Handler,
+  type HandleOptions,
+  PeerId,
+  type Service,
+  TransportError,
+  type TransportEvent
+} from "../Transport.js"
+import * as Libp2pDuplex from "./libp2pDuplex.js"
+import { fromLibp2p } from "./libp2pError.js"
+
+/** Yamux's smallest allowed stream window (its specification's initial window). */
+export const MIN_STREAM_WINDOW_BYTES = 256 * 1024
+/** The default most bytes in flight per stream; measured as the knee of throughput against ping latency. */
+export const DEFAULT_STREAM_WINDOW_BYTES = 1024 * 1024
+/** The default most open connections. */
+export const DEFAULT_MAX_CONNECTIONS = 64
+/** The default most inbound streams of one protocol per connection (as the contract says). */
+export const DEFAULT_MAX_INBOUND_STREAMS = 32
+
+const toPeerId = (id: Libp2pPeerId): PeerId => PeerId.make(id.toString())
+
+/** Whether a handler's end needs no report: it succeeded or was interrupted (its connection or registration went away). */
+const isQuietEnd = (cause: Cause.Cause<unknown>): boolean => Cause.isEmpty(cause) || Cause.isInterruptedOnly(cause)
+
+/** How long a connection may take to close gracefully before it is aborted. */
+const CLOSE_TIMEOUT = Duration.seconds(1)
+
+/**
+ * Resets the connection's streams (the remote sees each reset), then closes
+ * the emptied connection gracefully, so what was written is flushed. Done when
+ * libp2p's close completes or the connection reports itself closed, whichever
+ * comes first: when both ends close at once, libp2p's close can wait for a
+ * 'drain' of a socket that is already gone. Not done within `CLOSE_TIMEOUT`:
+ * aborted.
+ */
+const closeConnection = (connection: Connection, why: string): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    const reason = new Error(why)
+    for (const stream of [...connection.streams]) stream.abort(reason)
+    if (connection.status === "closed") return Effect.void
+    return Effect.async<void>((resume) => {
+      let done = false
+      const finish = () => {
+        if (done) return
+        done = true
+        connection.removeEventListener("close", finish)
+        resume(Effect.void)
+      }
+      const controller = new AbortController()
+      connection.addEventListener("close", finish)
+      connection.close({ signal: controller.signal }).then(finish, (cause: unknown) => {
+        connection.abort(cause instanceof Error ? cause : reason)
+        finish()
+      })
+      return Effect.sync(() => {
+        done = true
+        connection.removeEventListener("close", finish)
+        controller.abort()
+      })
+    }).pipe(
+      Effect.timeout(CLOSE_TIMEOUT),
+      Effect.catchTag("TimeoutException", () => Effect.sync(() => connection.abort(reason)))
+    )
+  })
+
+export const make = (options: Options): Effect.Effect<Service, TransportError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const window = Math.max(MIN_STREAM_WINDOW_BYTES, options.streamWindowBytes ?? DEFAULT_STREAM_WINDOW_BYTES)
+    const settings: Libp2pDuplex.Settings = { highWaterBytes: window }
+    const dialTimeout = Duration.decode(options.dialTimeout ?? Duration.seconds(10))
+    // libp2p drops its own dial and negotiation timeouts when given a signal (ours, for interruption)
+    const timeLimit = (what: string, context: { readonly peer?: string; readonly protocol?: string }) =>
+      Effect.timeoutFail({
+        duration: dialTimeout,
+        onTimeout: () =>
+          new TransportError({ reason: "Timeout", ...context, detail: `${what} took over ${Duration.format(dialTimeout)}` })
+      })
+
+    const privateKey = yield* Effect.tryPromise({
+      try: () => generateKeyPairFromSeed("Ed25519", Redacted.value(options.identity.seed)),
+      catch: (cause) => fromLibp2p(cause, { operation: "start" })
+    })
+
+    const node = yield* Effect.acquireRelease(
+      Effect.tryPromise({
+        try: () =>
+          createLibp2p({
+            privateKey,
+            // identify tells connected peers this, instead of the Node and OS versions
+            nodeInfo: { name: "weft", version: "0.1.0", userAgent: "weft/0.1.0" },
+            addresses: { listen: [...options.listen] },
+            transports: [tcp()],
+            connectionEncrypters: [noise()],
+            streamMuxers: [
+              yamux({
+                streamOptions: {
+                  // bounds a frame, and so what a ping waits behind on a busy connection
+                  maxStreamWindowSize: window,
+                  // a paused stream receives at most one window more; anything beyond is a broken peer
+                  maxReadBufferLength: 2 * window
+                }
+              })
+            ],
+            peerDiscovery: options.mdns === true ? [mdns()] : [],
+            connectionManager: {
+              maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+              dialTimeout: Duration.toMillis(dialTimeout),
+              ...(options.maxInboundConnectionsPerSecond === undefined
+                ? {}
+                : { inboundConnectionThreshold: options.maxInboundConnectionsPerSecond })
+            },
+            services: { identify: identify(), ping: ping() }
+          }),
+        catch: (cause) => fromLibp2p(cause, { operation: "start" })
+      }),
+      (node) =>
+        Effect.forEach(
+          node.getConnections(),
+          (connection) => closeConnection(connection, "the transport is shutting down"),
+          { concurrency: "unbounded", discard: true }
+        ).pipe(Effect.zipRight(Effect.tryPromise({
+          try: async () => node.stop(),
+          catch: (cause) => fromLibp2p(cause, { operation: "start" })
+        })), Effect.catchAll((error) => Effect.logWarning("stopping the libp2p node failed", error)))
+    )
+    const self = toPeerId(node.peerId)
+
+    // background work of the transport itself (interrupting handlers of closed connections)
+    const runBackground = yield* FiberSet.makeRuntime<never, void, never>()
+
+    // handler fibers by connection id
+    const handlersByConnection = new Map<string, Set<Fiber.RuntimeFiber<void>>>()
+    const interruptHandlers = (connectionId: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const fibers = handlersByConnection.get(connectionId)
+        handlersByConnection.delete(connectionId)
+        return fibers === undefined ? Effect.void : Fiber.interruptAll(fibers)
+      })
+    // before the node stops: interrupt every handler, so their finalizers run while streams still work
+    yield* Effect.addFinalizer(() =>
+      Effect.forEach([...handlersByConnection.keys()], interruptHandlers, { concurrency: "unbounded", discard: true })
+    )
+    const track = (connection: Connection, fiber: Fiber.RuntimeFiber<void>) => {
+      let fibers = handlersByConnection.get(connection.id)
+      if (fibers === undefined) {
+        const created = new Set<Fiber.RuntimeFiber<void>>()
+        fibers = created
+        handlersByConnection.set(connection.id, created)
+        connection.addEventListener("close", () => {
+          runBackground(interruptHandlers(connection.id))
+        }, { once: true })
+      }
+      const set = fibers
+      set.add(fiber)
+      fiber.addObserver(() => {
+        set.delete(fiber)
+      })
+    }
+
+    // events
+    const events = yield* Effect.acquireRelease(PubSub.unbounded<TransportEvent>(), PubSub.shutdown)
+    const runtime = yield* Effect.runtime<never>()
+    const publish = (event: TransportEvent) => {
+      Runtime.runSync(runtime)(PubSub.publish(events, event))
+    }
+    const onConnect = (event: CustomEvent<Libp2pPeerId>) => publish({ _tag: "Connected", peer: toPeerId(event.detail) })
+    const onDisconnect = (event: CustomEvent<Libp2pPeerId>) =>
+      publish({ _tag: "Disconnected", peer: toPeerId(event.detail) })
+    const onDiscovery = (event: CustomEvent<PeerInfo>) => {
+      if (event.detail.id.equals(node.peerId)) return
+      publish({
+        _tag: "Discovered",
+        peer: toPeerId(event.detail.id),
+        addresses: event.detail.multiaddrs.map((address) => address.toString())
+      })
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        node.addEventListener("peer:connect", onConnect)
+        node.addEventListener("peer:disconnect", onDisconnect)
+        node.addEventListener("peer:discovery", onDiscovery)
+      }),
+      () =>
+        Effect.sync(() => {
+          node.removeEventListener("peer:connect", onConnect)
+          node.removeEventListener("peer:disconnect", onDisconnect)
+          node.removeEventListener("peer:discovery", onDiscovery)
+        })
+    )
+
+    const parsePeer = (peer: string, protocol?: string) =>
+      Effect.try({
+        try: () => peerIdFromString(peer),
+        catch: (cause) =>
+          fromLibp2p(cause, { operation: "open", peer, ...(protocol === undefined ? {} : { protocol }) })
+      })
+
+    const runHandler = (handler: Handler, duplex: Libp2pDuplex.Libp2pDuplex): Effect.Effect<void> =>
+      Effect.scoped(Effect.zipRight(Effect.addFinalizer(() => duplex.release), handler(duplex))).pipe(
+        Effect.catchAllCause((cause) =>
+          isQuietEnd(cause) ? Effect.void : Effect.logWarning("a protocol handler failed", cause)
+        ),
+        Effect.annotateLogs({ peer: duplex.remote, protocol: duplex.protocol })
+      )
+
+    const handle = (
+      protocol: string,
+      handler: Handler,
+      handleOptions?: HandleOptions
+    ): Effect.Effect<void, TransportError, Scope.Scope> =>
+      Effect.gen(function*() {
+        // declared first, so on release the protocol is unregistered before its handlers are interrupted
+        const run = yield* FiberSet.makeRuntime<never, void, never>()
+        // false from the start of unregistering: a stream libp2p hands over after that is refused
+        let registered = true
+        const onStream = (stream: Libp2pStream, connection: Connection) => {
+          if (!registered || connection.status !== "open") {
+            stream.abort(new Error(registered ? "the connection is closing" : "the protocol is no longer handled"))
+            return
+          }
+          const duplex = Libp2pDuplex.make(stream, toPeerId(connection.remotePeer), settings)
+          track(connection, run(runHandler(handler, duplex)))
+        }
+        yield* Effect.acquireRelease(
+          Effect.tryPromise({
+            try: () =>
+              node.handle(protocol, onStream, {
+                maxInboundStreams: handleOptions?.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS
+              }),
+            catch: (cause) => fromLibp2p(cause, { operation: "handle", protocol })
+          }),
+          () =>
+            Effect.tryPromise({
+              try: () => {
+                registered = false
+                return node.unhandle(protocol)
+              },
+              catch: (cause) => fromLibp2p(cause, { operation: "handle", protocol })
+            }).pipe(Effect.catchAll((error) => Effect.logWarning("unregistering a protocol failed", error)))
+        )
+      })
+
+    const connect = (address: string): Effect.Effect<PeerId, TransportError> =>
+      Effect.gen(function*() {
+        const target = yield* Effect.try({
+          try: () => multiaddr(address),
+          catch: (cause) => fromLibp2p(cause, { operation: "dial" })
+        })
+        const connection = yield* Effect.tryPromise({
+          try: (signal) => node.dial(target, { signal }),
+          catch: (cause) => fromLibp2p(cause, { operation: "dial" })
+        }).pipe(timeLimit(`connecting to ${address}`, {}))
+        return toPeerId(connection.remotePeer)
+      })
+
+    const open = (peer: PeerId, protocol: string): Effect.Effect<Duplex, TransportError, Scope.Scope> =>
+      Effect.gen(function*() {
+        const id = yield* parsePeer(peer, protocol)
+        return yield* Effect.uninterruptibleMask((restore) =>
+          restore(Effect.tryPromise({
+            try: (signal) => node.dialProtocol(id, protocol, { signal }),
+            catch: (cause) => fromLibp2p(cause, { operation: "open", peer, protocol })
+          }).pipe(timeLimit("opening a stream", { peer, protocol }))).pipe(
+            Effect.map((stream) => Libp2pDuplex.make(stream, peer, settings)),
+            Effect.tap((duplex) => Effect.addFinalizer(() => duplex.release)),
+            Effect.map(({ release: _, ...duplex }) => duplex)
+          )
+        )
+      })
+
+    const disconnect = (peer: PeerId): Effect.Effect<void> =>
+      Effect.gen(function*() {
+        const id = yield* Effect.option(parsePeer(peer))
+        if (id._tag === "None") return
+        const connections = node.getConnections(id.value)
+        yield* Effect.forEach(
+          connections,
+          (connection) =>
+            closeConnection(connection, "disconnected by this peer").pipe(Effect.zipRight(interruptHandlers(connection.id))),
+          { concurrency: "unbounded", discard: true }
+        )
+      })
+
+    return {
+      peerId: self,
+      addresses: Effect.sync(() => node.getMultiaddrs().map((address) => address.toString())),
+      handle,
+      connect,
+      open,
+      disconnect,
+      connections: Effect.sync(() => [...new Set(node.getPeers().map(toPeerId))]),
+      events: Stream.fromPubSub(events)
+    } satisfies Service
+  })
