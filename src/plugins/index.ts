@@ -6,4 +6,5 @@
 export * as Libraries from "./Libraries.js"
 export * as Plugin from "./Plugin.js"
 export * as PluginHost from "./PluginHost.js"
+export * as PingPlugin from "./ping/index.js"
 export * as SyncPlugin from "./sync/index.js"

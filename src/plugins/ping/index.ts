@@ -1,0 +1,7 @@
+/**
+ * The ping plugin (libp2p's `/ipfs/ping/1.0.0`), the reference plugin.
+ *
+ * @since 0.1.0
+ */
+export * as Ping from "./Ping.js"
+export * as Protocol from "./Protocol.js"
