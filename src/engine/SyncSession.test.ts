@@ -74,6 +74,21 @@ describe("SyncSession", () => {
       expect(Exit.isSuccess(yield* Fiber.await(right))).toBe(true)
     }))
 
+  it.scopedLive("gathers quick local writes into few batches (debounced, not one round per write)", () =>
+    Effect.gen(function*() {
+      const a = yield* open("peer-a")
+      const b = yield* open("peer-b")
+      const pair = yield* ChannelPair.make()
+      let batches = 0
+      const counting = { ...options, debounce: Duration.millis(30), onEvent: (e: SyncSession.Event) => Effect.sync(() => { if (e._tag === "Received" && e.ops > 0) batches++ }) }
+      yield* Effect.fork(SyncSession.run(a, pair.left, { ...options, debounce: Duration.millis(30) }))
+      yield* Effect.fork(SyncSession.run(b, pair.right, counting))
+      yield* Effect.sleep(Duration.millis(50))
+      yield* write(a, "q", 40) // 40 commits of 2 operations each, back to back
+      yield* eventually(Effect.map(b.query(notes), (rows) => rows.length === 40))
+      expect(batches).toBeLessThanOrEqual(4)
+    }))
+
   it.scopedLive("relays: A syncs with B, B with C; C gets A's operations through B", () =>
     Effect.gen(function*() {
       const [a, b, c] = yield* Effect.all([open("peer-a"), open("peer-b"), open("peer-c")])

@@ -1,0 +1,86 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import type * as Engine from "../../engine/Engine.js"
+import * as Model from "../../engine/Model.js"
+import * as Engines from "../../engine/testing/Engines.js"
+import * as MemoryTransport from "../../transport/MemoryTransport.js"
+import { Transport } from "../../transport/Transport.js"
+import * as Libraries from "../Libraries.js"
+import * as PluginHost from "../PluginHost.js"
+import * as Sync from "./Sync.js"
+
+const notes = Model.make("notes", Schema.Struct({ title: Schema.String }))
+const secrets = Model.make("secrets", Schema.Struct({ value: Schema.String }))
+const LIBRARY = "lib"
+
+const peer = (network: MemoryTransport.MemoryNetwork, id: string, models: ReadonlyArray<Model.Any>, members: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const engine = yield* Engines.open({ models, node: id })
+    const transport = yield* network.transport(id)
+    const libraries = Libraries.layerMemory([{ id: LIBRARY, name: "lib", members: members as Array<never> }])
+    const host = yield* PluginHost.make({ connectDiscovered: false }).pipe(Effect.provideService(Transport, transport), Effect.provide(libraries))
+    const sync = yield* Sync.make({
+      libraries: [{ id: LIBRARY, engine }],
+      session: { debounce: Duration.millis(1) },
+      retry: Schedule.spaced(Duration.millis(20))
+    }).pipe(Effect.provideService(PluginHost.PluginHost, host), Effect.provide(libraries))
+    return { engine, transport, sync }
+  })
+
+const eventually = (check: Effect.Effect<boolean, unknown>) =>
+  Effect.gen(function*() {
+    while (!(yield* check)) yield* Effect.sleep(Duration.millis(5))
+  }).pipe(Effect.timeoutFail({ duration: Duration.seconds(10), onTimeout: () => new Error("condition not reached in time") }))
+
+const has = (engine: Engine.Service, id: string) => Effect.map(engine.get(notes, id), Option.isSome)
+
+describe("Sync plugin", () => {
+  it.scopedLive("starts sessions on connect, in both directions, and carries later writes", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 1 })
+      const a = yield* peer(network, "a", [notes], ["a", "b"])
+      const b = yield* peer(network, "b", [notes], ["a", "b"])
+      yield* a.engine.mutate([notes.create("n1", { title: "from a" })])
+      yield* b.engine.mutate([notes.create("n2", { title: "from b" })])
+      yield* b.transport.connect("memory://a")
+      yield* eventually(Effect.zipWith(has(a.engine, "n2"), has(b.engine, "n1"), (x, y) => x && y))
+      yield* a.engine.mutate([notes.update("n2", { title: "edited by a" })])
+      yield* eventually(Effect.map(b.engine.get(notes, "n2"), (row) => Option.isSome(row) && row.value.title === "edited by a"))
+      const status = yield* a.sync.status
+      expect(status).toMatchObject([{ peer: "b", library: LIBRARY, state: "syncing" }])
+    }))
+
+  it.scopedLive("a batch that cannot be applied is a typed failure the app sees; nothing of it is applied", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 2 })
+      // b has a model a does not declare
+      const a = yield* peer(network, "a", [notes], ["a", "b"])
+      const b = yield* peer(network, "b", [notes, secrets], ["a", "b"])
+      const failures = yield* a.sync.failures
+      yield* b.engine.mutate([notes.create("n1", { title: "fine" }), secrets.create("s1", { value: "unknown to a" })])
+      yield* b.transport.connect("memory://a")
+      const failure = yield* failures.pipe(Stream.runHead, Effect.map(Option.getOrThrow))
+      expect(failure.peer).toBe("b")
+      expect(failure.error).toMatchObject({ _tag: "ValidationError", reason: "UnknownModel", model: "secrets" })
+      // the failed batch was refused whole: a holds nothing of b's
+      expect(yield* has(a.engine, "n1")).toBe(false)
+      expect((yield* a.engine.versionVector)["b"]).toBeUndefined()
+    }))
+
+  it.scopedLive("a peer that is not a member of the library gets no session", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 3 })
+      const a = yield* peer(network, "a", [notes], ["a", "c"])
+      const b = yield* peer(network, "b", [notes], ["a", "b"])
+      yield* b.engine.mutate([notes.create("n1", { title: "from b" })])
+      yield* b.transport.connect("memory://a")
+      yield* Effect.sleep(Duration.millis(300))
+      expect(yield* has(a.engine, "n1")).toBe(false)
+      expect((yield* a.sync.status).filter((s) => s.state === "syncing")).toEqual([])
+    }))
+})
