@@ -6,12 +6,14 @@
  */
 import * as Effect from "effect/Effect"
 import * as Engine from "./engine.js"
+import * as Network from "./network.js"
 import * as Sync from "./sync.js"
 import { type Figure, json, print } from "./report.js"
 
 const sections: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figure, unknown>> = {
   engine: () => Engine.run(),
-  sync: () => Sync.run()
+  sync: () => Sync.run(),
+  network: () => Network.run()
 }
 
 const program = Effect.gen(function*() {

@@ -5,10 +5,11 @@
  * peer's Ed25519 identity (the remote's `PeerId` is what its handshake
  * proved, and a dial address ending in `/p2p/<id>` fails with
  * `HandshakeFailed` unless that peer answers); Yamux for streams, each opened
- * with multistream-select on a protocol id; identify and ping (`/ipfs/ping/1.0.0`)
- * as libp2p services; mDNS discovery on the local network when enabled (its
- * adverts carry libp2p's defaults only: a random name, the peer id and its
- * addresses).
+ * with multistream-select on a protocol id; identify as a libp2p service;
+ * mDNS discovery on the local network when enabled (its adverts carry
+ * libp2p's defaults only: a random name, the peer id and its addresses).
+ * Ping (`/ipfs/ping/1.0.0`) is not built in: the ping plugin registers it,
+ * and answers other libp2p peers and their connection monitors.
  *
  * Bounds: each stream has at most `streamWindowBytes` in flight (Yamux
  * window, and so the largest frame), and buffers at most about one window

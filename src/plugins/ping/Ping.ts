@@ -10,16 +10,24 @@
  *    host and turns every failure into a typed error.
  *
  * Everything untrusted is bounded: the handler holds at most one ping's 32
- * bytes, an echo that differs is an error, every ping has a timeout.
+ * bytes and resets a stream idle for `IDLE_TIMEOUT`, an echo that differs is
+ * an error, every ping has a timeout.
+ *
+ * Interop: the protocol is libp2p's own, and the libp2p transport does not run
+ * libp2p's ping service, so this plugin answers any libp2p peer (and libp2p's
+ * connection monitor), and pings them. A stock js-libp2p listener gives a
+ * ping stream at most 10 s in all, so a longer series to such a peer is reset.
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
 import type { Duplex, PeerId, TransportError } from "../../transport/Transport.js"
@@ -38,7 +46,7 @@ export class PingError extends Schema.TaggedError<PingError>("weft/PingError")("
   }
 }
 
-/** Round-trip times of a series of pings, in milliseconds (high-resolution clock). */
+/** Round-trip times of a series of pings, in milliseconds (on the `Clock`: high-resolution when live). */
 export interface Result {
   readonly peer: PeerId
   readonly rtts: ReadonlyArray<number>
@@ -51,7 +59,7 @@ export interface Result {
 export interface Options {
   /** Pings on the one stream (default 1). */
   readonly count?: number
-  /** Most time one ping may take (default 10 s). */
+  /** Most time one ping may take, from its write to its echo (default 10 s). */
   readonly timeout?: Duration.DurationInput
 }
 
@@ -82,15 +90,78 @@ const reader = (source: Stream.Stream<Uint8Array, TransportError>) =>
       })
   })
 
-/** Answers pings: echoes each 32 bytes until the dialer ends the stream. */
-export const handle = (stream: Duplex) =>
+/**
+ * A deadline on the `Clock` for a loop of quick steps: one timer for the
+ * loop, re-armed by each step, instead of a timer per step (which would cost
+ * about as much as a ping's whole round trip on loopback). `passed` completes
+ * once the clock reaches an armed deadline; `disarm` puts it off indefinitely.
+ */
+const deadline = (clock: Clock.Clock, millis: number) => {
+  let at = Number.POSITIVE_INFINITY
+  return {
+    arm: () => {
+      at = clock.unsafeCurrentTimeMillis() + millis
+    },
+    disarm: () => {
+      at = Number.POSITIVE_INFINITY
+    },
+    // disarmed, it checks again every `millis`: a deadline armed meanwhile is at least that far off
+    passed: Effect.gen(function*() {
+      while (true) {
+        const left = at - clock.unsafeCurrentTimeMillis()
+        if (left <= 0) return
+        yield* Effect.sleep(Duration.millis(Math.min(left, millis)))
+      }
+    })
+  }
+}
+
+/** How long the handler waits for the next ping before it resets the stream (libp2p's ping timeout). */
+export const IDLE_TIMEOUT: Duration.Duration = Duration.seconds(10)
+
+/**
+ * Answers pings: echoes each 32 bytes until the dialer ends the stream, or
+ * resets it once nothing was read from the dialer for `IDLE_TIMEOUT` (it
+ * went silent, or stopped reading its echoes).
+ *
+ * Any chunking is accepted. What the handler holds of its own is at most one
+ * ping's bytes (a ping split across chunks); whole pings in a received chunk
+ * are echoed from that chunk, and the next chunk is read only once they are
+ * written, so a dialer that does not read its echoes stops being read too.
+ */
+export const handle = (stream: Duplex): Effect.Effect<void, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const read = yield* reader(stream.source)
-    while (true) {
-      const payload = yield* read(Protocol.PAYLOAD_BYTES)
-      if (Option.isNone(payload)) return yield* stream.end
-      yield* stream.write(payload.value)
-    }
+    const pull = yield* Stream.toPull(stream.source)
+    const idle = deadline(yield* Effect.clock, Duration.toMillis(IDLE_TIMEOUT))
+    idle.arm()
+    const echo = Effect.gen(function*() {
+      // a ping split across chunks: its first `filled` bytes
+      let partial = new Uint8Array(Protocol.PAYLOAD_BYTES)
+      let filled = 0
+      while (true) {
+        const chunk = yield* Effect.catchAll(pull, (e) => (Option.isNone(e) ? Effect.succeed(undefined) : Effect.fail(e.value)))
+        if (chunk === undefined) return yield* stream.end
+        idle.arm()
+        for (const piece of chunk) {
+          let offset = 0
+          if (filled > 0) {
+            offset = Math.min(Protocol.PAYLOAD_BYTES - filled, piece.length)
+            partial.set(piece.subarray(0, offset), filled)
+            filled += offset
+            if (filled < Protocol.PAYLOAD_BYTES) continue
+            yield* stream.write(partial)
+            // the transport may still hold the written array
+            partial = new Uint8Array(Protocol.PAYLOAD_BYTES)
+            filled = 0
+          }
+          const whole = piece.length - offset - ((piece.length - offset) % Protocol.PAYLOAD_BYTES)
+          if (whole > 0) yield* stream.write(piece.subarray(offset, offset + whole))
+          partial.set(piece.subarray(offset + whole), 0)
+          filled = piece.length - offset - whole
+        }
+      }
+    })
+    yield* Effect.raceFirst(echo, Effect.zipRight(idle.passed, stream.reset))
   })
 
 /** The plugin: any authenticated peer may ping; two concurrent ping streams per peer, as libp2p allows. */
@@ -107,31 +178,47 @@ const median = (values: ReadonlyArray<number>): number => {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
-/** Pings `peer` over the host in context: `count` pings on one stream. */
+/**
+ * Pings `peer` over the host in context: `count` pings on one stream, each
+ * timed on the `Clock` (so under `TestClock` a simulated network's latency is
+ * what is measured) and failing with `Timeout` if its echo is not back
+ * `timeout` after its write began.
+ */
 export const ping = (peer: PeerId, options: Options = {}) =>
   Effect.gen(function*() {
     const host = yield* PluginHost
-    const timeout = options.timeout ?? Duration.seconds(10)
+    const timeout = Duration.decode(options.timeout ?? Duration.seconds(10))
+    const count = Math.max(1, Math.floor(options.count ?? 1))
+    const clock = yield* Effect.clock
     return yield* Effect.scoped(Effect.gen(function*() {
       const stream = yield* host.open(peer, Protocol.protocol)
       const read = yield* reader(stream.source)
-      const rtts: Array<number> = []
-      for (let i = 0; i < Math.max(1, options.count ?? 1); i++) {
-        const payload = new Uint8Array(randomBytes(Protocol.PAYLOAD_BYTES))
-        const start = performance.now()
-        yield* stream.write(payload)
-        const echo = yield* read(Protocol.PAYLOAD_BYTES).pipe(
-          Effect.timeoutFail({ duration: timeout, onTimeout: () => new PingError({ reason: "Timeout", peer, detail: `no echo within ${Duration.format(timeout)}` }) })
-        )
-        const elapsed = performance.now() - start
-        if (Option.isNone(echo)) return yield* new PingError({ reason: "Closed", peer, detail: "the peer ended the stream before echoing" })
-        if (!echo.value.every((byte, j) => byte === payload[j])) {
-          return yield* new PingError({ reason: "WrongEcho", peer, detail: "the echo differs from the bytes sent" })
+      const echoDue = deadline(clock, Duration.toMillis(timeout))
+      const timedOut = Effect.zipRight(
+        echoDue.passed,
+        Effect.fail(new PingError({ reason: "Timeout", peer, detail: `no echo within ${Duration.format(timeout)}` }))
+      )
+      const pings = Effect.gen(function*() {
+        const rtts: Array<number> = []
+        for (let i = 0; i < count; i++) {
+          const payload = new Uint8Array(randomBytes(Protocol.PAYLOAD_BYTES))
+          const start = clock.unsafeCurrentTimeNanos()
+          echoDue.arm()
+          yield* stream.write(payload)
+          const echo = yield* read(Protocol.PAYLOAD_BYTES)
+          const elapsed = Number(clock.unsafeCurrentTimeNanos() - start) / 1e6
+          echoDue.disarm()
+          if (Option.isNone(echo)) return yield* new PingError({ reason: "Closed", peer, detail: "the peer ended the stream before echoing" })
+          if (!echo.value.every((byte, j) => byte === payload[j])) {
+            return yield* new PingError({ reason: "WrongEcho", peer, detail: "the echo differs from the bytes sent" })
+          }
+          rtts.push(elapsed)
         }
-        rtts.push(elapsed)
-      }
+        return rtts
+      })
+      const rtts = yield* Effect.raceFirst(pings, timedOut)
       yield* stream.end
-      return { peer, rtts, min: Math.min(...rtts), median: median(rtts), max: Math.max(...rtts) }
+      return { peer, rtts, min: Math.min(...rtts), median: median(rtts), max: Math.max(...rtts) } satisfies Result
     }))
   })
 

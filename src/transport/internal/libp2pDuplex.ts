@@ -16,10 +16,15 @@
  * cleanly.
  *
  * Writing: `send()` returning false means the stream's window or the
- * connection is full; the write then waits for 'drain' (or 'close'), so at
- * most one caller's chunk waits in libp2p's write buffer. (`onDrain()` is not
- * used: in @libp2p/utils 7.4 its promise is created once and stays resolved
- * after the first drain, so later waits return at once.)
+ * connection is full; the write then waits until libp2p has handed all of
+ * the chunk on to the muxer (its write buffer is empty) and the stream needs
+ * no drain (or until 'close'), so at most one caller's chunk waits in
+ * libp2p's write buffer. A 'drain' alone is not enough: Yamux emits one for
+ * every window update, when a chunk larger than the window may still be
+ * mostly queued, and a writer resumed then would pile chunk upon chunk in
+ * that (unbounded) buffer. (`onDrain()` is not used either: in @libp2p/utils
+ * 7.4 its promise is created once and stays resolved after the first drain,
+ * so later waits return at once.)
  *
  * @internal
  */
@@ -162,14 +167,20 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
     })
   })
 
-  const waitForDrain = Effect.async<void, TransportError>((resume) => {
-    if (!stream.writableNeedsDrain) return resume(Effect.void)
+  // what was sent is all handed on to the muxer, and the stream takes more
+  const handedOn = () => stream.writeBufferLength === 0 && !stream.writableNeedsDrain
+  const waitUntilHandedOn = Effect.async<void, TransportError>((resume) => {
+    if (handedOn()) return resume(Effect.void)
     if (stream.status !== "open") return resume(Effect.fail(resetError(`the stream is ${stream.status}`)))
     const cleanup = () => {
-      stream.removeEventListener("drain", onDrained)
+      stream.removeEventListener("drain", onProgress)
+      stream.removeEventListener("idle", onProgress)
       stream.removeEventListener("close", onClosed)
     }
-    const onDrained = () => {
+    // 'drain': the window or the connection has room again (libp2p then sends more of its buffer, in a
+    // microtask); 'idle': its buffer emptied
+    const onProgress = () => {
+      if (!handedOn()) return
       cleanup()
       resume(Effect.void)
     }
@@ -181,7 +192,8 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
           : fromLibp2p(event.error, { operation: "write", ...context })
       ))
     }
-    stream.addEventListener("drain", onDrained)
+    stream.addEventListener("drain", onProgress)
+    stream.addEventListener("idle", onProgress)
     stream.addEventListener("close", onClosed)
     return Effect.sync(cleanup)
   })
@@ -202,7 +214,7 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
       return Effect.try({
         try: () => stream.send(chunk),
         catch: (cause) => fromLibp2p(cause, { operation: "write", ...context })
-      }).pipe(Effect.flatMap((accepted) => accepted ? Effect.void : waitForDrain))
+      }).pipe(Effect.flatMap((accepted) => accepted ? Effect.void : waitUntilHandedOn))
     })
 
   // our side was ended by `end`

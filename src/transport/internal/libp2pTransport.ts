@@ -1,6 +1,6 @@
 /**
  * The body of `Libp2pTransport`: a js-libp2p 3 node (TCP, Noise, Yamux,
- * identify, ping, optional mDNS) behind `Transport.Service`.
+ * identify, optional mDNS) behind `Transport.Service`.
  *
  * Ownership: the node lives in the scope of `make` and is stopped with it.
  * Each inbound stream's handler is a fiber forked into the `FiberSet` of the
@@ -22,7 +22,6 @@ import type {
 } from "@libp2p/interface"
 import { mdns } from "@libp2p/mdns"
 import { peerIdFromString } from "@libp2p/peer-id"
-import { ping } from "@libp2p/ping"
 import { tcp } from "@libp2p/tcp"
 import { multiaddr } from "@multiformats/multiaddr"
 import * as Cause from "effect/Cause"
@@ -150,7 +149,9 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
                 ? {}
                 : { inboundConnectionThreshold: options.maxInboundConnectionsPerSecond })
             },
-            services: { identify: identify(), ping: ping() }
+            // no ping service: `/ipfs/ping/1.0.0` is the ping plugin's to register (libp2p's connection
+            // monitor counts a peer that refuses the protocol as alive, and uses the plugin once it is registered)
+            services: { identify: identify() }
           }),
         catch: (cause) => fromLibp2p(cause, { operation: "start" })
       }),
