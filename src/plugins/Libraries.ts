@@ -14,8 +14,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
+import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
 import { promises as fs } from "node:fs"
 import { dirname } from "node:path"
@@ -56,6 +59,12 @@ export class Libraries extends Context.Tag("weft/plugins/Libraries")<Libraries, 
   readonly addMember: (id: string, peer: PeerId) => Effect.Effect<Library, LibraryError>
   readonly removeMember: (id: string, peer: PeerId) => Effect.Effect<Library, LibraryError>
   readonly isMember: (id: string, peer: string) => Effect.Effect<boolean>
+  /**
+   * The libraries after each change (a library created, a member added or
+   * removed), from now on: subscribed at once, so no change after this
+   * returns is missed. Only changes that were persisted are published.
+   */
+  readonly changes: Effect.Effect<Stream.Stream<ReadonlyArray<Library>>, never, Scope.Scope>
 }>() {}
 
 const build = (
@@ -65,11 +74,17 @@ const build = (
   Effect.gen(function*() {
     const state = yield* Ref.make(initial)
     const lock = yield* Effect.makeSemaphore(1)
+    // unbounded: a subscriber that lags still sees every change; subscriptions end with their scopes
+    const published = yield* PubSub.unbounded<ReadonlyArray<Library>>()
     const update = (f: (libraries: ReadonlyArray<Library>) => Effect.Effect<readonly [Library, ReadonlyArray<Library>], LibraryError>) =>
       lock.withPermits(1)(Effect.gen(function*() {
-        const [library, next] = yield* f(yield* Ref.get(state))
+        const current = yield* Ref.get(state)
+        const [library, next] = yield* f(current)
+        // adding a member twice changes nothing: nothing to write or announce
+        if (next === current) return library
         yield* persist(next)
         yield* Ref.set(state, next)
+        yield* PubSub.publish(published, next)
         return library
       }))
     const find = (libraries: ReadonlyArray<Library>, id: string) => {
@@ -78,8 +93,10 @@ const build = (
         ? Effect.fail(new LibraryError({ reason: "NotFound", library: id, detail: "no such library" }))
         : Effect.succeed(library)
     }
-    const replace = (libraries: ReadonlyArray<Library>, library: Library) =>
-      [library, libraries.map((l) => (l.id === library.id ? library : l))] as const
+    const replace = (libraries: ReadonlyArray<Library>, library: Library, previous: Library) =>
+      library === previous
+        ? [library, libraries] as const
+        : [library, libraries.map((l) => (l.id === library.id ? library : l))] as const
     return {
       list: Ref.get(state),
       get: (id) => Effect.map(Ref.get(state), (libraries) => Option.fromNullable(libraries.find((l) => l.id === id))),
@@ -93,14 +110,16 @@ const build = (
       addMember: (id, peer) =>
         update((libraries) =>
           Effect.map(find(libraries, id), (library) =>
-            replace(libraries, library.members.includes(peer) ? library : { ...library, members: [...library.members, peer] }))
+            replace(libraries, library.members.includes(peer) ? library : { ...library, members: [...library.members, peer] }, library))
         ),
       removeMember: (id, peer) =>
         update((libraries) =>
-          Effect.map(find(libraries, id), (library) => replace(libraries, { ...library, members: library.members.filter((m) => m !== peer) }))
+          Effect.map(find(libraries, id), (library) =>
+            replace(libraries, library.members.includes(peer) ? { ...library, members: library.members.filter((m) => m !== peer) } : library, library))
         ),
       isMember: (id, peer) =>
-        Effect.map(Ref.get(state), (libraries) => libraries.some((l) => l.id === id && l.members.includes(peer as PeerId)))
+        Effect.map(Ref.get(state), (libraries) => libraries.some((l) => l.id === id && l.members.includes(peer as PeerId))),
+      changes: Effect.map(PubSub.subscribe(published), Stream.fromQueue)
     }
   })
 

@@ -20,6 +20,10 @@
  * Availability: a discovered peer is reported `Available` only once a
  * connection to it has succeeded.
  *
+ * Introspection: `streams` counts, per peer and protocol, the inbound
+ * streams whose handler is running and the outbound streams whose opening
+ * scope is still open, so a dropped peer can be checked to hold nothing.
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
@@ -57,6 +61,16 @@ export type PeerEvent =
   | { readonly _tag: "Unavailable"; readonly peer: PeerId }
   | { readonly _tag: "Refused"; readonly peer: PeerId; readonly protocol: string; readonly detail: string }
 
+/** What the host holds for one peer and protocol. */
+export interface StreamCount {
+  readonly peer: PeerId
+  readonly protocol: string
+  /** Inbound streams whose handler is running: one fiber each. */
+  readonly handlers: number
+  /** Streams opened through `open` whose scope is still open. */
+  readonly outbound: number
+}
+
 /** Options of the host. */
 export interface Options {
   /** Connect to peers as they are discovered (default true). */
@@ -82,6 +96,8 @@ export interface Service {
   readonly available: Effect.Effect<ReadonlyArray<PeerId>>
   /** Peer events from now on, subscribed at once (none after this returns is missed). */
   readonly events: Effect.Effect<Stream.Stream<PeerEvent>, never, Scope.Scope>
+  /** Streams held now, per peer and protocol (only those with any). */
+  readonly streams: Effect.Effect<ReadonlyArray<StreamCount>>
 }
 
 /** The plugin host. */
@@ -129,6 +145,21 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
     const headerTimeout = options.headerTimeout ?? Duration.seconds(10)
     const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<PeerEvent>(), PubSub.shutdown)
     const available = yield* Ref.make(HashSet.empty<PeerId>())
+    const held = yield* Ref.make(new Map<string, StreamCount>())
+    // counts a stream (or its handler) as held until the scope it lives in closes
+    const hold = (peer: PeerId, protocol: string, kind: "handlers" | "outbound") => {
+      const key = `${peer}\u0000${protocol}`
+      const change = (delta: number) =>
+        Ref.update(held, (counts) => {
+          const current = counts.get(key) ?? { peer, protocol, handlers: 0, outbound: 0 }
+          const next = { ...current, [kind]: current[kind] + delta }
+          const out = new Map(counts)
+          if (next.handlers === 0 && next.outbound === 0) out.delete(key)
+          else out.set(key, next)
+          return out
+        })
+      return Effect.acquireRelease(change(1), () => change(-1))
+    }
 
     // availability follows the transport's connections; discovered peers are connected to first
     const events = yield* transport.events.pipe(Stream.toPull)
@@ -178,9 +209,10 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
         yield* transport.handle(
           plugin.protocol,
           (stream) => {
-            if (plugin.permission === "authenticated") return run(stream, undefined)
+            if (plugin.permission === "authenticated") return Effect.zipRight(hold(stream.remote, stream.protocol, "handlers"), run(stream, undefined))
             const where = { peer: stream.remote, protocol: stream.protocol }
             return Effect.gen(function*() {
+              yield* hold(stream.remote, stream.protocol, "handlers")
               const [header, rest] = yield* readPrefix(stream.source, (head) => (head.length === 0 ? undefined : 1 + head[0]!), where).pipe(
                 Effect.timeoutFail({ duration: headerTimeout, onTimeout: () => new TransportError({ reason: "Timeout", ...where, detail: "no library header" }) })
               )
@@ -202,6 +234,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
           return yield* new PermissionError({ reason: "MissingLibrary", peer, protocol: protocol.protocol, detail: "a library protocol needs a library" })
         }
         const stream = yield* transport.open(peer, protocol.protocol)
+        yield* hold(peer, protocol.protocol, "outbound")
         if (protocol.permission === "authenticated") return stream
         const name = new TextEncoder().encode(library!)
         if (name.length > 255) {
@@ -231,7 +264,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
       open,
       connect: transport.connect,
       available: Effect.map(Ref.get(available), (set) => [...set]),
-      events: Effect.map(PubSub.subscribe(pubsub), Stream.fromQueue)
+      events: Effect.map(PubSub.subscribe(pubsub), Stream.fromQueue),
+      streams: Effect.map(Ref.get(held), (counts) => [...counts.values()])
     }
   })
 

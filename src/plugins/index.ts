@@ -6,5 +6,6 @@
 export * as Libraries from "./Libraries.js"
 export * as Plugin from "./Plugin.js"
 export * as PluginHost from "./PluginHost.js"
+export * as PairPlugin from "./pair/index.js"
 export * as PingPlugin from "./ping/index.js"
 export * as SyncPlugin from "./sync/index.js"

@@ -4,7 +4,9 @@
  *
  * Of two peers, the one with the smaller id opens the session (one session
  * per pair and library); it retries with backoff while the peer stays
- * available, and stops when it goes away. Session failures are typed errors
+ * available, and stops when it goes away. Membership is followed as it
+ * changes: a peer paired while connected gets its session at once, one
+ * removed from a library loses it. Session failures are typed errors
  * published on `failures`; `status` says what each session is doing.
  *
  * @since 0.1.0
@@ -106,7 +108,9 @@ export const make = (options: Options) =>
               PubSub.publish(failures, { peer, library, error })
             ),
           onSuccess: () => set((s) => ({ ...s, state: "ended" }))
-        })
+        }),
+        // stopped (the peer went away, or the plugin stops): no longer syncing
+        Effect.onInterrupt(() => set((s) => ({ ...s, state: "ended" })))
       )
     }
 
@@ -137,11 +141,24 @@ export const make = (options: Options) =>
     const stop = (peer: PeerId) =>
       Effect.forEach(options.libraries, ({ id }) => FiberMap.remove(active, key(peer, id)), { discard: true })
 
+    // membership changes while a peer stays connected (pairing adds it, a removal revokes it):
+    // start what is now allowed, stop what no longer is
+    const reconcile = Effect.gen(function*() {
+      for (const peer of yield* host.available) {
+        yield* start(peer)
+        for (const { id } of options.libraries) {
+          if (!(yield* libraries.isMember(id, peer))) yield* FiberMap.remove(active, key(peer, id))
+        }
+      }
+    })
+
     const events = yield* host.events
+    const changes = yield* libraries.changes
     for (const peer of yield* host.available) yield* start(peer)
     yield* Effect.forkScoped(Stream.runForEach(events, (event) =>
       event._tag === "Available" ? start(event.peer) : event._tag === "Unavailable" ? stop(event.peer) : Effect.void
     ))
+    yield* Effect.forkScoped(Stream.runForEach(changes, () => reconcile))
 
     return {
       status: Effect.map(Ref.get(statuses), (m) => [...m.values()]),

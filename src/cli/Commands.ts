@@ -1,0 +1,213 @@
+/**
+ * The `weft` command line (@effect/cli): `init` and `serve` work on a data
+ * directory; every other command talks to the node that `serve` runs there,
+ * through its control endpoint (`Control`), so its changes sync.
+ *
+ * Every command takes `--dir` (default `./.weft`); the client commands take
+ * `--json` to print their answer as one JSON line instead of text.
+ *
+ * The modules behind `init` and `serve` (libp2p, SQLite, the engine) are
+ * loaded only by those commands, so the client commands start quickly.
+ *
+ * @since 0.1.0
+ */
+import * as Args from "@effect/cli/Args"
+import * as Command from "@effect/cli/Command"
+import * as Options from "@effect/cli/Options"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Control from "./Control.js"
+import type * as ControlProtocol from "./ControlProtocol.js"
+import * as DataDir from "./DataDir.js"
+import * as Output from "./Output.js"
+
+/** The version `weft --version` prints. */
+export const VERSION = "0.1.0"
+
+const dir = Options.text("dir").pipe(
+  Options.withDefault(DataDir.DEFAULT_DIR),
+  Options.withDescription("the node's data directory")
+)
+const json = Options.boolean("json").pipe(Options.withDescription("print the answer as one JSON line"))
+const library = Options.text("library").pipe(
+  Options.optional,
+  Options.withDescription("the library's id (default: the node's first library)")
+)
+const peer = Args.text({ name: "peer" }).pipe(Args.withDescription("a peer id, or a multiaddr to connect to first"))
+
+/** Sends a request to the node of `dir` and prints the answer. */
+const request = <R extends ControlProtocol.Request>(
+  directory: string,
+  asJson: boolean,
+  body: R,
+  show: (value: ControlProtocol.Success<R>) => string
+) =>
+  Effect.flatMap(
+    Control.call(DataDir.layout(directory).socket, body),
+    (value) => Console.log(asJson ? JSON.stringify(value) : show(value))
+  )
+
+const optional = <A>(option: Option.Option<A>): A | undefined => Option.getOrUndefined(option)
+const libraryField = (id: Option.Option<string>) => (Option.isSome(id) ? { library: id.value } : {})
+
+const init = Command.make(
+  "init",
+  {
+    dir,
+    libraryName: Options.text("library-name").pipe(Options.optional, Options.withDescription("the first library's name")),
+    json
+  },
+  (args) =>
+    Effect.gen(function*() {
+      const { init } = yield* Effect.promise(() => import("./Init.js"))
+      const result = yield* init(args.dir, optional(args.libraryName))
+      yield* Console.log(
+        args.json ? JSON.stringify(result) : [
+          `${result.created ? "initialized" : "already initialized"} ${result.dir}`,
+          `peer      ${result.peerId}`,
+          ...result.libraries.flatMap((l) => Output.library(l, result.peerId))
+        ].join("\n")
+      )
+    })
+).pipe(Command.withDescription("create the identity, a first library and its database in the data directory"))
+
+const serve = Command.make(
+  "serve",
+  {
+    dir,
+    listen: Options.text("listen").pipe(
+      Options.repeated,
+      Options.withDescription("a multiaddr to listen on (repeatable; default /ip4/0.0.0.0/tcp/4001)")
+    ),
+    noMdns: Options.boolean("no-mdns").pipe(Options.withDescription("do not discover or advertise on the local network")),
+    peers: Options.text("peer").pipe(Options.repeated, Options.withDescription("a peer's multiaddr to stay connected to (repeatable)")),
+    yes: Options.boolean("yes").pipe(Options.withDescription("approve every pairing request without asking"))
+  },
+  (args) =>
+    Effect.scoped(Effect.gen(function*() {
+      const Node = yield* Effect.promise(() => import("./Node.js"))
+      const Approval = yield* Effect.promise(() => import("./Approval.js"))
+      const node = yield* Node.make({
+        dir: args.dir,
+        listen: args.listen.length === 0 ? ["/ip4/0.0.0.0/tcp/4001"] : args.listen,
+        mdns: !args.noMdns,
+        peers: args.peers,
+        approve: args.yes ? Approval.always : yield* Approval.terminal
+      })
+      const paths = DataDir.layout(args.dir)
+      yield* Console.log([
+        `weft node ${node.peerId}`,
+        `data      ${paths.dir}`,
+        ...(yield* node.addresses).map((address) => `listening ${address}`),
+        ...(yield* node.libraries).flatMap((l) => Output.library(l, node.peerId)),
+        `control   ${paths.socket}`,
+        `mdns      ${args.noMdns ? "off" : "on"}; pairing requests ${args.yes ? "approved automatically (--yes)" : "asked on this terminal"}`
+      ].join("\n"))
+      return yield* Effect.never.pipe(Effect.onInterrupt(() => Effect.logInfo("stopping")))
+    }))
+).pipe(Command.withDescription("run the node: transport, plugins, sync; serves the other commands until stopped"))
+
+const status = Command.make("status", { dir, json }, (args) => request(args.dir, args.json, { _tag: "Status" }, Output.status)).pipe(
+  Command.withDescription("peer id, addresses, libraries, sync sessions, open connections, streams and handlers")
+)
+
+const peers = Command.make("peers", { dir, json }, (args) => request(args.dir, args.json, { _tag: "Peers" }, Output.peers)).pipe(
+  Command.withDescription("available and discovered peers")
+)
+
+const connect = Command.make(
+  "connect",
+  { dir, json, address: Args.text({ name: "multiaddr" }) },
+  (args) => request(args.dir, args.json, { _tag: "Connect", address: args.address }, (r) => `connected to ${r.peer}`)
+).pipe(Command.withDescription("connect to a peer's address"))
+
+const pair = Command.make(
+  "pair",
+  { dir, json, library, peer },
+  (args) =>
+    request(args.dir, args.json, { _tag: "Pair", peer: args.peer, ...libraryField(args.library) }, Output.paired)
+).pipe(Command.withDescription("ask a peer to share a library (its user approves); both become members"))
+
+const ping = Command.make(
+  "ping",
+  {
+    dir,
+    json,
+    peer,
+    count: Options.integer("count").pipe(Options.withDefault(3), Options.withDescription("pings to send (1-1000)"))
+  },
+  (args) => request(args.dir, args.json, { _tag: "Ping", peer: args.peer, count: args.count }, Output.ping)
+).pipe(Command.withDescription("measure round trips to a peer"))
+
+const notesAdd = Command.make(
+  "add",
+  {
+    dir,
+    json,
+    library,
+    title: Args.text({ name: "title" }),
+    body: Options.text("body").pipe(Options.withDefault("")),
+    done: Options.boolean("done")
+  },
+  (args) =>
+    request(
+      args.dir,
+      args.json,
+      { _tag: "NotesAdd", title: args.title, body: args.body, done: args.done, ...libraryField(args.library) },
+      (note) => `added ${Output.note(note)}`
+    )
+).pipe(Command.withDescription("add a note"))
+
+const notesList = Command.make(
+  "list",
+  { dir, json, library },
+  (args) => request(args.dir, args.json, { _tag: "NotesList", ...libraryField(args.library) }, Output.notes)
+).pipe(Command.withDescription("list the notes"))
+
+const notesSet = Command.make(
+  "set",
+  {
+    dir,
+    json,
+    library,
+    id: Args.text({ name: "id" }),
+    title: Options.text("title").pipe(Options.optional),
+    body: Options.text("body").pipe(Options.optional),
+    done: Options.choice("done", ["true", "false"]).pipe(Options.optional)
+  },
+  (args) =>
+    request(
+      args.dir,
+      args.json,
+      {
+        _tag: "NotesSet",
+        id: args.id,
+        ...libraryField(args.library),
+        ...(Option.isSome(args.title) ? { title: args.title.value } : {}),
+        ...(Option.isSome(args.body) ? { body: args.body.value } : {}),
+        ...(Option.isSome(args.done) ? { done: args.done.value === "true" } : {})
+      },
+      (note) => `updated ${Output.note(note)}`
+    )
+).pipe(Command.withDescription("change a note's title, body or done flag"))
+
+const notesRemove = Command.make(
+  "rm",
+  { dir, json, library, id: Args.text({ name: "id" }) },
+  (args) => request(args.dir, args.json, { _tag: "NotesRemove", id: args.id, ...libraryField(args.library) }, (r) => `removed ${r.id}`)
+).pipe(Command.withDescription("remove a note"))
+
+const notes = Command.make("notes").pipe(
+  Command.withDescription("demo data: notes that sync between paired nodes"),
+  Command.withSubcommands([notesAdd, notesList, notesSet, notesRemove])
+)
+
+/** The `weft` command and its subcommands. */
+export const weft = Command.make("weft").pipe(
+  Command.withDescription("Weft: a local-first sync node"),
+  Command.withSubcommands([init, serve, status, peers, connect, pair, ping, notes])
+)
+
+/** Runs `weft` on the arguments (`process.argv` shape: node, script, then the arguments). */
+export const run = Command.run(weft, { name: "weft", version: VERSION })

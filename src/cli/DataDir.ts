@@ -1,0 +1,71 @@
+/**
+ * A node's data directory (`--dir`, default `./.weft`):
+ *
+ * ```text
+ * identity.json        the Ed25519 identity (mode 0600; see transport/Identity)
+ * libraries.json       libraries and their members (see plugins/Libraries)
+ * libraries/<id>.db    one SQLite database per library
+ * weft.sock            the running node's control endpoint (see ControlProtocol)
+ * ```
+ *
+ * The directory is created with mode 0700: it holds the private key.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import { access, mkdir } from "node:fs/promises"
+import { join, resolve } from "node:path"
+
+/** The default data directory. */
+export const DEFAULT_DIR = ".weft"
+
+/** Paths inside a data directory. */
+export interface Layout {
+  readonly dir: string
+  readonly identity: string
+  readonly libraries: string
+  readonly socket: string
+  /** The SQLite file of a library (ids are `[A-Za-z0-9._~-]`: no separators, so it stays inside the directory). */
+  readonly database: (library: string) => string
+}
+
+/** The layout of `dir` (made absolute). */
+export const layout = (dir: string): Layout => {
+  const root = resolve(dir)
+  return {
+    dir: root,
+    identity: join(root, "identity.json"),
+    libraries: join(root, "libraries.json"),
+    socket: join(root, "weft.sock"),
+    database: (library) => join(root, "libraries", `${library}.db`)
+  }
+}
+
+/** The data directory is missing or could not be made. */
+export class DataDirError extends Data.TaggedError("DataDirError")<{
+  readonly reason: "NotInitialized" | "Io"
+  readonly dir: string
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `data directory ${this.reason} (${this.dir}): ${this.detail}`
+  }
+}
+
+/** Creates the directory and its `libraries/` folder (owner-only). */
+export const create = (paths: Layout): Effect.Effect<void, DataDirError> =>
+  Effect.tryPromise({
+    try: async () => {
+      await mkdir(paths.dir, { recursive: true, mode: 0o700 })
+      await mkdir(join(paths.dir, "libraries"), { recursive: true, mode: 0o700 })
+    },
+    catch: (cause) => new DataDirError({ reason: "Io", dir: paths.dir, detail: cause instanceof Error ? cause.message : String(cause) })
+  })
+
+/** Fails with `NotInitialized` unless `weft init` has run in the directory. */
+export const requireInitialized = (paths: Layout): Effect.Effect<void, DataDirError> =>
+  Effect.tryPromise({
+    try: () => Promise.all([access(paths.identity), access(paths.libraries)]),
+    catch: () => new DataDirError({ reason: "NotInitialized", dir: paths.dir, detail: "no identity or libraries here; run `weft init` first" })
+  })

@@ -1,0 +1,313 @@
+/**
+ * The body of `Node`: starting a node from a data directory and answering
+ * control requests.
+ *
+ * @internal
+ */
+import * as Context from "effect/Context"
+import * as Data from "effect/Data"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Queue from "effect/Queue"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Database from "../../engine/Database.js"
+import * as Engine from "../../engine/Engine.js"
+import { Libraries, type Library } from "../../plugins/Libraries.js"
+import * as LibrariesModule from "../../plugins/Libraries.js"
+import * as Pair from "../../plugins/pair/Pair.js"
+import * as Ping from "../../plugins/ping/Ping.js"
+import * as PluginHost from "../../plugins/PluginHost.js"
+import * as Sync from "../../plugins/sync/Sync.js"
+import * as Identity from "../../transport/Identity.js"
+import * as Libp2pTransport from "../../transport/Libp2pTransport.js"
+import { PeerId, Transport, type TransportError } from "../../transport/Transport.js"
+import * as Control from "../Control.js"
+import type * as ControlProtocol from "../ControlProtocol.js"
+import * as DataDir from "../DataDir.js"
+import type { Node, Options } from "../Node.js"
+import * as Notes from "../Notes.js"
+
+/** @internal */
+export class NodeError extends Data.TaggedError("NodeError")<{
+  readonly reason: "InvalidPeer" | "NoLibrary" | "NoSuchNote"
+  readonly detail: string
+}> {
+  override get message(): string {
+    return `${this.reason}: ${this.detail}`
+  }
+}
+
+const decodePeerId = Schema.decodeUnknownEither(PeerId)
+const short = (peer: string) => (peer.length > 16 ? `${peer.slice(0, 8)}…${peer.slice(-6)}` : peer)
+
+/** Counts the process's open handles by kind. */
+const resources = (): Record<string, number> => {
+  const counts: Record<string, number> = {}
+  for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1
+  return counts
+}
+
+/** @internal */
+export const make = (options: Options) =>
+  Effect.gen(function*() {
+    const paths = DataDir.layout(options.dir)
+    yield* DataDir.requireInitialized(paths)
+    yield* DataDir.create(paths)
+    // before binding any port: one node per data directory
+    yield* Control.claim(paths.socket)
+    const scope = yield* Effect.scope
+    const identity = yield* Identity.load(paths.identity)
+    const libraries = yield* Effect.provide(Libraries, LibrariesModule.layerFile(paths.libraries))
+    const transport = yield* Libp2pTransport.make({ identity, listen: options.listen, mdns: options.mdns })
+    const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      effect.pipe(Effect.provideService(Transport, transport), Effect.provideService(Libraries, libraries))
+    const host = yield* withServices(PluginHost.make({ connectDiscovered: true }))
+    const withHost = <A, E, R>(effect: Effect.Effect<A, E, R>) => withServices(Effect.provideService(effect, PluginHost.PluginHost, host))
+
+    // engines, one per library, opened as libraries appear
+    const engines = new Map<string, Engine.Service>()
+    const openEngine = (library: Library) =>
+      Effect.gen(function*() {
+        const database = yield* Database.makeSqlite({ filename: paths.database(library.id) })
+        const engine = yield* Engine.make({ models: Notes.models, node: identity.peerId }).pipe(
+          Effect.provideService(Database.Database, database)
+        )
+        engines.set(library.id, engine)
+        // sync progress: what remote operations did here
+        const commits = yield* engine.commits
+        yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+          const commit = yield* Queue.take(commits)
+          if (commit.source !== "remote") return
+          yield* Effect.logInfo(
+            `library ${library.name}: applied ${commit.ops.length} operation(s) from sync, ${commit.changes.length} record(s) changed`
+          )
+        })))
+      }).pipe(Scope.extend(scope))
+    for (const library of yield* libraries.list) yield* openEngine(library)
+
+    // the sync plugin, restarted when the set of libraries changes
+    const syncLock = yield* Effect.makeSemaphore(1)
+    let sync: { readonly scope: Scope.CloseableScope; readonly service: Sync.Sync["Type"] } | undefined
+    const startSync = syncLock.withPermits(1)(Effect.gen(function*() {
+      if (sync !== undefined) yield* Scope.close(sync.scope, Exit.void)
+      sync = undefined
+      const syncScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+      const service = yield* withHost(Sync.make({ libraries: [...engines].map(([id, engine]) => ({ id, engine })) })).pipe(
+        Scope.extend(syncScope),
+        Effect.tapError(() => Scope.close(syncScope, Exit.void))
+      )
+      sync = { scope: syncScope, service }
+    }))
+    yield* startSync
+    const sessions = Effect.suspend(() => (sync === undefined ? Effect.succeed([]) : sync.service.status))
+
+    // new libraries (joined by pairing) and new members
+    const changes = yield* libraries.changes
+    let known = new Map((yield* libraries.list).map((l) => [l.id, l]))
+    yield* Effect.forkScoped(Stream.runForEach(changes, (list) =>
+      Effect.gen(function*() {
+        let added = false
+        for (const library of list) {
+          const before = known.get(library.id)
+          if (before === undefined) yield* Effect.logInfo(`library ${library.name} (${library.id}) added`)
+          for (const member of library.members) {
+            if (before !== undefined && !before.members.includes(member)) {
+              yield* Effect.logInfo(`library ${library.name}: ${member} is now a member`)
+            }
+          }
+          if (!engines.has(library.id)) {
+            // a library whose database cannot open is reported, and the others still sync
+            added = yield* openEngine(library).pipe(
+              Effect.as(true),
+              Effect.catchAll((error) => Effect.as(Effect.logError(`could not open library ${library.id}: ${error.message}`), added))
+            )
+          }
+        }
+        known = new Map(list.map((l) => [l.id, l]))
+        if (added) {
+          yield* startSync.pipe(Effect.catchAll((error) => Effect.logError(`could not restart the sync plugin: ${error.message}`)))
+        }
+      })
+    ))
+
+    // ping and pair
+    const ping = yield* withHost(Layer.build(Ping.layer)).pipe(Effect.map(Context.get(Ping.Ping)))
+    const pair = yield* withHost(Pair.make({ approve: options.approve }))
+
+    // peers: log what happens, remember what was discovered
+    const discovered = new Map<string, ReadonlyArray<string>>()
+    const events = yield* host.events
+    yield* Effect.forkScoped(Stream.runForEach(events, (event) => {
+      switch (event._tag) {
+        case "Discovered":
+          // identify reports connected peers too, often with no address: only real discoveries are news
+          if (event.addresses.length === 0) return Effect.void
+          discovered.set(event.peer, event.addresses)
+          return Effect.logInfo(`discovered ${event.peer} at ${event.addresses.join(", ")}`)
+        case "Available":
+          return Effect.logInfo(`peer ${event.peer} available`)
+        case "Unavailable":
+          return Effect.logInfo(`peer ${event.peer} unavailable`)
+        case "Refused":
+          return Effect.logWarning(`refused ${event.peer} on ${event.protocol}: ${event.detail}`)
+      }
+    }))
+
+    // sync sessions: log each change of state and progress
+    let previous = new Map<string, Sync.SessionStatus>()
+    yield* Effect.forkScoped(Effect.gen(function*() {
+      const now = yield* sessions
+      const next = new Map(now.map((s) => [`${s.peer} ${s.library}`, s]))
+      for (const [key, session] of next) {
+        const before = previous.get(key)
+        const name = `sync with ${short(session.peer)} (library ${session.library})`
+        if (before?.state !== session.state) {
+          yield* (session.state === "failed"
+            ? Effect.logWarning(`${name}: failed: ${session.error ?? "unknown error"}`)
+            : Effect.logInfo(`${name}: ${session.state}`))
+        }
+        if (before !== undefined && session.sent > before.sent) {
+          yield* Effect.logInfo(`${name}: sent ${session.sent - before.sent} operation(s)`)
+        }
+      }
+      previous = next
+    }).pipe(Effect.repeat(Schedule.spaced(Duration.millis(500)))))
+
+    // peers given on the command line: connect, and reconnect whenever the connection drops
+    for (const address of options.peers) {
+      yield* Effect.forkScoped(Effect.forever(Effect.scoped(Effect.gen(function*() {
+        const watch = yield* host.events
+        const peer = yield* host.connect(address).pipe(
+          Effect.tapError((error) => Effect.logDebug(`could not connect to ${address}: ${error.message}`)),
+          Effect.retry(Schedule.exponential(Duration.millis(500)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(30)))))
+        )
+        yield* Effect.logInfo(`connected to ${address}`)
+        yield* watch.pipe(Stream.filter((event) => event._tag === "Unavailable" && event.peer === peer), Stream.runHead)
+        yield* Effect.sleep(Duration.millis(500))
+      }))))
+    }
+
+    // requests
+    const resolvePeer = (target: string): Effect.Effect<PeerId, TransportError | NodeError> =>
+      target.startsWith("/")
+        ? host.connect(target)
+        : Effect.mapError(
+          decodePeerId(target),
+          (error) => new NodeError({ reason: "InvalidPeer", detail: `not a peer id or multiaddr: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+        )
+    const libraryOf = (id: string | undefined) =>
+      Effect.gen(function*() {
+        const all = yield* libraries.list
+        const library = id === undefined ? all[0] : all.find((l) => l.id === id)
+        if (library === undefined) {
+          return yield* new NodeError({ reason: "NoLibrary", detail: id === undefined ? "this node has no library (run `weft init`)" : `no library ${id} here` })
+        }
+        const engine = engines.get(library.id)
+        if (engine === undefined) return yield* new NodeError({ reason: "NoLibrary", detail: `library ${library.id} has no open database` })
+        return { library, engine }
+      })
+    const noteOf = (library: string, row: { readonly id: string; readonly title: string; readonly body: string; readonly done: boolean }): Notes.Note => ({
+      library,
+      id: row.id,
+      title: row.title,
+      body: row.body,
+      done: row.done
+    })
+    const existing = (engine: Engine.Service, library: string, id: string) =>
+      Effect.flatMap(engine.get(Notes.notes, id), Option.match({
+        onNone: () => Effect.fail(new NodeError({ reason: "NoSuchNote", detail: `no note ${id} in library ${library}` })),
+        onSome: Effect.succeed
+      }))
+
+    const handle = (request: ControlProtocol.Request): Effect.Effect<unknown, unknown> => {
+      switch (request._tag) {
+        case "Status":
+          return Effect.gen(function*() {
+            const streams = yield* host.streams
+            const connections = yield* transport.connections
+            const all = yield* sessions
+            return {
+              peerId: identity.peerId,
+              addresses: yield* transport.addresses,
+              libraries: yield* libraries.list,
+              sessions: all,
+              connections,
+              streams,
+              counts: {
+                connections: connections.length,
+                streams: streams.reduce((n, s) => n + s.handlers + s.outbound, 0),
+                handlers: streams.reduce((n, s) => n + s.handlers, 0),
+                sessions: all.filter((s) => s.state === "connecting" || s.state === "syncing").length
+              },
+              resources: resources()
+            } satisfies ControlProtocol.StatusInfo
+          })
+        case "Peers":
+          return Effect.map(host.available, (available) => ({
+            available,
+            discovered: [...discovered].map(([peer, addresses]) => ({ peer, addresses }))
+          }))
+        case "Connect":
+          return Effect.map(host.connect(request.address), (peer) => ({ peer }))
+        case "Pair":
+          return Effect.gen(function*() {
+            const peer = yield* resolvePeer(request.peer)
+            const { library } = yield* libraryOf(request.library)
+            return { peer, library: yield* pair.pair(peer, library.id) }
+          })
+        case "Ping":
+          return Effect.flatMap(
+            resolvePeer(request.peer),
+            (peer) => ping.ping(peer, { count: request.count, timeout: options.pingTimeout ?? Duration.seconds(10) })
+          )
+        case "NotesAdd":
+          return Effect.gen(function*() {
+            const { engine, library } = yield* libraryOf(request.library)
+            const id = Notes.newId()
+            yield* engine.mutate([Notes.notes.create(id, { title: request.title, body: request.body, done: request.done })])
+            return noteOf(library.id, yield* existing(engine, library.id, id))
+          })
+        case "NotesList":
+          return Effect.gen(function*() {
+            const { engine, library } = yield* libraryOf(request.library)
+            const rows = yield* engine.query(Notes.notes, (q) => q.orderBy("title").orderBy("id"))
+            return rows.map((row) => noteOf(library.id, row))
+          })
+        case "NotesSet":
+          return Effect.gen(function*() {
+            const { engine, library } = yield* libraryOf(request.library)
+            yield* existing(engine, library.id, request.id)
+            const values = {
+              ...(request.title === undefined ? {} : { title: request.title }),
+              ...(request.body === undefined ? {} : { body: request.body }),
+              ...(request.done === undefined ? {} : { done: request.done })
+            }
+            if (Object.keys(values).length > 0) yield* engine.mutate([Notes.notes.update(request.id, values)])
+            return noteOf(library.id, yield* existing(engine, library.id, request.id))
+          })
+        case "NotesRemove":
+          return Effect.gen(function*() {
+            const { engine, library } = yield* libraryOf(request.library)
+            yield* existing(engine, library.id, request.id)
+            yield* engine.mutate([Notes.notes.delete(request.id)])
+            return { id: request.id }
+          })
+      }
+    }
+
+    yield* Control.serve(paths.socket, handle)
+    return {
+      peerId: identity.peerId,
+      addresses: transport.addresses,
+      libraries: libraries.list,
+      handle
+    } satisfies Node
+  })

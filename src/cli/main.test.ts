@@ -1,0 +1,334 @@
+/**
+ * Integration tests of the `weft` executable: real `weft serve` processes on
+ * 127.0.0.1 (random ports, mDNS off, separate temporary data directories),
+ * driven by `weft` commands as a person would type them. Polling for a
+ * condition goes through the control endpoint in-process (`Control.call`),
+ * which is what the commands do too.
+ *
+ * The commands run through tsx by default; `WEFT_CLI=dist` runs the compiled
+ * build instead (`npm run build` first).
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
+import { type ChildProcess, spawn } from "node:child_process"
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+import * as Control from "./Control.js"
+import type * as ControlProtocol from "./ControlProtocol.js"
+import * as DataDir from "./DataDir.js"
+
+const ROOT = resolve(import.meta.dirname, "../..")
+const CLI = process.env.WEFT_CLI === "dist" ? [join(ROOT, "dist/cli/main.js")] : ["--import", "tsx", join(ROOT, "src/cli/main.ts")]
+const LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+/** What a finished command printed, and its exit code. */
+interface Outcome {
+  readonly code: number | null
+  readonly stdout: string
+  readonly stderr: string
+}
+
+const start = (args: ReadonlyArray<string>): ChildProcess =>
+  spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } })
+
+const exited = (child: ChildProcess) =>
+  Effect.async<number | null>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.succeed(child.exitCode))
+    child.once("exit", (code) => resume(Effect.succeed(code)))
+  })
+
+/** Runs `weft <args>` to completion (killed if interrupted). */
+const weft = (...args: ReadonlyArray<string>): Effect.Effect<Outcome> =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => {
+      const child = start(args)
+      child.stdin?.end()
+      let stdout = ""
+      let stderr = ""
+      child.stdout?.on("data", (data: Buffer) => (stdout += data.toString()))
+      child.stderr?.on("data", (data: Buffer) => (stderr += data.toString()))
+      return { child, output: () => ({ stdout, stderr }) }
+    }),
+    ({ child, output }) =>
+      Effect.map(
+        Effect.async<number | null>((resume) => {
+          child.once("close", (code) => resume(Effect.succeed(code)))
+        }),
+        (code) => ({ code, ...output() })
+      ),
+    ({ child }) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
+  ).pipe(Effect.timeout(Duration.seconds(30)), Effect.orDie)
+
+/** Runs a command that must succeed with `--json`; its answer, parsed. */
+const weftJson = <A = any>(...args: ReadonlyArray<string>) =>
+  Effect.flatMap(weft(...args, "--json"), (outcome) => {
+    if (outcome.code !== 0) return Effect.die(new Error(`weft ${args.join(" ")} exited ${outcome.code}: ${outcome.stderr}${outcome.stdout}`))
+    return Effect.succeed(JSON.parse(outcome.stdout.trim().split("\n").at(-1)!) as A)
+  })
+
+/** A `weft serve` process, stopped when the test's scope closes. */
+interface Server {
+  readonly dir: string
+  readonly child: ChildProcess
+  readonly output: () => string
+  /** Writes a line to its standard input (answers to pairing questions). */
+  readonly answer: (line: string) => Effect.Effect<void>
+  readonly status: Effect.Effect<ControlProtocol.StatusInfo, Control.ControlError | Control.RemoteError>
+  readonly call: <R extends ControlProtocol.Request>(request: R) => Effect.Effect<ControlProtocol.Success<R>, Control.ControlError | Control.RemoteError>
+}
+
+/** Starts `weft serve` on a random loopback port with mDNS off; waits until its control endpoint answers. */
+const serve = (dir: string, ...extra: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const child = yield* Effect.acquireRelease(
+      Effect.sync(() => start(["serve", "--dir", dir, "--listen", LOOPBACK, "--no-mdns", ...extra])),
+      (child) =>
+        // a polite stop first (it must shut down cleanly), then no more waiting
+        Effect.sync(() => child.kill("SIGTERM")).pipe(
+          Effect.zipRight(exited(child).pipe(Effect.timeout(Duration.seconds(5)))),
+          Effect.catchAll(() => Effect.sync(() => child.kill("SIGKILL")))
+        )
+    )
+    let output = ""
+    child.stdout?.on("data", (data: Buffer) => (output += data.toString()))
+    child.stderr?.on("data", (data: Buffer) => (output += data.toString()))
+    const socket = DataDir.layout(dir).socket
+    const server: Server = {
+      dir,
+      child,
+      output: () => output,
+      answer: (line) => Effect.sync(() => child.stdin?.write(`${line}\n`)),
+      status: Control.call(socket, { _tag: "Status" }),
+      call: (request) => Control.call(socket, request)
+    }
+    yield* eventually(`${dir} serving`, Effect.either(server.status), Either.isRight, () => output)
+    return server
+  })
+
+/** Polls `effect` until `done` holds of its value (real time). */
+const eventually = <A, E>(
+  what: string,
+  effect: Effect.Effect<A, E>,
+  done: (value: A) => boolean,
+  context: () => string = () => "",
+  timeout: Duration.DurationInput = Duration.seconds(20)
+) =>
+  Effect.gen(function*() {
+    let last: A | undefined
+    const deadline = Date.now() + Duration.toMillis(timeout)
+    while (Date.now() < deadline) {
+      last = yield* effect
+      if (done(last)) return last
+      yield* Effect.sleep(Duration.millis(100))
+    }
+    return yield* Effect.die(new Error(`${what}: not reached in ${Duration.format(timeout)}; last: ${JSON.stringify(last)}\n${context()}`))
+  })
+
+/** A temporary data directory, removed with the scope. */
+const tempDir = (name: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), `weft-cli-${name}-`))),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+
+/** Two initialized data directories: `a` (library Alpha) and `b` (library Beta). */
+const twoDirs = Effect.gen(function*() {
+  const [a, b] = [yield* tempDir("a"), yield* tempDir("b")]
+  const [initA, initB] = yield* Effect.all([
+    weftJson("init", "--dir", a, "--library-name", "Alpha"),
+    weftJson("init", "--dir", b, "--library-name", "Beta")
+  ], { concurrency: 2 })
+  return { a, b, alpha: initA.libraries[0].id as string, beta: initB.libraries[0].id as string }
+})
+
+const titles = (notes: ReadonlyArray<{ readonly title: string }>) => notes.map((n) => n.title).sort()
+
+describe("weft (two real nodes)", () => {
+  it.scopedLive("pair (one refusal, one approval), notes sync in each direction, ping both ways", () =>
+    Effect.gen(function*() {
+      const { a, alpha, b, beta } = yield* twoDirs
+      // a asks its user on the terminal (its standard input); b approves everything
+      const [nodeA, nodeB] = yield* Effect.all([serve(a), serve(b, "--yes")], { concurrency: 2 })
+      const [statusA, statusB] = [yield* nodeA.status, yield* nodeB.status]
+      const [addressA, addressB] = [statusA.addresses[0]!, statusB.addresses[0]!]
+      expect(addressA).toMatch(new RegExp(`^/ip4/127\\.0\\.0\\.1/tcp/\\d+/p2p/${statusA.peerId}$`))
+
+      // b asks a to share Beta; a's user says no: a typed error, one line, exit code 1, nothing changes
+      const refusal = yield* Effect.fork(weft("pair", addressA, "--dir", b))
+      yield* eventually("a's question", Effect.sync(nodeA.output), (out) => out.includes("pair request:"), nodeA.output)
+      expect(nodeA.output()).toContain(`peer ${statusB.peerId} asks to share library "Beta" (${beta})`)
+      yield* nodeA.answer("n")
+      const refused = yield* refusal.await.pipe(Effect.flatten)
+      expect(refused.code).toBe(1)
+      expect(refused.stderr.trim().split("\n")).toHaveLength(1)
+      expect(refused.stderr).toMatch(/^weft: PairError: pair Refused \(peer .*\): the peer refused: the user declined\n$/)
+      expect((yield* nodeA.status).libraries.map((l) => l.id)).toEqual([alpha])
+      expect((yield* nodeB.status).libraries.find((l) => l.id === beta)?.members).toEqual([statusB.peerId])
+
+      // a asks b to share Alpha; b approves (--yes): both list each other, b now has Alpha too
+      const paired = yield* weftJson("pair", addressB, "--dir", a)
+      expect(paired.peer).toBe(statusB.peerId)
+      expect([...paired.library.members].sort()).toEqual([statusA.peerId, statusB.peerId].sort())
+      const alphaOnB = (yield* nodeB.status).libraries.find((l) => l.id === alpha)
+      expect(alphaOnB?.name).toBe("Alpha")
+      expect([...alphaOnB!.members].sort()).toEqual([statusA.peerId, statusB.peerId].sort())
+
+      // a note on each side (b writes into Alpha), and both sides see both
+      const [fromA, fromB] = yield* Effect.all([
+        weftJson("notes", "add", "from a", "--body", "written on a", "--dir", a),
+        weftJson("notes", "add", "from b", "--library", alpha, "--dir", b)
+      ], { concurrency: 2 })
+      expect(fromA).toMatchObject({ library: alpha, title: "from a", body: "written on a", done: false })
+      const both = ["from a", "from b"]
+      yield* eventually("both notes on a", nodeA.call({ _tag: "NotesList" }), (notes) => titles(notes).join() === both.join(), nodeA.output)
+      yield* eventually("both notes on b", nodeB.call({ _tag: "NotesList", library: alpha }), (notes) => titles(notes).join() === both.join(), nodeB.output)
+      const [listA, listB] = yield* Effect.all([
+        weftJson<Array<{ id: string; title: string }>>("notes", "list", "--dir", a),
+        weftJson<Array<{ id: string; title: string }>>("notes", "list", "--library", alpha, "--dir", b)
+      ], { concurrency: 2 })
+      expect(listA).toEqual(listB)
+      expect(listA.map((n) => n.id).sort()).toEqual([fromA.id, fromB.id].sort())
+
+      // an edit on b reaches a
+      yield* weftJson("notes", "set", fromA.id, "--done", "true", "--body", "checked on b", "--library", alpha, "--dir", b)
+      yield* eventually("b's edit on a", nodeA.call({ _tag: "NotesList" }), (notes) => notes.some((n) => n.id === fromA.id && n.done && n.body === "checked on b"), nodeA.output)
+
+      // ping both ways, by peer id
+      const [there, back] = yield* Effect.all([
+        weftJson("ping", statusB.peerId, "--count", "3", "--dir", a),
+        weftJson("ping", statusA.peerId, "--count", "3", "--dir", b)
+      ], { concurrency: 2 })
+      for (const [result, peer] of [[there, statusB.peerId], [back, statusA.peerId]] as const) {
+        expect(result.peer).toBe(peer)
+        expect(result.rtts).toHaveLength(3)
+        expect(result.min).toBeGreaterThan(0)
+        expect(result.min).toBeLessThanOrEqual(result.median)
+        expect(result.median).toBeLessThanOrEqual(result.max)
+      }
+      const text = yield* weft("ping", statusB.peerId, "--count", "2", "--dir", a)
+      expect(text.stdout).toMatch(/^ping \S+: 2 ping\(s\), min \d+\.\d\d ms, median \d+\.\d\d ms, max \d+\.\d\d ms\n$/)
+
+      // the node's log tells the story
+      expect(nodeA.output()).toContain(`peer ${statusB.peerId} available`)
+      expect(nodeB.output()).toContain(`library Alpha (${alpha}) added`)
+      expect(nodeA.output()).toMatch(/library Alpha: applied \d+ operation\(s\) from sync/)
+
+      // a clean stop: exit code 0, the control socket removed
+      nodeA.child.kill("SIGINT")
+      expect(yield* exited(nodeA.child)).toBe(0)
+      expect(existsSync(DataDir.layout(a).socket)).toBe(false)
+      const stopped = yield* weft("status", "--dir", a)
+      expect(stopped.code).toBe(1)
+      expect(stopped.stderr).toMatch(/^weft: ControlError: control NotRunning/)
+    }), 90_000)
+
+  it.scopedLive("a killed peer leaves nothing behind: its connections, streams, handlers and sessions are closed", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoDirs
+      const nodeA = yield* serve(a)
+      // b in a scope of its own, so the test can kill it and still clean up after a failure
+      const scopeB = yield* Scope.make()
+      yield* Effect.addFinalizer(() => Scope.close(scopeB, Exit.void))
+      const nodeB = yield* serve(b, "--yes").pipe(Scope.extend(scopeB))
+      const [statusA, statusB] = [yield* nodeA.status, yield* nodeB.status]
+      const idle = statusA.resources
+
+      yield* weftJson("pair", statusB.addresses[0]!, "--dir", a)
+      // wait for the session, and for a's note to reach b, so streams are really in use
+      yield* weftJson("notes", "add", "before the crash", "--dir", a)
+      const alpha = statusA.libraries[0]!.id
+      yield* eventually("the note on b", nodeB.call({ _tag: "NotesList", library: alpha }), (notes) => notes.length === 1, nodeB.output)
+      const busy = yield* eventually(
+        "a syncing with b",
+        nodeA.status,
+        (s) => s.sessions.some((x) => x.peer === statusB.peerId && x.state === "syncing") && s.streams.some((x) => x.peer === statusB.peerId),
+        nodeA.output
+      )
+      expect(busy.connections).toEqual([statusB.peerId])
+      expect(busy.counts.streams).toBeGreaterThan(0)
+      expect(busy.resources.TCPSocketWrap ?? 0).toBeGreaterThan(0)
+
+      // kill -9: no goodbye, the kernel just closes its sockets
+      nodeB.child.kill("SIGKILL")
+      yield* exited(nodeB.child)
+      const after = yield* eventually(
+        "a releases everything it held for b",
+        nodeA.status,
+        (s) =>
+          s.connections.length === 0 &&
+          s.streams.length === 0 &&
+          s.counts.handlers === 0 &&
+          s.counts.sessions === 0 &&
+          (s.resources.TCPSocketWrap ?? 0) === (idle.TCPSocketWrap ?? 0),
+        nodeA.output
+      )
+      expect(after.counts).toEqual({ connections: 0, streams: 0, handlers: 0, sessions: 0 })
+      expect(after.sessions.filter((s) => s.peer === statusB.peerId).map((s) => s.state)).not.toContain("syncing")
+      expect(nodeA.output()).toContain(`peer ${statusB.peerId} unavailable`)
+
+      // and a keeps working
+      const note = yield* weftJson("notes", "add", "after the crash", "--dir", a)
+      expect(note.title).toBe("after the crash")
+      const text = yield* weft("status", "--dir", a)
+      expect(text.code).toBe(0)
+      expect(text.stdout).toContain("counts    0 connection(s), 0 stream(s), 0 handler(s), 0 active session(s)")
+    }), 90_000)
+
+  it.scopedLive("forged identities are refused with typed errors: a dial to the wrong peer id, an identity file that lies", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoDirs
+      const [nodeA, nodeB] = yield* Effect.all([serve(a), serve(b, "--yes")], { concurrency: 2 })
+      const [statusA, statusB] = [yield* nodeA.status, yield* nodeB.status]
+
+      // a third identity, c: a dials b's address expecting c there (c's id, b's key): the handshake fails
+      const c = yield* tempDir("c")
+      const initC = yield* weftJson("init", "--dir", c)
+      const forgedAddress = statusB.addresses[0]!.replace(/\/p2p\/\w+$/, `/p2p/${initC.peerId}`)
+      const forged = yield* weft("pair", forgedAddress, "--dir", a)
+      expect(forged.code).toBe(1)
+      expect(forged.stderr).toMatch(/^weft: TransportError: transport HandshakeFailed: .*does not match expected remote identity key/)
+      expect(forged.stderr.trim().split("\n")).toHaveLength(1)
+      const [afterA, afterB] = [yield* nodeA.status, yield* nodeB.status]
+      expect(afterA.connections).toEqual([])
+      expect(afterA.libraries[0]!.members).toEqual([statusA.peerId])
+      expect(afterB.libraries.map((l) => l.members)).toEqual([[statusB.peerId]])
+
+      // one node per data directory
+      const second = yield* weft("serve", "--dir", a, "--listen", LOOPBACK, "--no-mdns")
+      expect(second.code).toBe(1)
+      expect(second.stderr).toMatch(/^weft: ControlError: control AlreadyRunning .*a node already serves this data directory\n$/)
+
+      // an identity file whose peer id is not its key's: refused at load, by serve and by init
+      const path = DataDir.layout(c).identity
+      const file = JSON.parse(readFileSync(path, "utf8"))
+      writeFileSync(path, JSON.stringify({ ...file, peerId: statusB.peerId }), { mode: 0o600 })
+      for (const command of [["serve", "--dir", c, "--listen", LOOPBACK, "--no-mdns"], ["init", "--dir", c]]) {
+        const refused = yield* weft(...command)
+        expect(refused.code).toBe(1)
+        expect(refused.stderr).toMatch(
+          new RegExp(`^weft: IdentityError: identity Corrupt \\(${path}\\): the seed belongs to ${file.peerId}, but the file names ${statusB.peerId}\\n$`)
+        )
+      }
+    }), 90_000)
+
+  it.scopedLive("usage errors and requests to a node that is not running fail with one line and a non-zero code", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("x")
+      const usage = yield* weft("ping")
+      expect(usage.code).toBe(2)
+      const missing = yield* weft("serve", "--dir", join(dir, "nothing-here"), "--no-mdns")
+      expect(missing.code).toBe(1)
+      expect(missing.stderr).toMatch(/^weft: DataDirError: data directory NotInitialized .*run `weft init` first\n$/)
+      const notRunning = yield* weft("notes", "list", "--dir", dir)
+      expect(notRunning.code).toBe(1)
+      expect(notRunning.stderr).toMatch(/^weft: ControlError: control NotRunning/)
+      // requests the node refuses are typed too (schema-checked before they leave)
+      const bad = yield* Effect.either(Control.call(DataDir.layout(dir).socket, { _tag: "Ping", peer: "x", count: 0 }))
+      expect(Either.isLeft(bad) && bad.left).toMatchObject({ _tag: "ControlError", reason: "Malformed" })
+    }), 60_000)
+})

@@ -1,0 +1,331 @@
+/**
+ * The pair plugin: adds a peer to a library on both sides once the
+ * responder's user approves (protocol in `Protocol.ts`).
+ *
+ * - The responder asks its user through the `approve` callback given to the
+ *   layer; a peer already a member of the library is accepted without
+ *   asking. A library the responder does not have yet is created there (with
+ *   the requester's id and name), so pairing is also how a peer joins a
+ *   library. The question is withdrawn (the callback interrupted) when the
+ *   requester gives up.
+ * - The requester (`Pair.pair`) names one of its libraries and gets the
+ *   library with the new member, or a typed error: `PairError` with reason
+ *   `Refused` when the user said no, `Timeout` when no answer came in time.
+ *
+ * Both sides persist through `Libraries`; a side that sees the exchange fail
+ * after adding the member removes it again (a library it created stays,
+ * with itself as its only member).
+ *
+ * @since 0.1.0
+ */
+import * as Chunk from "effect/Chunk"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as Framing from "../../transport/Framing.js"
+import type { Duplex, PeerId, TransportError } from "../../transport/Transport.js"
+import { type Library, LibraryError, Libraries } from "../Libraries.js"
+import * as Plugin from "../Plugin.js"
+import { type PermissionError, PluginHost } from "../PluginHost.js"
+import * as Protocol from "./Protocol.js"
+
+/** A pairing did not complete. */
+export class PairError extends Schema.TaggedError<PairError>("weft/PairError")("PairError", {
+  reason: Schema.Literal(
+    "Refused", // the remote user declined
+    "Timeout", // no answer in time (ours, or the remote user's)
+    "Closed", // the remote ended or broke the exchange early
+    "ProtocolViolation", // a message that does not decode or comes out of turn
+    "VersionMismatch", // the remote speaks another version of the protocol
+    "RemoteFailed" // the remote could not record the membership
+  ),
+  peer: Schema.String,
+  library: Schema.optional(Schema.String),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `pair ${this.reason} (peer ${this.peer}${this.library === undefined ? "" : `, library ${this.library}`}): ${this.detail}`
+  }
+}
+
+/** What the responder's user is asked to approve. */
+export interface Request {
+  /** The authenticated requester. */
+  readonly peer: PeerId
+  /** The library it wants to share. */
+  readonly library: Protocol.LibraryRef
+}
+
+/** Options of the plugin (the responder's side). */
+export interface Options {
+  /** Asks the local user; true approves. Interrupted when the requester gives up. */
+  readonly approve: (request: Request) => Effect.Effect<boolean>
+  /** How long the user has to decide (default `Protocol.APPROVAL_TIMEOUT`). */
+  readonly approvalTimeout?: Duration.DurationInput
+}
+
+/** Options of one request. */
+export interface PairOptions {
+  /** How long to wait for the remote user's answer (default `Protocol.ANSWER_TIMEOUT`). */
+  readonly timeout?: Duration.DurationInput
+}
+
+/** Asks peers to pair. */
+export class Pair extends Context.Tag("weft/plugins/Pair")<Pair, {
+  /**
+   * Asks `peer` to share the local library `library`; on approval it is a
+   * member on both sides. Succeeds with the library as stored here.
+   */
+  readonly pair: (
+    peer: PeerId,
+    library: string,
+    options?: PairOptions
+  ) => Effect.Effect<Library, PairError | LibraryError | TransportError | PermissionError>
+}>() {}
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+const encode = (message: Protocol.Message): Uint8Array => encoder.encode(JSON.stringify(message))
+
+const decodeHeader = Schema.decodeUnknownEither(Protocol.HeaderJson)
+const decodeMessage = Schema.decodeUnknownEither(Protocol.MessageJson)
+
+/** Decodes one frame: the version first, so another version is told apart from garbage. */
+const decode = (frame: Uint8Array, where: { readonly peer: string; readonly library?: string }): Either.Either<Protocol.Message, PairError> => {
+  const text = decoder.decode(frame)
+  const header = decodeHeader(text)
+  if (Either.isLeft(header)) {
+    return Either.left(new PairError({ reason: "ProtocolViolation", ...where, detail: `not a pairing message: ${ParseResult.TreeFormatter.formatErrorSync(header.left).slice(0, 300)}` }))
+  }
+  if (header.right.version !== Protocol.VERSION) {
+    return Either.left(new PairError({ reason: "VersionMismatch", ...where, detail: `the peer speaks version ${header.right.version}, we speak ${Protocol.VERSION}` }))
+  }
+  return Either.mapLeft(decodeMessage(text), (error) =>
+    new PairError({ reason: "ProtocolViolation", ...where, detail: `malformed message: ${ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 300)}` }))
+}
+
+/** Reads a stream's frames one at a time: `None` once the remote ended its side. */
+const reader = (frames: Stream.Stream<Uint8Array, TransportError>) =>
+  Effect.map(Stream.toPull(frames), (pull) => {
+    let pending: Array<Uint8Array> = []
+    const next: Effect.Effect<Option.Option<Uint8Array>, TransportError> = Effect.suspend(() => {
+      const head = pending.shift()
+      if (head !== undefined) return Effect.succeed(Option.some(head))
+      return pull.pipe(
+        Effect.map((chunk) => Option.some(chunk)),
+        Effect.catchAll((e) => (Option.isNone(e) ? Effect.succeed(Option.none<Chunk.Chunk<Uint8Array>>()) : Effect.fail(e.value))),
+        Effect.flatMap((chunk) => {
+          if (Option.isNone(chunk)) return Effect.succeed(Option.none<Uint8Array>())
+          pending = Chunk.toArray(chunk.value)
+          return next
+        })
+      )
+    })
+    return next
+  })
+
+const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+type Outcome = "approved" | "declined" | "timeout" | "withdrawn"
+
+/** Serves one pairing request (the responder's side). */
+export const respond = (options: Options) =>
+(stream: Duplex, context: Plugin.StreamContext): Effect.Effect<void, never, Libraries | PluginHost | Scope.Scope> =>
+  Effect.gen(function*() {
+    const libraries = yield* Libraries
+    const self = (yield* PluginHost).peerId
+    const peer = context.peer
+    const framed = Framing.make(stream, Protocol.MAX_FRAME_BYTES)
+    const next = yield* reader(framed.frames)
+    const send = (message: Protocol.Message) => framed.send(encode(message))
+    const refuse = (reason: Protocol.RefusalReason, detail: string) =>
+      Effect.zipRight(send({ version: Protocol.VERSION, type: "Refused", reason, detail: detail.slice(0, 512) }), stream.end)
+
+    const first = yield* next.pipe(
+      Effect.timeoutFail({
+        duration: Protocol.REQUEST_TIMEOUT,
+        onTimeout: () => new PairError({ reason: "Timeout", peer, detail: "no request arrived" })
+      })
+    )
+    if (Option.isNone(first)) return
+    const request = decode(first.value, { peer })
+    if (Either.isLeft(request)) {
+      if (request.left.reason === "VersionMismatch") yield* refuse("Unsupported", request.left.detail)
+      return yield* request.left
+    }
+    if (request.right.type !== "Request") {
+      return yield* new PairError({ reason: "ProtocolViolation", peer, detail: `expected a Request, got ${request.right.type}` })
+    }
+    const library = request.right.library
+    const where = { peer, library: library.id }
+
+    // the requester sends nothing more until it is answered: whatever comes next (its end, a reset,
+    // a stray frame) means it gave up, and withdraws the question; otherwise it is its Confirmed
+    const after = yield* Effect.forkScoped(next)
+    const already = yield* libraries.isMember(library.id, peer)
+    const outcome: Outcome = already ? "approved" : yield* Effect.raceFirst(
+      options.approve({ peer, library }).pipe(
+        Effect.map((approved): Outcome => (approved ? "approved" : "declined")),
+        Effect.timeoutTo({
+          duration: options.approvalTimeout ?? Protocol.APPROVAL_TIMEOUT,
+          onSuccess: (outcome) => outcome,
+          onTimeout: (): Outcome => "timeout"
+        })
+      ),
+      Effect.as(Fiber.await(after), "withdrawn" as const)
+    )
+    switch (outcome) {
+      case "declined":
+        yield* Effect.logInfo(`refused to pair library ${library.id} with ${peer}`)
+        return yield* refuse("Declined", "the user declined")
+      case "timeout":
+        yield* Effect.logInfo(`no decision on pairing library ${library.id} with ${peer} in time`)
+        return yield* refuse("Timeout", "the user did not answer in time")
+      case "withdrawn":
+        return yield* Effect.logInfo(`${peer} withdrew its request to pair library ${library.id}`)
+      case "approved":
+        break
+    }
+
+    // record the membership; undone if the exchange does not complete
+    const recorded = yield* Effect.either(Effect.gen(function*() {
+      if (Option.isNone(yield* libraries.get(library.id))) {
+        yield* libraries.create(library.name, self, library.id).pipe(
+          // created meanwhile (another pairing of the same library): fine, add to it
+          Effect.catchIf((error) => error.reason === "Exists", () => Effect.void)
+        )
+      }
+      return yield* libraries.addMember(library.id, peer)
+    }))
+    if (Either.isLeft(recorded)) {
+      yield* refuse("Failed", "could not record the membership")
+      return yield* recorded.left
+    }
+    yield* Effect.gen(function*() {
+      yield* send({ version: Protocol.VERSION, type: "Accepted" })
+      const confirmed = yield* Fiber.join(after).pipe(
+        Effect.timeoutFail({
+          duration: Protocol.CONFIRM_TIMEOUT,
+          onTimeout: () => new PairError({ reason: "Timeout", ...where, detail: "no confirmation" })
+        })
+      )
+      if (Option.isNone(confirmed)) return yield* new PairError({ reason: "Closed", ...where, detail: "the requester ended before confirming" })
+      const message = yield* decode(confirmed.value, where)
+      if (message.type !== "Confirmed") {
+        return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: `expected Confirmed, got ${message.type}` })
+      }
+      yield* stream.end
+    }).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) || already ? Effect.void : undo(libraries, library.id, peer)))
+    yield* Effect.logInfo(`paired library ${library.id} with ${peer}`)
+  }).pipe(
+    Effect.catchAll((error) => Effect.logWarning(`pairing request from ${context.peer} failed: ${describe(error)}`)),
+    Effect.annotateLogs({ plugin: "pair", peer: context.peer })
+  )
+
+/** Removes a membership added by an exchange that did not complete. */
+const undo = (libraries: Libraries["Type"], library: string, peer: PeerId) =>
+  libraries.removeMember(library, peer).pipe(
+    Effect.catchAll((error) => Effect.logWarning(`could not undo the membership of ${peer} in ${library}: ${error.message}`))
+  )
+
+/** The plugin (the responder's side); any authenticated peer may ask, one request per peer at a time. */
+export const plugin = (options: Options) =>
+  Plugin.make({
+    name: "pair",
+    ...Protocol.protocol,
+    maxInboundStreams: 1,
+    // a backstop: every step has its own bound
+    timeout: Duration.sum(
+      Duration.decode(options.approvalTimeout ?? Protocol.APPROVAL_TIMEOUT),
+      Duration.sum(Protocol.REQUEST_TIMEOUT, Duration.sum(Protocol.CONFIRM_TIMEOUT, Duration.seconds(5)))
+    ),
+    handle: respond(options)
+  })
+
+/** Asks `peer` to share the local `library` over the host in context (the requester's side). */
+export const pair = (peer: PeerId, libraryId: string, options: PairOptions = {}) =>
+  Effect.scoped(Effect.gen(function*() {
+    const host = yield* PluginHost
+    const libraries = yield* Libraries
+    const where = { peer, library: libraryId }
+    const library = yield* libraries.get(libraryId).pipe(
+      Effect.flatMap(Option.match({
+        onNone: () => Effect.fail(new LibraryError({ reason: "NotFound", library: libraryId, detail: "no such library here" })),
+        onSome: Effect.succeed
+      }))
+    )
+    const timeout = options.timeout ?? Protocol.ANSWER_TIMEOUT
+    const stream = yield* host.open(peer, Protocol.protocol)
+    const framed = Framing.make(stream, Protocol.MAX_FRAME_BYTES)
+    const next = yield* reader(framed.frames)
+    yield* framed.send(encode({ version: Protocol.VERSION, type: "Request", library: { id: library.id, name: library.name } }))
+
+    const answer = yield* next.pipe(
+      Effect.timeoutFail({
+        duration: timeout,
+        onTimeout: () => new PairError({ reason: "Timeout", ...where, detail: `no answer within ${Duration.format(timeout)}` })
+      })
+    )
+    if (Option.isNone(answer)) return yield* new PairError({ reason: "Closed", ...where, detail: "the peer ended the exchange without answering" })
+    const message = yield* decode(answer.value, where)
+    switch (message.type) {
+      case "Refused":
+        return yield* new PairError({
+          reason: message.reason === "Declined" ? "Refused"
+            : message.reason === "Timeout" ? "Timeout"
+            : message.reason === "Unsupported" ? "VersionMismatch"
+            : "RemoteFailed",
+          ...where,
+          detail: `the peer refused: ${message.detail}`
+        })
+      case "Accepted":
+        break
+      default:
+        return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: `expected an answer, got ${message.type}` })
+    }
+
+    const wasMember = library.members.includes(peer)
+    const updated = yield* libraries.addMember(library.id, peer)
+    yield* Effect.gen(function*() {
+      yield* framed.send(encode({ version: Protocol.VERSION, type: "Confirmed" }))
+      // the responder ends the stream once it has our confirmation
+      const end = yield* next.pipe(
+        Effect.timeoutFail({
+          duration: Protocol.CONFIRM_TIMEOUT,
+          onTimeout: () => new PairError({ reason: "Timeout", ...where, detail: "the peer did not end the exchange" })
+        })
+      )
+      if (Option.isSome(end)) return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: "a message after Accepted" })
+      yield* stream.end
+    }).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) || wasMember ? Effect.void : undo(libraries, library.id, peer)))
+    return updated
+  }))
+
+/** Registers the plugin on the host in context and provides the client; unregistered with the scope. */
+export const make = (options: Options): Effect.Effect<Pair["Type"], TransportError, PluginHost | Libraries | Scope.Scope> =>
+  Effect.gen(function*() {
+    const host = yield* PluginHost
+    const libraries = yield* Libraries
+    yield* host.register(plugin(options))
+    return {
+      pair: (peer, library, pairOptions) =>
+        pair(peer, library, pairOptions).pipe(
+          Effect.provideService(PluginHost, host),
+          Effect.provideService(Libraries, libraries)
+        )
+    }
+  })
+
+/** Layer of the plugin and its client. */
+export const layer = (options: Options): Layer.Layer<Pair, TransportError, PluginHost | Libraries> =>
+  Layer.scoped(Pair, make(options))
