@@ -1,16 +1,23 @@
 /**
- * Demo: two peers on the embedded SQLite default edit the same records
- * while apart, exchange operations, and converge.
+ * Demo: two peers, each with its own SQLite file and its own Ed25519
+ * identity, sync over real encrypted connections (libp2p: TCP, Noise, Yamux)
+ * on 127.0.0.1. They edit the same records while disconnected, reconnect,
+ * and converge.
  *
  *   npm run demo
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { Database, Engine, Model } from "../src/index.js"
+import * as Engines from "../src/engine/testing/Engines.js"
 import * as Snapshot from "../src/engine/testing/Snapshot.js"
+import { Engine, Libraries, Model, PingPlugin, PluginHost, SyncPlugin } from "../src/index.js"
+import * as Identity from "../src/transport/Identity.js"
+import * as Libp2pTransport from "../src/transport/Libp2pTransport.js"
+import { Transport } from "../src/transport/Transport.js"
 
 const files = Model.make("files", Schema.Struct({
   name: Schema.String,
@@ -19,62 +26,87 @@ const files = Model.make("files", Schema.Struct({
   notes: Model.RichText
 }))
 
-const openPeer = (node: string, filename: string) =>
+const LIBRARY = "demo-library"
+
+/** A peer: identity, transport, plugin host, engine, sync and ping. */
+const startPeer = (name: string, dir: string, members: () => ReadonlyArray<string>) =>
   Effect.gen(function*() {
-    const database = yield* Database.makeSqlite({ filename })
-    return yield* Engine.make({ models: [files], node }).pipe(Effect.provideService(Database.Database, database))
+    const identity = yield* Identity.load(join(dir, `${name}.identity.json`))
+    const transport = yield* Libp2pTransport.make({ identity, listen: ["/ip4/127.0.0.1/tcp/0"], mdns: false })
+    const engine = yield* Engines.open({ models: [files], node: identity.peerId, filename: join(dir, `${name}.db`) })
+    // as after pairing: both peers are members of the library
+    const libraries = Libraries.layerMemory([{ id: LIBRARY, name: "demo", members: members() as Array<never> }])
+    const host = yield* PluginHost.make({ connectDiscovered: false }).pipe(Effect.provideService(Transport, transport), Effect.provide(libraries))
+    const withHost = <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(Effect.provideService(PluginHost.PluginHost, host), Effect.provide(libraries))
+    const sync = yield* withHost(SyncPlugin.Sync.make({ libraries: [{ id: LIBRARY, engine }], session: { debounce: Duration.millis(5) } }))
+    yield* host.register(PingPlugin.Ping.plugin)
+    const ping = { ping: (peer: typeof identity.peerId, options: PingPlugin.Ping.Options) => withHost(PingPlugin.Ping.ping(peer, options)) }
+    const addresses = yield* transport.addresses
+    console.log(`${name}: peer ${identity.peerId} listening on ${addresses[0]}`)
+    return { name, identity, transport, engine, host, sync, ping, address: addresses[0]! }
   })
 
-/** Sends what `to` lacks from `from`, page by page, as sync does. */
-const exchange = (from: Engine.Service, to: Engine.Service) =>
+const vectorOf = (engine: Engine.Service) =>
+  Effect.map(engine.versionVector, (v) => Object.values(v).map((e) => e.seq).join("/"))
+
+/** Waits until both engines hold the same operations. */
+const converged = (a: Engine.Service, b: Engine.Service) =>
   Effect.gen(function*() {
-    let sent = 0
+    const start = performance.now()
     while (true) {
-      const page = yield* from.opsSince(yield* to.versionVector, 1_000)
-      yield* to.ingest(page.ops)
-      sent += page.ops.length
-      if (!page.hasMore) return sent
+      const [va, vb] = [yield* a.versionVector, yield* b.versionVector]
+      if (JSON.stringify(Object.entries(va).sort()) === JSON.stringify(Object.entries(vb).sort())) break
+      yield* Effect.sleep(Duration.millis(10))
     }
-  })
+    return performance.now() - start
+  }).pipe(Effect.timeoutFail({ duration: Duration.seconds(30), onTimeout: () => new Error("the peers did not converge within 30 s") }))
 
 const program = Effect.gen(function*() {
   const dir = mkdtempSync(join(tmpdir(), "weft-demo-"))
-  const alice = yield* openPeer("alice", join(dir, "alice.db"))
-  const bob = yield* openPeer("bob", join(dir, "bob.db"))
-  console.log(`peers: alice and bob, SQLite files in ${dir}`)
+  console.log(`data in ${dir}`)
+  // identities first, so each library lists both members
+  const ids = { alice: (yield* Identity.load(join(dir, "alice.identity.json"))).peerId, bob: (yield* Identity.load(join(dir, "bob.identity.json"))).peerId }
+  const alice = yield* startPeer("alice", dir, () => [ids.alice, ids.bob])
+  const bob = yield* startPeer("bob", dir, () => [ids.alice, ids.bob])
 
-  yield* alice.mutate([
+  yield* alice.engine.mutate([
     files.create("report", { name: "report.pdf", size: 120_000, tags: ["work"], notes: "Quarterly numbers" }),
     files.create("photo", { name: "beach.jpg", size: 2_400_000, tags: ["holiday"], notes: "" })
   ])
-  console.log(`alice created 2 files; bob receives ${yield* exchange(alice, bob)} operations`)
+  yield* bob.engine.mutate([files.create("todo", { name: "todo.txt", size: 12, tags: [], notes: "buy milk" })])
+  console.log("alice created 2 files, bob 1; bob connects to alice")
+  yield* bob.transport.connect(alice.address)
+  console.log(`converged in ${(yield* converged(alice.engine, bob.engine)).toFixed(0)} ms (vectors ${yield* vectorOf(alice.engine)})`)
 
-  // apart: both edit the same records
-  yield* alice.mutate([
+  const there = yield* alice.ping.ping(bob.identity.peerId, { count: 20 })
+  const back = yield* bob.ping.ping(alice.identity.peerId, { count: 20 })
+  console.log(`ping alice → bob: median ${there.median.toFixed(2)} ms; bob → alice: median ${back.median.toFixed(2)} ms (20 pings each, encrypted)`)
+
+  yield* bob.transport.disconnect(alice.identity.peerId)
+  yield* Effect.sleep(Duration.millis(50))
+  yield* alice.engine.mutate([
     files.update("report", { tags: ["work", "q3"] }),
     files.splice("report", "notes", { index: 0, deleteCount: 0, insert: "Final: " })
   ])
-  yield* bob.mutate([
+  yield* bob.engine.mutate([
     files.update("report", { size: 125_000, notes: "Quarterly numbers, reviewed" }),
-    files.delete("photo"),
-    files.create("todo", { name: "todo.txt", size: 12, tags: [], notes: "buy milk" })
+    files.delete("photo")
   ])
-  console.log("offline edits: alice tags the report and prefixes its notes; bob resizes it, appends to its notes, deletes the photo, adds a todo")
+  console.log("disconnected; alice tags the report and prefixes its notes, bob resizes it, appends to its notes, deletes the photo")
+  yield* bob.transport.connect(alice.address)
+  console.log(`reconnected; converged in ${(yield* converged(alice.engine, bob.engine)).toFixed(0)} ms`)
 
-  const toBob = yield* exchange(alice, bob)
-  const toAlice = yield* exchange(bob, alice)
-  console.log(`reconnected: ${toBob} operations to bob, ${toAlice} to alice`)
-
-  const rowsA = yield* alice.query(files, (q) => q.orderBy("name"))
-  const rowsB = yield* bob.query(files, (q) => q.orderBy("name"))
-  for (const row of rowsA) console.log(`  ${row.id}: ${row.name} ${row.size} B [${row.tags.join(", ")}] notes: ${JSON.stringify(row.notes)}`)
-  const [snapA, snapB] = [yield* Snapshot.snapshot(alice), yield* Snapshot.snapshot(bob)]
-  const converged = JSON.stringify(rowsA) === JSON.stringify(rowsB) &&
-    JSON.stringify(snapA) === JSON.stringify(snapB)
-  console.log(`alice: ${snapA.log.length} ops in log, vector ${JSON.stringify(Object.fromEntries(Object.entries(yield* alice.versionVector).map(([k, v]) => [k, v.seq])))}`)
-  console.log(`bob:   ${snapB.log.length} ops in log, vector ${JSON.stringify(Object.fromEntries(Object.entries(yield* bob.versionVector).map(([k, v]) => [k, v.seq])))}`)
-  console.log(converged ? "converged: both peers hold identical logs and projections" : "NOT converged")
-  if (!converged) return yield* Effect.fail("peers did not converge")
+  for (const peer of [alice, bob]) {
+    const rows = yield* peer.engine.query(files, (q) => q.orderBy("name"))
+    console.log(`${peer.name}'s files:`)
+    for (const row of rows) console.log(`  ${row.id}: ${row.name} ${row.size} B [${row.tags.join(", ")}] notes: ${JSON.stringify(row.notes)}`)
+  }
+  const [snapA, snapB] = [yield* Snapshot.snapshot(alice.engine), yield* Snapshot.snapshot(bob.engine)]
+  const same = JSON.stringify(snapA) === JSON.stringify(snapB)
+  console.log(same
+    ? `converged: both peers hold the same ${snapA.log.length} operations and identical projections`
+    : "NOT converged")
+  if (!same) return yield* Effect.fail(new Error("peers did not converge"))
 })
 
 Effect.runPromise(Effect.scoped(program)).catch((error) => {
