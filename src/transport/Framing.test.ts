@@ -7,16 +7,8 @@ import * as fc from "fast-check"
 import * as Framing from "./Framing.js"
 import type { Duplex, PeerId } from "./Transport.js"
 import { TransportError } from "./Transport.js"
+import { concat } from "uint8arrays"
 
-const concat = (chunks: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(chunks.reduce((n, chunk) => n + chunk.length, 0))
-  let offset = 0
-  for (const chunk of chunks) {
-    out.set(chunk, offset)
-    offset += chunk.length
-  }
-  return out
-}
 
 /** Cuts `bytes` at the given offsets (taken modulo its length + 1), keeping empty pieces. */
 const cut = (bytes: Uint8Array, offsets: ReadonlyArray<number>): Array<Uint8Array> => {

@@ -28,6 +28,7 @@ import * as Identity from "./Identity.js"
 import * as Libp2pTransport from "./Libp2pTransport.js"
 import * as TransportSuite from "./testing/TransportSuite.js"
 import * as Transport from "./Transport.js"
+import { concat } from "uint8arrays"
 
 const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
 const CHUNK_BYTES = 64 * 1024
@@ -51,20 +52,8 @@ const connected = Effect.gen(function*() {
   return { a, b }
 })
 
-const echo: Transport.Handler = (stream) => stream.source.pipe(Stream.runForEach(stream.write), Effect.zipRight(stream.end))
 
-const concat = (chunks: Iterable<Uint8Array>): Uint8Array => {
-  const all = [...chunks]
-  const out = new Uint8Array(all.reduce((n, chunk) => n + chunk.length, 0))
-  let offset = 0
-  for (const chunk of all) {
-    out.set(chunk, offset)
-    offset += chunk.length
-  }
-  return out
-}
 
-const readAll = (stream: Transport.Duplex) => Effect.map(Stream.runCollect(stream.source), concat)
 
 const randomBytes = (size: number, seed: number): Uint8Array => {
   const out = new Uint8Array(size)
@@ -94,19 +83,6 @@ const eventually = (what: string, condition: Effect.Effect<boolean>) =>
 const percentile = (sorted: ReadonlyArray<number>, p: number) =>
   sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))]!
 
-/** A handler that signals it started, records how it ended, and then waits forever. */
-const holding = Effect.gen(function*() {
-  const started = yield* Deferred.make<Transport.Duplex>()
-  const finalized = yield* Deferred.make<Exit.Exit<unknown, unknown>>()
-  const handler: Transport.Handler = (stream) =>
-    Effect.gen(function*() {
-      yield* Effect.addFinalizer((exit) => Deferred.succeed(finalized, exit))
-      yield* Deferred.succeed(started, stream)
-      return yield* Effect.never
-    })
-  return { handler, started, finalized }
-})
-
 describe("Libp2pTransport", () => {
   it.scopedLive("connects two nodes on loopback; connect returns the remote's authenticated id", () =>
     Effect.gen(function*() {
@@ -120,19 +96,19 @@ describe("Libp2pTransport", () => {
   it.scopedLive("echoes over a protocol", () =>
     Effect.gen(function*() {
       const { a, b } = yield* connected
-      yield* b.handle(echoProtocol, echo)
+      yield* b.handle(echoProtocol, TransportSuite.echo)
       const stream = yield* a.open(b.peerId, echoProtocol)
       expect(stream.remote).toBe(b.peerId)
       yield* stream.write(new TextEncoder().encode("hello, "))
       yield* stream.write(new TextEncoder().encode("weft"))
       yield* stream.end
-      expect(new TextDecoder().decode(yield* readAll(stream))).toBe("hello, weft")
+      expect(new TextDecoder().decode(yield* TransportSuite.readAll(stream))).toBe("hello, weft")
     }))
 
   it.scopedLive("refuses an unknown protocol quickly with UnsupportedProtocol", () =>
     Effect.gen(function*() {
       const { a, b } = yield* connected
-      yield* b.handle(echoProtocol, echo)
+      yield* b.handle(echoProtocol, TransportSuite.echo)
       const started = performance.now()
       const error = failureOf(yield* Effect.either(a.open(b.peerId, "/weft-test/missing/1.0.0")))
       const elapsed = performance.now() - started
@@ -176,7 +152,7 @@ describe("Libp2pTransport", () => {
       const sunk = yield* Ref.make(0)
       yield* b.handle(sinkProtocol, (stream) =>
         Stream.runForEach(stream.source, (chunk) => Ref.update(sunk, (n) => n + chunk.length)))
-      yield* b.handle(echoProtocol, echo)
+      yield* b.handle(echoProtocol, TransportSuite.echo)
 
       // bulk: writes until told to stop
       const stop = yield* Ref.make(false)
@@ -206,7 +182,7 @@ describe("Libp2pTransport", () => {
           const fresh = yield* a.open(b.peerId, echoProtocol)
           yield* fresh.write(ping)
           yield* fresh.end
-          return yield* readAll(fresh)
+          return yield* TransportSuite.readAll(fresh)
         }))
         newStreamLatencies.push(performance.now() - started)
         expect(answer).toEqual(ping)
@@ -233,8 +209,8 @@ describe("Libp2pTransport", () => {
   it.scopedLive("disconnect interrupts the handlers on both sides and resets their in-flight streams", () =>
     Effect.gen(function*() {
       const { a, b } = yield* connected
-      const onB = yield* holding
-      const onA = yield* holding
+      const onB = yield* TransportSuite.holding
+      const onA = yield* TransportSuite.holding
       yield* b.handle(holdProtocol, onB.handler)
       yield* a.handle(holdProtocol, onA.handler)
 
@@ -338,7 +314,7 @@ describe("Libp2pTransport", () => {
     it.scopedLive(`a reader that does not read holds the writer back (bounded buffering, ${chunkBytes / 1024} KiB writes)`, () =>
       Effect.gen(function*() {
         const { a, b } = yield* connected
-        const hold = yield* holding
+        const hold = yield* TransportSuite.holding
         yield* b.handle(holdProtocol, hold.handler)
         const stream = yield* a.open(b.peerId, holdProtocol)
         const written = yield* Ref.make(0)
@@ -368,7 +344,7 @@ describe("Libp2pTransport", () => {
   it.scopedLive("a slow reader gets every byte, without its buffers overflowing", () =>
     Effect.gen(function*() {
       const { a, b } = yield* connected
-      const hold = yield* holding
+      const hold = yield* TransportSuite.holding
       yield* b.handle(holdProtocol, hold.handler)
       const stream = yield* a.open(b.peerId, holdProtocol)
       const total = 12 * 1024 * 1024
@@ -384,7 +360,7 @@ describe("Libp2pTransport", () => {
       const received = yield* reader.source.pipe(
         Stream.tap(() => Effect.sleep("2 millis")),
         Stream.runCollect,
-        Effect.map(concat),
+        Effect.map((chunks) => concat([...chunks])),
         within("the slow read", "15 seconds")
       )
       expect(received.length).toBe(total)
@@ -483,7 +459,7 @@ describe("Libp2pTransport", () => {
       const total = 4 * 1024 * 1024
       const payload = randomBytes(total, 7)
       const stream = yield* ours.open(peer, echoProtocol)
-      const echoed = yield* Effect.fork(readAll(stream))
+      const echoed = yield* Effect.fork(TransportSuite.readAll(stream))
       for (let offset = 0; offset < total; offset += CHUNK_BYTES) {
         yield* stream.write(payload.subarray(offset, offset + CHUNK_BYTES))
       }

@@ -42,19 +42,6 @@ const text = (chunks: Iterable<Uint8Array>) => decoder.decode(Buffer.concat([...
 
 const readText = (stream: Transport.Duplex) => Effect.map(Stream.runCollect(stream.source), text)
 
-/** A handler that signals it started, records how it ended, and waits forever. */
-const holding = Effect.gen(function*() {
-  const started = yield* Deferred.make<void>()
-  const finalized = yield* Deferred.make<Exit.Exit<unknown, unknown>>()
-  const handler: Transport.Handler = () =>
-    Effect.gen(function*() {
-      yield* Effect.addFinalizer((exit) => Deferred.succeed(finalized, exit))
-      yield* Deferred.succeed(started, undefined)
-      return yield* Effect.never
-    })
-  return { handler, started, finalized }
-})
-
 /** The transport's events from now on, collected. */
 const listen = (transport: Transport.Service) =>
   Effect.gen(function*() {
@@ -166,7 +153,7 @@ describe("MemoryTransport faults", () => {
       const a = yield* network.transport("alice")
       const b = yield* network.transport("bob")
       const c = yield* network.transport("carol")
-      const hold = yield* holding
+      const hold = yield* TransportSuite.holding
       yield* b.handle(HOLD, hold.handler)
       yield* b.handle(ECHO, TransportSuite.echo)
       yield* c.handle(ECHO, TransportSuite.echo)
@@ -230,8 +217,8 @@ describe("MemoryTransport faults", () => {
       const a = yield* network.transport("alice")
       const bScope = yield* Scope.make()
       const b = yield* Scope.extend(network.transport("bob"), bScope)
-      const onB = yield* holding
-      const onA = yield* holding
+      const onB = yield* TransportSuite.holding
+      const onA = yield* TransportSuite.holding
       yield* b.handle(HOLD, onB.handler)
       yield* a.handle(HOLD, onA.handler)
       const seenByA = yield* listen(a)
@@ -362,7 +349,7 @@ describe("MemoryTransport faults", () => {
       const network = yield* Scope.extend(MemoryTransport.make({ seed: 14 }), networkScope)
       const a = yield* network.transport("alice")
       const b = yield* network.transport("bob")
-      const hold = yield* holding
+      const hold = yield* TransportSuite.holding
       yield* b.handle(HOLD, hold.handler)
       const stream = yield* a.open(b.peerId, HOLD)
       yield* Deferred.await(hold.started)

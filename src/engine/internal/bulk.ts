@@ -72,7 +72,28 @@ export const make = (maxParameters: number): Bulk => {
     }
     return sql
   }
-  const whereOf = (where: Readonly<Record<string, unknown>> | undefined) => Object.entries(where ?? {})
+  /**
+   * Runs a statement keyed by `key IN (…)` (and `where` columns equal their values)
+   * over `values` in planned chunks; `build` makes the statement for one chunk size.
+   */
+  const forEachIn = async <A>(
+    shape: string,
+    values: ReadonlyArray<unknown>,
+    where: Readonly<Record<string, unknown>> | undefined,
+    build: (size: number, whereColumns: ReadonlyArray<string>) => CompiledQuery,
+    each: (sql: string, parameters: ReadonlyArray<unknown>) => Promise<A>
+  ): Promise<Array<A>> => {
+    const extra = Object.entries(where ?? {})
+    const whereColumns = extra.map(([column]) => column)
+    const out: Array<A> = []
+    let offset = 0
+    for (const size of plan(values.length, Math.min(512, maxParameters - extra.length))) {
+      const sql = compiled(`${shape}|${size}|${whereColumns.join(",")}`, () => build(size, whereColumns))
+      out.push(await each(sql, [...values.slice(offset, offset + size), ...extra.map(([, value]) => value)]))
+      offset += size
+    }
+    return out
+  }
 
   return {
     insert: async (db, table, columns, rows, onConflict) => {
@@ -105,33 +126,31 @@ export const make = (maxParameters: number): Bulk => {
       values: ReadonlyArray<unknown>,
       where?: Readonly<Record<string, unknown>>
     ) => {
-      const out: Array<Row> = []
-      const extra = whereOf(where)
-      let offset = 0
-      for (const size of plan(values.length, Math.min(512, maxParameters - extra.length))) {
-        const sql = compiled(`s|${table}|${columns.join(",")}|${key}|${size}|${extra.map(([c]) => c).join(",")}`, () => {
+      const pages = await forEachIn(
+        `s|${table}|${columns.join(",")}|${key}`,
+        values,
+        where,
+        (size, whereColumns) => {
           let query = db.selectFrom(table).select(columns as Array<string>).where(key, "in", Array(size).fill(0))
-          for (const [column] of extra) query = query.where(column, "=", 0)
+          for (const column of whereColumns) query = query.where(column, "=", 0)
           return query.compile()
-        })
-        const parameters = [...values.slice(offset, offset + size), ...extra.map(([, v]) => v)]
-        offset += size
-        out.push(...(await db.executeQuery<Row>(CompiledQuery.raw(sql, parameters))).rows)
-      }
-      return out
+        },
+        async (sql, parameters) => (await db.executeQuery<Row>(CompiledQuery.raw(sql, [...parameters]))).rows
+      )
+      return pages.flat()
     },
     deleteIn: async (db, table, key, values, where) => {
-      const extra = whereOf(where)
-      let offset = 0
-      for (const size of plan(values.length, Math.min(512, maxParameters - extra.length))) {
-        const sql = compiled(`d|${table}|${key}|${size}|${extra.map(([c]) => c).join(",")}`, () => {
+      await forEachIn(
+        `d|${table}|${key}`,
+        values,
+        where,
+        (size, whereColumns) => {
           let query = db.deleteFrom(table).where(key, "in", Array(size).fill(0))
-          for (const [column] of extra) query = query.where(column, "=", 0)
+          for (const column of whereColumns) query = query.where(column, "=", 0)
           return query.compile()
-        })
-        await db.executeQuery(CompiledQuery.raw(sql, [...values.slice(offset, offset + size), ...extra.map(([, v]) => v)]))
-        offset += size
-      }
+        },
+        (sql, parameters) => db.executeQuery(CompiledQuery.raw(sql, [...parameters]))
+      )
     }
   }
 }

@@ -18,6 +18,7 @@ import * as Plugin from "../Plugin.js"
 import * as PluginHost from "../PluginHost.js"
 import * as Ping from "./Ping.js"
 import * as Protocol from "./Protocol.js"
+import { concat } from "uint8arrays"
 
 /** A peer on `network`: its transport and plugin host, and the ping plugin with its client unless `withPing` is false. */
 const peer = (network: MemoryTransport.MemoryNetwork, name: string, withPing = true) =>
@@ -55,15 +56,6 @@ const failure = <A, E>(outcome: Either.Either<A, E>): E => {
 
 const payload = (seed: number): Uint8Array => Uint8Array.from({ length: Protocol.PAYLOAD_BYTES }, (_, i) => (seed * 31 + i * 7) & 0xff)
 
-const concat = (pieces: ReadonlyArray<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(pieces.reduce((n, piece) => n + piece.length, 0))
-  let offset = 0
-  for (const piece of pieces) {
-    out.set(piece, offset)
-    offset += piece.length
-  }
-  return out
-}
 
 /** Reads exactly `n` bytes from a pull (failing if the stream ends first). */
 const readExactly = (pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<Transport.TransportError>>, n: number) =>

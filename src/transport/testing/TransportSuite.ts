@@ -32,6 +32,7 @@ import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import { concat } from "uint8arrays"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Transport from "../Transport.js"
 
@@ -79,16 +80,19 @@ export const echo: Transport.Handler = (stream) =>
 const encoder = new TextEncoder()
 const decoder = new TextDecoder()
 
-const concat = (chunks: Iterable<Uint8Array>): Uint8Array => {
-  const all = [...chunks]
-  const out = new Uint8Array(all.reduce((n, chunk) => n + chunk.length, 0))
-  let offset = 0
-  for (const chunk of all) {
-    out.set(chunk, offset)
-    offset += chunk.length
-  }
-  return out
-}
+
+/** A handler that signals it started (with its stream), records how it ended, and then waits forever. */
+export const holding = Effect.gen(function*() {
+  const started = yield* Deferred.make<Transport.Duplex>()
+  const finalized = yield* Deferred.make<Exit.Exit<unknown, unknown>>()
+  const handler: Transport.Handler = (stream) =>
+    Effect.gen(function*() {
+      yield* Effect.addFinalizer((exit) => Deferred.succeed(finalized, exit))
+      yield* Deferred.succeed(started, stream)
+      return yield* Effect.never
+    })
+  return { handler, started, finalized }
+})
 
 /** Bytes that differ from chunk to chunk, so that a lost, repeated or reordered chunk shows. */
 const pattern = (size: number, salt: number): Uint8Array => {
@@ -103,7 +107,8 @@ const pattern = (size: number, salt: number): Uint8Array => {
   return out
 }
 
-const readAll = (stream: Transport.Duplex) => Effect.map(Stream.runCollect(stream.source), concat)
+/** Everything a stream delivers until it ends, as one byte array. */
+export const readAll = (stream: Transport.Duplex) => Effect.map(Stream.runCollect(stream.source), (chunks) => concat([...chunks]))
 
 const sameBytes = (actual: Uint8Array, expected: Uint8Array) => {
   expect(actual.length, "length").toBe(expected.length)
@@ -193,19 +198,6 @@ export const suite = (name: string, makePair: Effect.Effect<Pair, unknown, Scope
       yield* stream.end
       return decoder.decode(yield* readAll(stream))
     })).pipe(step(`an echo round trip of ${JSON.stringify(text)}`))
-
-  /** A handler that signals it started, records how it ended, and then waits forever. */
-  const holding = Effect.gen(function*() {
-    const started = yield* Deferred.make<void>()
-    const finalized = yield* Deferred.make<Exit.Exit<unknown, unknown>>()
-    const handler: Transport.Handler = () =>
-      Effect.gen(function*() {
-        yield* Effect.addFinalizer((exit) => Deferred.succeed(finalized, exit))
-        yield* Deferred.succeed(started, undefined)
-        return yield* Effect.never
-      })
-    return { handler, started, finalized }
-  })
 
   const test = (title: string, body: (pair: Pair) => Effect.Effect<void, unknown, Scope.Scope>) =>
     it.scopedLive(title, () => Effect.flatMap(makePair, body), testTimeout)
