@@ -55,18 +55,6 @@ const connected = Effect.gen(function*() {
 
 
 
-const randomBytes = (size: number, seed: number): Uint8Array => {
-  const out = new Uint8Array(size)
-  let x = seed >>> 0 || 1
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13
-    x ^= x >>> 17
-    x ^= x << 5
-    out[i] = x & 0xff
-  }
-  return out
-}
-
 const failureOf = <A>(outcome: Either.Either<A, unknown>): Transport.TransportError => {
   expect(Either.isLeft(outcome), "expected a failure").toBe(true)
   const error = Either.isLeft(outcome) ? outcome.left : undefined
@@ -132,7 +120,7 @@ describe("Libp2pTransport", () => {
           yield* stream.end
         }))
       const total = 48 * 1024 * 1024
-      const payload = randomBytes(total, 42)
+      const payload = TransportSuite.pattern(total, 42)
       const expected = createHash("sha256").update(payload).digest("hex")
       const stream = yield* a.open(b.peerId, sinkProtocol)
       const started = performance.now()
@@ -157,7 +145,7 @@ describe("Libp2pTransport", () => {
       // bulk: writes until told to stop
       const stop = yield* Ref.make(false)
       const bulk = yield* a.open(b.peerId, sinkProtocol)
-      const chunk = randomBytes(CHUNK_BYTES, 3)
+      const chunk = TransportSuite.pattern(CHUNK_BYTES, 3)
       yield* Effect.forkScoped(Effect.gen(function*() {
         while (!(yield* Ref.get(stop))) yield* bulk.write(chunk)
       }))
@@ -166,7 +154,7 @@ describe("Libp2pTransport", () => {
       // pings on a kept stream, and on new streams, while the bulk runs
       const kept = yield* a.open(b.peerId, echoProtocol)
       const pull = yield* Stream.toPull(kept.source)
-      const ping = randomBytes(32, 9)
+      const ping = TransportSuite.pattern(32, 9)
       const keptLatencies: Array<number> = []
       const newStreamLatencies: Array<number> = []
       const sunkBefore = yield* Ref.get(sunk)
@@ -216,9 +204,9 @@ describe("Libp2pTransport", () => {
 
       // a → b, and b → a over the same connection
       const toB = yield* a.open(b.peerId, holdProtocol)
-      yield* toB.write(randomBytes(10, 1))
+      yield* toB.write(TransportSuite.pattern(10, 1))
       const toA = yield* b.open(a.peerId, holdProtocol)
-      yield* toA.write(randomBytes(10, 2))
+      yield* toA.write(TransportSuite.pattern(10, 2))
       const handlerOnB = yield* Deferred.await(onB.started).pipe(within("b's handler", "5 seconds"))
       yield* Deferred.await(onA.started).pipe(within("a's handler", "5 seconds"))
       const readingOnA = yield* Effect.forkScoped(Effect.either(Stream.runDrain(toB.source)))
@@ -319,7 +307,7 @@ describe("Libp2pTransport", () => {
         const stream = yield* a.open(b.peerId, holdProtocol)
         const written = yield* Ref.make(0)
         yield* Effect.forkScoped(Effect.gen(function*() {
-          const chunk = randomBytes(chunkBytes, 5)
+          const chunk = TransportSuite.pattern(chunkBytes, 5)
           for (;;) {
             yield* stream.write(chunk)
             yield* Ref.update(written, (n) => n + chunkBytes)
@@ -348,7 +336,7 @@ describe("Libp2pTransport", () => {
       yield* b.handle(holdProtocol, hold.handler)
       const stream = yield* a.open(b.peerId, holdProtocol)
       const total = 12 * 1024 * 1024
-      const sent = randomBytes(total, 11)
+      const sent = TransportSuite.pattern(total, 11)
       yield* Effect.forkScoped(Effect.gen(function*() {
         for (let offset = 0; offset < total; offset += CHUNK_BYTES) {
           yield* stream.write(sent.subarray(offset, offset + CHUNK_BYTES))
@@ -457,7 +445,7 @@ describe("Libp2pTransport", () => {
       const ours = yield* node()
       const peer = yield* ours.connect(stock.getMultiaddrs()[0]!.toString())
       const total = 4 * 1024 * 1024
-      const payload = randomBytes(total, 7)
+      const payload = TransportSuite.pattern(total, 7)
       const stream = yield* ours.open(peer, echoProtocol)
       const echoed = yield* Effect.fork(TransportSuite.readAll(stream))
       for (let offset = 0; offset < total; offset += CHUNK_BYTES) {

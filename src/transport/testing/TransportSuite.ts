@@ -95,7 +95,7 @@ export const holding = Effect.gen(function*() {
 })
 
 /** Bytes that differ from chunk to chunk, so that a lost, repeated or reordered chunk shows. */
-const pattern = (size: number, salt: number): Uint8Array => {
+export const pattern = (size: number, salt: number): Uint8Array => {
   const out = new Uint8Array(size)
   let x = (salt * 2654435761) >>> 0 || 1
   for (let i = 0; i < size; i++) {
