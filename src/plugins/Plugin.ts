@@ -47,5 +47,16 @@ export interface Plugin<E = unknown, R = never> extends Protocol {
   readonly handle: (stream: Duplex, context: StreamContext) => Effect.Effect<void, E, R | Scope.Scope>
 }
 
+/**
+ * Error reasons that mean the remote broke a protocol: a malformed, oversize
+ * or out-of-protocol message. A handler (or client) that fails with one of
+ * them gets the peer disconnected by the host.
+ */
+export const VIOLATIONS: ReadonlySet<string> = new Set(["Oversize", "MalformedMessage", "ProtocolViolation"])
+
+/** Whether an error says the remote broke its protocol (its `reason` is one of `VIOLATIONS`). */
+export const isViolation = (error: unknown): boolean =>
+  typeof error === "object" && error !== null && "reason" in error && VIOLATIONS.has(String(error.reason))
+
 /** Declares a plugin (an identity function that fixes the types). */
 export const make = <E, R>(plugin: Plugin<E, R>): Plugin<E, R> => plugin

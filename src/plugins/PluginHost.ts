@@ -39,7 +39,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { type Duplex, type PeerId, Transport, TransportError } from "../transport/Transport.js"
 import { Libraries } from "./Libraries.js"
-import type { Plugin, Protocol } from "./Plugin.js"
+import { isViolation, type Plugin, type Protocol } from "./Plugin.js"
 
 /** A peer may not use a protocol. */
 export class PermissionError extends Schema.TaggedError<PermissionError>("weft/PermissionError")("PermissionError", {
@@ -60,6 +60,8 @@ export type PeerEvent =
   | { readonly _tag: "Available"; readonly peer: PeerId }
   | { readonly _tag: "Unavailable"; readonly peer: PeerId }
   | { readonly _tag: "Refused"; readonly peer: PeerId; readonly protocol: string; readonly detail: string }
+  /** The peer broke a protocol (malformed, oversize or out-of-protocol input) and was disconnected. */
+  | { readonly _tag: "Violation"; readonly peer: PeerId; readonly protocol: string; readonly detail: string }
 
 /** What the host holds for one peer and protocol. */
 export interface StreamCount {
@@ -94,6 +96,12 @@ export interface Service {
   readonly connect: (address: string) => Effect.Effect<PeerId, TransportError>
   /** Peers with a working connection. */
   readonly available: Effect.Effect<ReadonlyArray<PeerId>>
+  /**
+   * Reports that `peer` broke `protocol` (`error` says how): the host
+   * disconnects it and publishes a `Violation` event. Handlers need not call
+   * this: a handler failing with a violation (see `Plugin.isViolation`) is reported.
+   */
+  readonly violation: (peer: PeerId, protocol: string, error: unknown) => Effect.Effect<void>
   /** Peer events from now on, subscribed at once (none after this returns is missed). */
   readonly events: Effect.Effect<Stream.Stream<PeerEvent>, never, Scope.Scope>
   /** Streams held now, per peer and protocol (only those with any). */
@@ -191,6 +199,15 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
     })))
     for (const peer of yield* transport.connections) yield* Ref.update(available, HashSet.add(peer))
 
+    // forked into the host's scope: a handler that reports its own connection must not wait
+    // for its own interruption
+    const hostScope = yield* Effect.scope
+    const violation = (peer: PeerId, protocol: string, error: unknown) =>
+      Effect.zipRight(
+        PubSub.publish(pubsub, { _tag: "Violation", peer, protocol, detail: error instanceof Error ? error.message : String(error) }),
+        Effect.asVoid(Effect.forkIn(transport.disconnect(peer), hostScope))
+      )
+
     const refuse = (stream: Duplex, detail: string) =>
       Effect.zipRight(
         PubSub.publish(pubsub, { _tag: "Refused", peer: stream.remote, protocol: stream.protocol, detail }),
@@ -203,6 +220,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
         const run = (stream: Duplex, library: string | undefined) => {
           const handled = plugin.handle(stream, { peer: stream.remote, library })
           return (plugin.timeout === undefined ? handled : Effect.timeout(handled, plugin.timeout)).pipe(
+            Effect.tapError((error) => (isViolation(error) ? violation(stream.remote, stream.protocol, error) : Effect.void)),
             Effect.provide(context)
           )
         }
@@ -263,6 +281,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
       register,
       open,
       connect: transport.connect,
+      violation,
       available: Effect.map(Ref.get(available), (set) => [...set]),
       events: Effect.map(PubSub.subscribe(pubsub), Stream.fromQueue),
       streams: Effect.map(Ref.get(held), (counts) => [...counts.values()])

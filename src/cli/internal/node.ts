@@ -158,6 +158,8 @@ export const make = (options: Options) =>
           return Effect.logInfo(`peer ${event.peer} unavailable`)
         case "Refused":
           return Effect.logWarning(`refused ${event.peer} on ${event.protocol}: ${event.detail}`)
+        case "Violation":
+          return Effect.logWarning(`disconnected ${event.peer}: it broke ${event.protocol}: ${event.detail}`)
       }
     }))
 

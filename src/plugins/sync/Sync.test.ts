@@ -12,6 +12,11 @@ import * as MemoryTransport from "../../transport/MemoryTransport.js"
 import { Transport } from "../../transport/Transport.js"
 import * as Libraries from "../Libraries.js"
 import * as PluginHost from "../PluginHost.js"
+import type { NodeId } from "../../crdt/Timestamp.js"
+import * as SyncProtocol from "../../engine/SyncProtocol.js"
+import * as Framing from "../../transport/Framing.js"
+import type { PeerId } from "../../transport/Transport.js"
+import * as Protocol from "./Protocol.js"
 import * as Sync from "./Sync.js"
 
 const notes = Model.make("notes", Schema.Struct({ title: Schema.String }))
@@ -29,7 +34,7 @@ const peer = (network: MemoryTransport.MemoryNetwork, id: string, models: Readon
       session: { debounce: Duration.millis(1) },
       retry: Schedule.spaced(Duration.millis(20))
     }).pipe(Effect.provideService(PluginHost.PluginHost, host), Effect.provide(libraries))
-    return { engine, transport, sync }
+    return { engine, transport, host, sync }
   })
 
 const eventually = (check: Effect.Effect<boolean, unknown>) =>
@@ -71,6 +76,32 @@ describe("Sync plugin", () => {
       expect(yield* has(a.engine, "n1")).toBe(false)
       expect((yield* a.engine.versionVector)["b"]).toBeUndefined()
     }))
+
+  for (const [name, frame] of [
+    ["an oversize frame", Framing.encode(new Uint8Array(0)).map((_, i) => (i === 0 ? 0xff : 0))],
+    ["a malformed frame", Framing.encode(new Uint8Array([0xc1, 0x00, 0xff]))]
+  ] as const) {
+    it.scopedLive(`a peer that sends ${name} is disconnected, with a typed error, and nothing is written`, () =>
+      Effect.gen(function*() {
+        const network = yield* MemoryTransport.make({ seed: 4 })
+        const a = yield* peer(network, "a", [notes], ["a", "z"])
+        // z is a member but speaks garbage: it drives the stream itself instead of running a session
+        const z = yield* peer(network, "z", [notes], [])
+        const events = yield* a.host.events
+        const failures = yield* a.sync.failures
+        yield* z.transport.connect("memory://a")
+        const stream = yield* z.host.open("a" as PeerId, Protocol.protocol, LIBRARY)
+        const framed = Framing.make(stream)
+        yield* framed.send(SyncProtocol.encode({ _tag: "Hello", node: "z" as NodeId, library: LIBRARY, vector: {} }))
+        yield* stream.write(frame)
+        const violation = yield* events.pipe(Stream.filter((e) => e._tag === "Violation"), Stream.runHead, Effect.map(Option.getOrThrow))
+        expect(violation).toMatchObject({ _tag: "Violation", peer: "z", protocol: Protocol.protocol.protocol })
+        const failure = yield* failures.pipe(Stream.runHead, Effect.map(Option.getOrThrow))
+        expect(failure.error).toMatchObject(name === "an oversize frame" ? { _tag: "TransportError", reason: "Oversize" } : { _tag: "SyncError", reason: "MalformedMessage" })
+        yield* eventually(Effect.map(a.transport.connections, (peers) => !peers.includes("z" as PeerId)))
+        expect((yield* a.engine.versionVector)["z"]).toBeUndefined()
+      }))
+  }
 
   it.scopedLive("a peer that is not a member of the library gets no session", () =>
     Effect.gen(function*() {

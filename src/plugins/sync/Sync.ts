@@ -121,7 +121,12 @@ export const make = (options: Options) =>
       handle: (stream, context) => {
         const engine = context.library === undefined ? undefined : engines.get(context.library)
         // a member of a library this node does not sync (any more): nothing to serve
-        return engine === undefined ? stream.reset : Effect.ignore(session(stream, context.peer, context.library!, engine))
+        // failures are published by `session`; a protocol violation also goes to the host, which disconnects the peer
+        return engine === undefined
+          ? stream.reset
+          : session(stream, context.peer, context.library!, engine).pipe(
+            Effect.catchAll((error) => (Plugin.isViolation(error) ? Effect.fail(error) : Effect.void))
+          )
       }
     }))
 
@@ -132,7 +137,10 @@ export const make = (options: Options) =>
         if (host.peerId >= peer) return
         for (const { engine, id } of options.libraries) {
           if (!(yield* libraries.isMember(id, peer))) continue
-          const run = Effect.scoped(Effect.flatMap(host.open(peer, Protocol.protocol, id), (stream) => session(stream, peer, id, engine)))
+          const run = Effect.scoped(Effect.flatMap(host.open(peer, Protocol.protocol, id), (stream) => session(stream, peer, id, engine))).pipe(
+            // a remote that broke the protocol is disconnected (for inbound streams the host sees the handler fail)
+            Effect.tapError((error) => (Plugin.isViolation(error) ? host.violation(peer, Protocol.protocol.protocol, error) : Effect.void))
+          )
           // a session that ends (the remote closed it) or fails is started again after a pause
           const forever = Effect.retry(Effect.zipRight(run, Effect.fail("ended" as const)), options.retry ?? defaultRetry)
           yield* FiberMap.run(active, key(peer, id), forever, { onlyIfMissing: true })
