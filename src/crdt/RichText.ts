@@ -78,13 +78,6 @@ export const applyChanges = (doc: Doc, changes: ReadonlyArray<Uint8Array>): Eith
     catch: (cause) => new RichTextError({ reason: "MalformedChange", detail: describe(cause) })
   })
 
-/** Checks that bytes decode as an Automerge change (for validating untrusted operations). */
-export const validateChange = (change: Uint8Array): Either.Either<void, RichTextError> =>
-  Either.try({
-    try: () => void Automerge.decodeChange(change),
-    catch: (cause) => new RichTextError({ reason: "MalformedChange", detail: describe(cause) })
-  })
-
 /** A splice: delete `deleteCount` characters at `index`, then insert `insert`. */
 export interface Splice {
   readonly index: number

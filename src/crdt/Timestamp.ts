@@ -62,18 +62,8 @@ export const counter = (ts: Timestamp): number => parseInt(ts.slice(12, 16), 16)
 /** The total-order key of an operation: its timestamp, then its origin. */
 export const stamp = (ts: Timestamp, node: NodeId): Stamp => (ts + node) as Stamp
 
-/** Splits a stamp into its timestamp and origin. */
-export const unstamp = (s: Stamp): { readonly ts: Timestamp; readonly node: NodeId } => ({
-  ts: s.slice(0, 16) as Timestamp,
-  node: s.slice(16) as NodeId
-})
-
 /** Orders timestamps (or stamps): negative, zero or positive. */
 export const compare = <A extends string>(a: A, b: A): -1 | 0 | 1 => (a < b ? -1 : a > b ? 1 : 0)
 
 /** The larger of two timestamps (or stamps). */
 export const max = <A extends string>(a: A, b: A): A => (a < b ? b : a)
-
-/** Readable form for logs and errors: ISO time, counter and (optionally) node. */
-export const format = (ts: Timestamp, node?: NodeId): string =>
-  `${new Date(millis(ts)).toISOString()}#${counter(ts)}${node === undefined ? "" : `@${node}`}`

@@ -53,21 +53,3 @@ export const Value: Schema.Schema<Value> = Schema.declare((u: unknown): u is Val
   identifier: "Value",
   description: "null, a boolean, a finite number, a string, a byte array, or an array or plain object of values"
 })
-
-/** Structural equality of two values (byte arrays by content). */
-export const equals = (a: Value, b: Value): boolean => {
-  if (a === b) return true
-  if (a === null || b === null || typeof a !== "object" || typeof b !== "object") return false
-  if (a instanceof Uint8Array || b instanceof Uint8Array) {
-    if (!(a instanceof Uint8Array && b instanceof Uint8Array) || a.length !== b.length) return false
-    return a.every((byte, i) => byte === b[i])
-  }
-  if (Array.isArray(a) || Array.isArray(b)) {
-    if (!(Array.isArray(a) && Array.isArray(b)) || a.length !== b.length) return false
-    return a.every((item, i) => equals(item, b[i] as Value))
-  }
-  const ra = a as { readonly [key: string]: Value }
-  const rb = b as { readonly [key: string]: Value }
-  const keys = Object.keys(ra)
-  return keys.length === Object.keys(rb).length && keys.every((k) => Object.hasOwn(rb, k) && equals(ra[k]!, rb[k]!))
-}

@@ -60,7 +60,3 @@ export const merge = (a: VersionVector, b: VersionVector): VersionVector => {
 /** Whether `a` holds everything `b` holds. */
 export const covers = (a: VersionVector, b: VersionVector): boolean =>
   Object.entries(b).every(([origin, entry]) => seqOf(a, origin) >= entry.seq)
-
-/** Operations `mine` holds and `theirs` lacks, per origin. */
-export const lacking = (mine: VersionVector, theirs: VersionVector): number =>
-  Object.entries(mine).reduce((n, [origin, entry]) => n + Math.max(0, entry.seq - seqOf(theirs, origin)), 0)

@@ -157,16 +157,6 @@ export const scan = <E>(
     }
   })
 
-/** Number of operations in the log. */
-export const count = (db: Kysely<any>): Effect.Effect<number, StorageError> =>
-  Effect.tryPromise({
-    try: async () => {
-      const row = await db.selectFrom("weft_operations").select((eb) => eb.fn.countAll().as("n")).executeTakeFirst()
-      return Number(row?.n ?? 0)
-    },
-    catch: queryError
-  })
-
 /** The stored version vector. */
 export const readVector = (db: Kysely<any>): Effect.Effect<VersionVector.VersionVector, StorageError> =>
   Effect.tryPromise({
