@@ -12,7 +12,6 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Binary from "../src/crdt/Binary.js"
 import * as Timestamp from "../src/crdt/Timestamp.js"
-import * as Database from "../src/engine/Database.js"
 import * as Engine from "../src/engine/Engine.js"
 import * as Model from "../src/engine/Model.js"
 import * as Projection from "../src/engine/Projection.js"
@@ -65,8 +64,7 @@ const rawBaseline = (dir: string, ids: ReadonlyArray<string>): number => {
 
 const engineRun = (dir: string, ids: ReadonlyArray<string>) =>
   Effect.scoped(Effect.gen(function*() {
-    const database = yield* Database.makeSqlite({ filename: join(dir, `engine-${Math.random()}.db`) })
-    const engine = yield* Engine.make({ models: [files], node: "bench-node" }).pipe(Effect.provideService(Database.Database, database))
+    const engine = yield* Engine.makeSqlite({ models: [files], node: "bench-node", filename: join(dir, `engine-${Math.random()}.db`) })
     const total = ids.length
     const start = performance.now()
     for (let from = 0; from < total; from += BATCH) {

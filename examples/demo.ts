@@ -12,7 +12,6 @@ import * as Schema from "effect/Schema"
 import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import * as Engines from "../src/engine/testing/Engines.js"
 import * as Snapshot from "../src/engine/testing/Snapshot.js"
 import { Engine, Libraries, Model, PingPlugin, PluginHost, SyncPlugin } from "../src/index.js"
 import * as Identity from "../src/transport/Identity.js"
@@ -33,7 +32,7 @@ const startPeer = (name: string, dir: string, members: () => ReadonlyArray<strin
   Effect.gen(function*() {
     const identity = yield* Identity.load(join(dir, `${name}.identity.json`))
     const transport = yield* Libp2pTransport.make({ identity, listen: ["/ip4/127.0.0.1/tcp/0"], mdns: false })
-    const engine = yield* Engines.open({ models: [files], node: identity.peerId, filename: join(dir, `${name}.db`) })
+    const engine = yield* Engine.makeSqlite({ models: [files], node: identity.peerId, filename: join(dir, `${name}.db`) })
     // as after pairing: both peers are members of the library
     const libraries = Libraries.layerMemory([{ id: LIBRARY, name: "demo", members: members() as Array<never> }])
     const host = yield* PluginHost.make({ connectDiscovered: false }).pipe(Effect.provideService(Transport, transport), Effect.provide(libraries))

@@ -7,7 +7,6 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import * as Database from "../engine/Database.js"
 import * as Engine from "../engine/Engine.js"
 import * as Libraries from "../plugins/Libraries.js"
 import * as Identity from "../transport/Identity.js"
@@ -41,8 +40,7 @@ export const init = (dir: string, libraryName: string = DEFAULT_LIBRARY_NAME) =>
     // each library's database, created (and migrated) now, so `serve` starts on a ready directory
     for (const library of all) {
       yield* Effect.scoped(
-        Effect.flatMap(Database.makeSqlite({ filename: paths.database(library.id) }), (database) =>
-          Engine.make({ models: Notes.models, node: identity.peerId }).pipe(Effect.provideService(Database.Database, database)))
+        Engine.makeSqlite({ models: Notes.models, node: identity.peerId, filename: paths.database(library.id) })
       )
     }
     return { dir: paths.dir, peerId: identity.peerId, libraries: all, created } satisfies Initialized

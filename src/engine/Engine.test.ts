@@ -15,7 +15,6 @@ import { join } from "node:path"
 import * as Binary from "../crdt/Binary.js"
 import * as Operation from "../crdt/Operation.js"
 import * as Timestamp from "../crdt/Timestamp.js"
-import * as Database from "./Database.js"
 import * as Engine from "./Engine.js"
 import * as Model from "./Model.js"
 import * as Snapshot from "./testing/Snapshot.js"
@@ -29,11 +28,7 @@ const files = Model.make("files", Schema.Struct({
 }))
 const models = [files]
 
-const open = (node: string, filename = ":memory:") =>
-  Effect.gen(function*() {
-    const database = yield* Database.makeSqlite({ filename })
-    return yield* Engine.make({ models, node }).pipe(Effect.provideService(Database.Database, database))
-  })
+const open = (node: string, filename = ":memory:") => Engine.makeSqlite({ models, node, filename })
 
 const snapshotOf = (engine: Engine.Service) => Snapshot.snapshot(engine)
 const countOps = (engine: Engine.Service) => Effect.map(snapshotOf(engine), (s) => s.log.length)

@@ -19,7 +19,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Queue from "effect/Queue"
@@ -129,8 +129,13 @@ export const make: (
 export const layer = (options: Options): Layer.Layer<Engine, Database.StorageError | ValidationError, Database.Database> =>
   Layer.scoped(Engine, make(options))
 
+/** Opens an engine on its own embedded SQLite database (the default); both close with the scope. */
+export const makeSqlite = (
+  options: Options & Database.SqliteOptions
+): Effect.Effect<Service, Database.StorageError | ValidationError, Scope.Scope> =>
+  Effect.flatMap(Database.makeSqlite(options), (database) => make(options).pipe(Effect.provideService(Database.Database, database)))
+
 /** Layer of an engine on the embedded SQLite database (the default). */
 export const layerSqlite = (
   options: Options & Database.SqliteOptions
-): Layer.Layer<Engine, Database.StorageError | ValidationError> =>
-  layer(options).pipe(Layer.provide(Database.layerSqlite(options)))
+): Layer.Layer<Engine, Database.StorageError | ValidationError> => Layer.scoped(Engine, makeSqlite(options))

@@ -18,7 +18,6 @@ import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as Database from "../../engine/Database.js"
 import * as Engine from "../../engine/Engine.js"
 import { Libraries, type Library } from "../../plugins/Libraries.js"
 import * as LibrariesModule from "../../plugins/Libraries.js"
@@ -76,10 +75,7 @@ export const make = (options: Options) =>
     const engines = new Map<string, Engine.Service>()
     const openEngine = (library: Library) =>
       Effect.gen(function*() {
-        const database = yield* Database.makeSqlite({ filename: paths.database(library.id) })
-        const engine = yield* Engine.make({ models: Notes.models, node: identity.peerId }).pipe(
-          Effect.provideService(Database.Database, database)
-        )
+        const engine = yield* Engine.makeSqlite({ models: Notes.models, node: identity.peerId, filename: paths.database(library.id) })
         engines.set(library.id, engine)
         // sync progress: what remote operations did here
         const commits = yield* engine.commits
