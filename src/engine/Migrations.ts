@@ -79,7 +79,11 @@ export const migrateToLatest: Effect.Effect<void, StorageError, Database> = Effe
     migrationTableName: "weft_migrations",
     migrationLockTableName: "weft_migrations_lock"
   })
-  const result = yield* Effect.promise(() => migrator.migrateToLatest())
+  // migrateToLatest reports failures in its result; a rejection is the same failure, not a defect
+  const result = yield* Effect.tryPromise({
+    try: () => migrator.migrateToLatest(),
+    catch: (cause) => new StorageError({ reason: "Migration", detail: `migrations: ${cause instanceof Error ? cause.message : String(cause)}`, cause })
+  })
   if (result.error !== undefined) {
     const failed = result.results?.find((r) => r.status === "Error")?.migrationName ?? "unknown"
     return yield* new StorageError({
