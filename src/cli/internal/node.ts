@@ -8,8 +8,6 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
-import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -71,7 +69,8 @@ export const make = (options: Options) =>
     const host = yield* withServices(PluginHost.make({ connectDiscovered: true }))
     const withHost = <A, E, R>(effect: Effect.Effect<A, E, R>) => withServices(Effect.provideService(effect, PluginHost.PluginHost, host))
 
-    // engines, one per library, opened as libraries appear
+    // the sync plugin, and an engine per library, opened as libraries appear (a pairing can add one)
+    const sync = yield* withHost(Sync.make({ libraries: [] }))
     const engines = new Map<string, Engine.Service>()
     const openEngine = (library: Library) =>
       Effect.gen(function*() {
@@ -86,31 +85,16 @@ export const make = (options: Options) =>
             `library ${library.name}: applied ${commit.ops.length} operation(s) from sync, ${commit.changes.length} record(s) changed`
           )
         })))
+        yield* sync.add({ id: library.id, engine })
       }).pipe(Scope.extend(scope))
     for (const library of yield* libraries.list) yield* openEngine(library)
-
-    // the sync plugin, restarted when the set of libraries changes
-    const syncLock = yield* Effect.makeSemaphore(1)
-    let sync: { readonly scope: Scope.CloseableScope; readonly service: Sync.Sync["Type"] } | undefined
-    const startSync = syncLock.withPermits(1)(Effect.gen(function*() {
-      if (sync !== undefined) yield* Scope.close(sync.scope, Exit.void)
-      sync = undefined
-      const syncScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
-      const service = yield* withHost(Sync.make({ libraries: [...engines].map(([id, engine]) => ({ id, engine })) })).pipe(
-        Scope.extend(syncScope),
-        Effect.tapError(() => Scope.close(syncScope, Exit.void))
-      )
-      sync = { scope: syncScope, service }
-    }))
-    yield* startSync
-    const sessions = Effect.suspend(() => (sync === undefined ? Effect.succeed([]) : sync.service.status))
+    const sessions = sync.status
 
     // new libraries (joined by pairing) and new members
     const changes = yield* libraries.changes
     let known = new Map((yield* libraries.list).map((l) => [l.id, l]))
     yield* Effect.forkScoped(Stream.runForEach(changes, (list) =>
       Effect.gen(function*() {
-        let added = false
         for (const library of list) {
           const before = known.get(library.id)
           if (before === undefined) yield* Effect.logInfo(`library ${library.name} (${library.id}) added`)
@@ -121,16 +105,12 @@ export const make = (options: Options) =>
           }
           if (!engines.has(library.id)) {
             // a library whose database cannot open is reported, and the others still sync
-            added = yield* openEngine(library).pipe(
-              Effect.as(true),
-              Effect.catchAll((error) => Effect.as(Effect.logError(`could not open library ${library.id}: ${error.message}`), added))
+            yield* openEngine(library).pipe(
+              Effect.catchAll((error) => Effect.logError(`could not open library ${library.id}: ${error.message}`))
             )
           }
         }
         known = new Map(list.map((l) => [l.id, l]))
-        if (added) {
-          yield* startSync.pipe(Effect.catchAll((error) => Effect.logError(`could not restart the sync plugin: ${error.message}`)))
-        }
       })
     ))
 

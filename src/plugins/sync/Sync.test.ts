@@ -23,18 +23,27 @@ const notes = Model.make("notes", Schema.Struct({ title: Schema.String }))
 const secrets = Model.make("secrets", Schema.Struct({ value: Schema.String }))
 const LIBRARY = "lib"
 
-const peer = (network: MemoryTransport.MemoryNetwork, id: string, models: ReadonlyArray<Model.Any>, members: ReadonlyArray<string>) =>
+const peer = (
+  network: MemoryTransport.MemoryNetwork,
+  id: string,
+  models: ReadonlyArray<Model.Any>,
+  members: ReadonlyArray<string>,
+  options: { readonly synced?: boolean } = {}
+) =>
   Effect.gen(function*() {
     const engine = yield* Engines.open({ models, node: id })
     const transport = yield* network.transport(id)
-    const libraries = Libraries.layerMemory([{ id: LIBRARY, name: "lib", members: members as Array<never> }])
-    const host = yield* PluginHost.make({ connectDiscovered: false }).pipe(Effect.provideService(Transport, transport), Effect.provide(libraries))
+    const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerMemory([{ id: LIBRARY, name: "lib", members: members as Array<never> }]))
+    const host = yield* PluginHost.make({ connectDiscovered: false }).pipe(
+      Effect.provideService(Transport, transport),
+      Effect.provideService(Libraries.Libraries, libraries)
+    )
     const sync = yield* Sync.make({
-      libraries: [{ id: LIBRARY, engine }],
+      libraries: options.synced === false ? [] : [{ id: LIBRARY, engine }],
       session: { debounce: Duration.millis(1) },
       retry: Schedule.spaced(Duration.millis(20))
-    }).pipe(Effect.provideService(PluginHost.PluginHost, host), Effect.provide(libraries))
-    return { engine, transport, host, sync }
+    }).pipe(Effect.provideService(PluginHost.PluginHost, host), Effect.provideService(Libraries.Libraries, libraries))
+    return { engine, transport, host, sync, libraries }
   })
 
 const eventually = (check: Effect.Effect<boolean, unknown>) =>
@@ -96,7 +105,12 @@ describe("Sync plugin", () => {
         yield* stream.write(frame)
         const violation = yield* events.pipe(Stream.filter((e) => e._tag === "Violation"), Stream.runHead, Effect.map(Option.getOrThrow))
         expect(violation).toMatchObject({ _tag: "Violation", peer: "z", protocol: Protocol.protocol.protocol })
-        const failure = yield* failures.pipe(Stream.runHead, Effect.map(Option.getOrThrow))
+        // (a's own opening to z is refused, z not counting a as a member: that failure is not this one)
+        const failure = yield* failures.pipe(
+          Stream.filter((f) => f.error._tag !== "PermissionError"),
+          Stream.runHead,
+          Effect.map(Option.getOrThrow)
+        )
         expect(failure.error).toMatchObject(name === "an oversize frame" ? { _tag: "TransportError", reason: "Oversize" } : { _tag: "SyncError", reason: "MalformedMessage" })
         yield* eventually(Effect.map(a.transport.connections, (peers) => !peers.includes("z" as PeerId)))
         expect((yield* a.engine.versionVector)["z"]).toBeUndefined()
@@ -114,4 +128,68 @@ describe("Sync plugin", () => {
       expect(yield* has(a.engine, "n1")).toBe(false)
       expect((yield* a.sync.status).filter((s) => s.state === "syncing")).toEqual([])
     }))
+
+  it.scopedLive("a library added while running syncs with the members already connected", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 5 })
+      const a = yield* peer(network, "a", [notes], ["a", "b"], { synced: false })
+      const b = yield* peer(network, "b", [notes], ["a", "b"])
+      yield* b.engine.mutate([notes.create("n1", { title: "from b" })])
+      yield* b.transport.connect("memory://a")
+      yield* Effect.sleep(Duration.millis(100))
+      expect(yield* has(a.engine, "n1")).toBe(false)
+      expect(yield* a.sync.libraries).toEqual([])
+      yield* a.sync.add({ id: LIBRARY, engine: a.engine })
+      yield* eventually(has(a.engine, "n1"))
+      expect(yield* a.sync.libraries).toEqual([LIBRARY])
+    }))
+
+  it.scopedLive("a session opened for a library the remote has joined but not yet added waits for it instead of failing", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 6 })
+      // a opens (smaller id); b is a member but opens its engine only later, as after a pairing
+      const a = yield* peer(network, "a", [notes], ["a", "b"])
+      const b = yield* peer(network, "b", [notes], ["a", "b"], { synced: false })
+      const failures = yield* a.sync.failures
+      const failed = yield* Effect.fork(Stream.runHead(failures))
+      yield* a.engine.mutate([notes.create("n1", { title: "from a" })])
+      yield* b.transport.connect("memory://a")
+      yield* Effect.sleep(Duration.millis(200))
+      yield* b.sync.add({ id: LIBRARY, engine: b.engine })
+      yield* eventually(has(b.engine, "n1"))
+      expect(failed.unsafePoll()).toBeNull()
+    }))
+
+  it.scopedLive("a refused opening is a typed failure on `failures`", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 7 })
+      // a thinks b is a member; b does not count a as one
+      const a = yield* peer(network, "a", [notes], ["a", "b"])
+      yield* peer(network, "b", [notes], ["b"])
+      const failures = yield* a.sync.failures
+      yield* a.transport.connect("memory://b")
+      const failure = yield* failures.pipe(Stream.runHead, Effect.map(Option.getOrThrow))
+      expect(failure).toMatchObject({ peer: "b", library: LIBRARY, error: { _tag: "PermissionError", reason: "NotAMember" } })
+      expect(yield* a.sync.status).toMatchObject([{ peer: "b", library: LIBRARY, state: "failed" }])
+    }))
+
+  for (const how of ["the library is removed", "the peer loses its membership"] as const) {
+    it.scopedLive(`sessions in both directions end when ${how}`, () =>
+      Effect.gen(function*() {
+        const network = yield* MemoryTransport.make({ seed: 8 })
+        const a = yield* peer(network, "a", [notes], ["a", "b"])
+        const b = yield* peer(network, "b", [notes], ["a", "b"])
+        yield* a.transport.connect("memory://b")
+        yield* a.engine.mutate([notes.create("n1", { title: "first" })])
+        yield* eventually(has(b.engine, "n1"))
+        // b ends it: b's (inbound) session must stop, and a's reopening must not carry data to b
+        yield* (how === "the library is removed" ? b.sync.remove(LIBRARY) : b.libraries.removeMember(LIBRARY, "a" as PeerId))
+        const syncing = (s: ReadonlyArray<Sync.SessionStatus>) => s.some((x) => x.state === "syncing")
+        yield* eventually(Effect.map(b.sync.status, (s) => !syncing(s)))
+        yield* a.engine.mutate([notes.create("n2", { title: "after" })])
+        yield* Effect.sleep(Duration.millis(200))
+        expect(yield* has(b.engine, "n2")).toBe(false)
+        expect(syncing(yield* b.sync.status)).toBe(false)
+      }))
+  }
 })
