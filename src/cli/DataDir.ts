@@ -4,6 +4,7 @@
  * ```text
  * identity.json        the Ed25519 identity (mode 0600; see transport/Identity)
  * libraries.json       libraries and their members (see plugins/Libraries)
+ * peers.json           where peers were last reached (see plugins/AddressBook)
  * libraries/<id>.db    one SQLite database per library
  * weft.sock            the running node's control endpoint (see ControlProtocol)
  * ```
@@ -25,6 +26,7 @@ export interface Layout {
   readonly dir: string
   readonly identity: string
   readonly libraries: string
+  readonly peers: string
   readonly socket: string
   /** The SQLite file of a library (ids are `[A-Za-z0-9._~-]`: no separators, so it stays inside the directory). */
   readonly database: (library: string) => string
@@ -37,6 +39,7 @@ export const layout = (dir: string): Layout => {
     dir: root,
     identity: join(root, "identity.json"),
     libraries: join(root, "libraries.json"),
+    peers: join(root, "peers.json"),
     socket: join(root, "weft.sock"),
     database: (library) => join(root, "libraries", `${library}.db`)
   }

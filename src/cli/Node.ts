@@ -20,6 +20,7 @@ import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import type { StorageError } from "../engine/Database.js"
 import type { ValidationError } from "../engine/EngineError.js"
+import type { AddressBookError } from "../plugins/AddressBook.js"
 import type { Library, LibraryError } from "../plugins/Libraries.js"
 import type { IdentityError } from "../transport/Identity.js"
 import type { PeerId, TransportError } from "../transport/Transport.js"
@@ -62,6 +63,7 @@ export type StartError =
   | DataDir.DataDirError
   | IdentityError
   | LibraryError
+  | AddressBookError
   | TransportError
   | StorageError
   | ValidationError

@@ -281,6 +281,28 @@ describe("weft (two real nodes)", () => {
       expect(text.stdout).toContain("counts    0 connection(s), 0 stream(s), 0 handler(s), 0 active session(s)")
     }), 90_000)
 
+  it.scopedLive("a restarted node reconnects to the peers it paired with, at their remembered addresses, and sync resumes", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoDirs
+      const nodeB = yield* serve(b, "--yes")
+      const statusB = yield* nodeB.status
+      const scopeA = yield* Scope.make()
+      yield* Effect.addFinalizer(() => Scope.close(scopeA, Exit.void))
+      const nodeA = yield* serve(a).pipe(Scope.extend(scopeA))
+      const alpha = (yield* nodeA.status).libraries[0]!.id
+      yield* weftJson("pair", statusB.addresses[0]!, "--dir", a)
+
+      // a stops; b writes while a is away; a starts again on another port, with no --peer and no mDNS
+      yield* Scope.close(scopeA, Exit.void)
+      yield* weftJson("notes", "add", "while a was away", "--library", alpha, "--dir", b)
+      const book = JSON.parse(readFileSync(DataDir.layout(a).peers, "utf8"))
+      expect(book.peers).toMatchObject([{ peer: statusB.peerId, addresses: [statusB.addresses[0]!.replace(/\/p2p\/\w+$/, "")] }])
+      const again = yield* serve(a)
+      yield* eventually("a reconnected to b", again.status, (s) => s.connections.includes(statusB.peerId), again.output)
+      yield* eventually("b's note on a", again.call({ _tag: "NotesList" }), (notes) => titles(notes).join() === "while a was away", again.output)
+      expect(again.output()).toContain(`reconnected to ${statusB.peerId}`)
+    }), 90_000)
+
   it.scopedLive("forged identities are refused with typed errors: a dial to the wrong peer id, an identity file that lies", () =>
     Effect.gen(function*() {
       const { a, b } = yield* twoDirs

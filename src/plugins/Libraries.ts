@@ -13,17 +13,15 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { randomUUID } from "node:crypto"
-import { promises as fs } from "node:fs"
-import { dirname } from "node:path"
 import { LibraryId } from "../engine/SyncProtocol.js"
 import { PeerId } from "../transport/Transport.js"
+import * as JsonFile from "./internal/jsonFile.js"
 
 export { LibraryId }
 export type LibraryId = typeof LibraryId.Type
@@ -37,7 +35,6 @@ export const Library = Schema.Struct({
 export type Library = typeof Library.Type
 
 const File = Schema.Struct({ version: Schema.Literal(1), libraries: Schema.Array(Library) })
-const FileJson = Schema.parseJson(File)
 
 /** A library operation failed. */
 export class LibraryError extends Schema.TaggedError<LibraryError>("weft/LibraryError")("LibraryError", {
@@ -127,34 +124,18 @@ const build = (
 export const layerMemory = (initial: ReadonlyArray<Library> = []): Layer.Layer<Libraries> =>
   Layer.effect(Libraries, build(initial, () => Effect.void))
 
-const io = (path: string) => (cause: unknown) =>
-  new LibraryError({ reason: "Io", detail: `${path}: ${cause instanceof Error ? cause.message : String(cause)}` })
+const errors = {
+  io: (detail: string) => new LibraryError({ reason: "Io", detail }),
+  corrupt: (detail: string) => new LibraryError({ reason: "Corrupt", detail })
+}
 
 /** Loads libraries from a JSON file (none if it does not exist). */
 export const load = (path: string): Effect.Effect<ReadonlyArray<Library>, LibraryError> =>
-  Effect.gen(function*() {
-    const text = yield* Effect.tryPromise({ try: () => fs.readFile(path, "utf8"), catch: (e) => e }).pipe(
-      Effect.map(Option.some),
-      Effect.catchAll((e) => (e as NodeJS.ErrnoException)?.code === "ENOENT" ? Effect.succeed(Option.none<string>()) : Effect.fail(io(path)(e)))
-    )
-    if (Option.isNone(text)) return []
-    const file = yield* Schema.decodeUnknown(FileJson)(text.value).pipe(
-      Effect.mapError((e) => new LibraryError({ reason: "Corrupt", detail: `${path}: ${ParseResult.TreeFormatter.formatErrorSync(e)}` }))
-    )
-    return file.libraries
-  })
+  Effect.map(JsonFile.read(path, File, errors), Option.match({ onNone: () => [], onSome: (file) => file.libraries }))
 
-/** Writes libraries to a JSON file atomically (a temporary file renamed over it). */
+/** Writes libraries to a JSON file atomically. */
 export const save = (path: string, libraries: ReadonlyArray<Library>): Effect.Effect<void, LibraryError> =>
-  Effect.tryPromise({
-    try: async () => {
-      await fs.mkdir(dirname(path), { recursive: true })
-      const temporary = `${path}.${process.pid}.tmp`
-      await fs.writeFile(temporary, JSON.stringify({ version: 1, libraries }, null, 2), { mode: 0o600 })
-      await fs.rename(temporary, path)
-    },
-    catch: io(path)
-  })
+  JsonFile.write(path, { version: 1, libraries }, errors.io)
 
 /** Libraries persisted in a JSON file. */
 export const layerFile = (path: string): Layer.Layer<Libraries, LibraryError> =>

@@ -8,6 +8,7 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
@@ -17,6 +18,7 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Engine from "../../engine/Engine.js"
+import * as AddressBook from "../../plugins/AddressBook.js"
 import { Libraries, type Library } from "../../plugins/Libraries.js"
 import * as LibrariesModule from "../../plugins/Libraries.js"
 import * as Pair from "../../plugins/pair/Pair.js"
@@ -63,6 +65,10 @@ export const make = (options: Options) =>
     const scope = yield* Effect.scope
     const identity = yield* Identity.load(paths.identity)
     const libraries = yield* Effect.provide(Libraries, LibrariesModule.layerFile(paths.libraries))
+    const book = yield* Effect.provide(AddressBook.AddressBook, AddressBook.layerFile(paths.peers))
+    // losing an address is not worth failing a request or a connection for
+    const remember = (peer: PeerId, addresses: ReadonlyArray<string>) =>
+      book.remember(peer, addresses).pipe(Effect.catchAll((error) => Effect.logWarning(`could not remember ${peer}'s addresses: ${error.message}`)))
     const transport = yield* Libp2pTransport.make({ identity, listen: options.listen, mdns: options.mdns })
     const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       effect.pipe(Effect.provideService(Transport, transport), Effect.provideService(Libraries, libraries))
@@ -114,6 +120,25 @@ export const make = (options: Options) =>
       })
     ))
 
+    // connecting by address: what worked is remembered
+    const connect = (address: string) => Effect.tap(host.connect(address), (peer) => remember(peer, [address]))
+    const redial = Schedule.exponential(Duration.millis(500)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(30))))
+    const members = Effect.map(libraries.list, (list) =>
+      new Set(list.flatMap((library) => library.members).filter((member) => member !== identity.peerId)))
+    const reconnecting = yield* FiberMap.make<PeerId>()
+    const reconnect = (peer: PeerId) =>
+      Effect.gen(function*() {
+        if (!(yield* members).has(peer)) return
+        const attempt = Effect.gen(function*() {
+          if ((yield* host.available).includes(peer)) return
+          const addresses = yield* book.get(peer)
+          if (addresses.length === 0) return
+          yield* Effect.firstSuccessOf(addresses.map((address) => host.connect(AddressBook.withPeer(address, peer))))
+          yield* Effect.logInfo(`reconnected to ${peer}`)
+        })
+        yield* FiberMap.run(reconnecting, peer, Effect.retry(attempt, redial), { onlyIfMissing: true })
+      })
+
     // ping and pair
     const ping = yield* withHost(Layer.build(Ping.layer)).pipe(Effect.map(Context.get(Ping.Ping)))
     const pair = yield* withHost(Pair.make({ approve: options.approve }))
@@ -127,11 +152,14 @@ export const make = (options: Options) =>
           // identify reports connected peers too, often with no address: only real discoveries are news
           if (event.addresses.length === 0) return Effect.void
           discovered.set(event.peer, event.addresses)
-          return Effect.logInfo(`discovered ${event.peer} at ${event.addresses.join(", ")}`)
+          return Effect.zipRight(
+            Effect.logInfo(`discovered ${event.peer} at ${event.addresses.join(", ")}`),
+            remember(event.peer, event.addresses)
+          )
         case "Available":
           return Effect.logInfo(`peer ${event.peer} available`)
         case "Unavailable":
-          return Effect.logInfo(`peer ${event.peer} unavailable`)
+          return Effect.zipRight(Effect.logInfo(`peer ${event.peer} unavailable`), reconnect(event.peer))
         case "Refused":
           return Effect.logWarning(`refused ${event.peer} on ${event.protocol}: ${event.detail}`)
         case "Violation":
@@ -163,9 +191,9 @@ export const make = (options: Options) =>
     for (const address of options.peers) {
       yield* Effect.forkScoped(Effect.forever(Effect.scoped(Effect.gen(function*() {
         const watch = yield* host.events
-        const peer = yield* host.connect(address).pipe(
+        const peer = yield* connect(address).pipe(
           Effect.tapError((error) => Effect.logDebug(`could not connect to ${address}: ${error.message}`)),
-          Effect.retry(Schedule.exponential(Duration.millis(500)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(30)))))
+          Effect.retry(redial)
         )
         yield* Effect.logInfo(`connected to ${address}`)
         yield* watch.pipe(Stream.filter((event) => event._tag === "Unavailable" && event.peer === peer), Stream.runHead)
@@ -173,10 +201,15 @@ export const make = (options: Options) =>
       }))))
     }
 
+    // peers this node shares a library with: reconnected at their remembered addresses when not connected
+    for (const peer of yield* members) {
+      if (!(yield* host.available).includes(peer)) yield* reconnect(peer)
+    }
+
     // requests
     const resolvePeer = (target: string): Effect.Effect<PeerId, TransportError | NodeError> =>
       target.startsWith("/")
-        ? host.connect(target)
+        ? connect(target)
         : Effect.mapError(
           decodePeerId(target),
           (error) => new NodeError({ reason: "InvalidPeer", detail: `not a peer id or multiaddr: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
@@ -234,7 +267,7 @@ export const make = (options: Options) =>
             discovered: [...discovered].map(([peer, addresses]) => ({ peer, addresses }))
           }))
         case "Connect":
-          return Effect.map(host.connect(request.address), (peer) => ({ peer }))
+          return Effect.map(connect(request.address), (peer) => ({ peer }))
         case "Pair":
           return Effect.gen(function*() {
             const peer = yield* resolvePeer(request.peer)

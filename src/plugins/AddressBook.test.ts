@@ -1,0 +1,85 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import type { PeerId } from "../transport/Transport.js"
+import * as AddressBook from "./AddressBook.js"
+import * as Libraries from "./Libraries.js"
+
+const alice = "12D3KooWAlice" as PeerId
+const bob = "12D3KooWBob" as PeerId
+
+const tempDir = Effect.acquireRelease(
+  Effect.sync(() => mkdtempSync(join(tmpdir(), "weft-book-"))),
+  (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+)
+
+const open = (path: string) => Effect.provide(AddressBook.AddressBook, AddressBook.layerFile(path))
+
+describe("AddressBook", () => {
+  it.effect("keeps a peer's addresses newest first, without duplicates or /p2p suffixes, and ignores what is not a multiaddr", () =>
+    Effect.gen(function*() {
+      const book = yield* Effect.provide(AddressBook.AddressBook, AddressBook.layerMemory())
+      yield* book.remember(alice, ["/ip4/10.0.0.1/tcp/4001"])
+      yield* book.remember(alice, ["/ip4/10.0.0.2/tcp/4001/p2p/12D3KooWAlice", "not an address", "/ip4/10.0.0.1/tcp/4001"])
+      expect(yield* book.get(alice)).toEqual(["/ip4/10.0.0.2/tcp/4001", "/ip4/10.0.0.1/tcp/4001"])
+      expect(yield* book.get(bob)).toEqual([])
+      // only the most recent few are kept
+      for (let i = 0; i < 20; i++) yield* book.remember(alice, [`/ip4/10.0.1.${i}/tcp/4001`])
+      const kept = yield* book.get(alice)
+      expect(kept).toHaveLength(AddressBook.MAX_ADDRESSES)
+      expect(kept[0]).toBe("/ip4/10.0.1.19/tcp/4001")
+      expect(AddressBook.withPeer("/ip4/10.0.0.2/tcp/4001/p2p/other", bob)).toBe(`/ip4/10.0.0.2/tcp/4001/p2p/${bob}`)
+    }))
+
+  it.scoped("persists across reopening; an unchanged entry is not written again", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir, "peers.json")
+      const first = yield* open(path)
+      yield* first.remember(alice, ["/ip4/127.0.0.1/tcp/4001"])
+      yield* first.remember(bob, ["/dns4/bob.local/tcp/4002"])
+      const written = statSync(path)
+      expect(written.mode & 0o777).toBe(0o600)
+      yield* first.remember(alice, ["/ip4/127.0.0.1/tcp/4001"])
+      expect(statSync(path).mtimeMs).toBe(written.mtimeMs)
+      const second = yield* open(path)
+      expect(yield* second.get(alice)).toEqual(["/ip4/127.0.0.1/tcp/4001"])
+      expect((yield* second.list).map((e) => e.peer)).toEqual([bob, alice])
+    }))
+
+  it.scoped("a file that is not an address book is a typed error, and is left as it was", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      for (const [name, text] of [
+        ["garbage", "{not json"],
+        ["wrong shape", JSON.stringify({ version: 1, peers: [{ peer: alice, addresses: ["no slash"], seen: 0 }] })],
+        ["too many addresses", JSON.stringify({ version: 1, peers: [{ peer: alice, addresses: Array.from({ length: 9 }, (_, i) => `/ip4/10.0.0.${i}/tcp/1`), seen: 0 }] })],
+        ["another version", JSON.stringify({ version: 2, peers: [] })]
+      ] as const) {
+        const path = join(dir, `${name}.json`)
+        writeFileSync(path, text)
+        const result = yield* Effect.either(open(path))
+        expect(Either.isLeft(result) && result.left).toMatchObject({ _tag: "AddressBookError", reason: "Corrupt" })
+        expect(readFileSync(path, "utf8")).toBe(text)
+      }
+    }))
+})
+
+describe("Libraries (file)", () => {
+  it.scoped("persists libraries and members across reopening; a corrupt file is a typed error", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const path = join(dir, "libraries.json")
+      const first = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(path))
+      const library = yield* first.create("Photos", alice)
+      yield* first.addMember(library.id, bob)
+      const second = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(path))
+      expect(yield* second.list).toEqual([{ id: library.id, name: "Photos", members: [alice, bob] }])
+      expect(statSync(path).mode & 0o777).toBe(0o600)
+      writeFileSync(path, JSON.stringify({ version: 1, libraries: [{ id: "has a space", name: "x", members: [] }] }))
+      const corrupt = yield* Effect.either(Effect.provide(Libraries.Libraries, Libraries.layerFile(path)))
+      expect(Either.isLeft(corrupt) && corrupt.left).toMatchObject({ _tag: "LibraryError", reason: "Corrupt" })
+    }))
+})

@@ -1,0 +1,126 @@
+/**
+ * The address book: where peers were last reached, so a node can reconnect
+ * to the peers it shares libraries with after a restart, without mDNS or
+ * addresses typed again.
+ *
+ * Addresses come from what worked: an explicit dial that succeeded, an mDNS
+ * advert, the listen addresses a connected peer announced. Each peer keeps
+ * its most recent `MAX_ADDRESSES` addresses, newest first; the book keeps
+ * the `MAX_PEERS` peers seen most recently. `layerFile` persists it as JSON,
+ * validated with Schema on load and replaced atomically on every change;
+ * `layerMemory` is for tests.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
+import { PeerId } from "../transport/Transport.js"
+import * as JsonFile from "./internal/jsonFile.js"
+
+/** Most addresses kept per peer. */
+export const MAX_ADDRESSES = 8
+/** Most peers kept. */
+export const MAX_PEERS = 1024
+/** Longest address kept (a multiaddr). */
+export const MAX_ADDRESS_LENGTH = 512
+
+/** A multiaddr, as text. */
+export const Address = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(MAX_ADDRESS_LENGTH), Schema.startsWith("/"))
+
+/** What the book knows of one peer. */
+export const Entry = Schema.Struct({
+  peer: PeerId,
+  /** Newest first. */
+  addresses: Schema.Array(Address).pipe(Schema.maxItems(MAX_ADDRESSES)),
+  /** When an address of it was last remembered (ms since the epoch). */
+  seen: Schema.Number
+})
+export type Entry = typeof Entry.Type
+
+const File = Schema.Struct({ version: Schema.Literal(1), peers: Schema.Array(Entry).pipe(Schema.maxItems(MAX_PEERS)) })
+
+/** The address book could not be read or written. */
+export class AddressBookError extends Schema.TaggedError<AddressBookError>("weft/AddressBookError")("AddressBookError", {
+  reason: Schema.Literal("Corrupt", "Io"),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `address book ${this.reason}: ${this.detail}`
+  }
+}
+
+/** Where peers were reached. */
+export class AddressBook extends Context.Tag("weft/plugins/AddressBook")<AddressBook, {
+  /** A peer's addresses, newest first (none if unknown). */
+  readonly get: (peer: PeerId) => Effect.Effect<ReadonlyArray<string>>
+  readonly list: Effect.Effect<ReadonlyArray<Entry>>
+  /**
+   * Records addresses where `peer` was reached (newest first); a `/p2p/<id>`
+   * suffix is dropped, and addresses that are not multiaddrs or are too long
+   * are ignored. Persisted before it returns when anything changed.
+   */
+  readonly remember: (peer: PeerId, addresses: ReadonlyArray<string>) => Effect.Effect<void, AddressBookError>
+}>() {}
+
+/** `address` without a trailing `/p2p/<id>` (the book keys addresses by peer). */
+export const withoutPeer = (address: string): string => address.replace(/\/p2p\/[^/]+$/, "")
+
+/** `address` ending in `/p2p/<peer>`: dialing it fails unless that very peer answers. */
+export const withPeer = (address: string, peer: PeerId): string => `${withoutPeer(address)}/p2p/${peer}`
+
+const isAddress = Schema.is(Address)
+
+const build = (
+  initial: ReadonlyArray<Entry>,
+  persist: (entries: ReadonlyArray<Entry>) => Effect.Effect<void, AddressBookError>,
+  now: () => number
+): Effect.Effect<AddressBook["Type"]> =>
+  Effect.gen(function*() {
+    const state = yield* Ref.make(initial)
+    const lock = yield* Effect.makeSemaphore(1)
+    return {
+      get: (peer) => Effect.map(Ref.get(state), (entries) => entries.find((e) => e.peer === peer)?.addresses ?? []),
+      list: Ref.get(state),
+      remember: (peer, addresses) =>
+        lock.withPermits(1)(Effect.gen(function*() {
+          const fresh = addresses.map(withoutPeer).filter(isAddress)
+          if (fresh.length === 0) return
+          const entries = yield* Ref.get(state)
+          const previous = entries.find((e) => e.peer === peer)
+          const merged = [...new Set([...fresh, ...(previous?.addresses ?? [])])].slice(0, MAX_ADDRESSES)
+          // the same addresses in the same order: nothing to write (a reconnect seen again)
+          if (previous !== undefined && merged.join("\n") === previous.addresses.join("\n")) return
+          const next = [{ peer, addresses: merged, seen: now() }, ...entries.filter((e) => e.peer !== peer)].slice(0, MAX_PEERS)
+          yield* persist(next)
+          yield* Ref.set(state, next)
+        }))
+    }
+  })
+
+/** An address book held in memory. */
+export const layerMemory = (initial: ReadonlyArray<Entry> = []): Layer.Layer<AddressBook> =>
+  Layer.effect(AddressBook, build(initial, () => Effect.void, Date.now))
+
+const errors = {
+  io: (detail: string) => new AddressBookError({ reason: "Io", detail }),
+  corrupt: (detail: string) => new AddressBookError({ reason: "Corrupt", detail })
+}
+
+/** An address book persisted in a JSON file (empty if the file does not exist). */
+export const layerFile = (path: string): Layer.Layer<AddressBook, AddressBookError> =>
+  Layer.effect(
+    AddressBook,
+    Effect.flatMap(
+      JsonFile.read(path, File, errors),
+      (file) =>
+        build(
+          Option.match(file, { onNone: () => [], onSome: (f) => f.peers }),
+          (peers) => JsonFile.write(path, { version: 1, peers }, errors.io),
+          Date.now
+        )
+    )
+  )

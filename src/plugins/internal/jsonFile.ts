@@ -1,0 +1,55 @@
+/**
+ * Small JSON state files (libraries, addresses): read with Schema, written
+ * whole and atomically (a temporary file, flushed to disk, renamed over the
+ * old one), so a crash leaves the old file or the new one, never half of one.
+ *
+ * @internal
+ */
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import { promises as fs } from "node:fs"
+import { dirname } from "node:path"
+
+const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+/** Reads and decodes a JSON file; `None` when it does not exist. */
+export const read = <A, I, E>(
+  path: string,
+  schema: Schema.Schema<A, I, never>,
+  errors: { readonly io: (detail: string) => E; readonly corrupt: (detail: string) => E }
+): Effect.Effect<Option.Option<A>, E> =>
+  Effect.gen(function*() {
+    const text = yield* Effect.tryPromise({ try: () => fs.readFile(path, "utf8"), catch: (cause) => cause }).pipe(
+      Effect.map(Option.some),
+      Effect.catchAll((cause) =>
+        (cause as NodeJS.ErrnoException)?.code === "ENOENT"
+          ? Effect.succeed(Option.none<string>())
+          : Effect.fail(errors.io(`${path}: ${describe(cause)}`))
+      )
+    )
+    if (Option.isNone(text)) return Option.none()
+    return yield* Schema.decodeUnknown(Schema.parseJson(schema))(text.value).pipe(
+      Effect.map(Option.some),
+      Effect.mapError((error) => errors.corrupt(`${path}: ${ParseResult.TreeFormatter.formatErrorSync(error)}`))
+    )
+  })
+
+/** Writes `value` as JSON (owner-only) in place of the file at `path`. */
+export const write = <E>(path: string, value: unknown, io: (detail: string) => E): Effect.Effect<void, E> =>
+  Effect.tryPromise({
+    try: async () => {
+      await fs.mkdir(dirname(path), { recursive: true })
+      const temporary = `${path}.${process.pid}.tmp`
+      const file = await fs.open(temporary, "w", 0o600)
+      try {
+        await file.writeFile(JSON.stringify(value, null, 2))
+        await file.sync()
+      } finally {
+        await file.close()
+      }
+      await fs.rename(temporary, path)
+    },
+    catch: (cause) => io(`${path}: ${describe(cause)}`)
+  })
