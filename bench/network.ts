@@ -8,7 +8,10 @@
  * - stream throughput: one libp2p stream (Noise + Yamux) through our
  *   `Duplex`, beside raw node:net and beside TCP carrying ChaCha20-Poly1305
  *   frames (node:crypto, length-prefixed) — the least an encrypted stream
- *   must do;
+ *   must do. Both ends share the machine's cores, so once they are busy the
+ *   ratio follows CPU per byte: `weftCpuSecPerGB` against `aeadCpuSecPerGB`
+ *   (both ends, all threads) says why, and the per-round figures show how
+ *   noisy the machine was;
  * - sync catch-up: an empty peer catching up from a full one over a session
  *   on the libp2p transport, beside the same catch-up over the in-memory
  *   `ChannelPair` (`sync-worker.ts catchup`).
@@ -17,7 +20,7 @@ import * as Effect from "effect/Effect"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { availableParallelism, tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Libp2pTransport from "../src/transport/Libp2pTransport.js"
@@ -115,6 +118,9 @@ export const defaults: Settings = {
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000
 
+/** CPU seconds both ends spent per GB moved (all threads, GC included): what bounds throughput once the cores are busy. */
+const cpuSecondsPerGB = (line: Line) => (Number(line.senderCpu) + Number(line.receiverCpu)) * 1000 / Number(line.mbPerSec)
+
 export const pingFigure = (settings: Settings) =>
   Effect.scoped(Effect.gen(function*() {
     const tcp = (yield* server(["tcp-echo"])).info
@@ -183,7 +189,14 @@ export const throughputFigures = (settings: Settings) =>
         extra: {
           ...extra,
           aeadSenderCpu: round3(medianOf(aeadRuns!, "senderCpu")),
-          aeadReceiverCpu: round3(medianOf(aeadRuns!, "receiverCpu"))
+          aeadReceiverCpu: round3(medianOf(aeadRuns!, "receiverCpu")),
+          // with both ends on one machine, each figure is bounded by cores / CPU per byte
+          cores: availableParallelism(),
+          weftCpuSecPerGB: round3(median(weftRuns!.map(cpuSecondsPerGB))),
+          aeadCpuSecPerGB: round3(median(aeadRuns!.map(cpuSecondsPerGB))),
+          // every round, in run order: how noisy the machine was
+          weftRunsMBps: weftRuns!.map((line) => Math.round(Number(line.mbPerSec))).join(" "),
+          aeadRunsMBps: aeadRuns!.map((line) => Math.round(Number(line.mbPerSec))).join(" ")
         }
       },
       {
