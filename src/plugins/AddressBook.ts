@@ -69,8 +69,9 @@ export class AddressBook extends Context.Tag("weft/plugins/AddressBook")<Address
 /** `address` without a trailing `/p2p/<id>` (the book keys addresses by peer). */
 export const withoutPeer = (address: string): string => address.replace(/\/p2p\/[^/]+$/, "")
 
-/** `address` ending in `/p2p/<peer>`: dialing it fails unless that very peer answers. */
-export const withPeer = (address: string, peer: PeerId): string => `${withoutPeer(address)}/p2p/${peer}`
+/** A multiaddr ending in `/p2p/<peer>`: dialing it fails unless that very peer answers (other addresses are returned as they are). */
+export const withPeer = (address: string, peer: PeerId): string =>
+  address.startsWith("/") ? `${withoutPeer(address)}/p2p/${peer}` : address
 
 const isAddress = Schema.is(Address)
 

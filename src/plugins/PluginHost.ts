@@ -38,6 +38,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { type Duplex, type PeerId, Transport, TransportError } from "../transport/Transport.js"
+import * as AddressBook from "./AddressBook.js"
 import { Libraries } from "./Libraries.js"
 import { isViolation, type Plugin, type Protocol } from "./Plugin.js"
 
@@ -58,7 +59,8 @@ export class PermissionError extends Schema.TaggedError<PermissionError>("weft/P
 export type PeerEvent =
   | { readonly _tag: "Discovered"; readonly peer: PeerId; readonly addresses: ReadonlyArray<string> }
   | { readonly _tag: "Available"; readonly peer: PeerId }
-  | { readonly _tag: "Unavailable"; readonly peer: PeerId }
+  /** The peer's last connection closed; `error` says why when it did not close cleanly (a broken frame, a reset socket). */
+  | { readonly _tag: "Unavailable"; readonly peer: PeerId; readonly error?: TransportError }
   | { readonly _tag: "Refused"; readonly peer: PeerId; readonly protocol: string; readonly detail: string }
   /** The peer broke a protocol (malformed, oversize or out-of-protocol input) and was disconnected. */
   | { readonly _tag: "Violation"; readonly peer: PeerId; readonly protocol: string; readonly detail: string }
@@ -184,14 +186,16 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
           case "Disconnected":
             if (HashSet.has(yield* Ref.get(available), event.peer)) {
               yield* Ref.update(available, HashSet.remove(event.peer))
-              yield* PubSub.publish(pubsub, { _tag: "Unavailable", peer: event.peer })
+              yield* PubSub.publish(pubsub, event.error === undefined ? { _tag: "Unavailable", peer: event.peer } : { _tag: "Unavailable", peer: event.peer, error: event.error })
             }
             break
           case "Discovered":
             yield* PubSub.publish(pubsub, event)
             if (options.connectDiscovered ?? true) {
-              // a failed attempt leaves the peer unavailable; discovery will report it again
-              yield* Effect.forkScoped(Effect.ignore(Effect.firstSuccessOf(event.addresses.map(transport.connect))))
+              // a failed attempt leaves the peer unavailable; discovery will report it again. An advert can
+              // name any address: the dial must reach the advertised peer (a multiaddr ending /p2p/<id>)
+              const dials = event.addresses.map((address) => transport.connect(AddressBook.withPeer(address, event.peer)))
+              yield* Effect.forkScoped(Effect.ignore(Effect.firstSuccessOf(dials)))
             }
             break
         }

@@ -48,7 +48,8 @@ export class TransportError extends Schema.TaggedError<TransportError>("weft/Tra
     "Closed", // the transport is shut down
     "Timeout",
     "HandshakeFailed", // authentication or encryption could not be established
-    "Oversize" // a frame or buffer exceeded its bound
+    "Oversize", // a frame or buffer exceeded its bound
+    "ProtocolViolation" // the peer broke the connection's framing (a malformed or undecryptable frame)
   ),
   peer: Schema.optional(Schema.String),
   protocol: Schema.optional(Schema.String),
@@ -89,7 +90,8 @@ export interface HandleOptions {
 /** Connection lifecycle and discovery. */
 export type TransportEvent =
   | { readonly _tag: "Connected"; readonly peer: PeerId }
-  | { readonly _tag: "Disconnected"; readonly peer: PeerId }
+  /** The last connection to `peer` closed; `error` says why when it did not close cleanly. */
+  | { readonly _tag: "Disconnected"; readonly peer: PeerId; readonly error?: TransportError }
   | { readonly _tag: "Discovered"; readonly peer: PeerId; readonly addresses: ReadonlyArray<string> }
 
 /** The transport service. */

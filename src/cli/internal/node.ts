@@ -47,6 +47,9 @@ export class NodeError extends Data.TaggedError("NodeError")<{
 const decodePeerId = Schema.decodeUnknownEither(PeerId)
 const short = (peer: string) => (peer.length > 16 ? `${peer.slice(0, 8)}…${peer.slice(-6)}` : peer)
 
+/** Most discovered peers shown by `weft peers`. */
+const MAX_DISCOVERED = 256
+
 /** Counts the process's open handles by kind. */
 const resources = (): Record<string, number> => {
   const counts: Record<string, number> = {}
@@ -143,7 +146,8 @@ export const make = (options: Options) =>
     const ping = yield* withHost(Layer.build(Ping.layer)).pipe(Effect.map(Context.get(Ping.Ping)))
     const pair = yield* withHost(Pair.make({ approve: options.approve }))
 
-    // peers: log what happens, remember what was discovered
+    // peers: log what happens; what was discovered is shown, and remembered once a connection to it worked
+    // (adverts are unauthenticated: bounded here, so a flood of made-up peers only pushes out older entries)
     const discovered = new Map<string, ReadonlyArray<string>>()
     const events = yield* host.events
     yield* Effect.forkScoped(Stream.runForEach(events, (event) => {
@@ -151,15 +155,28 @@ export const make = (options: Options) =>
         case "Discovered":
           // identify reports connected peers too, often with no address: only real discoveries are news
           if (event.addresses.length === 0) return Effect.void
-          discovered.set(event.peer, event.addresses)
+          discovered.delete(event.peer)
+          discovered.set(event.peer, event.addresses.slice(0, AddressBook.MAX_ADDRESSES))
+          if (discovered.size > MAX_DISCOVERED) discovered.delete(discovered.keys().next().value!)
           return Effect.zipRight(
             Effect.logInfo(`discovered ${event.peer} at ${event.addresses.join(", ")}`),
-            remember(event.peer, event.addresses)
+            // already connected (it dialled us first): what it advertises is where it is
+            Effect.flatMap(host.available, (peers) => (peers.includes(event.peer) ? remember(event.peer, event.addresses) : Effect.void))
           )
-        case "Available":
-          return Effect.logInfo(`peer ${event.peer} available`)
+        case "Available": {
+          const addresses = discovered.get(event.peer)
+          return Effect.zipRight(
+            Effect.logInfo(`peer ${event.peer} available`),
+            addresses === undefined ? Effect.void : remember(event.peer, addresses)
+          )
+        }
         case "Unavailable":
-          return Effect.zipRight(Effect.logInfo(`peer ${event.peer} unavailable`), reconnect(event.peer))
+          return Effect.zipRight(
+            event.error === undefined
+              ? Effect.logInfo(`peer ${event.peer} unavailable`)
+              : Effect.logWarning(`peer ${event.peer} unavailable: ${event.error.message}`),
+            reconnect(event.peer)
+          )
         case "Refused":
           return Effect.logWarning(`refused ${event.peer} on ${event.protocol}: ${event.detail}`)
         case "Violation":

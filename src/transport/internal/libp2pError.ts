@@ -12,7 +12,7 @@
 import { TransportError } from "../Transport.js"
 
 /** What the transport was doing when libp2p failed. */
-export type Operation = "start" | "handle" | "dial" | "open" | "write" | "end" | "stream"
+export type Operation = "start" | "handle" | "dial" | "open" | "write" | "end" | "stream" | "connection"
 
 /** Who and what the failure concerns. */
 export interface Context {
@@ -58,6 +58,9 @@ const unreachable = new Set([
   "DialError",
   "NotFoundError"
 ])
+// a connection ended by its muxer or encryption because of what the remote sent
+const violation = new Set(["InvalidFrameError", "UnRequestedPingError", "InvalidParametersError", "ProtocolError"])
+const overLimit = new Set(["FrameTooLargeError", "ReceiveWindowExceededError", "MaxEarlyStreamsError"])
 const socketUnreachable = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "ENOTFOUND", "EPIPE"])
 
 const nameOf = (cause: unknown): string =>
@@ -75,7 +78,14 @@ const innermost = (cause: unknown): unknown => {
   return cause
 }
 
-const reasonOf = (name: string, code: string | undefined, operation: Operation): Reason => {
+const reasonOf = (name: string, code: string | undefined, operation: Operation, message: string): Reason => {
+  if (operation === "connection") {
+    if (overLimit.has(name)) return "Oversize"
+    // Noise's decryption failure is a plain Error, told apart by its message
+    if (violation.has(name) || /decrypt/i.test(message)) return "ProtocolViolation"
+    if (handshake.has(name)) return "HandshakeFailed"
+    return "Reset"
+  }
   if (name === "UnsupportedProtocolError") {
     // on a dial it means no common encryption or muxer: the connection never got secured
     return operation === "open" ? "UnsupportedProtocol" : "HandshakeFailed"
@@ -110,7 +120,7 @@ export const fromLibp2p = (cause: unknown, context: Context): TransportError => 
   const name = nameOf(inner)
   const code = codeOf(inner)
   return new TransportError({
-    reason: reasonOf(name, code, context.operation),
+    reason: reasonOf(name, code, context.operation, messageOf(inner)),
     ...(context.peer === undefined ? {} : { peer: context.peer }),
     ...(context.protocol === undefined ? {} : { protocol: context.protocol }),
     detail: `${context.operation}: ${name}${code === undefined ? "" : ` (${code})`}: ${messageOf(inner)}`

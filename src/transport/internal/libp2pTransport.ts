@@ -11,7 +11,6 @@
  */
 import "./promiseWithResolvers.js"
 import { noise } from "@chainsafe/libp2p-noise"
-import { yamux } from "@chainsafe/libp2p-yamux"
 import { generateKeyPairFromSeed } from "@libp2p/crypto/keys"
 import { identify } from "@libp2p/identify"
 import type {
@@ -47,6 +46,7 @@ import {
 } from "../Transport.js"
 import * as Libp2pDuplex from "./libp2pDuplex.js"
 import { fromLibp2p } from "./libp2pError.js"
+import { guardedYamux } from "./yamuxGuard.js"
 
 /** Yamux's smallest allowed stream window (its specification's initial window). */
 export const MIN_STREAM_WINDOW_BYTES = 256 * 1024
@@ -132,14 +132,14 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
             transports: [tcp()],
             connectionEncrypters: [noise()],
             streamMuxers: [
-              yamux({
+              guardedYamux({
                 streamOptions: {
                   // bounds a frame, and so what a ping waits behind on a busy connection
                   maxStreamWindowSize: window,
                   // a paused stream receives at most one window more; anything beyond is a broken peer
                   maxReadBufferLength: 2 * window
                 }
-              })
+              }, window)
             ],
             peerDiscovery: options.mdns === true ? [mdns()] : [],
             connectionManager: {
@@ -203,11 +203,30 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
     const events = yield* Effect.acquireRelease(PubSub.unbounded<TransportEvent>(), PubSub.shutdown)
     const runtime = yield* Effect.runtime<never>()
     const publish = (event: TransportEvent) => {
-      Runtime.runSync(runtime)(PubSub.publish(events, event))
+      // an exit, never a throw: an event after shutdown (a late libp2p callback) is dropped
+      Runtime.runSyncExit(runtime)(PubSub.publish(events, event))
     }
     const onConnect = (event: CustomEvent<Libp2pPeerId>) => publish({ _tag: "Connected", peer: toPeerId(event.detail) })
-    const onDisconnect = (event: CustomEvent<Libp2pPeerId>) =>
-      publish({ _tag: "Disconnected", peer: toPeerId(event.detail) })
+    // why each peer's last connection ended, when it did not end cleanly (a broken frame, a reset socket)
+    const endings = new Map<string, TransportError>()
+    const onConnectionOpen = (event: CustomEvent<Connection>) => {
+      const connection = event.detail
+      connection.addEventListener("close", (closed) => {
+        const peer = connection.remotePeer.toString()
+        if (closed.error === undefined) endings.delete(peer)
+        else endings.set(peer, fromLibp2p(closed.error, { operation: "connection", peer }))
+      }, { once: true })
+    }
+    const onDisconnect = (event: CustomEvent<Libp2pPeerId>) => {
+      const peer = toPeerId(event.detail)
+      // libp2p announces the disconnect from inside the connection's close event, before the listener
+      // above has seen it: the rest of that dispatch runs first
+      queueMicrotask(() => {
+        const error = endings.get(peer)
+        endings.delete(peer)
+        publish(error === undefined ? { _tag: "Disconnected", peer } : { _tag: "Disconnected", peer, error })
+      })
+    }
     const onDiscovery = (event: CustomEvent<PeerInfo>) => {
       if (event.detail.id.equals(node.peerId)) return
       publish({
@@ -219,12 +238,14 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
     yield* Effect.acquireRelease(
       Effect.sync(() => {
         node.addEventListener("peer:connect", onConnect)
+        node.addEventListener("connection:open", onConnectionOpen)
         node.addEventListener("peer:disconnect", onDisconnect)
         node.addEventListener("peer:discovery", onDiscovery)
       }),
       () =>
         Effect.sync(() => {
           node.removeEventListener("peer:connect", onConnect)
+          node.removeEventListener("connection:open", onConnectionOpen)
           node.removeEventListener("peer:disconnect", onDisconnect)
           node.removeEventListener("peer:discovery", onDiscovery)
         })
