@@ -289,14 +289,20 @@ describe("weft (two real nodes)", () => {
       const scopeA = yield* Scope.make()
       yield* Effect.addFinalizer(() => Scope.close(scopeA, Exit.void))
       const nodeA = yield* serve(a).pipe(Scope.extend(scopeA))
-      const alpha = (yield* nodeA.status).libraries[0]!.id
+      const statusA = yield* nodeA.status
+      const alpha = statusA.libraries[0]!.id
       yield* weftJson("pair", statusB.addresses[0]!, "--dir", a)
+      // b, which was dialled, learned where a listens from a's identify
+      const bare = (address: string) => address.replace(/\/p2p\/\w+$/, "")
+      const bookOf = (dir: string) => Effect.sync(() => existsSync(DataDir.layout(dir).peers) ? JSON.parse(readFileSync(DataDir.layout(dir).peers, "utf8")) : { peers: [] })
+      yield* eventually("a's address in b's book", bookOf(b), (book) =>
+        book.peers.some((e: any) => e.peer === statusA.peerId && e.addresses.includes(bare(statusA.addresses[0]!))), nodeB.output)
 
       // a stops; b writes while a is away; a starts again on another port, with no --peer and no mDNS
       yield* Scope.close(scopeA, Exit.void)
       yield* weftJson("notes", "add", "while a was away", "--library", alpha, "--dir", b)
-      const book = JSON.parse(readFileSync(DataDir.layout(a).peers, "utf8"))
-      expect(book.peers).toMatchObject([{ peer: statusB.peerId, addresses: [statusB.addresses[0]!.replace(/\/p2p\/\w+$/, "")] }])
+      const book = yield* bookOf(a)
+      expect(book.peers).toMatchObject([{ peer: statusB.peerId, addresses: [bare(statusB.addresses[0]!)] }])
       const again = yield* serve(a)
       yield* eventually("a reconnected to b", again.status, (s) => s.connections.includes(statusB.peerId), again.output)
       yield* eventually("b's note on a", again.call({ _tag: "NotesList" }), (notes) => titles(notes).join() === "while a was away", again.output)

@@ -92,6 +92,7 @@ export type TransportEvent =
   | { readonly _tag: "Connected"; readonly peer: PeerId }
   /** The last connection to `peer` closed; `error` says why when it did not close cleanly. */
   | { readonly _tag: "Disconnected"; readonly peer: PeerId; readonly error?: TransportError }
+  /** Where a peer listens: found by discovery (mDNS), or announced by a connected peer (libp2p identify). Unauthenticated. */
   | { readonly _tag: "Discovered"; readonly peer: PeerId; readonly addresses: ReadonlyArray<string> }
 
 /** The transport service. */

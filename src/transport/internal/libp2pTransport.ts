@@ -15,6 +15,7 @@ import { generateKeyPairFromSeed } from "@libp2p/crypto/keys"
 import { identify } from "@libp2p/identify"
 import type {
   Connection,
+  IdentifyResult,
   PeerId as Libp2pPeerId,
   PeerInfo,
   Stream as Libp2pStream
@@ -58,6 +59,9 @@ export const DEFAULT_MAX_CONNECTIONS = 64
 export const DEFAULT_MAX_INBOUND_STREAMS = 32
 
 const toPeerId = (id: Libp2pPeerId): PeerId => PeerId.make(id.toString())
+
+/** Whether a multiaddr is on the loopback interface. */
+const isLoopback = (address: string): boolean => /^\/(ip4\/127\.|ip6\/::1\/)/.test(address)
 
 /** Whether a handler's end needs no report: it succeeded or was interrupted (its connection or registration went away). */
 const isQuietEnd = (cause: Cause.Cause<unknown>): boolean => Cause.isEmpty(cause) || Cause.isInterruptedOnly(cause)
@@ -235,8 +239,17 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
         addresses: event.detail.multiaddrs.map((address) => address.toString())
       })
     }
+    // a connected peer's identify says where it listens: reported like a discovery, so a peer that dialled
+    // this one can be dialled back later. Loopback addresses only from a peer on this machine.
+    const onIdentify = (event: CustomEvent<IdentifyResult>) => {
+      const local = isLoopback(event.detail.connection.remoteAddr.toString())
+      const addresses = event.detail.listenAddrs.map((address) => address.toString()).filter((address) => local || !isLoopback(address))
+      if (addresses.length === 0) return
+      publish({ _tag: "Discovered", peer: toPeerId(event.detail.peerId), addresses })
+    }
     yield* Effect.acquireRelease(
       Effect.sync(() => {
+        node.addEventListener("peer:identify", onIdentify)
         node.addEventListener("peer:connect", onConnect)
         node.addEventListener("connection:open", onConnectionOpen)
         node.addEventListener("peer:disconnect", onDisconnect)
@@ -244,6 +257,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
       }),
       () =>
         Effect.sync(() => {
+          node.removeEventListener("peer:identify", onIdentify)
           node.removeEventListener("peer:connect", onConnect)
           node.removeEventListener("connection:open", onConnectionOpen)
           node.removeEventListener("peer:disconnect", onDisconnect)
