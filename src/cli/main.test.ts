@@ -15,15 +15,15 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join, resolve } from "node:path"
+import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
 import * as Control from "./Control.js"
 import type * as ControlProtocol from "./ControlProtocol.js"
 import * as DataDir from "./DataDir.js"
+import * as Processes from "./testing/Processes.js"
 
-const ROOT = resolve(import.meta.dirname, "../..")
-const CLI = process.env.WEFT_CLI === "dist" ? [join(ROOT, "dist/cli/main.js")] : ["--import", "tsx", join(ROOT, "src/cli/main.ts")]
+const { CLI, ROOT, eventually, exited } = Processes
+
 const LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 
 /** What a finished command printed, and its exit code. */
@@ -35,12 +35,6 @@ interface Outcome {
 
 const start = (args: ReadonlyArray<string>): ChildProcess =>
   spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } })
-
-const exited = (child: ChildProcess) =>
-  Effect.async<number | null>((resume) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.succeed(child.exitCode))
-    child.once("exit", (code) => resume(Effect.succeed(code)))
-  })
 
 /** Runs `weft <args>` to completion (killed if interrupted). */
 const weft = (...args: ReadonlyArray<string>): Effect.Effect<Outcome> =>
@@ -110,31 +104,8 @@ const serve = (dir: string, ...extra: ReadonlyArray<string>) =>
     return server
   })
 
-/** Polls `effect` until `done` holds of its value (real time). */
-const eventually = <A, E>(
-  what: string,
-  effect: Effect.Effect<A, E>,
-  done: (value: A) => boolean,
-  context: () => string = () => "",
-  timeout: Duration.DurationInput = Duration.seconds(20)
-) =>
-  Effect.gen(function*() {
-    let last: A | undefined
-    const deadline = Date.now() + Duration.toMillis(timeout)
-    while (Date.now() < deadline) {
-      last = yield* effect
-      if (done(last)) return last
-      yield* Effect.sleep(Duration.millis(100))
-    }
-    return yield* Effect.die(new Error(`${what}: not reached in ${Duration.format(timeout)}; last: ${JSON.stringify(last)}\n${context()}`))
-  })
-
 /** A temporary data directory, removed with the scope. */
-const tempDir = (name: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => mkdtempSync(join(tmpdir(), `weft-cli-${name}-`))),
-    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-  )
+const tempDir = (name: string) => Processes.tempDir(`weft-cli-${name}`)
 
 /** Two initialized data directories: `a` (library Alpha) and `b` (library Beta). */
 const twoDirs = Effect.gen(function*() {

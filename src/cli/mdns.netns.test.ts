@@ -14,18 +14,17 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import type * as Scope from "effect/Scope"
-import { type ChildProcess, execFileSync, spawn } from "node:child_process"
-import { existsSync, mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join, resolve } from "node:path"
+import { execFileSync, spawn } from "node:child_process"
+import { existsSync } from "node:fs"
 import * as Identity from "../transport/Identity.js"
 import * as Control from "./Control.js"
 import type * as ControlProtocol from "./ControlProtocol.js"
 import * as DataDir from "./DataDir.js"
 import { init } from "./Init.js"
+import * as Processes from "./testing/Processes.js"
 
-const ROOT = resolve(import.meta.dirname, "../..")
-const CLI = process.env.WEFT_CLI === "dist" ? [join(ROOT, "dist/cli/main.js")] : ["--import", "tsx", join(ROOT, "src/cli/main.ts")]
+const { CLI, ROOT, exited } = Processes
+
 const IP = ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"].find((path) => existsSync(path)) ?? "ip"
 const SERVICE = "_p2p._udp.local"
 /** The most bytes an advert may take (one Ethernet frame, with room to spare). */
@@ -126,36 +125,16 @@ const processIn = (ns: string, args: ReadonlyArray<string>) =>
       )
   )
 
-const exited = (child: ChildProcess) =>
-  Effect.async<number | null>((resume) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.succeed(child.exitCode))
-    child.once("exit", (code) => resume(Effect.succeed(code)))
-  })
-
-/** Polls `effect` until `done` holds of its value (real time). */
+/** Polls for a condition (15 s unless told). */
 const eventually = <A, E>(
   what: string,
   effect: Effect.Effect<A, E>,
   done: (value: A) => boolean,
   context: () => string = () => "",
   timeout: Duration.DurationInput = Duration.seconds(15)
-) =>
-  Effect.gen(function*() {
-    let last: A | undefined
-    const deadline = Date.now() + Duration.toMillis(timeout)
-    while (Date.now() < deadline) {
-      last = yield* effect
-      if (done(last)) return last
-      yield* Effect.sleep(Duration.millis(100))
-    }
-    return yield* Effect.die(new Error(`${what}: not reached in ${Duration.format(timeout)}; last: ${JSON.stringify(last)}\n${context()}`))
-  })
+) => Processes.eventually(what, effect, done, context, timeout)
 
-const tempDir = (name: string) =>
-  Effect.acquireRelease(
-    Effect.sync(() => mkdtempSync(join(tmpdir(), `weft-mdns-${name}-`))),
-    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-  )
+const tempDir = (name: string) => Processes.tempDir(`weft-mdns-${name}`)
 
 /** A data directory initialized with one library (in-process: no network involved). */
 const initialized = (name: string, libraryName: string) =>

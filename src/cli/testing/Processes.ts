@@ -1,0 +1,54 @@
+/**
+ * Support for tests that run `weft` as real processes: where the executable
+ * is, waiting for a process to exit, polling for a condition in real time,
+ * and temporary data directories.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import type { ChildProcess } from "node:child_process"
+import { mkdtempSync, rmSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join, resolve } from "node:path"
+
+/** The repository's root. */
+export const ROOT = resolve(import.meta.dirname, "../../..")
+
+/** Node arguments that run `weft`: through tsx by default, the compiled build with `WEFT_CLI=dist` (`npm run build` first). */
+export const CLI: ReadonlyArray<string> = process.env.WEFT_CLI === "dist"
+  ? [join(ROOT, "dist/cli/main.js")]
+  : ["--import", "tsx", join(ROOT, "src/cli/main.ts")]
+
+/** The exit code of `child` once it has exited (null when a signal ended it). */
+export const exited = (child: ChildProcess) =>
+  Effect.async<number | null>((resume) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.succeed(child.exitCode))
+    child.once("exit", (code) => resume(Effect.succeed(code)))
+  })
+
+/** Polls `effect` until `done` holds of its value (real time); a defect naming `what` and the last value otherwise. */
+export const eventually = <A, E>(
+  what: string,
+  effect: Effect.Effect<A, E>,
+  done: (value: A) => boolean,
+  context: () => string = () => "",
+  timeout: Duration.DurationInput = Duration.seconds(20)
+) =>
+  Effect.gen(function*() {
+    let last: A | undefined
+    const deadline = Date.now() + Duration.toMillis(timeout)
+    while (Date.now() < deadline) {
+      last = yield* effect
+      if (done(last)) return last
+      yield* Effect.sleep(Duration.millis(100))
+    }
+    return yield* Effect.die(new Error(`${what}: not reached in ${Duration.format(timeout)}; last: ${JSON.stringify(last)}\n${context()}`))
+  })
+
+/** A temporary directory named after `prefix`, removed with the scope. */
+export const tempDir = (prefix: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), `${prefix}-`))),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
