@@ -149,16 +149,13 @@ export const make = (options: Options) =>
     }
 
     // the engine of a library, waiting a moment for one this node has joined but not yet added
+    // (`changes` starts with the current libraries)
     const engineFor = (library: string) =>
-      Effect.flatMap(SubscriptionRef.get(engines), (m) => {
-        const engine = m.get(library)
-        if (engine !== undefined) return Effect.succeed(Option.some(engine))
-        return engines.changes.pipe(
-          Stream.filterMap((m) => Option.fromNullable(m.get(library))),
-          Stream.runHead,
-          Effect.timeoutTo({ duration: joinWait, onSuccess: (engine) => engine, onTimeout: () => Option.none<Engine.Service>() })
-        )
-      })
+      engines.changes.pipe(
+        Stream.filterMap((m) => Option.fromNullable(m.get(library))),
+        Stream.runHead,
+        Effect.timeoutTo({ duration: joinWait, onSuccess: (engine) => engine, onTimeout: () => Option.none<Engine.Service>() })
+      )
 
     yield* host.register(Plugin.make({
       name: "sync",
