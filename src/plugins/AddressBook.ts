@@ -3,8 +3,9 @@
  * to the peers it shares libraries with after a restart, without mDNS or
  * addresses typed again.
  *
- * Addresses come from what worked: an explicit dial that succeeded, an mDNS
- * advert, the listen addresses a connected peer announced. Each peer keeps
+ * Addresses come from what worked: an explicit dial that succeeded, the mDNS
+ * advert of a peer once a connection to it worked, the listen addresses a
+ * connected peer announced. Each peer keeps
  * its most recent `MAX_ADDRESSES` addresses, newest first; the book keeps
  * the `MAX_PEERS` peers seen most recently. `layerFile` persists it as JSON,
  * validated with Schema on load and replaced atomically on every change;
@@ -12,6 +13,7 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -77,8 +79,7 @@ const isAddress = Schema.is(Address)
 
 const build = (
   initial: ReadonlyArray<Entry>,
-  persist: (entries: ReadonlyArray<Entry>) => Effect.Effect<void, AddressBookError>,
-  now: () => number
+  persist: (entries: ReadonlyArray<Entry>) => Effect.Effect<void, AddressBookError>
 ): Effect.Effect<AddressBook["Type"]> =>
   Effect.gen(function*() {
     const state = yield* Ref.make(initial)
@@ -95,7 +96,8 @@ const build = (
           const merged = [...new Set([...fresh, ...(previous?.addresses ?? [])])].slice(0, MAX_ADDRESSES)
           // the same addresses in the same order: nothing to write (a reconnect seen again)
           if (previous !== undefined && merged.join("\n") === previous.addresses.join("\n")) return
-          const next = [{ peer, addresses: merged, seen: now() }, ...entries.filter((e) => e.peer !== peer)].slice(0, MAX_PEERS)
+          const seen = yield* Clock.currentTimeMillis
+          const next = [{ peer, addresses: merged, seen }, ...entries.filter((e) => e.peer !== peer)].slice(0, MAX_PEERS)
           yield* persist(next)
           yield* Ref.set(state, next)
         }))
@@ -104,7 +106,7 @@ const build = (
 
 /** An address book held in memory. */
 export const layerMemory = (initial: ReadonlyArray<Entry> = []): Layer.Layer<AddressBook> =>
-  Layer.effect(AddressBook, build(initial, () => Effect.void, Date.now))
+  Layer.effect(AddressBook, build(initial, () => Effect.void))
 
 const errors = {
   io: (detail: string) => new AddressBookError({ reason: "Io", detail }),
@@ -120,8 +122,7 @@ export const layerFile = (path: string): Layer.Layer<AddressBook, AddressBookErr
       (file) =>
         build(
           Option.match(file, { onNone: () => [], onSome: (f) => f.peers }),
-          (peers) => JsonFile.write(path, { version: 1, peers }, errors.io),
-          Date.now
+          (peers) => JsonFile.write(path, { version: 1, peers }, errors.io)
         )
     )
   )
