@@ -132,7 +132,14 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
             privateKey,
             // identify tells connected peers this, instead of the Node and OS versions
             nodeInfo: { name: "weft", version: "0.1.0", userAgent: "weft/0.1.0" },
-            addresses: { listen: [...options.listen] },
+            addresses: {
+              listen: [...options.listen],
+              // what this node tells others (identify, mDNS): its loopback addresses only when it has no other
+              announceFilter: (addresses) => {
+                const reachable = addresses.filter((address) => !isLoopback(address.toString()))
+                return reachable.length > 0 ? reachable : addresses
+              }
+            },
             transports: [tcp()],
             connectionEncrypters: [noise()],
             streamMuxers: [
