@@ -10,6 +10,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -18,6 +19,7 @@ import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import { randomUUID } from "node:crypto"
 import { LibraryId } from "../engine/SyncProtocol.js"
 import { PeerId } from "../transport/Transport.js"
@@ -57,6 +59,19 @@ export class Libraries extends Context.Tag("weft/plugins/Libraries")<Libraries, 
   readonly removeMember: (id: string, peer: PeerId) => Effect.Effect<Library, LibraryError>
   readonly isMember: (id: string, peer: string) => Effect.Effect<boolean>
   /**
+   * Marks `peer` as being paired into library `id` until the scope closes.
+   * The two sides of a pairing record the membership one after the other, so
+   * the side that records first may open a library stream before the other
+   * has: meanwhile `admits` waits for the membership instead of refusing.
+   */
+  readonly pairing: (id: string, peer: PeerId) => Effect.Effect<void, never, Scope.Scope>
+  /**
+   * Whether `peer` may use library `id`: a member now, or one that a pairing
+   * in progress makes a member within `within`. Any other peer is answered
+   * at once.
+   */
+  readonly admits: (id: string, peer: string, within: Duration.DurationInput) => Effect.Effect<boolean>
+  /**
    * The libraries after each change (a library created, a member added or
    * removed), from now on: subscribed at once, so no change after this
    * returns is missed. Only changes that were persisted are published.
@@ -84,6 +99,19 @@ const build = (
         yield* PubSub.publish(published, next)
         return library
       }))
+    // pairings in progress, as `library\0peer` keys with a count (the same pair may be asked twice)
+    const pairings = yield* SubscriptionRef.make<ReadonlyMap<string, number>>(new Map())
+    const pairingKey = (id: string, peer: string) => `${id}\u0000${peer}`
+    const isMember = (libraries: ReadonlyArray<Library>, id: string, peer: string) =>
+      libraries.some((l) => l.id === id && l.members.includes(peer as PeerId))
+    const count = (key: string, delta: number) =>
+      SubscriptionRef.update(pairings, (m) => {
+        const next = new Map(m)
+        const n = (m.get(key) ?? 0) + delta
+        if (n > 0) next.set(key, n)
+        else next.delete(key)
+        return next
+      })
     const find = (libraries: ReadonlyArray<Library>, id: string) => {
       const library = libraries.find((l) => l.id === id)
       return library === undefined
@@ -114,8 +142,28 @@ const build = (
           Effect.map(find(libraries, id), (library) =>
             replace(libraries, library.members.includes(peer) ? { ...library, members: library.members.filter((m) => m !== peer) } : library, library))
         ),
-      isMember: (id, peer) =>
-        Effect.map(Ref.get(state), (libraries) => libraries.some((l) => l.id === id && l.members.includes(peer as PeerId))),
+      isMember: (id, peer) => Effect.map(Ref.get(state), (libraries) => isMember(libraries, id, peer)),
+      pairing: (id, peer) => Effect.asVoid(Effect.acquireRelease(count(pairingKey(id, peer), 1), () => count(pairingKey(id, peer), -1))),
+      admits: (id, peer, within) =>
+        Effect.scoped(Effect.gen(function*() {
+          // subscribed before looking, so a membership recorded in between is not missed
+          const recorded = yield* PubSub.subscribe(published)
+          if (isMember(yield* Ref.get(state), id, peer)) return true
+          const key = pairingKey(id, peer)
+          if (!(yield* SubscriptionRef.get(pairings)).has(key)) return false
+          // admitted once a change makes it a member; refused once its pairing ends without that
+          return yield* Stream.merge(
+            Stream.map(Stream.fromQueue(recorded), (libraries) => isMember(libraries, id, peer) ? Option.some(true) : Option.none()),
+            Stream.map(pairings.changes, (m) => m.has(key) ? Option.none() : Option.some(false))
+          ).pipe(
+            Stream.filterMap((decided) => decided),
+            Stream.runHead,
+            Effect.flatMap(() => Ref.get(state)),
+            // the pairing's end and its membership arrive in either order: the state decides
+            Effect.map((libraries) => isMember(libraries, id, peer)),
+            Effect.timeoutTo({ duration: within, onSuccess: (admitted) => admitted, onTimeout: () => false })
+          )
+        })),
       changes: Effect.map(PubSub.subscribe(published), Stream.fromQueue)
     }
   })

@@ -14,6 +14,9 @@
  *   opener → [n: u8][library id: n bytes of UTF-8]
  *   host   → [1] accepted | [0] refused (then the stream is reset)
  *
+ * A peer that this node is pairing into the library right now is answered
+ * once the pairing has recorded it (or has failed), not refused at once.
+ *
  * The library id travels only inside the authenticated, encrypted stream,
  * and only to a peer the opener chose.
  *
@@ -191,7 +194,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
             break
           case "Discovered":
             yield* PubSub.publish(pubsub, event)
-            if (options.connectDiscovered ?? true) {
+            // (`firstSuccessOf` of no dials is a defect, not a failure)
+            if ((options.connectDiscovered ?? true) && event.addresses.length > 0) {
               // a failed attempt leaves the peer unavailable; discovery will report it again. An advert can
               // name any address: the dial must reach the advertised peer (a multiaddr ending /p2p/<id>)
               const dials = event.addresses.map((address) => transport.connect(AddressBook.withPeer(address, event.peer)))
@@ -239,7 +243,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
                 Effect.timeoutFail({ duration: headerTimeout, onTimeout: () => new TransportError({ reason: "Timeout", ...where, detail: "no library header" }) })
               )
               const library = new TextDecoder().decode(header.subarray(1))
-              if (!(yield* libraries.isMember(library, stream.remote))) {
+              // a peer being paired right now is waited for (see `Libraries.pairing`), well within the opener's timeout
+              if (!(yield* libraries.admits(library, stream.remote, Duration.divide(headerTimeout, 2).pipe(Option.getOrElse(() => Duration.zero))))) {
                 return yield* refuse(stream, `${stream.remote} is not a member of the library it named`)
               }
               yield* stream.write(new Uint8Array([ACCEPTED]))

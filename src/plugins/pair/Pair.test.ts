@@ -3,6 +3,7 @@ import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
@@ -36,11 +37,12 @@ const peer = (
   network: MemoryTransport.MemoryNetwork,
   name: string,
   initial: ReadonlyArray<Libraries.Library>,
-  options: Pair.Options
+  options: Pair.Options,
+  adapt: (libraries: Libraries.Libraries["Type"]) => Libraries.Libraries["Type"] = (libraries) => libraries
 ) =>
   Effect.gen(function*() {
     const transport = yield* network.transport(name)
-    const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerMemory(initial))
+    const libraries = adapt(yield* Effect.provide(Libraries.Libraries, Libraries.layerMemory(initial)))
     const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       effect.pipe(Effect.provideService(Transport, transport), Effect.provideService(Libraries.Libraries, libraries))
     const host = yield* withServices(PluginHost.make({ connectDiscovered: false }))
@@ -98,6 +100,59 @@ describe("Pair", () => {
       yield* alice.pair.pair(bob.id, LIBRARY)
       expect((yield* Ref.get(asked)).length).toBe(1)
       expect(yield* membersOf(bob.libraries)).toEqual(["alice", "bob"])
+    }))
+
+  it.scopedLive("the responder opens sync as soon as it has recorded the membership: the requester, still recording, lets it in (no refusal, no failure)", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 6 })
+      // amy (the smaller id) opens the sessions; zed asks, and records the membership 300 ms after amy has
+      const slowly = (libraries: Libraries.Libraries["Type"]): Libraries.Libraries["Type"] => ({
+        ...libraries,
+        addMember: (id, member) => Effect.zipRight(Effect.sleep(Duration.millis(300)), libraries.addMember(id, member))
+      })
+      const zed = yield* peer(network, "zed", [library("zed")], { approve: () => Effect.succeed(false) }, slowly)
+      const amy = yield* peer(network, "amy", [], { approve: () => Effect.succeed(true) })
+      const failures = yield* Ref.make<ReadonlyArray<string>>([])
+      const note = (what: string) => Ref.update(failures, (all) => [...all, what])
+      yield* Effect.forkScoped(Stream.runForEach(yield* amy.sync.failures, (failure) => note(failure.error.message)))
+      yield* Effect.forkScoped(Stream.runForEach(yield* zed.host.events, (event) => event._tag === "Refused" ? note(event.detail) : Effect.void))
+      yield* zed.transport.connect("memory://amy")
+
+      yield* zed.pair.pair(amy.id, LIBRARY)
+      yield* zed.engine.mutate([notes.create("n1", { title: "from zed", body: "", done: false })])
+      yield* eventually("zed's note reaches amy", has(amy.engine, "n1"))
+      yield* amy.engine.mutate([notes.create("n2", { title: "from amy", body: "", done: false })])
+      yield* eventually("amy's note reaches zed", has(zed.engine, "n2"))
+      expect(yield* Ref.get(failures)).toEqual([])
+    }))
+
+  it.scopedLive("a peer being paired is let in only by the membership: a pairing that fails still refuses its stream", () =>
+    Effect.gen(function*() {
+      const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerMemory([library("zed")]))
+      // no pairing in progress: answered at once
+      const start = Date.now()
+      expect(yield* libraries.admits(LIBRARY, "amy", Duration.seconds(5))).toBe(false)
+      expect(Date.now() - start).toBeLessThan(1000)
+      // a pairing that records the membership: admitted once it does
+      const admitted = yield* Effect.scoped(Effect.gen(function*() {
+        yield* libraries.pairing(LIBRARY, peerId("amy"))
+        const waiting = yield* Effect.fork(libraries.admits(LIBRARY, "amy", Duration.seconds(5)))
+        yield* Effect.sleep(Duration.millis(50))
+        yield* libraries.addMember(LIBRARY, peerId("amy"))
+        return yield* Fiber.join(waiting)
+      }))
+      expect(admitted).toBe(true)
+      // a pairing that ends without the membership: refused when it ends, long before the bound
+      const ended = Date.now()
+      const refused = yield* Effect.scoped(Effect.gen(function*() {
+        yield* libraries.pairing(LIBRARY, peerId("bea"))
+        return yield* Effect.fork(libraries.admits(LIBRARY, "bea", Duration.seconds(5)))
+      }).pipe(Effect.tap(() => Effect.sleep(Duration.millis(50)))))
+      expect(yield* Fiber.join(refused)).toBe(false)
+      expect(Date.now() - ended).toBeLessThan(1000)
+      // a pairing that never ends is bounded by `within`
+      yield* libraries.pairing(LIBRARY, peerId("cal"))
+      expect(yield* libraries.admits(LIBRARY, "cal", Duration.millis(100))).toBe(false)
     }))
 
   it.scopedLive("refused: the requester gets PairError Refused, and no membership changes on either side", () =>

@@ -265,6 +265,8 @@ export const pair = (peer: PeerId, libraryId: string, options: PairOptions = {})
       }))
     )
     const timeout = options.timeout ?? Protocol.ANSWER_TIMEOUT
+    // the responder records the membership first and may open sync before we have: let it in meanwhile
+    yield* libraries.pairing(library.id, peer)
     const stream = yield* host.open(peer, Protocol.protocol)
     const framed = Framing.make(stream, Protocol.MAX_FRAME_BYTES)
     const next = yield* reader(framed.frames)
