@@ -160,6 +160,22 @@ describe("Sync plugin", () => {
       expect(failed.unsafePoll()).toBeNull()
     }))
 
+  it.scopedLive("a member removed while its stream waits for the library to be added gets no session", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 9 })
+      const a = yield* peer(network, "a", [notes], ["a", "b"])
+      const b = yield* peer(network, "b", [notes], ["a", "b"], { synced: false })
+      yield* a.engine.mutate([notes.create("n1", { title: "from a" })])
+      yield* b.transport.connect("memory://a")
+      // a's stream is in: it waits for b to add the library (joinWait); meanwhile b removes a
+      yield* eventually(Effect.map(b.host.streams, (held) => held.some((s) => s.peer === "a" && s.handlers > 0)))
+      yield* b.libraries.removeMember(LIBRARY, "a" as PeerId)
+      yield* b.sync.add({ id: LIBRARY, engine: b.engine })
+      yield* Effect.sleep(Duration.millis(300))
+      expect(yield* has(b.engine, "n1")).toBe(false)
+      expect((yield* b.sync.status).filter((s) => s.state === "syncing")).toEqual([])
+    }))
+
   it.scopedLive("a refused opening is a typed failure on `failures`", () =>
     Effect.gen(function*() {
       const network = yield* MemoryTransport.make({ seed: 7 })

@@ -114,13 +114,14 @@ export const make = (options: Options) =>
         PubSub.publish(failures, { peer, library, error })
       )
 
-    // succeeds once the library is no longer synced or the peer no longer a member of it
+    // succeeds once the library is no longer synced or the peer no longer a member of it; the
+    // membership is checked once subscribed too, as it may have gone while the session was starting
     const revoked = (peer: PeerId, library: string) =>
       Effect.scoped(Effect.gen(function*() {
         const changes = yield* libraries.changes
         yield* Stream.merge(
           Stream.map(engines.changes, (m) => m.has(library)),
-          Stream.mapEffect(changes, () => libraries.isMember(library, peer))
+          Stream.mapEffect(Stream.concat(Stream.make(undefined), changes), () => libraries.isMember(library, peer))
         ).pipe(Stream.filter((allowed) => !allowed), Stream.runHead)
       }))
 
@@ -192,26 +193,33 @@ export const make = (options: Options) =>
         const forever = Effect.retry(Effect.zipRight(open(peer, library, engine), Effect.fail("ended" as const)), options.retry ?? defaultRetry)
         yield* FiberMap.run(active, key(peer, library), forever, { onlyIfMissing: true })
       })
-    const start = (peer: PeerId) =>
+    // starting and stopping sessions, and adding and removing libraries, take turns: a session
+    // started from a stale set of libraries would outlive its library's removal
+    const lock = yield* Effect.makeSemaphore(1)
+    const startAll = (peer: PeerId) =>
       Effect.flatMap(SubscriptionRef.get(engines), (m) =>
         Effect.forEach(m, ([library, engine]) => startOne(peer, library, engine), { discard: true }))
+    const start = (peer: PeerId) => lock.withPermits(1)(startAll(peer))
+    // every session with the peer, whatever library it is for
     const stop = (peer: PeerId) =>
-      Effect.flatMap(SubscriptionRef.get(engines), (m) =>
-        Effect.forEach(m.keys(), (library) => FiberMap.remove(active, key(peer, library)), { discard: true }))
+      lock.withPermits(1)(Effect.forEach(
+        [...active].map(([k]) => k).filter((k) => k.startsWith(key(peer, ""))),
+        (k) => FiberMap.remove(active, k),
+        { discard: true }
+      ))
 
     // membership changes while a peer stays connected (pairing adds it, a removal revokes it):
     // start what is now allowed, stop what no longer is
-    const reconcile = Effect.gen(function*() {
+    const reconcile = lock.withPermits(1)(Effect.gen(function*() {
       const synced = yield* SubscriptionRef.get(engines)
       for (const peer of yield* host.available) {
-        yield* start(peer)
+        yield* startAll(peer)
         for (const library of synced.keys()) {
           if (!(yield* libraries.isMember(library, peer))) yield* FiberMap.remove(active, key(peer, library))
         }
       }
-    })
+    }))
 
-    const lock = yield* Effect.makeSemaphore(1)
     const add = (library: SyncedLibrary) =>
       lock.withPermits(1)(Effect.gen(function*() {
         const existing = yield* SubscriptionRef.modify(engines, (m) =>
