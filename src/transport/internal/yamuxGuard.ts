@@ -24,8 +24,14 @@ export class FrameTooLargeError extends Error {
   override readonly name = "FrameTooLargeError"
 }
 
-/** Follows the frame boundaries of one connection's Yamux byte stream. */
-const watch = (connection: MessageStream, maxDataBytes: number) => {
+/**
+ * Follows the frame boundaries of one connection's Yamux byte stream and
+ * aborts the connection at the first data frame longer than `maxDataBytes`.
+ * Exported for its unit test.
+ *
+ * @internal
+ */
+export const watchFrames = (connection: MessageStream, maxDataBytes: number): void => {
   const header = new Uint8Array(HEADER_BYTES)
   const view = new DataView(header.buffer)
   let filled = 0
@@ -60,6 +66,7 @@ const watch = (connection: MessageStream, maxDataBytes: number) => {
   const onMessage = (event: StreamMessageEvent) => {
     if (done) return
     if (event.data instanceof Uint8Array) scan(event.data)
+    // a Uint8ArrayList iterates over its Uint8Array chunks, in order
     else for (const chunk of event.data) scan(chunk)
   }
   connection.addEventListener("message", onMessage)
@@ -72,7 +79,7 @@ export const guardedYamux = (init: YamuxMuxerInit, maxDataBytes: number) => (): 
   return {
     protocol: inner.protocol,
     createStreamMuxer: (connection) => {
-      watch(connection, maxDataBytes)
+      watchFrames(connection, maxDataBytes)
       return inner.createStreamMuxer(connection)
     }
   }
