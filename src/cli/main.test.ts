@@ -268,6 +268,13 @@ describe("weft (two real nodes)", () => {
       const bookOf = (dir: string) => Effect.sync(() => existsSync(DataDir.layout(dir).peers) ? JSON.parse(readFileSync(DataDir.layout(dir).peers, "utf8")) : { peers: [] })
       yield* eventually("a's address in b's book", bookOf(b), (book) =>
         book.peers.some((e: any) => e.peer === statusA.peerId && e.addresses.includes(bare(statusA.addresses[0]!))), nodeB.output)
+      // a peer that is no member (c pings b) is not kept: the book holds members only
+      const c = yield* tempDir("c")
+      yield* weftJson("init", "--dir", c)
+      yield* serve(c)
+      yield* weftJson("ping", statusB.addresses[0]!, "--count", "1", "--dir", c)
+      yield* Effect.sleep(Duration.millis(500))
+      expect((yield* bookOf(b)).peers.map((e: any) => e.peer)).toEqual([statusA.peerId])
 
       // a stops; b writes while a is away; a starts again on another port, with no --peer and no mDNS
       yield* Scope.close(scopeA, Exit.void)

@@ -13,9 +13,10 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type * as Scope from "effect/Scope"
+import * as Exit from "effect/Exit"
+import * as Scope from "effect/Scope"
 import { execFileSync, spawn } from "node:child_process"
-import { existsSync } from "node:fs"
+import { existsSync, readFileSync, rmSync } from "node:fs"
 import * as Identity from "../transport/Identity.js"
 import * as Control from "./Control.js"
 import type * as ControlProtocol from "./ControlProtocol.js"
@@ -153,7 +154,8 @@ const serve = (ns: string, dir: string, ...extra: ReadonlyArray<string>) =>
     const node = {
       output: server.output,
       status: Control.call(socket, { _tag: "Status" }).pipe(Effect.orDie),
-      peers: Control.call(socket, { _tag: "Peers" }).pipe(Effect.orDie)
+      peers: Control.call(socket, { _tag: "Peers" }).pipe(Effect.orDie),
+      pair: (peer: string) => Control.call(socket, { _tag: "Pair", peer }).pipe(Effect.orDie)
     }
     yield* eventually(`${dir} serving`, Effect.either(Control.call(socket, { _tag: "Status" })), Either.isRight, server.output)
     return node
@@ -327,6 +329,51 @@ describe.skipIf(unavailable !== undefined)("mDNS between two network namespaces"
         )
       }
     }), 60_000)
+
+  it.scopedLive("an advert naming a paired member with made-up addresses never gets them into the address book", () =>
+    Effect.gen(function*() {
+      const net = yield* link
+      const [a, b] = [yield* initialized("a", "Private Alpha"), yield* initialized("b", "Private Beta")]
+      const probe = yield* probeIn(net.b.ns, net.b.address)
+      // each process in a scope of its own, so it can be stopped alone; all are closed at the end
+      const [scopeA, scopeB, scopeA2, scopeB2] = yield* Effect.all([Scope.make(), Scope.make(), Scope.make(), Scope.make()])
+      yield* Effect.addFinalizer(() => Effect.forEach([scopeA, scopeB, scopeA2, scopeB2], (scope) => Scope.close(scope, Exit.void)))
+      let nodeA = yield* serve(net.a.ns, a.dir).pipe(Scope.extend(scopeA))
+      let nodeB = yield* serve(net.b.ns, b.dir, "--yes").pipe(Scope.extend(scopeB))
+      const context = () => `--- a\n${nodeA.output()}\n--- b\n${nodeB.output()}`
+      yield* eventually("a found b", nodeA.peers, (p) => p.available.includes(b.peerId), context)
+      yield* nodeA.pair(b.peerId)
+      const book = Effect.sync((): ReadonlyArray<string> => {
+        const path = DataDir.layout(a.dir).peers
+        const file = existsSync(path) ? JSON.parse(readFileSync(path, "utf8")) : { peers: [] }
+        return file.peers.find((e: { peer: string }) => e.peer === b.peerId)?.addresses ?? []
+      })
+      yield* eventually("b in a's book", book, (addresses) => addresses.length > 0, context)
+
+      // both stop; a forgets where b was (so it has not dialled b, and an advert for b is news to it),
+      // starts alone, and hears an advert naming b at more made-up addresses than an entry holds
+      yield* Scope.close(scopeA, Exit.void)
+      yield* Scope.close(scopeB, Exit.void)
+      rmSync(DataDir.layout(a.dir).peers)
+      nodeA = yield* serve(net.a.ns, a.dir).pipe(Scope.extend(scopeA2))
+      const forged = Array.from({ length: 10 }, (_, i) => `/ip4/${net.b.address}/tcp/${101 + i}`)
+      const instance = `${"f".repeat(63)}.${SERVICE}`
+      yield* eventually("the advert seen", Effect.zipRight(
+        probe.advertise([
+          { name: SERVICE, type: "PTR", ttl: 120, data: instance },
+          ...forged.map((address) => ({ name: instance, type: "TXT", ttl: 120, data: `dnsaddr=${address}/p2p/${b.peerId}` }))
+        ]),
+        nodeA.peers
+      ), (p) => p.discovered.some((d) => d.peer === b.peerId && d.addresses.some((x) => forged.includes(x))), context, "5 seconds")
+
+      // b comes back (on another port) and the two reconnect: a keeps where b really is, and nothing made up
+      nodeB = yield* serve(net.b.ns, b.dir, "--yes").pipe(Scope.extend(scopeB2))
+      const real = (yield* nodeB.status).addresses.find((x) => x.includes(net.b.address))!.replace(/\/p2p\/\w+$/, "")
+      yield* eventually("a and b reconnected", nodeA.peers, (p) => p.available.includes(b.peerId), context, "15 seconds")
+      yield* eventually("b's new address in a's book", book, (addresses) => addresses.includes(real), context)
+      yield* Effect.sleep(Duration.millis(1000))
+      expect((yield* book).filter((x) => forged.includes(x))).toEqual([])
+    }), 90_000)
 
   it.scopedLive("with --no-mdns a node neither answers nor asks, and nothing is discovered on either side", () =>
     Effect.gen(function*() {

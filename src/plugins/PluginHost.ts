@@ -40,7 +40,7 @@ import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { type Duplex, type PeerId, Transport, TransportError } from "../transport/Transport.js"
+import { type DiscoverySource, type Duplex, type PeerId, Transport, TransportError } from "../transport/Transport.js"
 import * as AddressBook from "./AddressBook.js"
 import { Libraries } from "./Libraries.js"
 import { isViolation, type Plugin, type Protocol } from "./Plugin.js"
@@ -60,8 +60,10 @@ export class PermissionError extends Schema.TaggedError<PermissionError>("weft/P
 
 /** What the host reports about peers. */
 export type PeerEvent =
-  | { readonly _tag: "Discovered"; readonly peer: PeerId; readonly addresses: ReadonlyArray<string> }
-  | { readonly _tag: "Available"; readonly peer: PeerId }
+  /** Where a peer listens, and who says so (see `Transport.TransportEvent`). */
+  | { readonly _tag: "Discovered"; readonly peer: PeerId; readonly addresses: ReadonlyArray<string>; readonly source: DiscoverySource }
+  /** A connection to the peer works; `address` is the one this node dialled (none when the peer dialled in). */
+  | { readonly _tag: "Available"; readonly peer: PeerId; readonly address?: string }
   /** The peer's last connection closed; `error` says why when it did not close cleanly (a broken frame, a reset socket). */
   | { readonly _tag: "Unavailable"; readonly peer: PeerId; readonly error?: TransportError }
   | { readonly _tag: "Refused"; readonly peer: PeerId; readonly protocol: string; readonly detail: string }
@@ -183,7 +185,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
           case "Connected":
             if (!HashSet.has(yield* Ref.get(available), event.peer)) {
               yield* Ref.update(available, HashSet.add(event.peer))
-              yield* PubSub.publish(pubsub, { _tag: "Available", peer: event.peer })
+              yield* PubSub.publish(pubsub, event.address === undefined ? { _tag: "Available", peer: event.peer } : { _tag: "Available", peer: event.peer, address: event.address })
             }
             break
           case "Disconnected":
@@ -195,7 +197,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
           case "Discovered":
             yield* PubSub.publish(pubsub, event)
             // (`firstSuccessOf` of no dials is a defect, not a failure)
-            if ((options.connectDiscovered ?? true) && event.addresses.length > 0) {
+            if ((options.connectDiscovered ?? true) && event.source === "discovery" && event.addresses.length > 0) {
               // a failed attempt leaves the peer unavailable; discovery will report it again. An advert can
               // name any address: the dial must reach the advertised peer (a multiaddr ending /p2p/<id>)
               const dials = event.addresses.map((address) => transport.connect(AddressBook.withPeer(address, event.peer)))

@@ -206,7 +206,7 @@ describe("MemoryTransport faults", () => {
       expectFailure(yield* Effect.either(stream.write(encoder.encode("two"))), "Reset")
       expect(Exit.isInterrupted(yield* Deferred.await(finalized))).toBe(true)
       yield* quiesce
-      expect(yield* Ref.get(seenByA)).toEqual([{ _tag: "Connected", peer: "bob" }, { _tag: "Disconnected", peer: "bob" }])
+      expect(yield* Ref.get(seenByA)).toEqual([{ _tag: "Connected", peer: "bob", address: "memory://bob" }, { _tag: "Disconnected", peer: "bob" }])
 
       expect(yield* a.connect("memory://bob")).toBe("bob")
     }))
@@ -244,7 +244,7 @@ describe("MemoryTransport faults", () => {
 
       const restarted = yield* network.transport("bob")
       yield* quiesce
-      expect(yield* Ref.get(seenByA)).toContainEqual({ _tag: "Discovered", peer: "bob", addresses: ["memory://bob"] })
+      expect(yield* Ref.get(seenByA)).toContainEqual({ _tag: "Discovered", peer: "bob", addresses: ["memory://bob"], source: "discovery" })
       yield* restarted.handle(ECHO, TransportSuite.echo)
       const again = yield* a.open(restarted.peerId, ECHO)
       yield* again.write(encoder.encode("back"))

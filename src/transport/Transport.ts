@@ -87,13 +87,21 @@ export interface HandleOptions {
   readonly maxInboundStreams?: number
 }
 
+/** Who told this node where a peer listens (see `TransportEvent`). */
+export type DiscoverySource = "discovery" | "identify"
+
 /** Connection lifecycle and discovery. */
 export type TransportEvent =
-  | { readonly _tag: "Connected"; readonly peer: PeerId }
+  /** The first connection to `peer` opened; `address` is the one this node dialled (none when the peer dialled in). */
+  | { readonly _tag: "Connected"; readonly peer: PeerId; readonly address?: string }
   /** The last connection to `peer` closed; `error` says why when it did not close cleanly. */
   | { readonly _tag: "Disconnected"; readonly peer: PeerId; readonly error?: TransportError }
-  /** Where a peer listens: found by discovery (mDNS), or announced by a connected peer (libp2p identify). Unauthenticated. */
-  | { readonly _tag: "Discovered"; readonly peer: PeerId; readonly addresses: ReadonlyArray<string> }
+  /**
+   * Where a peer listens. `source` says who says so: `discovery`, an advert
+   * (mDNS) that anyone on the network could have sent for any id; `identify`,
+   * the peer itself, over its authenticated connection.
+   */
+  | { readonly _tag: "Discovered"; readonly peer: PeerId; readonly addresses: ReadonlyArray<string>; readonly source: DiscoverySource }
 
 /** The transport service. */
 export interface Service {

@@ -49,6 +49,9 @@ const short = (peer: string) => (peer.length > 16 ? `${peer.slice(0, 8)}…${pee
 
 /** Most discovered peers shown by `weft peers`. */
 const MAX_DISCOVERED = 256
+/** The wait before redialling a member disconnected for breaking a protocol, doubled with each violation, up to an hour. */
+const VIOLATION_PENALTY_SECONDS = 60
+const MAX_PENALTY_SECONDS = 3600
 
 /** Counts the process's open handles by kind. */
 const resources = (): Record<string, number> => {
@@ -99,6 +102,46 @@ export const make = (options: Options) =>
     for (const library of yield* libraries.list) yield* openEngine(library)
     const sessions = sync.status
 
+    const redial = Schedule.exponential(Duration.millis(500)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(30))))
+    const members = Effect.map(libraries.list, (list) =>
+      new Set(list.flatMap((library) => library.members).filter((member) => member !== identity.peerId)))
+
+    // the address book holds library members only, at addresses they gave themselves (identify) or that
+    // this node dialled and reached: an mDNS advert can be sent by anyone for any id, and a connection by
+    // any identity, so neither may push a member's real addresses out of its bounded entry
+    const located = new Map<PeerId, ReadonlyArray<string>>()
+    const locate = (peer: PeerId, addresses: ReadonlyArray<string>) => {
+      const known = located.get(peer) ?? []
+      located.delete(peer)
+      located.set(peer, [...addresses, ...known.filter((a) => !addresses.includes(a))].slice(0, AddressBook.MAX_ADDRESSES))
+      if (located.size > MAX_DISCOVERED) located.delete(located.keys().next().value!)
+    }
+    const rememberMember = (peer: PeerId) =>
+      Effect.gen(function*() {
+        const addresses = located.get(peer)
+        if (addresses !== undefined && (yield* members).has(peer)) yield* remember(peer, addresses)
+      })
+
+    // members that drop are redialled at their remembered addresses; one disconnected for breaking a
+    // protocol only after a penalty that doubles with each violation
+    const penalties = new Map<PeerId, number>()
+    const reconnecting = yield* FiberMap.make<PeerId>()
+    const reconnect = (peer: PeerId) =>
+      Effect.gen(function*() {
+        if (!(yield* members).has(peer)) return
+        const attempt = Effect.gen(function*() {
+          // a peer removed from its libraries meanwhile is no longer redialled
+          if (!(yield* members).has(peer) || (yield* host.available).includes(peer)) return
+          const addresses = yield* book.get(peer)
+          if (addresses.length === 0) return
+          yield* Effect.firstSuccessOf(addresses.map((address) => host.connect(AddressBook.withPeer(address, peer))))
+          yield* Effect.logInfo(`reconnected to ${peer}`)
+        })
+        const penalty = penalties.get(peer)
+        const wait = penalty === undefined ? Effect.void : Effect.sleep(Duration.seconds(Math.min(VIOLATION_PENALTY_SECONDS * 2 ** penalty, MAX_PENALTY_SECONDS)))
+        yield* FiberMap.run(reconnecting, peer, Effect.zipRight(wait, Effect.retry(attempt, redial)), { onlyIfMissing: true })
+      })
+
     // new libraries (joined by pairing) and new members
     const changes = yield* libraries.changes
     let known = new Map((yield* libraries.list).map((l) => [l.id, l]))
@@ -108,8 +151,10 @@ export const make = (options: Options) =>
           const before = known.get(library.id)
           if (before === undefined) yield* Effect.logInfo(`library ${library.name} (${library.id}) added`)
           for (const member of library.members) {
-            if (before !== undefined && !before.members.includes(member)) {
-              yield* Effect.logInfo(`library ${library.name}: ${member} is now a member`)
+            if (before === undefined || !before.members.includes(member)) {
+              if (before !== undefined) yield* Effect.logInfo(`library ${library.name}: ${member} is now a member`)
+              // a peer connected before it was paired: where it is can be kept now
+              if (member !== identity.peerId) yield* rememberMember(member)
             }
           }
           if (!engines.has(library.id)) {
@@ -123,30 +168,11 @@ export const make = (options: Options) =>
       })
     ))
 
-    // connecting by address: what worked is remembered
-    const connect = (address: string) => Effect.tap(host.connect(address), (peer) => remember(peer, [address]))
-    const redial = Schedule.exponential(Duration.millis(500)).pipe(Schedule.union(Schedule.spaced(Duration.seconds(30))))
-    const members = Effect.map(libraries.list, (list) =>
-      new Set(list.flatMap((library) => library.members).filter((member) => member !== identity.peerId)))
-    const reconnecting = yield* FiberMap.make<PeerId>()
-    const reconnect = (peer: PeerId) =>
-      Effect.gen(function*() {
-        if (!(yield* members).has(peer)) return
-        const attempt = Effect.gen(function*() {
-          if ((yield* host.available).includes(peer)) return
-          const addresses = yield* book.get(peer)
-          if (addresses.length === 0) return
-          yield* Effect.firstSuccessOf(addresses.map((address) => host.connect(AddressBook.withPeer(address, peer))))
-          yield* Effect.logInfo(`reconnected to ${peer}`)
-        })
-        yield* FiberMap.run(reconnecting, peer, Effect.retry(attempt, redial), { onlyIfMissing: true })
-      })
-
     // ping and pair
     const ping = yield* withHost(Layer.build(Ping.layer)).pipe(Effect.map(Context.get(Ping.Ping)))
     const pair = yield* withHost(Pair.make({ approve: options.approve }))
 
-    // peers: log what happens; what was discovered is shown, and remembered once a connection to it worked
+    // peers: log what happens; what was discovered is shown by `weft peers`
     // (adverts are unauthenticated: bounded here, so a flood of made-up peers only pushes out older entries)
     const discovered = new Map<string, ReadonlyArray<string>>()
     const events = yield* host.events
@@ -158,19 +184,16 @@ export const make = (options: Options) =>
           discovered.delete(event.peer)
           discovered.set(event.peer, event.addresses.slice(0, AddressBook.MAX_ADDRESSES))
           if (discovered.size > MAX_DISCOVERED) discovered.delete(discovered.keys().next().value!)
+          if (event.source === "identify") locate(event.peer, event.addresses)
           return Effect.zipRight(
-            Effect.logInfo(`discovered ${event.peer} at ${event.addresses.join(", ")}`),
-            // already connected (it dialled us first): what it advertises is where it is
-            Effect.flatMap(host.available, (peers) => (peers.includes(event.peer) ? remember(event.peer, event.addresses) : Effect.void))
+            Effect.logInfo(`discovered ${event.peer} at ${event.addresses.join(", ")}${event.source === "identify" ? " (its own announcement)" : ""}`),
+            event.source === "identify" ? rememberMember(event.peer) : Effect.void
           )
-        case "Available": {
-          const addresses = discovered.get(event.peer)
-          return Effect.zipRight(
-            Effect.logInfo(`peer ${event.peer} available`),
-            addresses === undefined ? Effect.void : remember(event.peer, addresses)
-          )
-        }
+        case "Available":
+          if (event.address !== undefined) locate(event.peer, [event.address])
+          return Effect.zipRight(Effect.logInfo(`peer ${event.peer} available`), rememberMember(event.peer))
         case "Unavailable":
+          located.delete(event.peer)
           return Effect.zipRight(
             event.error === undefined
               ? Effect.logInfo(`peer ${event.peer} unavailable`)
@@ -180,11 +203,20 @@ export const make = (options: Options) =>
         case "Refused":
           return Effect.logWarning(`refused ${event.peer} on ${event.protocol}: ${event.detail}`)
         case "Violation":
-          return Effect.logWarning(`disconnected ${event.peer}: it broke ${event.protocol}: ${event.detail}`)
+          return Effect.zipRight(
+            Effect.logWarning(`disconnected ${event.peer}: it broke ${event.protocol}: ${event.detail}`),
+            // only members are redialled, so only theirs are kept
+            Effect.map(members, (all) => {
+              if (all.has(event.peer)) penalties.set(event.peer, (penalties.get(event.peer) ?? -1) + 1)
+            })
+          )
       }
     }))
 
-    // sync sessions: log each change of state and progress
+    // sync sessions: every failure, as it happens, with its typed error
+    yield* Effect.forkScoped(Stream.runForEach(yield* sync.failures, (failure) =>
+      Effect.logWarning(`sync with ${short(failure.peer)} (library ${failure.library}): failed: ${failure.error.message}`)))
+    // and, sampled, each other change of state and progress
     let previous = new Map<string, Sync.SessionStatus>()
     yield* Effect.forkScoped(Effect.gen(function*() {
       const now = yield* sessions
@@ -192,11 +224,7 @@ export const make = (options: Options) =>
       for (const [key, session] of next) {
         const before = previous.get(key)
         const name = `sync with ${short(session.peer)} (library ${session.library})`
-        if (before?.state !== session.state) {
-          yield* (session.state === "failed"
-            ? Effect.logWarning(`${name}: failed: ${session.error ?? "unknown error"}`)
-            : Effect.logInfo(`${name}: ${session.state}`))
-        }
+        if (before?.state !== session.state && session.state !== "failed") yield* Effect.logInfo(`${name}: ${session.state}`)
         if (before !== undefined && session.sent > before.sent) {
           yield* Effect.logInfo(`${name}: sent ${session.sent - before.sent} operation(s)`)
         }
@@ -208,7 +236,7 @@ export const make = (options: Options) =>
     for (const address of options.peers) {
       yield* Effect.forkScoped(Effect.forever(Effect.scoped(Effect.gen(function*() {
         const watch = yield* host.events
-        const peer = yield* connect(address).pipe(
+        const peer = yield* host.connect(address).pipe(
           Effect.tapError((error) => Effect.logDebug(`could not connect to ${address}: ${error.message}`)),
           Effect.retry(redial)
         )
@@ -226,7 +254,7 @@ export const make = (options: Options) =>
     // requests
     const resolvePeer = (target: string): Effect.Effect<PeerId, TransportError | NodeError> =>
       target.startsWith("/")
-        ? connect(target)
+        ? host.connect(target)
         : Effect.mapError(
           decodePeerId(target),
           (error) => new NodeError({ reason: "InvalidPeer", detail: `not a peer id or multiaddr: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
@@ -284,7 +312,7 @@ export const make = (options: Options) =>
             discovered: [...discovered].map(([peer, addresses]) => ({ peer, addresses }))
           }))
         case "Connect":
-          return Effect.map(connect(request.address), (peer) => ({ peer }))
+          return Effect.map(host.connect(request.address), (peer) => ({ peer }))
         case "Pair":
           return Effect.gen(function*() {
             const peer = yield* resolvePeer(request.peer)

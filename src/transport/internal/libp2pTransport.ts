@@ -217,7 +217,12 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
       // an exit, never a throw: an event after shutdown (a late libp2p callback) is dropped
       Runtime.runSyncExit(runtime)(PubSub.publish(events, event))
     }
-    const onConnect = (event: CustomEvent<Libp2pPeerId>) => publish({ _tag: "Connected", peer: toPeerId(event.detail) })
+    const onConnect = (event: CustomEvent<Libp2pPeerId>) => {
+      const peer = toPeerId(event.detail)
+      // libp2p lists the connection before it announces the peer
+      const dialled = node.getConnections(event.detail).find((connection) => connection.direction === "outbound")
+      publish(dialled === undefined ? { _tag: "Connected", peer } : { _tag: "Connected", peer, address: dialled.remoteAddr.toString() })
+    }
     // why each peer's last connection ended, when it did not end cleanly (a broken frame, a reset socket)
     const endings = new Map<string, TransportError>()
     const onConnectionOpen = (event: CustomEvent<Connection>) => {
@@ -243,7 +248,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
       publish({
         _tag: "Discovered",
         peer: toPeerId(event.detail.id),
-        addresses: event.detail.multiaddrs.map((address) => address.toString())
+        addresses: event.detail.multiaddrs.map((address) => address.toString()),
+        source: "discovery"
       })
     }
     // a connected peer's identify says where it listens: reported like a discovery, so a peer that dialled
@@ -252,7 +258,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
       const local = isLoopback(event.detail.connection.remoteAddr.toString())
       const addresses = event.detail.listenAddrs.map((address) => address.toString()).filter((address) => local || !isLoopback(address))
       if (addresses.length === 0) return
-      publish({ _tag: "Discovered", peer: toPeerId(event.detail.peerId), addresses })
+      publish({ _tag: "Discovered", peer: toPeerId(event.detail.peerId), addresses, source: "identify" })
     }
     yield* Effect.acquireRelease(
       Effect.sync(() => {

@@ -360,7 +360,7 @@ const connectTo = (network: Network, node: Node, target: string): Effect.Effect<
       remote.connections.set(node.id, connection)
       network.connections.add(connection)
       return Effect.all([
-        PubSub.publish(node.events, { _tag: "Connected", peer: remote.id }),
+        PubSub.publish(node.events, { _tag: "Connected", peer: remote.id, address: `${ADDRESS_PREFIX}${remote.id}` }),
         PubSub.publish(remote.events, { _tag: "Connected", peer: node.id }),
         record(network, (at) => ({ _tag: "Connected", peers: [node.id, remote.id], at }))
       ]).pipe(Effect.as(connection))
@@ -524,7 +524,7 @@ const register = (network: Network, peerId: string) =>
       }
       const node: Node = { id, events, handlers: new Map(), connections: new Map(), alive: true }
       network.peers.set(id, node)
-      const discovered = { _tag: "Discovered", peer: id, addresses: [`${ADDRESS_PREFIX}${id}`] } as const
+      const discovered = { _tag: "Discovered", peer: id, addresses: [`${ADDRESS_PREFIX}${id}`], source: "discovery" } as const
       return Effect.forEach(
         network.peers.values(),
         (peer) => peer === node || Option.isSome(unreachable(network, peer, id)) ? Effect.void : PubSub.publish(peer.events, discovered),

@@ -203,14 +203,17 @@ export const suite = (name: string, makePair: Effect.Effect<Pair, unknown, Scope
     it.scopedLive(title, () => Effect.flatMap(makePair, body), testTimeout)
 
   describe(name, () => {
-    test("connect succeeds with the remote's authenticated id, and both sides see Connected", (pair) =>
+    test("connect succeeds with the remote's authenticated id, and both sides see Connected (the dialler with the address it dialled)", (pair) =>
       Effect.gen(function*() {
         const { a, b } = pair
         const seenByA = yield* listen(a)
         const seenByB = yield* listen(b)
         expect(yield* connect(pair)).toBe(b.peerId)
-        yield* seenByA("Connected on a", (event) => event._tag === "Connected" && event.peer === b.peerId)
-        yield* seenByB("Connected on b", (event) => event._tag === "Connected" && event.peer === a.peerId)
+        const listening = (yield* b.addresses).map((address) => address.replace(/\/p2p\/[^/]+$/, ""))
+        yield* seenByA("Connected on a, at one of b's addresses", (event) =>
+          event._tag === "Connected" && event.peer === b.peerId && listening.includes((event.address ?? "").replace(/\/p2p\/[^/]+$/, "")))
+        // b was dialled: it has no address of a's to tell
+        yield* seenByB("Connected on b", (event) => event._tag === "Connected" && event.peer === a.peerId && event.address === undefined)
         expect(yield* a.connections).toContain(b.peerId)
         expect(yield* b.connections).toContain(a.peerId)
       }))
