@@ -9,6 +9,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
+import * as fc from "fast-check"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -115,6 +116,56 @@ describe("Engine", () => {
       yield* engine.rebuild
       expect(yield* snapshotOf(engine)).toEqual(before)
     }))
+
+  // local writes are folded once, as the operations are made, and written as folded: the
+  // projection must equal the fold of the log whatever the writes were
+  it("whatever local writes are made, in whatever batches, the projection equals a rebuild from the log", async () => {
+    const id = fc.constantFrom("f1", "f2", "f3")
+    const text = fc.constantFrom("", "hello", "hello world", "world", "héllo ✓")
+    const change = fc.oneof(
+      { arbitrary: fc.record({ kind: fc.constant("create" as const), id, name: fc.string({ maxLength: 4 }), notes: text }), weight: 2 },
+      { arbitrary: fc.record({ kind: fc.constant("update" as const), id, name: fc.option(fc.string({ maxLength: 4 }), { nil: undefined }), notes: fc.option(text, { nil: undefined }) }), weight: 3 },
+      { arbitrary: fc.record({ kind: fc.constant("delete" as const), id }), weight: 2 },
+      { arbitrary: fc.record({ kind: fc.constant("splice" as const), id, index: fc.nat(6), deleteCount: fc.nat(3), insert: fc.constantFrom("", "x", "yz") }), weight: 3 }
+    )
+    const toChange = (c: typeof change extends fc.Arbitrary<infer T> ? T : never): Model.Change => {
+      switch (c.kind) {
+        case "create":
+          return files.create(c.id, { name: c.name, size: 1, tags: [], notes: c.notes })
+        case "update":
+          return files.update(c.id, { ...(c.name === undefined ? {} : { name: c.name }), ...(c.notes === undefined ? {} : { notes: c.notes }) })
+        case "delete":
+          return files.delete(c.id)
+        case "splice":
+          return files.splice(c.id, "notes", { index: c.index, deleteCount: c.deleteCount, insert: c.insert })
+      }
+    }
+    let written = 0
+    let refused = 0
+    await fc.assert(
+      fc.asyncProperty(fc.array(fc.array(change, { minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 16 }), (batches) =>
+        Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+          const engine = yield* open("peer-a")
+          // the records exist to start with, so most changes meet one; deletes and creates come and go
+          yield* engine.mutate(["f1", "f2", "f3"].map((id) => files.create(id, { name: id, size: 0, tags: [], notes: "hello" })))
+          for (const batch of batches) {
+            // a batch that meets a missing or existing record, or splices out of range, is refused whole
+            const outcome = yield* Effect.either(engine.mutate(batch.map(toChange)))
+            if (Either.isRight(outcome)) written++
+            else refused++
+          }
+          const before = yield* snapshotOf(engine)
+          yield* Effect.promise(() => engine.kysely.deleteFrom("files").execute())
+          yield* engine.rebuild
+          expect(yield* snapshotOf(engine)).toEqual(before)
+        })))
+      ),
+      { numRuns: 60 }
+    )
+    // the runs wrote, and were refused, often enough to mean something
+    expect(written).toBeGreaterThan(100)
+    expect(refused).toBeGreaterThan(10)
+  })
 
   it.scoped("subscribe streams committed changes of a model or a record", () =>
     Effect.gen(function*() {

@@ -266,6 +266,17 @@ export const loadDocuments = (
     })
   )
 
+/**
+ * What the writer already folded while making local operations: the state of
+ * each record they touch and each rich-text document they edit, after them.
+ * `apply` takes these instead of folding the same operations again (and
+ * loading and changing the same Automerge documents twice).
+ */
+export interface Folded {
+  readonly state: (model: string, id: string) => RecordState.RecordState | undefined
+  readonly document: (model: string, id: string, field: string) => RichText.Doc | undefined
+}
+
 /** Folds operations into the projection; returns the records whose visible state changed. */
 export const apply = (
   trx: Kysely<any>,
@@ -273,10 +284,11 @@ export const apply = (
   models: ReadonlyMap<string, Model.Any>,
   node: NodeId,
   ops: ReadonlyArray<Operation.Operation>,
-  loaded: Loaded = new Map()
+  loaded: Loaded = new Map(),
+  folded?: Folded
 ): Effect.Effect<ReadonlyArray<RecordChange>, StorageError | ValidationError> =>
   Effect.tryPromise({
-    try: () => applyBatch(trx, bulk, models, node, ops, loaded),
+    try: () => applyBatch(trx, bulk, models, node, ops, loaded, folded),
     catch: queryError
   }).pipe(Effect.flatMap((result) => (Either.isLeft(result) ? Effect.fail(result.left) : Effect.succeed(result.right))))
 
@@ -286,7 +298,8 @@ const applyBatch = async (
   models: ReadonlyMap<string, Model.Any>,
   node: NodeId,
   ops: ReadonlyArray<Operation.Operation>,
-  loaded: Loaded
+  loaded: Loaded,
+  folded: Folded | undefined
 ): Promise<Either.Either<ReadonlyArray<RecordChange>, StorageError | ValidationError>> => {
   const byModel = new Map<string, Array<Operation.Operation>>()
   for (const op of ops) {
@@ -313,16 +326,20 @@ const applyBatch = async (
         edits.set(op.record, perRecord)
         perRecord.set(op.field, [...(perRecord.get(op.field) ?? []), ...op.changes])
       } else {
-        slot.state = RecordState.apply(slot.state, op)
+        slot.state = folded?.state(name, op.record) ?? RecordState.apply(slot.state, op)
       }
     }
+    const foldedDocument = (id: string, field: string) => folded?.document(name, id, field)
 
     // rich text: documents edited now, and texts of records that become visible now
     if (richFields.length > 0) {
-      const needDocs = ids.filter((id) => edits.has(id) || (slots.get(id)!.location !== "live" && RecordState.isAlive(slots.get(id)!.state)))
+      const unfolded = (id: string) => [...(edits.get(id)?.keys() ?? [])].some((field) => foldedDocument(id, field) === undefined)
+      const needDocs = ids.filter((id) => unfolded(id) || (slots.get(id)!.location !== "live" && RecordState.isAlive(slots.get(id)!.state)))
       const stored = needDocs.length === 0 ? [] : await loadDocumentRows(trx, bulk, name, needDocs)
       const docs = new Map<string, RichText.Doc>()
       for (const row of stored) {
+        // a document edited here is taken as folded, below
+        if (edits.get(row.id)?.has(row.field) === true && foldedDocument(row.id, row.field) !== undefined) continue
         const doc = RichText.load(row.doc, node)
         if (Either.isLeft(doc)) return Either.left(corruptDocument(name, row.id, row.field, doc.left))
         docs.set(`${row.id}\u0000${row.field}`, doc.right)
@@ -331,8 +348,9 @@ const applyBatch = async (
       for (const [id, perRecord] of edits) {
         const slot = slots.get(id)!
         for (const [field, changesOfField] of perRecord) {
+          const done = foldedDocument(id, field)
           const current = docs.get(`${id}\u0000${field}`) ?? RichText.make(node)
-          const next = RichText.applyChanges(current, changesOfField)
+          const next = done === undefined ? RichText.applyChanges(current, changesOfField) : Either.right(done)
           if (Either.isLeft(next)) {
             return Either.left(new ValidationError({ reason: "MalformedChange", model: name, record: id, field, detail: next.left.detail }))
           }

@@ -82,7 +82,7 @@ export const make = (options: Engine.Options) =>
         trx: Kysely<any>,
         current: WriterState,
         loaded: Projection.Loaded
-      ) => Effect.Effect<{ readonly next: WriterState; readonly ops: ReadonlyArray<Operation.Operation> }, E>
+      ) => Effect.Effect<{ readonly next: WriterState; readonly ops: ReadonlyArray<Operation.Operation>; readonly folded?: Projection.Folded }, E>
     ) =>
       writer.withPermits(1)(
         Effect.gen(function*() {
@@ -90,10 +90,10 @@ export const make = (options: Engine.Options) =>
           const { changes, next, ops } = yield* database.transaction((trx) =>
             Effect.gen(function*() {
               const loaded: Projection.Loaded = new Map()
-              const { next, ops } = yield* body(trx, current, loaded)
+              const { folded, next, ops } = yield* body(trx, current, loaded)
               if (ops.length === 0) return { changes: [], next, ops }
               yield* OperationLog.append(trx, bulk, ops)
-              const changes = yield* Projection.apply(trx, bulk, models, node, ops, loaded)
+              const changes = yield* Projection.apply(trx, bulk, models, node, ops, loaded, folded)
               yield* OperationLog.writeVector(trx, bulk, current.vector, next.vector)
               if (next.clock.last !== current.clock.last) {
                 yield* OperationLog.writeMeta(trx, OperationLog.META_CLOCK, next.clock.last)
@@ -302,7 +302,10 @@ const buildOps = (
   states: Map<string, RecordState.RecordState>,
   docs: Map<string, RichText.Doc>,
   now: number
-): Either.Either<{ readonly next: WriterState; readonly ops: ReadonlyArray<Operation.Operation> }, MutationError | ValidationError | Hlc.ClockDriftError> => {
+): Either.Either<
+  { readonly next: WriterState; readonly ops: ReadonlyArray<Operation.Operation>; readonly folded: Projection.Folded },
+  MutationError | ValidationError | Hlc.ClockDriftError
+> => {
   const ops: Array<Operation.Operation> = []
   let clock = current.clock
   let seq = VersionVector.seqOf(current.vector, node)
@@ -363,5 +366,10 @@ const buildOps = (
     }
     if (error !== undefined) return Either.left(error)
   }
-  return Either.right({ next: { clock, vector: VersionVector.advance(current.vector, ops) }, ops })
+  // what was folded here is what the projection writes: it need not fold the operations again
+  const folded: Projection.Folded = {
+    state: (model, id) => states.get(key(model, id)),
+    document: (model, id, field) => docs.get(key(model, id, field))
+  }
+  return Either.right({ next: { clock, vector: VersionVector.advance(current.vector, ops) }, ops, folded })
 }
