@@ -59,7 +59,17 @@ const unreachable = new Set([
   "NotFoundError"
 ])
 // a connection ended by its muxer or encryption because of what the remote sent
-const violation = new Set(["InvalidFrameError", "UnRequestedPingError", "InvalidParametersError", "ProtocolError"])
+const violation = new Set([
+  "ProtocolError",
+  "InvalidFrameError",
+  "UnRequestedPingError",
+  // an answer to a ping other than the one in flight (yamux keeps one in flight now and then: keepalive)
+  "NotMatchingPingError",
+  "StreamAlreadyExistsError",
+  "DecodeInvalidVersionError",
+  "BothClientsError",
+  "InvalidParametersError"
+])
 const overLimit = new Set(["FrameTooLargeError", "ReceiveWindowExceededError", "MaxEarlyStreamsError"])
 const socketUnreachable = new Set(["ECONNREFUSED", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL", "ENOTFOUND", "EPIPE"])
 
