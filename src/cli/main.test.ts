@@ -271,9 +271,12 @@ describe("weft (two real nodes)", () => {
       // a peer that is no member (c pings b) is not kept: the book holds members only
       const c = yield* tempDir("c")
       yield* weftJson("init", "--dir", c)
-      yield* serve(c)
+      const nodeC = yield* serve(c)
+      const statusC = yield* nodeC.status
       yield* weftJson("ping", statusB.addresses[0]!, "--count", "1", "--dir", c)
-      yield* Effect.sleep(Duration.millis(500))
+      // b has heard where c listens (c's identify), which it would have kept if it kept non-members
+      yield* eventually("c's announcement on b", Effect.sync(() => nodeB.output()), (out) => out.includes(`discovered ${statusC.peerId} at`), nodeB.output)
+      yield* Effect.sleep(Duration.millis(200))
       expect((yield* bookOf(b)).peers.map((e: any) => e.peer)).toEqual([statusA.peerId])
 
       // a stops; b writes while a is away; a starts again on another port, with no --peer and no mDNS

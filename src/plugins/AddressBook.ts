@@ -3,9 +3,10 @@
  * to the peers it shares libraries with after a restart, without mDNS or
  * addresses typed again.
  *
- * Addresses come from what worked: an explicit dial that succeeded, the mDNS
- * advert of a peer once a connection to it worked, the listen addresses a
- * connected peer announced. Each peer keeps
+ * The book stores what it is given; what to give it is the caller's policy.
+ * `weft serve` keeps library members only, at addresses they announced
+ * themselves (identify) or that it dialled and reached, never an
+ * unauthenticated mDNS advert. Each peer keeps
  * its most recent `MAX_ADDRESSES` addresses, newest first; the book keeps
  * the `MAX_PEERS` peers seen most recently. `layerFile` persists it as JSON,
  * validated with Schema on load and replaced atomically on every change;

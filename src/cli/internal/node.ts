@@ -23,6 +23,7 @@ import { Libraries, type Library } from "../../plugins/Libraries.js"
 import * as LibrariesModule from "../../plugins/Libraries.js"
 import * as Pair from "../../plugins/pair/Pair.js"
 import * as Ping from "../../plugins/ping/Ping.js"
+import * as Plugin from "../../plugins/Plugin.js"
 import * as PluginHost from "../../plugins/PluginHost.js"
 import * as Sync from "../../plugins/sync/Sync.js"
 import * as Identity from "../../transport/Identity.js"
@@ -122,9 +123,19 @@ export const make = (options: Options) =>
         if (addresses !== undefined && (yield* members).has(peer)) yield* remember(peer, addresses)
       })
 
+    // an address the user gave that reached the peer is kept as given (a DNS name outlives an IP), if a member
+    const dial = (address: string) =>
+      Effect.tap(host.connect(address), (peer) => Effect.zipRight(Effect.sync(() => locate(peer, [address])), rememberMember(peer)))
+
     // members that drop are redialled at their remembered addresses; one disconnected for breaking a
-    // protocol only after a penalty that doubles with each violation
-    const penalties = new Map<PeerId, number>()
+    // protocol only after a penalty that doubles with each violation (this node's redials: discovery and
+    // --peer dial as they do)
+    const violations = new Map<PeerId, { readonly count: number; readonly pending: boolean }>()
+    const violated = (peer: PeerId) =>
+      Effect.map(members, (all) => {
+        // only members are redialled, so only theirs are kept
+        if (all.has(peer)) violations.set(peer, { count: (violations.get(peer)?.count ?? 0) + 1, pending: true })
+      })
     const reconnecting = yield* FiberMap.make<PeerId>()
     const reconnect = (peer: PeerId) =>
       Effect.gen(function*() {
@@ -137,8 +148,11 @@ export const make = (options: Options) =>
           yield* Effect.firstSuccessOf(addresses.map((address) => host.connect(AddressBook.withPeer(address, peer))))
           yield* Effect.logInfo(`reconnected to ${peer}`)
         })
-        const penalty = penalties.get(peer)
-        const wait = penalty === undefined ? Effect.void : Effect.sleep(Duration.seconds(Math.min(VIOLATION_PENALTY_SECONDS * 2 ** penalty, MAX_PENALTY_SECONDS)))
+        // the drop that follows a violation waits; a later ordinary drop does not
+        const violation = violations.get(peer)
+        const penalty = violation?.pending === true ? Math.min(VIOLATION_PENALTY_SECONDS * 2 ** (violation.count - 1), MAX_PENALTY_SECONDS) : 0
+        if (violation !== undefined) violations.set(peer, { ...violation, pending: false })
+        const wait = penalty === 0 ? Effect.void : Effect.zipRight(Effect.logInfo(`redialling ${peer} in ${penalty} s (it broke a protocol)`), Effect.sleep(Duration.seconds(penalty)))
         yield* FiberMap.run(reconnecting, peer, Effect.zipRight(wait, Effect.retry(attempt, redial)), { onlyIfMissing: true })
       })
 
@@ -194,22 +208,19 @@ export const make = (options: Options) =>
           return Effect.zipRight(Effect.logInfo(`peer ${event.peer} available`), rememberMember(event.peer))
         case "Unavailable":
           located.delete(event.peer)
-          return Effect.zipRight(
+          return Effect.all([
             event.error === undefined
               ? Effect.logInfo(`peer ${event.peer} unavailable`)
               : Effect.logWarning(`peer ${event.peer} unavailable: ${event.error.message}`),
+            // broken framing below the plugins (an oversize or malformed frame) counts as a violation too
+            // (once: a plugin's Violation event, just before, already counted this one)
+            Plugin.isViolation(event.error) && violations.get(event.peer)?.pending !== true ? violated(event.peer) : Effect.void,
             reconnect(event.peer)
-          )
+          ], { discard: true })
         case "Refused":
           return Effect.logWarning(`refused ${event.peer} on ${event.protocol}: ${event.detail}`)
         case "Violation":
-          return Effect.zipRight(
-            Effect.logWarning(`disconnected ${event.peer}: it broke ${event.protocol}: ${event.detail}`),
-            // only members are redialled, so only theirs are kept
-            Effect.map(members, (all) => {
-              if (all.has(event.peer)) penalties.set(event.peer, (penalties.get(event.peer) ?? -1) + 1)
-            })
-          )
+          return Effect.zipRight(Effect.logWarning(`disconnected ${event.peer}: it broke ${event.protocol}: ${event.detail}`), violated(event.peer))
       }
     }))
 
@@ -236,7 +247,7 @@ export const make = (options: Options) =>
     for (const address of options.peers) {
       yield* Effect.forkScoped(Effect.forever(Effect.scoped(Effect.gen(function*() {
         const watch = yield* host.events
-        const peer = yield* host.connect(address).pipe(
+        const peer = yield* dial(address).pipe(
           Effect.tapError((error) => Effect.logDebug(`could not connect to ${address}: ${error.message}`)),
           Effect.retry(redial)
         )
@@ -254,7 +265,7 @@ export const make = (options: Options) =>
     // requests
     const resolvePeer = (target: string): Effect.Effect<PeerId, TransportError | NodeError> =>
       target.startsWith("/")
-        ? host.connect(target)
+        ? dial(target)
         : Effect.mapError(
           decodePeerId(target),
           (error) => new NodeError({ reason: "InvalidPeer", detail: `not a peer id or multiaddr: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
@@ -312,7 +323,7 @@ export const make = (options: Options) =>
             discovered: [...discovered].map(([peer, addresses]) => ({ peer, addresses }))
           }))
         case "Connect":
-          return Effect.map(host.connect(request.address), (peer) => ({ peer }))
+          return Effect.map(dial(request.address), (peer) => ({ peer }))
         case "Pair":
           return Effect.gen(function*() {
             const peer = yield* resolvePeer(request.peer)

@@ -167,8 +167,8 @@ describe("Sync plugin", () => {
       const b = yield* peer(network, "b", [notes], ["a", "b"], { synced: false })
       yield* a.engine.mutate([notes.create("n1", { title: "from a" })])
       yield* b.transport.connect("memory://a")
-      // a's stream is in: it waits for b to add the library (joinWait); meanwhile b removes a
-      yield* eventually(Effect.map(b.host.streams, (held) => held.some((s) => s.peer === "a" && s.handlers > 0)))
+      // a's stream is admitted (a's session has started): it waits for b to add the library (joinWait); meanwhile b removes a
+      yield* eventually(Effect.map(a.sync.status, (all) => all.some((s) => s.peer === "b" && s.state === "syncing")))
       yield* b.libraries.removeMember(LIBRARY, "a" as PeerId)
       yield* b.sync.add({ id: LIBRARY, engine: b.engine })
       yield* Effect.sleep(Duration.millis(300))

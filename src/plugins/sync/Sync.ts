@@ -167,8 +167,8 @@ export const make = (options: Options) =>
           // the host let the peer in, so `library` is one this node is a member of
           const library = context.library!
           const engine = yield* engineFor(library)
-          // a library this node does not sync: nothing to serve
-          if (Option.isNone(engine)) return yield* stream.reset
+          // a library this node does not sync, or a peer removed from it while waiting: nothing to serve
+          if (Option.isNone(engine) || !(yield* libraries.isMember(library, context.peer))) return yield* stream.reset
           // failures are published by `session`; a protocol violation also goes to the host, which disconnects the peer
           yield* session(stream, context.peer, library, engine.value).pipe(
             Effect.catchAll((error) => (Plugin.isViolation(error) ? Effect.fail(error) : Effect.void))
@@ -202,10 +202,13 @@ export const make = (options: Options) =>
     const start = (peer: PeerId) => lock.withPermits(1)(startAll(peer))
     // every session with the peer, whatever library it is for
     const stop = (peer: PeerId) =>
-      lock.withPermits(1)(Effect.forEach(
-        [...active].map(([k]) => k).filter((k) => k.startsWith(key(peer, ""))),
-        (k) => FiberMap.remove(active, k),
-        { discard: true }
+      lock.withPermits(1)(Effect.suspend(() =>
+        Effect.forEach(
+          // listed once the lock is held: a session started meanwhile is in the list
+          [...active].map(([k]) => k).filter((k) => k.startsWith(key(peer, ""))),
+          (k) => FiberMap.remove(active, k),
+          { discard: true }
+        )
       ))
 
     // membership changes while a peer stays connected (pairing adds it, a removal revokes it):
