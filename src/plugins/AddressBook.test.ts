@@ -4,6 +4,7 @@ import * as Either from "effect/Either"
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
+import * as PeerAddress from "../transport/PeerAddress.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as AddressBook from "./AddressBook.js"
 import * as Libraries from "./Libraries.js"
@@ -31,7 +32,7 @@ describe("AddressBook", () => {
       const kept = yield* book.get(alice)
       expect(kept).toHaveLength(AddressBook.MAX_ADDRESSES)
       expect(kept[0]).toBe("/ip4/10.0.1.19/tcp/4001")
-      expect(AddressBook.withPeer("/ip4/10.0.0.2/tcp/4001/p2p/other", bob)).toBe(`/ip4/10.0.0.2/tcp/4001/p2p/${bob}`)
+      expect(PeerAddress.withPeer("/ip4/10.0.0.2/tcp/4001/p2p/other", bob)).toBe(`/ip4/10.0.0.2/tcp/4001/p2p/${bob}`)
     }))
 
   it.scoped("persists across reopening; an unchanged entry is not written again", () =>

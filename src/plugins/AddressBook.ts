@@ -21,6 +21,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
+import { withoutPeer } from "../transport/PeerAddress.js"
 import { PeerId } from "../transport/Transport.js"
 import * as JsonFile from "./internal/jsonFile.js"
 
@@ -69,13 +70,6 @@ export class AddressBook extends Context.Tag("weft/plugins/AddressBook")<Address
   readonly remember: (peer: PeerId, addresses: ReadonlyArray<string>) => Effect.Effect<void, AddressBookError>
 }>() {}
 
-/** `address` without a trailing `/p2p/<id>` (the book keys addresses by peer). */
-export const withoutPeer = (address: string): string => address.replace(/\/p2p\/[^/]+$/, "")
-
-/** A multiaddr ending in `/p2p/<peer>`: dialing it fails unless that very peer answers (other addresses are returned as they are). */
-export const withPeer = (address: string, peer: PeerId): string =>
-  address.startsWith("/") ? `${withoutPeer(address)}/p2p/${peer}` : address
-
 const isAddress = Schema.is(Address)
 
 const build = (
@@ -90,6 +84,7 @@ const build = (
       list: Ref.get(state),
       remember: (peer, addresses) =>
         lock.withPermits(1)(Effect.gen(function*() {
+          // kept by peer, so without the id
           const fresh = addresses.map(withoutPeer).filter(isAddress)
           if (fresh.length === 0) return
           const entries = yield* Ref.get(state)

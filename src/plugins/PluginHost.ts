@@ -40,8 +40,8 @@ import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as PeerAddress from "../transport/PeerAddress.js"
 import { type DiscoverySource, type Duplex, type PeerId, Transport, TransportError } from "../transport/Transport.js"
-import * as AddressBook from "./AddressBook.js"
 import { Libraries } from "./Libraries.js"
 import { isViolation, type Plugin, type Protocol } from "./Plugin.js"
 
@@ -200,7 +200,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
             if ((options.connectDiscovered ?? true) && event.source === "discovery" && event.addresses.length > 0) {
               // a failed attempt leaves the peer unavailable; discovery will report it again. An advert can
               // name any address: the dial must reach the advertised peer (a multiaddr ending /p2p/<id>)
-              const dials = event.addresses.map((address) => transport.connect(AddressBook.withPeer(address, event.peer)))
+              const dials = event.addresses.map((address) => transport.connect(PeerAddress.withPeer(address, event.peer)))
               yield* Effect.forkScoped(Effect.ignore(Effect.firstSuccessOf(dials)))
             }
             break

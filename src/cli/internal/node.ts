@@ -28,6 +28,7 @@ import * as PluginHost from "../../plugins/PluginHost.js"
 import * as Sync from "../../plugins/sync/Sync.js"
 import * as Identity from "../../transport/Identity.js"
 import * as Libp2pTransport from "../../transport/Libp2pTransport.js"
+import * as PeerAddress from "../../transport/PeerAddress.js"
 import { PeerId, Transport, type TransportError } from "../../transport/Transport.js"
 import * as Control from "../Control.js"
 import type * as ControlProtocol from "../ControlProtocol.js"
@@ -128,8 +129,8 @@ export const make = (options: Options) =>
       Effect.tap(host.connect(address), (peer) => Effect.zipRight(Effect.sync(() => locate(peer, [address])), rememberMember(peer)))
 
     // members that drop are redialled at their remembered addresses; one disconnected for breaking a
-    // protocol only after a penalty that doubles with each violation (this node's redials: discovery and
-    // --peer dial as they do)
+    // protocol only after a penalty that doubles with each violation (so are --peer peers that are
+    // members; an mDNS discovery is still dialled as it comes)
     const violations = new Map<PeerId, { readonly count: number; readonly pending: boolean }>()
     const violated = (peer: PeerId) =>
       Effect.map(members, (all) => {
@@ -137,23 +138,29 @@ export const make = (options: Options) =>
         if (all.has(peer)) violations.set(peer, { count: (violations.get(peer)?.count ?? 0) + 1, pending: true })
       })
     const reconnecting = yield* FiberMap.make<PeerId>()
+    // the drop that follows a violation waits; a later ordinary drop does not
+    const penalty = (peer: PeerId) =>
+      Effect.suspend(() => {
+        const violation = violations.get(peer)
+        if (violation?.pending !== true) return Effect.void
+        violations.set(peer, { ...violation, pending: false })
+        const seconds = Math.min(VIOLATION_PENALTY_SECONDS * 2 ** (violation.count - 1), MAX_PENALTY_SECONDS)
+        return Effect.zipRight(Effect.logInfo(`redialling ${peer} in ${seconds} s (it broke a protocol)`), Effect.sleep(Duration.seconds(seconds)))
+      })
+    // peers given with --peer are redialled by their own loop
+    const pinned = new Set<PeerId>()
     const reconnect = (peer: PeerId) =>
       Effect.gen(function*() {
-        if (!(yield* members).has(peer)) return
+        if (pinned.has(peer) || !(yield* members).has(peer)) return
         const attempt = Effect.gen(function*() {
           // a peer removed from its libraries meanwhile is no longer redialled
           if (!(yield* members).has(peer) || (yield* host.available).includes(peer)) return
           const addresses = yield* book.get(peer)
           if (addresses.length === 0) return
-          yield* Effect.firstSuccessOf(addresses.map((address) => host.connect(AddressBook.withPeer(address, peer))))
+          yield* Effect.firstSuccessOf(addresses.map((address) => host.connect(PeerAddress.withPeer(address, peer))))
           yield* Effect.logInfo(`reconnected to ${peer}`)
         })
-        // the drop that follows a violation waits; a later ordinary drop does not
-        const violation = violations.get(peer)
-        const penalty = violation?.pending === true ? Math.min(VIOLATION_PENALTY_SECONDS * 2 ** (violation.count - 1), MAX_PENALTY_SECONDS) : 0
-        if (violation !== undefined) violations.set(peer, { ...violation, pending: false })
-        const wait = penalty === 0 ? Effect.void : Effect.zipRight(Effect.logInfo(`redialling ${peer} in ${penalty} s (it broke a protocol)`), Effect.sleep(Duration.seconds(penalty)))
-        yield* FiberMap.run(reconnecting, peer, Effect.zipRight(wait, Effect.retry(attempt, redial)), { onlyIfMissing: true })
+        yield* FiberMap.run(reconnecting, peer, Effect.zipRight(penalty(peer), Effect.retry(attempt, redial)), { onlyIfMissing: true })
       })
 
     // new libraries (joined by pairing) and new members
@@ -251,9 +258,11 @@ export const make = (options: Options) =>
           Effect.tapError((error) => Effect.logDebug(`could not connect to ${address}: ${error.message}`)),
           Effect.retry(redial)
         )
+        pinned.add(peer)
         yield* Effect.logInfo(`connected to ${address}`)
         yield* watch.pipe(Stream.filter((event) => event._tag === "Unavailable" && event.peer === peer), Stream.runHead)
         yield* Effect.sleep(Duration.millis(500))
+        yield* penalty(peer)
       }))))
     }
 
