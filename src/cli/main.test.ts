@@ -16,11 +16,20 @@ import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { randomUUID } from "node:crypto"
 import { join } from "node:path"
 import * as Control from "./Control.js"
 import type * as ControlProtocol from "./ControlProtocol.js"
 import * as DataDir from "./DataDir.js"
 import * as Processes from "./testing/Processes.js"
+import * as Libraries from "../plugins/Libraries.js"
+import * as Pair from "../plugins/pair/Pair.js"
+import * as PluginHost from "../plugins/PluginHost.js"
+import * as SyncPlugin from "../plugins/sync/Protocol.js"
+import * as Framing from "../transport/Framing.js"
+import * as Identity from "../transport/Identity.js"
+import * as Libp2pTransport from "../transport/Libp2pTransport.js"
+import * as Transport from "../transport/Transport.js"
 
 const { CLI, ROOT, eventually, exited } = Processes
 
@@ -289,6 +298,40 @@ describe("weft (two real nodes)", () => {
       yield* eventually("b's note on a", again.call({ _tag: "NotesList" }), (notes) => titles(notes).join() === "while a was away", again.output)
       expect(again.output()).toContain(`reconnected to ${statusB.peerId}`)
     }), 90_000)
+
+  it.scopedLive("a member that breaks the sync protocol is disconnected, and redialled only after a penalty", () =>
+    Effect.gen(function*() {
+      const b = yield* tempDir("b")
+      yield* weftJson("init", "--dir", b)
+      const nodeB = yield* serve(b, "--yes")
+      const statusB = yield* nodeB.status
+
+      // mallory, in this process, pairs with b as any peer would (b approves with --yes) ...
+      const identity = yield* Identity.generate()
+      const mallory = identity.peerId
+      const transport = yield* Libp2pTransport.make({ identity, listen: [LOOPBACK] })
+      const library = randomUUID()
+      const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerMemory([{ id: library, name: "Shared", members: [mallory] }]))
+      const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+        effect.pipe(Effect.provideService(Transport.Transport, transport), Effect.provideService(Libraries.Libraries, libraries))
+      const host = yield* withServices(PluginHost.make({ connectDiscovered: false }))
+      yield* host.connect(statusB.addresses[0]!)
+      yield* withServices(Effect.provideService(Pair.pair(statusB.peerId, library), PluginHost.PluginHost, host))
+      yield* eventually("mallory a member on b", nodeB.status, (s) => s.libraries.some((l) => l.members.includes(mallory)), nodeB.output)
+
+      // ... then sends b bytes that are no sync message
+      yield* Effect.scoped(Effect.gen(function*() {
+        const stream = yield* host.open(statusB.peerId, SyncPlugin.protocol, library)
+        yield* Framing.make(stream).send(new Uint8Array([0xc1, 0xc1, 0xc1]))
+        yield* Effect.sleep(Duration.millis(500))
+      }))
+      yield* eventually("b disconnecting mallory", Effect.sync(() => nodeB.output()), (out) => out.includes(`disconnected ${mallory}: it broke`), nodeB.output)
+      // b would redial a member at once after an ordinary drop; this one waits
+      yield* eventually("the penalty", Effect.sync(() => nodeB.output()), (out) => out.includes(`redialling ${mallory} in 60 s (it broke a protocol)`), nodeB.output)
+      yield* Effect.sleep(Duration.seconds(2))
+      expect((yield* nodeB.status).connections).not.toContain(mallory)
+      expect(nodeB.output()).not.toContain(`reconnected to ${mallory}`)
+    }), 60_000)
 
   it.scopedLive("forged identities are refused with typed errors: a dial to the wrong peer id, an identity file that lies", () =>
     Effect.gen(function*() {
