@@ -4,6 +4,7 @@
  *
  * @internal
  */
+import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Duration from "effect/Duration"
@@ -80,7 +81,12 @@ export const make = (options: Options) =>
     const transport = yield* Libp2pTransport.make({ identity, listen: options.listen, mdns: options.mdns })
     const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       effect.pipe(Effect.provideService(Transport, transport), Effect.provideService(Libraries, libraries))
-    const host = yield* withServices(PluginHost.make({ connectDiscovered: true }))
+    // peers that broke a protocol: how often, whether their next redial is to wait, and until when
+    // (members and --peer peers only, so bounded by them)
+    const violations = new Map<PeerId, { readonly count: number; readonly pending: boolean; readonly until: number }>()
+    const held = (peer: PeerId) => (violations.get(peer)?.until ?? 0) > Date.now()
+    // a discovered peer is dialled at once, unless it is waiting out a penalty
+    const host = yield* withServices(PluginHost.make({ connectDiscovered: true, dialDiscovered: (peer) => !held(peer) }))
     const withHost = <A, E, R>(effect: Effect.Effect<A, E, R>) => withServices(Effect.provideService(effect, PluginHost.PluginHost, host))
 
     // the sync plugin, and an engine per library, opened as libraries appear (a pairing can add one)
@@ -128,27 +134,34 @@ export const make = (options: Options) =>
     const dial = (address: string) =>
       Effect.tap(host.connect(address), (peer) => Effect.zipRight(Effect.sync(() => locate(peer, [address])), rememberMember(peer)))
 
-    // members that drop are redialled at their remembered addresses; one disconnected for breaking a
-    // protocol only after a penalty that doubles with each violation (so are --peer peers that are
-    // members; an mDNS discovery is still dialled as it comes)
-    const violations = new Map<PeerId, { readonly count: number; readonly pending: boolean }>()
-    const violated = (peer: PeerId) =>
-      Effect.map(members, (all) => {
-        // only members are redialled, so only theirs are kept
-        if (all.has(peer)) violations.set(peer, { count: (violations.get(peer)?.count ?? 0) + 1, pending: true })
-      })
+    // members that drop are redialled at their remembered addresses, and --peer peers by their own loop;
+    // after a disconnection for breaking a protocol, only after a penalty that doubles with each violation
+    // (discovery holds back too, see `held`). A connection that stays up an hour clears the count.
+    const pinned = new Set<PeerId>()
     const reconnecting = yield* FiberMap.make<PeerId>()
+    const violated = (peer: PeerId) =>
+      Effect.gen(function*() {
+        if (!pinned.has(peer) && !(yield* members).has(peer)) return
+        const before = violations.get(peer)
+        violations.set(peer, { count: (before?.count ?? 0) + 1, pending: true, until: before?.until ?? 0 })
+        // a redial under way (the peer got back in meanwhile) makes way for one that waits
+        yield* FiberMap.remove(reconnecting, peer)
+      })
     // the drop that follows a violation waits; a later ordinary drop does not
     const penalty = (peer: PeerId) =>
       Effect.suspend(() => {
         const violation = violations.get(peer)
         if (violation?.pending !== true) return Effect.void
-        violations.set(peer, { ...violation, pending: false })
         const seconds = Math.min(VIOLATION_PENALTY_SECONDS * 2 ** (violation.count - 1), MAX_PENALTY_SECONDS)
+        violations.set(peer, { ...violation, pending: false, until: Date.now() + seconds * 1000 })
         return Effect.zipRight(Effect.logInfo(`redialling ${peer} in ${seconds} s (it broke a protocol)`), Effect.sleep(Duration.seconds(seconds)))
       })
-    // peers given with --peer are redialled by their own loop
-    const pinned = new Set<PeerId>()
+    const connectedAt = new Map<PeerId, number>()
+    const stayed = (peer: PeerId) => {
+      const since = connectedAt.get(peer)
+      connectedAt.delete(peer)
+      if (since !== undefined && Date.now() - since >= MAX_PENALTY_SECONDS * 1000 && violations.get(peer)?.pending !== true) violations.delete(peer)
+    }
     const reconnect = (peer: PeerId) =>
       Effect.gen(function*() {
         if (pinned.has(peer) || !(yield* members).has(peer)) return
@@ -211,23 +224,31 @@ export const make = (options: Options) =>
             event.source === "identify" ? rememberMember(event.peer) : Effect.void
           )
         case "Available":
+          connectedAt.set(event.peer, Date.now())
           if (event.address !== undefined) locate(event.peer, [event.address])
           return Effect.zipRight(Effect.logInfo(`peer ${event.peer} available`), rememberMember(event.peer))
         case "Unavailable":
           located.delete(event.peer)
+          stayed(event.peer)
           return Effect.all([
             event.error === undefined
               ? Effect.logInfo(`peer ${event.peer} unavailable`)
               : Effect.logWarning(`peer ${event.peer} unavailable: ${event.error.message}`),
             // broken framing below the plugins (an oversize or malformed frame) counts as a violation too
-            // (once: a plugin's Violation event, just before, already counted this one)
-            Plugin.isViolation(event.error) && violations.get(event.peer)?.pending !== true ? violated(event.peer) : Effect.void,
+            // (once: a plugin's Violation event, just before, already counted this one). The --peer
+            // loop counts its own peer's, as it sees them
+            Plugin.isViolation(event.error) && violations.get(event.peer)?.pending !== true && !pinned.has(event.peer)
+              ? violated(event.peer)
+              : Effect.void,
             reconnect(event.peer)
           ], { discard: true })
         case "Refused":
           return Effect.logWarning(`refused ${event.peer} on ${event.protocol}: ${event.detail}`)
         case "Violation":
-          return Effect.zipRight(Effect.logWarning(`disconnected ${event.peer}: it broke ${event.protocol}: ${event.detail}`), violated(event.peer))
+          return Effect.zipRight(
+            Effect.logWarning(`disconnected ${event.peer}: it broke ${event.protocol}: ${event.detail}`),
+            pinned.has(event.peer) ? Effect.void : violated(event.peer)
+          )
       }
     }))
 
@@ -252,18 +273,30 @@ export const make = (options: Options) =>
 
     // peers given on the command line: connect, and reconnect whenever the connection drops
     for (const address of options.peers) {
-      yield* Effect.forkScoped(Effect.forever(Effect.scoped(Effect.gen(function*() {
-        const watch = yield* host.events
+      yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
         const peer = yield* dial(address).pipe(
           Effect.tapError((error) => Effect.logDebug(`could not connect to ${address}: ${error.message}`)),
           Effect.retry(redial)
         )
         pinned.add(peer)
         yield* Effect.logInfo(`connected to ${address}`)
-        yield* watch.pipe(Stream.filter((event) => event._tag === "Unavailable" && event.peer === peer), Stream.runHead)
+        // subscribed only while connected (an unread subscription would keep every event); what ended
+        // the connection is seen here, so its penalty is known before the redial
+        const ending = yield* Effect.scoped(Effect.gen(function*() {
+          const watch = yield* host.events
+          if (!(yield* host.available).includes(peer)) return Chunk.empty<PluginHost.PeerEvent>()
+          return yield* watch.pipe(
+            Stream.filter((event) => (event._tag === "Violation" || event._tag === "Unavailable") && event.peer === peer),
+            Stream.takeUntil((event) => event._tag === "Unavailable"),
+            Stream.runCollect
+          )
+        }))
+        if (Chunk.some(ending, (event) => event._tag === "Violation" || (event._tag === "Unavailable" && Plugin.isViolation(event.error)))) {
+          yield* violated(peer)
+        }
         yield* Effect.sleep(Duration.millis(500))
         yield* penalty(peer)
-      }))))
+      })))
     }
 
     // peers this node shares a library with: reconnected at their remembered addresses when not connected
