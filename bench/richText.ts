@@ -36,9 +36,11 @@ const rawBaseline = (dir: string): number => {
   const upsertNote = db.prepare("insert into notes values (?, ?) on conflict (id) do update set body = excluded.body")
   const upsertDoc = db.prepare("insert into docs values (?, ?) on conflict (id) do update set doc = excluded.doc")
   const selectDoc = db.prepare("select doc from docs where id = ?")
+  // one actor, as the engine has one node id
+  const actor = "be0c4a11"
   const create = db.transaction(() => {
     for (let r = 0; r < RECORDS; r++) {
-      const doc = Automerge.change(Automerge.init<{ text: string }>(), (d) => {
+      const doc = Automerge.change(Automerge.init<{ text: string }>({ actor }), (d) => {
         d.text = INITIAL
       })
       insertOp.run(`n${r}`, Automerge.getLastLocalChange(doc)!)
@@ -49,7 +51,7 @@ const rawBaseline = (dir: string): number => {
   const edit = db.transaction((round: number) => {
     for (let r = 0; r < RECORDS; r++) {
       const row = selectDoc.get(`n${r}`) as { doc: Uint8Array }
-      const doc = Automerge.change(Automerge.load<{ text: string }>(row.doc), (d) => {
+      const doc = Automerge.change(Automerge.load<{ text: string }>(row.doc, { actor }), (d) => {
         Automerge.splice(d, ["text"], position(round, r), 1, "xy")
       })
       insertOp.run(`n${r}`, Automerge.getLastLocalChange(doc)!)
@@ -79,9 +81,9 @@ const engineRun = (dir: string) =>
 
 /** Runs the rich-text edit benchmark; returns its figure. */
 export const run = () =>
-  Effect.gen(function*() {
-    const dir = mkdtempSync(join(tmpdir(), "weft-bench-richtext-"))
-    try {
+  Effect.acquireUseRelease(
+    Effect.sync(() => mkdtempSync(join(tmpdir(), "weft-bench-richtext-"))),
+    (dir) => Effect.gen(function*() {
       const raw: Array<number> = []
       const engine: Array<number> = []
       for (let round = 0; round < 3; round++) {
@@ -96,7 +98,6 @@ export const run = () =>
         baselineName: `raw Automerge + better-sqlite3: load, splice, save, log row and text column, ${RECORDS} per transaction`,
         extra: { records: RECORDS, rounds: ROUNDS }
       } satisfies Figure
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-  })
+    }),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )

@@ -11,7 +11,9 @@
  * `apply` folds a batch of operations: it loads the touched records once,
  * merges with the pure `RecordState` rules, and writes each changed record
  * once, with multi-row statements. Callers run it inside the transaction
- * that appends the same operations to the log.
+ * that appends the same operations to the log. The engine's writer, which
+ * has just folded its own local operations to make them, passes that fold
+ * (`Folded`) instead of having it done twice.
  *
  * @since 0.1.0
  */
@@ -268,9 +270,13 @@ export const loadDocuments = (
 
 /**
  * What the writer already folded while making local operations: the state of
- * each record they touch and each rich-text document they edit, after them.
- * `apply` takes these instead of folding the same operations again (and
- * loading and changing the same Automerge documents twice).
+ * each record they touch, and each rich-text document they load or edit,
+ * after them. It must be the fold of exactly the operations given to
+ * `apply`, from the state stored in the same transaction: `apply` takes it
+ * on trust instead of folding the same operations again (and loading and
+ * changing the same Automerge documents twice).
+ *
+ * @internal
  */
 export interface Folded {
   readonly state: (model: string, id: string) => RecordState.RecordState | undefined
