@@ -36,6 +36,7 @@ import type * as ControlProtocol from "../ControlProtocol.js"
 import * as DataDir from "../DataDir.js"
 import type { Node, Options } from "../Node.js"
 import * as Notes from "../Notes.js"
+import * as Penalties from "./penalties.js"
 
 /** @internal */
 export class NodeError extends Data.TaggedError("NodeError")<{
@@ -52,9 +53,6 @@ const short = (peer: string) => (peer.length > 16 ? `${peer.slice(0, 8)}…${pee
 
 /** Most discovered peers shown by `weft peers`. */
 const MAX_DISCOVERED = 256
-/** The wait before redialling a member disconnected for breaking a protocol, doubled with each violation, up to an hour. */
-const VIOLATION_PENALTY_SECONDS = 60
-const MAX_PENALTY_SECONDS = 3600
 
 /** Counts the process's open handles by kind. */
 const resources = (): Record<string, number> => {
@@ -81,12 +79,10 @@ export const make = (options: Options) =>
     const transport = yield* Libp2pTransport.make({ identity, listen: options.listen, mdns: options.mdns })
     const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
       effect.pipe(Effect.provideService(Transport, transport), Effect.provideService(Libraries, libraries))
-    // peers that broke a protocol: how often, whether their next redial is to wait, and until when
-    // (members and --peer peers only, so bounded by them)
-    const violations = new Map<PeerId, { readonly count: number; readonly pending: boolean; readonly until: number }>()
-    const held = (peer: PeerId) => (violations.get(peer)?.until ?? 0) > Date.now()
+    // peers that broke a protocol (members and --peer peers only, so bounded by them)
+    const penalties = Penalties.make()
     // a discovered peer is dialled at once, unless it is waiting out a penalty
-    const host = yield* withServices(PluginHost.make({ connectDiscovered: true, dialDiscovered: (peer) => !held(peer) }))
+    const host = yield* withServices(PluginHost.make({ connectDiscovered: true, dialDiscovered: (peer) => !penalties.held(peer, Date.now()) }))
     const withHost = <A, E, R>(effect: Effect.Effect<A, E, R>) => withServices(Effect.provideService(effect, PluginHost.PluginHost, host))
 
     // the sync plugin, and an engine per library, opened as libraries appear (a pairing can add one)
@@ -135,33 +131,24 @@ export const make = (options: Options) =>
       Effect.tap(host.connect(address), (peer) => Effect.zipRight(Effect.sync(() => locate(peer, [address])), rememberMember(peer)))
 
     // members that drop are redialled at their remembered addresses, and --peer peers by their own loop;
-    // after a disconnection for breaking a protocol, only after a penalty that doubles with each violation
-    // (discovery holds back too, see `held`). A connection that stays up an hour clears the count.
+    // after a disconnection for breaking a protocol, only once its penalty is waited out (see Penalties)
     const pinned = new Set<PeerId>()
     const reconnecting = yield* FiberMap.make<PeerId>()
     const violated = (peer: PeerId) =>
       Effect.gen(function*() {
         if (!pinned.has(peer) && !(yield* members).has(peer)) return
-        const before = violations.get(peer)
-        violations.set(peer, { count: (before?.count ?? 0) + 1, pending: true, until: before?.until ?? 0 })
+        penalties.violated(peer)
         // a redial under way (the peer got back in meanwhile) makes way for one that waits
         yield* FiberMap.remove(reconnecting, peer)
       })
-    // the drop that follows a violation waits; a later ordinary drop does not
     const penalty = (peer: PeerId) =>
       Effect.suspend(() => {
-        const violation = violations.get(peer)
-        if (violation?.pending !== true) return Effect.void
-        const seconds = Math.min(VIOLATION_PENALTY_SECONDS * 2 ** (violation.count - 1), MAX_PENALTY_SECONDS)
-        violations.set(peer, { ...violation, pending: false, until: Date.now() + seconds * 1000 })
-        return Effect.zipRight(Effect.logInfo(`redialling ${peer} in ${seconds} s (it broke a protocol)`), Effect.sleep(Duration.seconds(seconds)))
+        const wait = penalties.take(peer, Date.now())
+        return wait === 0 ? Effect.void : Effect.zipRight(
+          Effect.logInfo(`redialling ${peer} in ${wait / 1000} s (it broke a protocol)`),
+          Effect.sleep(Duration.millis(wait))
+        )
       })
-    const connectedAt = new Map<PeerId, number>()
-    const stayed = (peer: PeerId) => {
-      const since = connectedAt.get(peer)
-      connectedAt.delete(peer)
-      if (since !== undefined && Date.now() - since >= MAX_PENALTY_SECONDS * 1000 && violations.get(peer)?.pending !== true) violations.delete(peer)
-    }
     const reconnect = (peer: PeerId) =>
       Effect.gen(function*() {
         if (pinned.has(peer) || !(yield* members).has(peer)) return
@@ -224,12 +211,12 @@ export const make = (options: Options) =>
             event.source === "identify" ? rememberMember(event.peer) : Effect.void
           )
         case "Available":
-          connectedAt.set(event.peer, Date.now())
+          penalties.connected(event.peer, Date.now())
           if (event.address !== undefined) locate(event.peer, [event.address])
           return Effect.zipRight(Effect.logInfo(`peer ${event.peer} available`), rememberMember(event.peer))
         case "Unavailable":
           located.delete(event.peer)
-          stayed(event.peer)
+          penalties.disconnected(event.peer, Date.now())
           return Effect.all([
             event.error === undefined
               ? Effect.logInfo(`peer ${event.peer} unavailable`)
@@ -237,7 +224,7 @@ export const make = (options: Options) =>
             // broken framing below the plugins (an oversize or malformed frame) counts as a violation too
             // (once: a plugin's Violation event, just before, already counted this one). The --peer
             // loop counts its own peer's, as it sees them
-            Plugin.isViolation(event.error) && violations.get(event.peer)?.pending !== true && !pinned.has(event.peer)
+            Plugin.isViolation(event.error) && !penalties.pending(event.peer) && !pinned.has(event.peer)
               ? violated(event.peer)
               : Effect.void,
             reconnect(event.peer)
