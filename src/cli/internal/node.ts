@@ -132,7 +132,9 @@ export const make = (options: Options) =>
 
     // members that drop are redialled at their remembered addresses, and --peer peers by their own loop;
     // after a disconnection for breaking a protocol, only once its penalty is waited out (see Penalties)
-    const pinned = new Set<PeerId>()
+    // the peer each --peer address reached last (an address can come to reach another peer)
+    const pinnedAt = new Map<string, PeerId>()
+    const pinned = { has: (peer: PeerId) => [...pinnedAt.values()].includes(peer) }
     const reconnecting = yield* FiberMap.make<PeerId>()
     const violated = (peer: PeerId) =>
       Effect.gen(function*() {
@@ -265,7 +267,7 @@ export const make = (options: Options) =>
           Effect.tapError((error) => Effect.logDebug(`could not connect to ${address}: ${error.message}`)),
           Effect.retry(redial)
         )
-        pinned.add(peer)
+        pinnedAt.set(address, peer)
         yield* Effect.logInfo(`connected to ${address}`)
         // subscribed only while connected (an unread subscription would keep every event); what ended
         // the connection is seen here, so its penalty is known before the redial
