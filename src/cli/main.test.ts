@@ -17,6 +17,7 @@ import * as Scope from "effect/Scope"
 import { type ChildProcess, spawn } from "node:child_process"
 import { existsSync, readFileSync, writeFileSync } from "node:fs"
 import { randomUUID } from "node:crypto"
+import { createServer } from "node:net"
 import { join } from "node:path"
 import * as Control from "./Control.js"
 import type * as ControlProtocol from "./ControlProtocol.js"
@@ -298,6 +299,34 @@ describe("weft (two real nodes)", () => {
       yield* eventually("b's note on a", again.call({ _tag: "NotesList" }), (notes) => titles(notes).join() === "while a was away", again.output)
       expect(again.output()).toContain(`reconnected to ${statusB.peerId}`)
     }), 90_000)
+
+  it.scopedLive("a peer given with --peer is connected to, and reconnected when it comes back at that address", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoDirs
+      // a fixed port, so a comes back where --peer points
+      const port = yield* Effect.async<number>((resume) => {
+        const probe = createServer().listen(0, "127.0.0.1", () => {
+          const { port } = probe.address() as { port: number }
+          probe.close(() => resume(Effect.succeed(port)))
+        })
+      })
+      const fixed = `/ip4/127.0.0.1/tcp/${port}`
+      const scopeA = yield* Scope.make()
+      yield* Effect.addFinalizer(() => Scope.close(scopeA, Exit.void))
+      const nodeA = yield* serve(a, "--listen", fixed).pipe(Scope.extend(scopeA))
+      const statusA = yield* nodeA.status
+      const nodeB = yield* serve(b, "--peer", fixed)
+      yield* eventually("b connected to a", nodeB.status, (s) => s.connections.includes(statusA.peerId), nodeB.output)
+      expect(nodeB.output()).toContain(`connected to ${fixed}`)
+
+      // a stops and starts again at the same address: b, which shares no library with a (so the
+      // address book has nothing for it), gets back to it through --peer alone
+      yield* Scope.close(scopeA, Exit.void)
+      yield* eventually("b seeing a go", nodeB.status, (s) => !s.connections.includes(statusA.peerId), nodeB.output)
+      yield* serve(a, "--listen", fixed)
+      yield* eventually("b reconnected to a", nodeB.status, (s) => s.connections.includes(statusA.peerId), nodeB.output)
+      expect(nodeB.output().split(`connected to ${fixed}`).length - 1).toBe(2)
+    }), 60_000)
 
   it.scopedLive("a member that breaks the sync protocol is disconnected, and redialled only after a penalty", () =>
     Effect.gen(function*() {
