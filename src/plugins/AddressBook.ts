@@ -27,6 +27,10 @@ import * as JsonFile from "./internal/jsonFile.js"
 
 /** Most addresses kept per peer. */
 export const MAX_ADDRESSES = 8
+
+/** `fresh` addresses first, then the `known` ones not among them, at most `MAX_ADDRESSES`. */
+export const merge = (fresh: ReadonlyArray<string>, known: ReadonlyArray<string>): ReadonlyArray<string> =>
+  [...new Set([...fresh, ...known])].slice(0, MAX_ADDRESSES)
 /** Most peers kept. */
 export const MAX_PEERS = 1024
 /** Longest address kept (a multiaddr). */
@@ -89,7 +93,7 @@ const build = (
           if (fresh.length === 0) return
           const entries = yield* Ref.get(state)
           const previous = entries.find((e) => e.peer === peer)
-          const merged = [...new Set([...fresh, ...(previous?.addresses ?? [])])].slice(0, MAX_ADDRESSES)
+          const merged = merge(fresh, previous?.addresses ?? [])
           // the same addresses in the same order: nothing to write (a reconnect seen again)
           if (previous !== undefined && merged.join("\n") === previous.addresses.join("\n")) return
           const seen = yield* Clock.currentTimeMillis

@@ -151,12 +151,11 @@ const build = (
           if (isMember(yield* Ref.get(state), id, peer)) return true
           const key = pairingKey(id, peer)
           if (!(yield* SubscriptionRef.get(pairings)).has(key)) return false
-          // admitted once a change makes it a member; refused once its pairing ends without that
+          // decided once a change makes it a member or its pairing ends, whichever comes first
           return yield* Stream.merge(
-            Stream.map(Stream.fromQueue(recorded), (libraries) => isMember(libraries, id, peer) ? Option.some(true) : Option.none()),
-            Stream.map(pairings.changes, (m) => m.has(key) ? Option.none() : Option.some(false))
+            Stream.filter(Stream.fromQueue(recorded), (libraries) => isMember(libraries, id, peer)),
+            Stream.filter(pairings.changes, (m) => !m.has(key))
           ).pipe(
-            Stream.filterMap((decided) => decided),
             Stream.runHead,
             Effect.flatMap(() => Ref.get(state)),
             // the pairing's end and its membership arrive in either order: the state decides

@@ -160,6 +160,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
     const transport = yield* Transport
     const libraries = yield* Libraries
     const headerTimeout = options.headerTimeout ?? Duration.seconds(10)
+    // well within the opener's wait for an answer to its header
+    const pairingWait = Duration.divide(headerTimeout, 2).pipe(Option.getOrElse(() => Duration.zero))
     const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<PeerEvent>(), PubSub.shutdown)
     const available = yield* Ref.make(HashSet.empty<PeerId>())
     const held = yield* Ref.make(new Map<string, StreamCount>())
@@ -250,8 +252,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
                 Effect.timeoutFail({ duration: headerTimeout, onTimeout: () => new TransportError({ reason: "Timeout", ...where, detail: "no library header" }) })
               )
               const library = new TextDecoder().decode(header.subarray(1))
-              // a peer being paired right now is waited for (see `Libraries.pairing`), well within the opener's timeout
-              if (!(yield* libraries.admits(library, stream.remote, Duration.divide(headerTimeout, 2).pipe(Option.getOrElse(() => Duration.zero))))) {
+              // a peer being paired right now is waited for (see `Libraries.pairing`)
+              if (!(yield* libraries.admits(library, stream.remote, pairingWait))) {
                 return yield* refuse(stream, `${stream.remote} is not a member of the library it named`)
               }
               yield* stream.write(new Uint8Array([ACCEPTED]))

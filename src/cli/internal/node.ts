@@ -117,7 +117,7 @@ export const make = (options: Options) =>
     const locate = (peer: PeerId, addresses: ReadonlyArray<string>) => {
       const known = located.get(peer) ?? []
       located.delete(peer)
-      located.set(peer, [...addresses, ...known.filter((a) => !addresses.includes(a))].slice(0, AddressBook.MAX_ADDRESSES))
+      located.set(peer, AddressBook.merge(addresses, known))
       if (located.size > MAX_DISCOVERED) located.delete(located.keys().next().value!)
     }
     const rememberMember = (peer: PeerId) =>
