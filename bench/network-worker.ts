@@ -8,6 +8,7 @@
  *     aead-sink <key>                node:net: decrypts ChaCha20-Poly1305 frames, answers the count
  *     weft-ping-serve                libp2p transport + plugin host + ping plugin
  *     weft-sink <window>             libp2p transport: a protocol that counts bytes, answers the count
+ *     libp2p-sink <window>           js-libp2p itself, no Weft: the same protocol on its stream events
  *     sync-serve <dir> <window>      libp2p transport: serves sync sessions from <dir>/full.db
  *   clients (print one JSON line with their figures)
  *     tcp-rtt <port> <count>                     32-byte round trips
@@ -16,12 +17,19 @@
  *     aead-send <port> <key> <bytes> <frame>     bulk bytes in encrypted frames
  *     weft-send <address> <bytes> <write> <window> <pinging>   bulk bytes on one stream (pinging 1: and
  *                                                    pings through the ping plugin on the same connection)
+ *     libp2p-send <address> <bytes> <write> <window>   the same bulk bytes through js-libp2p's own stream API
  *     sync-catchup <dir> <address> <window> <ops>   an empty engine catches up over a session
  *     sync-catchup-local <dir> <window> <ops>       the same, with the full peer in this process too
  *
  * Raw baselines are written as plainly and directly as node allows; Weft's
  * figures go through its public services.
  */
+import "../src/transport/internal/promiseWithResolvers.js"
+import { noise } from "@chainsafe/libp2p-noise"
+import { yamux } from "@chainsafe/libp2p-yamux"
+import type { Stream as Libp2pStream } from "@libp2p/interface"
+import { tcp } from "@libp2p/tcp"
+import { multiaddr } from "@multiformats/multiaddr"
 import * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
@@ -33,6 +41,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createCipheriv, createDecipheriv } from "node:crypto"
 import { createServer, connect, type Socket } from "node:net"
+import { createLibp2p } from "libp2p"
 import { join } from "node:path"
 import * as SyncSession from "../src/engine/SyncSession.js"
 import * as Engines from "../src/engine/testing/Engines.js"
@@ -147,6 +156,42 @@ const withPing = (transport: Transport.Service) =>
     )),
     (context) => Context.get(context, Ping.Ping)
   )
+
+/**
+ * A bare js-libp2p node with the stack and window of `weftNode` (TCP, Noise,
+ * stock Yamux): the peer library's own figure, beside which Weft's says what
+ * its `Duplex`, Effect and frame guard cost.
+ */
+const libp2pNode = (window: number) =>
+  createLibp2p({
+    addresses: { listen: [`/ip4/${LOOPBACK}/tcp/0`] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, maxReadBufferLength: 2 * window } })]
+  })
+
+/** Resolves once libp2p has handed all that was sent on to the muxer, as the Weft `Duplex` waits. */
+const handedOn = (stream: Libp2pStream) =>
+  new Promise<void>((resolve, reject) => {
+    const check = () => {
+      if (stream.writeBufferLength > 0 || stream.writableNeedsDrain) return
+      cleanup()
+      resolve()
+    }
+    const closed = () => {
+      cleanup()
+      reject(new Error("the stream closed while a write waited"))
+    }
+    const cleanup = () => {
+      stream.removeEventListener("drain", check)
+      stream.removeEventListener("idle", check)
+      stream.removeEventListener("close", closed)
+    }
+    stream.addEventListener("drain", check)
+    stream.addEventListener("idle", check)
+    stream.addEventListener("close", closed)
+    check()
+  })
 
 const countBytes = (stream: Transport.Duplex) =>
   Stream.runFold(stream.source, 0, (n, bytes) => n + bytes.length)
@@ -342,6 +387,21 @@ const roles: Record<string, () => unknown> = {
       ready({ address, peer: transport.peerId })
     })),
 
+  "libp2p-sink": async () => {
+    process.once("SIGTERM", () => process.exit(0))
+    const node = await libp2pNode(Number(args[0]))
+    await node.handle(SINK, (stream) => {
+      const cpuStart = cpuMs()
+      let count = 0
+      stream.addEventListener("message", (event) => (count += event.data.byteLength))
+      stream.addEventListener("remoteCloseWrite", () => {
+        stream.send(answer(count, cpuMs() - cpuStart))
+        void stream.close()
+      })
+    })
+    ready({ address: node.getMultiaddrs()[0]!.toString(), peer: node.peerId.toString() })
+  },
+
   "sync-serve": () =>
     serveForever(Effect.gen(function*() {
       const [dir, window] = args as [string, string]
@@ -383,6 +443,26 @@ const roles: Record<string, () => unknown> = {
       const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN
       done(pinger === undefined ? figures : { ...figures, pings: sorted.length, pingMedianMs: at(0.5), pingP90Ms: at(0.9), pingMaxMs: at(1) })
     }))),
+
+  "libp2p-send": async () => {
+    const [address, total, size, window] = [args[0]!, ...args.slice(1).map(Number)] as [string, number, number, number]
+    const node = await libp2pNode(window)
+    const connection = await node.dial(multiaddr(address))
+    const chunk = new Uint8Array(size).fill(1)
+    const started = start()
+    const stream = await connection.newStream(SINK)
+    const parts: Array<Uint8Array> = []
+    stream.addEventListener("message", (event) => parts.push(event.data.subarray()))
+    const answered = new Promise<void>((resolve) => stream.addEventListener("remoteCloseWrite", () => resolve()))
+    for (let sent = 0; sent < total; sent += size) {
+      if (!stream.send(chunk)) await handedOn(stream)
+    }
+    await stream.close()
+    await answered
+    const { count, receiverCpuMs } = parseAnswer(Buffer.concat(parts))
+    done(transfer(count, started, receiverCpuMs))
+    await node.stop()
+  },
 
   "sync-catchup": () =>
     Effect.runPromise(Effect.scoped(Effect.gen(function*() {

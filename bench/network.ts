@@ -6,12 +6,15 @@
  * - ping: the median round trip of the ping plugin on a kept libp2p stream,
  *   beside a raw node:net round trip of the same 32 bytes;
  * - stream throughput: one libp2p stream (Noise + Yamux) through our
- *   `Duplex`, beside raw node:net and beside TCP carrying ChaCha20-Poly1305
+ *   `Duplex`, beside raw node:net, beside TCP carrying ChaCha20-Poly1305
  *   frames (node:crypto, length-prefixed) — the least an encrypted stream
- *   must do. Both ends share the machine's cores, so once they are busy the
- *   ratio follows CPU per byte: `weftCpuSecPerGB` against `aeadCpuSecPerGB`
- *   (both ends, all threads) says why, and the per-round figures show how
- *   noisy the machine was;
+ *   must do — and beside js-libp2p itself, the same stack and window driven
+ *   through its own stream API with no Weft code: what our layer costs, and
+ *   how far the peer library alone gets. Both ends share the machine's cores,
+ *   so once they are busy the ratio follows CPU per byte: `weftCpuSecPerGB`
+ *   against `aeadCpuSecPerGB` and `libp2pCpuSecPerGB` (both ends, all
+ *   threads) says why, and the per-round figures show how noisy the machine
+ *   was;
  * - sync catch-up: an empty peer catching up from a full one over a session
  *   on the libp2p transport, beside the same catch-up over the in-memory
  *   `ChannelPair` (`sync-worker.ts catchup`).
@@ -118,6 +121,9 @@ export const defaults: Settings = {
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000
 
+/** Every round's MB/s, in run order. */
+const runsMBps = (lines: ReadonlyArray<Line>) => lines.map((line) => Math.round(Number(line.mbPerSec))).join(" ")
+
 /** CPU seconds both ends spent per GB moved (all threads, GC included): what bounds throughput once the cores are busy. */
 const cpuSecondsPerGB = (line: Line) => (Number(line.senderCpu) + Number(line.receiverCpu)) * 1000 / Number(line.mbPerSec)
 
@@ -155,16 +161,20 @@ export const throughputFigures = (settings: Settings) =>
     const raw = (yield* server(["tcp-sink"])).info
     const aead = (yield* server(["aead-sink", key])).info
     const weft = (yield* server(["weft-sink", window])).info
+    const libp2p = (yield* server(["libp2p-sink", window])).info
     const weftSend = (pinging: boolean) =>
       client(["weft-send", String(weft.address), bytes, String(settings.writeBytes), window, pinging ? "1" : "0"])
-    const [rawRuns, aeadRuns, weftRuns] = yield* interleaved(settings.rounds, [
+    const [rawRuns, aeadRuns, libp2pRuns, weftRuns] = yield* interleaved(settings.rounds, [
       client(["tcp-send", String(raw.port), bytes, String(settings.rawWriteBytes)]),
       client(["aead-send", String(aead.port), key, bytes, String(settings.frameBytes)]),
+      client(["libp2p-send", String(libp2p.address), bytes, String(settings.writeBytes), window]),
       weftSend(false)
     ])
     // once more with pings on the same connection: what the window costs a ping behind a bulk transfer
     const pinged = yield* weftSend(true)
     const weftValue = medianOf(weftRuns!, "mbPerSec")
+    const aeadValue = medianOf(aeadRuns!, "mbPerSec")
+    const libp2pValue = medianOf(libp2pRuns!, "mbPerSec")
     const extra = {
       bytes: settings.bytes,
       writeBytes: settings.writeBytes,
@@ -183,7 +193,7 @@ export const throughputFigures = (settings: Settings) =>
         name: "stream throughput (libp2p: Noise + Yamux, one stream) vs encrypted framing",
         unit: "MB/s",
         value: weftValue,
-        baseline: medianOf(aeadRuns!, "mbPerSec"),
+        baseline: aeadValue,
         baselineName: `node:net + ChaCha20-Poly1305 frames of ${settings.frameBytes / 1024} KiB (node:crypto), receiver in another process`,
         goal: 0.7,
         extra: {
@@ -194,9 +204,28 @@ export const throughputFigures = (settings: Settings) =>
           cores: availableParallelism(),
           weftCpuSecPerGB: round3(median(weftRuns!.map(cpuSecondsPerGB))),
           aeadCpuSecPerGB: round3(median(aeadRuns!.map(cpuSecondsPerGB))),
+          // the peer library alone against the same baseline: the most this stack reaches here
+          libp2pMBps: Math.round(libp2pValue),
+          libp2pToAeadRatio: round3(libp2pValue / aeadValue),
+          libp2pCpuSecPerGB: round3(median(libp2pRuns!.map(cpuSecondsPerGB))),
           // every round, in run order: how noisy the machine was
-          weftRunsMBps: weftRuns!.map((line) => Math.round(Number(line.mbPerSec))).join(" "),
-          aeadRunsMBps: aeadRuns!.map((line) => Math.round(Number(line.mbPerSec))).join(" ")
+          weftRunsMBps: runsMBps(weftRuns!),
+          aeadRunsMBps: runsMBps(aeadRuns!),
+          libp2pRunsMBps: runsMBps(libp2pRuns!)
+        }
+      },
+      {
+        name: "stream throughput (libp2p: Noise + Yamux, one stream) vs js-libp2p itself",
+        unit: "MB/s",
+        value: weftValue,
+        baseline: libp2pValue,
+        baselineName: "the same js-libp2p stack and window through its own stream API, no Weft code, receiver in another process",
+        extra: {
+          bytes: settings.bytes,
+          writeBytes: settings.writeBytes,
+          rounds: settings.rounds,
+          weftCpuSecPerGB: round3(median(weftRuns!.map(cpuSecondsPerGB))),
+          libp2pCpuSecPerGB: round3(median(libp2pRuns!.map(cpuSecondsPerGB)))
         }
       },
       {
