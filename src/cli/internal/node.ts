@@ -187,6 +187,11 @@ export const make = (options: Options) =>
             )
           }
         }
+        // a peer that left every library is no longer redialled, so what it owed is dropped with it
+        const current = new Set(list.flatMap((library) => library.members))
+        for (const library of known.values()) {
+          for (const member of library.members) if (!current.has(member) && !pinned.has(member)) penalties.forget(member)
+        }
         known = new Map(list.map((l) => [l.id, l]))
       })
     ))

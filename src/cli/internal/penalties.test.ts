@@ -54,4 +54,18 @@ describe("redial penalties", () => {
     expect(penalties.pending("q")).toBe(false)
     expect(penalties.take("q", 2 * HOUR)).toBe(0)
   })
+
+  it("a forgotten peer owes nothing and starts counting afresh", () => {
+    const penalties = Penalties.make()
+    penalties.violated("p")
+    penalties.violated("p")
+    expect(penalties.take("p", 0)).toBe(2 * MINUTE)
+    penalties.violated("p")
+    penalties.forget("p")
+    expect(penalties.pending("p")).toBe(false)
+    expect(penalties.held("p", 1)).toBe(false)
+    expect(penalties.take("p", 1)).toBe(0)
+    penalties.violated("p")
+    expect(penalties.take("p", 2)).toBe(MINUTE)
+  })
 })

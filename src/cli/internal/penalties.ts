@@ -38,6 +38,8 @@ export interface Penalties {
   readonly connected: (peer: string, now: number) => void
   /** The connection to `peer` closed at `now`; one that stayed up long enough clears its count. */
   readonly disconnected: (peer: string, now: number) => void
+  /** `peer` is no longer tracked (no longer a member): what it owed goes. */
+  readonly forget: (peer: string) => void
 }
 
 export const make = (): Penalties => {
@@ -64,6 +66,10 @@ export const make = (): Penalties => {
       const from = since.get(peer)
       since.delete(peer)
       if (from !== undefined && now - from >= MAX_PENALTY_MILLIS && records.get(peer)?.pending !== true) records.delete(peer)
+    },
+    forget: (peer) => {
+      records.delete(peer)
+      since.delete(peer)
     }
   }
 }
