@@ -6,7 +6,7 @@
  * - every block is type-checked with the project's compiler options;
  * - a block with `console.log(...) // text` lines is run, and must print
  *   exactly those texts, in order. Its `Effect.runPromise(...)` is exported
- *   so the run can be awaited, and the engine example's "app.db" goes into
+ *   so the run can be awaited, and its database files ("app.db") go into
  *   the scratch folder.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
@@ -41,7 +41,7 @@ const sourceOf = (example: Example) => {
   return example.code
     .replaceAll(`from "weft/testing"`, fromSources("testing.js"))
     .replaceAll(`from "weft"`, fromSources("index.js"))
-    .replaceAll(`"app.db"`, JSON.stringify(join(scratch, "app.db")))
+    .replaceAll(/"([\w-]+\.db)"/g, (_, file: string) => JSON.stringify(join(scratch, file)))
     .replace(/^Effect\.runPromise\(/m, "export default Effect.runPromise(")
 }
 
