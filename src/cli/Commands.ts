@@ -17,6 +17,7 @@ import * as Options from "@effect/cli/Options"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
 import * as Control from "./Control.js"
 import type * as ControlProtocol from "./ControlProtocol.js"
 import * as DataDir from "./DataDir.js"
@@ -135,7 +136,11 @@ const ping = Command.make(
     dir,
     json,
     peer,
-    count: Options.integer("count").pipe(Options.withDefault(3), Options.withDescription("pings to send (1-1000)"))
+    count: Options.integer("count").pipe(
+      Options.withSchema(Schema.Int.pipe(Schema.between(1, 1000, { message: () => "--count must be a whole number from 1 to 1000" }))),
+      Options.withDefault(3),
+      Options.withDescription("pings to send (1-1000)")
+    )
   },
   (args) => request(args.dir, args.json, { _tag: "Ping", peer: args.peer, count: args.count }, Output.ping)
 ).pipe(Command.withDescription("measure round trips to a peer"))

@@ -119,6 +119,13 @@ const open = (path: string): Effect.Effect<Socket, ControlError, Scope.Scope> =>
     (socket) => Effect.sync(() => socket.destroy())
   )
 
+/** A parse failure in one short line: where each issue is, and what was expected (not the whole schema). */
+const describeParseError = (error: ParseResult.ParseError): string => {
+  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+  const shown = issues.slice(0, 3).map((issue) => `${issue.path.length > 0 ? `${issue.path.join(".")}: ` : ""}${issue.message}`)
+  return [...shown, ...(issues.length > 3 ? [`and ${issues.length - 3} more`] : [])].join("; ").slice(0, 1024)
+}
+
 /** Answers one request line. */
 const answer = <E>(
   line: string,
@@ -131,7 +138,7 @@ const answer = <E>(
         version: Protocol.VERSION,
         id: idOf(line),
         ok: false as const,
-        error: { tag: "ControlError", reason: "Malformed", message: ParseResult.TreeFormatter.formatErrorSync(decoded.left).slice(0, 8192) }
+        error: { tag: "ControlError", reason: "Malformed", message: describeParseError(decoded.left) }
       }
     }
     const { id, request } = decoded.right
@@ -245,7 +252,7 @@ export const call = <R extends Protocol.Request>(
 ): Effect.Effect<Protocol.Success<R>, ControlError | RemoteError> => {
   const exchange = Effect.scoped(Effect.gen(function*() {
     const encoded = yield* Schema.encode(Protocol.RequestLine)({ version: Protocol.VERSION, id: 1, request }).pipe(
-      Effect.mapError((error) => new ControlError({ reason: "Malformed", path, detail: ParseResult.TreeFormatter.formatErrorSync(error) }))
+      Effect.mapError((error) => new ControlError({ reason: "Malformed", path, detail: describeParseError(error) }))
     )
     const socket = yield* open(path)
     const line = yield* Effect.async<string, ControlError>((resume) => {
@@ -273,14 +280,14 @@ export const call = <R extends Protocol.Request>(
     })
     const response = yield* Either.mapLeft(
       decodeResponseLine(line),
-      (error) => new ControlError({ reason: "Malformed", path, detail: ParseResult.TreeFormatter.formatErrorSync(error) })
+      (error) => new ControlError({ reason: "Malformed", path, detail: describeParseError(error) })
     )
     if (!response.ok) {
       return yield* new RemoteError({ tag: response.error.tag, reason: response.error.reason, detail: response.error.message })
     }
     const schema = Protocol.successes[request._tag] as unknown as Schema.Schema<Protocol.Success<R>, unknown>
     return yield* Schema.decodeUnknown(schema)(response.value).pipe(
-      Effect.mapError((error) => new ControlError({ reason: "Malformed", path, detail: ParseResult.TreeFormatter.formatErrorSync(error) }))
+      Effect.mapError((error) => new ControlError({ reason: "Malformed", path, detail: describeParseError(error) }))
     )
   }))
   return options.timeout === undefined ? exchange : exchange.pipe(

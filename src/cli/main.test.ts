@@ -404,6 +404,10 @@ describe("weft (two real nodes)", () => {
       const dir = yield* tempDir("x")
       const usage = yield* weft("ping")
       expect(usage.code).toBe(2)
+      // a value out of range is the parser's to refuse, saying which option and what it takes
+      const outOfRange = yield* weft("ping", "12D3KooWLfDbRqyMWcLpmgyA5RrDg4fHcpW5p4xA1pJmBbxP8XGT", "--count", "0", "--dir", dir)
+      expect(outOfRange.code).toBe(2)
+      expect(`${outOfRange.stdout}${outOfRange.stderr}`.trim()).toBe("--count must be a whole number from 1 to 1000")
       const missing = yield* weft("serve", "--dir", join(dir, "nothing-here"), "--no-mdns")
       expect(missing.code).toBe(1)
       expect(missing.stderr).toMatch(/^weft: DataDirError: data directory NotInitialized .*run `weft init` first\n$/)
@@ -412,6 +416,11 @@ describe("weft (two real nodes)", () => {
       expect(notRunning.stderr).toMatch(/^weft: ControlError: control NotRunning/)
       // requests the node refuses are typed too (schema-checked before they leave)
       const bad = yield* Effect.either(Control.call(DataDir.layout(dir).socket, { _tag: "Ping", peer: "x", count: 0 }))
-      expect(Either.isLeft(bad) && bad.left).toMatchObject({ _tag: "ControlError", reason: "Malformed" })
+      expect(Either.isLeft(bad) && bad.left).toMatchObject({
+        _tag: "ControlError",
+        reason: "Malformed",
+        // where the request is wrong and what was expected, not the whole protocol's schema
+        detail: "request.count: Expected a number between 1 and 1000, actual 0"
+      })
     }), 60_000)
 })
