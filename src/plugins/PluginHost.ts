@@ -38,7 +38,7 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as PeerAddress from "../transport/PeerAddress.js"
 import { type DiscoverySource, type Duplex, type PeerId, Transport, TransportError } from "../transport/Transport.js"
@@ -233,7 +233,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
 
     const register = <E, R>(plugin: Plugin<E, R>) =>
       Effect.gen(function*() {
-        const context = yield* Effect.context<R>()
+        // the registering scope is left out: each stream runs in its own (the transport's), so what a
+        // handler acquires is released when it returns or its connection drops, not at unregistration
+        const context = Context.omit(Scope.Scope)(yield* Effect.context<R>()) as Context.Context<R>
         const run = (stream: Duplex, library: string | undefined) => {
           const handled = plugin.handle(stream, { peer: stream.remote, library })
           return (plugin.timeout === undefined ? handled : Effect.timeout(handled, plugin.timeout)).pipe(
