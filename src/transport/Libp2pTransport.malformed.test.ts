@@ -135,22 +135,25 @@ const evilNode = Effect.gen(function*() {
 const honestNode = Effect.gen(function*() {
   const transport = yield* Libp2pTransport.make({ identity: yield* Identity.generate(), listen: LOOPBACK })
   const reached = yield* Ref.make<ReadonlyArray<{ readonly peer: string; readonly bytes: number }>>([])
+  // how each handler's source ended: "end", or the failure's reason
+  const ended = yield* Ref.make<ReadonlyArray<string>>([])
   yield* transport.handle(victimProtocol, (stream) =>
     Effect.gen(function*() {
       yield* Ref.update(reached, (all) => [...all, { peer: stream.remote, bytes: 0 }])
-      yield* stream.source.pipe(
+      const outcome = yield* stream.source.pipe(
         Stream.runForEach((chunk) =>
           Ref.update(reached, (all) => all.map((r, i) => (i === all.length - 1 ? { ...r, bytes: r.bytes + chunk.length } : r)))
         ),
-        Effect.ignore
+        Effect.either
       )
+      yield* Ref.update(ended, (all) => [...all, outcome._tag === "Right" ? "end" : outcome.left.reason])
     }))
   const events = yield* Ref.make<ReadonlyArray<Transport.TransportEvent>>([])
   yield* Effect.forkScoped(Stream.runForEach(transport.events, (event) => Ref.update(events, (all) => [...all, event])))
   // the subscription starts with the fiber
   yield* Effect.sleep(Duration.millis(20))
   const [address] = yield* transport.addresses
-  return { transport, reached, events, address: address! }
+  return { transport, reached, ended, events, address: address! }
 })
 
 type Honest = Effect.Effect.Success<typeof honestNode>
@@ -216,6 +219,21 @@ describe("Libp2pTransport: a peer that breaks the framing below the plugins", ()
       evil.taps.secured!.send(openingFrame(1024))
       yield* eventually("the handler reached by the evil peer", Effect.map(honest.reached, (all) => all.some((r) => r.peer === evil.peerId && r.bytes > 0)))
       expect(yield* honest.transport.connections).toContain(evil.peerId)
+    }))
+
+  it.scopedLive("a request whose bytes and FIN come in one write with the stream's opening (not a violation): the handler's source ends after them", () =>
+    // what a dialer that negotiates lazily (go- and rust-libp2p can) sends for a request it then closes:
+    // libp2p reads the bytes ahead while it negotiates, and says 'end' before delivering them
+    Effect.gen(function*() {
+      const honest = yield* honestNode
+      const { evil } = yield* connectedEvil(honest)
+      evil.taps.secured!.send(concat([
+        openingFrame(1024),
+        header({ type: FrameType.WindowUpdate, flags: Flag.FIN, streamId: STREAM_ID, length: 0 })
+      ]))
+      yield* eventually("the handler's source ending", Effect.map(Ref.get(honest.ended), (all) => all.length > 0))
+      expect(yield* Ref.get(honest.ended)).toEqual(["end"])
+      expect((yield* Ref.get(honest.reached)).map((r) => r.bytes)[0]).toBeGreaterThan(0)
     }))
 
   const malformed: ReadonlyArray<readonly [string, () => Uint8Array]> = [

@@ -62,6 +62,8 @@ const failureOf = <A>(outcome: Either.Either<A, unknown>): Transport.TransportEr
   return error as Transport.TransportError
 }
 
+const greetProtocol = "/weft-test/greet/1.0.0"
+
 const within = (what: string, duration: Duration.DurationInput) => <A, E, R>(effect: Effect.Effect<A, E, R>) =>
   Effect.timeoutFail(effect, { duration, onTimeout: () => new Error(`timed out: ${what}`) })
 
@@ -92,6 +94,21 @@ describe("Libp2pTransport", () => {
       yield* stream.end
       expect(new TextDecoder().decode(yield* TransportSuite.readAll(stream))).toBe("hello, weft")
     }))
+
+  it.scopedLive("a stream the listener answers and ends at once ends on the opener's side too", () =>
+    // the listener's bytes and FIN can arrive while the opener still negotiates the protocol; libp2p then
+    // says 'end' before it delivers the bytes, and `source` must end all the same
+    Effect.gen(function*() {
+      const { a, b } = yield* connected
+      yield* b.handle(greetProtocol, (stream) =>
+        Effect.zipRight(Effect.zipRight(stream.write(new TextEncoder().encode("hello")), stream.end), Effect.never))
+      for (let i = 0; i < 40; i++) {
+        const received = yield* Effect.scoped(Effect.flatMap(a.open(b.peerId, greetProtocol), TransportSuite.readAll)).pipe(
+          within(`the end of stream ${i}`, "2 seconds")
+        )
+        expect(new TextDecoder().decode(received)).toBe("hello")
+      }
+    }), 120_000)
 
   it.scopedLive("refuses an unknown protocol quickly with UnsupportedProtocol", () =>
     Effect.gen(function*() {

@@ -154,6 +154,11 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
         Effect.as(Chunk.unsafeFromArray(out))
       )
     }
+    // libp2p fires 'end' once; when the remote's FIN came with bytes that multistream-select read ahead
+    // and handed back, it fired before those bytes were delivered, so nothing else would end `source`
+    if (outcome === undefined && remoteEnded && stream.readableEnded && stream.readBufferLength === 0 && stream.status !== "aborted") {
+      finish("end")
+    }
     if (outcome === "end") return Effect.fail(Option.none())
     if (outcome !== undefined) return Effect.fail(Option.some(outcome))
     if (stream.readStatus === "paused") {
