@@ -98,8 +98,8 @@ const build = (
           if (previous !== undefined && merged.join("\n") === previous.addresses.join("\n")) return
           const seen = yield* Clock.currentTimeMillis
           const next = [{ peer, addresses: merged, seen }, ...entries.filter((e) => e.peer !== peer)].slice(0, MAX_PEERS)
-          yield* persist(next)
-          yield* Ref.set(state, next)
+          // once the write starts, memory follows it (an interrupted caller leaves the two agreeing)
+          yield* Effect.uninterruptible(Effect.zipRight(persist(next), Ref.set(state, next)))
         }))
     }
   })

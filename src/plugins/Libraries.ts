@@ -12,8 +12,10 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
@@ -40,7 +42,13 @@ const File = Schema.Struct({ version: Schema.Literal(1), libraries: Schema.Array
 
 /** A library operation failed. */
 export class LibraryError extends Schema.TaggedError<LibraryError>("weft/LibraryError")("LibraryError", {
-  reason: Schema.Literal("NotFound", "Exists", "Corrupt", "Io"),
+  reason: Schema.Literal(
+    "NotFound",
+    "Exists",
+    "Invalid", // a name, id or member that a saved file could not hold (it would not load again)
+    "Corrupt",
+    "Io"
+  ),
   library: Schema.optional(Schema.String),
   detail: Schema.String
 }) {
@@ -94,9 +102,9 @@ const build = (
         const [library, next] = yield* f(current)
         // adding a member twice changes nothing: nothing to write or announce
         if (next === current) return library
-        yield* persist(next)
-        yield* Ref.set(state, next)
-        yield* PubSub.publish(published, next)
+        // once the write starts, memory follows it: an interrupted update must not leave a file that
+        // says one thing and a state that says another
+        yield* Effect.uninterruptible(Effect.zipRight(persist(next), Effect.zipRight(Ref.set(state, next), PubSub.publish(published, next))))
         return library
       }))
     // pairings in progress, as `library\0peer` keys with a count (the same pair may be asked twice)
@@ -126,16 +134,18 @@ const build = (
       list: Ref.get(state),
       get: (id) => Effect.map(Ref.get(state), (libraries) => Option.fromNullable(libraries.find((l) => l.id === id))),
       create: (name, owner, id) =>
-        update((libraries) => {
-          const library: Library = { id: id ?? randomUUID(), name, members: [owner] }
-          return libraries.some((l) => l.id === library.id)
-            ? Effect.fail(new LibraryError({ reason: "Exists", library: library.id, detail: "a library with this id exists" }))
-            : Effect.succeed([library, [...libraries, library]] as const)
-        }),
+        update((libraries) =>
+          Effect.flatMap(valid({ id: id ?? randomUUID(), name, members: [owner] }), (library) =>
+            libraries.some((l) => l.id === library.id)
+              ? Effect.fail(new LibraryError({ reason: "Exists", library: library.id, detail: "a library with this id exists" }))
+              : Effect.succeed([library, [...libraries, library]] as const))
+        ),
       addMember: (id, peer) =>
         update((libraries) =>
-          Effect.map(find(libraries, id), (library) =>
-            replace(libraries, library.members.includes(peer) ? library : { ...library, members: [...library.members, peer] }, library))
+          Effect.flatMap(find(libraries, id), (library) =>
+            library.members.includes(peer)
+              ? Effect.succeed(replace(libraries, library, library))
+              : Effect.map(valid({ ...library, members: [...library.members, peer] }), (next) => replace(libraries, next, library)))
         ),
       removeMember: (id, peer) =>
         update((libraries) =>
@@ -165,6 +175,20 @@ const build = (
         })),
       changes: Effect.map(PubSub.subscribe(published), Stream.fromQueue)
     }
+  })
+
+const decodeLibrary = Schema.decodeUnknownEither(Library)
+
+/** `library` if it is one a saved file can hold (so the file loads again), else `Invalid`. */
+const valid = (library: Library): Effect.Effect<Library, LibraryError> =>
+  Either.match(decodeLibrary(library), {
+    onLeft: (error) =>
+      Effect.fail(new LibraryError({
+        reason: "Invalid",
+        library: String(library.id).slice(0, 128),
+        detail: ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ").slice(0, 512)
+      })),
+    onRight: Effect.succeed
   })
 
 /** Libraries held in memory. */

@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
+import { randomBytes } from "node:crypto"
 import { promises as fs } from "node:fs"
 import { dirname } from "node:path"
 
@@ -41,15 +42,21 @@ export const write = <E>(path: string, value: unknown, io: (detail: string) => E
   Effect.tryPromise({
     try: async () => {
       await fs.mkdir(dirname(path), { recursive: true })
-      const temporary = `${path}.${process.pid}.tmp`
-      const file = await fs.open(temporary, "w", 0o600)
+      // a name of its own: two writes at once never share (and garble) one temporary file
+      const temporary = `${path}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`
       try {
-        await file.writeFile(JSON.stringify(value, null, 2))
-        await file.sync()
-      } finally {
-        await file.close()
+        const file = await fs.open(temporary, "wx", 0o600)
+        try {
+          await file.writeFile(JSON.stringify(value, null, 2))
+          await file.sync()
+        } finally {
+          await file.close()
+        }
+        await fs.rename(temporary, path)
+      } catch (cause) {
+        await fs.rm(temporary, { force: true })
+        throw cause
       }
-      await fs.rename(temporary, path)
     },
     catch: (cause) => io(`${path}: ${describe(cause)}`)
   })

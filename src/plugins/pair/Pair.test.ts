@@ -265,6 +265,40 @@ describe("Pair", () => {
       expect(yield* bob.libraries.list).toEqual([])
     }))
 
+  it.scopedLive("a requester whose connection drops after the responder accepted: the responder's membership is undone", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 7 })
+      const bob = yield* peer(network, "bob", [library("bob")], { approve: () => Effect.succeed(true) })
+      const mallory = yield* network.transport("mallory")
+      yield* mallory.connect("memory://bob")
+      const stream = yield* mallory.open(bob.id, Protocol.PROTOCOL_ID)
+      yield* stream.write(Framing.encode(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Request", library: { id: LIBRARY, name: "x" } }))))
+      const answer = yield* Stream.runHead(Framing.decode(Protocol.MAX_FRAME_BYTES)(stream.source))
+      expect(Option.map(answer, (frame) => JSON.parse(new TextDecoder().decode(frame)))).toEqual(Option.some({ version: 1, type: "Accepted" }))
+      expect(yield* membersOf(bob.libraries)).toEqual(["bob", "mallory"])
+      // gone before confirming
+      yield* network.disconnect("mallory", "bob")
+      yield* eventually("bob undoing the membership", Effect.map(membersOf(bob.libraries), (members) => members?.length === 1))
+      expect(yield* membersOf(bob.libraries)).toEqual(["bob"])
+    }))
+
+  it.scopedLive("a request naming a library this peer has is asked about under this peer's name for it", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 8 })
+      const asked = yield* Ref.make<ReadonlyArray<string>>([])
+      const bob = yield* peer(network, "bob", [library("bob")], {
+        approve: ({ library }) => Effect.as(Ref.update(asked, (all) => [...all, library.name]), false)
+      })
+      const mallory = yield* network.transport("mallory")
+      yield* mallory.connect("memory://bob")
+      yield* Effect.scoped(Effect.gen(function*() {
+        const stream = yield* mallory.open(bob.id, Protocol.PROTOCOL_ID)
+        yield* stream.write(Framing.encode(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Request", library: { id: LIBRARY, name: "Holiday snaps" } }))))
+        yield* Stream.runHead(Framing.decode(Protocol.MAX_FRAME_BYTES)(stream.source))
+      }))
+      expect(yield* Ref.get(asked)).toEqual(["Family photos"])
+    }))
+
   it.scopedLive("pairing names a library this peer has", () =>
     Effect.gen(function*() {
       const network = yield* MemoryTransport.make({ seed: 7 })

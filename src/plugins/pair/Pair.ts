@@ -166,7 +166,12 @@ export const respond = (options: Options) =>
     if (request.right.type !== "Request") {
       return yield* new PairError({ reason: "ProtocolViolation", peer, detail: `expected a Request, got ${request.right.type}` })
     }
-    const library = request.right.library
+    // a library this peer has is asked about (and joined) under its own name here, whatever the request calls it
+    const requested = request.right.library
+    const library = Option.match(yield* libraries.get(requested.id), {
+      onNone: () => requested,
+      onSome: (local): Protocol.LibraryRef => ({ id: local.id, name: local.name })
+    })
     const where = { peer, library: library.id }
 
     // the requester sends nothing more until it is answered: whatever comes next (its end, a reset,
@@ -197,8 +202,9 @@ export const respond = (options: Options) =>
         break
     }
 
-    // record the membership; undone if the exchange does not complete
-    const recorded = yield* Effect.either(Effect.gen(function*() {
+    // record the membership, then complete the exchange; the record is undone if the exchange does not
+    // complete, interrupted (its connection dropped) included, and is never left half-made by one
+    const record = Effect.gen(function*() {
       if (Option.isNone(yield* libraries.get(library.id))) {
         yield* libraries.create(library.name, self, library.id).pipe(
           // created meanwhile (another pairing of the same library): fine, add to it
@@ -206,12 +212,8 @@ export const respond = (options: Options) =>
         )
       }
       return yield* libraries.addMember(library.id, peer)
-    }))
-    if (Either.isLeft(recorded)) {
-      yield* refuse("Failed", "could not record the membership")
-      return yield* recorded.left
-    }
-    yield* Effect.gen(function*() {
+    })
+    const exchange = Effect.gen(function*() {
       yield* send({ version: Protocol.VERSION, type: "Accepted" })
       const confirmed = yield* Fiber.join(after).pipe(
         Effect.timeoutFail({
@@ -225,7 +227,16 @@ export const respond = (options: Options) =>
         return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: `expected Confirmed, got ${message.type}` })
       }
       yield* stream.end
-    }).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) || already ? Effect.void : undo(libraries, library.id, peer)))
+    })
+    yield* Effect.acquireUseRelease(
+      Effect.either(record),
+      (recorded): Effect.Effect<void, PairError | LibraryError | TransportError> =>
+        Either.isLeft(recorded)
+          ? Effect.zipRight(refuse("Failed", "could not record the membership"), Effect.fail(recorded.left))
+          : exchange,
+      (recorded, exit) =>
+        Either.isRight(recorded) && !Exit.isSuccess(exit) && !already ? undo(libraries, library.id, peer) : Effect.void
+    )
     yield* Effect.logInfo(`paired library ${library.id} with ${peer}`)
   }).pipe(
     Effect.catchAll((error) => Effect.logWarning(`pairing request from ${context.peer} failed: ${describe(error)}`)),
@@ -297,20 +308,25 @@ export const pair = (peer: PeerId, libraryId: string, options: PairOptions = {})
     }
 
     const wasMember = library.members.includes(peer)
-    const updated = yield* libraries.addMember(library.id, peer)
-    yield* Effect.gen(function*() {
-      yield* framed.send(encode({ version: Protocol.VERSION, type: "Confirmed" }))
-      // the responder ends the stream once it has our confirmation
-      const end = yield* next.pipe(
-        Effect.timeoutFail({
-          duration: Protocol.CONFIRM_TIMEOUT,
-          onTimeout: () => new PairError({ reason: "Timeout", ...where, detail: "the peer did not end the exchange" })
-        })
-      )
-      if (Option.isSome(end)) return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: "a message after Accepted" })
-      yield* stream.end
-    }).pipe(Effect.onExit((exit) => Exit.isSuccess(exit) || wasMember ? Effect.void : undo(libraries, library.id, peer)))
-    return updated
+    // recorded, then confirmed; undone if the exchange does not complete, interrupted included
+    return yield* Effect.acquireUseRelease(
+      libraries.addMember(library.id, peer),
+      (updated) =>
+        Effect.gen(function*() {
+          yield* framed.send(encode({ version: Protocol.VERSION, type: "Confirmed" }))
+          // the responder ends the stream once it has our confirmation
+          const end = yield* next.pipe(
+            Effect.timeoutFail({
+              duration: Protocol.CONFIRM_TIMEOUT,
+              onTimeout: () => new PairError({ reason: "Timeout", ...where, detail: "the peer did not end the exchange" })
+            })
+          )
+          if (Option.isSome(end)) return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: "a message after Accepted" })
+          yield* stream.end
+          return updated
+        }),
+      (_, exit) => (Exit.isSuccess(exit) || wasMember ? Effect.void : undo(libraries, library.id, peer))
+    )
   }))
 
 /** Registers the plugin on the host in context and provides the client; unregistered with the scope. */
