@@ -285,3 +285,38 @@ describe("Libp2pTransport: a peer that breaks the framing below the plugins", ()
       expect(elapsed).toBeLessThan(2000)
     }))
 })
+
+describe("Libp2pTransport: a peer with several connections", () => {
+  it.scopedLive("gets no more inbound streams of a protocol at once than maxInboundStreams, over all its connections", () =>
+    Effect.gen(function*() {
+      const honest = yield* Libp2pTransport.make({ identity: yield* Identity.generate(), listen: LOOPBACK })
+      const holdProtocol = "/weft-test/hold/1.0.0"
+      const running = yield* Ref.make(0)
+      const peak = yield* Ref.make(0)
+      yield* honest.handle(holdProtocol, () =>
+        Effect.acquireRelease(
+          Effect.flatMap(Ref.updateAndGet(running, (n) => n + 1), (n) => Ref.update(peak, (p) => Math.max(p, n))),
+          () => Ref.update(running, (n) => n - 1)
+        ).pipe(Effect.zipRight(Effect.never)), { maxInboundStreams: 2 })
+      const evil = yield* evilNode
+      const [address] = yield* honest.addresses
+      // four connections (libp2p counts its limit per connection), each opening the protocol twice
+      const opened = yield* Effect.promise(async () => {
+        let accepted = 0
+        for (let i = 0; i < 4; i++) {
+          const connection = await evil.node.dial(multiaddr(address!), { force: true })
+          for (let j = 0; j < 2; j++) {
+            const stream = await connection.newStream(holdProtocol).catch(() => undefined)
+            if (stream !== undefined) accepted++
+          }
+        }
+        return accepted
+      })
+      expect(opened).toBeGreaterThan(2)
+      yield* eventually("the honest side settling", Effect.map(Ref.get(running), (n) => n === 2))
+      yield* Effect.sleep(Duration.millis(200))
+      expect(yield* Ref.get(peak)).toBe(2)
+      expect(yield* Ref.get(running)).toBe(2)
+    }))
+})
+

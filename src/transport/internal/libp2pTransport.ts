@@ -303,20 +303,34 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
         const run = yield* FiberSet.makeRuntime<never, void, never>()
         // false from the start of unregistering: a stream libp2p hands over after that is refused
         let registered = true
+        const maxInboundStreams = handleOptions?.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS
+        // libp2p counts inbound streams per connection, and a peer may open several connections: the
+        // bound is per peer, so it is counted here too (handlers running, by peer)
+        const running = new Map<string, number>()
         const onStream = (stream: Libp2pStream, connection: Connection) => {
           if (!registered || connection.status !== "open") {
             stream.abort(new Error(registered ? "the connection is closing" : "the protocol is no longer handled"))
             return
           }
-          const duplex = Libp2pDuplex.make(stream, toPeerId(connection.remotePeer), settings)
-          track(connection, run(runHandler(handler, duplex)))
+          const peer = toPeerId(connection.remotePeer)
+          const count = running.get(peer) ?? 0
+          if (count >= maxInboundStreams) {
+            stream.abort(new Error(`${peer} already has ${count} inbound stream(s) of ${protocol}, the most allowed`))
+            return
+          }
+          running.set(peer, count + 1)
+          const fiber = run(runHandler(handler, Libp2pDuplex.make(stream, peer, settings)))
+          fiber.addObserver(() => {
+            const left = (running.get(peer) ?? 1) - 1
+            if (left > 0) running.set(peer, left)
+            else running.delete(peer)
+          })
+          track(connection, fiber)
         }
         yield* Effect.acquireRelease(
           Effect.tryPromise({
             try: () =>
-              node.handle(protocol, onStream, {
-                maxInboundStreams: handleOptions?.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS
-              }),
+              node.handle(protocol, onStream, { maxInboundStreams }),
             catch: (cause) => fromLibp2p(cause, { operation: "handle", protocol })
           }),
           () =>
