@@ -31,6 +31,7 @@ import { createLibp2p } from "libp2p"
 import { randomBytes } from "node:crypto"
 import { concat } from "uint8arrays"
 import * as Identity from "./Identity.js"
+import { MAX_CONNECTIONS_PER_PEER } from "./internal/libp2pTransport.js"
 import * as Libp2pTransport from "./Libp2pTransport.js"
 import type * as Transport from "./Transport.js"
 
@@ -300,10 +301,10 @@ describe("Libp2pTransport: a peer with several connections", () => {
         ).pipe(Effect.zipRight(Effect.never)), { maxInboundStreams: 2 })
       const evil = yield* evilNode
       const [address] = yield* honest.addresses
-      // four connections (libp2p counts its limit per connection), each opening the protocol twice
+      // as many connections as a peer may hold (libp2p counts its limit per connection), each opening the protocol twice
       const opened = yield* Effect.promise(async () => {
         let accepted = 0
-        for (let i = 0; i < 4; i++) {
+        for (let i = 0; i < MAX_CONNECTIONS_PER_PEER; i++) {
           const connection = await evil.node.dial(multiaddr(address!), { force: true })
           for (let j = 0; j < 2; j++) {
             const stream = await connection.newStream(holdProtocol).catch(() => undefined)
@@ -317,6 +318,25 @@ describe("Libp2pTransport: a peer with several connections", () => {
       yield* Effect.sleep(Duration.millis(200))
       expect(yield* Ref.get(peak)).toBe(2)
       expect(yield* Ref.get(running)).toBe(2)
+    }))
+
+  it.scopedLive(`holds at most ${MAX_CONNECTIONS_PER_PEER} connections with this node; others are served meanwhile`, () =>
+    Effect.gen(function*() {
+      const honest = yield* honestNode
+      const evil = yield* evilNode
+      // one after another (libp2p merges dials to one peer made at the same time)
+      yield* Effect.promise(async () => {
+        for (let i = 0; i < 8; i++) await evil.node.dial(multiaddr(honest.address), { force: true }).catch(() => undefined)
+      })
+      yield* Effect.sleep(Duration.millis(300))
+      const open = evil.node.getConnections().filter((connection) => connection.status === "open")
+      expect(open.length).toBeGreaterThan(0)
+      expect(open.length).toBeLessThanOrEqual(MAX_CONNECTIONS_PER_PEER)
+      // the ones over the bound were closed as their encryption completed; another peer still gets in
+      // (once the per-host rate of new connections allows: it is loopback for both here)
+      yield* Effect.sleep(Duration.seconds(1.1))
+      const good = yield* Libp2pTransport.make({ identity: yield* Identity.generate(), listen: [] })
+      expect(yield* good.connect(honest.address)).toBe(honest.transport.peerId)
     }))
 })
 

@@ -14,9 +14,9 @@
  * Bounds: each stream has at most `streamWindowBytes` in flight (Yamux
  * window, and so the largest frame), and buffers at most about one window
  * received-but-unread before it stops granting the sender more; connections
- * are limited by `maxConnections` and by a per-host rate of new inbound
- * connections; a protocol accepts at most `maxInboundStreams` streams per
- * connection at once.
+ * are limited by `maxConnections`, to 3 per peer, and by a per-host rate of
+ * new inbound connections; a protocol runs at most `maxInboundStreams`
+ * handlers per peer at once, over all its connections.
  *
  * @since 0.1.0
  */

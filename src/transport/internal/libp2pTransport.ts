@@ -16,6 +16,7 @@ import { identify } from "@libp2p/identify"
 import type {
   Connection,
   IdentifyResult,
+  Libp2p,
   PeerId as Libp2pPeerId,
   PeerInfo,
   Stream as Libp2pStream
@@ -55,6 +56,11 @@ export const MIN_STREAM_WINDOW_BYTES = 256 * 1024
 export const DEFAULT_STREAM_WINDOW_BYTES = 1024 * 1024
 /** The default most open connections. */
 export const DEFAULT_MAX_CONNECTIONS = 64
+/**
+ * Most connections one peer may hold with this node: two peers dialling each other at once make two,
+ * and one more may still be closing; beyond that a peer would only take slots from others.
+ */
+export const MAX_CONNECTIONS_PER_PEER = 3
 /** The default most inbound streams of one protocol per connection (as the contract says). */
 export const DEFAULT_MAX_INBOUND_STREAMS = 32
 
@@ -125,6 +131,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
       catch: (cause) => fromLibp2p(cause, { operation: "start" })
     })
 
+    // the node, once made: the connection gater counts a peer's connections on it
+    let started: Libp2p | undefined = undefined
     const node = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () =>
@@ -153,6 +161,9 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
               }, window)
             ],
             peerDiscovery: options.mdns === true ? [mdns()] : [],
+            connectionGater: {
+              denyInboundEncryptedConnection: (peer) => (started?.getConnections(peer).length ?? 0) >= MAX_CONNECTIONS_PER_PEER
+            },
             connectionManager: {
               maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
               dialTimeout: Duration.toMillis(dialTimeout),
@@ -176,6 +187,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
           catch: (cause) => fromLibp2p(cause, { operation: "start" })
         })), Effect.catchAll((error) => Effect.logWarning("stopping the libp2p node failed", error)))
     )
+    started = node
     const self = toPeerId(node.peerId)
 
     // background work of the transport itself (interrupting handlers of closed connections)
