@@ -239,6 +239,9 @@ export const OperationFromWire = Schema.transformOrFail(
 /** Most operations one batch may carry. */
 export const MAX_BATCH_SIZE = 10_000
 
+/** Default bound on one operation's encoded bytes: well inside a 4 MiB sync frame. */
+export const MAX_OPERATION_BYTES = 1024 * 1024
+
 /** A batch of operations as a MessagePack tuple with each origin written once. */
 export const BatchFromWire = Schema.transformOrFail(
   Schema.Tuple(Schema.Array(Schema.String), Schema.Array(Schema.Array(Schema.Unknown)).pipe(Schema.maxItems(MAX_BATCH_SIZE))),

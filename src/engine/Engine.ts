@@ -51,6 +51,11 @@ export interface Options {
   readonly maxDriftMillis?: number
   /** Most changes per `mutate` and operations per `ingest` (default 10 000). */
   readonly maxBatchSize?: number
+  /**
+   * Most bytes of one operation, local or remote (default 1 MiB): a sync frame holds 4 MiB, and an
+   * operation no frame could carry would stop its origin's sync at it for good.
+   */
+  readonly maxOperationBytes?: number
 }
 
 /** One committed transaction. */

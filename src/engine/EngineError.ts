@@ -8,7 +8,15 @@ import * as Schema from "effect/Schema"
 
 /** A change or operation does not fit the app's models. Nothing was written. */
 export class ValidationError extends Schema.TaggedError<ValidationError>("weft/ValidationError")("ValidationError", {
-  reason: Schema.Literal("UnknownModel", "UnknownField", "InvalidValue", "MissingField", "NotRichText", "MalformedChange"),
+  reason: Schema.Literal(
+    "UnknownModel",
+    "UnknownField",
+    "InvalidValue",
+    "MissingField",
+    "NotRichText",
+    "MalformedChange",
+    "TooLarge" // an operation over `maxOperationBytes`, which no sync frame could carry
+  ),
   model: Schema.String,
   record: Schema.optional(Schema.String),
   field: Schema.optional(Schema.String),

@@ -150,7 +150,23 @@ const representable = (column: ColumnKind): ((encoded: unknown) => boolean) =>
     ? (encoded) => typeof encoded === "string" || typeof encoded === "boolean" || isValue(encoded)
     : column === "real" || column === "integer"
     ? (encoded) => (typeof encoded === "number" && Number.isFinite(encoded)) || (encoded === null)
+    // a JSON column holds JSON: byte arrays inside a structured value would not read back
+    : column === "json"
+    ? (encoded) => isValue(encoded) && !containsBytes(encoded)
     : isValue
+
+const containsBytes = (value: unknown): boolean =>
+  value instanceof Uint8Array ||
+  (Array.isArray(value) ? value.some(containsBytes)
+    : typeof value === "object" && value !== null ? Object.values(value).some(containsBytes)
+    : false)
+
+const notRepresentable = (ast: AST.AST, value: unknown) =>
+  ParseResult.parseError(new ParseResult.Type(
+    ast,
+    value,
+    "not representable in an operation (finite numbers, JSON-like values, and byte arrays only as a field's whole value)"
+  ))
 
 const stripUndefined = (ast: AST.AST): AST.AST =>
   AST.isUnion(ast) ? AST.Union.make(ast.types.filter((t) => !AST.isUndefinedKeyword(t))) : ast
@@ -168,10 +184,8 @@ const fieldOf = (signature: AST.PropertySignature): Field => {
     column,
     optional: signature.isOptional,
     // the encoded form must also be a Value, so that every peer and every store reads it back the same
-    encode: (value) =>
-      Either.flatMap(encode(value), (e) =>
-        fits(e) ? Either.right(e) : Either.left(ParseResult.parseError(new ParseResult.Type(encoded.ast, e, "not representable in an operation (finite numbers, JSON-like values and byte arrays only)")))),
-    validate: (value) => Either.flatMap(check(value), () => Either.right(value))
+    encode: (value) => Either.flatMap(encode(value), (e) => fits(e) ? Either.right(e) : Either.left(notRepresentable(encoded.ast, e))),
+    validate: (value) => Either.flatMap(check(value), () => fits(value) ? Either.right(value) : Either.left(notRepresentable(encoded.ast, value)))
   }
 }
 
@@ -302,6 +316,15 @@ export const validateOperation = (
     }
     const checked = field.validate(op.fields[key])
     if (Either.isLeft(checked)) return Either.left(invalid(op.model, op.record, key, checked.left))
+  }
+  // a create from anywhere needs what a local create needs: a record without a required field could
+  // not be read back, and every query of its model would fail
+  if (op._tag === "Create") {
+    for (const field of model.fields.values()) {
+      if (!field.optional && field.column !== "rich" && !(field.name in op.fields)) {
+        return Either.left(new ValidationError({ reason: "MissingField", model: op.model, record: op.record, field: field.name, detail: `operation ${Operation.id(op)} creates a ${model.name} without ${field.name}` }))
+      }
+    }
   }
   return Either.void
 }

@@ -17,6 +17,7 @@ import * as Operation from "../crdt/Operation.js"
 import type { NodeId, Timestamp } from "../crdt/Timestamp.js"
 import * as VersionVector from "../crdt/VersionVector.js"
 import { queryError, StorageError } from "./Database.js"
+import { ValidationError } from "./EngineError.js"
 import type { Bulk } from "./internal/bulk.js"
 
 const COLUMNS = ["origin", "seq", "ts", "kind", "model", "record", "payload"]
@@ -25,17 +26,19 @@ const COLUMNS = ["origin", "seq", "ts", "kind", "model", "record", "payload"]
 export const append = (
   trx: Kysely<any>,
   bulk: Bulk,
-  ops: ReadonlyArray<Operation.Operation>
-): Effect.Effect<void, StorageError> =>
-  Effect.tryPromise({
-    try: () =>
-      bulk.insert(
-        trx,
-        "weft_operations",
-        COLUMNS,
-        ops.map((op) => [op.origin, op.seq, op.ts, Operation.kindOf(op), op.model, op.record, Binary.encode(Operation.toPayload(op))])
-      ),
-    catch: queryError
+  ops: ReadonlyArray<Operation.Operation>,
+  maxOperationBytes: number
+): Effect.Effect<void, StorageError | ValidationError> =>
+  Effect.suspend((): Effect.Effect<void, StorageError | ValidationError> => {
+    const rows: Array<ReadonlyArray<unknown>> = []
+    for (const op of ops) {
+      const payload = Binary.encode(Operation.toPayload(op))
+      if (payload.length > maxOperationBytes) {
+        return Effect.fail(new ValidationError({ reason: "TooLarge", model: op.model, record: op.record, detail: `operation ${Operation.id(op)} takes ${payload.length} bytes; the most is ${maxOperationBytes}` }))
+      }
+      rows.push([op.origin, op.seq, op.ts, Operation.kindOf(op), op.model, op.record, payload])
+    }
+    return Effect.tryPromise({ try: () => bulk.insert(trx, "weft_operations", COLUMNS, rows), catch: queryError })
   })
 
 interface OperationRow {

@@ -58,6 +58,12 @@ export interface Options {
   readonly maxFrameBytes?: number
   /** How long to wait for the remote's Hello (default 10 s). */
   readonly helloTimeout?: Duration.DurationInput
+  /**
+   * How long a send may wait for the remote: for an acknowledgement while the
+   * window is full, or for it to read what was sent (default 60 s). A remote
+   * that stops reading or acknowledging ends the session with `Timeout`.
+   */
+  readonly stallTimeout?: Duration.DurationInput
   /** Called as the session progresses. */
   readonly onEvent?: (event: Event) => Effect.Effect<void>
 }
@@ -107,7 +113,14 @@ export const run = <E>(
     const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
     const onEvent = options.onEvent ?? (() => Effect.void)
     const lock = yield* Effect.makeSemaphore(1)
-    const send = (message: SyncProtocol.Message) => lock.withPermits(1)(channel.send(SyncProtocol.encode(message)))
+    const stallTimeout = Duration.decode(options.stallTimeout ?? Duration.seconds(60))
+    const unlessStalled = (what: string) => <A, E2, R>(effect: Effect.Effect<A, E2, R>) =>
+      Effect.timeoutFail(effect, {
+        duration: stallTimeout,
+        onTimeout: () => new SyncError({ reason: "Timeout", detail: `the remote did not ${what} within ${Duration.format(stallTimeout)}` })
+      })
+    const sendFrame = (frame: Uint8Array) => lock.withPermits(1)(channel.send(frame)).pipe(unlessStalled("read what was sent"))
+    const send = (message: SyncProtocol.Message) => sendFrame(SyncProtocol.encode(message))
 
     // subscribe before reading our vector, so no commit falls between the two
     const commits = yield* engine.commits
@@ -164,10 +177,10 @@ export const run = <E>(
           yield* sendOps(ops.slice(0, half), true)
           return yield* sendOps(ops.slice(half), hasMore)
         }
-        yield* credits.take(1)
+        yield* credits.take(1).pipe(unlessStalled("acknowledge a batch"))
         inflight++
         theirs = VersionVector.advance(theirs, ops)
-        yield* lock.withPermits(1)(channel.send(frame))
+        yield* sendFrame(frame)
         yield* onEvent({ _tag: "Sent", ops: ops.length, hasMore })
       })
 

@@ -37,6 +37,7 @@ export const make = (options: Engine.Options) =>
     const database = yield* Database
     const { bulk, capabilities, kysely } = database
     const maxBatchSize = options.maxBatchSize ?? Operation.MAX_BATCH_SIZE
+    const maxOperationBytes = options.maxOperationBytes ?? Operation.MAX_OPERATION_BYTES
 
     const models = new Map<string, Model.Any>()
     for (const model of options.models) {
@@ -84,7 +85,10 @@ export const make = (options: Engine.Options) =>
         loaded: Projection.Loaded
       ) => Effect.Effect<{ readonly next: WriterState; readonly ops: ReadonlyArray<Operation.Operation>; readonly folded?: Projection.Folded }, E>
     ) =>
-      writer.withPermits(1)(
+      // uninterruptible once it holds the writer: an interruption while the COMMIT is on its way would
+      // leave the database committed and the engine's vector and clock behind it (and every later write
+      // reusing their numbers); the write is bounded, so the interruption only waits for it
+      writer.withPermits(1)(Effect.uninterruptible(
         Effect.gen(function*() {
           const current = yield* Ref.get(state)
           const { changes, next, ops } = yield* database.transaction((trx) =>
@@ -92,7 +96,7 @@ export const make = (options: Engine.Options) =>
               const loaded: Projection.Loaded = new Map()
               const { folded, next, ops } = yield* body(trx, current, loaded)
               if (ops.length === 0) return { changes: [], next, ops }
-              yield* OperationLog.append(trx, bulk, ops)
+              yield* OperationLog.append(trx, bulk, ops, maxOperationBytes)
               const changes = yield* Projection.apply(trx, bulk, models, node, ops, loaded, folded)
               yield* OperationLog.writeVector(trx, bulk, current.vector, next.vector)
               if (next.clock.last !== current.clock.last) {
@@ -106,7 +110,7 @@ export const make = (options: Engine.Options) =>
           if (ops.length > 0) yield* PubSub.publish(pubsub, done)
           return done
         })
-      )
+      ))
 
     const mutate = (changes: ReadonlyArray<Model.Change>) =>
       Effect.gen(function*() {
