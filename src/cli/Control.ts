@@ -31,6 +31,7 @@ export class ControlError extends Data.TaggedError("ControlError")<{
     | "NotRunning" // no node answers on the socket
     | "AlreadyRunning" // another node already serves this data directory
     | "Malformed" // a line that is not a valid request or response
+    | "TooLarge" // an answer over the line bound
     | "Closed" // the connection closed before the answer
     | "Timeout"
     | "Io"
@@ -76,20 +77,38 @@ const idOf = (line: string): number => {
   return match === null ? 0 : Number(match[1])
 }
 
-/** Splits a socket's data into lines of at most `MAX_LINE_BYTES`; `onOversize` when one is longer. */
+/**
+ * Splits a socket's data into lines of at most `MAX_LINE_BYTES`; `onOversize` when one is longer.
+ * Lines are cut on the newline byte and decoded whole, so a character split between two reads
+ * arrives intact.
+ */
 const lines = (onLine: (line: string) => void, onOversize: () => void) => {
-  let pending = ""
+  let pending: Array<Buffer> = []
+  let pendingBytes = 0
   return (data: Buffer) => {
-    pending += data.toString("utf8")
-    let newline = pending.indexOf("\n")
+    let start = 0
+    let newline = data.indexOf(0x0a, start)
     while (newline >= 0) {
-      const line = pending.slice(0, newline)
-      pending = pending.slice(newline + 1)
+      const piece = data.subarray(start, newline)
+      if (pendingBytes + piece.length > Protocol.MAX_LINE_BYTES) {
+        pending = []
+        pendingBytes = 0
+        return onOversize()
+      }
+      const line = (pending.length === 0 ? piece : Buffer.concat([...pending, piece])).toString("utf8")
+      pending = []
+      pendingBytes = 0
       if (line.trim().length > 0) onLine(line)
-      newline = pending.indexOf("\n")
+      start = newline + 1
+      newline = data.indexOf(0x0a, start)
     }
-    if (Buffer.byteLength(pending) > Protocol.MAX_LINE_BYTES) {
-      pending = ""
+    if (start < data.length) {
+      pending.push(data.subarray(start))
+      pendingBytes += data.length - start
+    }
+    if (pendingBytes > Protocol.MAX_LINE_BYTES) {
+      pending = []
+      pendingBytes = 0
       onOversize()
     }
   }
@@ -121,13 +140,18 @@ const open = (path: string): Effect.Effect<Socket, ControlError, Scope.Scope> =>
 
 /** A parse failure in one short line: where each issue is, and what was expected (not the whole schema). */
 const describeParseError = (error: ParseResult.ParseError): string => {
-  const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-  const shown = issues.slice(0, 3).map((issue) => `${issue.path.length > 0 ? `${issue.path.join(".")}: ` : ""}${issue.message}`)
-  return [...shown, ...(issues.length > 3 ? [`and ${issues.length - 3} more`] : [])].join("; ").slice(0, 1024)
+  try {
+    const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+    const shown = issues.slice(0, 3).map((issue) => `${issue.path.length > 0 ? `${issue.path.join(".")}: ` : ""}${issue.message}`)
+    return [...shown, ...(issues.length > 3 ? [`and ${issues.length - 3} more`] : [])].join("; ").slice(0, 1024)
+  } catch {
+    // the formatter prints the offending value, and a deeply nested one exhausts the stack
+    return "the line does not match the protocol"
+  }
 }
 
 /** Answers one request line. */
-const answer = <E>(
+const answerLine = <E>(
   line: string,
   handle: (request: Protocol.Request) => Effect.Effect<unknown, E>
 ): Effect.Effect<Protocol.ResponseLine> =>
@@ -157,6 +181,40 @@ const answer = <E>(
     return { version: Protocol.VERSION, id, ok: false as const, error: { tag: "Defect", message: Cause.pretty(exit.cause).split("\n")[0]!.slice(0, 8192) } }
   })
 
+/** Answers one request line, whatever goes wrong. */
+const answer = <E>(
+  line: string,
+  handle: (request: Protocol.Request) => Effect.Effect<unknown, E>
+): Effect.Effect<Protocol.ResponseLine> =>
+  Effect.catchAllDefect(answerLine(line, handle), (defect) =>
+    Effect.as(Effect.logError("answering a control request failed", defect), {
+      version: Protocol.VERSION,
+      id: idOf(line),
+      ok: false as const,
+      error: { tag: "Defect", message: "the node could not answer this request" }
+    }))
+
+/** Requests of one connection answered at once; more wait, and its socket is not read meanwhile. */
+const MAX_IN_FLIGHT = 8
+/** Answer bytes a connection may have waiting to be read before its socket is not read. */
+const WRITE_HIGH_WATER_BYTES = 256 * 1024
+/** Connections served at once. */
+const MAX_CONNECTIONS = 32
+/** How long a connection may stay without a request in flight (longer than any request takes). */
+const IDLE_TIMEOUT_MILLIS = 180_000
+
+/** The answer as one line, or a TooLarge failure when it would pass the line bound. */
+const lineOf = (response: Protocol.ResponseLine): string => {
+  const line = JSON.stringify(response)
+  if (Buffer.byteLength(line) < Protocol.MAX_LINE_BYTES) return line + "\n"
+  return JSON.stringify({
+    version: Protocol.VERSION,
+    id: response.id,
+    ok: false,
+    error: { tag: "ControlError", reason: "TooLarge", message: `the answer takes ${Buffer.byteLength(line)} bytes; a line holds at most ${Protocol.MAX_LINE_BYTES}` }
+  } satisfies Protocol.ResponseLine) + "\n"
+}
+
 /** Serves one connection until it closes (its requests are interrupted then) or the scope closes. */
 const connection = <E>(socket: Socket, handle: (request: Protocol.Request) => Effect.Effect<unknown, E>) =>
   Effect.scoped(Effect.gen(function*() {
@@ -164,19 +222,49 @@ const connection = <E>(socket: Socket, handle: (request: Protocol.Request) => Ef
     const run = yield* FiberSet.makeRuntime<never, void, never>()
     const send = (response: Protocol.ResponseLine) =>
       Effect.sync(() => {
-        if (!socket.destroyed) socket.write(JSON.stringify(response) + "\n")
+        if (!socket.destroyed) socket.write(lineOf(response))
       })
+    // bounded: at most MAX_IN_FLIGHT requests answered at once, and the socket is not read while
+    // they are, or while its answers wait unread past the high-water mark (a client that sends
+    // and never reads stops being read)
+    let inFlight = 0
+    const waiting: Array<string> = []
+    const blocked = () => inFlight >= MAX_IN_FLIGHT || socket.writableLength > WRITE_HIGH_WATER_BYTES
+    const flow = () => {
+      while (waiting.length > 0 && !blocked()) start(waiting.shift()!)
+      if (blocked() || waiting.length > 0) socket.pause()
+      else if (socket.isPaused()) socket.resume()
+    }
+    const start = (line: string) => {
+      inFlight++
+      run(Effect.flatMap(answer(line, handle), send).pipe(Effect.ensuring(Effect.sync(() => {
+        inFlight--
+        flow()
+      }))))
+    }
     yield* Effect.async<void>((resume) => {
       const onData = lines(
-        (line) => run(Effect.flatMap(answer(line, handle), send)),
+        (line) => {
+          if (blocked()) waiting.push(line)
+          else start(line)
+          flow()
+        },
         () => socket.destroy(new Error("line over the bound"))
       )
       const onClose = () => resume(Effect.void)
+      const onIdle = () => {
+        if (inFlight === 0 && waiting.length === 0) socket.destroy()
+      }
+      socket.setTimeout(IDLE_TIMEOUT_MILLIS)
+      socket.on("timeout", onIdle)
+      socket.on("drain", flow)
       socket.on("data", onData)
       socket.on("error", () => socket.destroy()) // reported as 'close' next
       socket.once("close", onClose)
       return Effect.sync(() => {
         socket.removeListener("data", onData)
+        socket.removeListener("drain", flow)
+        socket.removeListener("timeout", onIdle)
         socket.removeListener("close", onClose)
       })
     })
@@ -222,6 +310,7 @@ export const serve = <E>(
       socket.once("close", () => sockets.delete(socket))
       run(connection(socket, handle))
     })
+    server.maxConnections = MAX_CONNECTIONS
     yield* Effect.acquireRelease(
       listen(server, path),
       () =>
