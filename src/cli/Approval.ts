@@ -18,6 +18,7 @@ import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import { createInterface } from "node:readline"
 import type * as Pair from "../plugins/pair/Pair.js"
+import * as Output from "./Output.js"
 
 /** Decides a pairing request. */
 export type Approve = (request: Pair.Request) => Effect.Effect<boolean>
@@ -28,11 +29,13 @@ export const always: Approve = (request) =>
 
 /** The question for one request. */
 export const question = (request: Pair.Request): string =>
-  `pair request: peer ${request.peer} asks to share library "${request.library.name}" (${request.library.id}). Approve? [y/N] `
+  `pair request: peer ${request.peer} asks to share library "${Output.printable(request.library.name)}" (${Output.printable(request.library.id)}). Approve? [y/N] `
 
 /** Asks on the terminal until the scope closes. */
 export const terminal: Effect.Effect<Approve, never, Scope.Scope> = Effect.gen(function*() {
-  const answers = yield* Effect.acquireRelease(Queue.unbounded<string>(), Queue.shutdown)
+  // only the latest line counts (lines typed while nothing is asked are dropped anyway): piping
+  // endless input (`yes | weft serve`) holds one line, not all of them
+  const answers = yield* Effect.acquireRelease(Queue.sliding<string>(1), Queue.shutdown)
   const closed = yield* Deferred.make<void>()
   yield* Effect.acquireRelease(
     Effect.sync(() => {

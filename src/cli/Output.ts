@@ -71,8 +71,17 @@ export const failure = (error: unknown): string => {
     : typeof record._tag === "string" ? record._tag
     : "Error"
   const message = error instanceof Error ? error.message : String(error)
-  return `${tag}: ${message.split("\n").join(" ")}`
+  return printable(`${tag}: ${message.split("\n").join(" ")}`)
 }
+
+/**
+ * Text fit for one line of a terminal: control characters (line breaks,
+ * carriage returns, escape sequences) shown as `\uXXXX` escapes. For anything a
+ * remote peer wrote (a refusal's detail, a library's name), which could
+ * otherwise rewrite or forge lines on the user's screen.
+ */
+export const printable = (text: string): string =>
+  text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`)
 
 const pad = (n: number, width = 2) => String(n).padStart(width, "0")
 

@@ -399,6 +399,21 @@ describe("weft (two real nodes)", () => {
       }
     }), 90_000)
 
+  it.scopedLive("a node whose standard output is closed (`weft serve | head -1`) keeps serving, logs on, and stops cleanly", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* twoDirs
+      const nodeA = yield* serve(a)
+      const nodeB = yield* serve(b)
+      nodeA.child.stdout!.destroy()
+      // log lines after the pipe closed: a peer becomes available
+      const [addressB] = (yield* nodeB.status).addresses
+      yield* nodeA.call({ _tag: "Connect", address: addressB! })
+      yield* Effect.sleep(Duration.millis(300))
+      expect(Either.isRight(yield* Effect.either(nodeA.status))).toBe(true)
+      nodeA.child.kill("SIGTERM")
+      expect(yield* exited(nodeA.child)).toBe(0)
+    }), 60_000)
+
   it.scopedLive("usage errors and requests to a node that is not running fail with one line and a non-zero code", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("x")

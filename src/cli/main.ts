@@ -5,7 +5,8 @@
  * Exit codes: 0 on success (and when `serve` is stopped with SIGINT or
  * SIGTERM); 1 on an expected failure, printed as one line
  * `weft: <Tag>: <message>` on standard error; 2 on a usage error (printed by
- * the parser with the help text); 70 on a defect (a bug), printed in full.
+ * the parser with the help text); 130 when another command is stopped by a
+ * signal before it finished; 70 on a defect (a bug), printed in full.
  *
  * @since 0.1.0
  */
@@ -21,8 +22,21 @@ import * as Option from "effect/Option"
 import * as Commands from "./Commands.js"
 import * as Output from "./Output.js"
 
+// a closed pipe (`weft serve | head`) is not worth dying for: what cannot be written is dropped
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error
+  })
+}
+
+/** Stopping `serve` with a signal is how it ends; any other command stopped so did not finish. */
+const serving = process.argv[2] === "serve"
+
 const exitCode = (exit: Exit.Exit<void, unknown>): Effect.Effect<number> => {
-  if (Exit.isSuccess(exit) || Cause.isInterruptedOnly(exit.cause)) return Effect.succeed(0)
+  if (Exit.isSuccess(exit)) return Effect.succeed(0)
+  if (Cause.isInterruptedOnly(exit.cause)) {
+    return serving ? Effect.succeed(0) : Effect.as(Console.error("weft: Interrupted: the command was stopped before it finished"), 130)
+  }
   const failure = Cause.failureOption(exit.cause)
   if (Option.isSome(failure)) {
     // the parser has printed what was wrong, with the help text

@@ -36,6 +36,7 @@ import type * as ControlProtocol from "../ControlProtocol.js"
 import * as DataDir from "../DataDir.js"
 import type { Node, Options } from "../Node.js"
 import * as Notes from "../Notes.js"
+import * as Output from "../Output.js"
 import * as Penalties from "./penalties.js"
 
 /** @internal */
@@ -98,7 +99,7 @@ export const make = (options: Options) =>
           const commit = yield* Queue.take(commits)
           if (commit.source !== "remote") return
           yield* Effect.logInfo(
-            `library ${library.name}: applied ${commit.ops.length} operation(s) from sync, ${commit.changes.length} record(s) changed`
+            `library ${Output.printable(library.name)}: applied ${commit.ops.length} operation(s) from sync, ${commit.changes.length} record(s) changed`
           )
         })))
         yield* sync.add({ id: library.id, engine })
@@ -172,10 +173,10 @@ export const make = (options: Options) =>
       Effect.gen(function*() {
         for (const library of list) {
           const before = known.get(library.id)
-          if (before === undefined) yield* Effect.logInfo(`library ${library.name} (${library.id}) added`)
+          if (before === undefined) yield* Effect.logInfo(`library ${Output.printable(library.name)} (${library.id}) added`)
           for (const member of library.members) {
             if (before === undefined || !before.members.includes(member)) {
-              if (before !== undefined) yield* Effect.logInfo(`library ${library.name}: ${member} is now a member`)
+              if (before !== undefined) yield* Effect.logInfo(`library ${Output.printable(library.name)}: ${member} is now a member`)
               // a peer connected before it was paired: where it is can be kept now
               if (member !== identity.peerId) yield* rememberMember(member)
             }
