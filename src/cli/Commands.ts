@@ -18,6 +18,7 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { multiaddr } from "@multiformats/multiaddr"
 import * as Control from "./Control.js"
 import type * as ControlProtocol from "./ControlProtocol.js"
 import * as DataDir from "./DataDir.js"
@@ -35,6 +36,16 @@ const library = Options.text("library").pipe(
   Options.optional,
   Options.withDescription("the library's id (default: the node's first library)")
 )
+/** A multiaddr, checked as the parser reads it (a typo is a usage error, not a node redialling nothing). */
+const Multiaddr = Schema.String.pipe(Schema.filter((text) => {
+  try {
+    multiaddr(text)
+    return true
+  } catch {
+    return `${text} is not a multiaddr (for example /ip4/192.168.1.20/tcp/4001)`
+  }
+}))
+
 const peer = Args.text({ name: "peer" }).pipe(Args.withDescription("a peer id, or a multiaddr to connect to first"))
 
 /** Sends a request to the node of `dir` and prints the answer. */
@@ -79,10 +90,11 @@ const serve = Command.make(
     dir,
     listen: Options.text("listen").pipe(
       Options.repeated,
+      Options.withSchema(Schema.mutable(Schema.Array(Multiaddr))),
       Options.withDescription("a multiaddr to listen on (repeatable; default /ip4/0.0.0.0/tcp/4001)")
     ),
     noMdns: Options.boolean("no-mdns").pipe(Options.withDescription("do not discover or advertise on the local network")),
-    peers: Options.text("peer").pipe(Options.repeated, Options.withDescription("a peer's multiaddr to stay connected to (repeatable)")),
+    peers: Options.text("peer").pipe(Options.repeated, Options.withSchema(Schema.mutable(Schema.Array(Multiaddr))), Options.withDescription("a peer's multiaddr to stay connected to (repeatable)")),
     yes: Options.boolean("yes").pipe(Options.withDescription("approve every pairing request without asking"))
   },
   (args) =>

@@ -423,6 +423,10 @@ describe("weft (two real nodes)", () => {
       const outOfRange = yield* weft("ping", "12D3KooWLfDbRqyMWcLpmgyA5RrDg4fHcpW5p4xA1pJmBbxP8XGT", "--count", "0", "--dir", dir)
       expect(outOfRange.code).toBe(2)
       expect(`${outOfRange.stdout}${outOfRange.stderr}`.trim()).toBe("--count must be a whole number from 1 to 1000")
+      // an address that is not a multiaddr is the parser's too, before anything starts
+      const badPeer = yield* weft("serve", "--dir", dir, "--peer", "garbage")
+      expect(badPeer.code).toBe(2)
+      expect(`${badPeer.stdout}${badPeer.stderr}`).toContain("garbage is not a multiaddr")
       const missing = yield* weft("serve", "--dir", join(dir, "nothing-here"), "--no-mdns")
       expect(missing.code).toBe(1)
       expect(missing.stderr).toMatch(/^weft: DataDirError: data directory NotInitialized .*run `weft init` first\n$/)
