@@ -97,4 +97,12 @@ describe("the control endpoint", () => {
       const result = yield* Effect.either(Control.call(path, { _tag: "NotesList" }))
       expect(Either.isLeft(result) && result.left).toMatchObject({ _tag: "RemoteError", tag: "ControlError", reason: "TooLarge" })
     }))
+
+  it.scopedLive("a node that never answers: the call fails with Timeout instead of waiting forever", () =>
+    Effect.gen(function*() {
+      const path = yield* socketPath
+      yield* Control.serve(path, () => Effect.never)
+      const result = yield* Effect.either(Control.call(path, { _tag: "Status" }, { timeout: Duration.millis(200) }))
+      expect(Either.isLeft(result) && result.left).toMatchObject({ _tag: "ControlError", reason: "Timeout" })
+    }))
 })

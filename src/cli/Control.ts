@@ -329,9 +329,20 @@ export const serve = <E>(
 
 /** Options of a call. */
 export interface CallOptions {
-  /** Most time to wait for the answer (default: none; a pairing waits for a person). */
+  /** Most time to wait for the answer (default: `defaultTimeout` of the request). */
   readonly timeout?: Duration.DurationInput
 }
+
+/**
+ * How long a request may take by default: longer than the node itself lets
+ * it take (a pairing waits up to 75 s for a person, a ping up to 10 s per
+ * round trip, a dial 10 s), so that only a node that stopped answering (one
+ * suspended with Ctrl-Z, say) runs into it.
+ */
+export const defaultTimeout = (request: Protocol.Request): Duration.Duration =>
+  request._tag === "Pair" ? Duration.minutes(2)
+    : request._tag === "Ping" ? Duration.seconds(30 + 10 * request.count)
+    : Duration.seconds(30)
 
 /** Sends one request to the node at `path` and waits for its answer. */
 export const call = <R extends Protocol.Request>(
@@ -379,10 +390,11 @@ export const call = <R extends Protocol.Request>(
       Effect.mapError((error) => new ControlError({ reason: "Malformed", path, detail: describeParseError(error) }))
     )
   }))
-  return options.timeout === undefined ? exchange : exchange.pipe(
+  const timeout = Duration.decode(options.timeout ?? defaultTimeout(request))
+  return exchange.pipe(
     Effect.timeoutFail({
-      duration: options.timeout,
-      onTimeout: () => new ControlError({ reason: "Timeout", path, detail: `no answer within ${Duration.format(options.timeout!)}` })
+      duration: timeout,
+      onTimeout: () => new ControlError({ reason: "Timeout", path, detail: `no answer within ${Duration.format(timeout)}` })
     })
   )
 }
