@@ -15,7 +15,7 @@
  */
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
-import { access, mkdir } from "node:fs/promises"
+import { access, mkdir, stat } from "node:fs/promises"
 import { join, resolve } from "node:path"
 
 /** The default data directory. */
@@ -47,7 +47,10 @@ export const layout = (dir: string): Layout => {
 
 /** The data directory is missing or could not be made. */
 export class DataDirError extends Data.TaggedError("DataDirError")<{
-  readonly reason: "NotInitialized" | "Io"
+  readonly reason:
+    | "NotInitialized"
+    | "Exposed" // other users may write in it, so they could replace what it holds
+    | "Io"
   readonly dir: string
   readonly detail: string
 }> {
@@ -66,9 +69,33 @@ export const create = (paths: Layout): Effect.Effect<void, DataDirError> =>
     catch: (cause) => new DataDirError({ reason: "Io", dir: paths.dir, detail: cause instanceof Error ? cause.message : String(cause) })
   })
 
-/** Fails with `NotInitialized` unless `weft init` has run in the directory. */
+/**
+ * Fails with `NotInitialized` unless `weft init` has run in the directory,
+ * and with `Exposed` when users other than its owner may write in it.
+ */
 export const requireInitialized = (paths: Layout): Effect.Effect<void, DataDirError> =>
-  Effect.tryPromise({
-    try: () => Promise.all([access(paths.identity), access(paths.libraries)]),
-    catch: () => new DataDirError({ reason: "NotInitialized", dir: paths.dir, detail: "no identity or libraries here; run `weft init` first" })
-  })
+  Effect.zipRight(
+    Effect.tryPromise({
+      try: () => Promise.all([access(paths.identity), access(paths.libraries)]),
+      catch: (cause) =>
+        (cause as NodeJS.ErrnoException)?.code === "ENOENT"
+          ? new DataDirError({ reason: "NotInitialized", dir: paths.dir, detail: "no identity or libraries here; run `weft init` first" })
+          : new DataDirError({ reason: "Io", dir: paths.dir, detail: cause instanceof Error ? cause.message : String(cause) })
+    }),
+    requireOwnerOnly(paths)
+  )
+
+/** Fails with `Exposed` when the directory is writable by its group or by others. */
+export const requireOwnerOnly = (paths: Layout): Effect.Effect<void, DataDirError> =>
+  Effect.flatMap(
+    Effect.tryPromise({
+      try: () => stat(paths.dir),
+      catch: (cause) => new DataDirError({ reason: "Io", dir: paths.dir, detail: cause instanceof Error ? cause.message : String(cause) })
+    }),
+    (info) =>
+      (info.mode & 0o022) === 0 ? Effect.void : Effect.fail(new DataDirError({
+        reason: "Exposed",
+        dir: paths.dir,
+        detail: `other users may write in it (mode ${(info.mode & 0o777).toString(8)}); make it yours alone with \`chmod 700 ${paths.dir}\``
+      }))
+  )

@@ -31,6 +31,8 @@ export const init = (dir: string, libraryName: string = DEFAULT_LIBRARY_NAME) =>
   Effect.gen(function*() {
     const paths = DataDir.layout(dir)
     yield* DataDir.create(paths)
+    // an existing directory keeps its mode: one others may write in is not a place for a private key
+    yield* DataDir.requireOwnerOnly(paths)
     const identity = yield* Identity.load(paths.identity)
     const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(paths.libraries))
     const existing = yield* libraries.list

@@ -15,7 +15,7 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import { type ChildProcess, spawn } from "node:child_process"
-import { existsSync, readFileSync, writeFileSync } from "node:fs"
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs"
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:net"
 import { join } from "node:path"
@@ -430,6 +430,15 @@ describe("weft (two real nodes)", () => {
       const missing = yield* weft("serve", "--dir", join(dir, "nothing-here"), "--no-mdns")
       expect(missing.code).toBe(1)
       expect(missing.stderr).toMatch(/^weft: DataDirError: data directory NotInitialized .*run `weft init` first\n$/)
+      // a data directory others may write in is refused, by init and by serve
+      const exposed = yield* tempDir("exposed")
+      yield* weftJson("init", "--dir", exposed)
+      chmodSync(exposed, 0o777)
+      for (const command of [["init", "--dir", exposed], ["serve", "--dir", exposed, "--no-mdns"]]) {
+        const refused = yield* weft(...command)
+        expect(refused.code).toBe(1)
+        expect(refused.stderr).toMatch(/^weft: DataDirError: data directory Exposed .*other users may write in it \(mode 777\).*chmod 700/)
+      }
       const notRunning = yield* weft("notes", "list", "--dir", dir)
       expect(notRunning.code).toBe(1)
       expect(notRunning.stderr).toMatch(/^weft: ControlError: control NotRunning/)
