@@ -30,6 +30,7 @@ import * as SyncPlugin from "../plugins/sync/Protocol.js"
 import * as Framing from "../transport/Framing.js"
 import * as Identity from "../transport/Identity.js"
 import * as Libp2pTransport from "../transport/Libp2pTransport.js"
+import * as PeerAddress from "../transport/PeerAddress.js"
 import * as Transport from "../transport/Transport.js"
 
 const { CLI, ROOT, eventually, exited } = Processes
@@ -274,10 +275,9 @@ describe("weft (two real nodes)", () => {
       const alpha = statusA.libraries[0]!.id
       yield* weftJson("pair", statusB.addresses[0]!, "--dir", a)
       // b, which was dialled, learned where a listens from a's identify
-      const bare = (address: string) => address.replace(/\/p2p\/\w+$/, "")
       const bookOf = (dir: string) => Effect.sync(() => existsSync(DataDir.layout(dir).peers) ? JSON.parse(readFileSync(DataDir.layout(dir).peers, "utf8")) : { peers: [] })
       yield* eventually("a's address in b's book", bookOf(b), (book) =>
-        book.peers.some((e: any) => e.peer === statusA.peerId && e.addresses.includes(bare(statusA.addresses[0]!))), nodeB.output)
+        book.peers.some((e: any) => e.peer === statusA.peerId && e.addresses.includes(PeerAddress.withoutPeer(statusA.addresses[0]!))), nodeB.output)
       // a peer that is no member (c pings b) is not kept: the book holds members only
       const c = yield* tempDir("c")
       yield* weftJson("init", "--dir", c)
@@ -293,7 +293,7 @@ describe("weft (two real nodes)", () => {
       yield* Scope.close(scopeA, Exit.void)
       yield* weftJson("notes", "add", "while a was away", "--library", alpha, "--dir", b)
       const book = yield* bookOf(a)
-      expect(book.peers).toMatchObject([{ peer: statusB.peerId, addresses: [bare(statusB.addresses[0]!)] }])
+      expect(book.peers).toMatchObject([{ peer: statusB.peerId, addresses: [PeerAddress.withoutPeer(statusB.addresses[0]!)] }])
       const again = yield* serve(a)
       yield* eventually("a reconnected to b", again.status, (s) => s.connections.includes(statusB.peerId), again.output)
       yield* eventually("b's note on a", again.call({ _tag: "NotesList" }), (notes) => titles(notes).join() === "while a was away", again.output)
@@ -371,7 +371,7 @@ describe("weft (two real nodes)", () => {
       // a third identity, c: a dials b's address expecting c there (c's id, b's key): the handshake fails
       const c = yield* tempDir("c")
       const initC = yield* weftJson("init", "--dir", c)
-      const forgedAddress = statusB.addresses[0]!.replace(/\/p2p\/\w+$/, `/p2p/${initC.peerId}`)
+      const forgedAddress = PeerAddress.withPeer(statusB.addresses[0]!, initC.peerId)
       const forged = yield* weft("pair", forgedAddress, "--dir", a)
       expect(forged.code).toBe(1)
       expect(forged.stderr).toMatch(/^weft: TransportError: transport HandshakeFailed: .*does not match expected remote identity key/)

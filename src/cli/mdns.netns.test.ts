@@ -18,6 +18,7 @@ import * as Scope from "effect/Scope"
 import { execFileSync, spawn } from "node:child_process"
 import { existsSync, readFileSync, rmSync } from "node:fs"
 import * as Identity from "../transport/Identity.js"
+import * as PeerAddress from "../transport/PeerAddress.js"
 import * as Control from "./Control.js"
 import type * as ControlProtocol from "./ControlProtocol.js"
 import * as DataDir from "./DataDir.js"
@@ -368,7 +369,7 @@ describe.skipIf(unavailable !== undefined)("mDNS between two network namespaces"
 
       // b comes back (on another port) and the two reconnect: a keeps where b really is, and nothing made up
       nodeB = yield* serve(net.b.ns, b.dir, "--yes").pipe(Scope.extend(scopeB2))
-      const real = (yield* nodeB.status).addresses.find((x) => x.includes(net.b.address))!.replace(/\/p2p\/\w+$/, "")
+      const real = PeerAddress.withoutPeer((yield* nodeB.status).addresses.find((x) => x.includes(net.b.address))!)
       yield* eventually("a and b reconnected", nodeA.peers, (p) => p.available.includes(b.peerId), context, "15 seconds")
       yield* eventually("b's new address in a's book", book, (addresses) => addresses.includes(real), context)
       yield* Effect.sleep(Duration.millis(1000))

@@ -33,6 +33,7 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { concat } from "uint8arrays"
+import * as PeerAddress from "../PeerAddress.js"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Transport from "../Transport.js"
 
@@ -209,9 +210,9 @@ export const suite = (name: string, makePair: Effect.Effect<Pair, unknown, Scope
         const seenByA = yield* listen(a)
         const seenByB = yield* listen(b)
         expect(yield* connect(pair)).toBe(b.peerId)
-        const listening = (yield* b.addresses).map((address) => address.replace(/\/p2p\/[^/]+$/, ""))
+        const listening = (yield* b.addresses).map(PeerAddress.withoutPeer)
         yield* seenByA("Connected on a, at one of b's addresses", (event) =>
-          event._tag === "Connected" && event.peer === b.peerId && listening.includes((event.address ?? "").replace(/\/p2p\/[^/]+$/, "")))
+          event._tag === "Connected" && event.peer === b.peerId && listening.includes(PeerAddress.withoutPeer(event.address ?? "")))
         // b was dialled: it has no address of a's to tell
         yield* seenByB("Connected on b", (event) => event._tag === "Connected" && event.peer === a.peerId && event.address === undefined)
         expect(yield* a.connections).toContain(b.peerId)
