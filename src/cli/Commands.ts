@@ -179,7 +179,11 @@ const notesAdd = Command.make(
 const notesList = Command.make(
   "list",
   { dir, json, library },
-  (args) => request(args.dir, args.json, { _tag: "NotesList", ...libraryField(args.library) }, Output.notes)
+  (args) =>
+    Effect.flatMap(
+      Control.listNotes(DataDir.layout(args.dir).socket, optional(args.library)),
+      (all) => Console.log(args.json ? JSON.stringify(all) : Output.notes(all))
+    )
 ).pipe(Command.withDescription("list the notes"))
 
 const notesSet = Command.make(

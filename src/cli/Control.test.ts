@@ -91,9 +91,10 @@ describe("the control endpoint", () => {
   it.scopedLive("an answer over the line bound is a typed TooLarge failure, not a line the client must refuse", () =>
     Effect.gen(function*() {
       const path = yield* socketPath
-      const notes: Array<ControlProtocol.Success<{ readonly _tag: "NotesList" }>[number]> = []
+      // a handler that ignores the page bound
+      const notes: Array<ControlProtocol.NotesPage["notes"][number]> = []
       for (let i = 0; i < 20; i++) notes.push({ library: "l", id: `n${i}`, title: "t", body: "b".repeat(64 * 1024), done: false })
-      yield* Control.serve(path, () => Effect.succeed(notes))
+      yield* Control.serve(path, () => Effect.succeed({ notes } satisfies ControlProtocol.NotesPage))
       const result = yield* Effect.either(Control.call(path, { _tag: "NotesList" }))
       expect(Either.isLeft(result) && result.left).toMatchObject({ _tag: "RemoteError", tag: "ControlError", reason: "TooLarge" })
     }))

@@ -398,3 +398,31 @@ export const call = <R extends Protocol.Request>(
     })
   )
 }
+
+/**
+ * Every note of a library (default: the node's first), following `NotesList`
+ * pages until the last one.
+ */
+export const listNotes = (
+  path: string,
+  library?: string,
+  options: CallOptions = {}
+): Effect.Effect<ReadonlyArray<Protocol.NotesPage["notes"][number]>, ControlError | RemoteError> =>
+  Effect.gen(function*() {
+    const notes: Array<Protocol.NotesPage["notes"][number]> = []
+    let after: Protocol.NoteCursor | undefined = undefined
+    do {
+      const page: Protocol.NotesPage = yield* call(path, {
+        _tag: "NotesList",
+        ...(library === undefined ? {} : { library }),
+        ...(after === undefined ? {} : { after })
+      }, options)
+      // a page that promises more but holds nothing would repeat forever
+      if (page.next !== undefined && page.notes.length === 0) {
+        return yield* new ControlError({ reason: "Malformed", path, detail: "a page of notes with a next cursor but no notes" })
+      }
+      notes.push(...page.notes)
+      after = page.next
+    } while (after !== undefined)
+    return notes
+  })

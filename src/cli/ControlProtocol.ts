@@ -21,11 +21,16 @@
  *   Pair     peer, library?                  { peer, library }      peer: a peer id or a multiaddr
  *   Ping     peer, count                     PingResult
  *   NotesAdd library?, title, body, done     Note
- *   NotesList library?                       Note[]
+ *   NotesList library?, after?, limit?       NotesPage: notes, next?
  *   NotesSet library?, id, title?, body?, done?   Note
  *   NotesRemove library?, id                 { id }
  *
- * `library` defaults to the node's first library. A line that is not a
+ * `library` defaults to the node's first library. `NotesList` answers one
+ * page, ordered by title then id: at most `limit` notes (default
+ * `NOTES_PAGE_LIMIT`) and at most `NOTES_PAGE_BYTES` of them; `next`, when
+ * present, is the cursor to send as `after` for the following page. A note
+ * changed or added between two pages is seen at its new place, never twice
+ * under one cursor. A line that is not a
  * valid request is answered with `ok: false` and tag `ControlError`
  * (reason `Malformed`; `id` 0 when it could not be read); a line over the
  * bound closes the connection.
@@ -64,7 +69,20 @@ export const NotesAdd = Schema.TaggedStruct("NotesAdd", {
   body: Text(64 * 1024),
   done: Schema.Boolean
 })
-export const NotesList = Schema.TaggedStruct("NotesList", { library: Schema.optional(LibraryId) })
+/** Where a page of notes starts: after the note with this title and id. */
+export const NoteCursor = Schema.Struct({ title: Text(1024), id: NoteId })
+export type NoteCursor = typeof NoteCursor.Type
+
+/** Notes per page unless the request says fewer or more. */
+export const NOTES_PAGE_LIMIT = 100
+/** Most bytes of the notes of one page, as JSON: half a line, so a page with its envelope always fits. */
+export const NOTES_PAGE_BYTES = MAX_LINE_BYTES / 2
+
+export const NotesList = Schema.TaggedStruct("NotesList", {
+  library: Schema.optional(LibraryId),
+  after: Schema.optional(NoteCursor),
+  limit: Schema.optional(Schema.Int.pipe(Schema.between(1, 1000)))
+})
 export const NotesSet = Schema.TaggedStruct("NotesSet", {
   library: Schema.optional(LibraryId),
   id: NoteId,
@@ -137,6 +155,9 @@ export const PingResult = Schema.Struct({
   max: Schema.Number
 })
 export const Removed = Schema.Struct({ id: Schema.String })
+/** One page of notes; `next` is absent on the last page. */
+export const NotesPage = Schema.Struct({ notes: Schema.Array(Note), next: Schema.optional(NoteCursor) })
+export type NotesPage = typeof NotesPage.Type
 
 /** What a success of each request carries. */
 export const successes = {
@@ -146,7 +167,7 @@ export const successes = {
   Pair: Paired,
   Ping: PingResult,
   NotesAdd: Note,
-  NotesList: Schema.Array(Note),
+  NotesList: NotesPage,
   NotesSet: Note,
   NotesRemove: Removed
 } as const

@@ -167,8 +167,8 @@ describe("weft (two real nodes)", () => {
       ], { concurrency: 2 })
       expect(fromA).toMatchObject({ library: alpha, title: "from a", body: "written on a", done: false })
       const both = ["from a", "from b"]
-      yield* eventually("both notes on a", nodeA.call({ _tag: "NotesList" }), (notes) => titles(notes).join() === both.join(), nodeA.output)
-      yield* eventually("both notes on b", nodeB.call({ _tag: "NotesList", library: alpha }), (notes) => titles(notes).join() === both.join(), nodeB.output)
+      yield* eventually("both notes on a", nodeA.call({ _tag: "NotesList" }), ({ notes }) => titles(notes).join() === both.join(), nodeA.output)
+      yield* eventually("both notes on b", nodeB.call({ _tag: "NotesList", library: alpha }), ({ notes }) => titles(notes).join() === both.join(), nodeB.output)
       const [listA, listB] = yield* Effect.all([
         weftJson<Array<{ id: string; title: string }>>("notes", "list", "--dir", a),
         weftJson<Array<{ id: string; title: string }>>("notes", "list", "--library", alpha, "--dir", b)
@@ -178,7 +178,7 @@ describe("weft (two real nodes)", () => {
 
       // an edit on b reaches a
       yield* weftJson("notes", "set", fromA.id, "--done", "true", "--body", "checked on b", "--library", alpha, "--dir", b)
-      yield* eventually("b's edit on a", nodeA.call({ _tag: "NotesList" }), (notes) => notes.some((n) => n.id === fromA.id && n.done && n.body === "checked on b"), nodeA.output)
+      yield* eventually("b's edit on a", nodeA.call({ _tag: "NotesList" }), ({ notes }) => notes.some((n) => n.id === fromA.id && n.done && n.body === "checked on b"), nodeA.output)
 
       // ping both ways, by peer id
       const [there, back] = yield* Effect.all([
@@ -226,7 +226,7 @@ describe("weft (two real nodes)", () => {
       // wait for the session, and for a's note to reach b, so streams are really in use
       yield* weftJson("notes", "add", "before the crash", "--dir", a)
       const alpha = statusA.libraries[0]!.id
-      yield* eventually("the note on b", nodeB.call({ _tag: "NotesList", library: alpha }), (notes) => notes.length === 1, nodeB.output)
+      yield* eventually("the note on b", nodeB.call({ _tag: "NotesList", library: alpha }), ({ notes }) => notes.length === 1, nodeB.output)
       const busy = yield* eventually(
         "a syncing with b",
         nodeA.status,
@@ -296,7 +296,7 @@ describe("weft (two real nodes)", () => {
       expect(book.peers).toMatchObject([{ peer: statusB.peerId, addresses: [PeerAddress.withoutPeer(statusB.addresses[0]!)] }])
       const again = yield* serve(a)
       yield* eventually("a reconnected to b", again.status, (s) => s.connections.includes(statusB.peerId), again.output)
-      yield* eventually("b's note on a", again.call({ _tag: "NotesList" }), (notes) => titles(notes).join() === "while a was away", again.output)
+      yield* eventually("b's note on a", again.call({ _tag: "NotesList" }), ({ notes }) => titles(notes).join() === "while a was away", again.output)
       expect(again.output()).toContain(`reconnected to ${statusB.peerId}`)
     }), 90_000)
 

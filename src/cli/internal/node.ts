@@ -32,7 +32,7 @@ import * as Libp2pTransport from "../../transport/Libp2pTransport.js"
 import * as PeerAddress from "../../transport/PeerAddress.js"
 import { PeerId, Transport, type TransportError } from "../../transport/Transport.js"
 import * as Control from "../Control.js"
-import type * as ControlProtocol from "../ControlProtocol.js"
+import * as ControlProtocol from "../ControlProtocol.js"
 import * as DataDir from "../DataDir.js"
 import type { Node, Options } from "../Node.js"
 import * as Notes from "../Notes.js"
@@ -382,8 +382,25 @@ export const make = (options: Options) =>
         case "NotesList":
           return Effect.gen(function*() {
             const { engine, library } = yield* libraryOf(request.library)
-            const rows = yield* engine.query(Notes.notes, (q) => q.orderBy("title").orderBy("id"))
-            return rows.map((row) => noteOf(library.id, row))
+            const limit = request.limit ?? ControlProtocol.NOTES_PAGE_LIMIT
+            const after = request.after
+            // keyset paging on (title, id): one more row than the page holds says whether another follows
+            const rows = yield* engine.query(Notes.notes, (q) =>
+              (after === undefined ? q : q.where((eb) =>
+                eb.or([eb("title", ">", after.title), eb.and([eb("title", "=", after.title), eb("id", ">", after.id)])])
+              )).orderBy("title").orderBy("id").limit(limit + 1))
+            const notes: Array<Notes.Note> = []
+            let bytes = 0
+            for (const row of rows.slice(0, limit)) {
+              const note = noteOf(library.id, row)
+              bytes += Buffer.byteLength(JSON.stringify(note))
+              // a page holds at least one note, and stops before the one that would pass its byte bound
+              if (notes.length > 0 && bytes > ControlProtocol.NOTES_PAGE_BYTES) break
+              notes.push(note)
+            }
+            const last = notes[notes.length - 1]
+            const more = notes.length < rows.length
+            return { notes, ...(more && last !== undefined ? { next: { title: last.title, id: last.id } } : {}) } satisfies ControlProtocol.NotesPage
           })
         case "NotesSet":
           return Effect.gen(function*() {

@@ -1,0 +1,70 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Effect from "effect/Effect"
+import * as Approval from "./Approval.js"
+import * as Control from "./Control.js"
+import * as ControlProtocol from "./ControlProtocol.js"
+import * as DataDir from "./DataDir.js"
+import { init } from "./Init.js"
+import * as Node from "./Node.js"
+import * as Processes from "./testing/Processes.js"
+
+/** A node in this process, on a fresh data directory, reachable on loopback only; its control socket. */
+const startedNode = Effect.gen(function*() {
+  const dir = yield* Processes.tempDir("weft-node")
+  yield* init(dir, "Notes")
+  yield* Node.make({ dir, listen: ["/ip4/127.0.0.1/tcp/0"], mdns: false, peers: [], approve: Approval.always })
+  return DataDir.layout(dir).socket
+})
+
+const add = (socket: string, title: string, body = "") =>
+  Control.call(socket, { _tag: "NotesAdd", title, body, done: false })
+
+describe("weft notes list", () => {
+  it.scopedLive("lists every note, in pages that each fit one control line, however large the notes", () =>
+    Effect.gen(function*() {
+      const socket = yield* startedNode
+      // 20 notes of ~190 KB as JSON (3-byte characters): about 3.8 MB in all, several times one line
+      const body = "€".repeat(64 * 1024)
+      for (let i = 0; i < 20; i++) yield* add(socket, `note ${String(i).padStart(2, "0")}`, body)
+
+      const first = yield* Control.call(socket, { _tag: "NotesList" })
+      expect(first.notes.length).toBeGreaterThan(0)
+      expect(first.notes.length).toBeLessThan(20)
+      expect(Buffer.byteLength(JSON.stringify(first.notes))).toBeLessThanOrEqual(ControlProtocol.NOTES_PAGE_BYTES)
+      expect(first.next).toEqual({ title: first.notes.at(-1)!.title, id: first.notes.at(-1)!.id })
+
+      const all = yield* Control.listNotes(socket)
+      expect(all.map((note) => note.title)).toEqual(Array.from({ length: 20 }, (_, i) => `note ${String(i).padStart(2, "0")}`))
+      expect(all.every((note) => note.body === body)).toBe(true)
+    }), 60_000)
+
+  it.scopedLive("a page holds at most `limit` notes; the last page has no cursor; notes added meanwhile are never listed twice", () =>
+    Effect.gen(function*() {
+      const socket = yield* startedNode
+      // equal titles: the id orders them
+      for (const title of ["b", "b", "b", "d", "f"]) yield* add(socket, title)
+
+      const first = yield* Control.call(socket, { _tag: "NotesList", limit: 2 })
+      expect(first.notes.map((n) => n.title)).toEqual(["b", "b"])
+      // added between two pages: one before the cursor (not seen now), one after it (seen once)
+      yield* add(socket, "a")
+      yield* add(socket, "e")
+      const second = yield* Control.call(socket, { _tag: "NotesList", limit: 2, after: first.next! })
+      const third = yield* Control.call(socket, { _tag: "NotesList", limit: 2, after: second.next! })
+      expect(third.next).toBeUndefined()
+      const seen = [...first.notes, ...second.notes, ...third.notes]
+      expect(seen.map((n) => n.title)).toEqual(["b", "b", "b", "d", "e", "f"])
+      expect(new Set(seen.map((n) => n.id)).size).toBe(6)
+
+      const exact = yield* Control.call(socket, { _tag: "NotesList", limit: 7 })
+      expect(exact.notes).toHaveLength(7)
+      expect(exact.next).toBeUndefined()
+    }), 30_000)
+
+  it.scopedLive("a limit out of range is refused as Malformed", () =>
+    Effect.gen(function*() {
+      const socket = yield* startedNode
+      const refused = yield* Effect.flip(Control.call(socket, { _tag: "NotesList", limit: 0 }))
+      expect(refused).toMatchObject({ _tag: "ControlError", reason: "Malformed" })
+    }), 30_000)
+})
