@@ -280,6 +280,10 @@ const listen = (server: Server, path: string): Effect.Effect<void, ControlError>
     })
   })
 
+/** Whether a node answers on `path` (nothing is removed). */
+export const answers = (path: string): Effect.Effect<boolean> =>
+  Effect.scoped(open(path)).pipe(Effect.as(true), Effect.orElseSucceed(() => false))
+
 /** Fails with `AlreadyRunning` when a node answers on `path`; removes a stale socket file left by a crash. */
 export const claim = (path: string): Effect.Effect<void, ControlError> =>
   Effect.scoped(open(path)).pipe(

@@ -7,6 +7,7 @@
  * peers.json           where peers were last reached (see plugins/AddressBook)
  * libraries/<id>.db    one SQLite database per library
  * weft.sock            the running node's control endpoint (see ControlProtocol)
+ * node.lock            held by the one process working on the directory (see DirectoryLock)
  * ```
  *
  * The directory is created with mode 0700: it holds the private key.
@@ -28,6 +29,7 @@ export interface Layout {
   readonly libraries: string
   readonly peers: string
   readonly socket: string
+  readonly lock: string
   /** The SQLite file of a library (ids are `[A-Za-z0-9._~-]`: no separators, so it stays inside the directory). */
   readonly database: (library: string) => string
 }
@@ -41,6 +43,7 @@ export const layout = (dir: string): Layout => {
     libraries: join(root, "libraries.json"),
     peers: join(root, "peers.json"),
     socket: join(root, "weft.sock"),
+    lock: join(root, "node.lock"),
     database: (library) => join(root, "libraries", `${library}.db`)
   }
 }
@@ -50,6 +53,7 @@ export class DataDirError extends Data.TaggedError("DataDirError")<{
   readonly reason:
     | "NotInitialized"
     | "Exposed" // other users may write in it, so they could replace what it holds
+    | "Busy" // another process (a running node, an init) holds it
     | "Io"
   readonly dir: string
   readonly detail: string

@@ -2,16 +2,23 @@
  * `weft init`: prepares a data directory. Creates the identity (kept if it
  * exists), a first library with this peer as its only member (unless the
  * directory already has libraries), and each library's SQLite database.
- * Running it again changes nothing.
+ * Running it again changes nothing. It holds the directory's lock while it
+ * creates (a concurrent init waits, then finds everything made); on the
+ * directory of a running node it only reads.
  *
  * @since 0.1.0
  */
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import { existsSync } from "node:fs"
 import * as Engine from "../engine/Engine.js"
 import * as Libraries from "../plugins/Libraries.js"
 import * as Identity from "../transport/Identity.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as DataDir from "./DataDir.js"
+import * as DirectoryLock from "./DirectoryLock.js"
 import * as Notes from "./Notes.js"
 
 /** What `init` found or made. */
@@ -26,13 +33,32 @@ export interface Initialized {
 /** The default name of the first library. */
 export const DEFAULT_LIBRARY_NAME = "My library"
 
+/** What an initialized directory holds, read without its lock; none unless it has an identity and a library. */
+const readyWithoutLock = (paths: DataDir.Layout) =>
+  Effect.gen(function*() {
+    if (!existsSync(paths.identity) || !existsSync(paths.libraries)) return Option.none()
+    const identity = yield* Identity.load(paths.identity)
+    const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(paths.libraries))
+    const all = yield* libraries.list
+    return all.length === 0 ? Option.none() : Option.some({ dir: paths.dir, peerId: identity.peerId, libraries: all, created: false } satisfies Initialized)
+  })
+
 /** Initializes `dir`; `libraryName` names the first library. */
 export const init = (dir: string, libraryName: string = DEFAULT_LIBRARY_NAME) =>
-  Effect.gen(function*() {
+  Effect.scoped(Effect.gen(function*() {
     const paths = DataDir.layout(dir)
     yield* DataDir.create(paths)
     // an existing directory keeps its mode: one others may write in is not a place for a private key
     yield* DataDir.requireOwnerOnly(paths)
+    // one process creates what the directory holds: a concurrent init waits for it and then finds it all made
+    const locked = yield* Effect.either(DirectoryLock.acquire(paths))
+    if (Either.isLeft(locked)) {
+      if (locked.left.reason !== "Busy") return yield* locked.left
+      // a running node holds the directory for as long as it runs: reading is all that is left to do
+      const ready = yield* readyWithoutLock(paths)
+      if (Option.isSome(ready)) return ready.value
+      yield* DirectoryLock.acquire(paths, { wait: Duration.seconds(10) })
+    }
     const identity = yield* Identity.load(paths.identity)
     const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(paths.libraries))
     const existing = yield* libraries.list
@@ -46,4 +72,4 @@ export const init = (dir: string, libraryName: string = DEFAULT_LIBRARY_NAME) =>
       )
     }
     return { dir: paths.dir, peerId: identity.peerId, libraries: all, created } satisfies Initialized
-  })
+  }))

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Approval from "./Approval.js"
 import * as Control from "./Control.js"
 import * as ControlProtocol from "./ControlProtocol.js"
@@ -8,16 +9,31 @@ import { init } from "./Init.js"
 import * as Node from "./Node.js"
 import * as Processes from "./testing/Processes.js"
 
+const nodeOn = (dir: string) => Node.make({ dir, listen: ["/ip4/127.0.0.1/tcp/0"], mdns: false, peers: [], approve: Approval.always })
+
 /** A node in this process, on a fresh data directory, reachable on loopback only; its control socket. */
 const startedNode = Effect.gen(function*() {
   const dir = yield* Processes.tempDir("weft-node")
   yield* init(dir, "Notes")
-  yield* Node.make({ dir, listen: ["/ip4/127.0.0.1/tcp/0"], mdns: false, peers: [], approve: Approval.always })
+  yield* nodeOn(dir)
   return DataDir.layout(dir).socket
 })
 
 const add = (socket: string, title: string, body = "") =>
   Control.call(socket, { _tag: "NotesAdd", title, body, done: false })
+
+describe("one node per data directory", () => {
+  it.scopedLive("of two nodes started at the same instant on one directory, one runs and the other is refused Busy", () =>
+    Effect.gen(function*() {
+      const dir = yield* Processes.tempDir("weft-node")
+      yield* init(dir, "Notes")
+      const [first, second] = yield* Effect.all([Effect.either(nodeOn(dir)), Effect.either(nodeOn(dir))], { concurrency: "unbounded" })
+      const refused = [first, second].filter(Either.isLeft).map((result) => result.left)
+      expect(refused).toEqual([expect.objectContaining({ _tag: "DataDirError", reason: "Busy" })])
+      // the one that runs answers
+      expect((yield* Control.call(DataDir.layout(dir).socket, { _tag: "Status" })).libraries).toHaveLength(1)
+    }), 30_000)
+})
 
 describe("weft notes list", () => {
   it.scopedLive("lists every note, in pages that each fit one control line, however large the notes", () =>

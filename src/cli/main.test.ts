@@ -381,10 +381,11 @@ describe("weft (two real nodes)", () => {
       expect(afterA.libraries[0]!.members).toEqual([statusA.peerId])
       expect(afterB.libraries.map((l) => l.members)).toEqual([[statusB.peerId]])
 
-      // one node per data directory
+      // one node per data directory: a second one is refused at once, before it opens anything
       const second = yield* weft("serve", "--dir", a, "--listen", LOOPBACK, "--no-mdns")
       expect(second.code).toBe(1)
-      expect(second.stderr).toMatch(/^weft: ControlError: control AlreadyRunning .*a node already serves this data directory\n$/)
+      expect(second.stderr).toMatch(/^weft: DataDirError: data directory Busy .*a node already serves this data directory/)
+      expect(second.stderr).not.toContain("listening")
 
       // an identity file whose peer id is not its key's: refused at load, by serve and by init
       const path = DataDir.layout(c).identity
@@ -450,5 +451,14 @@ describe("weft (two real nodes)", () => {
         // where the request is wrong and what was expected, not the whole protocol's schema
         detail: "request.count: Expected a number between 1 and 1000, actual 0"
       })
+    }), 60_000)
+
+  it.scopedLive("init on the directory of a running node only reads it, at once", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("running")
+      const first = yield* weftJson("init", "--dir", dir)
+      yield* serve(dir)
+      const again = yield* weftJson("init", "--dir", dir)
+      expect(again).toEqual({ ...first, created: false })
     }), 60_000)
 })

@@ -34,6 +34,7 @@ import { PeerId, Transport, type TransportError } from "../../transport/Transpor
 import * as Control from "../Control.js"
 import * as ControlProtocol from "../ControlProtocol.js"
 import * as DataDir from "../DataDir.js"
+import * as DirectoryLock from "../DirectoryLock.js"
 import type { Node, Options } from "../Node.js"
 import * as Notes from "../Notes.js"
 import * as Output from "../Output.js"
@@ -68,8 +69,15 @@ export const make = (options: Options) =>
     const paths = DataDir.layout(options.dir)
     yield* DataDir.requireInitialized(paths)
     yield* DataDir.create(paths)
-    // before binding any port: one node per data directory
-    yield* Control.claim(paths.socket)
+    // before opening anything: one node per data directory. An init under way (it holds the lock briefly)
+    // is waited for; a node that answers on the control socket is not
+    yield* DirectoryLock.acquire(paths).pipe(
+      Effect.catchTag("DataDirError", (error) =>
+        error.reason !== "Busy" ? Effect.fail({ error, final: true }) :
+          Effect.flatMap(Control.answers(paths.socket), (serving) => Effect.fail({ error, final: serving }))),
+      Effect.retry({ schedule: Schedule.spaced(Duration.millis(50)).pipe(Schedule.upTo(Duration.seconds(10))), while: (failed) => !failed.final }),
+      Effect.mapError((failed) => failed.error)
+    )
     const scope = yield* Effect.scope
     const identity = yield* Identity.load(paths.identity)
     const libraries = yield* Effect.provide(Libraries, LibrariesModule.layerFile(paths.libraries))
