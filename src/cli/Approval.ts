@@ -3,7 +3,8 @@
  * approving everything (`--yes`, for scripts and tests).
  *
  * The terminal prompt reads answers as lines from standard input, so it
- * works on a TTY and on a pipe alike. Questions are asked one at a time;
+ * works on a TTY and on a pipe alike; a line is held up to 1 KiB (a longer
+ * one is a no). Questions are asked one at a time;
  * answers typed before a question are dropped; a question the requester
  * withdraws (or that times out) is marked so on the terminal. Once standard
  * input is closed there is nobody to ask, and every request is refused.
@@ -16,9 +17,12 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
-import { createInterface } from "node:readline"
 import type * as Pair from "../plugins/pair/Pair.js"
+import * as Lines from "./internal/lines.js"
 import * as Output from "./Output.js"
+
+/** Most bytes of an answer line: a longer line is dropped as it arrives (and counts as a no). */
+const MAX_ANSWER_BYTES = 1024
 
 /** Decides a pairing request. */
 export type Approve = (request: Pair.Request) => Effect.Effect<boolean>
@@ -39,12 +43,30 @@ export const terminal: Effect.Effect<Approve, never, Scope.Scope> = Effect.gen(f
   const closed = yield* Deferred.make<void>()
   yield* Effect.acquireRelease(
     Effect.sync(() => {
-      const lines = createInterface({ input: process.stdin, terminal: false })
-      lines.on("line", (line) => Queue.unsafeOffer(answers, line))
-      lines.once("close", () => Deferred.unsafeDone(closed, Exit.void))
-      return lines
+      const input = process.stdin
+      const onData = Lines.split(MAX_ANSWER_BYTES, {
+        onLine: (line) => Queue.unsafeOffer(answers, line),
+        // an answer that long is no answer: it refuses, and the input is read on
+        onOversize: () => {
+          Queue.unsafeOffer(answers, "")
+          return "skip"
+        }
+      })
+      const onEnd = () => Deferred.unsafeDone(closed, Exit.void)
+      input.on("data", onData)
+      input.once("end", onEnd)
+      input.once("close", onEnd)
+      input.once("error", onEnd)
+      return { input, onData, onEnd }
     }),
-    (lines) => Effect.sync(() => lines.close())
+    ({ input, onData, onEnd }) =>
+      Effect.sync(() => {
+        input.removeListener("data", onData)
+        input.removeListener("end", onEnd)
+        input.removeListener("close", onEnd)
+        input.removeListener("error", onEnd)
+        input.pause()
+      })
   )
   const lock = yield* Effect.makeSemaphore(1)
   return (request) =>

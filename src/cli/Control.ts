@@ -24,6 +24,7 @@ import type * as Scope from "effect/Scope"
 import { chmod, unlink } from "node:fs/promises"
 import { connect as netConnect, createServer, type Server, type Socket } from "node:net"
 import * as Protocol from "./ControlProtocol.js"
+import * as Lines from "./internal/lines.js"
 
 /** The control endpoint could not be reached or served. */
 export class ControlError extends Data.TaggedError("ControlError")<{
@@ -77,42 +78,15 @@ const idOf = (line: string): number => {
   return match === null ? 0 : Number(match[1])
 }
 
-/**
- * Splits a socket's data into lines of at most `MAX_LINE_BYTES`; `onOversize` when one is longer.
- * Lines are cut on the newline byte and decoded whole, so a character split between two reads
- * arrives intact.
- */
-const lines = (onLine: (line: string) => void, onOversize: () => void) => {
-  let pending: Array<Buffer> = []
-  let pendingBytes = 0
-  return (data: Buffer) => {
-    let start = 0
-    let newline = data.indexOf(0x0a, start)
-    while (newline >= 0) {
-      const piece = data.subarray(start, newline)
-      if (pendingBytes + piece.length > Protocol.MAX_LINE_BYTES) {
-        pending = []
-        pendingBytes = 0
-        return onOversize()
-      }
-      const line = (pending.length === 0 ? piece : Buffer.concat([...pending, piece])).toString("utf8")
-      pending = []
-      pendingBytes = 0
-      if (line.trim().length > 0) onLine(line)
-      start = newline + 1
-      newline = data.indexOf(0x0a, start)
-    }
-    if (start < data.length) {
-      pending.push(data.subarray(start))
-      pendingBytes += data.length - start
-    }
-    if (pendingBytes > Protocol.MAX_LINE_BYTES) {
-      pending = []
-      pendingBytes = 0
+/** Splits a socket's data into lines of at most `MAX_LINE_BYTES`; `onOversize` (then nothing more) when one is longer. */
+const lines = (onLine: (line: string) => void, onOversize: () => void) =>
+  Lines.split(Protocol.MAX_LINE_BYTES, {
+    onLine,
+    onOversize: () => {
       onOversize()
+      return "stop"
     }
-  }
-}
+  })
 
 /** Connects to a Unix socket; `NotRunning` when nothing listens there. */
 const open = (path: string): Effect.Effect<Socket, ControlError, Scope.Scope> =>
