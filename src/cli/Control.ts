@@ -18,13 +18,13 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { chmod, unlink } from "node:fs/promises"
 import { connect as netConnect, createServer, type Server, type Socket } from "node:net"
 import * as Protocol from "./ControlProtocol.js"
 import * as Lines from "./internal/lines.js"
+import * as ParseError from "../internal/parseError.js"
 
 /** The control endpoint could not be reached or served. */
 export class ControlError extends Data.TaggedError("ControlError")<{
@@ -112,18 +112,6 @@ const open = (path: string): Effect.Effect<Socket, ControlError, Scope.Scope> =>
     (socket) => Effect.sync(() => socket.destroy())
   )
 
-/** A parse failure in one short line: where each issue is, and what was expected (not the whole schema). */
-const describeParseError = (error: ParseResult.ParseError): string => {
-  try {
-    const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
-    const shown = issues.slice(0, 3).map((issue) => `${issue.path.length > 0 ? `${issue.path.join(".")}: ` : ""}${issue.message}`)
-    return [...shown, ...(issues.length > 3 ? [`and ${issues.length - 3} more`] : [])].join("; ").slice(0, 1024)
-  } catch {
-    // the formatter prints the offending value, and a deeply nested one exhausts the stack
-    return "the line does not match the protocol"
-  }
-}
-
 /** Answers one request line. */
 const answerLine = <E>(
   line: string,
@@ -136,7 +124,7 @@ const answerLine = <E>(
         version: Protocol.VERSION,
         id: idOf(line),
         ok: false as const,
-        error: { tag: "ControlError", reason: "Malformed", message: describeParseError(decoded.left) }
+        error: { tag: "ControlError", reason: "Malformed", message: ParseError.describe(decoded.left) }
       }
     }
     const { id, request } = decoded.right
@@ -330,7 +318,7 @@ export const call = <R extends Protocol.Request>(
 ): Effect.Effect<Protocol.Success<R>, ControlError | RemoteError> => {
   const exchange = Effect.scoped(Effect.gen(function*() {
     const encoded = yield* Schema.encode(Protocol.RequestLine)({ version: Protocol.VERSION, id: 1, request }).pipe(
-      Effect.mapError((error) => new ControlError({ reason: "Malformed", path, detail: describeParseError(error) }))
+      Effect.mapError((error) => new ControlError({ reason: "Malformed", path, detail: ParseError.describe(error) }))
     )
     const socket = yield* open(path)
     const line = yield* Effect.async<string, ControlError>((resume) => {
@@ -358,14 +346,14 @@ export const call = <R extends Protocol.Request>(
     })
     const response = yield* Either.mapLeft(
       decodeResponseLine(line),
-      (error) => new ControlError({ reason: "Malformed", path, detail: describeParseError(error) })
+      (error) => new ControlError({ reason: "Malformed", path, detail: ParseError.describe(error) })
     )
     if (!response.ok) {
       return yield* new RemoteError({ tag: response.error.tag, reason: response.error.reason, detail: response.error.message })
     }
     const schema = Protocol.successes[request._tag] as unknown as Schema.Schema<Protocol.Success<R>, unknown>
     return yield* Schema.decodeUnknown(schema)(response.value).pipe(
-      Effect.mapError((error) => new ControlError({ reason: "Malformed", path, detail: describeParseError(error) }))
+      Effect.mapError((error) => new ControlError({ reason: "Malformed", path, detail: ParseError.describe(error) }))
     )
   }))
   const timeout = Duration.decode(options.timeout ?? defaultTimeout(request))

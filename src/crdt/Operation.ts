@@ -31,6 +31,7 @@ import * as Schema from "effect/Schema"
 import * as Binary from "./Binary.js"
 import { NODE_ID_PATTERN, NodeId, Timestamp, TIMESTAMP_PATTERN } from "./Timestamp.js"
 import { isValue, Value } from "./Value.js"
+import * as ParseError from "../internal/parseError.js"
 
 const MODEL_NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/
 const FIELD_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,62}$/
@@ -278,7 +279,7 @@ const fromBytes = <A>(
     Either.flatMap((u) =>
       Either.mapLeft(
         decode(u),
-        (e) => new OperationDecodeError({ reason: "InvalidOperation", detail: ParseResult.TreeFormatter.formatErrorSync(e) })
+        (e) => new OperationDecodeError({ reason: "InvalidOperation", detail: ParseError.describe(e) })
       )
     )
   )

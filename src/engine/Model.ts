@@ -31,6 +31,7 @@ import * as Operation from "../crdt/Operation.js"
 import type { Splice } from "../crdt/RichText.js"
 import { isValue } from "../crdt/Value.js"
 import { ValidationError } from "./EngineError.js"
+import * as ParseError from "../internal/parseError.js"
 
 /** Marks a string field as rich text (an Automerge document). */
 export const RichTextAnnotationId: unique symbol = Symbol.for("weft/engine/Model/RichText")
@@ -240,12 +241,12 @@ export const make = <const Name extends string, F extends Schema.Struct.Fields>(
 export const check = (model: Any): Either.Either<void, ValidationError> => {
   const name = Schema.decodeUnknownEither(Operation.ModelName)(model.name)
   if (Either.isLeft(name)) {
-    return Either.left(new ValidationError({ reason: "UnknownModel", model: model.name, detail: `invalid model name: ${ParseResult.TreeFormatter.formatErrorSync(name.left)}` }))
+    return Either.left(new ValidationError({ reason: "UnknownModel", model: model.name, detail: `invalid model name: ${ParseError.describe(name.left)}` }))
   }
   for (const field of model.fields.keys()) {
     const checked = Schema.decodeUnknownEither(Operation.FieldName)(field)
     if (Either.isLeft(checked)) {
-      return Either.left(new ValidationError({ reason: "UnknownField", model: model.name, field, detail: `invalid field name: ${ParseResult.TreeFormatter.formatErrorSync(checked.left)}` }))
+      return Either.left(new ValidationError({ reason: "UnknownField", model: model.name, field, detail: `invalid field name: ${ParseError.describe(checked.left)}` }))
     }
   }
   return Either.void
@@ -257,7 +258,7 @@ const invalid = (model: string, record: string | undefined, field: string, error
     model,
     ...(record === undefined ? {} : { record }),
     field,
-    detail: ParseResult.TreeFormatter.formatErrorSync(error)
+    detail: ParseError.describe(error)
   })
 
 /**

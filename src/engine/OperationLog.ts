@@ -9,7 +9,6 @@
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type { Kysely } from "kysely"
 import * as Binary from "../crdt/Binary.js"
@@ -19,6 +18,7 @@ import * as VersionVector from "../crdt/VersionVector.js"
 import { queryError, StorageError } from "./Database.js"
 import { ValidationError } from "./EngineError.js"
 import type { Bulk } from "./internal/bulk.js"
+import * as ParseError from "../internal/parseError.js"
 
 const COLUMNS = ["origin", "seq", "ts", "kind", "model", "record", "payload"]
 
@@ -58,7 +58,7 @@ const fromRow = (row: OperationRow): Either.Either<Operation.Operation, StorageE
   if (Either.isLeft(payload)) return Either.left(corrupt(`operation ${row.origin}/${row.seq}: ${payload.left.message}`))
   return Either.mapLeft(
     Operation.decodeTuple([row.kind, row.origin, row.seq, row.ts, row.model, row.record, payload.right]),
-    (e) => corrupt(`operation ${row.origin}/${row.seq}: ${ParseResult.TreeFormatter.formatErrorSync(e)}`)
+    (e) => corrupt(`operation ${row.origin}/${row.seq}: ${ParseError.describe(e)}`)
   )
 }
 
@@ -170,7 +170,7 @@ export const readVector = (db: Kysely<any>): Effect.Effect<VersionVector.Version
       const vector: Record<string, VersionVector.Entry> = {}
       for (const row of rows) vector[row.origin] = { seq: Number(row.seq), ts: row.ts as Timestamp }
       return decodeVector(vector).pipe(
-        Effect.mapError((e) => corrupt(`version vector: ${ParseResult.TreeFormatter.formatErrorSync(e)}`))
+        Effect.mapError((e) => corrupt(`version vector: ${ParseError.describe(e)}`))
       )
     })
   )

@@ -32,6 +32,7 @@ import { type Capabilities, queryError, StorageError } from "./Database.js"
 import type { Bulk } from "./internal/bulk.js"
 import { ValidationError } from "./EngineError.js"
 import type * as Model from "./Model.js"
+import * as ParseError from "../internal/parseError.js"
 
 /** A record that a commit changed. */
 export interface RecordChange {
@@ -107,7 +108,7 @@ export const decodeState = (bytes: Uint8Array, where: string): Either.Either<Rec
       onLeft: (e) =>
         new StorageError({
           reason: "Corrupt",
-          detail: `record state of ${where}: ${ParseResult.isParseError(e) ? ParseResult.TreeFormatter.formatErrorSync(e) : e.message}`
+          detail: `record state of ${where}: ${ParseResult.isParseError(e) ? ParseError.describe(e) : e.message}`
         }),
       onRight: (state) => state as RecordState.RecordState
     })

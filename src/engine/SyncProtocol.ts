@@ -21,12 +21,12 @@
  * @since 0.1.0
  */
 import * as Either from "effect/Either"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import * as Binary from "../crdt/Binary.js"
 import * as Operation from "../crdt/Operation.js"
 import { NodeId } from "../crdt/Timestamp.js"
 import * as VersionVector from "../crdt/VersionVector.js"
+import * as ParseError from "../internal/parseError.js"
 
 /** The protocol id sessions run on. */
 export const PROTOCOL_ID = "/weft/sync/1.0.0"
@@ -114,7 +114,7 @@ export const decode = (bytes: Uint8Array): Either.Either<Message, DecodeFailure>
       const decoder = typeof u[1] === "number" ? decoders[u[1]] : undefined
       if (decoder === undefined) return Either.left({ _tag: "Malformed", detail: `unknown message type ${String(u[1])}` })
       return Either.mapBoth(decoder(u), {
-        onLeft: (e): DecodeFailure => ({ _tag: "Malformed", detail: ParseResult.TreeFormatter.formatErrorSync(e) }),
+        onLeft: (e): DecodeFailure => ({ _tag: "Malformed", detail: ParseError.describe(e) }),
         onRight: toMessage
       })
     }

@@ -174,6 +174,23 @@ describe("SyncSession: bad input ends the session with a typed error and writes 
       expect(unchanged).toBe(true)
     }))
 
+  it.scopedLive("a small frame nested thousands deep, or one with a huge wrong value: MalformedMessage with a short detail, not a defect", () =>
+    Effect.gen(function*() {
+      // [1, Vector, [[[[…1]]]]]: 10 KB, deeper than the error formatter's stack reaches
+      const nested = new Uint8Array(3 + 10_000 + 1)
+      nested.set([0x93, 0x01, 0x03])
+      nested.fill(0x91, 3, 3 + 10_000)
+      nested[3 + 10_000] = 0x01
+      const wide = Array.from({ length: 50_000 }, (_, i) => `not a vector ${i}`)
+      for (const frame of [nested, Binary.encode([1, 3, wide])]) {
+        const { exit, unchanged } = yield* against([hello(), frame])
+        const error = errorOf(exit) as { _tag: string; reason: string; detail: string } | undefined
+        expect(error).toMatchObject({ _tag: "SyncError", reason: "MalformedMessage" })
+        expect(error!.detail.length).toBeLessThanOrEqual(2048)
+        expect(unchanged).toBe(true)
+      }
+    }))
+
   it.scopedLive("another protocol version", () =>
     Effect.gen(function*() {
       const { exit } = yield* against([Binary.encode([2, 0, "peer-a", "lib-1", {}])])

@@ -15,7 +15,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
@@ -26,6 +25,7 @@ import { randomUUID } from "node:crypto"
 import { LibraryId } from "../engine/SyncProtocol.js"
 import { PeerId } from "../transport/Transport.js"
 import * as JsonFile from "./internal/jsonFile.js"
+import * as ParseError from "../internal/parseError.js"
 
 export { LibraryId }
 export type LibraryId = typeof LibraryId.Type
@@ -186,7 +186,7 @@ const valid = (library: Library): Effect.Effect<Library, LibraryError> =>
       Effect.fail(new LibraryError({
         reason: "Invalid",
         library: String(library.id).slice(0, 128),
-        detail: ParseResult.ArrayFormatter.formatErrorSync(error).map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ").slice(0, 512)
+        detail: ParseError.describe(error, 512)
       })),
     onRight: Effect.succeed
   })

@@ -24,13 +24,13 @@ import * as Context from "effect/Context"
 import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as ParseResult from "effect/ParseResult"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { link, mkdir, open, readFile, stat, unlink } from "node:fs/promises"
 import { dirname } from "node:path"
 import { PeerId } from "./Transport.js"
+import * as ParseError from "../internal/parseError.js"
 
 /** Bytes in an Ed25519 private seed. */
 export const SEED_BYTES = 32
@@ -122,7 +122,7 @@ export const decode = (text: string, path?: string): Effect.Effect<Service, Iden
     const context = path === undefined ? {} : { path }
     const file = yield* Schema.decodeUnknown(IdentityJson)(text).pipe(
       Effect.mapError((error) =>
-        new IdentityError({ reason: "Corrupt", ...context, detail: ParseResult.TreeFormatter.formatErrorSync(error) })
+        new IdentityError({ reason: "Corrupt", ...context, detail: ParseError.describe(error) })
       )
     )
     const identity = yield* fromSeed(file.seed).pipe(

@@ -12,7 +12,6 @@ import * as Effect from "effect/Effect"
 import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
@@ -39,6 +38,7 @@ import type { Node, Options } from "../Node.js"
 import * as Notes from "../Notes.js"
 import * as Output from "../Output.js"
 import * as Penalties from "./penalties.js"
+import * as ParseError from "../../internal/parseError.js"
 
 /** @internal */
 export class NodeError extends Data.TaggedError("NodeError")<{
@@ -313,7 +313,7 @@ export const make = (options: Options) =>
         ? dial(target)
         : Effect.mapError(
           decodePeerId(target),
-          (error) => new NodeError({ reason: "InvalidPeer", detail: `not a peer id or multiaddr: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+          (error) => new NodeError({ reason: "InvalidPeer", detail: `not a peer id or multiaddr: ${ParseError.describe(error)}` })
         )
     const libraryOf = (id: string | undefined) =>
       Effect.gen(function*() {

@@ -3,7 +3,6 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
@@ -23,6 +22,7 @@ import * as Migrations from "../Migrations.js"
 import * as Model from "../Model.js"
 import * as OperationLog from "../OperationLog.js"
 import * as Projection from "../Projection.js"
+import * as ParseError from "../../internal/parseError.js"
 
 const decodeNode = Schema.decodeUnknownEither(Timestamp.NodeId)
 
@@ -56,7 +56,7 @@ export const make = (options: Engine.Options) =>
     const requested = options.node ?? stored ?? `weft-${randomUUID()}`
     const node = yield* Either.mapLeft(
       decodeNode(requested),
-      (e) => new ValidationError({ reason: "InvalidValue", model: "weft_meta", field: "node", detail: ParseResult.TreeFormatter.formatErrorSync(e) })
+      (e) => new ValidationError({ reason: "InvalidValue", model: "weft_meta", field: "node", detail: ParseError.describe(e) })
     )
     if (stored !== undefined && stored !== node) {
       return yield* new StorageError({ reason: "NodeMismatch", detail: `the database belongs to node ${stored}, not ${node}` })
@@ -178,7 +178,7 @@ export const make = (options: Engine.Options) =>
           Effect.forEach(rows, (row) =>
             Either.mapLeft(
               model.decodeRow(row),
-              (e) => new StorageError({ reason: "Corrupt", detail: `${model.name}/${String(row.id)} does not match its model: ${ParseResult.TreeFormatter.formatErrorSync(e)}` })
+              (e) => new StorageError({ reason: "Corrupt", detail: `${model.name}/${String(row.id)} does not match its model: ${ParseError.describe(e)}` })
             ))
         )
       ) as unknown as Effect.Effect<ReadonlyArray<Model.Row<M>>, StorageError>
@@ -227,7 +227,7 @@ const decodeRecordId = Schema.decodeUnknownEither(Operation.RecordId)
 const checkId = (model: string, id: string) =>
   Either.mapLeft(
     decodeRecordId(id),
-    (e) => new ValidationError({ reason: "InvalidValue", model, record: String(id), field: "id", detail: ParseResult.TreeFormatter.formatErrorSync(e) })
+    (e) => new ValidationError({ reason: "InvalidValue", model, record: String(id), field: "id", detail: ParseError.describe(e) })
   )
 
 const prepare = (models: ReadonlyMap<string, Model.Any>, change: Model.Change): Either.Either<Prepared, ValidationError> => {

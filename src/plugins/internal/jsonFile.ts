@@ -7,11 +7,11 @@
  */
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { promises as fs } from "node:fs"
 import { dirname } from "node:path"
+import * as ParseError from "../../internal/parseError.js"
 
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
@@ -33,7 +33,7 @@ export const read = <A, I, E>(
     if (Option.isNone(text)) return Option.none()
     return yield* Schema.decodeUnknown(Schema.parseJson(schema))(text.value).pipe(
       Effect.map(Option.some),
-      Effect.mapError((error) => errors.corrupt(`${path}: ${ParseResult.TreeFormatter.formatErrorSync(error)}`))
+      Effect.mapError((error) => errors.corrupt(`${path}: ${ParseError.describe(error)}`))
     )
   })
 

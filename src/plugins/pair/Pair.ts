@@ -27,7 +27,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -37,6 +36,7 @@ import { type Library, LibraryError, Libraries } from "../Libraries.js"
 import * as Plugin from "../Plugin.js"
 import { type PermissionError, PluginHost } from "../PluginHost.js"
 import * as Protocol from "./Protocol.js"
+import * as ParseError from "../../internal/parseError.js"
 
 /** A pairing did not complete. */
 export class PairError extends Schema.TaggedError<PairError>("weft/PairError")("PairError", {
@@ -105,13 +105,13 @@ const decode = (frame: Uint8Array, where: { readonly peer: string; readonly libr
   const text = decoder.decode(frame)
   const header = decodeHeader(text)
   if (Either.isLeft(header)) {
-    return Either.left(new PairError({ reason: "ProtocolViolation", ...where, detail: `not a pairing message: ${ParseResult.TreeFormatter.formatErrorSync(header.left).slice(0, 300)}` }))
+    return Either.left(new PairError({ reason: "ProtocolViolation", ...where, detail: `not a pairing message: ${ParseError.describe(header.left).slice(0, 300)}` }))
   }
   if (header.right.version !== Protocol.VERSION) {
     return Either.left(new PairError({ reason: "VersionMismatch", ...where, detail: `the peer speaks version ${header.right.version}, we speak ${Protocol.VERSION}` }))
   }
   return Either.mapLeft(decodeMessage(text), (error) =>
-    new PairError({ reason: "ProtocolViolation", ...where, detail: `malformed message: ${ParseResult.TreeFormatter.formatErrorSync(error).slice(0, 300)}` }))
+    new PairError({ reason: "ProtocolViolation", ...where, detail: `malformed message: ${ParseError.describe(error).slice(0, 300)}` }))
 }
 
 /** Reads a stream's frames one at a time: `None` once the remote ended its side. */

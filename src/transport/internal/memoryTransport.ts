@@ -8,7 +8,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
 import * as PubSub from "effect/PubSub"
 import * as Random from "effect/Random"
 import * as Runtime from "effect/Runtime"
@@ -20,6 +19,7 @@ import * as TQueue from "effect/TQueue"
 import * as TRef from "effect/TRef"
 import type * as MemoryTransport from "../MemoryTransport.js"
 import * as Transport from "../Transport.js"
+import * as ParseError from "../../internal/parseError.js"
 
 /** @internal */
 export const DEFAULT_WINDOW_BYTES = 64 * 1024
@@ -514,7 +514,7 @@ const register = (network: Network, peerId: string) =>
   Effect.gen(function*() {
     const id = yield* Either.mapLeft(
       decodePeerId(peerId),
-      (error) => failure("Refused", `invalid peer id: ${ParseResult.TreeFormatter.formatErrorSync(error)}`, { peer: peerId })
+      (error) => failure("Refused", `invalid peer id: ${ParseError.describe(error)}`, { peer: peerId })
     )
     const events = yield* PubSub.unbounded<Transport.TransportEvent>()
     return yield* Effect.suspend(() => {
