@@ -453,6 +453,31 @@ describe("weft (two real nodes)", () => {
       })
     }), 60_000)
 
+  it.scopedLive("a client command stopped by a signal while it waits exits 130, saying so", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir("interrupted")
+      // a control endpoint that takes requests and never answers
+      const received = yield* Effect.acquireRelease(
+        Effect.async<{ readonly server: ReturnType<typeof createServer>; readonly requested: Promise<void> }>((resume) => {
+          let requestedResolve: () => void = () => {}
+          const requested = new Promise<void>((resolve) => (requestedResolve = resolve))
+          const server = createServer((socket) => socket.once("data", () => requestedResolve()))
+          server.listen(DataDir.layout(dir).socket, () => resume(Effect.succeed({ server, requested })))
+        }),
+        ({ server }) => Effect.async<void>((resume) => {
+          server.close(() => resume(Effect.void))
+        })
+      )
+      const child = start(["status", "--dir", dir])
+      let stderr = ""
+      child.stderr?.on("data", (data: Buffer) => (stderr += data.toString()))
+      yield* Effect.addFinalizer(() => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL")))
+      yield* Effect.promise(() => received.requested)
+      child.kill("SIGINT")
+      expect(yield* Processes.exited(child).pipe(Effect.timeout(Duration.seconds(10)))).toBe(130)
+      expect(stderr).toBe("weft: Interrupted: the command was stopped before it finished\n")
+    }), 30_000)
+
   it.scopedLive("init on the directory of a running node only reads it, at once", () =>
     Effect.gen(function*() {
       const dir = yield* tempDir("running")

@@ -46,14 +46,24 @@ const exitCode = (exit: Exit.Exit<void, unknown>): Effect.Effect<number> => {
   return Effect.as(Console.error(`weft: unexpected failure (a bug):\n${Cause.pretty(exit.cause)}`), 70)
 }
 
-const program = Effect.suspend(() => Commands.run(process.argv)).pipe(
-  Effect.provide(NodeContext.layer),
-  Effect.provide(Logger.replace(Logger.defaultLogger, Output.logger)),
-  Effect.exit,
-  Effect.flatMap(exitCode),
-  Effect.flatMap((code) => Effect.sync(() => {
-    process.exitCode = code
-  }))
+// the command is interruptible (a signal stops it); what follows it always runs, so a stopped command still
+// reports and sets its exit code
+const program = Effect.uninterruptibleMask((restore) =>
+  restore(Effect.suspend(() => Commands.run(process.argv)).pipe(
+    Effect.provide(NodeContext.layer),
+    Effect.provide(Logger.replace(Logger.defaultLogger, Output.logger))
+  )).pipe(
+    Effect.exit,
+    Effect.flatMap(exitCode),
+    Effect.flatMap((code) => Effect.sync(() => {
+      process.exitCode = code
+    }))
+  )
 )
 
-NodeRuntime.runMain(program, { disableErrorReporting: true, disablePrettyLogger: true })
+NodeRuntime.runMain(program, {
+  disableErrorReporting: true,
+  disablePrettyLogger: true,
+  // after a signal the default teardown exits 0 for an interrupted program: exit with the code it set
+  teardown: (exit, onExit) => onExit(typeof process.exitCode === "number" ? process.exitCode : Exit.isSuccess(exit) ? 0 : 1)
+})
