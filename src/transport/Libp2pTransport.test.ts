@@ -347,6 +347,42 @@ describe("Libp2pTransport", () => {
       }))
   }
 
+  it.scopedLive("a write waiting on a reader that does not read fails with Reset when the remote resets, and when this side does", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* connected
+      for (const resetBy of ["remote", "local"] as const) {
+        const hold = yield* TransportSuite.holding
+        const protocol = `${holdProtocol}/${resetBy}`
+        yield* b.handle(protocol, hold.handler)
+        const stream = yield* a.open(b.peerId, protocol)
+        const writing = yield* Effect.fork(Effect.forever(stream.write(TransportSuite.pattern(CHUNK_BYTES, 3))))
+        const remote = yield* Deferred.await(hold.started)
+        yield* Effect.sleep("300 millis") // the windows fill and a write waits
+        expect(writing.unsafePoll(), "the writer is held back").toBeNull()
+        yield* resetBy === "remote" ? remote.reset : stream.reset
+        const error = failureOf(yield* Effect.either(Fiber.join(writing).pipe(within("the waiting write", "5 seconds"))))
+        expect(error.reason).toBe("Reset")
+      }
+    }))
+
+  it.scopedLive("a read interrupted while it waits loses nothing: the next read gets every byte and the end", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* connected
+      const hold = yield* TransportSuite.holding
+      yield* b.handle(holdProtocol, hold.handler)
+      const stream = yield* a.open(b.peerId, holdProtocol)
+      const reader = yield* Deferred.await(hold.started)
+      // two pulls time out while nothing has been sent
+      for (let i = 0; i < 2; i++) {
+        expect(yield* Stream.runHead(reader.source).pipe(Effect.timeout("50 millis"), Effect.option)).toEqual(Option.none())
+      }
+      const sent = TransportSuite.pattern(3 * CHUNK_BYTES, 7)
+      yield* stream.write(sent)
+      yield* stream.end
+      const received = yield* reader.source.pipe(Stream.runCollect, Effect.map((chunks) => concat([...chunks])), within("the read", "5 seconds"))
+      expect(Buffer.compare(received, sent)).toBe(0)
+    }))
+
   it.scopedLive("a slow reader gets every byte, without its buffers overflowing", () =>
     Effect.gen(function*() {
       const { a, b } = yield* connected

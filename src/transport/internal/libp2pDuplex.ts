@@ -29,9 +29,9 @@
  * @internal
  */
 import type { Stream as Libp2pStream, StreamCloseEvent, StreamMessageEvent } from "@libp2p/interface"
+import * as Channel from "effect/Channel"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { type Duplex, type PeerId, TransportError } from "../Transport.js"
 import { fromLibp2p } from "./libp2pError.js"
@@ -87,6 +87,22 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
     if (buffered >= settings.highWaterBytes && stream.readStatus === "readable") stream.pause()
   }
 
+  // what was sent is all handed on to the muxer, and the stream takes more
+  const handedOn = () => stream.writeBufferLength === 0 && !stream.writableNeedsDrain
+  // the writes waiting until all is handed on (or 'close'); the listeners that resume them stay attached,
+  // so that a wait adds and removes none
+  let writers: Array<(result: Effect.Effect<void, TransportError>) => void> = []
+  const resumeWriters = (result: Effect.Effect<void, TransportError>) => {
+    const waiting = writers
+    writers = []
+    for (const resume of waiting) resume(result)
+  }
+  // 'drain': the window or the connection has room again (libp2p then sends more of its buffer, in a
+  // microtask); 'idle': its buffer emptied
+  const onWriteProgress = () => {
+    if (writers.length > 0 && handedOn()) resumeWriters(Effect.void)
+  }
+
   const onMessage = (event: StreamMessageEvent) => {
     const data = event.data
     if (data instanceof Uint8Array) enqueue(data)
@@ -102,6 +118,13 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
     if (remoteEnded && stream.status !== "aborted") finish("end")
   }
   const onClose = (event: StreamCloseEvent) => {
+    if (writers.length > 0) {
+      resumeWriters(Effect.fail(
+        event.error === undefined
+          ? resetError("the stream closed while a write waited")
+          : fromLibp2p(event.error, { operation: "write", ...context })
+      ))
+    }
     if (event.error !== undefined) {
       // a remote reset after its FIN: the data is complete, 'end' comes once it is delivered
       if (remoteEnded && event.local !== true && stream.status === "reset") return
@@ -115,6 +138,8 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
   stream.addEventListener("remoteCloseWrite", onRemoteCloseWrite)
   stream.addEventListener("end", onEnd)
   stream.addEventListener("close", onClose)
+  stream.addEventListener("drain", onWriteProgress)
+  stream.addEventListener("idle", onWriteProgress)
   // events that fired before we were attached
   switch (stream.status) {
     case "aborted":
@@ -129,78 +154,67 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
       }
   }
 
-  const resumeReading = Effect.try({
-    try: () => {
-      if (stream.readStatus !== "paused") return
-      resuming = true
-      try {
-        stream.resume()
-      } finally {
-        resuming = false
-      }
-      pauseIfFull()
-    },
-    catch: (cause) => fromLibp2p(cause, { operation: "stream", ...context })
-  })
+  // resumes a paused stream; a failure to, as the error it ends `source` with
+  const resumeReading = (): TransportError | undefined => {
+    resuming = true
+    try {
+      stream.resume()
+    } catch (cause) {
+      return fromLibp2p(cause, { operation: "stream", ...context })
+    } finally {
+      resuming = false
+    }
+    pauseIfFull()
+    return undefined
+  }
 
-  const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<TransportError>> = Effect.suspend(() => {
+  // one pull of `source`: the bytes received since the last one, or `undefined` at its clean end.
+  // Plain code around the fewest effects: `source` is pulled twice per message libp2p delivers.
+  const pull: Effect.Effect<Chunk.Chunk<Uint8Array> | undefined, TransportError> = Effect.suspend(() => {
     if (chunks.length > 0) {
-      const out = chunks
+      const out = Chunk.unsafeFromArray(chunks)
       chunks = []
       buffered = 0
-      // resuming may deliver what libp2p held back into `chunks` right away
-      return resumeReading.pipe(
-        Effect.catchAll((error) => Effect.sync(() => finish(error))),
-        Effect.as(Chunk.unsafeFromArray(out))
-      )
+      if (stream.readStatus === "paused") {
+        // resuming may deliver what libp2p held back into `chunks` right away
+        const error = resumeReading()
+        if (error !== undefined) finish(error)
+      }
+      return Effect.succeed(out)
     }
     // libp2p fires 'end' once; when the remote's FIN came with bytes that multistream-select read ahead
     // and handed back, it fired before those bytes were delivered, so nothing else would end `source`
     if (outcome === undefined && remoteEnded && stream.readableEnded && stream.readBufferLength === 0 && stream.status !== "aborted") {
       finish("end")
     }
-    if (outcome === "end") return Effect.fail(Option.none())
-    if (outcome !== undefined) return Effect.fail(Option.some(outcome))
+    if (outcome === "end") return Effect.succeed(undefined)
+    if (outcome !== undefined) return Effect.fail(outcome)
     if (stream.readStatus === "paused") {
-      return resumeReading.pipe(Effect.mapError(Option.some), Effect.zipRight(pull))
+      const error = resumeReading()
+      return error === undefined ? pull : Effect.fail(error)
     }
-    return Effect.async<Chunk.Chunk<Uint8Array>, Option.Option<TransportError>>((resume) => {
+    // no canceler (it would wrap every wait in an `onInterrupt`): once this pull is interrupted, the fiber
+    // ignores `resume`, and the next pull replaces `wake`
+    return Effect.async<Chunk.Chunk<Uint8Array> | undefined, TransportError>((resume) => {
       wake = () => resume(pull)
-      return Effect.sync(() => {
-        wake = undefined
-      })
     })
   })
 
-  // what was sent is all handed on to the muxer, and the stream takes more
-  const handedOn = () => stream.writeBufferLength === 0 && !stream.writableNeedsDrain
+  // `source` as a channel that writes each pull's chunk until the end
+  const pulling: Channel.Channel<Chunk.Chunk<Uint8Array>, unknown, TransportError, unknown, void, unknown> = Channel
+    .flatMap(
+      Channel.fromEffect(pull),
+      (chunk) => chunk === undefined ? Channel.void : Channel.flatMap(Channel.write(chunk), () => pulling)
+    )
+
   const waitUntilHandedOn = Effect.async<void, TransportError>((resume) => {
     if (handedOn()) return resume(Effect.void)
     if (stream.status !== "open") return resume(Effect.fail(resetError(`the stream is ${stream.status}`)))
-    const cleanup = () => {
-      stream.removeEventListener("drain", onProgress)
-      stream.removeEventListener("idle", onProgress)
-      stream.removeEventListener("close", onClosed)
-    }
-    // 'drain': the window or the connection has room again (libp2p then sends more of its buffer, in a
-    // microtask); 'idle': its buffer emptied
-    const onProgress = () => {
-      if (!handedOn()) return
-      cleanup()
-      resume(Effect.void)
-    }
-    const onClosed = (event: StreamCloseEvent) => {
-      cleanup()
-      resume(Effect.fail(
-        event.error === undefined
-          ? resetError("the stream closed while a write waited")
-          : fromLibp2p(event.error, { operation: "write", ...context })
-      ))
-    }
-    stream.addEventListener("drain", onProgress)
-    stream.addEventListener("idle", onProgress)
-    stream.addEventListener("close", onClosed)
-    return Effect.sync(cleanup)
+    writers.push(resume)
+    return Effect.sync(() => {
+      const at = writers.indexOf(resume)
+      if (at >= 0) writers.splice(at, 1)
+    })
   })
 
   const write = (chunk: Uint8Array): Effect.Effect<void, TransportError> =>
@@ -216,10 +230,13 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
             : resetError("write on a stream whose connection closed")
         )
       }
-      return Effect.try({
-        try: () => stream.send(chunk),
-        catch: (cause) => fromLibp2p(cause, { operation: "write", ...context })
-      }).pipe(Effect.flatMap((accepted) => accepted ? Effect.void : waitUntilHandedOn))
+      let accepted: boolean
+      try {
+        accepted = stream.send(chunk)
+      } catch (cause) {
+        return Effect.fail(fromLibp2p(cause, { operation: "write", ...context }))
+      }
+      return accepted ? Effect.void : waitUntilHandedOn
     })
 
   // our side was ended by `end`
@@ -252,7 +269,7 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
   return {
     protocol,
     remote,
-    source: Stream.repeatEffectChunkOption(pull),
+    source: Stream.fromChannel(pulling),
     write,
     end,
     reset,
