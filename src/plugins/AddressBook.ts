@@ -35,6 +35,8 @@ export const merge = (fresh: ReadonlyArray<string>, known: ReadonlyArray<string>
 export const MAX_PEERS = 1024
 /** Longest address kept (a multiaddr). */
 export const MAX_ADDRESS_LENGTH = 512
+/** Most bytes of the file read: what the bounds above allow, with room for the JSON around them. */
+const MAX_FILE_BYTES = 8 * 1024 * 1024
 
 /** A multiaddr, as text. */
 export const Address = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(MAX_ADDRESS_LENGTH), Schema.startsWith("/"))
@@ -118,7 +120,7 @@ export const layerFile = (path: string): Layer.Layer<AddressBook, AddressBookErr
   Layer.effect(
     AddressBook,
     Effect.flatMap(
-      JsonFile.read(path, File, errors),
+      JsonFile.read(path, File, errors, MAX_FILE_BYTES),
       (file) =>
         build(
           Option.match(file, { onNone: () => [], onSome: (f) => f.peers }),

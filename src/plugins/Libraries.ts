@@ -39,6 +39,8 @@ export const Library = Schema.Struct({
 export type Library = typeof Library.Type
 
 const File = Schema.Struct({ version: Schema.Literal(1), libraries: Schema.Array(Library) })
+/** Most bytes of the libraries file read (a library with a thousand members takes about 60 KB). */
+const MAX_FILE_BYTES = 16 * 1024 * 1024
 
 /** A library operation failed. */
 export class LibraryError extends Schema.TaggedError<LibraryError>("weft/LibraryError")("LibraryError", {
@@ -202,7 +204,7 @@ const errors = {
 
 /** Loads libraries from a JSON file (none if it does not exist). */
 export const load = (path: string): Effect.Effect<ReadonlyArray<Library>, LibraryError> =>
-  Effect.map(JsonFile.read(path, File, errors), Option.match({ onNone: () => [], onSome: (file) => file.libraries }))
+  Effect.map(JsonFile.read(path, File, errors, MAX_FILE_BYTES), Option.match({ onNone: () => [], onSome: (file) => file.libraries }))
 
 /** Writes libraries to a JSON file atomically. */
 export const save = (path: string, libraries: ReadonlyArray<Library>): Effect.Effect<void, LibraryError> =>

@@ -27,9 +27,10 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
-import { link, mkdir, open, readFile, stat, unlink } from "node:fs/promises"
+import { link, mkdir, open, unlink } from "node:fs/promises"
 import { dirname } from "node:path"
 import { PeerId } from "./Transport.js"
+import * as BoundedFile from "../internal/boundedFile.js"
 import * as ParseError from "../internal/parseError.js"
 
 /** Bytes in an Ed25519 private seed. */
@@ -138,6 +139,9 @@ export const decode = (text: string, path?: string): Effect.Effect<Service, Iden
     return identity
   })
 
+/** Most bytes of an identity file read (it holds about 200). */
+const MAX_FILE_BYTES = 64 * 1024
+
 /** A failed file system call, with Node's error code, until translated to an `IdentityError`. */
 class FileError extends Data.TaggedError("FileError")<{ readonly code: string | undefined; readonly detail: string }> {}
 
@@ -146,19 +150,17 @@ const fileCall = <A>(call: () => Promise<A>): Effect.Effect<A, FileError> =>
 
 const read = (path: string): Effect.Effect<string | undefined, IdentityError> =>
   Effect.gen(function*() {
-    const info = yield* fileCall(() => stat(path)).pipe(
-      Effect.catchIf((error) => error.code === "ENOENT", () => Effect.succeed(undefined))
-    )
-    if (info === undefined) return undefined
+    const file = yield* fileCall(() => BoundedFile.read(path, MAX_FILE_BYTES))
+    if (file === undefined) return undefined
     // owner-only, as for ssh keys (Windows has no such mode bits)
-    if (process.platform !== "win32" && (info.mode & 0o077) !== 0) {
+    if (process.platform !== "win32" && (file.stats.mode & 0o077) !== 0) {
       return yield* new IdentityError({
         reason: "InsecurePermissions",
         path,
-        detail: `mode ${(info.mode & 0o777).toString(8)} lets others read or write the key; it must be 600`
+        detail: `mode ${(file.stats.mode & 0o777).toString(8)} lets others read or write the key; it must be 600`
       })
     }
-    return yield* fileCall(() => readFile(path, "utf8"))
+    return file.text
   }).pipe(
     Effect.catchTag("FileError", (error) => Effect.fail(new IdentityError({ reason: "Unreadable", path, detail: error.detail })))
   )

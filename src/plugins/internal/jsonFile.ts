@@ -11,27 +11,28 @@ import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { promises as fs } from "node:fs"
 import { dirname } from "node:path"
+import * as BoundedFile from "../../internal/boundedFile.js"
 import * as ParseError from "../../internal/parseError.js"
 
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
-/** Reads and decodes a JSON file; `None` when it does not exist. */
+/**
+ * Reads and decodes a JSON file of at most `maxBytes`; `None` when it does
+ * not exist. Anything but a regular file is an `io` error (see `BoundedFile`).
+ */
 export const read = <A, I, E>(
   path: string,
   schema: Schema.Schema<A, I, never>,
-  errors: { readonly io: (detail: string) => E; readonly corrupt: (detail: string) => E }
+  errors: { readonly io: (detail: string) => E; readonly corrupt: (detail: string) => E },
+  maxBytes: number
 ): Effect.Effect<Option.Option<A>, E> =>
   Effect.gen(function*() {
-    const text = yield* Effect.tryPromise({ try: () => fs.readFile(path, "utf8"), catch: (cause) => cause }).pipe(
-      Effect.map(Option.some),
-      Effect.catchAll((cause) =>
-        (cause as NodeJS.ErrnoException)?.code === "ENOENT"
-          ? Effect.succeed(Option.none<string>())
-          : Effect.fail(errors.io(`${path}: ${describe(cause)}`))
-      )
-    )
-    if (Option.isNone(text)) return Option.none()
-    return yield* Schema.decodeUnknown(Schema.parseJson(schema))(text.value).pipe(
+    const file = yield* Effect.tryPromise({
+      try: () => BoundedFile.read(path, maxBytes),
+      catch: (cause) => errors.io(cause instanceof BoundedFile.UnreadableFileError ? cause.message : `${path}: ${describe(cause)}`)
+    })
+    if (file === undefined) return Option.none()
+    return yield* Schema.decodeUnknown(Schema.parseJson(schema))(file.text).pipe(
       Effect.map(Option.some),
       Effect.mapError((error) => errors.corrupt(`${path}: ${ParseError.describe(error)}`))
     )
