@@ -3,6 +3,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as TestClock from "effect/TestClock"
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
@@ -67,6 +68,26 @@ describe("AddressBook", () => {
         expect(Either.isLeft(result) && result.left).toMatchObject({ _tag: "AddressBookError", reason: "Corrupt" })
         expect(readFileSync(path, "utf8")).toBe(text)
       }
+    }))
+
+  it.effect("keeps the MAX_PEERS peers seen most recently: a peer seen again (same address) is not evicted before peers seen earlier", () =>
+    Effect.gen(function*() {
+      const book = yield* Effect.provide(AddressBook.AddressBook, AddressBook.layerMemory())
+      const at = (i: number) => [`/ip4/10.0.${Math.floor(i / 256)}.${i % 256}/tcp/4001`]
+      yield* book.remember("p0" as PeerId, at(0))
+      for (let i = 1; i < AddressBook.MAX_PEERS; i++) {
+        yield* TestClock.adjust(1000)
+        yield* book.remember(`p${i}` as PeerId, at(i))
+      }
+      // p0 reconnects: seen now, most recently of all
+      yield* TestClock.adjust(1000)
+      yield* book.remember("p0" as PeerId, at(0))
+      // one new peer: the one seen longest ago (p1) should go, not p0
+      yield* TestClock.adjust(1000)
+      yield* book.remember("new" as PeerId, ["/ip4/10.9.9.9/tcp/1"])
+      const peers = (yield* book.list).map((e) => e.peer)
+      expect(peers).toContain("p0")
+      expect(peers).not.toContain("p1")
     }))
 })
 

@@ -78,6 +78,9 @@ export class AddressBook extends Context.Tag("weft/plugins/AddressBook")<Address
 
 const isAddress = Schema.is(Address)
 
+/** How long an unchanged peer seen again keeps its place before it is moved up (and the file written). */
+const REFRESH_MILLIS = 60_000
+
 const build = (
   initial: ReadonlyArray<Entry>,
   persist: (entries: ReadonlyArray<Entry>) => Effect.Effect<void, AddressBookError>
@@ -96,9 +99,13 @@ const build = (
           const entries = yield* Ref.get(state)
           const previous = entries.find((e) => e.peer === peer)
           const merged = merge(fresh, previous?.addresses ?? [])
-          // the same addresses in the same order: nothing to write (a reconnect seen again)
-          if (previous !== undefined && merged.join("\n") === previous.addresses.join("\n")) return
           const seen = yield* Clock.currentTimeMillis
+          // the same addresses in the same order (a reconnect seen again): nothing to write, unless the
+          // peer's place among the most recently seen is due a refresh (eviction goes by that place)
+          if (
+            previous !== undefined && merged.join("\n") === previous.addresses.join("\n") &&
+            (entries[0] === previous || seen - previous.seen < REFRESH_MILLIS)
+          ) return
           const next = [{ peer, addresses: merged, seen }, ...entries.filter((e) => e.peer !== peer)].slice(0, MAX_PEERS)
           // once the write starts, memory follows it (an interrupted caller leaves the two agreeing)
           yield* Effect.uninterruptible(Effect.zipRight(persist(next), Ref.set(state, next)))

@@ -66,6 +66,12 @@ export class Libraries extends Context.Tag("weft/plugins/Libraries")<Libraries, 
   /** Creates a library (a new random id unless given) whose first member is `owner`. */
   readonly create: (name: string, owner: PeerId, id?: string) => Effect.Effect<Library, LibraryError>
   readonly addMember: (id: string, peer: PeerId) => Effect.Effect<Library, LibraryError>
+  /**
+   * Adds `peer` like `addMember`, and says whether this call added it (false:
+   * it was a member already, nothing changed): what a pairing that fails
+   * later may undo, and no more.
+   */
+  readonly recordMember: (id: string, peer: PeerId) => Effect.Effect<{ readonly library: Library; readonly added: boolean }, LibraryError>
   readonly removeMember: (id: string, peer: PeerId) => Effect.Effect<Library, LibraryError>
   readonly isMember: (id: string, peer: string) => Effect.Effect<boolean>
   /**
@@ -132,6 +138,18 @@ const build = (
       library === previous
         ? [library, libraries] as const
         : [library, libraries.map((l) => (l.id === library.id ? library : l))] as const
+    const recordMember = (id: string, peer: PeerId) => {
+      let added = false
+      return Effect.map(
+        update((libraries) =>
+          Effect.flatMap(find(libraries, id), (library) => {
+            if (library.members.includes(peer)) return Effect.succeed(replace(libraries, library, library))
+            added = true
+            return Effect.map(valid({ ...library, members: [...library.members, peer] }), (next) => replace(libraries, next, library))
+          })),
+        (library) => ({ library, added })
+      )
+    }
     return {
       list: Ref.get(state),
       get: (id) => Effect.map(Ref.get(state), (libraries) => Option.fromNullable(libraries.find((l) => l.id === id))),
@@ -142,13 +160,8 @@ const build = (
               ? Effect.fail(new LibraryError({ reason: "Exists", library: library.id, detail: "a library with this id exists" }))
               : Effect.succeed([library, [...libraries, library]] as const))
         ),
-      addMember: (id, peer) =>
-        update((libraries) =>
-          Effect.flatMap(find(libraries, id), (library) =>
-            library.members.includes(peer)
-              ? Effect.succeed(replace(libraries, library, library))
-              : Effect.map(valid({ ...library, members: [...library.members, peer] }), (next) => replace(libraries, next, library)))
-        ),
+      addMember: (id, peer) => Effect.map(recordMember(id, peer), ({ library }) => library),
+      recordMember,
       removeMember: (id, peer) =>
         update((libraries) =>
           Effect.map(find(libraries, id), (library) =>

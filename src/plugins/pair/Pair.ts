@@ -7,14 +7,21 @@
  *   asking. A library the responder does not have yet is created there (with
  *   the requester's id and name), so pairing is also how a peer joins a
  *   library. The question is withdrawn (the callback interrupted) when the
- *   requester gives up.
+ *   requester gives up. At most `maxPendingApprovals` questions wait for the
+ *   user at once (a request beyond is refused `Busy`), and a peer the user
+ *   declined is refused without asking for `askAgainAfter`. A requester
+ *   that breaks the protocol fails the handler, so the host disconnects it.
  * - The requester (`Pair.pair`) names one of its libraries and gets the
  *   library with the new member, or a typed error: `PairError` with reason
- *   `Refused` when the user said no, `Timeout` when no answer came in time.
+ *   `Refused` when the user said no, `Timeout` when no answer came in time,
+ *   `Busy` when the user has too many requests to decide.
  *
  * Both sides persist through `Libraries`; a side that sees the exchange fail
- * after adding the member removes it again (a library it created stays,
- * with itself as its only member).
+ * removes the membership that exchange added, and only that (a membership
+ * another pairing recorded meanwhile stays; a library it created stays,
+ * with itself as its only member). Two pairings of the same peer and library
+ * at once that end differently can still leave the membership as the failed
+ * one found it.
  *
  * @since 0.1.0
  */
@@ -46,7 +53,8 @@ export class PairError extends Schema.TaggedError<PairError>("weft/PairError")("
     "Closed", // the remote ended or broke the exchange early
     "ProtocolViolation", // a message that does not decode or comes out of turn
     "VersionMismatch", // the remote speaks another version of the protocol
-    "RemoteFailed" // the remote could not record the membership
+    "RemoteFailed", // the remote could not record the membership
+    "Busy" // the remote's user has too many requests to decide already: ask again later
   ),
   peer: Schema.String,
   library: Schema.optional(Schema.String),
@@ -71,7 +79,25 @@ export interface Options {
   readonly approve: (request: Request) => Effect.Effect<boolean>
   /** How long the user has to decide (default `Protocol.APPROVAL_TIMEOUT`). */
   readonly approvalTimeout?: Duration.DurationInput
+  /**
+   * Most requests put to the user at once (default `MAX_PENDING_APPROVALS`);
+   * more are refused `Busy` without asking, so a crowd of throwaway
+   * identities cannot bury a real request.
+   */
+  readonly maxPendingApprovals?: number
+  /**
+   * How long a peer whose request the user declined is refused without
+   * asking (default `ASK_AGAIN_AFTER`), so a declined peer cannot pester.
+   */
+  readonly askAgainAfter?: Duration.DurationInput
 }
+
+/** Requests put to the user at once, by default. */
+export const MAX_PENDING_APPROVALS = 4
+/** How long a declined peer waits before the user is asked again, by default. */
+export const ASK_AGAIN_AFTER = Duration.seconds(30)
+/** Declined peers remembered at most (the oldest are forgotten first). */
+const MAX_DECLINED = 1024
 
 /** Options of one request. */
 export interface PairOptions {
@@ -138,110 +164,152 @@ const describe = (error: unknown): string => (error instanceof Error ? error.mes
 
 type Outcome = "approved" | "declined" | "timeout" | "withdrawn"
 
-/** Serves one pairing request (the responder's side). */
-export const respond = (options: Options) =>
-(stream: Duplex, context: Plugin.StreamContext): Effect.Effect<void, never, Libraries | PluginHost | Scope.Scope> =>
-  Effect.gen(function*() {
-    const libraries = yield* Libraries
-    const self = (yield* PluginHost).peerId
-    const peer = context.peer
-    const framed = Framing.make(stream, Protocol.MAX_FRAME_BYTES)
-    const next = yield* reader(framed.frames)
-    const send = (message: Protocol.Message) => framed.send(encode(message))
-    const refuse = (reason: Protocol.RefusalReason, detail: string) =>
-      Effect.zipRight(send({ version: Protocol.VERSION, type: "Refused", reason, detail: detail.slice(0, 512) }), stream.end)
+/**
+ * Serves pairing requests (the responder's side): one call per plugin, whose
+ * result serves each request's stream. A protocol violation fails the
+ * handler (so the host disconnects the peer); anything else is logged.
+ */
+export const respond = (options: Options) => {
+  const maxPending = options.maxPendingApprovals ?? MAX_PENDING_APPROVALS
+  const askAgainAfter = Duration.toMillis(Duration.decode(options.askAgainAfter ?? ASK_AGAIN_AFTER))
+  let pending = 0
+  // declined peers, and until when they are not asked about again (insertion order: oldest first)
+  const declined = new Map<PeerId, number>()
+  const decline = (peer: PeerId, now: number) => {
+    declined.delete(peer)
+    declined.set(peer, now + askAgainAfter)
+    for (const [oldest, until] of declined) {
+      if (declined.size <= MAX_DECLINED && until > now) break
+      declined.delete(oldest)
+    }
+  }
+  return (stream: Duplex, context: Plugin.StreamContext): Effect.Effect<void, PairError | LibraryError | TransportError, Libraries | PluginHost | Scope.Scope> =>
+    Effect.gen(function*() {
+      const libraries = yield* Libraries
+      const self = (yield* PluginHost).peerId
+      const peer = context.peer
+      const framed = Framing.make(stream, Protocol.MAX_FRAME_BYTES)
+      const next = yield* reader(framed.frames)
+      const send = (message: Protocol.Message) => framed.send(encode(message))
+      const refuse = (reason: Protocol.RefusalReason, detail: string) =>
+        Effect.zipRight(send({ version: Protocol.VERSION, type: "Refused", reason, detail: detail.slice(0, 512) }), stream.end)
 
-    const first = yield* next.pipe(
-      Effect.timeoutFail({
-        duration: Protocol.REQUEST_TIMEOUT,
-        onTimeout: () => new PairError({ reason: "Timeout", peer, detail: "no request arrived" })
+      const first = yield* next.pipe(
+        Effect.timeoutFail({
+          duration: Protocol.REQUEST_TIMEOUT,
+          onTimeout: () => new PairError({ reason: "Timeout", peer, detail: "no request arrived" })
+        })
+      )
+      if (Option.isNone(first)) return
+      const request = decode(first.value, { peer })
+      if (Either.isLeft(request)) {
+        if (request.left.reason === "VersionMismatch") yield* refuse("Unsupported", request.left.detail)
+        return yield* request.left
+      }
+      if (request.right.type !== "Request") {
+        return yield* new PairError({ reason: "ProtocolViolation", peer, detail: `expected a Request, got ${request.right.type}` })
+      }
+      // a library this peer has is asked about (and joined) under its own name here, whatever the request calls it
+      const requested = request.right.library
+      const library = Option.match(yield* libraries.get(requested.id), {
+        onNone: () => requested,
+        onSome: (local): Protocol.LibraryRef => ({ id: local.id, name: local.name })
       })
-    )
-    if (Option.isNone(first)) return
-    const request = decode(first.value, { peer })
-    if (Either.isLeft(request)) {
-      if (request.left.reason === "VersionMismatch") yield* refuse("Unsupported", request.left.detail)
-      return yield* request.left
-    }
-    if (request.right.type !== "Request") {
-      return yield* new PairError({ reason: "ProtocolViolation", peer, detail: `expected a Request, got ${request.right.type}` })
-    }
-    // a library this peer has is asked about (and joined) under its own name here, whatever the request calls it
-    const requested = request.right.library
-    const library = Option.match(yield* libraries.get(requested.id), {
-      onNone: () => requested,
-      onSome: (local): Protocol.LibraryRef => ({ id: local.id, name: local.name })
-    })
-    const where = { peer, library: library.id }
+      const where = { peer, library: library.id }
 
-    // the requester sends nothing more until it is answered: whatever comes next (its end, a reset,
-    // a stray frame) means it gave up, and withdraws the question; otherwise it is its Confirmed
-    const after = yield* Effect.forkScoped(next)
-    const already = yield* libraries.isMember(library.id, peer)
-    const outcome: Outcome = already ? "approved" : yield* Effect.raceFirst(
-      options.approve({ peer, library }).pipe(
+      // the requester sends nothing more until it is answered: whatever comes next (its end, a reset,
+      // a stray frame) means it gave up, and withdraws the question; otherwise it is its Confirmed
+      const after = yield* Effect.forkScoped(next)
+      const already = yield* libraries.isMember(library.id, peer)
+      if (!already) {
+        const until = declined.get(peer) ?? 0
+        if (until > Date.now()) {
+          yield* Effect.logInfo(`refused to pair library ${library.id} with ${peer} without asking: declined moments ago`)
+          return yield* refuse("Declined", `the user declined this peer moments ago; ask again in ${Math.ceil((until - Date.now()) / 1000)} s`)
+        }
+      }
+      const ask = options.approve({ peer, library }).pipe(
         Effect.map((approved): Outcome => (approved ? "approved" : "declined")),
         Effect.timeoutTo({
           duration: options.approvalTimeout ?? Protocol.APPROVAL_TIMEOUT,
           onSuccess: (outcome) => outcome,
           onTimeout: (): Outcome => "timeout"
         })
-      ),
-      Effect.as(Fiber.await(after), "withdrawn" as const)
-    )
-    switch (outcome) {
-      case "declined":
-        yield* Effect.logInfo(`refused to pair library ${library.id} with ${peer}`)
-        return yield* refuse("Declined", "the user declined")
-      case "timeout":
-        yield* Effect.logInfo(`no decision on pairing library ${library.id} with ${peer} in time`)
-        return yield* refuse("Timeout", "the user did not answer in time")
-      case "withdrawn":
-        return yield* Effect.logInfo(`${peer} withdrew its request to pair library ${library.id}`)
-      case "approved":
-        break
-    }
-
-    // record the membership, then complete the exchange; the record is undone if the exchange does not
-    // complete, interrupted (its connection dropped) included, and is never left half-made by one
-    const record = Effect.gen(function*() {
-      if (Option.isNone(yield* libraries.get(library.id))) {
-        yield* libraries.create(library.name, self, library.id).pipe(
-          // created meanwhile (another pairing of the same library): fine, add to it
-          Effect.catchIf((error) => error.reason === "Exists", () => Effect.void)
-        )
-      }
-      return yield* libraries.addMember(library.id, peer)
-    })
-    const exchange = Effect.gen(function*() {
-      yield* send({ version: Protocol.VERSION, type: "Accepted" })
-      const confirmed = yield* Fiber.join(after).pipe(
-        Effect.timeoutFail({
-          duration: Protocol.CONFIRM_TIMEOUT,
-          onTimeout: () => new PairError({ reason: "Timeout", ...where, detail: "no confirmation" })
-        })
       )
-      if (Option.isNone(confirmed)) return yield* new PairError({ reason: "Closed", ...where, detail: "the requester ended before confirming" })
-      const message = yield* decode(confirmed.value, where)
-      if (message.type !== "Confirmed") {
-        return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: `expected Confirmed, got ${message.type}` })
+      // the slot is taken where it is checked, with no step in between: requests arriving together
+      // cannot all pass the check first
+      const outcome: Outcome | "busy" = already ? "approved" : yield* Effect.uninterruptibleMask((restore) =>
+        Effect.suspend(() => {
+          if (pending >= maxPending) return Effect.succeed("busy" as const)
+          pending++
+          return restore(Effect.raceFirst(ask, Effect.as(Fiber.await(after), "withdrawn" as const))).pipe(
+            Effect.ensuring(Effect.sync(() => pending--))
+          )
+        }))
+      switch (outcome) {
+        case "busy":
+          yield* Effect.logInfo(`refused to pair library ${library.id} with ${peer} without asking: ${maxPending} requests wait for the user`)
+          return yield* refuse("Busy", `the user has ${maxPending} pairing requests to decide; ask again later`)
+        case "declined":
+          decline(peer, Date.now())
+          yield* Effect.logInfo(`refused to pair library ${library.id} with ${peer}`)
+          return yield* refuse("Declined", "the user declined")
+        case "timeout":
+          yield* Effect.logInfo(`no decision on pairing library ${library.id} with ${peer} in time`)
+          return yield* refuse("Timeout", "the user did not answer in time")
+        case "withdrawn":
+          return yield* Effect.logInfo(`${peer} withdrew its request to pair library ${library.id}`)
+        case "approved":
+          break
       }
-      yield* stream.end
-    })
-    yield* Effect.acquireUseRelease(
-      Effect.either(record),
-      (recorded): Effect.Effect<void, PairError | LibraryError | TransportError> =>
-        Either.isLeft(recorded)
-          ? Effect.zipRight(refuse("Failed", "could not record the membership"), Effect.fail(recorded.left))
-          : exchange,
-      (recorded, exit) =>
-        Either.isRight(recorded) && !Exit.isSuccess(exit) && !already ? undo(libraries, library.id, peer) : Effect.void
+
+      // record the membership, then complete the exchange; the record is undone if the exchange does not
+      // complete, interrupted (its connection dropped) included, and is never left half-made by one
+      const record = Effect.gen(function*() {
+        if (Option.isNone(yield* libraries.get(library.id))) {
+          yield* libraries.create(library.name, self, library.id).pipe(
+            // created meanwhile (another pairing of the same library): fine, add to it
+            Effect.catchIf((error) => error.reason === "Exists", () => Effect.void)
+          )
+        }
+        return yield* libraries.recordMember(library.id, peer)
+      })
+      const exchange = Effect.gen(function*() {
+        yield* send({ version: Protocol.VERSION, type: "Accepted" })
+        const confirmed = yield* Fiber.join(after).pipe(
+          Effect.timeoutFail({
+            duration: Protocol.CONFIRM_TIMEOUT,
+            onTimeout: () => new PairError({ reason: "Timeout", ...where, detail: "no confirmation" })
+          })
+        )
+        if (Option.isNone(confirmed)) return yield* new PairError({ reason: "Closed", ...where, detail: "the requester ended before confirming" })
+        const message = yield* decode(confirmed.value, where)
+        if (message.type !== "Confirmed") {
+          return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: `expected Confirmed, got ${message.type}` })
+        }
+        yield* stream.end
+      })
+      yield* Effect.acquireUseRelease(
+        Effect.either(record),
+        (recorded): Effect.Effect<void, PairError | LibraryError | TransportError> =>
+          Either.isLeft(recorded)
+            ? Effect.zipRight(refuse("Failed", "could not record the membership"), Effect.fail(recorded.left))
+            : exchange,
+        // only what this exchange added is undone: a membership another pairing recorded meanwhile stays
+        (recorded, exit) =>
+          Either.isRight(recorded) && recorded.right.added && !Exit.isSuccess(exit) ? undo(libraries, library.id, peer) : Effect.void
+      )
+      yield* Effect.logInfo(`paired library ${library.id} with ${peer}`)
+    }).pipe(
+      Effect.catchAll((error) =>
+        Effect.zipRight(
+          Effect.logWarning(`pairing request from ${context.peer} failed: ${describe(error)}`),
+          Plugin.isViolation(error) ? Effect.fail(error) : Effect.void
+        )
+      ),
+      Effect.annotateLogs({ plugin: "pair", peer: context.peer })
     )
-    yield* Effect.logInfo(`paired library ${library.id} with ${peer}`)
-  }).pipe(
-    Effect.catchAll((error) => Effect.logWarning(`pairing request from ${context.peer} failed: ${describe(error)}`)),
-    Effect.annotateLogs({ plugin: "pair", peer: context.peer })
-  )
+}
 
 /** Removes a membership added by an exchange that did not complete. */
 const undo = (libraries: Libraries["Type"], library: string, peer: PeerId) =>
@@ -297,6 +365,7 @@ export const pair = (peer: PeerId, libraryId: string, options: PairOptions = {})
           reason: message.reason === "Declined" ? "Refused"
             : message.reason === "Timeout" ? "Timeout"
             : message.reason === "Unsupported" ? "VersionMismatch"
+            : message.reason === "Busy" ? "Busy"
             : "RemoteFailed",
           ...where,
           detail: `the peer refused: ${message.detail}`
@@ -307,11 +376,11 @@ export const pair = (peer: PeerId, libraryId: string, options: PairOptions = {})
         return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: `expected an answer, got ${message.type}` })
     }
 
-    const wasMember = library.members.includes(peer)
-    // recorded, then confirmed; undone if the exchange does not complete, interrupted included
+    // recorded, then confirmed; undone if the exchange does not complete, interrupted included (only
+    // what this exchange added: a membership recorded or removed meanwhile by others is theirs)
     return yield* Effect.acquireUseRelease(
-      libraries.addMember(library.id, peer),
-      (updated) =>
+      libraries.recordMember(library.id, peer),
+      ({ library: updated }) =>
         Effect.gen(function*() {
           yield* framed.send(encode({ version: Protocol.VERSION, type: "Confirmed" }))
           // the responder ends the stream once it has our confirmation
@@ -325,7 +394,7 @@ export const pair = (peer: PeerId, libraryId: string, options: PairOptions = {})
           yield* stream.end
           return updated
         }),
-      (_, exit) => (Exit.isSuccess(exit) || wasMember ? Effect.void : undo(libraries, library.id, peer))
+      (recorded, exit) => (Exit.isSuccess(exit) || !recorded.added ? Effect.void : undo(libraries, library.id, peer))
     )
   }))
 

@@ -10,7 +10,7 @@
  *
  *   requester → {"version":1,"type":"Request","library":{"id":"…","name":"…"}}
  *   responder → {"version":1,"type":"Accepted"}      the requester is now a member here
- *             | {"version":1,"type":"Refused","reason":"Declined"|"Timeout"|"Unsupported"|"Failed","detail":"…"}
+ *             | {"version":1,"type":"Refused","reason":"Declined"|"Timeout"|"Unsupported"|"Failed"|"Busy","detail":"…"}
  *   requester → {"version":1,"type":"Confirmed"}     the responder is now a member here too
  *   responder ends the stream                        done
  *
@@ -66,7 +66,8 @@ export const RefusalReason = Schema.Literal(
   "Declined", // its user said no
   "Timeout", // its user did not answer in time
   "Unsupported", // the request's version is not one it speaks
-  "Failed" // it could not record the membership
+  "Failed", // it could not record the membership
+  "Busy" // its user has too many requests to decide already
 )
 export type RefusalReason = typeof RefusalReason.Type
 
