@@ -99,6 +99,20 @@ describe("the control endpoint", () => {
       expect(Either.isLeft(result) && result.left).toMatchObject({ _tag: "RemoteError", tag: "ControlError", reason: "TooLarge" })
     }))
 
+  it.scopedLive("listNotes follows the pages, and lists a note renamed between two of them once, as last seen", () =>
+    Effect.gen(function*() {
+      const path = yield* socketPath
+      const note = (id: string, title: string) => ({ library: "l", id, title, body: "", done: false })
+      yield* Control.serve(path, (request) =>
+        Effect.succeed(
+          request._tag === "NotesList" && request.after === undefined
+            ? { notes: [note("1", "a"), note("2", "b")], next: { title: "b", id: "2" } }
+            : { notes: [note("3", "c"), note("1", "z")] }
+        ))
+      const all = yield* Control.listNotes(path)
+      expect(all.map((n) => `${n.id}:${n.title}`)).toEqual(["2:b", "3:c", "1:z"])
+    }))
+
   it.scopedLive("a node that never answers: the call fails with Timeout instead of waiting forever", () =>
     Effect.gen(function*() {
       const path = yield* socketPath

@@ -81,7 +81,10 @@ const idOf = (line: string): number => {
 /** Splits a socket's data into lines of at most `MAX_LINE_BYTES`; `onOversize` (then nothing more) when one is longer. */
 const lines = (onLine: (line: string) => void, onOversize: () => void) =>
   Lines.split(Protocol.MAX_LINE_BYTES, {
-    onLine,
+    // blank lines between requests are allowed, and mean nothing
+    onLine: (line) => {
+      if (line.trim().length > 0) onLine(line)
+    },
     onOversize: () => {
       onOversize()
       return "stop"
@@ -367,7 +370,8 @@ export const call = <R extends Protocol.Request>(
 
 /**
  * Every note of a library (default: the node's first), following `NotesList`
- * pages until the last one.
+ * pages until the last one; a note changed meanwhile is listed once, as last
+ * seen.
  */
 export const listNotes = (
   path: string,
@@ -375,7 +379,8 @@ export const listNotes = (
   options: CallOptions = {}
 ): Effect.Effect<ReadonlyArray<Protocol.NotesPage["notes"][number]>, ControlError | RemoteError> =>
   Effect.gen(function*() {
-    const notes: Array<Protocol.NotesPage["notes"][number]> = []
+    // by id: a note changed between two pages may come again at its new place, and is shown there only
+    const notes = new Map<string, Protocol.NotesPage["notes"][number]>()
     let after: Protocol.NoteCursor | undefined = undefined
     do {
       const page: Protocol.NotesPage = yield* call(path, {
@@ -387,8 +392,11 @@ export const listNotes = (
       if (page.next !== undefined && page.notes.length === 0) {
         return yield* new ControlError({ reason: "Malformed", path, detail: "a page of notes with a next cursor but no notes" })
       }
-      notes.push(...page.notes)
+      for (const note of page.notes) {
+        notes.delete(note.id)
+        notes.set(note.id, note)
+      }
       after = page.next
     } while (after !== undefined)
-    return notes
+    return [...notes.values()]
   })

@@ -28,9 +28,9 @@
  * `library` defaults to the node's first library. `NotesList` answers one
  * page, ordered by title then id: at most `limit` notes (default
  * `NOTES_PAGE_LIMIT`) and at most `NOTES_PAGE_BYTES` of them; `next`, when
- * present, is the cursor to send as `after` for the following page. A note
- * changed or added between two pages is seen at its new place, never twice
- * under one cursor. A line that is not a
+ * present, is the cursor to send as `after` for the following page. Pages
+ * hold no note twice, but a note renamed between two pages can come again
+ * at its new place (`Control.listNotes` keeps the last). A line that is not a
  * valid request is answered with `ok: false` and tag `ControlError`
  * (reason `Malformed`; `id` 0 when it could not be read); a line over the
  * bound closes the connection.
@@ -38,6 +38,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { RecordId } from "../crdt/Operation.js"
 import { LibraryId } from "../engine/SyncProtocol.js"
 import { Library } from "../plugins/Libraries.js"
 import { PeerId } from "../transport/Transport.js"
@@ -56,7 +57,8 @@ export const MAX_LINE_BYTES = 1024 * 1024
 export const Target = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(1024))
 
 const Text = (max: number) => Schema.String.pipe(Schema.maxLength(max))
-const NoteId = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9._~-]{1,128}$/))
+// any record id: a note synced from another peer need not have an id this node would make
+const NoteId = RecordId
 
 export const Status = Schema.TaggedStruct("Status", {})
 export const Peers = Schema.TaggedStruct("Peers", {})

@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Scope from "effect/Scope"
 import { spawn } from "node:child_process"
 import * as DataDir from "./DataDir.js"
@@ -45,6 +46,17 @@ describe("DirectoryLock", () => {
       yield* Scope.close(scope, Exit.void)
       yield* exited
       yield* DirectoryLock.acquire(dir)
+    }))
+
+  it.scopedLive("a waiting acquire can be interrupted at once", () =>
+    Effect.gen(function*() {
+      const dir = yield* paths
+      yield* DirectoryLock.acquire(dir)
+      const waiting = yield* Effect.fork(Effect.scoped(DirectoryLock.acquire(dir, { wait: Duration.seconds(10) })))
+      yield* Effect.sleep("200 millis")
+      const started = Date.now()
+      yield* Fiber.interrupt(waiting)
+      expect(Date.now() - started).toBeLessThan(500)
     }))
 
   it.scopedLive("a waiting acquire takes the lock once the holder ends within the wait", () =>

@@ -59,12 +59,13 @@ const attempt = (paths: Layout): Effect.Effect<Database.Database, DataDirError> 
  * another holder has it past `wait`.
  */
 export const acquire = (paths: Layout, options: Options = {}): Effect.Effect<void, DataDirError, Scope.Scope> =>
-  Effect.asVoid(Effect.acquireRelease(
-    Effect.retry(attempt(paths), {
-      // polled, not SQLite's busy timeout, which would block the thread (and a holder in this process) while it waits
+  Effect.asVoid(Effect.retry(
+    // closing rolls the empty transaction back and releases the lock
+    Effect.acquireRelease(attempt(paths), (database) => Effect.sync(() => database.close())),
+    {
+      // polled, not SQLite's busy timeout, which would block the thread (and a holder in this process) while
+      // it waits; between attempts the wait can be interrupted (Ctrl-C)
       schedule: Schedule.spaced(POLL).pipe(Schedule.upTo(options.wait ?? 0)),
       while: (error) => error.reason === "Busy"
-    }),
-    // closing rolls the empty transaction back and releases the lock
-    (database) => Effect.sync(() => database.close())
+    }
   ))

@@ -1,7 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { readdirSync } from "node:fs"
+import { spawn } from "node:child_process"
+import { existsSync, readdirSync, rmSync } from "node:fs"
 import { join } from "node:path"
+import * as DataDir from "./DataDir.js"
 import { init } from "./Init.js"
 import * as Processes from "./testing/Processes.js"
 
@@ -18,4 +20,22 @@ describe("init", () => {
       // and once more, later: nothing changes
       expect(yield* init(dir)).toEqual({ ...outcomes[0], created: false })
     }))
+
+  it.scopedLive("an init that finds another one half done waits for it, then completes what is missing", () =>
+    Effect.gen(function*() {
+      const dir = yield* Processes.tempDir("weft-init")
+      const first = yield* init(dir)
+      const paths = DataDir.layout(dir)
+      const database = paths.database(first.libraries[0]!.id)
+      // as if another init had written the identity and libraries but not yet the database, and holds the lock
+      rmSync(database)
+      const script = `const D = require("better-sqlite3"); const d = new D(${JSON.stringify(paths.lock)}); d.exec("BEGIN EXCLUSIVE"); console.log("held"); setTimeout(() => process.exit(0), 300)`
+      yield* Effect.async<void>((resume) => {
+        const child = spawn(process.execPath, ["-e", script], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] })
+        child.stdout.once("data", () => resume(Effect.void))
+      })
+      const second = yield* init(dir)
+      expect(second).toEqual({ ...first, created: false })
+      expect(existsSync(database)).toBe(true)
+    }), 30_000)
 })

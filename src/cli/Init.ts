@@ -3,8 +3,8 @@
  * exists), a first library with this peer as its only member (unless the
  * directory already has libraries), and each library's SQLite database.
  * Running it again changes nothing. It holds the directory's lock while it
- * creates (a concurrent init waits, then finds everything made); on the
- * directory of a running node it only reads.
+ * creates (a concurrent init waits, up to 10 s, then finds everything made);
+ * on the directory of a running node it only reads.
  *
  * @since 0.1.0
  */
@@ -33,14 +33,19 @@ export interface Initialized {
 /** The default name of the first library. */
 export const DEFAULT_LIBRARY_NAME = "My library"
 
-/** What an initialized directory holds, read without its lock; none unless it has an identity and a library. */
+/**
+ * What an initialized directory holds, read without its lock; none unless it
+ * has an identity, a library and every library's database (an init under way
+ * has not made them all yet, and is waited for).
+ */
 const readyWithoutLock = (paths: DataDir.Layout) =>
   Effect.gen(function*() {
     if (!existsSync(paths.identity) || !existsSync(paths.libraries)) return Option.none()
     const identity = yield* Identity.load(paths.identity)
     const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(paths.libraries))
     const all = yield* libraries.list
-    return all.length === 0 ? Option.none() : Option.some({ dir: paths.dir, peerId: identity.peerId, libraries: all, created: false } satisfies Initialized)
+    const complete = all.length > 0 && all.every((library) => existsSync(paths.database(library.id)))
+    return !complete ? Option.none() : Option.some({ dir: paths.dir, peerId: identity.peerId, libraries: all, created: false } satisfies Initialized)
   })
 
 /** Initializes `dir`; `libraryName` names the first library. */

@@ -1,12 +1,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Engine from "../engine/Engine.js"
 import * as Approval from "./Approval.js"
 import * as Control from "./Control.js"
 import * as ControlProtocol from "./ControlProtocol.js"
 import * as DataDir from "./DataDir.js"
 import { init } from "./Init.js"
 import * as Node from "./Node.js"
+import * as Notes from "./Notes.js"
 import * as Processes from "./testing/Processes.js"
 
 const nodeOn = (dir: string) => Node.make({ dir, listen: ["/ip4/127.0.0.1/tcp/0"], mdns: false, peers: [], approve: Approval.always })
@@ -75,6 +77,27 @@ describe("weft notes list", () => {
       const exact = yield* Control.call(socket, { _tag: "NotesList", limit: 7 })
       expect(exact.notes).toHaveLength(7)
       expect(exact.next).toBeUndefined()
+    }), 30_000)
+
+  it.scopedLive("notes with any record id (as sync may bring) page, update and delete like the node's own", () =>
+    Effect.gen(function*() {
+      const dir = yield* Processes.tempDir("weft-node")
+      const initialized = yield* init(dir, "Notes")
+      const paths = DataDir.layout(dir)
+      // written as sync would write them: ids this node would never make
+      const ids = ["from a peer", "ü/" + "x".repeat(200)]
+      yield* Effect.scoped(Effect.gen(function*() {
+        const engine = yield* Engine.makeSqlite({ models: Notes.models, node: initialized.peerId, filename: paths.database(initialized.libraries[0]!.id) })
+        yield* engine.mutate(ids.map((id, i) => Notes.notes.create(id, { title: `t${i}`, body: "", done: false })))
+      }))
+      yield* nodeOn(dir)
+      const first = yield* Control.call(paths.socket, { _tag: "NotesList", limit: 1 })
+      expect(first.notes.map((n) => n.id)).toEqual([ids[0]])
+      const second = yield* Control.call(paths.socket, { _tag: "NotesList", limit: 1, after: first.next! })
+      expect(second.notes.map((n) => n.id)).toEqual([ids[1]])
+      expect((yield* Control.call(paths.socket, { _tag: "NotesSet", id: ids[1]!, done: true })).done).toBe(true)
+      yield* Control.call(paths.socket, { _tag: "NotesRemove", id: ids[0]! })
+      expect((yield* Control.listNotes(paths.socket)).map((n) => n.id)).toEqual([ids[1]])
     }), 30_000)
 
   it.scopedLive("a limit out of range is refused as Malformed", () =>

@@ -70,6 +70,22 @@ describe("AddressBook", () => {
       }
     }))
 
+  it.scopedLive("a book full to its bounds, with the longest addresses JSON can spell, loads again", () =>
+    Effect.gen(function*() {
+      const path = join(yield* tempDir, "peers.json")
+      // control characters take 6 bytes each as JSON
+      const address = (i: number, j: number) => `/${i}/${j}/`.padEnd(AddressBook.MAX_ADDRESS_LENGTH, "\u0001")
+      const peers = Array.from({ length: AddressBook.MAX_PEERS }, (_, i) => ({
+        peer: `peer-${i}`,
+        addresses: Array.from({ length: AddressBook.MAX_ADDRESSES }, (_, j) => address(i, j)),
+        seen: Date.now()
+      }))
+      writeFileSync(path, JSON.stringify({ version: 1, peers }, null, 2))
+      expect(statSync(path).size).toBeGreaterThan(20 * 1024 * 1024)
+      const book = yield* open(path)
+      expect(yield* Effect.map(book.list, (entries) => entries.length)).toBe(AddressBook.MAX_PEERS)
+    }), 30_000)
+
   it.effect("keeps the MAX_PEERS peers seen most recently: a peer seen again (same address) is not evicted before peers seen earlier", () =>
     Effect.gen(function*() {
       const book = yield* Effect.provide(AddressBook.AddressBook, AddressBook.layerMemory())

@@ -35,8 +35,13 @@ export const merge = (fresh: ReadonlyArray<string>, known: ReadonlyArray<string>
 export const MAX_PEERS = 1024
 /** Longest address kept (a multiaddr). */
 export const MAX_ADDRESS_LENGTH = 512
-/** Most bytes of the file read: what the bounds above allow, with room for the JSON around them. */
-const MAX_FILE_BYTES = 8 * 1024 * 1024
+/**
+ * Most bytes of the file read: what the bounds above allow however the
+ * addresses are spelled (a character takes up to 6 bytes as JSON, `\u001f`),
+ * with room for the JSON around them; the book never writes a file it
+ * would not read back.
+ */
+const MAX_FILE_BYTES = MAX_PEERS * (MAX_ADDRESSES * (6 * MAX_ADDRESS_LENGTH + 16) + 1024)
 
 /** A multiaddr, as text. */
 export const Address = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(MAX_ADDRESS_LENGTH), Schema.startsWith("/"))

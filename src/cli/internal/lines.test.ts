@@ -15,15 +15,15 @@ const collect = (maxBytes: number, onOversize: "skip" | "stop") => {
 }
 
 describe("Lines.split", () => {
-  it("cuts on newlines across reads, skips blank lines, and decodes a character split between reads whole", () => {
+  it("cuts on newlines across reads, blank lines included, and decodes a character split between reads whole", () => {
     const input = collect(1024, "stop")
     const euro = Buffer.from("€")
     input.push("first\n\nsec")
     input.push(Buffer.concat([Buffer.from("ond "), euro.subarray(0, 1)]))
     input.push(Buffer.concat([euro.subarray(1), Buffer.from("\n  \nthird")]))
-    expect(input.lines).toEqual(["first", "second €"])
+    expect(input.lines).toEqual(["first", "", "second €", "  "])
     input.push("\n")
-    expect(input.lines).toEqual(["first", "second €", "third"])
+    expect(input.lines).toEqual(["first", "", "second €", "  ", "third"])
   })
 
   it("skip: a line over the bound is dropped up to its newline, however many reads it spans, and reading goes on", () => {

@@ -7,7 +7,7 @@
 
 /** What to do with the lines of a byte stream. */
 export interface Handlers {
-  /** A line that is not blank, without its newline. */
+  /** A line, without its newline (blank ones too: at a prompt, Enter alone is an answer). */
   readonly onLine: (line: string) => void
   /**
    * A line passed the bound: `"skip"` drops it up to its newline and reads
@@ -44,7 +44,7 @@ export const split = (maxBytes: number, handlers: Handlers): (data: Buffer) => v
           const line = (pending.length === 0 ? piece : Buffer.concat([...pending, piece])).toString("utf8")
           pending = []
           pendingBytes = 0
-          if (line.trim().length > 0) handlers.onLine(line)
+          handlers.onLine(line)
         } else if (piece.length > 0) {
           pending.push(piece)
           pendingBytes += piece.length
