@@ -1,6 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import { spawn } from "node:child_process"
 import { existsSync, readdirSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import * as DataDir from "./DataDir.js"
@@ -29,11 +28,7 @@ describe("init", () => {
       const database = paths.database(first.libraries[0]!.id)
       // as if another init had written the identity and libraries but not yet the database, and holds the lock
       rmSync(database)
-      const script = `const D = require("better-sqlite3"); const d = new D(${JSON.stringify(paths.lock)}); d.exec("BEGIN EXCLUSIVE"); console.log("held"); setTimeout(() => process.exit(0), 300)`
-      yield* Effect.async<void>((resume) => {
-        const child = spawn(process.execPath, ["-e", script], { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] })
-        child.stdout.once("data", () => resume(Effect.void))
-      })
+      yield* Processes.lockHolder(paths.lock, 300)
       const second = yield* init(dir)
       expect(second).toEqual({ ...first, created: false })
       expect(existsSync(database)).toBe(true)

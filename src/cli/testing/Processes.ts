@@ -1,13 +1,13 @@
 /**
  * Support for tests that run `weft` as real processes: where the executable
  * is, waiting for a process to exit, polling for a condition in real time,
- * and temporary data directories.
+ * temporary data directories, and another process holding a directory's lock.
  *
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import type { ChildProcess } from "node:child_process"
+import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
@@ -51,4 +51,19 @@ export const tempDir = (prefix: string) =>
   Effect.acquireRelease(
     Effect.sync(() => mkdtempSync(join(tmpdir(), `${prefix}-`))),
     (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
+
+/**
+ * Another process holding the lock file `lock` the way `DirectoryLock` takes
+ * it, until the scope closes (it is killed) or `exitAfterMillis` passed.
+ */
+export const lockHolder = (lock: string, exitAfterMillis?: number) =>
+  Effect.acquireRelease(
+    Effect.async<ChildProcess>((resume) => {
+      const exit = exitAfterMillis === undefined ? "" : `setTimeout(() => process.exit(0), ${exitAfterMillis});`
+      const script = `const D = require("better-sqlite3"); const d = new D(${JSON.stringify(lock)}); d.exec("BEGIN EXCLUSIVE"); console.log("held"); setInterval(() => {}, 1000); ${exit}`
+      const child = spawn(process.execPath, ["-e", script], { cwd: ROOT, stdio: ["ignore", "pipe", "inherit"] })
+      child.stdout!.once("data", () => resume(Effect.succeed(child)))
+    }),
+    (child) => Effect.sync(() => child.kill("SIGKILL"))
   )

@@ -50,6 +50,35 @@ const peer = (
     return { id: peerId(name), transport, libraries, host, withHost, pairWith }
   })
 
+/**
+ * Registers on `peer` a pair responder that reads the Request, waits for
+ * `answerNow`, answers Accepted, reads the Confirmed and then breaks the
+ * exchange (a second Accepted, out of turn).
+ */
+const breaksAfterAccepting = (host: PluginHost.Service) =>
+  Effect.gen(function*() {
+    const requestSeen = yield* Deferred.make<void>()
+    const answerNow = yield* Deferred.make<void>()
+    const accepted = new TextEncoder().encode(JSON.stringify({ version: 1, type: "Accepted" }))
+    yield* host.register(Plugin.make({
+      name: "scripted-pair",
+      ...Protocol.protocol,
+      handle: (stream) =>
+        Effect.gen(function*() {
+          const framed = Framing.make(stream, Protocol.MAX_FRAME_BYTES)
+          const pull = yield* Stream.toPull(framed.frames)
+          yield* pull // the Request
+          yield* Deferred.succeed(requestSeen, undefined)
+          yield* Deferred.await(answerNow)
+          yield* framed.send(accepted)
+          yield* pull // the Confirmed
+          yield* framed.send(accepted)
+          yield* Effect.never
+        }).pipe(Effect.ignore)
+    }))
+    return { requestSeen, answerNow }
+  })
+
 describe("Pair: races and hostile requesters", () => {
   it.scopedLive("responder: a failed exchange does not remove a membership that another pairing recorded while the user was being asked", () =>
     Effect.gen(function*() {
@@ -85,27 +114,7 @@ describe("Pair: races and hostile requesters", () => {
       const alice = yield* peer(network, "alice", [library("alice")], { approve: () => Effect.succeed(true) })
       // bob: no pair plugin; a scripted responder instead
       const bob = yield* peer(network, "bob", [library("bob")], { approve: () => Effect.succeed(true) }, false)
-      const requestSeen = yield* Deferred.make<void>()
-      const answerNow = yield* Deferred.make<void>()
-      yield* bob.withHost(Effect.flatMap(PluginHost.PluginHost, (host) =>
-        host.register(Plugin.make({
-          name: "scripted-pair",
-          ...Protocol.protocol,
-          handle: (stream) =>
-            Effect.gen(function*() {
-              const framed = Framing.make(stream, Protocol.MAX_FRAME_BYTES)
-              const pull = yield* Stream.toPull(framed.frames)
-              yield* pull // the Request
-              yield* Deferred.succeed(requestSeen, undefined)
-              yield* Deferred.await(answerNow)
-              yield* framed.send(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Accepted" })))
-              yield* pull // the Confirmed
-              // out of turn: the exchange breaks
-              yield* framed.send(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Accepted" })))
-              yield* Effect.never
-            }).pipe(Effect.ignore)
-        }))
-      ))
+      const { requestSeen, answerNow } = yield* breaksAfterAccepting(bob.host)
       yield* alice.transport.connect("memory://bob")
       const request = yield* Effect.fork(Effect.either(alice.pairWith(bob.id)))
       yield* Deferred.await(requestSeen)
@@ -205,26 +214,7 @@ describe("Pair: races and hostile requesters", () => {
       const network = yield* MemoryTransport.make({ seed: 17 })
       const alice = yield* peer(network, "alice", [library("alice", "bob")], { approve: () => Effect.succeed(true) })
       const bob = yield* peer(network, "bob", [library("bob", "alice")], { approve: () => Effect.succeed(true) }, false)
-      const requestSeen = yield* Deferred.make<void>()
-      const answerNow = yield* Deferred.make<void>()
-      yield* bob.withHost(Effect.flatMap(PluginHost.PluginHost, (host) =>
-        host.register(Plugin.make({
-          name: "scripted-pair",
-          ...Protocol.protocol,
-          handle: (stream) =>
-            Effect.gen(function*() {
-              const framed = Framing.make(stream, Protocol.MAX_FRAME_BYTES)
-              const pull = yield* Stream.toPull(framed.frames)
-              yield* pull
-              yield* Deferred.succeed(requestSeen, undefined)
-              yield* Deferred.await(answerNow)
-              yield* framed.send(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Accepted" })))
-              yield* pull
-              yield* framed.send(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Accepted" })))
-              yield* Effect.never
-            }).pipe(Effect.ignore)
-        }))
-      ))
+      const { requestSeen, answerNow } = yield* breaksAfterAccepting(bob.host)
       yield* alice.transport.connect("memory://bob")
       const request = yield* Effect.fork(Effect.either(alice.pairWith(bob.id)))
       yield* Deferred.await(requestSeen)
