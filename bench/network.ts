@@ -115,7 +115,7 @@ export interface Settings {
 export const defaults: Settings = {
   pings: 5_000,
   bytes: 1024 * 1024 * 1024,
-  writeBytes: 256 * 1024,
+  writeBytes: 512 * 1024,
   rawWriteBytes: 1024 * 1024,
   frameBytes: 64 * 1024,
   window: Libp2pTransport.DEFAULT_STREAM_WINDOW_BYTES,

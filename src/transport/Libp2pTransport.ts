@@ -41,9 +41,10 @@ export interface Options {
   /** Most new inbound connections per second from one host (default 5, libp2p's). */
   readonly maxInboundConnectionsPerSecond?: number
   /**
-   * Most bytes in flight per stream, and so the largest frame a ping can wait
-   * behind (default 1 MiB, least 256 KiB). Larger windows help only on links
-   * with a long round trip.
+   * Most bytes in flight per stream, and so about what a ping waits behind
+   * on a busy connection (default 2 MiB, least 256 KiB; see
+   * `DEFAULT_STREAM_WINDOW_BYTES`). A smaller window answers sooner during
+   * bulk transfers; a larger one helps links with a long round trip.
    */
   readonly streamWindowBytes?: number
   /** How long `connect`, or `open` (connecting if needed, then agreeing on the protocol), may take (default 10 s). */
