@@ -22,6 +22,8 @@ import { DataDirError, type Layout } from "./DataDir.js"
 export interface Options {
   /** How long to wait while another holder has it (default: not at all). */
   readonly wait?: Duration.DurationInput
+  /** Asked after each busy attempt: false gives up at once (say, the holder is a node that will not end). */
+  readonly keepWaiting?: Effect.Effect<boolean>
 }
 
 /** How often a waiting `acquire` tries again. */
@@ -66,6 +68,6 @@ export const acquire = (paths: Layout, options: Options = {}): Effect.Effect<voi
       // polled, not SQLite's busy timeout, which would block the thread (and a holder in this process) while
       // it waits; between attempts the wait can be interrupted (Ctrl-C)
       schedule: Schedule.spaced(POLL).pipe(Schedule.upTo(options.wait ?? 0)),
-      while: (error) => error.reason === "Busy"
+      while: (error) => error.reason === "Busy" ? (options.keepWaiting ?? Effect.succeed(true)) : Effect.succeed(false)
     }
   ))

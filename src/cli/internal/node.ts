@@ -71,13 +71,10 @@ export const make = (options: Options) =>
     yield* DataDir.create(paths)
     // before opening anything: one node per data directory. An init under way (it holds the lock briefly)
     // is waited for; a node that answers on the control socket is not
-    yield* DirectoryLock.acquire(paths).pipe(
-      Effect.catchTag("DataDirError", (error) =>
-        error.reason !== "Busy" ? Effect.fail({ error, final: true }) :
-          Effect.flatMap(Control.answers(paths.socket), (serving) => Effect.fail({ error, final: serving }))),
-      Effect.retry({ schedule: Schedule.spaced(Duration.millis(50)).pipe(Schedule.upTo(Duration.seconds(10))), while: (failed) => !failed.final }),
-      Effect.mapError((failed) => failed.error)
-    )
+    yield* DirectoryLock.acquire(paths, {
+      wait: Duration.seconds(10),
+      keepWaiting: Effect.map(Control.answers(paths.socket), (serving) => !serving)
+    })
     const scope = yield* Effect.scope
     const identity = yield* Identity.load(paths.identity)
     const libraries = yield* Effect.provide(Libraries, LibrariesModule.layerFile(paths.libraries))

@@ -131,13 +131,13 @@ const decode = (frame: Uint8Array, where: { readonly peer: string; readonly libr
   const text = decoder.decode(frame)
   const header = decodeHeader(text)
   if (Either.isLeft(header)) {
-    return Either.left(new PairError({ reason: "ProtocolViolation", ...where, detail: `not a pairing message: ${ParseError.describe(header.left).slice(0, 300)}` }))
+    return Either.left(new PairError({ reason: "ProtocolViolation", ...where, detail: `not a pairing message: ${ParseError.describe(header.left, 300)}` }))
   }
   if (header.right.version !== Protocol.VERSION) {
     return Either.left(new PairError({ reason: "VersionMismatch", ...where, detail: `the peer speaks version ${header.right.version}, we speak ${Protocol.VERSION}` }))
   }
   return Either.mapLeft(decodeMessage(text), (error) =>
-    new PairError({ reason: "ProtocolViolation", ...where, detail: `malformed message: ${ParseError.describe(error).slice(0, 300)}` }))
+    new PairError({ reason: "ProtocolViolation", ...where, detail: `malformed message: ${ParseError.describe(error, 300)}` }))
 }
 
 /** Reads a stream's frames one at a time: `None` once the remote ended its side. */
