@@ -21,6 +21,7 @@ const tempDir = Effect.acquireRelease(
 )
 
 const open = (path: string) => Effect.provide(AddressBook.AddressBook, AddressBook.layerFile(path))
+const openLibraries = (path: string) => Effect.provide(Libraries.Libraries, Libraries.layerFile(path))
 
 describe("AddressBook", () => {
   it.effect("keeps a peer's addresses newest first, without duplicates or /p2p suffixes, and ignores what is not a multiaddr", () =>
@@ -112,14 +113,14 @@ describe("Libraries (file)", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const path = join(dir, "libraries.json")
-      const first = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(path))
+      const first = yield* openLibraries(path)
       const library = yield* first.create("Photos", alice)
       yield* first.addMember(library.id, bob)
-      const second = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(path))
+      const second = yield* openLibraries(path)
       expect(yield* second.list).toEqual([{ id: library.id, name: "Photos", members: [alice, bob] }])
       expect(statSync(path).mode & 0o777).toBe(0o600)
       writeFileSync(path, JSON.stringify({ version: 1, libraries: [{ id: "has a space", name: "x", members: [] }] }))
-      const corrupt = yield* Effect.either(Effect.provide(Libraries.Libraries, Libraries.layerFile(path)))
+      const corrupt = yield* Effect.either(openLibraries(path))
       expect(Either.isLeft(corrupt) && corrupt.left).toMatchObject({ _tag: "LibraryError", reason: "Corrupt" })
     }))
 
@@ -127,7 +128,7 @@ describe("Libraries (file)", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const path = join(dir, "libraries.json")
-      const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(path))
+      const libraries = yield* openLibraries(path)
       const library = yield* libraries.create("Photos", alice)
       for (let round = 0; round < 10; round++) {
         const peer = `12D3KooWPeer${round}` as PeerId
@@ -149,7 +150,7 @@ describe("Libraries (file)", () => {
       const dir = yield* tempDir
       for (let round = 0; round < 20; round++) {
         const path = join(dir, `libraries-${round}.json`)
-        const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(path))
+        const libraries = yield* openLibraries(path)
         const library = yield* libraries.create("Photos", alice)
         for (let i = 0; i < 20; i++) yield* libraries.addMember(library.id, `12D3KooWMemberWithALongName${i}` as PeerId)
         const adding = yield* Effect.fork(libraries.addMember(library.id, `12D3KooW${"x".repeat(100)}` as PeerId))
@@ -168,7 +169,7 @@ describe("Libraries (file)", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const path = join(dir, "libraries.json")
-      const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(path))
+      const libraries = yield* openLibraries(path)
       const library = yield* libraries.create("Photos", alice)
       for (const attempt of [
         libraries.create("n".repeat(257), alice),
@@ -179,7 +180,7 @@ describe("Libraries (file)", () => {
         expect(Either.isLeft(refused) && refused.left).toMatchObject({ _tag: "LibraryError", reason: "Invalid" })
       }
       // the file still loads, with what was accepted only
-      const reopened = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(path))
+      const reopened = yield* openLibraries(path)
       expect(yield* reopened.list).toEqual([{ id: library.id, name: "Photos", members: [alice] }])
     }))
 })
