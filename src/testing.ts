@@ -6,7 +6,7 @@
 export * as Histories from "./crdt/testing/Histories.js"
 export * as Reference from "./crdt/testing/Reference.js"
 export * as Snapshot from "./engine/testing/Snapshot.js"
-export * as ChannelPair from "./engine/testing/ChannelPair.js"
+export * as ChannelPair from "./sync/testing/ChannelPair.js"
 export * as Engines from "./engine/testing/Engines.js"
 export * as TransportSuite from "./transport/testing/TransportSuite.js"
 export * as Convergence from "./plugins/sync/testing/Convergence.js"

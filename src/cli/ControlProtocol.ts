@@ -39,8 +39,8 @@
  */
 import * as Schema from "effect/Schema"
 import { RecordId } from "../crdt/Operation.js"
-import { LibraryId } from "../engine/SyncProtocol.js"
-import { Library } from "../plugins/Libraries.js"
+import { LibraryId } from "../library/LibraryId.js"
+import { Library } from "../library/Libraries.js"
 import { PeerId } from "../transport/Transport.js"
 import { Note } from "./Notes.js"
 

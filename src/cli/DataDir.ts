@@ -3,8 +3,8 @@
  *
  * ```text
  * identity.json        the Ed25519 identity (mode 0600; see transport/Identity)
- * libraries.json       libraries and their members (see plugins/Libraries)
- * peers.json           where peers were last reached (see plugins/AddressBook)
+ * libraries.json       libraries and their members (see library/Libraries)
+ * peers.json           where peers were last reached (see node/AddressBook)
  * libraries/<id>.db    one SQLite database per library
  * weft.sock            the running node's control endpoint (see ControlProtocol)
  * node.lock            held by the one process working on the directory (see DirectoryLock)

@@ -8,7 +8,7 @@
 import * as Cause from "effect/Cause"
 import * as HashMap from "effect/HashMap"
 import * as Logger from "effect/Logger"
-import type * as Library from "../plugins/Libraries.js"
+import type * as Library from "../library/Libraries.js"
 import type * as ControlProtocol from "./ControlProtocol.js"
 import type * as Notes from "./Notes.js"
 

@@ -8,7 +8,7 @@ import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as MemoryTransport from "../transport/MemoryTransport.js"
 import * as Transport from "../transport/Transport.js"
-import * as Libraries from "./Libraries.js"
+import * as Libraries from "../library/Libraries.js"
 import * as Plugin from "./Plugin.js"
 import * as PluginHost from "./PluginHost.js"
 

@@ -42,7 +42,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as PeerAddress from "../transport/PeerAddress.js"
 import { type DiscoverySource, type Duplex, type PeerId, Transport, TransportError } from "../transport/Transport.js"
-import { Libraries } from "./Libraries.js"
+import { Libraries } from "../library/Libraries.js"
 import { isViolation, type Plugin, type Protocol } from "./Plugin.js"
 
 /** A peer may not use a protocol. */

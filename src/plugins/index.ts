@@ -3,8 +3,6 @@
  *
  * @since 0.1.0
  */
-export * as AddressBook from "./AddressBook.js"
-export * as Libraries from "./Libraries.js"
 export * as Plugin from "./Plugin.js"
 export * as PluginHost from "./PluginHost.js"
 export * as PairPlugin from "./pair/index.js"

@@ -30,7 +30,7 @@
  */
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
-import { LibraryId } from "../../engine/SyncProtocol.js"
+import { LibraryId } from "../../library/LibraryId.js"
 import type { Protocol } from "../Plugin.js"
 
 /** The protocol id. */

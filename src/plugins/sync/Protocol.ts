@@ -1,11 +1,11 @@
 /**
  * The sync plugin's protocol: `/weft/sync/1.0.0`, library-scoped. Its wire
- * format is `SyncProtocol` (engine), carried in length-prefixed frames
+ * format is `SyncProtocol` (`src/sync`), carried in length-prefixed frames
  * (`Framing`) after the host's library header.
  *
  * @since 0.1.0
  */
-import { PROTOCOL_ID } from "../../engine/SyncProtocol.js"
+import { PROTOCOL_ID } from "../../sync/SyncProtocol.js"
 import type { Protocol } from "../Plugin.js"
 
 /** The protocol id and permission of sync streams. */

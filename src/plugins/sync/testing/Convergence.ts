@@ -41,7 +41,7 @@ import * as Engines from "../../../engine/testing/Engines.js"
 import * as Snapshot from "../../../engine/testing/Snapshot.js"
 import * as MemoryTransport from "../../../transport/MemoryTransport.js"
 import { Transport } from "../../../transport/Transport.js"
-import * as Libraries from "../../Libraries.js"
+import * as Libraries from "../../../library/Libraries.js"
 import * as PluginHost from "../../PluginHost.js"
 import * as Sync from "../Sync.js"
 

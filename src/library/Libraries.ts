@@ -22,13 +22,10 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { randomUUID } from "node:crypto"
-import { LibraryId } from "../engine/SyncProtocol.js"
+import { LibraryId } from "./LibraryId.js"
 import { PeerId } from "../transport/Transport.js"
-import * as JsonFile from "./internal/jsonFile.js"
+import * as JsonFile from "../internal/jsonFile.js"
 import * as ParseError from "../internal/parseError.js"
-
-export { LibraryId }
-export type LibraryId = typeof LibraryId.Type
 
 /** A library: its id, a name for people, and its members. */
 export const Library = Schema.Struct({
@@ -60,7 +57,7 @@ export class LibraryError extends Schema.TaggedError<LibraryError>("weft/Library
 }
 
 /** The libraries this peer belongs to. */
-export class Libraries extends Context.Tag("weft/plugins/Libraries")<Libraries, {
+export class Libraries extends Context.Tag("weft/library/Libraries")<Libraries, {
   readonly list: Effect.Effect<ReadonlyArray<Library>>
   readonly get: (id: string) => Effect.Effect<Option.Option<Library>>
   /** Creates a library (a new random id unless given) whose first member is `owner`. */

@@ -27,18 +27,13 @@ import * as Operation from "../crdt/Operation.js"
 import { NodeId } from "../crdt/Timestamp.js"
 import * as VersionVector from "../crdt/VersionVector.js"
 import * as ParseError from "../internal/parseError.js"
+import { LibraryId } from "../library/LibraryId.js"
 
 /** The protocol id sessions run on. */
 export const PROTOCOL_ID = "/weft/sync/1.0.0"
 
 /** The protocol version every message starts with. */
 export const VERSION = 1
-
-/** Identifies a library: the set of records a group of peers syncs. */
-export const LibraryId = Schema.String.pipe(
-  Schema.pattern(/^[A-Za-z0-9._~-]{1,128}$/),
-  Schema.annotations({ identifier: "LibraryId" })
-)
 
 /** Opening message. */
 export const Hello = Schema.TaggedStruct("Hello", { node: NodeId, library: LibraryId, vector: VersionVector.VersionVector })

@@ -29,9 +29,9 @@ import type { ClockDriftError } from "../crdt/Hlc.js"
 import type * as Operation from "../crdt/Operation.js"
 import type { NodeId } from "../crdt/Timestamp.js"
 import * as VersionVector from "../crdt/VersionVector.js"
-import type { StorageError } from "./Database.js"
-import type * as Engine from "./Engine.js"
-import type { IngestError, ValidationError } from "./EngineError.js"
+import type { StorageError } from "../engine/Database.js"
+import type * as Engine from "../engine/Engine.js"
+import type { IngestError, ValidationError } from "../engine/EngineError.js"
 import * as SyncProtocol from "./SyncProtocol.js"
 
 /** A bidirectional channel of frames (the transport's `Framing.Framed` is one). */

@@ -23,7 +23,7 @@ import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import { withoutPeer } from "../transport/PeerAddress.js"
 import { PeerId } from "../transport/Transport.js"
-import * as JsonFile from "./internal/jsonFile.js"
+import * as JsonFile from "../internal/jsonFile.js"
 
 /** Most addresses kept per peer. */
 export const MAX_ADDRESSES = 8
@@ -69,7 +69,7 @@ export class AddressBookError extends Schema.TaggedError<AddressBookError>("weft
 }
 
 /** Where peers were reached. */
-export class AddressBook extends Context.Tag("weft/plugins/AddressBook")<AddressBook, {
+export class AddressBook extends Context.Tag("weft/node/AddressBook")<AddressBook, {
   /** A peer's addresses, newest first (none if unknown). */
   readonly get: (peer: PeerId) => Effect.Effect<ReadonlyArray<string>>
   readonly list: Effect.Effect<ReadonlyArray<Entry>>

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -8,13 +9,14 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Binary from "../crdt/Binary.js"
-import type * as Engine from "./Engine.js"
-import * as Model from "./Model.js"
+import type { NodeId } from "../crdt/Timestamp.js"
+import type * as Engine from "../engine/Engine.js"
+import * as Model from "../engine/Model.js"
 import * as SyncProtocol from "./SyncProtocol.js"
 import * as SyncSession from "./SyncSession.js"
 import * as ChannelPair from "./testing/ChannelPair.js"
-import * as Engines from "./testing/Engines.js"
-import * as Snapshot from "./testing/Snapshot.js"
+import * as Engines from "../engine/testing/Engines.js"
+import * as Snapshot from "../engine/testing/Snapshot.js"
 
 const notes = Model.make("notes", Schema.Struct({ title: Schema.String, rank: Schema.Number, body: Model.RichText }))
 const models = [notes]
@@ -225,5 +227,24 @@ describe("SyncSession: bad input ends the session with a typed error and writes 
       expect(unchanged).toBe(true)
       const tags = Option.getOrElse(Option.map(sent, (c) => [...c].map((f) => { const m = SyncProtocol.decode(f); return m._tag === "Right" ? m.right._tag : "?" })), () => [] as Array<string>)
       expect(tags).toContain("Abort")
+    }))
+})
+
+describe("SyncSession: a remote that stops", () => {
+  it.scopedLive("one that says Hello, then neither reads nor acknowledges, ends the session with Timeout", () =>
+    Effect.gen(function*() {
+      const engine = yield* Engines.open({ models: [notes], node: "peer-a" })
+      for (let i = 0; i < 50; i++) yield* engine.mutate([notes.create(`n${i}`, { title: "t", rank: i, body: "" })])
+      const pair = yield* ChannelPair.make(2)
+      const session = yield* Effect.fork(SyncSession.run(engine, pair.left, {
+        library: "lib-1",
+        batchSize: 5,
+        window: 2,
+        debounce: Duration.millis(1),
+        stallTimeout: Duration.millis(300)
+      }))
+      yield* pair.right.send(SyncProtocol.encode({ _tag: "Hello", node: "peer-x" as NodeId, library: "lib-1", vector: {} }))
+      const ended = yield* Fiber.await(session).pipe(Effect.timeout(Duration.seconds(5)))
+      expect(Exit.isFailure(ended) && Cause.failureOption(ended.cause)).toEqual(Option.some(expect.objectContaining({ _tag: "SyncError", reason: "Timeout" })))
     }))
 })

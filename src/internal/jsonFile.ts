@@ -11,8 +11,8 @@ import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
 import { promises as fs } from "node:fs"
 import { dirname } from "node:path"
-import * as BoundedFile from "../../internal/boundedFile.js"
-import * as ParseError from "../../internal/parseError.js"
+import * as BoundedFile from "./boundedFile.js"
+import * as ParseError from "./parseError.js"
 
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
