@@ -12,6 +12,7 @@
 import type * as Duration from "effect/Duration"
 import type * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
+import * as ProtocolError from "../transport/ProtocolError.js"
 import type { Duplex, PeerId } from "../transport/Transport.js"
 
 /**
@@ -48,15 +49,12 @@ export interface Plugin<E = unknown, R = never> extends Protocol {
 }
 
 /**
- * Error reasons that mean the remote broke a protocol: a malformed, oversize
- * or out-of-protocol message. A handler (or client) that fails with one of
- * them gets the peer disconnected by the host.
+ * Whether an error says the remote broke its protocol: its type carries the
+ * violation marker (`ProtocolError`, or a plugin's own error marked with
+ * `ProtocolError.ViolationTypeId`). A handler that fails with one gets the
+ * peer disconnected by the host.
  */
-export const VIOLATIONS: ReadonlySet<string> = new Set(["Oversize", "MalformedMessage", "ProtocolViolation"])
-
-/** Whether an error says the remote broke its protocol (its `reason` is one of `VIOLATIONS`). */
-export const isViolation = (error: unknown): boolean =>
-  typeof error === "object" && error !== null && "reason" in error && VIOLATIONS.has(String(error.reason))
+export const isViolation = ProtocolError.isViolation
 
 /** Declares a plugin (an identity function that fixes the types). */
 export const make = <E, R>(plugin: Plugin<E, R>): Plugin<E, R> => plugin

@@ -41,9 +41,10 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as PeerAddress from "../transport/PeerAddress.js"
+import { isViolation, type ProtocolError } from "../transport/ProtocolError.js"
 import { type DiscoverySource, type Duplex, type PeerId, Transport, TransportError } from "../transport/Transport.js"
 import { Libraries } from "../library/Libraries.js"
-import { isViolation, type Plugin, type Protocol } from "./Plugin.js"
+import type { Plugin, Protocol } from "./Plugin.js"
 
 /** A peer may not use a protocol. */
 export class PermissionError extends Schema.TaggedError<PermissionError>("weft/PermissionError")("PermissionError", {
@@ -64,8 +65,11 @@ export type PeerEvent =
   | { readonly _tag: "Discovered"; readonly peer: PeerId; readonly addresses: ReadonlyArray<string>; readonly source: DiscoverySource }
   /** A connection to the peer works; `address` is the one this node dialled (none when the peer dialled in). */
   | { readonly _tag: "Available"; readonly peer: PeerId; readonly address?: string }
-  /** The peer's last connection closed; `error` says why when it did not close cleanly (a broken frame, a reset socket). */
-  | { readonly _tag: "Unavailable"; readonly peer: PeerId; readonly error?: TransportError }
+  /**
+   * The peer's last connection closed; `error` says why when it did not close cleanly (a reset socket; a
+   * `ProtocolError` when the peer broke the connection's framing).
+   */
+  | { readonly _tag: "Unavailable"; readonly peer: PeerId; readonly error?: TransportError | ProtocolError }
   | { readonly _tag: "Refused"; readonly peer: PeerId; readonly protocol: string; readonly detail: string }
   /** The peer broke a protocol (malformed, oversize or out-of-protocol input) and was disconnected. */
   | { readonly _tag: "Violation"; readonly peer: PeerId; readonly protocol: string; readonly detail: string }
@@ -108,7 +112,7 @@ export interface Service {
   /**
    * Reports that `peer` broke `protocol` (`error` says how): the host
    * disconnects it and publishes a `Violation` event. Handlers need not call
-   * this: a handler failing with a violation (see `Plugin.isViolation`) is reported.
+   * this: a handler failing with a violation (see `ProtocolError.isViolation`) is reported.
    */
   readonly violation: (peer: PeerId, protocol: string, error: unknown) => Effect.Effect<void>
   /** Peer events from now on, subscribed at once (none after this returns is missed). */

@@ -172,11 +172,11 @@ describe("SyncSession: bad input ends the session with a typed error and writes 
   it.scopedLive("garbage bytes", () =>
     Effect.gen(function*() {
       const { exit, unchanged } = yield* against([new Uint8Array([0xc1, 0x00, 0xff])])
-      expect(errorOf(exit)).toMatchObject({ _tag: "SyncError", reason: "MalformedMessage" })
+      expect(errorOf(exit)).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
       expect(unchanged).toBe(true)
     }))
 
-  it.scopedLive("a small frame nested thousands deep, or one with a huge wrong value: MalformedMessage with a short detail, not a defect", () =>
+  it.scopedLive("a small frame nested thousands deep, or one with a huge wrong value: a Malformed ProtocolError with a short detail, not a defect", () =>
     Effect.gen(function*() {
       // [1, Vector, [[[[…1]]]]]: 10 KB, deeper than the error formatter's stack reaches
       const nested = new Uint8Array(3 + 10_000 + 1)
@@ -187,7 +187,7 @@ describe("SyncSession: bad input ends the session with a typed error and writes 
       for (const frame of [nested, Binary.encode([1, 3, wide])]) {
         const { exit, unchanged } = yield* against([hello(), frame])
         const error = errorOf(exit) as { _tag: string; reason: string; detail: string } | undefined
-        expect(error).toMatchObject({ _tag: "SyncError", reason: "MalformedMessage" })
+        expect(error).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
         expect(error!.detail.length).toBeLessThanOrEqual(2048)
         expect(unchanged).toBe(true)
       }
@@ -207,9 +207,9 @@ describe("SyncSession: bad input ends the session with a typed error and writes 
 
   it.scopedLive("out-of-protocol messages", () =>
     Effect.gen(function*() {
-      expect(errorOf((yield* against([SyncProtocol.encode({ _tag: "Ack", vector: {} })])).exit)).toMatchObject({ reason: "ProtocolViolation" })
-      expect(errorOf((yield* against([hello(), SyncProtocol.encode({ _tag: "Ack", vector: {} })])).exit)).toMatchObject({ reason: "ProtocolViolation" })
-      expect(errorOf((yield* against([hello(), hello()])).exit)).toMatchObject({ reason: "ProtocolViolation" })
+      expect(errorOf((yield* against([SyncProtocol.encode({ _tag: "Ack", vector: {} })])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
+      expect(errorOf((yield* against([hello(), SyncProtocol.encode({ _tag: "Ack", vector: {} })])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
+      expect(errorOf((yield* against([hello(), hello()])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
     }))
 
   it.scopedLive("a batch that fails to apply: the error is the session's, nothing is written, the remote is told", () =>

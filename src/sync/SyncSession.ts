@@ -30,6 +30,7 @@ import type * as Operation from "../crdt/Operation.js"
 import type { NodeId } from "../crdt/Timestamp.js"
 import * as VersionVector from "../crdt/VersionVector.js"
 import type { StorageError } from "../engine/Database.js"
+import { ProtocolError } from "../transport/ProtocolError.js"
 import type * as Engine from "../engine/Engine.js"
 import type { IngestError, ValidationError } from "../engine/EngineError.js"
 import * as SyncProtocol from "./SyncProtocol.js"
@@ -80,8 +81,6 @@ export class SyncError extends Schema.TaggedError<SyncError>("weft/SyncError")("
     "VersionMismatch",
     "LibraryMismatch",
     "PeerMismatch",
-    "ProtocolViolation",
-    "MalformedMessage",
     "RemoteAborted",
     "OperationTooLarge",
     "Timeout"
@@ -93,8 +92,12 @@ export class SyncError extends Schema.TaggedError<SyncError>("weft/SyncError")("
   }
 }
 
-/** Everything that can end a session. */
-export type SessionError<E> = SyncError | E | ValidationError | IngestError | ClockDriftError | StorageError
+/**
+ * Everything that can end a session. A `ProtocolError` says the remote broke
+ * the protocol (a frame that does not decode, a message out of turn): the
+ * peer should be disconnected.
+ */
+export type SessionError<E> = SyncError | ProtocolError | E | ValidationError | IngestError | ClockDriftError | StorageError
 
 const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
 
@@ -121,6 +124,8 @@ export const run = <E>(
       })
     const sendFrame = (frame: Uint8Array) => lock.withPermits(1)(channel.send(frame)).pipe(unlessStalled("read what was sent"))
     const send = (message: SyncProtocol.Message) => sendFrame(SyncProtocol.encode(message))
+    const violation = (reason: ProtocolError["reason"], detail: string) =>
+      new ProtocolError({ reason, ...(options.remote === undefined ? {} : { peer: options.remote }), protocol: SyncProtocol.PROTOCOL_ID, detail })
 
     // subscribe before reading our vector, so no commit falls between the two
     const commits = yield* engine.commits
@@ -134,15 +139,15 @@ export const run = <E>(
           Effect.fail(
             failure._tag === "Version"
               ? new SyncError({ reason: "VersionMismatch", detail: `remote speaks version ${String(failure.version)}, we speak ${SyncProtocol.VERSION}` })
-              : new SyncError({ reason: "MalformedMessage", detail: failure.detail })
+              : violation("Malformed", failure.detail)
           ),
         onRight: Effect.succeed
       })
 
     // the remote's Hello
     const first = yield* next.pipe(
-      Effect.catchAll((e): Effect.Effect<never, E | SyncError> =>
-        Option.isNone(e) ? Effect.fail(new SyncError({ reason: "ProtocolViolation", detail: "the remote closed before its Hello" })) : Effect.fail(e.value)
+      Effect.catchAll((e): Effect.Effect<never, E | ProtocolError> =>
+        Option.isNone(e) ? Effect.fail(violation("Unexpected", "the remote closed before its Hello")) : Effect.fail(e.value)
       ),
       Effect.timeoutFail({
         duration: options.helloTimeout ?? Duration.seconds(10),
@@ -150,7 +155,7 @@ export const run = <E>(
       })
     )
     const hello = yield* decode(first[0]!)
-    if (hello._tag !== "Hello") return yield* new SyncError({ reason: "ProtocolViolation", detail: `expected Hello, got ${hello._tag}` })
+    if (hello._tag !== "Hello") return yield* violation("Unexpected", `expected Hello, got ${hello._tag}`)
     if (hello.library !== options.library) {
       return yield* new SyncError({ reason: "LibraryMismatch", detail: `remote syncs library ${hello.library}, we sync ${options.library}` })
     }
@@ -214,7 +219,7 @@ export const run = <E>(
             yield* onEvent({ _tag: "Received", ops: message.ops.length, applied: result.applied, hasMore: message.hasMore })
           })
         case "Ack":
-          if (inflight === 0) return Effect.fail(new SyncError({ reason: "ProtocolViolation", detail: "Ack with no batch in flight" }))
+          if (inflight === 0) return Effect.fail(violation("Unexpected", "Ack with no batch in flight"))
           inflight--
           theirs = VersionVector.merge(theirs, message.vector)
           return credits.release(1)
@@ -225,7 +230,7 @@ export const run = <E>(
         case "Abort":
           return Effect.fail(new SyncError({ reason: "RemoteAborted", detail: `${message.reason}: ${message.detail}` }))
         case "Hello":
-          return Effect.fail(new SyncError({ reason: "ProtocolViolation", detail: "second Hello" }))
+          return Effect.fail(violation("Unexpected", "second Hello"))
       }
     }
 

@@ -5,8 +5,8 @@ import * as Either from "effect/Either"
 import * as Stream from "effect/Stream"
 import * as fc from "fast-check"
 import * as Framing from "./Framing.js"
+import * as ProtocolError from "./ProtocolError.js"
 import type { Duplex, PeerId } from "./Transport.js"
-import { TransportError } from "./Transport.js"
 import { concat } from "uint8arrays"
 
 
@@ -97,7 +97,9 @@ describe("Framing", () => {
         Effect.flip,
         Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => new Error("the decoder waited for the body") })
       )
-      expect(error).toBeInstanceOf(TransportError)
+      // the remote broke the protocol: a violation, by its type
+      expect(error).toBeInstanceOf(ProtocolError.ProtocolError)
+      expect(ProtocolError.isViolation(error)).toBe(true)
       expect(error).toMatchObject({ reason: "Oversize", peer: "bob", protocol: "/weft/test/1.0.0" })
     }))
 
@@ -144,7 +146,9 @@ describe("Framing", () => {
       }
       const framed = Framing.make(stream, 8)
       const error = yield* Effect.flip(framed.send(new Uint8Array(9)))
-      expect(error).toMatchObject({ reason: "Oversize", peer: "bob", protocol: "/weft/test/1.0.0" })
+      // our own frame over the bound: a local error, never a reason to disconnect the peer
+      expect(error).toMatchObject({ _tag: "TransportError", reason: "Oversize", peer: "bob", protocol: "/weft/test/1.0.0" })
+      expect(ProtocolError.isViolation(error)).toBe(false)
       expect(written).toEqual([])
       yield* framed.send(Uint8Array.of(1, 2, 3))
       expect(written).toEqual([Uint8Array.of(0, 0, 0, 3, 1, 2, 3)])

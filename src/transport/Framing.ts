@@ -2,9 +2,10 @@
  * Length-prefixed frames over a byte stream, with a size bound.
  *
  * Wire format: each frame is a 4-byte big-endian unsigned length followed by
- * that many bytes. A length above the bound ends the stream with an
- * `Oversize` error before any of the frame is buffered; a stream that ends
- * inside a frame fails with `Reset` (truncated).
+ * that many bytes. A length above the bound ends the stream with a
+ * `ProtocolError` `Oversize` (a violation: the remote broke the protocol)
+ * before any of the frame is buffered; a stream that ends inside a frame
+ * fails with `TransportError` `Reset` (truncated).
  *
  * @since 0.1.0
  */
@@ -12,6 +13,7 @@ import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Stream from "effect/Stream"
+import { ProtocolError } from "./ProtocolError.js"
 import { type Duplex, TransportError } from "./Transport.js"
 
 /** Default bound on one frame: 4 MiB. */
@@ -19,8 +21,8 @@ export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
 
 /** Frames in and out of a stream. */
 export interface Framed {
-  /** Incoming frames; fails on an oversize or truncated frame. */
-  readonly frames: Stream.Stream<Uint8Array, TransportError>
+  /** Incoming frames; fails on an oversize (`ProtocolError`) or truncated (`TransportError`) frame. */
+  readonly frames: Stream.Stream<Uint8Array, TransportError | ProtocolError>
   /** Sends one frame. */
   readonly send: (frame: Uint8Array) => Effect.Effect<void, TransportError>
 }
@@ -35,7 +37,7 @@ export const encode = (frame: Uint8Array): Uint8Array => {
 
 /** Splits a byte stream into frames of at most `maxFrameBytes`. */
 export const decode = (maxFrameBytes: number, context: { readonly peer?: string; readonly protocol?: string } = {}) =>
-<E>(bytes: Stream.Stream<Uint8Array, E>): Stream.Stream<Uint8Array, E | TransportError> =>
+<E>(bytes: Stream.Stream<Uint8Array, E>): Stream.Stream<Uint8Array, E | TransportError | ProtocolError> =>
   Stream.suspend(() => {
     // pending bytes, as a queue of chunks, so large frames are copied once
     let chunks: Array<Uint8Array> = []
@@ -60,13 +62,14 @@ export const decode = (maxFrameBytes: number, context: { readonly peer?: string;
       buffered += 4
       return new DataView(header.buffer, header.byteOffset, 4).getUint32(0)
     }
-    const fail = (reason: "Oversize" | "Reset", detail: string) => new TransportError({ reason, detail, ...context })
+    const truncated = (detail: string) => new TransportError({ reason: "Reset", detail, ...context })
+    const oversize = (detail: string) => new ProtocolError({ reason: "Oversize", detail, ...context })
     // each decoded frame is a Right; a bad header becomes a Left after the frames before it,
     // so those are still delivered before the stream fails on it
     let failed = false
     return bytes.pipe(
       Stream.mapChunks((input) => {
-        const out: Array<Either.Either<Uint8Array, TransportError>> = []
+        const out: Array<Either.Either<Uint8Array, ProtocolError>> = []
         for (const chunk of input) {
           if (failed) break
           if (chunk.length > 0) {
@@ -77,7 +80,7 @@ export const decode = (maxFrameBytes: number, context: { readonly peer?: string;
             const length = peekLength()
             if (length > maxFrameBytes) {
               failed = true
-              out.push(Either.left(fail("Oversize", `frame of ${length} bytes exceeds the bound of ${maxFrameBytes}`)))
+              out.push(Either.left(oversize(`frame of ${length} bytes exceeds the bound of ${maxFrameBytes}`)))
               break
             }
             if (buffered < 4 + length) break
@@ -89,7 +92,7 @@ export const decode = (maxFrameBytes: number, context: { readonly peer?: string;
       }),
       Stream.mapEffect((frame) => frame),
       Stream.concat(Stream.suspend(() =>
-        buffered === 0 ? Stream.empty : Stream.fail(fail("Reset", `stream ended inside a frame (${buffered} bytes pending)`))
+        buffered === 0 ? Stream.empty : Stream.fail(truncated(`stream ended inside a frame (${buffered} bytes pending)`))
       )),
       Stream.ensuring(Effect.sync(() => {
         chunks = []

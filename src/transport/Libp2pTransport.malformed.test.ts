@@ -33,6 +33,7 @@ import { concat } from "uint8arrays"
 import * as Identity from "./Identity.js"
 import { MAX_CONNECTIONS_PER_PEER } from "./internal/libp2pTransport.js"
 import * as Libp2pTransport from "./Libp2pTransport.js"
+import * as ProtocolError from "./ProtocolError.js"
 import type * as Transport from "./Transport.js"
 
 const LOOPBACK = ["/ip4/127.0.0.1/tcp/0"]
@@ -182,7 +183,7 @@ const expectDisconnectedAndStillServing = (
   evil: Evil,
   connection: { readonly status: string },
   socketsBefore: number,
-  reason: Transport.TransportError["reason"]
+  reason: ProtocolError.ProtocolError["reason"]
 ) =>
   Effect.gen(function*() {
     const started = performance.now()
@@ -192,9 +193,10 @@ const expectDisconnectedAndStillServing = (
       Effect.map(honest.events, (all) => all.some((e) => e._tag === "Disconnected" && e.peer === evil.peerId))
     )
     const elapsed = performance.now() - started
-    // with the typed error saying why
+    // with the typed error saying why, a violation by its type
     const disconnected = (yield* Ref.get(honest.events)).find((e) => e._tag === "Disconnected" && e.peer === evil.peerId)
-    expect(disconnected).toMatchObject({ error: { _tag: "TransportError", reason, peer: evil.peerId } })
+    expect(disconnected).toMatchObject({ error: { _tag: "ProtocolError", reason, peer: evil.peerId } })
+    expect(ProtocolError.isViolation(disconnected?._tag === "Disconnected" && disconnected.error)).toBe(true)
     // "aborted": the honest side's GoAway, then its reset of the socket
     yield* eventually("the evil side seeing its connection end", Effect.sync(() => connection.status === "closed" || connection.status === "aborted"))
     // no socket left behind: the evil peer's and the honest node's ends of it are both gone
@@ -250,7 +252,7 @@ describe("Libp2pTransport: a peer that breaks the framing below the plugins", ()
         const honest = yield* honestNode
         const { connection, evil, socketsBefore } = yield* connectedEvil(honest)
         evil.taps.secured!.send(frame())
-        const elapsed = yield* expectDisconnectedAndStillServing(honest, evil, connection, socketsBefore, "ProtocolViolation")
+        const elapsed = yield* expectDisconnectedAndStillServing(honest, evil, connection, socketsBefore, "Malformed")
         expect(elapsed).toBeLessThan(2000)
       }))
   }
@@ -282,7 +284,7 @@ describe("Libp2pTransport: a peer that breaks the framing below the plugins", ()
       const { connection, evil, socketsBefore } = yield* connectedEvil(honest)
       // a well-formed length prefix, then 64 bytes that fail authentication
       evil.taps.raw!.send(concat([Uint8Array.of(0, 64), randomBytes(64)]))
-      const elapsed = yield* expectDisconnectedAndStillServing(honest, evil, connection, socketsBefore, "ProtocolViolation")
+      const elapsed = yield* expectDisconnectedAndStillServing(honest, evil, connection, socketsBefore, "Malformed")
       expect(elapsed).toBeLessThan(2000)
     }))
 })

@@ -23,6 +23,7 @@ import type * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
+import type { ProtocolError } from "./ProtocolError.js"
 
 /** A peer's printable identity (for libp2p, its base58 peer id). Also the node id of its operations. */
 export const PeerId = Schema.String.pipe(
@@ -48,8 +49,7 @@ export class TransportError extends Schema.TaggedError<TransportError>("weft/Tra
     "Closed", // the transport is shut down
     "Timeout",
     "HandshakeFailed", // authentication or encryption could not be established
-    "Oversize", // a frame or buffer exceeded its bound
-    "ProtocolViolation" // the peer broke the connection's framing (a malformed or undecryptable frame)
+    "Oversize" // a frame or buffer of ours exceeded its bound (the remote's are `ProtocolError`s)
   ),
   peer: Schema.optional(Schema.String),
   protocol: Schema.optional(Schema.String),
@@ -94,8 +94,12 @@ export type DiscoverySource = "discovery" | "identify"
 export type TransportEvent =
   /** The first connection to `peer` opened; `address` is the one this node dialled (none when the peer dialled in). */
   | { readonly _tag: "Connected"; readonly peer: PeerId; readonly address?: string }
-  /** The last connection to `peer` closed; `error` says why when it did not close cleanly. */
-  | { readonly _tag: "Disconnected"; readonly peer: PeerId; readonly error?: TransportError }
+  /**
+   * The last connection to `peer` closed; `error` says why when it did not
+   * close cleanly: a `ProtocolError` when the peer broke the connection's
+   * framing (a malformed or undecryptable frame, one over the window).
+   */
+  | { readonly _tag: "Disconnected"; readonly peer: PeerId; readonly error?: TransportError | ProtocolError }
   /**
    * Where a peer listens. `source` says who says so: `discovery`, an advert
    * (mDNS) that anyone on the network could have sent for any id; `identify`,

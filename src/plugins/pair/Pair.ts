@@ -38,6 +38,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as Framing from "../../transport/Framing.js"
+import { ProtocolError } from "../../transport/ProtocolError.js"
 import type { Duplex, PeerId, TransportError } from "../../transport/Transport.js"
 import { type Library, LibraryError, Libraries } from "../../library/Libraries.js"
 import * as Plugin from "../Plugin.js"
@@ -51,7 +52,6 @@ export class PairError extends Schema.TaggedError<PairError>("weft/PairError")("
     "Refused", // the remote user declined
     "Timeout", // no answer in time (ours, or the remote user's)
     "Closed", // the remote ended or broke the exchange early
-    "ProtocolViolation", // a message that does not decode or comes out of turn
     "VersionMismatch", // the remote speaks another version of the protocol
     "RemoteFailed", // the remote could not record the membership
     "Busy" // the remote's user has too many requests to decide already: ask again later
@@ -115,7 +115,7 @@ export class Pair extends Context.Tag("weft/plugins/Pair")<Pair, {
     peer: PeerId,
     library: string,
     options?: PairOptions
-  ) => Effect.Effect<Library, PairError | LibraryError | TransportError | PermissionError>
+  ) => Effect.Effect<Library, PairError | ProtocolError | LibraryError | TransportError | PermissionError>
 }>() {}
 
 const encoder = new TextEncoder()
@@ -126,25 +126,36 @@ const encode = (message: Protocol.Message): Uint8Array => encoder.encode(JSON.st
 const decodeHeader = Schema.decodeUnknownEither(Protocol.HeaderJson)
 const decodeMessage = Schema.decodeUnknownEither(Protocol.MessageJson)
 
+/** The remote broke the protocol: a violation, so the host disconnects it. */
+const violation = (reason: ProtocolError["reason"], where: { readonly peer: string; readonly library?: string }, detail: string) =>
+  new ProtocolError({
+    reason,
+    peer: where.peer,
+    protocol: Protocol.PROTOCOL_ID,
+    detail: where.library === undefined ? detail : `${detail} (library ${where.library})`
+  })
+
 /** Decodes one frame: the version first, so another version is told apart from garbage. */
-const decode = (frame: Uint8Array, where: { readonly peer: string; readonly library?: string }): Either.Either<Protocol.Message, PairError> => {
+const decode = (
+  frame: Uint8Array,
+  where: { readonly peer: string; readonly library?: string }
+): Either.Either<Protocol.Message, PairError | ProtocolError> => {
   const text = decoder.decode(frame)
   const header = decodeHeader(text)
   if (Either.isLeft(header)) {
-    return Either.left(new PairError({ reason: "ProtocolViolation", ...where, detail: `not a pairing message: ${ParseError.describe(header.left, 300)}` }))
+    return Either.left(violation("Malformed", where, `not a pairing message: ${ParseError.describe(header.left, 300)}`))
   }
   if (header.right.version !== Protocol.VERSION) {
     return Either.left(new PairError({ reason: "VersionMismatch", ...where, detail: `the peer speaks version ${header.right.version}, we speak ${Protocol.VERSION}` }))
   }
-  return Either.mapLeft(decodeMessage(text), (error) =>
-    new PairError({ reason: "ProtocolViolation", ...where, detail: `malformed message: ${ParseError.describe(error, 300)}` }))
+  return Either.mapLeft(decodeMessage(text), (error) => violation("Malformed", where, `malformed message: ${ParseError.describe(error, 300)}`))
 }
 
 /** Reads a stream's frames one at a time: `None` once the remote ended its side. */
-const reader = (frames: Stream.Stream<Uint8Array, TransportError>) =>
+const reader = (frames: Stream.Stream<Uint8Array, TransportError | ProtocolError>) =>
   Effect.map(Stream.toPull(frames), (pull) => {
     let pending: Array<Uint8Array> = []
-    const next: Effect.Effect<Option.Option<Uint8Array>, TransportError> = Effect.suspend(() => {
+    const next: Effect.Effect<Option.Option<Uint8Array>, TransportError | ProtocolError> = Effect.suspend(() => {
       const head = pending.shift()
       if (head !== undefined) return Effect.succeed(Option.some(head))
       return pull.pipe(
@@ -183,7 +194,7 @@ export const respond = (options: Options) => {
       declined.delete(oldest)
     }
   }
-  return (stream: Duplex, context: Plugin.StreamContext): Effect.Effect<void, PairError | LibraryError | TransportError, Libraries | PluginHost | Scope.Scope> =>
+  return (stream: Duplex, context: Plugin.StreamContext): Effect.Effect<void, PairError | ProtocolError | LibraryError | TransportError, Libraries | PluginHost | Scope.Scope> =>
     Effect.gen(function*() {
       const libraries = yield* Libraries
       const self = (yield* PluginHost).peerId
@@ -203,11 +214,11 @@ export const respond = (options: Options) => {
       if (Option.isNone(first)) return
       const request = decode(first.value, { peer })
       if (Either.isLeft(request)) {
-        if (request.left.reason === "VersionMismatch") yield* refuse("Unsupported", request.left.detail)
+        if (request.left._tag === "PairError" && request.left.reason === "VersionMismatch") yield* refuse("Unsupported", request.left.detail)
         return yield* request.left
       }
       if (request.right.type !== "Request") {
-        return yield* new PairError({ reason: "ProtocolViolation", peer, detail: `expected a Request, got ${request.right.type}` })
+        return yield* violation("Unexpected", { peer }, `expected a Request, got ${request.right.type}`)
       }
       // a library this peer has is asked about (and joined) under its own name here, whatever the request calls it
       const requested = request.right.library
@@ -285,13 +296,13 @@ export const respond = (options: Options) => {
         if (Option.isNone(confirmed)) return yield* new PairError({ reason: "Closed", ...where, detail: "the requester ended before confirming" })
         const message = yield* decode(confirmed.value, where)
         if (message.type !== "Confirmed") {
-          return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: `expected Confirmed, got ${message.type}` })
+          return yield* violation("Unexpected", where, `expected Confirmed, got ${message.type}`)
         }
         yield* stream.end
       })
       yield* Effect.acquireUseRelease(
         Effect.either(record),
-        (recorded): Effect.Effect<void, PairError | LibraryError | TransportError> =>
+        (recorded): Effect.Effect<void, PairError | ProtocolError | LibraryError | TransportError> =>
           Either.isLeft(recorded)
             ? Effect.zipRight(refuse("Failed", "could not record the membership"), Effect.fail(recorded.left))
             : exchange,
@@ -373,7 +384,7 @@ export const pair = (peer: PeerId, libraryId: string, options: PairOptions = {})
       case "Accepted":
         break
       default:
-        return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: `expected an answer, got ${message.type}` })
+        return yield* violation("Unexpected", where, `expected an answer, got ${message.type}`)
     }
 
     // recorded, then confirmed; undone if the exchange does not complete, interrupted included (only
@@ -390,7 +401,7 @@ export const pair = (peer: PeerId, libraryId: string, options: PairOptions = {})
               onTimeout: () => new PairError({ reason: "Timeout", ...where, detail: "the peer did not end the exchange" })
             })
           )
-          if (Option.isSome(end)) return yield* new PairError({ reason: "ProtocolViolation", ...where, detail: "a message after Accepted" })
+          if (Option.isSome(end)) return yield* violation("Unexpected", where, "a message after Accepted")
           yield* stream.end
           return updated
         }),

@@ -111,7 +111,7 @@ describe("Sync plugin", () => {
           Stream.runHead,
           Effect.map(Option.getOrThrow)
         )
-        expect(failure.error).toMatchObject(name === "an oversize frame" ? { _tag: "TransportError", reason: "Oversize" } : { _tag: "SyncError", reason: "MalformedMessage" })
+        expect(failure.error).toMatchObject(name === "an oversize frame" ? { _tag: "ProtocolError", reason: "Oversize" } : { _tag: "ProtocolError", reason: "Malformed" })
         yield* eventually(Effect.map(a.transport.connections, (peers) => !peers.includes("z" as PeerId)))
         expect((yield* a.engine.versionVector)["z"]).toBeUndefined()
       }))

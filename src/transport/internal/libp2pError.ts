@@ -1,5 +1,6 @@
 /**
- * The one place where js-libp2p's exceptions become `TransportError`s.
+ * The one place where js-libp2p's exceptions become `TransportError`s, or
+ * `ProtocolError`s when a connection ended because of what the remote sent.
  *
  * libp2p signals failures with `Error` subclasses told apart by `name`
  * (`UnsupportedProtocolError`, `EncryptionFailedError`, …), socket errors by
@@ -9,10 +10,11 @@
  *
  * @internal
  */
+import { ProtocolError } from "../ProtocolError.js"
 import { TransportError } from "../Transport.js"
 
 /** What the transport was doing when libp2p failed. */
-export type Operation = "start" | "handle" | "dial" | "open" | "write" | "end" | "stream" | "connection"
+export type Operation = "start" | "handle" | "dial" | "open" | "write" | "end" | "stream"
 
 /** Who and what the failure concerns. */
 export interface Context {
@@ -88,14 +90,7 @@ const innermost = (cause: unknown): unknown => {
   return cause
 }
 
-const reasonOf = (name: string, code: string | undefined, operation: Operation, message: string): Reason => {
-  if (operation === "connection") {
-    if (overLimit.has(name)) return "Oversize"
-    // Noise's decryption failure is a plain Error, told apart by its message
-    if (violation.has(name) || /decrypt/i.test(message)) return "ProtocolViolation"
-    if (handshake.has(name)) return "HandshakeFailed"
-    return "Reset"
-  }
+const reasonOf = (name: string, code: string | undefined, operation: Operation): Reason => {
   if (name === "UnsupportedProtocolError") {
     // on a dial it means no common encryption or muxer: the connection never got secured
     return operation === "open" ? "UnsupportedProtocol" : "HandshakeFailed"
@@ -130,9 +125,28 @@ export const fromLibp2p = (cause: unknown, context: Context): TransportError => 
   const name = nameOf(inner)
   const code = codeOf(inner)
   return new TransportError({
-    reason: reasonOf(name, code, context.operation, messageOf(inner)),
+    reason: reasonOf(name, code, context.operation),
     ...(context.peer === undefined ? {} : { peer: context.peer }),
     ...(context.protocol === undefined ? {} : { protocol: context.protocol }),
     detail: `${context.operation}: ${name}${code === undefined ? "" : ` (${code})`}: ${messageOf(inner)}`
   })
+}
+
+/**
+ * Why a connection to `peer` ended, from the error libp2p closed it with: a
+ * `ProtocolError` when the remote broke the connection's framing (a
+ * malformed or undecryptable frame, one over the window), else a
+ * `TransportError`.
+ */
+export const connectionEnding = (cause: unknown, peer: string): TransportError | ProtocolError => {
+  if (cause instanceof TransportError || cause instanceof ProtocolError) return cause
+  const inner = innermost(cause)
+  const name = nameOf(inner)
+  const code = codeOf(inner)
+  const message = messageOf(inner)
+  const detail = `connection: ${name}${code === undefined ? "" : ` (${code})`}: ${message}`
+  if (overLimit.has(name)) return new ProtocolError({ reason: "Oversize", peer, detail })
+  // Noise's decryption failure is a plain Error, told apart by its message
+  if (violation.has(name) || /decrypt/i.test(message)) return new ProtocolError({ reason: "Malformed", peer, detail })
+  return new TransportError({ reason: handshake.has(name) ? "HandshakeFailed" : "Reset", peer, detail })
 }

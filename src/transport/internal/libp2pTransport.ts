@@ -46,8 +46,9 @@ import {
   TransportError,
   type TransportEvent
 } from "../Transport.js"
+import type { ProtocolError } from "../ProtocolError.js"
 import * as Libp2pDuplex from "./libp2pDuplex.js"
-import { fromLibp2p } from "./libp2pError.js"
+import { connectionEnding, fromLibp2p } from "./libp2pError.js"
 import { guardedYamux } from "./yamuxGuard.js"
 
 /** Yamux's smallest allowed stream window (its specification's initial window). */
@@ -241,13 +242,13 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
       publish(dialled === undefined ? { _tag: "Connected", peer } : { _tag: "Connected", peer, address: dialled.remoteAddr.toString() })
     }
     // why each peer's last connection ended, when it did not end cleanly (a broken frame, a reset socket)
-    const endings = new Map<string, TransportError>()
+    const endings = new Map<string, TransportError | ProtocolError>()
     const onConnectionOpen = (event: CustomEvent<Connection>) => {
       const connection = event.detail
       connection.addEventListener("close", (closed) => {
         const peer = connection.remotePeer.toString()
         if (closed.error === undefined) endings.delete(peer)
-        else endings.set(peer, fromLibp2p(closed.error, { operation: "connection", peer }))
+        else endings.set(peer, connectionEnding(closed.error, peer))
       }, { once: true })
     }
     const onDisconnect = (event: CustomEvent<Libp2pPeerId>) => {
