@@ -1,85 +1,110 @@
 /**
- * How `weft serve` answers pairing requests: by asking on the terminal, or
- * approving everything (`--yes`, for scripts and tests).
+ * The terminal as a front end of the node's `Consent` (pairing requests
+ * today): `weft serve` asks on its terminal, or approves everything with
+ * `--yes` (`Consent.approveAll`).
  *
- * The terminal prompt reads answers as lines from standard input, so it
- * works on a TTY and on a pipe alike; a line is held up to 1 KiB (a longer
- * one is a no). Questions are asked one at a time;
- * answers typed before a question are dropped; a question the requester
- * withdraws (or that times out) is marked so on the terminal. Once standard
- * input is closed there is nobody to ask, and every request is refused.
+ * The prompt reads answers as lines from standard input, so it works on a
+ * TTY and on a pipe alike; a line is held up to 1 KiB (a longer one is a
+ * no). Questions are asked one at a time, in order; answers typed before a
+ * question are dropped; a question settled meanwhile (the requester
+ * withdrew it, it timed out, another front end answered it) is marked so on
+ * the terminal. The prompt attends for as long as standard input is open:
+ * once it is closed there is nobody to ask, and requests are refused at
+ * once (`Consent` says `unattended`).
  *
  * @since 0.1.0
  */
+import * as NodeStream from "@effect/platform-node/NodeStream"
 import * as Console from "effect/Console"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import type * as Scope from "effect/Scope"
-import type * as Pair from "../plugins/pair/Pair.js"
-import * as Lines from "./internal/lines.js"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { Consent, type Pending } from "../plugins/Consent.js"
+import * as Framing from "../transport/Framing.js"
 import * as Output from "./Output.js"
 
 /** Most bytes of an answer line: a longer line is dropped as it arrives (and counts as a no). */
 const MAX_ANSWER_BYTES = 1024
 
-/** Decides a pairing request. */
-export type Approve = (request: Pair.Request) => Effect.Effect<boolean>
+/** The question for one request, on one line (what a remote peer wrote is escaped). */
+export const question = (pending: Pick<Pending, "kind" | "text">): string =>
+  `${Output.printable(pending.kind)} request: ${Output.printable(pending.text)}. Approve? [y/N] `
 
-/** Approves every request, saying so in the log. */
-export const always: Approve = (request) =>
-  Effect.as(Effect.logInfo(`approving the pairing of library ${request.library.name} (${request.library.id}) with ${request.peer} (--yes)`), true)
+/** Whether an answer approves. */
+const approves = (answer: string) => /^\s*y(es)?\s*$/i.test(answer)
 
-/** The question for one request. */
-export const question = (request: Pair.Request): string =>
-  `pair request: peer ${request.peer} asks to share library "${Output.printable(request.library.name)}" (${Output.printable(request.library.id)}). Approve? [y/N] `
-
-/** Asks on the terminal until the scope closes. */
-export const terminal: Effect.Effect<Approve, never, Scope.Scope> = Effect.gen(function*() {
+/** Asks the node's questions on the terminal until the scope closes. */
+export const terminal: Effect.Effect<void, never, Consent | Scope.Scope> = Effect.gen(function*() {
+  const consent = yield* Consent
+  const questions = yield* consent.questions
   // only the latest line counts (lines typed while nothing is asked are dropped anyway): piping
   // endless input (`yes | weft serve`) holds one line, not all of them
   const answers = yield* Effect.acquireRelease(Queue.sliding<string>(1), Queue.shutdown)
   const closed = yield* Deferred.make<void>()
-  yield* Effect.acquireRelease(
-    Effect.sync(() => {
-      const input = process.stdin
-      const onData = Lines.split(MAX_ANSWER_BYTES, {
-        onLine: (line) => Queue.unsafeOffer(answers, line),
-        // an answer that long is no answer: it refuses, and the input is read on
-        onOversize: () => {
-          Queue.unsafeOffer(answers, "")
-          return "skip"
-        }
-      })
-      const onEnd = () => Deferred.unsafeDone(closed, Exit.void)
-      input.on("data", onData)
-      input.once("end", onEnd)
-      input.once("close", onEnd)
-      input.once("error", onEnd)
-      return { input, onData, onEnd }
-    }),
-    ({ input, onData, onEnd }) =>
-      Effect.sync(() => {
-        input.removeListener("data", onData)
-        input.removeListener("end", onEnd)
-        input.removeListener("close", onEnd)
-        input.removeListener("error", onEnd)
-        input.pause()
-      })
-  )
-  const lock = yield* Effect.makeSemaphore(1)
-  return (request) =>
-    lock.withPermits(1)(Effect.gen(function*() {
+  const attendance = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+  yield* consent.attend.pipe(Scope.extend(attendance))
+
+  // standard input, line by line; once it is closed nobody can answer
+  const input = NodeStream.fromReadable<Error, Uint8Array>(() => process.stdin, (error) => error as Error, { closeOnDone: false })
+  yield* Effect.forkScoped(Effect.scoped(Effect.gen(function*() {
+    const reader = yield* Framing.reader(input)
+    while (true) {
+      const line = yield* reader.line(MAX_ANSWER_BYTES)
+      if (Option.isNone(line)) return
+      // an answer that long is no answer: it refuses
+      yield* Queue.offer(answers, line.value._tag === "Line" ? line.value.text : "")
+    }
+  }).pipe(
+    Effect.ignore,
+    Effect.ensuring(Effect.zipRight(Deferred.succeed(closed, undefined), Scope.close(attendance, Exit.void)))
+  )))
+
+  // questions in the order asked; each settled one is known, so a question settled before its turn is skipped
+  const asked = yield* Queue.unbounded<Pending>()
+  const settled = new Map<string, Deferred.Deferred<string>>()
+  const settlement = (id: string) => {
+    let done = settled.get(id)
+    if (done === undefined) {
+      done = Deferred.unsafeMake<string>(FiberId.none)
+      settled.set(id, done)
+    }
+    return done
+  }
+  yield* Effect.forkScoped(Stream.runForEach(questions, (event) =>
+    event._tag === "Asked"
+      ? Effect.zipRight(Effect.sync(() => settlement(event.question.id)), Queue.offer(asked, event.question))
+      : Deferred.succeed(settlement(event.id), event.outcome)))
+  for (const pending of yield* consent.pending) {
+    settlement(pending.id)
+    yield* Queue.offer(asked, pending)
+  }
+
+  const one = (pending: Pending) =>
+    Effect.gen(function*() {
+      const done = settlement(pending.id)
+      if (yield* Deferred.isDone(done)) return
       yield* Queue.takeAll(answers)
-      if (yield* Deferred.isDone(closed)) {
-        yield* Effect.logWarning(`refusing the pairing request of ${request.peer}: standard input is closed, so nobody can approve it (use --yes to approve all)`)
-        return false
+      yield* Console.log(question(pending))
+      const answer = yield* Effect.raceFirst(
+        Effect.map(Queue.take(answers), Option.some),
+        Effect.as(Effect.raceFirst(Deferred.await(done), Deferred.await(closed)), Option.none<string>())
+      )
+      if (Option.isNone(answer)) {
+        return yield* Console.log(
+          (yield* Deferred.isDone(closed)) && !(yield* Deferred.isDone(done))
+            ? "(standard input is closed: nobody can answer)"
+            : "(the request was withdrawn, timed out, or was answered elsewhere)"
+        )
       }
-      yield* Console.log(question(request))
-      const answer = yield* Effect.raceFirst(Queue.take(answers), Effect.as(Deferred.await(closed), ""))
-      const approved = /^\s*y(es)?\s*$/i.test(answer)
-      yield* Console.log(approved ? "approved" : "refused")
-      return approved
-    }).pipe(Effect.onInterrupt(() => Console.log("(the request was withdrawn or timed out)"))))
+      const approved = approves(answer.value)
+      const taken = yield* Effect.either(consent.answer(pending.id, approved))
+      yield* Console.log(taken._tag === "Right" ? (approved ? "approved" : "refused") : "(the request was settled before this answer)")
+    }).pipe(Effect.ensuring(Effect.sync(() => settled.delete(pending.id))))
+  yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(asked), one)))
 })

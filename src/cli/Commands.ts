@@ -101,12 +101,13 @@ const serve = Command.make(
     Effect.scoped(Effect.gen(function*() {
       const Node = yield* Effect.promise(() => import("./Node.js"))
       const Approval = yield* Effect.promise(() => import("./Approval.js"))
+      const Consent = yield* Effect.promise(() => import("../plugins/Consent.js"))
       const node = yield* Node.make({
         dir: args.dir,
         listen: args.listen.length === 0 ? ["/ip4/0.0.0.0/tcp/4001"] : args.listen,
         mdns: !args.noMdns,
         peers: args.peers,
-        approve: args.yes ? Approval.always : yield* Approval.terminal
+        frontEnd: args.yes ? Consent.approveAll : Approval.terminal
       })
       const paths = DataDir.layout(args.dir)
       yield* Console.log([

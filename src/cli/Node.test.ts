@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Engine from "../engine/Engine.js"
-import * as Approval from "./Approval.js"
+import * as Consent from "../plugins/Consent.js"
 import * as Control from "./Control.js"
 import * as ControlProtocol from "./ControlProtocol.js"
 import * as DataDir from "./DataDir.js"
@@ -11,7 +11,7 @@ import * as Node from "./Node.js"
 import * as Notes from "./Notes.js"
 import * as Processes from "./testing/Processes.js"
 
-const nodeOn = (dir: string) => Node.make({ dir, listen: ["/ip4/127.0.0.1/tcp/0"], mdns: false, peers: [], approve: Approval.always })
+const nodeOn = (dir: string) => Node.make({ dir, listen: ["/ip4/127.0.0.1/tcp/0"], mdns: false, peers: [], frontEnd: Consent.approveAll })
 
 /** A node in this process, on a fresh data directory, reachable on loopback only; its control socket. */
 const startedNode = Effect.gen(function*() {

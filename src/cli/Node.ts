@@ -24,7 +24,7 @@ import type { AddressBookError } from "../node/AddressBook.js"
 import type { Library, LibraryError } from "../library/Libraries.js"
 import type { IdentityError } from "../transport/Identity.js"
 import type { PeerId, TransportError } from "../transport/Transport.js"
-import type { Approve } from "./Approval.js"
+import type { Consent } from "../plugins/Consent.js"
 import type * as Control from "./Control.js"
 import type * as ControlProtocol from "./ControlProtocol.js"
 import type * as DataDir from "./DataDir.js"
@@ -39,8 +39,8 @@ export interface Options {
   readonly mdns: boolean
   /** Addresses of peers to connect to, and to reconnect to whenever the connection drops. */
   readonly peers: ReadonlyArray<string>
-  /** Decides pairing requests. */
-  readonly approve: Approve
+  /** Answers the node's questions (pairing requests) until the node stops: `Approval.terminal`, `Consent.approveAll`. */
+  readonly frontEnd: Effect.Effect<void, never, Consent | Scope.Scope>
   /** Most time a ping waits for its echo (default 10 s). */
   readonly pingTimeout?: Duration.DurationInput
 }

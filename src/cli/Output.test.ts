@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest"
+import * as Pair from "../plugins/pair/Pair.js"
 import { PairError } from "../plugins/pair/Pair.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as Approval from "./Approval.js"
@@ -16,7 +17,8 @@ describe("text from remote peers on the terminal", () => {
   })
 
   it("a pairing question shows the requester's library name escaped, on one line", () => {
-    const question = Approval.question({ peer: "12D3KooWRogue" as PeerId, library: { id: "lib", name: `Family" (lib).${forged}` } })
+    const library = { id: "lib", name: `Family" (lib).${forged}` }
+    const question = Approval.question({ kind: "pair", text: Pair.question("12D3KooWRogue" as PeerId, library) })
     expect(question).not.toMatch(controls)
     expect(question.split("\n")).toHaveLength(1)
   })

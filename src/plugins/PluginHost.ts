@@ -40,6 +40,7 @@ import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as Framing from "../transport/Framing.js"
 import * as PeerAddress from "../transport/PeerAddress.js"
 import { isViolation, type ProtocolError } from "../transport/ProtocolError.js"
 import { type DiscoverySource, type Duplex, type PeerId, Transport, TransportError } from "../transport/Transport.js"
@@ -127,33 +128,18 @@ export class PluginHost extends Context.Tag("weft/plugins/PluginHost")<PluginHos
 const ACCEPTED = 1
 const REFUSED = 0
 
-/** Reads exactly `n` bytes from the front of a stream; returns them and the rest of the stream. */
-const readPrefix = (
-  source: Stream.Stream<Uint8Array, TransportError>,
-  n: (head: Uint8Array) => number | undefined,
-  context: { readonly peer: string; readonly protocol: string }
-): Effect.Effect<readonly [Uint8Array, Stream.Stream<Uint8Array, TransportError>], TransportError, Scope.Scope> =>
+/** Reads the host's header from the front of a stream with `read`; the stream then goes on after it. */
+const readHeader = <A>(
+  stream: Duplex,
+  read: (reader: Framing.Reader<TransportError>) => Effect.Effect<Option.Option<A>, TransportError>
+): Effect.Effect<readonly [A, Duplex], TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const pull = yield* Stream.toPull(source)
-    let buffered = new Uint8Array(0)
-    while (true) {
-      const wanted = n(buffered)
-      if (wanted !== undefined && buffered.length >= wanted) {
-        const rest = buffered.subarray(wanted)
-        const remaining = Stream.repeatEffectChunkOption(pull)
-        return [buffered.subarray(0, wanted), rest.length > 0 ? Stream.concat(Stream.make(rest), remaining) : remaining] as const
-      }
-      const chunk = yield* Effect.catchAll(pull, (e) =>
-        Option.isNone(e)
-          ? Effect.fail(new TransportError({ reason: "Reset", ...context, detail: "stream ended inside the host header" }))
-          : Effect.fail(e.value))
-      for (const bytes of chunk) {
-        const joined = new Uint8Array(buffered.length + bytes.length)
-        joined.set(buffered)
-        joined.set(bytes, buffered.length)
-        buffered = joined
-      }
+    const reader = yield* Framing.reader(stream.source, { peer: stream.remote, protocol: stream.protocol })
+    const header = yield* read(reader)
+    if (Option.isNone(header)) {
+      return yield* new TransportError({ reason: "Reset", peer: stream.remote, protocol: stream.protocol, detail: "stream ended inside the host header" })
     }
+    return [header.value, withSource(stream, reader.rest)] as const
   })
 
 const withSource = (stream: Duplex, source: Stream.Stream<Uint8Array, TransportError>): Duplex => ({ ...stream, source })
@@ -254,16 +240,17 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
             const where = { peer: stream.remote, protocol: stream.protocol }
             return Effect.gen(function*() {
               yield* hold(stream.remote, stream.protocol, "handlers")
-              const [header, rest] = yield* readPrefix(stream.source, (head) => (head.length === 0 ? undefined : 1 + head[0]!), where).pipe(
+              const [header, rest] = yield* readHeader(stream, (reader) =>
+                Effect.flatMap(reader.bytes(1), Option.match({ onNone: () => Effect.succeedNone, onSome: ([n]) => reader.bytes(n!) }))).pipe(
                 Effect.timeoutFail({ duration: headerTimeout, onTimeout: () => new TransportError({ reason: "Timeout", ...where, detail: "no library header" }) })
               )
-              const library = new TextDecoder().decode(header.subarray(1))
+              const library = new TextDecoder().decode(header)
               // a peer being paired right now is waited for (see `Libraries.pairing`)
               if (!(yield* libraries.admits(library, stream.remote, pairingWait))) {
                 return yield* refuse(stream, `${stream.remote} is not a member of the library it named`)
               }
               yield* stream.write(new Uint8Array([ACCEPTED]))
-              return yield* run(withSource(stream, rest), library)
+              return yield* run(rest, library)
             })
           },
           plugin.maxInboundStreams === undefined ? {} : { maxInboundStreams: plugin.maxInboundStreams }
@@ -287,7 +274,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
         header.set(name, 1)
         yield* stream.write(header)
         const where = { peer, protocol: protocol.protocol }
-        const [status, rest] = yield* readPrefix(stream.source, () => 1, where).pipe(
+        const [status, rest] = yield* readHeader(stream, (reader) => reader.bytes(1)).pipe(
           Effect.timeoutFail({ duration: headerTimeout, onTimeout: () => new TransportError({ reason: "Timeout", ...where, detail: "no answer to the library header" }) }),
           Effect.catchTag("TransportError", (e): Effect.Effect<never, TransportError | PermissionError> =>
             e.reason === "Reset" || e.reason === "Closed"
@@ -297,7 +284,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
         if (status[0] !== ACCEPTED) {
           return yield* new PermissionError({ reason: "NotAMember", peer, protocol: protocol.protocol, library: library!, detail: `${peer} refused the stream for library ${library}` })
         }
-        return withSource(stream, rest)
+        return rest
       })
 
     return {

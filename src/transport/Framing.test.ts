@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as fc from "fast-check"
 import * as Framing from "./Framing.js"
@@ -153,4 +154,97 @@ describe("Framing", () => {
       yield* framed.send(Uint8Array.of(1, 2, 3))
       expect(written).toEqual([Uint8Array.of(0, 0, 0, 3, 1, 2, 3)])
     }))
+})
+
+/** Reads `source` with `read` until it gives `None`, collecting what it gave (or the error it failed with). */
+const readAll = <A, E>(source: Stream.Stream<Uint8Array>, read: (reader: Framing.Reader<never>) => Effect.Effect<Option.Option<A>, E>) =>
+  Effect.scoped(Effect.gen(function*() {
+    const reader = yield* Framing.reader(source, { maxFrameBytes: 1024, peer: "bob", protocol: "/weft/test/1.0.0" })
+    const out: Array<Either.Either<A, E>> = []
+    while (true) {
+      const next = yield* Effect.either(read(reader))
+      if (Either.isLeft(next)) {
+        out.push(Either.left(next.left))
+        return out
+      }
+      if (Option.isNone(next.right)) return out
+      out.push(Either.right(next.right.value))
+    }
+  }))
+
+describe("Framing.reader", () => {
+  it("frames: the same frames as `decode`, however the bytes are chunked; an oversize header fails after the frames before it", () => {
+    fc.assert(
+      fc.property(frames, offsets, sizes, fc.boolean(), (sent, cutAt, groupBy, withOversize) => {
+        const wire = concat([...sent.map(Framing.encode), ...(withOversize ? [header(1025), new Uint8Array(3)] : [])])
+        const received = Effect.runSync(readAll(Stream.fromChunks(...group(cut(wire, cutAt), groupBy)), (reader) => reader.frame))
+        expect(received.slice(0, sent.length)).toEqual(sent.map((frame) => Either.right(frame)))
+        if (withOversize) {
+          expect(received).toHaveLength(sent.length + 1)
+          const last = received[sent.length]!
+          expect(Either.isLeft(last) && last.left).toMatchObject({ _tag: "ProtocolError", reason: "Oversize", peer: "bob" })
+        } else {
+          expect(received).toHaveLength(sent.length)
+        }
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  it.live("frame: an oversize length fails at the header, without waiting for the body", () =>
+    Effect.gen(function*() {
+      const claim = header(1025)
+      const source = Stream.concat(Stream.make(claim.subarray(0, 2), claim.subarray(2)), Stream.never)
+      const result = yield* readAll(source, (reader) => reader.frame).pipe(
+        Effect.timeoutFail({ duration: "2 seconds", onTimeout: () => new Error("the reader waited for the body") })
+      )
+      expect(result).toEqual([Either.left(expect.objectContaining({ _tag: "ProtocolError", reason: "Oversize" }))])
+    }))
+
+  it("bytes: exact counts across any chunking; None at a clean end, Reset inside a read", () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), fc.integer({ min: 1, max: 40 }), offsets, sizes, (wire, n, cutAt, groupBy) => {
+        const received = Effect.runSync(readAll(Stream.fromChunks(...group(cut(wire, cutAt), groupBy)), (reader) => reader.bytes(n)))
+        const whole = Math.floor(wire.length / n)
+        expect(received.slice(0, whole)).toEqual(Array.from({ length: whole }, (_, i) => Either.right(wire.slice(i * n, (i + 1) * n))))
+        if (wire.length % n === 0) expect(received).toHaveLength(whole)
+        else expect(received[whole]).toEqual(Either.left(expect.objectContaining({ _tag: "TransportError", reason: "Reset" })))
+      }),
+      { numRuns: 300 }
+    )
+  })
+
+  it.effect("rest: the bytes not read yet, then the rest of the stream", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const reader = yield* Framing.reader(Stream.make(Uint8Array.of(3, 1, 2), Uint8Array.of(3, 4, 5), Uint8Array.of(6)))
+      const [length] = Option.getOrThrow(yield* reader.bytes(1))
+      expect(Option.getOrThrow(yield* reader.bytes(length!))).toEqual(Uint8Array.of(1, 2, 3))
+      expect(concat(Chunk.toArray(yield* Stream.runCollect(reader.rest)))).toEqual(Uint8Array.of(4, 5, 6))
+    })))
+})
+
+describe("Framing.reader lines", () => {
+  const lines = (pieces: ReadonlyArray<string | Uint8Array>, maxBytes: number) =>
+    Effect.runSync(readAll(
+      Stream.fromIterable(pieces.map((piece) => (typeof piece === "string" ? new TextEncoder().encode(piece) : piece))),
+      (reader) => Effect.map(reader.line(maxBytes), Option.map((line) => (line._tag === "Line" ? line.text : "<too long>")))
+    )).map(Either.getOrThrow)
+
+  it("cut on newlines across reads, blank lines included; a character split between reads decodes whole", () => {
+    const euro = new TextEncoder().encode("€")
+    expect(lines(["first\n\nsec", concat([new TextEncoder().encode("ond "), euro.subarray(0, 1)]), concat([euro.subarray(1), new TextEncoder().encode("\n  \nthird\n")])], 1024))
+      .toEqual(["first", "", "second €", "  ", "third"])
+  })
+
+  it("a line over the bound is said at once and dropped up to its newline, however many reads it spans; reading goes on", () => {
+    const long = Array.from({ length: 1000 }, () => "x".repeat(64 * 1024))
+    expect(lines(["ok\n" + "x".repeat(10), ...long, "xx\ny\n", "a".repeat(16) + "\n", "b".repeat(17) + "\nc\n"], 16))
+      .toEqual(["ok", "<too long>", "y", "a".repeat(16), "<too long>", "c"])
+  })
+
+  it.effect("TooLong comes before the line's newline does", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const reader = yield* Framing.reader(Stream.concat(Stream.make(new TextEncoder().encode("y".repeat(100))), Stream.never))
+      expect(yield* reader.line(16)).toEqual(Option.some({ _tag: "TooLong" }))
+    })))
 })

@@ -1,17 +1,28 @@
 /**
- * Length-prefixed frames over a byte stream, with a size bound.
+ * Reading a byte stream in bounded pieces, and writing frames: the one
+ * reader every protocol uses, whatever its wire format (the plugin host's
+ * library header, ping's 32-byte pings, the length-prefixed frames of pair,
+ * sync and RPC, the lines a person types).
  *
- * Wire format: each frame is a 4-byte big-endian unsigned length followed by
- * that many bytes. A length above the bound ends the stream with a
- * `ProtocolError` `Oversize` (a violation: the remote broke the protocol)
- * before any of the frame is buffered; a stream that ends inside a frame
- * fails with `TransportError` `Reset` (truncated).
+ * Frame wire format: a 4-byte big-endian unsigned length, then that many
+ * bytes. A length above the bound fails with a `ProtocolError` `Oversize`
+ * (a violation: the remote broke the protocol) as soon as the 4 length bytes
+ * are in, before any of the frame is buffered; a stream that ends inside a
+ * frame, or inside any read, fails with `TransportError` `Reset`
+ * (truncated). A stream that ends between two reads ends cleanly (`None`).
+ *
+ * Two shapes over the same buffer: `reader` pulls one piece at a time
+ * (exact byte counts, frames, lines, then the rest as a stream), for
+ * protocols that take turns; `decode` turns a byte stream into a stream of
+ * frames, for protocols that stream (sync).
  *
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { ProtocolError } from "./ProtocolError.js"
 import { type Duplex, TransportError } from "./Transport.js"
@@ -19,11 +30,17 @@ import { type Duplex, TransportError } from "./Transport.js"
 /** Default bound on one frame: 4 MiB. */
 export const DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
 
+/** Who and what a stream is, for the errors it fails with. */
+export interface Context {
+  readonly peer?: string
+  readonly protocol?: string
+}
+
 /** Frames in and out of a stream. */
 export interface Framed {
   /** Incoming frames; fails on an oversize (`ProtocolError`) or truncated (`TransportError`) frame. */
   readonly frames: Stream.Stream<Uint8Array, TransportError | ProtocolError>
-  /** Sends one frame. */
+  /** Sends one frame; one over the bound is refused with `TransportError` `Oversize` (ours: no violation). */
   readonly send: (frame: Uint8Array) => Effect.Effect<void, TransportError>
 }
 
@@ -35,35 +52,95 @@ export const encode = (frame: Uint8Array): Uint8Array => {
   return out
 }
 
+/**
+ * Bytes received and not yet read: a queue of chunks. A read copies each
+ * byte at most once (a read of exactly one whole chunk takes it as it is).
+ */
+class Pending {
+  private chunks: Array<Uint8Array> = []
+  length = 0
+
+  push(chunk: Uint8Array): void {
+    if (chunk.length === 0) return
+    this.chunks.push(chunk)
+    this.length += chunk.length
+  }
+
+  /** The first `n` bytes (`n` at most `length`). */
+  take(n: number): Uint8Array {
+    this.length -= n
+    const head = this.chunks[0]
+    if (head !== undefined && head.length === n) {
+      this.chunks.shift()
+      return head
+    }
+    const out = new Uint8Array(n)
+    let filled = 0
+    while (filled < n) {
+      const first = this.chunks[0]!
+      const used = Math.min(first.length, n - filled)
+      out.set(first.subarray(0, used), filled)
+      filled += used
+      if (used === first.length) this.chunks.shift()
+      else this.chunks[0] = first.subarray(used)
+    }
+    return out
+  }
+
+  /** Drops the first `n` bytes (`n` at most `length`). */
+  drop(n: number): void {
+    this.length -= n
+    while (n > 0) {
+      const first = this.chunks[0]!
+      if (first.length <= n) {
+        n -= first.length
+        this.chunks.shift()
+      } else {
+        this.chunks[0] = first.subarray(n)
+        n = 0
+      }
+    }
+  }
+
+  /** The big-endian u32 the buffer starts with (`length` at least 4). */
+  peekUint32(): number {
+    const head = this.chunks[0]!
+    if (head.length >= 4) return new DataView(head.buffer, head.byteOffset, 4).getUint32(0)
+    const bytes = this.take(4)
+    this.chunks.unshift(bytes)
+    this.length += 4
+    return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0)
+  }
+
+  /** Where `byte` first occurs, or -1. */
+  indexOf(byte: number): number {
+    let offset = 0
+    for (const chunk of this.chunks) {
+      const at = chunk.indexOf(byte)
+      if (at >= 0) return offset + at
+      offset += chunk.length
+    }
+    return -1
+  }
+
+  /** Everything, emptying the buffer. */
+  drain(): Array<Uint8Array> {
+    const all = this.chunks
+    this.chunks = []
+    this.length = 0
+    return all
+  }
+}
+
+const truncated = (context: Context, detail: string) => new TransportError({ reason: "Reset", detail, ...context })
+const oversize = (context: Context, length: number, bound: number) =>
+  new ProtocolError({ reason: "Oversize", detail: `frame of ${length} bytes exceeds the bound of ${bound}`, ...context })
+
 /** Splits a byte stream into frames of at most `maxFrameBytes`. */
-export const decode = (maxFrameBytes: number, context: { readonly peer?: string; readonly protocol?: string } = {}) =>
+export const decode = (maxFrameBytes: number, context: Context = {}) =>
 <E>(bytes: Stream.Stream<Uint8Array, E>): Stream.Stream<Uint8Array, E | TransportError | ProtocolError> =>
   Stream.suspend(() => {
-    // pending bytes, as a queue of chunks, so large frames are copied once
-    let chunks: Array<Uint8Array> = []
-    let buffered = 0
-    const take = (n: number): Uint8Array => {
-      const out = new Uint8Array(n)
-      let filled = 0
-      while (filled < n) {
-        const head = chunks[0]!
-        const used = Math.min(head.length, n - filled)
-        out.set(head.subarray(0, used), filled)
-        filled += used
-        if (used === head.length) chunks.shift()
-        else chunks[0] = head.subarray(used)
-      }
-      buffered -= n
-      return out
-    }
-    const peekLength = (): number => {
-      const header = take(4)
-      chunks.unshift(header)
-      buffered += 4
-      return new DataView(header.buffer, header.byteOffset, 4).getUint32(0)
-    }
-    const truncated = (detail: string) => new TransportError({ reason: "Reset", detail, ...context })
-    const oversize = (detail: string) => new ProtocolError({ reason: "Oversize", detail, ...context })
+    const pending = new Pending()
     // each decoded frame is a Right; a bad header becomes a Left after the frames before it,
     // so those are still delivered before the stream fails on it
     let failed = false
@@ -72,32 +149,26 @@ export const decode = (maxFrameBytes: number, context: { readonly peer?: string;
         const out: Array<Either.Either<Uint8Array, ProtocolError>> = []
         for (const chunk of input) {
           if (failed) break
-          if (chunk.length > 0) {
-            chunks.push(chunk)
-            buffered += chunk.length
-          }
-          while (buffered >= 4) {
-            const length = peekLength()
+          pending.push(chunk)
+          while (pending.length >= 4) {
+            const length = pending.peekUint32()
             if (length > maxFrameBytes) {
               failed = true
-              out.push(Either.left(oversize(`frame of ${length} bytes exceeds the bound of ${maxFrameBytes}`)))
+              out.push(Either.left(oversize(context, length, maxFrameBytes)))
               break
             }
-            if (buffered < 4 + length) break
-            take(4)
-            out.push(Either.right(take(length)))
+            if (pending.length < 4 + length) break
+            pending.drop(4)
+            out.push(Either.right(pending.take(length)))
           }
         }
         return Chunk.unsafeFromArray(out)
       }),
       Stream.mapEffect((frame) => frame),
       Stream.concat(Stream.suspend(() =>
-        buffered === 0 ? Stream.empty : Stream.fail(truncated(`stream ended inside a frame (${buffered} bytes pending)`))
+        pending.length === 0 ? Stream.empty : Stream.fail(truncated(context, `stream ended inside a frame (${pending.length} bytes pending)`))
       )),
-      Stream.ensuring(Effect.sync(() => {
-        chunks = []
-        buffered = 0
-      }))
+      Stream.ensuring(Effect.sync(() => pending.drain()))
     )
   })
 
@@ -110,3 +181,130 @@ export const make = (stream: Duplex, maxFrameBytes: number = DEFAULT_MAX_FRAME_B
       : stream.write(encode(frame))
 })
 
+/** A line a person typed, or one longer than the bound (dropped, up to its newline). */
+export type Line =
+  | { readonly _tag: "Line"; readonly text: string }
+  | { readonly _tag: "TooLong" }
+
+/** Reads a byte stream one piece at a time. Pieces are read in turn, never concurrently. */
+export interface Reader<E> {
+  /**
+   * Exactly `n` bytes: `None` when the stream ended before any of them,
+   * `Reset` when it ended inside them.
+   */
+  readonly bytes: (n: number) => Effect.Effect<Option.Option<Uint8Array>, E | TransportError>
+  /** The next frame: `None` when the stream ended between frames. */
+  readonly frame: Effect.Effect<Option.Option<Uint8Array>, E | TransportError | ProtocolError>
+  /**
+   * The next line (its newline cut off), decoded as UTF-8 once whole (a
+   * character split between two chunks arrives intact); `TooLong` as soon
+   * as more than `maxBytes` of it arrived, and the rest of that line is
+   * dropped as it comes. At most `maxBytes` of a line are held. `None` when
+   * the stream ended (a last line without a newline is dropped).
+   */
+  readonly line: (maxBytes: number) => Effect.Effect<Option.Option<Line>, E>
+  /** What was not read yet, as a stream; the reader is done with once this is taken. */
+  readonly rest: Stream.Stream<Uint8Array, E>
+}
+
+/** Options of a reader. */
+export interface ReaderOptions extends Context {
+  /** The bound of `frame` (default `DEFAULT_MAX_FRAME_BYTES`). */
+  readonly maxFrameBytes?: number
+}
+
+const decoder = new TextDecoder()
+
+/** A reader of `source`, pulling from it as the scope allows. */
+export const reader = <E>(source: Stream.Stream<Uint8Array, E>, options: ReaderOptions = {}): Effect.Effect<Reader<E>, never, Scope.Scope> =>
+  Effect.map(Stream.toPull(source), (pull) => {
+    const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
+    const context: Context = {
+      ...(options.peer === undefined ? {} : { peer: options.peer }),
+      ...(options.protocol === undefined ? {} : { protocol: options.protocol })
+    }
+    const pending = new Pending()
+    let ended = false
+    // in a line over the bound, until its newline
+    let skipping = false
+
+    /** Pulls one more chunk into `pending`; false once the stream has ended. */
+    const more: Effect.Effect<boolean, E> = Effect.suspend(() =>
+      ended ? Effect.succeed(false) : Effect.matchEffect(pull, {
+        onFailure: Option.match({
+          onNone: () => {
+            ended = true
+            return Effect.succeed(false)
+          },
+          onSome: Effect.fail
+        }),
+        onSuccess: (chunk) => {
+          for (const bytes of chunk) pending.push(bytes)
+          return Effect.succeed(true)
+        }
+      })
+    )
+
+    const bytes = (n: number): Effect.Effect<Option.Option<Uint8Array>, E | TransportError> =>
+      Effect.suspend(() => {
+        if (pending.length >= n) return Effect.succeed(Option.some(pending.take(n)))
+        return Effect.flatMap(more, (pulled) => {
+          if (pulled) return bytes(n)
+          return pending.length === 0
+            ? Effect.succeed(Option.none())
+            : Effect.fail(truncated(context, `stream ended inside a read of ${n} bytes (${pending.length} arrived)`))
+        })
+      })
+
+    const frame: Effect.Effect<Option.Option<Uint8Array>, E | TransportError | ProtocolError> = Effect.suspend(() => {
+      if (pending.length >= 4) {
+        const length = pending.peekUint32()
+        // refused at the header: the body is never waited for
+        if (length > maxFrameBytes) return Effect.fail(oversize(context, length, maxFrameBytes))
+        if (pending.length >= 4 + length) {
+          pending.drop(4)
+          return Effect.succeed(Option.some(pending.take(length)))
+        }
+      }
+      return Effect.flatMap(more, (pulled) => {
+        if (pulled) return frame
+        return pending.length === 0
+          ? Effect.succeed(Option.none())
+          : Effect.fail(truncated(context, `stream ended inside a frame (${pending.length} bytes pending)`))
+      })
+    })
+
+    const line = (maxBytes: number): Effect.Effect<Option.Option<Line>, E> =>
+      Effect.suspend(() => {
+        const newline = pending.indexOf(0x0a)
+        if (skipping) {
+          if (newline >= 0) {
+            pending.drop(newline + 1)
+            skipping = false
+            return line(maxBytes)
+          }
+          pending.drain()
+        } else if (newline >= 0 && newline <= maxBytes) {
+          const text = decoder.decode(pending.take(newline))
+          pending.drop(1)
+          return Effect.succeed(Option.some({ _tag: "Line", text } as const))
+        } else if (newline > maxBytes) {
+          pending.drop(newline + 1)
+          return Effect.succeed(Option.some({ _tag: "TooLong" } as const))
+        } else if (pending.length > maxBytes) {
+          // said at once; the rest of the line is dropped as it arrives
+          pending.drain()
+          skipping = true
+          return Effect.succeed(Option.some({ _tag: "TooLong" } as const))
+        }
+        return Effect.flatMap(more, (pulled) => (pulled ? line(maxBytes) : Effect.succeed(Option.none())))
+      })
+
+    const rest = Stream.suspend(() => {
+      const remaining = Stream.repeatEffectChunkOption(ended ? Effect.fail(Option.none()) : pull)
+      const buffered = pending.drain()
+      return buffered.length > 0 ? Stream.concat(Stream.fromIterable(buffered), remaining) : remaining
+    })
+
+    return { bytes, frame, line, rest }
+  })

@@ -21,6 +21,7 @@ import * as Engine from "../../engine/Engine.js"
 import * as AddressBook from "../../node/AddressBook.js"
 import { Libraries, type Library } from "../../library/Libraries.js"
 import * as LibrariesModule from "../../library/Libraries.js"
+import * as Consent from "../../plugins/Consent.js"
 import * as Pair from "../../plugins/pair/Pair.js"
 import * as Ping from "../../plugins/ping/Ping.js"
 import * as Plugin from "../../plugins/Plugin.js"
@@ -204,7 +205,9 @@ export const make = (options: Options) =>
 
     // ping and pair
     const ping = yield* withHost(Layer.build(Ping.layer)).pipe(Effect.map(Context.get(Ping.Ping)))
-    const pair = yield* withHost(Pair.make({ approve: options.approve }))
+    const consent = yield* Consent.make()
+    yield* options.frontEnd.pipe(Effect.provideService(Consent.Consent, consent))
+    const pair = yield* withHost(Pair.make().pipe(Effect.provideService(Consent.Consent, consent)))
 
     // peers: log what happens; what was discovered is shown by `weft peers`
     // (adverts are unauthenticated: bounded here, so a flood of made-up peers only pushes out older entries)

@@ -11,12 +11,13 @@ import * as Stream from "effect/Stream"
 import * as Model from "../../engine/Model.js"
 import * as Engines from "../../engine/testing/Engines.js"
 import * as Framing from "../../transport/Framing.js"
-import * as MemoryTransport from "../../transport/MemoryTransport.js"
-import { type PeerId, Transport } from "../../transport/Transport.js"
+import type { PeerId } from "../../transport/Transport.js"
 import * as Libraries from "../../library/Libraries.js"
 import * as Plugin from "../Plugin.js"
 import * as PluginHost from "../PluginHost.js"
 import * as Sync from "../sync/Sync.js"
+import * as Consent from "../Consent.js"
+import * as Hosts from "../testing/Hosts.js"
 import * as Pair from "./Pair.js"
 import * as Protocol from "./Protocol.js"
 
@@ -27,27 +28,30 @@ const library = (...members: ReadonlyArray<string>): Libraries.Library => ({ id:
 const membersOf = (libraries: Libraries.Libraries["Type"]) =>
   Effect.map(libraries.get(LIBRARY), Option.match({ onNone: () => undefined, onSome: (l) => [...l.members].sort() }))
 const frame = (value: unknown) => Framing.encode(new TextEncoder().encode(JSON.stringify(value)))
+/** How the responder's user answers: with `approve`, given the request (from the question's details). */
+interface Answering extends Pair.Options {
+  readonly approve: (request: { readonly peer: PeerId; readonly library: { readonly id: string; readonly name: string } }) => Effect.Effect<boolean>
+  readonly consent?: Consent.Options
+}
+const requestOf = (question: Consent.Pending) => ({ peer: question.peer, library: { id: question.details.library!, name: question.details.libraryName! } })
+
 /** A peer with libraries, host, sync, and (unless `withPair` is false) the pair plugin. */
 const peer = (
-  network: MemoryTransport.MemoryNetwork,
+  network: Hosts.Network,
   name: string,
   initial: ReadonlyArray<Libraries.Library>,
-  options: Pair.Options,
+  options: Answering,
   withPair = true
 ) =>
   Effect.gen(function*() {
-    const transport = yield* network.transport(name)
-    const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerMemory(initial))
-    const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      effect.pipe(Effect.provideService(Transport, transport), Effect.provideService(Libraries.Libraries, libraries))
-    const host = yield* withServices(PluginHost.make({ connectDiscovered: false }))
+    const { approve, consent, ...pairOptions } = options
+    const host = yield* network.host(name, { libraries: initial, answer: (question) => approve(requestOf(question)), ...(consent === undefined ? {} : { consent }) })
     const engine = yield* Engines.open({ models: [notes], node: name })
-    const withHost = <A, E, R>(effect: Effect.Effect<A, E, R>) => withServices(Effect.provideService(effect, PluginHost.PluginHost, host))
-    yield* withHost(Sync.make({ libraries: [{ id: LIBRARY, engine }], session: { debounce: Duration.millis(1) }, retry: Schedule.spaced(Duration.millis(20)) }))
-    if (withPair) yield* withHost(Pair.make(options))
+    yield* host.provide(Sync.make({ libraries: [{ id: LIBRARY, engine }], session: { debounce: Duration.millis(1) }, retry: Schedule.spaced(Duration.millis(20)) }))
+    if (withPair) yield* host.provide(Pair.make(pairOptions))
     // the requester side, usable without the plugin registered
-    const pairWith = (other: PeerId) => withHost(Pair.pair(other, LIBRARY))
-    return { id: peerId(name), transport, libraries, host, withHost, pairWith }
+    const pairWith = (other: PeerId) => host.provide(Pair.pair(other, LIBRARY))
+    return { id: host.id, transport: host.transport, libraries: host.libraries, host: host.host, withHost: host.provide, pairWith }
   })
 
 /**
@@ -82,7 +86,7 @@ const breaksAfterAccepting = (host: PluginHost.Service) =>
 describe("Pair: races and hostile requesters", () => {
   it.scopedLive("responder: a failed exchange does not remove a membership that another pairing recorded while the user was being asked", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 11 })
+      const network = yield* Hosts.network({ seed: 11 })
       // while bob's user is asked about alice's request, bob's user also pairs alice from bob's side (it succeeds)
       const bobPairsAlice = yield* Deferred.make<Effect.Effect<unknown, unknown>>()
       const bob = yield* peer(network, "bob", [library("bob")], {
@@ -110,7 +114,7 @@ describe("Pair: races and hostile requesters", () => {
 
   it.scopedLive("requester: a failed exchange does not remove a membership that another pairing recorded while waiting for the answer", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 12 })
+      const network = yield* Hosts.network({ seed: 12 })
       const alice = yield* peer(network, "alice", [library("alice")], { approve: () => Effect.succeed(true) })
       // bob: no pair plugin; a scripted responder instead
       const bob = yield* peer(network, "bob", [library("bob")], { approve: () => Effect.succeed(true) }, false)
@@ -128,9 +132,9 @@ describe("Pair: races and hostile requesters", () => {
       expect(yield* membersOf(alice.libraries)).toEqual(["alice", "bob"])
     }))
 
-  it.scopedLive("an approval callback that dies: the requester gets a typed error promptly", () =>
+  it.scopedLive("a consent front end that crashes: the requester gets a typed error promptly", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 13 })
+      const network = yield* Hosts.network({ seed: 13 })
       yield* peer(network, "bob", [library("bob")], { approve: () => Effect.die(new Error("approval UI crashed")) })
       const alice = yield* peer(network, "alice", [library("alice")], { approve: () => Effect.succeed(true) })
       yield* alice.transport.connect("memory://bob")
@@ -143,10 +147,10 @@ describe("Pair: races and hostile requesters", () => {
 
   it.scopedLive("a declined requester is not asked about again for a while: 50 back-to-back requests prompt the user once", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 14 })
+      const network = yield* Hosts.network({ seed: 14 })
       const asked = yield* Ref.make(0)
       yield* peer(network, "bob", [library("bob")], { approve: () => Effect.as(Ref.update(asked, (n) => n + 1), false) })
-      const mallory = yield* network.transport("mallory")
+      const mallory = yield* network.network.transport("mallory")
       yield* mallory.connect("memory://bob")
       const once = Effect.scoped(Effect.gen(function*() {
         const stream = yield* mallory.open(peerId("bob"), Protocol.PROTOCOL_ID)
@@ -160,7 +164,7 @@ describe("Pair: races and hostile requesters", () => {
 
   it.scopedLive("requests from many fresh identities: at most `maxPendingApprovals` are put to the user, the rest are refused Busy at once", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 15 })
+      const network = yield* Hosts.network({ seed: 15 })
       const pending = yield* Ref.make(0)
       const most = yield* Ref.make(0)
       yield* peer(network, "bob", [library("bob")], {
@@ -175,13 +179,13 @@ describe("Pair: races and hostile requesters", () => {
       const N = 100
       yield* Effect.forEach(Array.from({ length: N }, (_, i) => i), (i) =>
         Effect.gen(function*() {
-          const sybil = yield* network.transport(`sybil${i}`)
+          const sybil = yield* network.network.transport(`sybil${i}`)
           yield* sybil.connect("memory://bob")
           const stream = yield* sybil.open(peerId("bob"), Protocol.PROTOCOL_ID)
           yield* stream.write(frame({ version: 1, type: "Request", library: { id: `lib-${i}`, name: "Family photos" } }))
         }), { concurrency: "unbounded", discard: true })
       yield* Effect.sleep(Duration.millis(1000))
-      expect(yield* Ref.get(most)).toBe(Pair.MAX_PENDING_APPROVALS)
+      expect(yield* Ref.get(most)).toBe(Consent.MAX_PENDING)
       // a further request is told at once, with a reason of its own
       const carol = yield* peer(network, "carol", [library("carol")], { approve: () => Effect.succeed(true) })
       yield* carol.transport.connect("memory://bob")
@@ -190,10 +194,10 @@ describe("Pair: races and hostile requesters", () => {
 
   it.scopedLive("a requester that sends an oversize or malformed frame breaks the protocol: the host sees a Violation and disconnects it", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 16 })
+      const network = yield* Hosts.network({ seed: 16 })
       const bob = yield* peer(network, "bob", [library("bob")], { approve: () => Effect.succeed(false) })
       const events = yield* bob.host.events
-      const mallory = yield* network.transport("mallory")
+      const mallory = yield* network.network.transport("mallory")
       yield* mallory.connect("memory://bob")
       const oversize = new Uint8Array(8)
       new DataView(oversize.buffer).setUint32(0, Protocol.MAX_FRAME_BYTES + 1)
@@ -211,7 +215,7 @@ describe("Pair: races and hostile requesters", () => {
 
   it.scopedLive("requester: a member removed while its pairing waits is not re-added by an exchange that then fails", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 17 })
+      const network = yield* Hosts.network({ seed: 17 })
       const alice = yield* peer(network, "alice", [library("alice", "bob")], { approve: () => Effect.succeed(true) })
       const bob = yield* peer(network, "bob", [library("bob", "alice")], { approve: () => Effect.succeed(true) }, false)
       const { requestSeen, answerNow } = yield* breaksAfterAccepting(bob.host)

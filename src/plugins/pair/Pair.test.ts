@@ -13,12 +13,12 @@ import type * as Engine from "../../engine/Engine.js"
 import * as Model from "../../engine/Model.js"
 import * as Engines from "../../engine/testing/Engines.js"
 import * as Framing from "../../transport/Framing.js"
-import * as MemoryTransport from "../../transport/MemoryTransport.js"
-import { type PeerId, Transport } from "../../transport/Transport.js"
+import type { PeerId } from "../../transport/Transport.js"
 import * as Libraries from "../../library/Libraries.js"
-import * as PluginHost from "../PluginHost.js"
 import * as Sync from "../sync/Sync.js"
 import * as SyncProtocol from "../sync/Protocol.js"
+import * as Consent from "../Consent.js"
+import * as Hosts from "../testing/Hosts.js"
 import * as Pair from "./Pair.js"
 import * as Protocol from "./Protocol.js"
 
@@ -32,29 +32,37 @@ const eventually = (what: string, check: Effect.Effect<boolean, unknown>, timeou
     while (!(yield* check)) yield* Effect.sleep(Duration.millis(10))
   }).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error(`${what}: not reached in time`) }))
 
+/** How the responder's user answers: with `approve`, given the request (from the question's details). */
+interface Answering extends Pair.Options {
+  readonly approve: (request: { readonly peer: PeerId; readonly library: { readonly id: string; readonly name: string } }) => Effect.Effect<boolean>
+  readonly consent?: Consent.Options
+}
+const requestOf = (question: Consent.Pending) => ({ peer: question.peer, library: { id: question.details.library!, name: question.details.libraryName! } })
+
 /** A peer on the memory network: libraries, host, an engine for LIBRARY synced by the sync plugin, and the pair plugin. */
 const peer = (
-  network: MemoryTransport.MemoryNetwork,
+  network: Hosts.Network,
   name: string,
   initial: ReadonlyArray<Libraries.Library>,
-  options: Pair.Options,
+  options: Answering,
   adapt: (libraries: Libraries.Libraries["Type"]) => Libraries.Libraries["Type"] = (libraries) => libraries
 ) =>
   Effect.gen(function*() {
-    const transport = yield* network.transport(name)
-    const libraries = adapt(yield* Effect.provide(Libraries.Libraries, Libraries.layerMemory(initial)))
-    const withServices = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      effect.pipe(Effect.provideService(Transport, transport), Effect.provideService(Libraries.Libraries, libraries))
-    const host = yield* withServices(PluginHost.make({ connectDiscovered: false }))
+    const { approve, consent, ...pairOptions } = options
+    const host = yield* network.host(name, {
+      libraries: initial,
+      wrapLibraries: adapt,
+      answer: (question) => approve(requestOf(question)),
+      ...(consent === undefined ? {} : { consent })
+    })
     const engine = yield* Engines.open({ models: [notes], node: name })
-    const withHost = <A, E, R>(effect: Effect.Effect<A, E, R>) => withServices(Effect.provideService(effect, PluginHost.PluginHost, host))
-    const sync = yield* withHost(Sync.make({
+    const sync = yield* host.provide(Sync.make({
       libraries: [{ id: LIBRARY, engine }],
       session: { debounce: Duration.millis(1) },
       retry: Schedule.spaced(Duration.millis(20))
     }))
-    const pair = yield* withHost(Pair.make(options))
-    return { id: peerId(name), transport, libraries, host, engine, sync, pair }
+    const pair = yield* host.provide(Pair.make(pairOptions))
+    return { id: host.id, transport: host.transport, libraries: host.libraries, host: host.host, engine, sync, pair }
   })
 
 const library = (...members: ReadonlyArray<string>): Libraries.Library => ({ id: LIBRARY, name: "Family photos", members: members.map(peerId) })
@@ -74,8 +82,8 @@ const pairError = <A>(outcome: Either.Either<A, unknown>): Pair.PairError => {
 describe("Pair", () => {
   it.scopedLive("approved: both sides list each other as members, and sync starts and carries changes both ways", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 1 })
-      const asked = yield* Ref.make<ReadonlyArray<Pair.Request>>([])
+      const network = yield* Hosts.network({ seed: 1 })
+      const asked = yield* Ref.make<ReadonlyArray<ReturnType<typeof requestOf>>>([])
       const alice = yield* peer(network, "alice", [library("alice")], { approve: () => Effect.succeed(false) })
       const bob = yield* peer(network, "bob", [], { approve: (request) => Effect.as(Ref.update(asked, (all) => [...all, request]), true) })
       yield* alice.transport.connect("memory://bob")
@@ -104,7 +112,7 @@ describe("Pair", () => {
 
   it.scopedLive("the responder opens sync as soon as it has recorded the membership: the requester, still recording, lets it in (no refusal, no failure)", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 6 })
+      const network = yield* Hosts.network({ seed: 6 })
       // amy (the smaller id) opens the sessions; zed asks, and records the membership 300 ms after amy has
       const slowly = (libraries: Libraries.Libraries["Type"]): Libraries.Libraries["Type"] => ({
         ...libraries,
@@ -157,7 +165,7 @@ describe("Pair", () => {
 
   it.scopedLive("refused: the requester gets PairError Refused, and no membership changes on either side", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 2 })
+      const network = yield* Hosts.network({ seed: 2 })
       const alice = yield* peer(network, "alice", [library("alice")], { approve: () => Effect.succeed(false) })
       const bob = yield* peer(network, "bob", [], { approve: () => Effect.succeed(false) })
       yield* alice.transport.connect("memory://bob")
@@ -175,7 +183,7 @@ describe("Pair", () => {
 
   it.scopedLive("no answer in time: PairError Timeout, the question is withdrawn, no membership changes", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 3 })
+      const network = yield* Hosts.network({ seed: 3 })
       const withdrawn = yield* Ref.make(false)
       const alice = yield* peer(network, "alice", [library("alice")], { approve: () => Effect.succeed(false) })
       const bob = yield* peer(network, "bob", [], {
@@ -193,7 +201,7 @@ describe("Pair", () => {
 
   it.scopedLive("the responder's user does not decide in time: PairError Timeout, no membership changes", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 4 })
+      const network = yield* Hosts.network({ seed: 4 })
       const alice = yield* peer(network, "alice", [library("alice")], { approve: () => Effect.succeed(false) })
       const bob = yield* peer(network, "bob", [], { approve: () => Effect.never, approvalTimeout: Duration.millis(100) })
       yield* alice.transport.connect("memory://bob")
@@ -207,7 +215,7 @@ describe("Pair", () => {
 
   it.scopedLive("an unpaired peer cannot open the sync protocol: the host refuses it (NotAMember) and nothing is written", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 5 })
+      const network = yield* Hosts.network({ seed: 5 })
       // ivan claims victor in its own list (so ivan's sync plugin tries to open sessions), but victor never paired with ivan
       const victor = yield* peer(network, "victor", [library("victor")], { approve: () => Effect.succeed(false) })
       const ivan = yield* peer(network, "ivan", [library("ivan", "victor")], { approve: () => Effect.succeed(false) })
@@ -231,10 +239,10 @@ describe("Pair", () => {
 
   it.scopedLive("malformed, oversize and other-version requests are answered or dropped without asking anyone", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 6 })
+      const network = yield* Hosts.network({ seed: 6 })
       const asked = yield* Ref.make(0)
       const bob = yield* peer(network, "bob", [], { approve: () => Effect.as(Ref.update(asked, (n) => n + 1), true) })
-      const mallory = yield* network.transport("mallory")
+      const mallory = yield* network.network.transport("mallory")
       yield* mallory.connect("memory://bob")
       const exchange = (bytes: Uint8Array) =>
         Effect.scoped(Effect.gen(function*() {
@@ -267,9 +275,9 @@ describe("Pair", () => {
 
   it.scopedLive("a requester whose connection drops after the responder accepted: the responder's membership is undone", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 7 })
+      const network = yield* Hosts.network({ seed: 7 })
       const bob = yield* peer(network, "bob", [library("bob")], { approve: () => Effect.succeed(true) })
-      const mallory = yield* network.transport("mallory")
+      const mallory = yield* network.network.transport("mallory")
       yield* mallory.connect("memory://bob")
       const stream = yield* mallory.open(bob.id, Protocol.PROTOCOL_ID)
       yield* stream.write(Framing.encode(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Request", library: { id: LIBRARY, name: "x" } }))))
@@ -277,19 +285,19 @@ describe("Pair", () => {
       expect(Option.map(answer, (frame) => JSON.parse(new TextDecoder().decode(frame)))).toEqual(Option.some({ version: 1, type: "Accepted" }))
       expect(yield* membersOf(bob.libraries)).toEqual(["bob", "mallory"])
       // gone before confirming
-      yield* network.disconnect("mallory", "bob")
+      yield* network.network.disconnect("mallory", "bob")
       yield* eventually("bob undoing the membership", Effect.map(membersOf(bob.libraries), (members) => members?.length === 1))
       expect(yield* membersOf(bob.libraries)).toEqual(["bob"])
     }))
 
   it.scopedLive("a request naming a library this peer has is asked about under this peer's name for it", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 8 })
+      const network = yield* Hosts.network({ seed: 8 })
       const asked = yield* Ref.make<ReadonlyArray<string>>([])
       const bob = yield* peer(network, "bob", [library("bob")], {
         approve: ({ library }) => Effect.as(Ref.update(asked, (all) => [...all, library.name]), false)
       })
-      const mallory = yield* network.transport("mallory")
+      const mallory = yield* network.network.transport("mallory")
       yield* mallory.connect("memory://bob")
       yield* Effect.scoped(Effect.gen(function*() {
         const stream = yield* mallory.open(bob.id, Protocol.PROTOCOL_ID)
@@ -301,7 +309,7 @@ describe("Pair", () => {
 
   it.scopedLive("pairing names a library this peer has", () =>
     Effect.gen(function*() {
-      const network = yield* MemoryTransport.make({ seed: 7 })
+      const network = yield* Hosts.network({ seed: 7 })
       const alice = yield* peer(network, "alice", [], { approve: () => Effect.succeed(true) })
       const bob = yield* peer(network, "bob", [], { approve: () => Effect.succeed(true) })
       yield* alice.transport.connect("memory://bob")

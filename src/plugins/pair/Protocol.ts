@@ -4,9 +4,10 @@
  * responder) to share a library; the responder's user approves or refuses;
  * on approval each side adds the other to the library's members.
  *
- * Wire format: length-prefixed frames (`Framing`: a 4-byte big-endian length,
- * then that many bytes), at most `MAX_FRAME_BYTES` each. Each frame is one
- * JSON object in UTF-8 whose first field is the protocol version:
+ * Wire format: the kit's typed messages (`Messages`): length-prefixed frames
+ * (a 4-byte big-endian length, then that many bytes), at most
+ * `MAX_FRAME_BYTES` each, each one JSON object in UTF-8 whose first field is
+ * the protocol version:
  *
  *   requester → {"version":1,"type":"Request","library":{"id":"…","name":"…"}}
  *   responder → {"version":1,"type":"Accepted"}      the requester is now a member here
@@ -24,13 +25,16 @@
  * `CONFIRM_TIMEOUT` for Confirmed. A side that does not complete the exchange
  * removes the membership it added (so a refused, timed-out or broken pairing
  * changes nothing on the side that saw it fail). A message that does not
- * decode, comes out of turn or names another version ends the exchange.
+ * decode or comes out of turn ends the exchange as a violation (the peer is
+ * disconnected); one that names another version ends it too, and a
+ * responder answers it `Refused`/`Unsupported` first.
  *
  * @since 0.1.0
  */
 import * as Duration from "effect/Duration"
 import * as Schema from "effect/Schema"
 import { LibraryId } from "../../library/LibraryId.js"
+import * as Messages from "../Messages.js"
 import type { Protocol } from "../Plugin.js"
 
 /** The protocol id. */
@@ -71,31 +75,22 @@ export const RefusalReason = Schema.Literal(
 )
 export type RefusalReason = typeof RefusalReason.Type
 
-const Version = Schema.Literal(VERSION)
-
 /** The requester asks to share a library. */
-export const Request = Schema.Struct({ version: Version, type: Schema.Literal("Request"), library: LibraryRef })
+export const Request = Schema.Struct({ type: Schema.Literal("Request"), library: LibraryRef })
 /** The responder added the requester to the library. */
-export const Accepted = Schema.Struct({ version: Version, type: Schema.Literal("Accepted") })
+export const Accepted = Schema.Struct({ type: Schema.Literal("Accepted") })
 /** The responder refused; nothing changed on its side. */
 export const Refused = Schema.Struct({
-  version: Version,
   type: Schema.Literal("Refused"),
   reason: RefusalReason,
   detail: Schema.String.pipe(Schema.maxLength(512))
 })
 /** The requester added the responder to the library. */
-export const Confirmed = Schema.Struct({ version: Version, type: Schema.Literal("Confirmed") })
+export const Confirmed = Schema.Struct({ type: Schema.Literal("Confirmed") })
 
 /** Any message. */
 export const Message = Schema.Union(Request, Accepted, Refused, Confirmed)
 export type Message = typeof Message.Type
 
-/** Just the version, read first so a peer of another version gets a clear answer. */
-export const Header = Schema.Struct({ version: Schema.Int })
-
-/** A message as the JSON text of a frame. */
-export const MessageJson = Schema.parseJson(Message)
-
-/** A frame's header as JSON. */
-export const HeaderJson = Schema.parseJson(Header)
+/** The messages as the kit reads and writes them (version, bound). */
+export const messages = Messages.protocol({ version: VERSION, schema: Message, maxFrameBytes: MAX_FRAME_BYTES })

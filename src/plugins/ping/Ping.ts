@@ -28,8 +28,8 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
+import * as Framing from "../../transport/Framing.js"
 import type { Duplex, PeerId, TransportError } from "../../transport/Transport.js"
 import * as Plugin from "../Plugin.js"
 import { type PermissionError, PluginHost } from "../PluginHost.js"
@@ -68,28 +68,6 @@ export class Ping extends Context.Tag("weft/plugins/Ping")<Ping, {
   readonly ping: (peer: PeerId, options?: Options) => Effect.Effect<Result, PingError | TransportError | PermissionError>
 }>() {}
 
-/** Reads exactly `n` bytes, keeping what follows for the next read. */
-const reader = (source: Stream.Stream<Uint8Array, TransportError>) =>
-  Effect.map(Stream.toPull(source), (pull) => {
-    let pending = new Uint8Array(0)
-    return (n: number) =>
-      Effect.gen(function*() {
-        while (pending.length < n) {
-          const chunk = yield* Effect.catchAll(pull, (e) => (Option.isNone(e) ? Effect.succeed(undefined) : Effect.fail(e.value)))
-          if (chunk === undefined) return Option.none<Uint8Array>()
-          for (const bytes of chunk) {
-            const joined = new Uint8Array(pending.length + bytes.length)
-            joined.set(pending)
-            joined.set(bytes, pending.length)
-            pending = joined
-          }
-        }
-        const out = pending.slice(0, n)
-        pending = pending.subarray(n)
-        return Option.some(out)
-      })
-  })
-
 /**
  * A deadline on the `Clock` for a loop of quick steps: one timer for the
  * loop, re-armed by each step, instead of a timer per step (which would cost
@@ -124,41 +102,22 @@ export const IDLE_TIMEOUT: Duration.Duration = Duration.seconds(10)
  * resets it once nothing was read from the dialer for `IDLE_TIMEOUT` (it
  * went silent, or stopped reading its echoes).
  *
- * Any chunking is accepted. What the handler holds of its own is at most one
- * ping's bytes (a ping split across chunks); whole pings in a received chunk
- * are echoed from that chunk, and the next chunk is read only once they are
- * written, so a dialer that does not read its echoes stops being read too.
+ * Any chunking is accepted. Each ping is read whole, then echoed; the next
+ * is read only once the echo is written, so a dialer that does not read its
+ * echoes stops being read too, and what the handler holds is at most one
+ * ping beyond the chunk the transport delivered.
  */
 export const handle = (stream: Duplex): Effect.Effect<void, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
-    const pull = yield* Stream.toPull(stream.source)
+    const reader = yield* Framing.reader(stream.source, { peer: stream.remote, protocol: stream.protocol })
     const idle = deadline(yield* Effect.clock, Duration.toMillis(IDLE_TIMEOUT))
     idle.arm()
     const echo = Effect.gen(function*() {
-      // a ping split across chunks: its first `filled` bytes
-      let partial = new Uint8Array(Protocol.PAYLOAD_BYTES)
-      let filled = 0
       while (true) {
-        const chunk = yield* Effect.catchAll(pull, (e) => (Option.isNone(e) ? Effect.succeed(undefined) : Effect.fail(e.value)))
-        if (chunk === undefined) return yield* stream.end
+        const ping = yield* reader.bytes(Protocol.PAYLOAD_BYTES)
+        if (Option.isNone(ping)) return yield* stream.end
         idle.arm()
-        for (const piece of chunk) {
-          let offset = 0
-          if (filled > 0) {
-            offset = Math.min(Protocol.PAYLOAD_BYTES - filled, piece.length)
-            partial.set(piece.subarray(0, offset), filled)
-            filled += offset
-            if (filled < Protocol.PAYLOAD_BYTES) continue
-            yield* stream.write(partial)
-            // the transport may still hold the written array
-            partial = new Uint8Array(Protocol.PAYLOAD_BYTES)
-            filled = 0
-          }
-          const whole = piece.length - offset - ((piece.length - offset) % Protocol.PAYLOAD_BYTES)
-          if (whole > 0) yield* stream.write(piece.subarray(offset, offset + whole))
-          partial.set(piece.subarray(offset + whole), 0)
-          filled = piece.length - offset - whole
-        }
+        yield* stream.write(ping.value)
       }
     })
     yield* Effect.raceFirst(echo, Effect.zipRight(idle.passed, stream.reset))
@@ -192,7 +151,7 @@ export const ping = (peer: PeerId, options: Options = {}) =>
     const clock = yield* Effect.clock
     return yield* Effect.scoped(Effect.gen(function*() {
       const stream = yield* host.open(peer, Protocol.protocol)
-      const read = yield* reader(stream.source)
+      const reader = yield* Framing.reader(stream.source, { peer, protocol: stream.protocol })
       const echoDue = deadline(clock, Duration.toMillis(timeout))
       const timedOut = Effect.zipRight(
         echoDue.passed,
@@ -205,7 +164,7 @@ export const ping = (peer: PeerId, options: Options = {}) =>
           const start = clock.unsafeCurrentTimeNanos()
           echoDue.arm()
           yield* stream.write(payload)
-          const echo = yield* read(Protocol.PAYLOAD_BYTES)
+          const echo = yield* reader.bytes(Protocol.PAYLOAD_BYTES)
           const elapsed = Number(clock.unsafeCurrentTimeNanos() - start) / 1e6
           echoDue.disarm()
           if (Option.isNone(echo)) return yield* new PingError({ reason: "Closed", peer, detail: "the peer ended the stream before echoing" })
