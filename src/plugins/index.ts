@@ -1,10 +1,14 @@
 /**
- * The plugin host and its plugins.
+ * The plugin host, the kit for protocol authors (typed messages, RPC,
+ * consent), and the plugins.
  *
  * @since 0.1.0
  */
+export * as Consent from "./Consent.js"
+export * as Messages from "./Messages.js"
 export * as Plugin from "./Plugin.js"
 export * as PluginHost from "./PluginHost.js"
+export * as RpcPlugin from "./RpcPlugin.js"
 export * as PairPlugin from "./pair/index.js"
 export * as PingPlugin from "./ping/index.js"
 export * as SyncPlugin from "./sync/index.js"

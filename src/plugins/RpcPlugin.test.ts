@@ -1,0 +1,193 @@
+import * as Rpc from "@effect/rpc/Rpc"
+import * as RpcGroup from "@effect/rpc/RpcGroup"
+import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import * as Framing from "../transport/Framing.js"
+import type { PeerId } from "../transport/Transport.js"
+import * as Plugin from "./Plugin.js"
+import * as RpcPlugin from "./RpcPlugin.js"
+import * as Hosts from "./testing/Hosts.js"
+
+class Oops extends Schema.TaggedError<Oops>()("Oops", { detail: Schema.String }) {}
+
+class Probe extends RpcGroup.make(
+  Rpc.make("Add", { payload: { a: Schema.Number, b: Schema.Number }, success: Schema.Number }),
+  Rpc.make("WhoAmI", { payload: { claim: Schema.optional(Schema.String) }, success: Schema.Struct({ peer: Schema.String, library: Schema.optional(Schema.String) }) }),
+  Rpc.make("Count", { payload: { to: Schema.Number }, success: Schema.Number, stream: true }),
+  Rpc.make("Fail", { error: Oops }),
+  Rpc.make("Hold", {}),
+  Rpc.make("Big", { payload: { bytes: Schema.Number }, success: Schema.String })
+).middleware(RpcPlugin.CallerMiddleware) {}
+
+const protocol = { protocol: "/weft-test/probe/1.0.0", permission: "authenticated", group: Probe, maxFrameBytes: 64 * 1024 } as const
+const LIBRARY = "lib"
+
+const eventually = <A>(effect: Effect.Effect<A>, done: (a: A) => boolean) =>
+  Effect.repeat(effect, { until: done, schedule: Schedule.spaced("5 millis") }).pipe(Effect.timeout("5 seconds"))
+
+/** Two hosts: bob serves Probe (its handlers count what runs), alice calls it. */
+const setup = (options: { readonly permission?: "authenticated" | "library" } = {}) =>
+  Effect.gen(function*() {
+    const network = yield* Hosts.network({ seed: 1 })
+    const members = [{ id: LIBRARY, name: "lib", members: ["alice", "bob"] as Array<PeerId> }]
+    const alice = yield* network.host("alice", { libraries: members })
+    const bob = yield* network.host("bob", { libraries: members })
+    const running = yield* Ref.make(0)
+    const holding = yield* Deferred.make<void>()
+    const released = yield* Ref.make(0)
+    const handlers = Probe.toLayer({
+      Add: ({ a, b }) => Effect.succeed(a + b),
+      WhoAmI: () => Effect.map(RpcPlugin.Caller, (caller) => ({ peer: caller.peer, ...(caller.library === undefined ? {} : { library: caller.library }) })),
+      Count: ({ to }) => Stream.range(1, to),
+      Fail: () => Effect.fail(new Oops({ detail: "as asked" })),
+      Hold: () =>
+        Effect.acquireRelease(Ref.update(running, (n) => n + 1), () => Ref.update(released, (n) => n + 1)).pipe(
+          Effect.zipRight(Deferred.succeed(holding, undefined)),
+          Effect.zipRight(Effect.never),
+          Effect.scoped
+        ),
+      Big: ({ bytes }) => Effect.succeed("x".repeat(bytes))
+    })
+    const served = { ...protocol, permission: options.permission ?? protocol.permission }
+    yield* bob.provide(RpcPlugin.serve({ name: "probe", ...served })).pipe(Effect.provide(handlers))
+    yield* alice.connect(bob)
+    const client = yield* alice.provide(RpcPlugin.client(served, bob.id, served.permission === "library" ? LIBRARY : undefined))
+    return { network, alice, bob, client, running, holding, released, served }
+  })
+
+describe("RpcPlugin", () => {
+  it.scopedLive("plain calls, typed errors and streams, many at once on one stream", () =>
+    Effect.gen(function*() {
+      const { client } = yield* setup()
+      expect(yield* client.Add({ a: 2, b: 3 })).toBe(5)
+      const sums = yield* Effect.forEach(Array.from({ length: 100 }, (_, i) => i), (i) => client.Add({ a: i, b: 1 }), { concurrency: "unbounded" })
+      expect(sums).toEqual(Array.from({ length: 100 }, (_, i) => i + 1))
+      expect(yield* Effect.flip(client.Fail())).toEqual(new Oops({ detail: "as asked" }))
+      expect(Chunk.toReadonlyArray(yield* Stream.runCollect(client.Count({ to: 1000 })))).toEqual(Array.from({ length: 1000 }, (_, i) => i + 1))
+    }))
+
+  it.scopedLive("the handler knows its caller from the connection; nothing the caller sends can claim another identity", () =>
+    Effect.gen(function*() {
+      const { client, alice, bob, served } = yield* setup({ permission: "library" })
+      expect(yield* client.WhoAmI({ claim: "bob" })).toEqual({ peer: "alice", library: LIBRARY })
+      // a raw call with made-up headers and identity fields
+      const stream = yield* alice.host.open(bob.id, served, LIBRARY)
+      const reader = yield* Framing.reader(stream.source)
+      const call = { _tag: "Request", id: "1", tag: "WhoAmI", payload: { claim: "bob" }, headers: [["x-peer", "bob"]], peer: "bob", caller: "bob" }
+      yield* stream.write(Framing.encode(new TextEncoder().encode(JSON.stringify(call))))
+      const answer = JSON.parse(new TextDecoder().decode(Option.getOrThrow(yield* reader.frame)))
+      expect(answer).toEqual({ _tag: "Exit", requestId: "1", exit: { _tag: "Success", value: { peer: "alice", library: LIBRARY } } })
+    }))
+
+  it.scopedLive("interrupting a call interrupts its handler on the server", () =>
+    Effect.gen(function*() {
+      const { client, running, holding, released } = yield* setup()
+      const call = yield* Effect.fork(client.Hold())
+      yield* Deferred.await(holding)
+      expect(yield* Ref.get(running)).toBe(1)
+      yield* Fiber.interrupt(call)
+      yield* eventually(Ref.get(released), (n) => n === 1)
+    }))
+
+  it.scopedLive("an answer over the frame bound fails that call with RpcError TooLarge; the stream serves on", () =>
+    Effect.gen(function*() {
+      const { client } = yield* setup()
+      const refused = yield* Effect.flip(client.Big({ bytes: 100 * 1024 }))
+      expect(refused).toMatchObject({ _tag: "RpcError", reason: "TooLarge" })
+      expect(yield* client.Big({ bytes: 10 })).toBe("x".repeat(10))
+      // a call over the bound is refused before it is sent
+      expect(yield* Effect.flip(client.WhoAmI({ claim: "y".repeat(100 * 1024) }))).toMatchObject({ _tag: "RpcError", reason: "TooLarge" })
+    }))
+
+  const hostile: ReadonlyArray<readonly [string, () => Uint8Array]> = [
+    ["bytes that are not JSON", () => Framing.encode(Uint8Array.of(0xff, 0, 1))],
+    ["a message of no known kind", () => Framing.encode(new TextEncoder().encode(JSON.stringify({ _tag: "Shutdown" })))],
+    ["a call whose payload does not decode", () => Framing.encode(new TextEncoder().encode(JSON.stringify({ _tag: "Request", id: "1", tag: "Add", payload: { a: "1" } })))],
+    ["a call of an unknown procedure", () => Framing.encode(new TextEncoder().encode(JSON.stringify({ _tag: "Request", id: "1", tag: "Shutdown", payload: {} })))],
+    ["a frame over the bound", () => Uint8Array.of(0, 1, 0, 1)],
+    ["a deeply nested payload", () => Framing.encode(new TextEncoder().encode(`{"_tag":"Request","id":"1","tag":"Add","payload":${"[".repeat(20_000)}${"]".repeat(20_000)}}`))]
+  ]
+  for (const [name, frame] of hostile) {
+    it.scopedLive(`a client that sends ${name} is disconnected as a violation, and the server holds nothing of it`, () =>
+      Effect.gen(function*() {
+        const { alice, bob } = yield* setup()
+        const events = yield* bob.host.events
+        yield* Effect.scoped(Effect.gen(function*() {
+          const stream = yield* alice.host.open(bob.id, protocol)
+          yield* stream.write(frame())
+          yield* Effect.either(Stream.runDrain(stream.source))
+        }))
+        const violation = yield* events.pipe(Stream.filter((e) => e._tag === "Violation"), Stream.runHead, Effect.timeout(Duration.seconds(5)))
+        expect(Option.isSome(violation)).toBe(true)
+        yield* eventually(bob.transport.connections, (peers) => !peers.includes(alice.id))
+        yield* eventually(bob.host.streams, (streams) => streams.length === 0)
+      }))
+  }
+
+  it.scopedLive("a server whose answer does not decode breaks the protocol: the call fails with RpcError Malformed and the client's host disconnects it", () =>
+    Effect.gen(function*() {
+      const network = yield* Hosts.network({ seed: 2 })
+      const alice = yield* network.host("alice")
+      const bob = yield* network.host("bob")
+      // a liar on the probe protocol: answers every call with a string where a number is due
+      yield* bob.host.register(Plugin.make({
+        name: "liar",
+        ...protocol,
+        handle: (stream) =>
+          Effect.gen(function*() {
+            const reader = yield* Framing.reader(stream.source)
+            const call = JSON.parse(new TextDecoder().decode(Option.getOrThrow(yield* reader.frame)))
+            const lie = { _tag: "Exit", requestId: call.id, exit: { _tag: "Success", value: "not a number" } }
+            yield* stream.write(Framing.encode(new TextEncoder().encode(JSON.stringify(lie))))
+            yield* Effect.never
+          })
+      }))
+      yield* alice.connect(bob)
+      const events = yield* alice.host.events
+      const client = yield* alice.provide(RpcPlugin.client(protocol, bob.id))
+      expect(yield* Effect.flip(client.Add({ a: 1, b: 2 }))).toMatchObject({ _tag: "RpcError", reason: "Malformed" })
+      const violation = yield* events.pipe(Stream.filter((e) => e._tag === "Violation"), Stream.runHead, Effect.timeout(Duration.seconds(5)))
+      expect(violation).toEqual(Option.some(expect.objectContaining({ _tag: "Violation", peer: bob.id, protocol: protocol.protocol })))
+      yield* eventually(alice.transport.connections, (peers) => !peers.includes(bob.id))
+    }))
+
+  it.scopedLive("a disconnect ends every call in flight with RpcError Closed, and every handler; later calls fail at once", () =>
+    Effect.gen(function*() {
+      const { client, network, bob, running, released } = yield* setup()
+      const calls = yield* Effect.forEach(Array.from({ length: 10 }, () => 0), () => Effect.fork(Effect.either(client.Hold())))
+      yield* eventually(Ref.get(running), (n) => n === 10)
+      yield* network.network.disconnect("alice", "bob")
+      for (const call of calls) {
+        const outcome = yield* Fiber.join(call)
+        expect(Either.isLeft(outcome) && outcome.left).toMatchObject({ _tag: "RpcError", reason: "Closed" })
+      }
+      yield* eventually(Ref.get(released), (n) => n === 10)
+      yield* eventually(bob.host.streams, (streams) => streams.length === 0)
+      expect(yield* Effect.flip(client.Add({ a: 1, b: 1 }))).toMatchObject({ _tag: "RpcError", reason: "Closed" })
+    }))
+
+  it.scopedLive("nothing leaks: 1000 calls and 100 streamed calls, then the client's scope closes, and both sides hold what they held before", () =>
+    Effect.gen(function*() {
+      const { alice, bob, served } = yield* setup()
+      // the setup's own client holds one stream
+      const before = [yield* bob.host.streams, yield* alice.host.streams] as const
+      expect(before[0]).toEqual([{ peer: alice.id, protocol: served.protocol, handlers: 1, outbound: 0 }])
+      yield* Effect.scoped(Effect.gen(function*() {
+        const client = yield* alice.provide(RpcPlugin.client(served, bob.id))
+        yield* Effect.forEach(Array.from({ length: 1000 }, (_, i) => i), (i) => client.Add({ a: i, b: i }), { concurrency: 50, discard: true })
+        yield* Effect.forEach(Array.from({ length: 100 }, () => 0), () => Stream.runDrain(Stream.take(client.Count({ to: 1_000_000 }), 3)), { concurrency: 20, discard: true })
+      }))
+      yield* eventually(bob.host.streams, (streams) => JSON.stringify(streams) === JSON.stringify(before[0]))
+      yield* eventually(alice.host.streams, (streams) => JSON.stringify(streams) === JSON.stringify(before[1]))
+    }))
+})

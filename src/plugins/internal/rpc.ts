@@ -1,0 +1,552 @@
+/**
+ * The body of `RpcPlugin`: `@effect/rpc` servers and clients over any
+ * `Duplex` (plugin streams, the CLI's local socket), with the kit's framing,
+ * bounds and errors. Both sides use `@effect/rpc`'s protocol-free core
+ * (`makeNoSerialization`); the serialization is ours, so every byte read is
+ * bounded and decoded with Schema, and every failure is typed.
+ *
+ * @internal
+ */
+import * as Headers from "@effect/platform/Headers"
+import type * as Rpc from "@effect/rpc/Rpc"
+import * as RpcApi from "@effect/rpc/Rpc"
+import * as RpcClient from "@effect/rpc/RpcClient"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as RpcMessage from "@effect/rpc/RpcMessage"
+import * as RpcMiddleware from "@effect/rpc/RpcMiddleware"
+import * as RpcSchema from "@effect/rpc/RpcSchema"
+import * as RpcServer from "@effect/rpc/RpcServer"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import type * as ParseResult from "effect/ParseResult"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as ParseError from "../../internal/parseError.js"
+import * as Framing from "../../transport/Framing.js"
+import { ProtocolError } from "../../transport/ProtocolError.js"
+import type { Duplex, PeerId, TransportError } from "../../transport/Transport.js"
+
+/** The authenticated caller of a procedure: the peer at the other end of the stream, and its library. */
+export interface CallerInfo {
+  readonly peer: PeerId
+  readonly library: string | undefined
+}
+
+/** The caller of the procedure being handled, from the connection. */
+export class Caller extends Context.Tag("weft/plugins/RpcPlugin/Caller")<Caller, CallerInfo>() {}
+
+/**
+ * The middleware that gives handlers their `Caller`, from the stream the call
+ * came on (never from anything the caller sent). Declare it on a group whose
+ * handlers read the caller; the kit provides it for every group it serves.
+ */
+export class CallerMiddleware extends RpcMiddleware.Tag<CallerMiddleware>()("weft/plugins/RpcPlugin/CallerMiddleware", {
+  provides: Caller
+}) {}
+
+/** A group with the `Caller` middleware on every procedure (adding it again changes nothing). */
+const withCaller = <Rpcs extends Rpc.Any>(group: RpcGroup.RpcGroup<Rpcs>): RpcGroup.RpcGroup<Rpcs> =>
+  group.middleware(CallerMiddleware) as unknown as RpcGroup.RpcGroup<Rpcs>
+
+/** A call could not be made or answered as the protocol says. */
+export class RpcError extends Schema.TaggedError<RpcError>("weft/RpcError")("RpcError", {
+  reason: Schema.Literal(
+    "Closed", // the stream ended before the answer (the peer went away, or the client's scope closed)
+    "Malformed", // the other side could not read the call or its answer (another version, or a bug)
+    "TooLarge" // the call or its answer does not fit one frame
+  ),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `rpc ${this.reason}: ${this.detail}`
+  }
+}
+
+/** Bounds of one stream. */
+export interface Bounds {
+  /** Most bytes of one frame, either way (default `DEFAULT_MAX_FRAME_BYTES`). */
+  readonly maxFrameBytes?: number
+  /** Calls of one stream handled at once; the stream is not read while this many run (default `DEFAULT_MAX_IN_FLIGHT`). */
+  readonly maxInFlight?: number
+}
+
+/** Default bound of one frame: 1 MiB. */
+export const DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
+/** Default calls of one stream handled at once. */
+export const DEFAULT_MAX_IN_FLIGHT = 16
+
+// wire format: one JSON object per frame
+const RequestId = Schema.String.pipe(Schema.pattern(/^\d{1,19}$/))
+const Tag = Schema.String.pipe(Schema.maxLength(256))
+const FromClient = Schema.Union(
+  Schema.TaggedStruct("Request", { id: RequestId, tag: Tag, payload: Schema.Unknown }),
+  Schema.TaggedStruct("Ack", { requestId: RequestId }),
+  Schema.TaggedStruct("Interrupt", { requestId: RequestId }),
+  Schema.TaggedStruct("Eof", {})
+)
+type FromClient = typeof FromClient.Type
+const FromServer = Schema.Union(
+  Schema.TaggedStruct("Chunk", { requestId: RequestId, values: Schema.NonEmptyArray(Schema.Unknown) }),
+  Schema.TaggedStruct("Exit", { requestId: RequestId, exit: Schema.Unknown }),
+  Schema.TaggedStruct("Refused", { requestId: RequestId, reason: Schema.Literal("Malformed", "TooLarge"), detail: Schema.String.pipe(Schema.maxLength(4096)) }),
+  Schema.TaggedStruct("End", {})
+)
+type FromServer = typeof FromServer.Type
+const decodeFromClient = Schema.decodeUnknownEither(FromClient)
+const decodeFromServer = Schema.decodeUnknownEither(FromServer)
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder("utf-8", { fatal: true })
+
+const parse = (frame: Uint8Array): Either.Either<unknown, string> => {
+  try {
+    return Either.right(JSON.parse(decoder.decode(frame)))
+  } catch (cause) {
+    return Either.left(`not JSON: ${cause instanceof Error ? cause.message.slice(0, 200) : "undecodable"}`)
+  }
+}
+
+const serialize = (message: unknown): Uint8Array => encoder.encode(JSON.stringify(message))
+
+const describe = (error: ParseResult.ParseError) => ParseError.describe(error, 1024)
+
+/** The schemas of one procedure, cached. */
+interface Schemas {
+  readonly rpc: Rpc.AnyWithProps
+  readonly decodePayload: (u: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
+  readonly encodePayload: (a: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
+  readonly encodeExit: (exit: Exit.Exit<unknown, unknown>) => Effect.Effect<unknown, ParseResult.ParseError>
+  readonly decodeExit: (u: unknown) => Effect.Effect<Exit.Exit<unknown, unknown>, ParseResult.ParseError>
+  readonly encodeChunk: ((values: ReadonlyArray<unknown>) => Effect.Effect<unknown, ParseResult.ParseError>) | undefined
+  readonly decodeChunk: ((values: ReadonlyArray<unknown>) => Effect.Effect<ReadonlyArray<unknown>, ParseResult.ParseError>) | undefined
+}
+
+const schemasOf = (group: RpcGroup.RpcGroup<any>) => {
+  const cache = new Map<string, Schemas>()
+  return (tag: string): Schemas | undefined => {
+    const cached = cache.get(tag)
+    if (cached !== undefined) return cached
+    const rpc = group.requests.get(tag) as Rpc.AnyWithProps | undefined
+    if (rpc === undefined) return undefined
+    const stream = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
+    const exit = RpcApi.exitSchema(rpc as any) as unknown as Schema.Schema<Exit.Exit<unknown, unknown>, unknown>
+    const chunk = Option.isSome(stream) ? Schema.Array(stream.value.success as Schema.Schema<unknown, unknown>) : undefined
+    const schemas: Schemas = {
+      rpc,
+      decodePayload: Schema.decodeUnknown(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
+      encodePayload: Schema.encodeUnknown(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
+      encodeExit: Schema.encode(exit),
+      decodeExit: Schema.decodeUnknown(exit),
+      encodeChunk: chunk === undefined ? undefined : Schema.encode(chunk),
+      decodeChunk: chunk === undefined ? undefined : Schema.decodeUnknown(chunk)
+    }
+    cache.set(tag, schemas)
+    return schemas
+  }
+}
+
+/** A call read and not started yet, or the client's end of its calls. */
+type Waiting =
+  | { readonly _tag: "Request"; readonly id: string; readonly tag: string; readonly payload: unknown }
+  | { readonly _tag: "Eof" }
+
+/** What the server knows of one stream it serves. */
+interface Client {
+  readonly caller: CallerInfo
+  /** Writes one message to the stream (serialised, bounded). */
+  readonly send: (message: FromServer) => Effect.Effect<boolean>
+  /** The procedure of each call in flight. */
+  readonly calls: Map<string, Schemas>
+  /** The call is answered: its slot is free. */
+  readonly done: (requestId: string) => Effect.Effect<void>
+  readonly ended: () => void
+}
+
+/** Serves a group's procedures to any number of streams. */
+export interface Server {
+  /**
+   * Serves the calls of one stream until the client ends it (after its
+   * calls are answered) or it breaks; the scope closing interrupts its calls.
+   * Fails with a `ProtocolError` when the client breaks the protocol.
+   */
+  readonly serve: (stream: Duplex, caller: CallerInfo) => Effect.Effect<void, ProtocolError | TransportError, Scope.Scope>
+}
+
+/** Options of a server. */
+export interface ServerOptions extends Bounds {
+  /**
+   * What a call whose payload does not decode gets: `"violation"` (default)
+   * fails the stream with a `ProtocolError`, so a plugin's peer is
+   * disconnected; `"answer"` refuses that call with `RpcError` `Malformed`
+   * and serves on (the CLI's control socket).
+   */
+  readonly malformedCall?: "violation" | "answer"
+}
+
+/** Makes a server of `group`, with the handlers in context, running until the scope closes. */
+export const makeServer = <Rpcs extends Rpc.Any>(
+  group: RpcGroup.RpcGroup<Rpcs>,
+  options: ServerOptions = {}
+): Effect.Effect<Server, never, Rpc.ToHandler<Rpcs> | Exclude<Rpc.Middleware<Rpcs>, CallerMiddleware> | Scope.Scope> =>
+  Effect.gen(function*() {
+    const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
+    const maxInFlight = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT
+    const schemas = schemasOf(group)
+    const clients = new Map<number, Client>()
+    let nextClient = 0
+
+    const encodeDefect = Schema.encodeSync(Schema.Defect)
+    const answer = (client: Client, response: RpcMessage.FromServer<any>): Effect.Effect<void> => {
+      switch (response._tag) {
+        case "Chunk": {
+          const requestId = String(response.requestId)
+          const call = client.calls.get(requestId)
+          if (call?.encodeChunk === undefined) return Effect.void
+          return call.encodeChunk(response.values).pipe(
+            Effect.flatMap((values) => client.send({ _tag: "Chunk", requestId, values: values as [unknown, ...Array<unknown>] })),
+            Effect.flatMap((fits) =>
+              fits ? Effect.void : Effect.all([
+                client.send({ _tag: "Refused", requestId, reason: "TooLarge", detail: `a chunk of the answer does not fit a frame of ${maxFrameBytes} bytes` }),
+                client.done(requestId),
+                server.write(response.clientId, { _tag: "Interrupt", requestId: response.requestId, interruptors: [] })
+              ], { discard: true })
+            ),
+            Effect.catchAll((error) => failCall(client, requestId, error))
+          )
+        }
+        case "Exit": {
+          const requestId = String(response.requestId)
+          const call = client.calls.get(requestId)
+          if (call === undefined) return Effect.void
+          // the slot is freed once the answer is written: a client that does not read its answers
+          // holds at most maxInFlight of them here, and is not read meanwhile
+          return call.encodeExit(response.exit).pipe(
+            Effect.flatMap((exit) => client.send({ _tag: "Exit", requestId, exit })),
+            Effect.flatMap((fits) =>
+              fits ? Effect.void : Effect.asVoid(client.send({
+                _tag: "Refused",
+                requestId,
+                reason: "TooLarge",
+                detail: `the answer does not fit a frame of ${maxFrameBytes} bytes`
+              }))
+            ),
+            Effect.catchAll((error) => failCall(client, requestId, error)),
+            Effect.ensuring(client.done(requestId))
+          )
+        }
+        case "Defect":
+          // with fatal defects off, a handler's defect ends its own call; this one is the server's own
+          return Effect.logError("rpc server defect", response.defect)
+        case "ClientEnd":
+          return Effect.asVoid(Effect.zipRight(client.send({ _tag: "End" }), Effect.sync(() => client.ended())))
+      }
+    }
+    // an answer that does not fit its own schema is a bug of the handler: the call dies, the stream goes on
+    const failCall = (client: Client, requestId: string, error: ParseResult.ParseError) =>
+      Effect.zipRight(
+        Effect.logError(`an rpc answer does not fit its schema: ${describe(error)}`),
+        Effect.asVoid(client.send({
+          _tag: "Exit",
+          requestId,
+          exit: { _tag: "Failure", cause: { _tag: "Die", defect: encodeDefect("the server could not encode its answer") } }
+        }))
+      ).pipe(Effect.ensuring(client.done(requestId)))
+
+    const made = RpcServer.makeNoSerialization(withCaller(group), {
+      onFromServer: (response) => {
+        const client = clients.get(response.clientId)
+        return client === undefined ? Effect.void : answer(client, response)
+      },
+      disableTracing: true,
+      disableSpanPropagation: true,
+      // a handler's defect ends its call, not every call of the stream
+      disableFatalDefects: true,
+      concurrency: "unbounded"
+    })
+    const server = yield* (made.pipe(Effect.provideService(CallerMiddleware, ({ clientId }) => {
+      const client = clients.get(clientId)
+      return client === undefined ? Effect.die(`no stream for rpc client ${clientId}`) : Effect.succeed(client.caller)
+    })) as unknown as Effect.Effect<RpcServer.RpcServer<any>, never, Scope.Scope>)
+
+    const serve = (stream: Duplex, caller: CallerInfo) =>
+      Effect.gen(function*() {
+        const where = { peer: stream.remote, protocol: stream.protocol }
+        const violation = (reason: ProtocolError["reason"], detail: string) => new ProtocolError({ reason, ...where, detail })
+        const id = nextClient++
+        const writing = yield* Effect.makeSemaphore(1)
+        const slots = yield* Effect.makeSemaphore(maxInFlight)
+        const ended = yield* Deferred.make<void>()
+        // calls read and not started yet (the client may send more than maxInFlight at once); the stream
+        // is not read while this many wait, but acknowledgements and interruptions behind them still flow
+        // as long as it sends no more than twice maxInFlight
+        const waiting = yield* Queue.bounded<Waiting>(maxInFlight)
+        const started = new Set<string>()
+        const cancelled = new Set<string>()
+        let endOfCalls = false
+        const endCalls = Effect.suspend(() => {
+          if (endOfCalls) return Effect.void
+          endOfCalls = true
+          return Queue.offer(waiting, { _tag: "Eof" })
+        })
+        // false when the message does not fit a frame (nothing was written)
+        const send = (message: FromServer): Effect.Effect<boolean> => {
+          const frame = serialize(message)
+          if (frame.length > maxFrameBytes) return Effect.succeed(false)
+          // a stream that broke is seen by the reader; answers to it are dropped
+          return writing.withPermits(1)(Effect.as(Effect.ignore(stream.write(Framing.encode(frame))), true))
+        }
+        const client: Client = {
+          caller,
+          send,
+          calls: new Map(),
+          // the slot is freed once the call's answer is written
+          done: (requestId) =>
+            Effect.suspend(() => {
+              client.calls.delete(requestId)
+              return started.delete(requestId) ? slots.release(1) : Effect.void
+            }),
+          ended: () => Deferred.unsafeDone(ended, Exit.void)
+        }
+        clients.set(id, client)
+        yield* Effect.addFinalizer(() => Effect.zipRight(server.disconnect(id), Effect.sync(() => clients.delete(id))))
+
+        // starts waiting calls as slots free up, in the order they came; the end of the calls after them
+        yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+          const next = yield* Queue.take(waiting)
+          if (next._tag === "Eof") return yield* server.write(id, { _tag: "Eof" })
+          yield* slots.take(1)
+          if (cancelled.delete(next.id)) {
+            client.calls.delete(next.id)
+            return yield* slots.release(1)
+          }
+          started.add(next.id)
+          yield* server.write(id, {
+            _tag: "Request",
+            id: RpcMessage.RequestId(next.id),
+            tag: next.tag as any,
+            payload: next.payload as any,
+            headers: Headers.empty
+          })
+        })))
+
+        const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes })
+        const handle = (message: FromClient): Effect.Effect<void, ProtocolError> => {
+          switch (message._tag) {
+            case "Request":
+              return Effect.gen(function*() {
+                const call = schemas(message.tag)
+                if (client.calls.has(message.id)) return yield* violation("Unexpected", `call ${message.id} is in flight already`)
+                if (endOfCalls) return yield* violation("Unexpected", "a call after the end of calls")
+                const refuse = (detail: string) =>
+                  options.malformedCall === "answer"
+                    ? Effect.asVoid(send({ _tag: "Refused", requestId: message.id, reason: "Malformed", detail: detail.slice(0, 4096) }))
+                    : Effect.fail(violation("Malformed", detail))
+                if (call === undefined) return yield* refuse(`no procedure ${message.tag.slice(0, 64)}`)
+                const payload = yield* Effect.either(call.decodePayload(message.payload))
+                if (Either.isLeft(payload)) return yield* refuse(`the payload of ${message.tag}: ${describe(payload.left)}`)
+                client.calls.set(message.id, call)
+                yield* Queue.offer(waiting, { _tag: "Request", id: message.id, tag: message.tag, payload: payload.right })
+              })
+            case "Ack":
+              return server.write(id, { _tag: "Ack", requestId: RpcMessage.RequestId(message.requestId) })
+            case "Interrupt":
+              // a call still waiting is dropped before it starts
+              if (!started.has(message.requestId)) {
+                if (client.calls.delete(message.requestId)) cancelled.add(message.requestId)
+                return Effect.void
+              }
+              return server.write(id, { _tag: "Interrupt", requestId: RpcMessage.RequestId(message.requestId), interruptors: [] })
+            case "Eof":
+              return endCalls
+          }
+        }
+        while (true) {
+          const frame = yield* reader.frame
+          if (Option.isNone(frame)) break
+          const message = Either.flatMap(parse(frame.value), (json) => Either.mapLeft(decodeFromClient(json), describe))
+          if (Either.isLeft(message)) return yield* violation("Malformed", message.left)
+          yield* handle(message.right)
+        }
+        // the client ended its side: its calls are answered, then the stream ends
+        yield* endCalls
+        yield* Deferred.await(ended)
+        yield* stream.end
+      })
+
+    return { serve }
+  })
+
+/** Options of a client. */
+export interface ClientOptions extends Bounds {
+  /** Told when the server breaks the protocol (an answer that does not decode); the stream is closed then. */
+  readonly onViolation?: (error: ProtocolError) => Effect.Effect<void>
+}
+
+/** A client of `group` over `stream`; calls fail with `RpcError` `Closed` once the stream ends or the scope closes. */
+export const makeClient = <Rpcs extends Rpc.Any>(
+  group: RpcGroup.RpcGroup<Rpcs>,
+  stream: Duplex,
+  options: ClientOptions = {}
+): Effect.Effect<RpcClient.RpcClient<Rpcs, RpcError>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
+    const where = { peer: stream.remote, protocol: stream.protocol }
+    const schemas = schemasOf(group)
+    const calls = new Map<string, Schemas>()
+    // at most maxInFlight calls outstanding: the server takes no more at once, and a call beyond would
+    // wait in front of the acknowledgements and interruptions sent after it
+    const permits = yield* Effect.makeSemaphore(options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT)
+    const holding = new Set<string>()
+    const settle = (requestId: string) =>
+      Effect.suspend(() => {
+        calls.delete(requestId)
+        return holding.delete(requestId) ? permits.release(1) : Effect.void
+      })
+    const writing = yield* Effect.makeSemaphore(1)
+    let closed: RpcError | undefined
+    const send = (message: FromClient): Effect.Effect<void, RpcError> =>
+      Effect.suspend(() => {
+        if (closed !== undefined) return Effect.fail(closed)
+        const frame = serialize(message)
+        if (frame.length > maxFrameBytes) {
+          return Effect.fail(new RpcError({ reason: "TooLarge", detail: `the call takes ${frame.length} bytes; a frame holds at most ${maxFrameBytes}` }))
+        }
+        return writing.withPermits(1)(stream.write(Framing.encode(frame))).pipe(
+          Effect.mapError((error) => new RpcError({ reason: "Closed", detail: error.message }))
+        )
+      })
+
+    // closing: the client's calls are interrupted first (below), then it says it has no more and
+    // ends its side, so the server winds down instead of seeing a reset
+    yield* Effect.addFinalizer(() =>
+      Effect.suspend(() => (closed === undefined ? Effect.ignore(send({ _tag: "Eof" })) : Effect.void)).pipe(
+        Effect.zipRight(stream.end),
+        Effect.timeout(Duration.seconds(1)),
+        Effect.ignore
+      )
+    )
+    const made = RpcClient.makeNoSerialization(group, {
+      onFromClient: ({ message }): Effect.Effect<void, RpcError> => {
+        switch (message._tag) {
+          case "Request": {
+            const requestId = String(message.id)
+            const call = schemas(message.tag)!
+            return call.encodePayload(message.payload).pipe(
+              Effect.orDie,
+              Effect.tap(() =>
+                Effect.zipRight(permits.take(1), Effect.sync(() => {
+                  holding.add(requestId)
+                  calls.set(requestId, call)
+                }))
+              ),
+              Effect.flatMap((payload) => send({ _tag: "Request", id: requestId, tag: message.tag, payload })),
+              Effect.tapError(() => settle(requestId))
+            )
+          }
+          case "Ack":
+            return send({ _tag: "Ack", requestId: String(message.requestId) })
+          case "Interrupt": {
+            const requestId = String(message.requestId)
+            if (!calls.has(requestId)) return Effect.void
+            return Effect.all([settle(requestId), stopDelivery(requestId), Effect.ignore(send({ _tag: "Interrupt", requestId }))], { discard: true })
+          }
+          case "Eof":
+            return Effect.ignore(send({ _tag: "Eof" }))
+        }
+      },
+      supportsAck: true,
+      disableTracing: true
+    })
+    const { client, write } = yield* (made as unknown as Effect.Effect<{
+      readonly client: RpcClient.RpcClient<Rpcs, RpcError>
+      readonly write: (message: RpcMessage.FromServer<any>) => Effect.Effect<void>
+    }, never, Scope.Scope>)
+
+    const exit = (requestId: string, value: Exit.Exit<unknown, unknown>) =>
+      write({ _tag: "Exit", clientId: 0, requestId: RpcMessage.RequestId(requestId), exit: value as any })
+    /** Ends every call in flight with `error`; later calls fail with it at once. */
+    const close = (error: RpcError) =>
+      Effect.suspend(() => {
+        closed ??= error
+        return Effect.forEach([...calls.keys()], (requestId) =>
+          Effect.all([settle(requestId), stopDelivery(requestId), exit(requestId, Exit.fail(error))], { discard: true }), { discard: true })
+      })
+
+    // a chunk is handed to its call's consumer in a fiber of its own: a consumer that stopped taking
+    // (interrupted after a few values) would otherwise hold up every other call's answers
+    const scope = yield* Effect.scope
+    const deliveries = new Map<string, Fiber.RuntimeFiber<void>>()
+    const stopDelivery = (requestId: string) =>
+      Effect.suspend(() => {
+        const delivery = deliveries.get(requestId)
+        deliveries.delete(requestId)
+        return delivery === undefined ? Effect.void : Fiber.interrupt(delivery)
+      })
+    const deliver = (requestId: string, values: ReadonlyArray<unknown>) =>
+      Effect.flatMap(
+        Effect.forkIn(write({ _tag: "Chunk", clientId: 0, requestId: RpcMessage.RequestId(requestId), values: values as any }), scope),
+        (fiber) =>
+          Effect.sync(() => {
+            deliveries.set(requestId, fiber)
+            fiber.addObserver(() => {
+              if (deliveries.get(requestId) === fiber) deliveries.delete(requestId)
+            })
+          })
+      )
+
+    const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes })
+    const receive = (message: FromServer): Effect.Effect<void, ProtocolError> => {
+      const violation = (detail: string) => new ProtocolError({ reason: "Malformed", ...where, detail })
+      switch (message._tag) {
+        case "Chunk": {
+          const call = calls.get(message.requestId)
+          if (call?.decodeChunk === undefined) return Effect.void
+          return call.decodeChunk(message.values).pipe(
+            Effect.mapError((error) => violation(`a chunk of ${call.rpc._tag}: ${describe(error)}`)),
+            Effect.flatMap((values) => (values.length === 0 ? Effect.void : deliver(message.requestId, values)))
+          )
+        }
+        case "Exit": {
+          const call = calls.get(message.requestId)
+          if (call === undefined) return Effect.void
+          // a call whose answer does not decode is failed with the others when the stream closes on it
+          return call.decodeExit(message.exit).pipe(
+            Effect.mapError((error) => violation(`the answer of ${call.rpc._tag}: ${describe(error)}`)),
+            Effect.flatMap((value) => Effect.zipRight(settle(message.requestId), exit(message.requestId, value)))
+          )
+        }
+        case "Refused": {
+          if (!calls.has(message.requestId)) return Effect.void
+          return Effect.zipRight(settle(message.requestId), exit(message.requestId, Exit.fail(new RpcError({ reason: message.reason, detail: `the server refused the call: ${message.detail}` }))))
+        }
+        case "End":
+          return Effect.void
+      }
+    }
+    yield* Effect.forkScoped(Effect.gen(function*() {
+      while (true) {
+        const frame = yield* reader.frame
+        if (Option.isNone(frame)) return yield* close(new RpcError({ reason: "Closed", detail: "the server ended the stream" }))
+        const message = Either.flatMap(parse(frame.value), (json) => Either.mapLeft(decodeFromServer(json), describe))
+        if (Either.isLeft(message)) return yield* new ProtocolError({ reason: "Malformed", ...where, detail: message.left })
+        yield* receive(message.right)
+      }
+    }).pipe(
+      Effect.catchAll((error) =>
+        Effect.zipRight(
+          close(new RpcError({ reason: error._tag === "ProtocolError" ? "Malformed" : "Closed", detail: error.message })),
+          error._tag === "ProtocolError" ? Effect.zipRight(options.onViolation?.(error) ?? Effect.void, stream.reset) : Effect.void
+        )
+      ),
+      Effect.ensuring(Effect.suspend(() => close(new RpcError({ reason: "Closed", detail: "the client's scope closed" }))))
+    ))
+    return client
+  })
+
