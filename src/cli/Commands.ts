@@ -19,9 +19,9 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { multiaddr } from "@multiformats/multiaddr"
+import * as DataDir from "../node/DataDir.js"
+import { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
-import type * as ControlProtocol from "./ControlProtocol.js"
-import * as DataDir from "./DataDir.js"
 import * as Output from "./Output.js"
 
 /** The version `weft --version` prints. */
@@ -46,19 +46,32 @@ const Multiaddr = Schema.String.pipe(Schema.filter((text) => {
   }
 }))
 
-const peer = Args.text({ name: "peer" }).pipe(Args.withDescription("a peer id, or a multiaddr to connect to first"))
+/** A peer id, or a multiaddr to connect to first: checked as the parser reads it. */
+const Target = Schema.Union(PeerId, Multiaddr).annotations({
+  message: (issue) => `${String(issue.actual)} is not a peer id or a multiaddr (for example 12D3KooW… or /ip4/192.168.1.20/tcp/4001/p2p/12D3KooW…)`
+})
+const peer = Args.text({ name: "peer" }).pipe(
+  Args.withSchema(Target),
+  Args.withDescription("a peer id, or a multiaddr to connect to first")
+)
 
 /** Sends a request to the node of `dir` and prints the answer. */
-const request = <R extends ControlProtocol.Request>(
+const request = <R extends Control.Request>(
   directory: string,
   asJson: boolean,
   body: R,
-  show: (value: ControlProtocol.Success<R>) => string
+  show: (value: Control.Success<R>) => string
 ) =>
   Effect.flatMap(
     Control.call(DataDir.layout(directory).socket, body),
     (value) => Console.log(asJson ? JSON.stringify(value) : show(value))
   )
+
+/** The peer a target names: a peer id as it is; a multiaddr once the node of `dir` connected to it. */
+const resolve = (directory: string, target: string) =>
+  target.startsWith("/")
+    ? Effect.map(Control.call(DataDir.layout(directory).socket, { _tag: "Connect", address: target }), (connected) => connected.peer)
+    : Effect.succeed(target as PeerId)
 
 const optional = <A>(option: Option.Option<A>): A | undefined => Option.getOrUndefined(option)
 const libraryField = (id: Option.Option<string>) => (Option.isSome(id) ? { library: id.value } : {})
@@ -99,10 +112,10 @@ const serve = Command.make(
   },
   (args) =>
     Effect.scoped(Effect.gen(function*() {
-      const Node = yield* Effect.promise(() => import("./Node.js"))
+      const Serve = yield* Effect.promise(() => import("./Serve.js"))
       const Approval = yield* Effect.promise(() => import("./Approval.js"))
       const Consent = yield* Effect.promise(() => import("../plugins/Consent.js"))
-      const node = yield* Node.make({
+      const node = yield* Serve.run({
         dir: args.dir,
         listen: args.listen.length === 0 ? ["/ip4/0.0.0.0/tcp/4001"] : args.listen,
         mdns: !args.noMdns,
@@ -113,8 +126,8 @@ const serve = Command.make(
       yield* Console.log([
         `weft node ${node.peerId}`,
         `data      ${paths.dir}`,
-        ...(yield* node.addresses).map((address) => `listening ${address}`),
-        ...(yield* node.libraries).flatMap((l) => Output.library(l, node.peerId)),
+        ...node.addresses.map((address) => `listening ${address}`),
+        ...node.libraries.flatMap((l) => Output.library(l, node.peerId)),
         `control   ${paths.socket}`,
         `mdns      ${args.noMdns ? "off" : "on"}; pairing requests ${args.yes ? "approved automatically (--yes)" : "asked on this terminal"}`
       ].join("\n"))
@@ -140,7 +153,8 @@ const pair = Command.make(
   "pair",
   { dir, json, library, peer },
   (args) =>
-    request(args.dir, args.json, { _tag: "Pair", peer: args.peer, ...libraryField(args.library) }, Output.paired)
+    Effect.flatMap(resolve(args.dir, args.peer), (peer) =>
+      request(args.dir, args.json, { _tag: "Pair", peer, ...libraryField(args.library) }, Output.paired))
 ).pipe(Command.withDescription("ask a peer to share a library (its user approves); both become members"))
 
 const ping = Command.make(
@@ -155,7 +169,9 @@ const ping = Command.make(
       Options.withDescription("pings to send (1-1000)")
     )
   },
-  (args) => request(args.dir, args.json, { _tag: "Ping", peer: args.peer, count: args.count }, Output.ping)
+  (args) =>
+    Effect.flatMap(resolve(args.dir, args.peer), (peer) =>
+      request(args.dir, args.json, { _tag: "Ping", peer, count: args.count }, Output.ping))
 ).pipe(Command.withDescription("measure round trips to a peer"))
 
 const notesAdd = Command.make(

@@ -2,7 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import { existsSync, readdirSync, rmSync } from "node:fs"
 import { join } from "node:path"
-import * as DataDir from "./DataDir.js"
+import * as DataDir from "../node/DataDir.js"
 import { init } from "./Init.js"
 import * as Processes from "./testing/Processes.js"
 

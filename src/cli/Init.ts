@@ -17,8 +17,8 @@ import * as Engine from "../engine/Engine.js"
 import * as Libraries from "../library/Libraries.js"
 import * as Identity from "../transport/Identity.js"
 import type { PeerId } from "../transport/Transport.js"
-import * as DataDir from "./DataDir.js"
-import * as DirectoryLock from "./DirectoryLock.js"
+import * as DataDir from "../node/DataDir.js"
+import * as DirectoryLock from "../node/DirectoryLock.js"
 import * as Notes from "./Notes.js"
 
 /** What `init` found or made. */

@@ -9,7 +9,9 @@ import * as Cause from "effect/Cause"
 import * as HashMap from "effect/HashMap"
 import * as Logger from "effect/Logger"
 import type * as Library from "../library/Libraries.js"
-import type * as ControlProtocol from "./ControlProtocol.js"
+import type * as Control from "../node/Control.js"
+import type * as PairControl from "../plugins/pair/Control.js"
+import type * as PingControl from "../plugins/ping/Control.js"
 import type * as Notes from "./Notes.js"
 
 const ms = (value: number) => `${value.toFixed(2)} ms`
@@ -21,7 +23,7 @@ export const library = (library: Library.Library, self?: string): ReadonlyArray<
 ]
 
 /** `weft status`. */
-export const status = (info: ControlProtocol.StatusInfo): string =>
+export const status = (info: Control.StatusInfo): string =>
   [
     `peer      ${info.peerId}`,
     ...info.addresses.map((address) => `address   ${address}`),
@@ -39,7 +41,7 @@ export const status = (info: ControlProtocol.StatusInfo): string =>
   ].join("\n")
 
 /** `weft peers`. */
-export const peers = (info: typeof ControlProtocol.PeersInfo.Type): string =>
+export const peers = (info: Control.PeersInfo): string =>
   info.available.length === 0 && info.discovered.length === 0
     ? "no peers"
     : [
@@ -48,11 +50,11 @@ export const peers = (info: typeof ControlProtocol.PeersInfo.Type): string =>
     ].join("\n")
 
 /** `weft ping`. */
-export const ping = (result: typeof ControlProtocol.PingResult.Type): string =>
+export const ping = (result: PingControl.PingResult): string =>
   `ping ${result.peer}: ${result.rtts.length} ping(s), min ${ms(result.min)}, median ${ms(result.median)}, max ${ms(result.max)}`
 
 /** `weft pair`. */
-export const paired = (result: typeof ControlProtocol.Paired.Type): string =>
+export const paired = (result: PairControl.Paired): string =>
   [`paired with ${result.peer}`, ...library(result.library)].join("\n")
 
 /** One note on one line: id, done mark, title, and the body's first line. */
@@ -67,9 +69,7 @@ export const notes = (all: ReadonlyArray<Notes.Note>): string => (all.length ===
 /** One line for an expected failure: its tag, then its message (which names its reason). */
 export const failure = (error: unknown): string => {
   const record = typeof error === "object" && error !== null ? (error as Record<string, unknown>) : {}
-  const tag = record._tag === "RemoteError" && typeof record.tag === "string" ? record.tag
-    : typeof record._tag === "string" ? record._tag
-    : "Error"
+  const tag = typeof record._tag === "string" ? record._tag : "Error"
   const message = error instanceof Error ? error.message : String(error)
   return printable(`${tag}: ${message.split("\n").join(" ")}`)
 }
@@ -91,11 +91,15 @@ const part = (value: unknown): string =>
     : value instanceof Error ? value.message
     : JSON.stringify(value)
 
-/** Log lines as `HH:MM:SS.mmm LEVEL message key=value…`, on standard output. */
+/**
+ * Log lines as `HH:MM:SS.mmm LEVEL message key=value…`, on standard output,
+ * one line each: what they quote from other peers (a library's name, a
+ * refusal's detail) is escaped (`printable`).
+ */
 export const logger = Logger.make(({ annotations, cause, date, logLevel, message }) => {
   const parts = Array.isArray(message) ? message.map(part) : [part(message)]
   const time = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`
   const fields = [...HashMap.toEntries(annotations)].map(([key, value]) => `${key}=${part(value)}`)
   const failure = Cause.isEmpty(cause) ? [] : [Cause.pretty(cause).split("\n")[0]!]
-  globalThis.console.log([time, logLevel.label.padEnd(5), ...parts, ...failure, ...fields].join(" "))
+  globalThis.console.log([time, logLevel.label.padEnd(5), ...[...parts, ...failure, ...fields].map(printable)].join(" "))
 })

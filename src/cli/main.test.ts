@@ -20,8 +20,8 @@ import { randomUUID } from "node:crypto"
 import { createServer } from "node:net"
 import { join } from "node:path"
 import * as Control from "./Control.js"
-import type * as ControlProtocol from "./ControlProtocol.js"
-import * as DataDir from "./DataDir.js"
+import type * as NodeControl from "../node/Control.js"
+import * as DataDir from "../node/DataDir.js"
 import * as Processes from "./testing/Processes.js"
 import * as Libraries from "../library/Libraries.js"
 import * as Pair from "../plugins/pair/Pair.js"
@@ -32,6 +32,7 @@ import * as Identity from "../transport/Identity.js"
 import * as Libp2pTransport from "../transport/Libp2pTransport.js"
 import * as PeerAddress from "../transport/PeerAddress.js"
 import * as Transport from "../transport/Transport.js"
+import type { PeerId } from "../transport/Transport.js"
 
 const { CLI, ROOT, eventually, exited } = Processes
 
@@ -83,8 +84,8 @@ interface Server {
   readonly output: () => string
   /** Writes a line to its standard input (answers to pairing questions). */
   readonly answer: (line: string) => Effect.Effect<void>
-  readonly status: Effect.Effect<ControlProtocol.StatusInfo, Control.ControlError | Control.RemoteError>
-  readonly call: <R extends ControlProtocol.Request>(request: R) => Effect.Effect<ControlProtocol.Success<R>, Control.ControlError | Control.RemoteError>
+  readonly status: Effect.Effect<NodeControl.StatusInfo, Control.Failure<{ readonly _tag: "Status" }>>
+  readonly call: <R extends Control.Request>(request: R) => Effect.Effect<Control.Success<R>, Control.Failure<R>>
 }
 
 /** Starts `weft serve` on a random loopback port with mDNS off; waits until its control endpoint answers. */
@@ -444,12 +445,12 @@ describe("weft (two real nodes)", () => {
       expect(notRunning.code).toBe(1)
       expect(notRunning.stderr).toMatch(/^weft: ControlError: control NotRunning/)
       // requests the node refuses are typed too (schema-checked before they leave)
-      const bad = yield* Effect.either(Control.call(DataDir.layout(dir).socket, { _tag: "Ping", peer: "x", count: 0 }))
+      const bad = yield* Effect.either(Control.call(DataDir.layout(dir).socket, { _tag: "Ping", peer: "x" as PeerId, count: 0 }))
       expect(Either.isLeft(bad) && bad.left).toMatchObject({
-        _tag: "ControlError",
+        _tag: "RpcError",
         reason: "Malformed",
         // where the request is wrong and what was expected, not the whole protocol's schema
-        detail: "request.count: Expected a number between 1 and 1000, actual 0"
+        detail: "the call of Ping does not fit its schema: count: Expected a number between 1 and 1000, actual 0"
       })
     }), 60_000)
 

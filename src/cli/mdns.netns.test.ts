@@ -20,8 +20,9 @@ import { existsSync, readFileSync, rmSync } from "node:fs"
 import * as Identity from "../transport/Identity.js"
 import * as PeerAddress from "../transport/PeerAddress.js"
 import * as Control from "./Control.js"
-import type * as ControlProtocol from "./ControlProtocol.js"
-import * as DataDir from "./DataDir.js"
+import type * as NodeControl from "../node/Control.js"
+import type { PeerId } from "../transport/Transport.js"
+import * as DataDir from "../node/DataDir.js"
 import { init } from "./Init.js"
 import * as Processes from "./testing/Processes.js"
 
@@ -156,7 +157,7 @@ const serve = (ns: string, dir: string, ...extra: ReadonlyArray<string>) =>
       output: server.output,
       status: Control.call(socket, { _tag: "Status" }).pipe(Effect.orDie),
       peers: Control.call(socket, { _tag: "Peers" }).pipe(Effect.orDie),
-      pair: (peer: string) => Control.call(socket, { _tag: "Pair", peer }).pipe(Effect.orDie)
+      pair: (peer: string) => Control.call(socket, { _tag: "Pair", peer: peer as PeerId }).pipe(Effect.orDie)
     }
     yield* eventually(`${dir} serving`, Effect.either(Control.call(socket, { _tag: "Status" })), Either.isRight, server.output)
     return node
@@ -266,7 +267,7 @@ describe.skipIf(unavailable !== undefined)("mDNS between two network namespaces"
       const context = () => `--- a\n${nodeA.output()}\n--- b\n${nodeB.output()}`
 
       // no address given anywhere: each finds the other on the link, connects, and reports it available
-      const knows = (peers: ControlProtocol.Success<{ _tag: "Peers" }>, peer: string) =>
+      const knows = (peers: NodeControl.PeersInfo, peer: string) =>
         peers.available.includes(peer) && peers.discovered.some((d) => d.peer === peer)
       const [peersA, peersB] = yield* Effect.all([
         eventually("a found b", nodeA.peers, (p) => knows(p, b.peerId), context),
@@ -275,7 +276,7 @@ describe.skipIf(unavailable !== undefined)("mDNS between two network namespaces"
       const [statusA, statusB] = [yield* nodeA.status, yield* nodeB.status]
       expect(statusA.connections).toContain(b.peerId)
       expect(statusB.connections).toContain(a.peerId)
-      const port = (status: ControlProtocol.StatusInfo, host: string) =>
+      const port = (status: NodeControl.StatusInfo, host: string) =>
         status.addresses.find((address) => address.startsWith(`/ip4/${host}/tcp/`))!.split("/")[4]
       expect(peersA.discovered.find((d) => d.peer === b.peerId)?.addresses).toContain(`/ip4/${net.b.address}/tcp/${port(statusB, net.b.address)}`)
       expect(peersB.discovered.find((d) => d.peer === a.peerId)?.addresses).toContain(`/ip4/${net.a.address}/tcp/${port(statusA, net.a.address)}`)

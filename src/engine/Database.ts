@@ -15,24 +15,16 @@
  */
 import SqliteDatabase from "better-sqlite3"
 import * as Context from "effect/Context"
-import * as Data from "effect/Data"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { Kysely, SqliteDialect, type Dialect, type SqliteStatement } from "kysely"
+import { StorageError } from "./EngineError.js"
 import * as Bulk from "./internal/bulk.js"
 
-/** A database operation failed. */
-export class StorageError extends Data.TaggedError("StorageError")<{
-  readonly reason: "Open" | "Query" | "Corrupt" | "Migration" | "NodeMismatch"
-  readonly detail: string
-  readonly cause?: unknown
-}> {
-  override get message(): string {
-    return `storage ${this.reason}: ${this.detail}`
-  }
-}
+/** A database operation failed (defined with the engine's other errors). */
+export { StorageError }
 
 /** What the SQL dialect can do, where the engine's SQL depends on it. */
 export interface Capabilities {

@@ -54,3 +54,15 @@ export class IngestError extends Schema.TaggedError<IngestError>("weft/IngestErr
     return `${this.reason} (${this.origin}/${this.seq}): ${this.detail}`
   }
 }
+
+/** A database operation failed. */
+export class StorageError extends Schema.TaggedError<StorageError>("weft/StorageError")("StorageError", {
+  reason: Schema.Literal("Open", "Query", "Corrupt", "Migration", "NodeMismatch"),
+  detail: Schema.String,
+  /** What the database driver threw, when it threw. */
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    return `storage ${this.reason}: ${this.detail}`
+  }
+}

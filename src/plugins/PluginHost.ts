@@ -89,8 +89,6 @@ export interface StreamCount {
 export interface Options {
   /** Connect to peers as they are discovered (default true). */
   readonly connectDiscovered?: boolean
-  /** Whether to dial a discovered peer now (default: always); e.g. not one waiting out a penalty. */
-  readonly dialDiscovered?: (peer: PeerId) => boolean
   /** How long a library header may take to arrive (default 10 s). */
   readonly headerTimeout?: Duration.DurationInput
 }
@@ -191,10 +189,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
           case "Discovered":
             yield* PubSub.publish(pubsub, event)
             // (`firstSuccessOf` of no dials is a defect, not a failure)
-            if (
-              (options.connectDiscovered ?? true) && event.source === "discovery" && event.addresses.length > 0 &&
-              (options.dialDiscovered?.(event.peer) ?? true)
-            ) {
+            if ((options.connectDiscovered ?? true) && event.source === "discovery" && event.addresses.length > 0) {
               // a failed attempt leaves the peer unavailable; discovery will report it again. An advert can
               // name any address: the dial must reach the advertised peer (a multiaddr ending /p2p/<id>)
               const dials = event.addresses.map((address) => transport.connect(PeerAddress.withPeer(address, event.peer)))

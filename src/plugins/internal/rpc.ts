@@ -25,9 +25,10 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
-import type * as ParseResult from "effect/ParseResult"
+import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as ParseError from "../../internal/parseError.js"
 import * as Framing from "../../transport/Framing.js"
 import { ProtocolError } from "../../transport/ProtocolError.js"
@@ -188,6 +189,8 @@ export interface ServerOptions extends Bounds {
    * and serves on (the CLI's control socket).
    */
   readonly malformedCall?: "violation" | "answer"
+  /** How long a stream may stay with no call in flight and nothing read before it is closed (default: as long as it likes). */
+  readonly idleTimeout?: Duration.DurationInput
 }
 
 /** Makes a server of `group`, with the handlers in context, running until the scope closes. */
@@ -287,6 +290,8 @@ export const makeServer = <Rpcs extends Rpc.Any>(
         // is not read while this many wait, but acknowledgements and interruptions behind them still flow
         // as long as it sends no more than twice maxInFlight
         const waiting = yield* Queue.bounded<Waiting>(maxInFlight)
+        const clock = yield* Effect.clock
+        let lastActive = clock.unsafeCurrentTimeMillis()
         const started = new Set<string>()
         const cancelled = new Set<string>()
         let endOfCalls = false
@@ -310,6 +315,7 @@ export const makeServer = <Rpcs extends Rpc.Any>(
           done: (requestId) =>
             Effect.suspend(() => {
               client.calls.delete(requestId)
+              lastActive = clock.unsafeCurrentTimeMillis()
               return started.delete(requestId) ? slots.release(1) : Effect.void
             }),
           ended: () => Deferred.unsafeDone(ended, Exit.void)
@@ -367,13 +373,26 @@ export const makeServer = <Rpcs extends Rpc.Any>(
               return endCalls
           }
         }
-        while (true) {
-          const frame = yield* reader.frame
-          if (Option.isNone(frame)) break
-          const message = Either.flatMap(parse(frame.value), (json) => Either.mapLeft(decodeFromClient(json), describe))
-          if (Either.isLeft(message)) return yield* violation("Malformed", message.left)
-          yield* handle(message.right)
-        }
+        const calls = Effect.gen(function*() {
+          while (true) {
+            const frame = yield* reader.frame
+            if (Option.isNone(frame)) return
+            lastActive = clock.unsafeCurrentTimeMillis()
+            const message = Either.flatMap(parse(frame.value), (json) => Either.mapLeft(decodeFromClient(json), describe))
+            if (Either.isLeft(message)) return yield* violation("Malformed", message.left)
+            yield* handle(message.right)
+          }
+        })
+        // an idle stream (no call in flight, nothing read) is closed once its time is up
+        const idleFor = options.idleTimeout === undefined ? undefined : Duration.toMillis(Duration.decode(options.idleTimeout))
+        const idle = idleFor === undefined ? Effect.never : Effect.gen(function*() {
+          while (true) {
+            const left = lastActive + idleFor - clock.unsafeCurrentTimeMillis()
+            if (left <= 0 && client.calls.size === 0) return yield* stream.reset
+            yield* Effect.sleep(Duration.millis(Math.max(left, idleFor / 10)))
+          }
+        })
+        if (yield* Effect.raceFirst(Effect.as(calls, false), Effect.as(idle, true))) return
         // the client ended its side: its calls are answered, then the stream ends
         yield* endCalls
         yield* Deferred.await(ended)
@@ -439,7 +458,8 @@ export const makeClient = <Rpcs extends Rpc.Any>(
             const requestId = String(message.id)
             const call = schemas(message.tag)!
             return call.encodePayload(message.payload).pipe(
-              Effect.orDie,
+              // a payload that does not fit its schema never leaves: the caller learns where it is wrong
+              Effect.mapError((error) => new RpcError({ reason: "Malformed", detail: `the call of ${message.tag} does not fit its schema: ${describe(error)}` })),
               Effect.tap(() =>
                 Effect.zipRight(permits.take(1), Effect.sync(() => {
                   holding.add(requestId)
@@ -547,6 +567,35 @@ export const makeClient = <Rpcs extends Rpc.Any>(
       ),
       Effect.ensuring(Effect.suspend(() => close(new RpcError({ reason: "Closed", detail: "the client's scope closed" }))))
     ))
-    return client
+    return guarded(client, group)
   })
+
+/**
+ * The client's procedures, with a payload that fails its schema's checks a
+ * typed `RpcError` `Malformed` (the client of `@effect/rpc` throws it from
+ * the call, before there is an effect to fail).
+ */
+const guarded = <C>(client: C, group: RpcGroup.RpcGroup<any>): C => {
+  const malformed = (tag: string, cause: unknown) =>
+    new RpcError({
+      reason: "Malformed",
+      detail: `the call of ${tag} does not fit its schema: ${ParseResult.isParseError(cause) ? describe(cause) : String(cause)}`
+    })
+  const procedures = client as Record<string, unknown>
+  const out: Record<string, unknown> = { ...procedures }
+  for (const rpc of group.requests.values()) {
+    const [prefix, tag] = rpc._tag.includes(".") ? [rpc._tag.slice(0, rpc._tag.indexOf(".")), rpc._tag.slice(rpc._tag.indexOf(".") + 1)] : [undefined, rpc._tag]
+    const target = (prefix === undefined ? out : ((out[prefix] = { ...(out[prefix] as object) }) as Record<string, unknown>))
+    const call = target[tag] as (payload: unknown, options?: unknown) => unknown
+    const stream = RpcSchema.isStreamSchema(rpc.successSchema)
+    target[tag] = (payload: unknown, options?: unknown) => {
+      try {
+        return call(payload, options)
+      } catch (cause) {
+        return stream ? Stream.fail(malformed(rpc._tag, cause)) : Effect.fail(malformed(rpc._tag, cause))
+      }
+    }
+  }
+  return out as C
+}
 

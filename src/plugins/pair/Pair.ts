@@ -33,7 +33,6 @@ import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { type Library, LibraryError, Libraries } from "../../library/Libraries.js"
 import { ProtocolError } from "../../transport/ProtocolError.js"
@@ -42,26 +41,12 @@ import { Consent, type Decision } from "../Consent.js"
 import * as Messages from "../Messages.js"
 import * as Plugin from "../Plugin.js"
 import { type PermissionError, PluginHost } from "../PluginHost.js"
+import * as Control from "./Control.js"
 import * as Protocol from "./Protocol.js"
 
 /** A pairing did not complete. */
-export class PairError extends Schema.TaggedError<PairError>("weft/PairError")("PairError", {
-  reason: Schema.Literal(
-    "Refused", // the remote user declined
-    "Timeout", // no answer in time (ours, or the remote user's)
-    "Closed", // the remote ended or broke the exchange early
-    "VersionMismatch", // the remote speaks another version of the protocol
-    "RemoteFailed", // the remote could not record the membership
-    "Busy" // the remote's user has too many requests to decide already: ask again later
-  ),
-  peer: Schema.String,
-  library: Schema.optional(Schema.String),
-  detail: Schema.String
-}) {
-  override get message(): string {
-    return `pair ${this.reason} (peer ${this.peer}${this.library === undefined ? "" : `, library ${this.library}`}): ${this.detail}`
-  }
-}
+export const PairError = Protocol.PairError
+export type PairError = Protocol.PairError
 
 /** Options of the plugin (the responder's side). */
 export interface Options {
@@ -338,3 +323,17 @@ export const make = (options: Options = {}): Effect.Effect<Pair["Type"], Transpo
 /** Layer of the plugin and its client. */
 export const layer = (options: Options = {}): Layer.Layer<Pair, TransportError, PluginHost | Libraries | Consent> =>
   Layer.scoped(Pair, make(options))
+
+/** Serves pairing's control procedures (`Control`) with the `Pair` client and the libraries in context. */
+export const controlHandlers = Control.Control.toLayer(Effect.gen(function*() {
+  const client = yield* Pair
+  const libraries = yield* Libraries
+  return {
+    Pair: ({ library, peer }) =>
+      Effect.gen(function*() {
+        const id = library ?? (yield* libraries.list)[0]?.id
+        if (id === undefined) return yield* new LibraryError({ reason: "NotFound", detail: "this node has no library to share" })
+        return { peer, library: yield* client.pair(peer, id) }
+      })
+  }
+}))

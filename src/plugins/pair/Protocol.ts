@@ -94,3 +94,22 @@ export type Message = typeof Message.Type
 
 /** The messages as the kit reads and writes them (version, bound). */
 export const messages = Messages.protocol({ version: VERSION, schema: Message, maxFrameBytes: MAX_FRAME_BYTES })
+
+/** A pairing did not complete. */
+export class PairError extends Schema.TaggedError<PairError>("weft/PairError")("PairError", {
+  reason: Schema.Literal(
+    "Refused", // the remote user declined
+    "Timeout", // no answer in time (ours, or the remote user's)
+    "Closed", // the remote ended or broke the exchange early
+    "VersionMismatch", // the remote speaks another version of the protocol
+    "RemoteFailed", // the remote could not record the membership
+    "Busy" // the remote's user has too many requests to decide already: ask again later
+  ),
+  peer: Schema.String,
+  library: Schema.optional(Schema.String),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `pair ${this.reason} (peer ${this.peer}${this.library === undefined ? "" : `, library ${this.library}`}): ${this.detail}`
+  }
+}

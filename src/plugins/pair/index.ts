@@ -5,4 +5,5 @@
  * @since 0.1.0
  */
 export * as Pair from "./Pair.js"
+export * as Control from "./Control.js"
 export * as Protocol from "./Protocol.js"

@@ -26,25 +26,18 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
 import * as Framing from "../../transport/Framing.js"
 import type { Duplex, PeerId, TransportError } from "../../transport/Transport.js"
 import * as Plugin from "../Plugin.js"
 import { type PermissionError, PluginHost } from "../PluginHost.js"
+import * as Control from "./Control.js"
 import * as Protocol from "./Protocol.js"
 
 /** A ping failed. */
-export class PingError extends Schema.TaggedError<PingError>("weft/PingError")("PingError", {
-  reason: Schema.Literal("Timeout", "WrongEcho", "Closed"),
-  peer: Schema.String,
-  detail: Schema.String
-}) {
-  override get message(): string {
-    return `ping ${this.reason} (${this.peer}): ${this.detail}`
-  }
-}
+export const PingError = Protocol.PingError
+export type PingError = Protocol.PingError
 
 /** Round-trip times of a series of pings, in milliseconds (on the `Clock`: high-resolution when live). */
 export interface Result {
@@ -190,3 +183,9 @@ export const layer: Layer.Layer<Ping, TransportError, PluginHost> = Layer.scoped
     return { ping: (peer, options) => ping(peer, options).pipe(Effect.provideService(PluginHost, host)) }
   })
 )
+
+/** Serves ping's control procedures (`Control`) with the `Ping` client in context. */
+export const controlHandlers = Control.Control.toLayer(Effect.map(Ping, (client) =>
+  Control.Control.of({
+    Ping: ({ count, peer }) => client.ping(peer, { count })
+  })))

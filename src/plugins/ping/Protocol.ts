@@ -9,6 +9,7 @@
  *
  * @since 0.1.0
  */
+import * as Schema from "effect/Schema"
 import type { Protocol } from "../Plugin.js"
 
 /** The protocol id (libp2p's). */
@@ -19,3 +20,14 @@ export const PAYLOAD_BYTES = 32
 
 /** Ping is open to any authenticated peer. */
 export const protocol: Protocol = { protocol: PROTOCOL_ID, permission: "authenticated" }
+
+/** A ping failed. */
+export class PingError extends Schema.TaggedError<PingError>("weft/PingError")("PingError", {
+  reason: Schema.Literal("Timeout", "WrongEcho", "Closed"),
+  peer: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `ping ${this.reason} (${this.peer}): ${this.detail}`
+  }
+}

@@ -4,4 +4,5 @@
  * @since 0.1.0
  */
 export * as Ping from "./Ping.js"
+export * as Control from "./Control.js"
 export * as Protocol from "./Protocol.js"

@@ -4,14 +4,13 @@ import * as Either from "effect/Either"
 import * as Engine from "../engine/Engine.js"
 import * as Consent from "../plugins/Consent.js"
 import * as Control from "./Control.js"
-import * as ControlProtocol from "./ControlProtocol.js"
-import * as DataDir from "./DataDir.js"
+import * as DataDir from "../node/DataDir.js"
 import { init } from "./Init.js"
-import * as Node from "./Node.js"
+import * as Serve from "./Serve.js"
 import * as Notes from "./Notes.js"
 import * as Processes from "./testing/Processes.js"
 
-const nodeOn = (dir: string) => Node.make({ dir, listen: ["/ip4/127.0.0.1/tcp/0"], mdns: false, peers: [], frontEnd: Consent.approveAll })
+const nodeOn = (dir: string) => Serve.run({ dir, listen: ["/ip4/127.0.0.1/tcp/0"], mdns: false, peers: [], frontEnd: Consent.approveAll })
 
 /** A node in this process, on a fresh data directory, reachable on loopback only; its control socket. */
 const startedNode = Effect.gen(function*() {
@@ -48,7 +47,7 @@ describe("weft notes list", () => {
       const first = yield* Control.call(socket, { _tag: "NotesList" })
       expect(first.notes.length).toBeGreaterThan(0)
       expect(first.notes.length).toBeLessThan(20)
-      expect(Buffer.byteLength(JSON.stringify(first.notes))).toBeLessThanOrEqual(ControlProtocol.NOTES_PAGE_BYTES)
+      expect(Buffer.byteLength(JSON.stringify(first.notes))).toBeLessThanOrEqual(Notes.NOTES_PAGE_BYTES)
       expect(first.next).toEqual({ title: first.notes.at(-1)!.title, id: first.notes.at(-1)!.id })
 
       const all = yield* Control.listNotes(socket)
@@ -100,10 +99,11 @@ describe("weft notes list", () => {
       expect((yield* Control.listNotes(paths.socket)).map((n) => n.id)).toEqual([ids[1]])
     }), 30_000)
 
-  it.scopedLive("a limit out of range is refused as Malformed", () =>
+  it.scopedLive("a limit out of range is refused as Malformed, saying where, before it leaves", () =>
     Effect.gen(function*() {
       const socket = yield* startedNode
       const refused = yield* Effect.flip(Control.call(socket, { _tag: "NotesList", limit: 0 }))
-      expect(refused).toMatchObject({ _tag: "ControlError", reason: "Malformed" })
+      expect(refused).toMatchObject({ _tag: "RpcError", reason: "Malformed" })
+      expect(refused.message).toContain("limit: Expected a number between 1 and 1000, actual 0")
     }), 30_000)
 })

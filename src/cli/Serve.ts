@@ -1,0 +1,131 @@
+/**
+ * `weft serve`: the node of a data directory (`weft init` prepared it),
+ * embedded like any app embeds one (`Node.layerDirectory`), with the CLI's
+ * notes as its app, its control procedures on the directory's control
+ * socket, and a front end answering its questions (the terminal prompt, or
+ * `--yes`).
+ *
+ * Everything lives in the scope of `run`: closing it stops the front end
+ * and the control socket, then the node (its plugins, sessions,
+ * connections, engines) and releases the directory.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Scope from "effect/Scope"
+import type * as Engine from "../engine/Engine.js"
+import type { Library } from "../library/Libraries.js"
+import * as DataDir from "../node/DataDir.js"
+import * as Node from "../node/Node.js"
+import * as ControlSocket from "../node/ControlSocket.js"
+import { Consent } from "../plugins/Consent.js"
+import type { PeerId } from "../transport/Transport.js"
+import * as Control from "./Control.js"
+import * as Notes from "./Notes.js"
+
+/** How `weft serve` runs. */
+export interface Options {
+  readonly dir: string
+  /** Multiaddrs to listen on. */
+  readonly listen: ReadonlyArray<string>
+  /** Discover and advertise on the local network. */
+  readonly mdns: boolean
+  /** Addresses of peers to connect to, and to reconnect to whenever the connection drops. */
+  readonly peers: ReadonlyArray<string>
+  /** Answers the node's questions (pairing requests) while it runs: `Approval.terminal`, `Consent.approveAll`. */
+  readonly frontEnd: Effect.Effect<void, never, Consent | Scope.Scope>
+}
+
+/** The node that runs, for the banner. */
+export interface Running {
+  readonly peerId: PeerId
+  readonly addresses: ReadonlyArray<string>
+  readonly libraries: ReadonlyArray<Library>
+}
+
+/** Why `weft serve` could not start. */
+export type StartError = Node.DirectoryStartError | ControlSocket.ControlError
+
+const noteOf = (library: string, row: { readonly id: string; readonly title: string; readonly body: string; readonly done: boolean }): Notes.Note => ({
+  library,
+  id: row.id,
+  title: row.title,
+  body: row.body,
+  done: row.done
+})
+
+/** Serves the notes procedures with the node in context. */
+export const notesHandlers = Notes.Control.toLayer(Effect.gen(function*() {
+  const node = yield* Node.Node
+  const existing = (engine: Engine.Service, library: string, id: string) =>
+    Effect.flatMap(engine.get(Notes.notes, id), Option.match({
+      onNone: () => Effect.fail(new Notes.NoteError({ reason: "NotFound", detail: `no note ${id} in library ${library}` })),
+      onSome: Effect.succeed
+    }))
+  return {
+    NotesAdd: (request) =>
+      Effect.scoped(Effect.gen(function*() {
+        const { engine, library } = yield* node.library(request.library)
+        const id = Notes.newId()
+        yield* engine.mutate([Notes.notes.create(id, { title: request.title, body: request.body, done: request.done })])
+        return noteOf(library.id, yield* existing(engine, library.id, id))
+      })),
+    NotesList: (request) =>
+      Effect.scoped(Effect.gen(function*() {
+        const { engine, library } = yield* node.library(request.library)
+        const limit = request.limit ?? Notes.NOTES_PAGE_LIMIT
+        const after = request.after
+        // keyset paging on (title, id): one more row than the page holds says whether another follows
+        const rows = yield* engine.query(Notes.notes, (q) =>
+          (after === undefined ? q : q.where((eb) =>
+            eb.or([eb("title", ">", after.title), eb.and([eb("title", "=", after.title), eb("id", ">", after.id)])])
+          )).orderBy("title").orderBy("id").limit(limit + 1))
+        const notes: Array<Notes.Note> = []
+        let bytes = 0
+        for (const row of rows.slice(0, limit)) {
+          const note = noteOf(library.id, row)
+          bytes += Buffer.byteLength(JSON.stringify(note))
+          // a page holds at least one note, and stops before the one that would pass its byte bound
+          if (notes.length > 0 && bytes > Notes.NOTES_PAGE_BYTES) break
+          notes.push(note)
+        }
+        const last = notes[notes.length - 1]
+        const more = notes.length < rows.length
+        return { notes, ...(more && last !== undefined ? { next: { title: last.title, id: last.id } } : {}) } satisfies Notes.NotesPage
+      })),
+    NotesSet: (request) =>
+      Effect.scoped(Effect.gen(function*() {
+        const { engine, library } = yield* node.library(request.library)
+        yield* existing(engine, library.id, request.id)
+        const values = {
+          ...(request.title === undefined ? {} : { title: request.title }),
+          ...(request.body === undefined ? {} : { body: request.body }),
+          ...(request.done === undefined ? {} : { done: request.done })
+        }
+        if (Object.keys(values).length > 0) yield* engine.mutate([Notes.notes.update(request.id, values)])
+        return noteOf(library.id, yield* existing(engine, library.id, request.id))
+      })),
+    NotesRemove: (request) =>
+      Effect.scoped(Effect.gen(function*() {
+        const { engine, library } = yield* node.library(request.library)
+        yield* existing(engine, library.id, request.id)
+        yield* engine.mutate([Notes.notes.delete(request.id)])
+        return { id: request.id }
+      }))
+  }
+}))
+
+/** Starts the node of `options.dir`; it runs until the scope closes. */
+export const run = (options: Options): Effect.Effect<Running, StartError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const paths = DataDir.layout(options.dir)
+    yield* DataDir.requireInitialized(paths)
+    const node = Node.layerDirectory({ directory: options.dir, models: Notes.models, listen: options.listen, mdns: options.mdns, peers: options.peers })
+    const control = ControlSocket.layer(paths.socket, Control.group).pipe(Layer.provide(Layer.mergeAll(Node.controlHandlers, notesHandlers)))
+    const context = yield* Layer.build(control.pipe(Layer.provideMerge(node)))
+    yield* options.frontEnd.pipe(Effect.provide(context))
+    const running = yield* Effect.provide(Node.Node, context)
+    return { peerId: running.peerId, addresses: yield* running.addresses, libraries: (yield* running.status).libraries }
+  })

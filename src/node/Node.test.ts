@@ -1,0 +1,91 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
+import * as Model from "../engine/Model.js"
+import { Libraries } from "../library/Libraries.js"
+import * as Consent from "../plugins/Consent.js"
+import { Pair } from "../plugins/pair/Pair.js"
+import { PluginHost } from "../plugins/PluginHost.js"
+import { Identity } from "../transport/Identity.js"
+import * as Node from "./Node.js"
+import { Reconnect } from "./Reconnect.js"
+import * as Processes from "./testing/Processes.js"
+
+const notes = Model.make("notes", Schema.Struct({ title: Schema.String, body: Model.RichText }))
+
+/** A full node on a fresh data directory, on loopback, in its own scope (closed with the test's). */
+const startNode = (name: string, scope: Scope.Scope) =>
+  Effect.gen(function*() {
+    const directory = yield* Processes.tempDir(`weft-node-${name}`)
+    const context = yield* Layer.build(Node.layerDirectory({ directory, models: [notes], listen: ["/ip4/127.0.0.1/tcp/0"] })).pipe(Scope.extend(scope))
+    return { directory, context, get: <I, S>(tag: Context.Tag<I, S>) => Context.get(context as Context.Context<I>, tag) }
+  })
+
+describe("an embedded node (no CLI)", () => {
+  it.scopedLive("two nodes: one makes a library, pairs the other into it (its user approves), and a note syncs both ways", () =>
+    Effect.gen(function*() {
+      const scope = yield* Effect.scope
+      const alice = yield* startNode("alice", scope)
+      const bob = yield* startNode("bob", scope)
+      // bob's app approves pairing requests
+      yield* Consent.approveAll.pipe(Effect.provideService(Consent.Consent, bob.get(Consent.Consent)))
+
+      const aliceId = alice.get(Identity).peerId
+      const library = yield* alice.get(Libraries).create("Team notes", aliceId)
+      const bobId = bob.get(Identity).peerId
+      const [address] = yield* bob.get(Node.Node).addresses
+      expect(yield* alice.get(Reconnect).dial(address!)).toBe(bobId)
+      const paired = yield* alice.get(Pair).pair(bobId, library.id)
+      expect([...paired.members].sort()).toEqual([aliceId, bobId].sort())
+
+      // bob joined the library: the node opened its engine and syncs it
+      yield* Effect.scoped(Effect.gen(function*() {
+        const { engine: onAlice } = yield* alice.get(Node.Node).library(library.id)
+        yield* onAlice.mutate([notes.create("n1", { title: "from alice", body: "hello" })])
+        const { engine: onBob } = yield* bob.get(Node.Node).library(library.id)
+        yield* Processes.eventually("alice's note on bob", Effect.map(onBob.get(notes, "n1"), Option.isSome), (there) => there)
+        yield* onBob.mutate([notes.update("n1", { title: "edited by bob" })])
+        yield* Processes.eventually("bob's edit on alice", Effect.map(onAlice.get(notes, "n1"), Option.map((n) => n.title)), (title) =>
+          Option.getOrUndefined(title) === "edited by bob")
+      }))
+
+      const status = yield* alice.get(Node.Node).status
+      expect(status.libraries.find((l) => l.id === library.id)?.members.length).toBe(2)
+      expect(status.sessions.some((s) => s.library === library.id && s.state === "syncing")).toBe(true)
+    }), 60_000)
+
+  it.scopedLive("one process per data directory: a second node on it is refused Busy before it opens anything", () =>
+    Effect.gen(function*() {
+      const scope = yield* Effect.scope
+      const first = yield* startNode("first", scope)
+      const second = yield* Effect.either(Layer.build(Node.layerDirectory({
+        directory: first.directory,
+        models: [notes],
+        listen: ["/ip4/127.0.0.1/tcp/0"],
+        lockWait: Duration.millis(200)
+      })).pipe(Effect.scoped))
+      expect(Either.isLeft(second) && second.left).toMatchObject({ _tag: "DataDirError", reason: "Busy" })
+    }), 60_000)
+
+  it.scopedLive("with nobody attending its consent, a node refuses pairing requests at once", () =>
+    Effect.gen(function*() {
+      const scope = yield* Effect.scope
+      const alice = yield* startNode("alice", scope)
+      const bob = yield* startNode("bob", scope)
+      const aliceId = alice.get(Identity).peerId
+      const library = yield* alice.get(Libraries).create("Team notes", aliceId)
+      const [address] = yield* bob.get(Node.Node).addresses
+      yield* alice.get(PluginHost).connect(address!)
+      const started = Date.now()
+      const refused = yield* Effect.flip(alice.get(Pair).pair(bob.get(Identity).peerId, library.id))
+      expect(refused).toMatchObject({ _tag: "PairError", reason: "Refused" })
+      expect(refused.message).toContain("nobody is there to approve it")
+      expect(Date.now() - started).toBeLessThan(5000)
+    }), 60_000)
+})

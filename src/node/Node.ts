@@ -1,0 +1,212 @@
+/**
+ * A full Weft node that an app embeds: identity, a libp2p transport, the
+ * libraries, the plugin host, consent, an engine per library, the sync,
+ * ping and pair plugins, and reconnection, as one Layer graph:
+ *
+ * ```text
+ * Identity ─ Transport ─ PluginHost ─┬─ Sync ─ (an engine per library: Engines)
+ * Libraries ────────────────────────┤─ Ping
+ * Consent ──────────────────────────┤─ Pair
+ * AddressBook ──────────────────────┴─ Reconnect ─ Node
+ * ```
+ *
+ * ```ts
+ * const notes = Model.make("notes", Schema.Struct({ title: Schema.String }))
+ * const program = Effect.gen(function*() {
+ *   const node = yield* Node.Node
+ *   const { engine } = yield* node.library()          // the first library's engine
+ *   yield* engine.mutate([notes.create("n1", { title: "hello" })])
+ * })
+ * program.pipe(Effect.scoped, Effect.provide(Node.layerDirectory({ directory: "./data", models: [notes], listen: ["/ip4/0.0.0.0/tcp/4001"] })))
+ * ```
+ *
+ * `layer` wants the identity, libraries and address book from the app
+ * (`Identity.layer(path)`, `Libraries.layerFile(path)`, …);
+ * `layerDirectory` keeps them all in a data directory (see `DataDir`), held
+ * by one process at a time. Every service of the graph is in the layer's
+ * output (`PluginHost`, `Libraries`, `Engines`, `Consent`, `Sync`, `Ping`,
+ * `Pair`, `Reconnect`, `Node`), so an app registers its own plugins on the
+ * host and answers pairing requests through `Consent` (nobody attends by
+ * default: requests are refused at once; `Consent.approveAll` or
+ * `Consent.answerWith` attends).
+ *
+ * Libraries appear while the node runs (pairing joins this node to a peer's
+ * library): their engine is opened then, and synced. Everything lives in
+ * the layer's scope: closing it unregisters the plugins, interrupts every
+ * session and handler, closes the connections and the engines.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
+import type { StorageError } from "../engine/Database.js"
+import type * as Engine from "../engine/Engine.js"
+import type { ValidationError } from "../engine/EngineError.js"
+import type * as Model from "../engine/Model.js"
+import * as Libraries from "../library/Libraries.js"
+import * as Consent from "../plugins/Consent.js"
+import * as Pair from "../plugins/pair/Pair.js"
+import * as Ping from "../plugins/ping/Ping.js"
+import * as PluginHost from "../plugins/PluginHost.js"
+import * as Sync from "../plugins/sync/Sync.js"
+import * as Identity from "../transport/Identity.js"
+import * as Libp2pTransport from "../transport/Libp2pTransport.js"
+import type { PeerId, Transport, TransportError } from "../transport/Transport.js"
+import * as AddressBook from "./AddressBook.js"
+import * as Control from "./Control.js"
+import * as ControlSocket from "./ControlSocket.js"
+import * as DataDir from "./DataDir.js"
+import * as DirectoryLock from "./DirectoryLock.js"
+import * as Engines from "./Engines.js"
+import * as internal from "./internal/node.js"
+import * as Reconnect from "./Reconnect.js"
+
+/** How a node runs. */
+export interface Options {
+  /** The app's models, declared by every library's engine. */
+  readonly models: ReadonlyArray<Model.Any>
+  /** The SQLite file of a library (`layerDirectory`: `libraries/<id>.db` in the directory). */
+  readonly database: (library: string) => string
+  /** Multiaddrs to listen on, e.g. `/ip4/0.0.0.0/tcp/4001` (`/ip4/127.0.0.1/tcp/0`: loopback, any free port). */
+  readonly listen: ReadonlyArray<string>
+  /** Discover and advertise on the local network with mDNS (default false). */
+  readonly mdns?: boolean
+  /** Addresses to stay connected to, redialled whenever the connection drops. */
+  readonly peers?: ReadonlyArray<string>
+  /** More of the transport's options (connection and stream bounds). */
+  readonly transport?: Omit<Libp2pTransport.Options, "identity" | "listen" | "mdns">
+  /** The sync plugin's tuning (session batch size, window, retry). */
+  readonly sync?: Omit<Sync.Options, "libraries">
+  /** Bounds of the questions put to the user (pending cap, timeout, cool-down). */
+  readonly consent?: Consent.Options
+  /** The pair plugin's options. */
+  readonly pair?: Pair.Options
+  /** How dropped peers are redialled. */
+  readonly reconnect?: Reconnect.Options
+  /** Engine tuning (drift, batch and operation bounds). */
+  readonly engine?: Engines.Options["engine"]
+}
+
+/** A request the node cannot serve as asked (`NoLibrary`). */
+export const NodeError = Control.NodeError
+export type NodeError = Control.NodeError
+
+/** The running node. */
+export interface Service {
+  readonly peerId: PeerId
+  /** Addresses other peers can connect to. */
+  readonly addresses: Effect.Effect<ReadonlyArray<string>>
+  /** What the node holds now: libraries, sessions, connections, streams, handlers. */
+  readonly status: Effect.Effect<Control.StatusInfo>
+  /** Available (connected) and discovered peers. */
+  readonly peers: Effect.Effect<Control.PeersInfo>
+  /** A library (default: the node's first) and its engine, open for as long as the scope. */
+  readonly library: (
+    id?: string
+  ) => Effect.Effect<{ readonly library: Libraries.Library; readonly engine: Engine.Service }, NodeError | StorageError | ValidationError, Scope.Scope>
+}
+
+/** The running node. */
+export class Node extends Context.Tag("weft/node/Node")<Node, Service>() {}
+
+/** Every service a node provides. */
+export type Services =
+  | Node
+  | Transport
+  | PluginHost.PluginHost
+  | Engines.Engines
+  | Consent.Consent
+  | Sync.Sync
+  | Ping.Ping
+  | Pair.Pair
+  | Reconnect.Reconnect
+
+/** Why a node could not start. */
+export type StartError = TransportError | StorageError | ValidationError
+
+/** A node over the identity, libraries and address book in context; it runs for the layer's lifetime. */
+export const layer = (options: Options): Layer.Layer<Services, StartError, Identity.Identity | Libraries.Libraries | AddressBook.AddressBook> => {
+  const transport = Libp2pTransport.layer({ ...options.transport, listen: options.listen, mdns: options.mdns ?? false })
+  // discovered peers are dialled by Reconnect, which knows which ones wait out a penalty
+  const host = PluginHost.layer({ connectDiscovered: false })
+  const engines = Engines.layer({ models: options.models, database: options.database, ...(options.engine === undefined ? {} : { engine: options.engine }) })
+  const plugins = Layer.mergeAll(
+    Sync.layer({ ...options.sync, libraries: [] }),
+    Ping.layer,
+    Pair.layer(options.pair ?? {}),
+    Reconnect.layer(options.reconnect ?? {})
+  )
+  return Layer.scoped(Node, internal.make({ ...(options.peers === undefined ? {} : { peers: options.peers }) })).pipe(
+    Layer.provideMerge(plugins),
+    Layer.provideMerge(Layer.mergeAll(host, engines, Consent.layer(options.consent ?? {}))),
+    Layer.provideMerge(transport)
+  )
+}
+
+/** How a node runs on a data directory: `Options`, with the databases in the directory. */
+export interface DirectoryOptions extends Omit<Options, "database"> {
+  readonly directory: string
+  /**
+   * How long to wait for the directory's lock while another process holds it (an init under way holds
+   * it briefly; default 10 s). A node answering on the directory's control socket is not waited for.
+   */
+  readonly lockWait?: Duration.DurationInput
+}
+
+/** Why a node could not start on a data directory. */
+export type DirectoryStartError =
+  | StartError
+  | DataDir.DataDirError
+  | Identity.IdentityError
+  | Libraries.LibraryError
+  | AddressBook.AddressBookError
+
+/**
+ * A node whose identity, libraries, address book and databases live in a
+ * data directory (created, owner-only, if missing; see `DataDir`). One
+ * process at a time: the directory's lock is held while the node runs; a
+ * second node on it is refused (`DataDirError` `Busy`) before it opens
+ * anything.
+ */
+export const layerDirectory = (
+  options: DirectoryOptions
+): Layer.Layer<Services | Identity.Identity | Libraries.Libraries | AddressBook.AddressBook, DirectoryStartError> =>
+  Layer.unwrapScoped(Effect.gen(function*() {
+    const paths = DataDir.layout(options.directory)
+    yield* DataDir.create(paths)
+    yield* DataDir.requireOwnerOnly(paths)
+    // before opening anything: one process per data directory. An init under way (it holds the lock
+    // briefly) is waited for; a node that answers on the control socket is not
+    yield* DirectoryLock.acquire(paths, {
+      wait: options.lockWait ?? Duration.seconds(10),
+      keepWaiting: Effect.map(ControlSocket.answers(paths.socket), (serving) => !serving)
+    })
+    const { directory: _, lockWait: __, ...rest } = options
+    return layer({ ...rest, database: paths.database }).pipe(
+      Layer.provideMerge(Layer.mergeAll(
+        Identity.layer(paths.identity),
+        Libraries.layerFile(paths.libraries),
+        AddressBook.layerFile(paths.peers)
+      ))
+    )
+  }))
+
+/** Serves the node's own control procedures (`Control.NodeControl`) with its services in context. */
+export const nodeControlHandlers = Control.NodeControl.toLayer(Effect.gen(function*() {
+  const node = yield* Node
+  const reconnect = yield* Reconnect.Reconnect
+  const consent = yield* Consent.Consent
+  return {
+    Status: () => node.status,
+    Peers: () => node.peers,
+    Connect: ({ address }) => Effect.map(reconnect.dial(address), (peer) => ({ peer })),
+    ConsentPending: () => consent.pending,
+    ConsentAnswer: ({ approve, id }) => consent.answer(id, approve)
+  }
+}))
+
+/** Serves a node's control procedures (`Control.group`: its own, ping's and pair's) with its services in context. */
+export const controlHandlers = Layer.mergeAll(nodeControlHandlers, Ping.controlHandlers, Pair.controlHandlers)
