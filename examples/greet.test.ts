@@ -4,28 +4,21 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import { Framing, RpcPlugin } from "../src/index.js"
-import * as PluginSuite from "../src/plugins/testing/PluginSuite.js"
-import { Hosts } from "../src/testing.js"
+import { Hosts, PluginSuite } from "../src/testing.js"
 import * as Greet from "./greet.js"
 
-const frame = (value: unknown) => Framing.encode(new TextEncoder().encode(JSON.stringify(value)))
-const header = (length: number) => {
-  const out = new Uint8Array(4)
-  new DataView(out.buffer).setUint32(0, length)
-  return out
-}
 
 PluginSuite.suite("examples/greet: plugin conformance", {
   protocol: Greet.protocol,
   install: (host) => host.provide(Layer.build(Greet.layer)),
   malformed: [
     { name: "a frame that is not JSON", bytes: Framing.encode(Uint8Array.of(0xff, 0x00)) },
-    { name: "a message of no known kind", bytes: frame({ _tag: "Shutdown" }) },
-    { name: "a call of an unknown procedure", bytes: frame({ _tag: "Request", id: "1", tag: "Shutdown", payload: {} }) },
-    { name: "a Countdown from below zero", bytes: frame({ _tag: "Request", id: "1", tag: "Countdown", payload: { from: -1 } }) },
-    { name: "a Greet with a name over its bound", bytes: frame({ _tag: "Request", id: "1", tag: "Greet", payload: { name: "x".repeat(101) } }) }
+    { name: "a message of no known kind", bytes: PluginSuite.jsonFrame({ _tag: "Shutdown" }) },
+    { name: "a call of an unknown procedure", bytes: PluginSuite.jsonFrame({ _tag: "Request", id: "1", tag: "Shutdown", payload: {} }) },
+    { name: "a Countdown from below zero", bytes: PluginSuite.jsonFrame({ _tag: "Request", id: "1", tag: "Countdown", payload: { from: -1 } }) },
+    { name: "a Greet with a name over its bound", bytes: PluginSuite.jsonFrame({ _tag: "Request", id: "1", tag: "Greet", payload: { name: "x".repeat(101) } }) }
   ],
-  oversize: header(RpcPlugin.DEFAULT_MAX_FRAME_BYTES + 1),
+  oversize: PluginSuite.frameHeader(RpcPlugin.DEFAULT_MAX_FRAME_BYTES + 1),
   maxInboundStreams: 4
   // no silent-stream bound: a client may keep its stream open between calls
 })

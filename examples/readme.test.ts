@@ -8,6 +8,9 @@
  *   exactly those texts, in order. Its `Effect.runPromise(...)` is exported
  *   so the run can be awaited, and its database files ("app.db") go into
  *   the scratch folder.
+ *
+ * The guide's example plugin is `examples/greet.ts` itself: the README
+ * shows the file as it is, and blocks that use it import it as "./greet.js".
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { dirname, join, relative } from "node:path"
@@ -45,6 +48,10 @@ const sourceOf = (example: Example) => {
     .replace(/^Effect\.runPromise\(/m, "export default Effect.runPromise(")
 }
 
+// the guide's plugin, beside the blocks that import it
+const greet = readFileSync(join(root, "examples", "greet.ts"), "utf8")
+writeFileSync(join(scratch, "greet.ts"), greet.replaceAll(`from "../src/index.js"`, `from "${relative(scratch, join(root, "src", "index.js")).replaceAll("\\", "/")}"`))
+
 const files = examples.map((example) => {
   const file = join(scratch, `readme-line-${example.line}.ts`)
   writeFileSync(file, sourceOf(example))
@@ -55,6 +62,11 @@ describe("README examples", () => {
   it("there are some, and some are run", () => {
     expect(examples.length).toBeGreaterThanOrEqual(3)
     expect(examples.filter((example) => example.prints.length > 0).length).toBeGreaterThanOrEqual(2)
+  })
+
+  it("the guide's example plugin is examples/greet.ts, as it is", () => {
+    const shown = examples.filter((example) => example.code.includes("export class Greeter"))
+    expect(shown.map((example) => example.code)).toEqual([greet.replaceAll(`from "../src/index.js"`, `from "weft"`)])
   })
 
   it("every example type-checks against the sources", () => {

@@ -1,12 +1,12 @@
 /**
- * A node's data directory (`--dir`, default `./.weft`):
+ * A node's data directory (the CLI's `--dir`, default `./.weft`):
  *
  * ```text
  * identity.json        the Ed25519 identity (mode 0600; see transport/Identity)
  * libraries.json       libraries and their members (see library/Libraries)
  * peers.json           where peers were last reached (see node/AddressBook)
  * libraries/<id>.db    one SQLite database per library
- * weft.sock            the running node's control endpoint (see ControlProtocol)
+ * weft.sock            the running node's control socket (see ControlSocket)
  * node.lock            held by the one process working on the directory (see DirectoryLock)
  * ```
  *

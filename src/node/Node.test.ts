@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -13,8 +14,12 @@ import * as Consent from "../plugins/Consent.js"
 import { Pair } from "../plugins/pair/Pair.js"
 import { PluginHost } from "../plugins/PluginHost.js"
 import { Identity } from "../transport/Identity.js"
+import type { PeerId } from "../transport/Transport.js"
+import { join } from "node:path"
 import * as Node from "./Node.js"
 import { Reconnect } from "./Reconnect.js"
+import * as Control from "./Control.js"
+import * as ControlSocket from "./ControlSocket.js"
 import * as Processes from "./testing/Processes.js"
 
 const notes = Model.make("notes", Schema.Struct({ title: Schema.String, body: Model.RichText }))
@@ -87,5 +92,24 @@ describe("an embedded node (no CLI)", () => {
       expect(refused).toMatchObject({ _tag: "PairError", reason: "Refused" })
       expect(refused.message).toContain("nobody is there to approve it")
       expect(Date.now() - started).toBeLessThan(5000)
+    }), 60_000)
+
+  it.scopedLive("a question can be answered through the control socket by another front end; a second answer is a typed AlreadyDecided", () =>
+    Effect.gen(function*() {
+      const scope = yield* Effect.scope
+      const alice = yield* startNode("alice", scope)
+      // a front end that attends and never answers (a prompt nobody is at)
+      yield* Consent.answerWith(() => Effect.never).pipe(Effect.provideService(Consent.Consent, alice.get(Consent.Consent)))
+      const path = join(alice.directory, "control.sock")
+      yield* ControlSocket.serve(path, Control.NodeControl).pipe(Effect.provide(Node.nodeControlHandlers), Effect.provide(alice.context))
+      const client = yield* ControlSocket.client(path, Control.NodeControl)
+      const asked = yield* Effect.fork(alice.get(Consent.Consent).ask({ kind: "test", peer: "12D3KooWpeer" as PeerId, text: "may I?" }))
+      const [pending] = yield* Processes.eventually("the question, through the socket", client.ConsentPending(), (all) => all.length === 1)
+      expect(pending).toMatchObject({ kind: "test", peer: "12D3KooWpeer", text: "may I?" })
+      yield* client.ConsentAnswer({ id: pending!.id, approve: true })
+      expect(yield* Fiber.join(asked)).toBe("approved")
+      const again = yield* Effect.flip(client.ConsentAnswer({ id: pending!.id, approve: false }))
+      expect(again).toBeInstanceOf(Consent.ConsentError)
+      expect(again).toMatchObject({ reason: "AlreadyDecided" })
     }), 60_000)
 })

@@ -28,12 +28,14 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { PeerId } from "../transport/Transport.js"
 
@@ -273,21 +275,27 @@ export const answerWith = <E, R>(decide: (question: Pending) => Effect.Effect<bo
   Effect.gen(function*() {
     const consent = yield* Consent
     const context = yield* Effect.context<R>()
+    // subscribed and attending once this returns: a question asked right after is this front end's
+    const attendance = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
+    const questions = yield* consent.questions.pipe(Scope.extend(attendance))
+    yield* consent.attend.pipe(Scope.extend(attendance))
     yield* Effect.forkScoped(Effect.scoped(Effect.gen(function*() {
-      const questions = yield* consent.questions
-      yield* consent.attend
       const deciding = yield* FiberMap.make<string, void, E>()
       const start = (question: Pending) =>
-        FiberMap.run(deciding, question.id, Effect.flatMap(decide(question), (approve) => Effect.ignore(consent.answer(question.id, approve)))).pipe(
-          Effect.provide(context)
-        )
+        FiberMap.run(deciding, question.id, Effect.flatMap(decide(question), (approve) => Effect.ignore(consent.answer(question.id, approve))), {
+          onlyIfMissing: true
+        }).pipe(Effect.provide(context))
       // those asked before this front end came are answered too
       for (const question of yield* consent.pending) yield* start(question)
       yield* Effect.raceFirst(
         Stream.runForEach(questions, (event) => (event._tag === "Asked" ? start(event.question) : FiberMap.remove(deciding, event.id))),
         FiberMap.join(deciding)
       )
-    }).pipe(Effect.catchAllCause((cause) => Effect.logError("a consent front end crashed; it no longer answers", cause)))))
+    }).pipe(
+      Effect.catchAllCause((cause) => Effect.logError("a consent front end crashed; it no longer answers", cause)),
+      // whatever ends it, it no longer attends
+      Effect.ensuring(Scope.close(attendance, Exit.void))
+    )))
   })
 
 /** A front end that approves every question at once, logging it (`weft serve --yes`, scripts, tests). */

@@ -4,8 +4,9 @@
  * inbound streams. The host registers it with the transport for as long as
  * the registering scope lives.
  *
- * Writing a plugin: see `plugins/ping` — the reference plugin, short on
- * purpose, meant to be copied.
+ * Writing a plugin: see the README's guide and `examples/greet.ts` (a
+ * whole plugin on `RpcPlugin`); `plugins/ping` shows a plugin on a raw
+ * stream.
  *
  * @since 0.1.0
  */

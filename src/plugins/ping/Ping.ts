@@ -1,5 +1,7 @@
 /**
- * The ping plugin: the reference plugin, meant to be read and copied.
+ * The ping plugin: the plugin on a raw stream, short on purpose (a plugin
+ * of typed procedures is better written on `RpcPlugin`, as
+ * `examples/greet.ts` is).
  *
  * A plugin is three things, all here:
  * 1. its protocol (`Protocol.ts`: id, permission, wire format in the doc comment);

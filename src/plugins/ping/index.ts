@@ -1,5 +1,5 @@
 /**
- * The ping plugin (libp2p's `/ipfs/ping/1.0.0`), the reference plugin.
+ * The ping plugin (libp2p's `/ipfs/ping/1.0.0`).
  *
  * @since 0.1.0
  */

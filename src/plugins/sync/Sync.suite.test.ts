@@ -9,11 +9,6 @@ import * as Protocol from "./Protocol.js"
 import * as Sync from "./Sync.js"
 
 const notes = Model.make("notes", Schema.Struct({ title: Schema.String }))
-const header = (length: number) => {
-  const out = new Uint8Array(4)
-  new DataView(out.buffer).setUint32(0, length)
-  return out
-}
 
 PluginSuite.suite("Sync: plugin conformance", {
   protocol: Protocol.protocol,
@@ -27,7 +22,7 @@ PluginSuite.suite("Sync: plugin conformance", {
     { name: "a frame that is not MessagePack", bytes: Framing.encode(Uint8Array.of(0xc1, 0x00, 0xff)) },
     { name: "a message out of turn (an Ack before the Hello)", bytes: Framing.encode(SyncProtocol.encode({ _tag: "Ack", vector: {} })) }
   ],
-  oversize: header(Protocol.MAX_FRAME_BYTES + 1),
+  oversize: PluginSuite.frameHeader(Protocol.MAX_FRAME_BYTES + 1),
   // the plugin's own limit (not exported): see `Sync.make`
   maxInboundStreams: 8,
   // SyncSession's default wait for the remote's Hello

@@ -68,6 +68,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type * as Libraries from "../../library/Libraries.js"
+import * as Framing from "../../transport/Framing.js"
 import { DEFAULT_MAX_INBOUND_STREAMS } from "../../transport/MemoryTransport.js"
 import type { Duplex, PeerId } from "../../transport/Transport.js"
 import type * as Plugin from "../Plugin.js"
@@ -145,6 +146,16 @@ export interface Options {
 
 /** The default library of the suite's hosts. */
 export const LIBRARY = "plugin-suite"
+
+/** A length-prefixed frame (`Framing`) of `value` as JSON: how a malformed input for a framed JSON protocol is written. */
+export const jsonFrame = (value: unknown): Uint8Array => Framing.encode(new TextEncoder().encode(JSON.stringify(value)))
+
+/** A frame header alone, claiming `length` bytes: the `oversize` input of a framed protocol (`length` over its bound). */
+export const frameHeader = (length: number): Uint8Array => {
+  const out = new Uint8Array(4)
+  new DataView(out.buffer).setUint32(0, length)
+  return out
+}
 
 /** The peer ids of the suite's hosts. */
 export const peers = {
