@@ -5,6 +5,7 @@
  * Select sections with arguments: `npm run bench -- engine`.
  */
 import * as Effect from "effect/Effect"
+import * as Cli from "./cli.js"
 import * as Engine from "./engine.js"
 import * as Network from "./network.js"
 import * as RichText from "./richText.js"
@@ -15,7 +16,8 @@ const sections: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figur
   engine: () => Engine.run(),
   richtext: () => RichText.run(),
   sync: () => Sync.run(),
-  network: () => Network.run()
+  network: () => Network.run(),
+  cli: () => Cli.run()
 }
 
 const program = Effect.gen(function*() {

@@ -1,7 +1,8 @@
 /**
- * The terminal as a front end of the node's `Consent` (pairing requests
- * today): `weft serve` asks on its terminal, or approves everything with
- * `--yes` (`Consent.approveAll`).
+ * The terminal as a front end of a node's `Consent` (pairing requests
+ * today): `weft serve` asks on its own terminal (`terminal`), or approves
+ * everything with `--yes` (`Consent.approveAll`); `weft requests watch`
+ * asks on another terminal, through the control socket (`prompt`).
  *
  * The prompt reads answers as lines from standard input, so it works on a
  * TTY and on a pipe alike; a line is held up to 1 KiB (a longer one is a
@@ -9,8 +10,8 @@
  * question are dropped; a question settled meanwhile (the requester
  * withdrew it, it timed out, another front end answered it) is marked so on
  * the terminal. The prompt attends for as long as standard input is open:
- * once it is closed there is nobody to ask, and requests are refused at
- * once (`Consent` says `unattended`).
+ * once it is closed there is nobody to ask, and (with no other front end
+ * attending) requests are refused at once as `Unattended`.
  *
  * @since 0.1.0
  */
@@ -18,14 +19,14 @@ import * as NodeStream from "@effect/platform-node/NodeStream"
 import * as Console from "effect/Console"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as ExecutionStrategy from "effect/ExecutionStrategy"
-import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { Consent, type Pending } from "../plugins/Consent.js"
+import { Consent, type Pending, type QuestionEvent } from "../plugins/Consent.js"
 import * as Framing from "../transport/Framing.js"
 import * as Output from "./Output.js"
 
@@ -39,72 +40,88 @@ export const question = (pending: Pick<Pending, "kind" | "text">): string =>
 /** Whether an answer approves. */
 const approves = (answer: string) => /^\s*y(es)?\s*$/i.test(answer)
 
-/** Asks the node's questions on the terminal until the scope closes. */
+/** Where questions come from, and where answers go. */
+export interface Source<E> {
+  /** The questions waiting, then each one asked or settled; read for as long as the prompt attends. */
+  readonly events: Stream.Stream<QuestionEvent, E>
+  /** Answers a question (an answer that comes too late fails: somebody else settled it). */
+  readonly answer: (id: string, approve: boolean) => Effect.Effect<void, unknown>
+}
+
+/**
+ * Asks each question of `source` on this terminal, until standard input is
+ * closed (the events stop being read then) or `source` ends; it fails with
+ * the error of `source`.
+ */
+export const prompt = <E>(source: Source<E>): Effect.Effect<void, E, Scope.Scope> =>
+  Effect.gen(function*() {
+    // only the latest line counts (lines typed while nothing is asked are dropped anyway): piping
+    // endless input (`yes | weft serve`) holds one line, not all of them
+    const answers = yield* Effect.acquireRelease(Queue.sliding<string>(1), Queue.shutdown)
+    const closed = yield* Deferred.make<void>()
+    // standard input, line by line; once it is closed nobody can answer
+    const input = NodeStream.fromReadable<Error, Uint8Array>(() => process.stdin, (error) => error as Error, { closeOnDone: false })
+    yield* Effect.forkScoped(Effect.scoped(Effect.gen(function*() {
+      const reader = yield* Framing.reader(input)
+      while (true) {
+        const line = yield* reader.line(MAX_ANSWER_BYTES)
+        if (Option.isNone(line)) return
+        // an answer that long is no answer: it refuses
+        yield* Queue.offer(answers, line.value._tag === "Line" ? line.value.text : "")
+      }
+    }).pipe(Effect.ignore, Effect.ensuring(Deferred.succeed(closed, undefined)))))
+
+    // questions in the order asked; a question settled before its turn is skipped (each is known by id)
+    const asked = yield* Queue.unbounded<Pending>()
+    const settled = new Map<string, Deferred.Deferred<string>>()
+    const settlement = (id: string) => {
+      let done = settled.get(id)
+      if (done === undefined) {
+        done = Deferred.unsafeMake<string>(FiberId.none)
+        settled.set(id, done)
+      }
+      return done
+    }
+    const follow = Stream.runForEach(source.events, (event) =>
+      event._tag === "Asked"
+        ? settled.has(event.question.id) ? Effect.void : Effect.zipRight(Effect.sync(() => settlement(event.question.id)), Queue.offer(asked, event.question))
+        : Deferred.succeed(settlement(event.id), event.outcome))
+
+    const one = (pending: Pending) =>
+      Effect.gen(function*() {
+        const done = settlement(pending.id)
+        if (yield* Deferred.isDone(done)) return
+        yield* Queue.takeAll(answers)
+        yield* Console.log(question(pending))
+        const answer = yield* Effect.raceFirst(
+          Effect.map(Queue.take(answers), Option.some),
+          Effect.as(Effect.raceFirst(Deferred.await(done), Deferred.await(closed)), Option.none<string>())
+        )
+        if (Option.isNone(answer)) {
+          return yield* Console.log(
+            (yield* Deferred.isDone(done))
+              ? "(the request was withdrawn, timed out, or was answered elsewhere)"
+              : "(standard input is closed: nobody can answer)"
+          )
+        }
+        const approved = approves(answer.value)
+        const taken = yield* Effect.either(source.answer(pending.id, approved))
+        yield* Console.log(taken._tag === "Right" ? (approved ? "approved" : "refused") : "(the request was settled before this answer)")
+      })
+    const asking = Effect.forever(Effect.flatMap(Queue.take(asked), one))
+
+    // attending while input is open: once it closes the events stop being read (the node stops
+    // counting on this prompt), and the question being asked is let go
+    yield* Effect.raceFirst(Effect.zipRight(follow, Effect.never), Deferred.await(closed)).pipe(
+      Effect.raceFirst(Effect.zipRight(asking, Effect.never))
+    )
+  })
+
+/** Asks the node's questions on this terminal (`weft serve`) until the scope closes or standard input does. */
 export const terminal: Effect.Effect<void, never, Consent | Scope.Scope> = Effect.gen(function*() {
   const consent = yield* Consent
-  const questions = yield* consent.questions
-  // only the latest line counts (lines typed while nothing is asked are dropped anyway): piping
-  // endless input (`yes | weft serve`) holds one line, not all of them
-  const answers = yield* Effect.acquireRelease(Queue.sliding<string>(1), Queue.shutdown)
-  const closed = yield* Deferred.make<void>()
+  // attending before this returns (a request that comes right after is asked), until the prompt ends
   const attendance = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
   yield* consent.attend.pipe(Scope.extend(attendance))
-
-  // standard input, line by line; once it is closed nobody can answer
-  const input = NodeStream.fromReadable<Error, Uint8Array>(() => process.stdin, (error) => error as Error, { closeOnDone: false })
-  yield* Effect.forkScoped(Effect.scoped(Effect.gen(function*() {
-    const reader = yield* Framing.reader(input)
-    while (true) {
-      const line = yield* reader.line(MAX_ANSWER_BYTES)
-      if (Option.isNone(line)) return
-      // an answer that long is no answer: it refuses
-      yield* Queue.offer(answers, line.value._tag === "Line" ? line.value.text : "")
-    }
-  }).pipe(
-    Effect.ignore,
-    Effect.ensuring(Effect.zipRight(Deferred.succeed(closed, undefined), Scope.close(attendance, Exit.void)))
-  )))
-
-  // questions in the order asked; each settled one is known, so a question settled before its turn is skipped
-  const asked = yield* Queue.unbounded<Pending>()
-  const settled = new Map<string, Deferred.Deferred<string>>()
-  const settlement = (id: string) => {
-    let done = settled.get(id)
-    if (done === undefined) {
-      done = Deferred.unsafeMake<string>(FiberId.none)
-      settled.set(id, done)
-    }
-    return done
-  }
-  yield* Effect.forkScoped(Stream.runForEach(questions, (event) =>
-    event._tag === "Asked"
-      ? Effect.zipRight(Effect.sync(() => settlement(event.question.id)), Queue.offer(asked, event.question))
-      : Deferred.succeed(settlement(event.id), event.outcome)))
-  for (const pending of yield* consent.pending) {
-    settlement(pending.id)
-    yield* Queue.offer(asked, pending)
-  }
-
-  const one = (pending: Pending) =>
-    Effect.gen(function*() {
-      const done = settlement(pending.id)
-      if (yield* Deferred.isDone(done)) return
-      yield* Queue.takeAll(answers)
-      yield* Console.log(question(pending))
-      const answer = yield* Effect.raceFirst(
-        Effect.map(Queue.take(answers), Option.some),
-        Effect.as(Effect.raceFirst(Deferred.await(done), Deferred.await(closed)), Option.none<string>())
-      )
-      if (Option.isNone(answer)) {
-        return yield* Console.log(
-          (yield* Deferred.isDone(closed)) && !(yield* Deferred.isDone(done))
-            ? "(standard input is closed: nobody can answer)"
-            : "(the request was withdrawn, timed out, or was answered elsewhere)"
-        )
-      }
-      const approved = approves(answer.value)
-      const taken = yield* Effect.either(consent.answer(pending.id, approved))
-      yield* Console.log(taken._tag === "Right" ? (approved ? "approved" : "refused") : "(the request was settled before this answer)")
-    }).pipe(Effect.ensuring(Effect.sync(() => settled.delete(pending.id))))
-  yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(asked), one)))
+  yield* Effect.forkScoped(prompt({ events: consent.watch, answer: consent.answer }).pipe(Effect.ensuring(Scope.close(attendance, Exit.void))))
 })

@@ -18,9 +18,9 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import { multiaddr } from "@multiformats/multiaddr"
+import * as ControlSocket from "../node/ControlSocket.js"
 import * as DataDir from "../node/DataDir.js"
-import { PeerId } from "../transport/Transport.js"
+import type { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
 import * as Output from "./Output.js"
 
@@ -34,22 +34,39 @@ const dir = Options.text("dir").pipe(
 const json = Options.boolean("json").pipe(Options.withDescription("print the answer as one JSON line"))
 const library = Options.text("library").pipe(
   Options.optional,
-  Options.withDescription("the library's id (default: the node's first library)")
+  Options.withDescription("the library's id (default: the node's default library, see `weft status`)")
 )
+/** Whether `text` is a multiaddr (multiaddr's own check, loaded only for a command given one: it costs every other command's start). */
+const isMultiaddr = (text: string) =>
+  Effect.promise(() => import("@multiformats/multiaddr")).pipe(Effect.map(({ multiaddr }) => {
+    try {
+      multiaddr(text)
+      return true
+    } catch {
+      return false
+    }
+  }))
+
 /** A multiaddr, checked as the parser reads it (a typo is a usage error, not a node redialling nothing). */
-const Multiaddr = Schema.String.pipe(Schema.filter((text) => {
-  try {
-    multiaddr(text)
-    return true
-  } catch {
-    return `${text} is not a multiaddr (for example /ip4/192.168.1.20/tcp/4001)`
-  }
-}))
+const Multiaddr = Schema.String.pipe(
+  Schema.filterEffect(isMultiaddr),
+  Schema.annotations({ message: (issue) => `${String(issue.actual)} is not a multiaddr (for example /ip4/192.168.1.20/tcp/4001)` })
+)
+
+/**
+ * A libp2p peer id as people copy it: base58btc, an Ed25519 key's
+ * (`12D3KooW` and 44 more) or an RSA key's hash (`Qm` and 44 more).
+ */
+const PEER_ID = /^(12D3KooW[1-9A-HJ-NP-Za-km-z]{44}|Qm[1-9A-HJ-NP-Za-km-z]{44})$/
 
 /** A peer id, or a multiaddr to connect to first: checked as the parser reads it. */
-const Target = Schema.Union(PeerId, Multiaddr).annotations({
-  message: (issue) => `${String(issue.actual)} is not a peer id or a multiaddr (for example 12D3KooW… or /ip4/192.168.1.20/tcp/4001/p2p/12D3KooW…)`
-})
+const Target = Schema.String.pipe(
+  Schema.filterEffect((text) => (PEER_ID.test(text) ? Effect.succeed(true) : isMultiaddr(text))),
+  Schema.annotations({
+    message: (issue) =>
+      `${String(issue.actual)} is not a peer id (12D3KooW…, as \`weft status\` prints it) or a multiaddr (/ip4/192.168.1.20/tcp/4001/p2p/12D3KooW…)`
+  })
+)
 const peer = Args.text({ name: "peer" }).pipe(
   Args.withSchema(Target),
   Args.withDescription("a peer id, or a multiaddr to connect to first")
@@ -91,7 +108,7 @@ const init = Command.make(
         args.json ? JSON.stringify(result) : [
           `${result.created ? "initialized" : "already initialized"} ${result.dir}`,
           `peer      ${result.peerId}`,
-          ...result.libraries.flatMap((l) => Output.library(l, result.peerId))
+          ...result.libraries.flatMap((l) => Output.library(l, result.peerId, result.defaultLibrary))
         ].join("\n")
       )
     })
@@ -127,7 +144,7 @@ const serve = Command.make(
         `weft node ${node.peerId}`,
         `data      ${paths.dir}`,
         ...node.addresses.map((address) => `listening ${address}`),
-        ...node.libraries.flatMap((l) => Output.library(l, node.peerId)),
+        ...node.libraries.flatMap((l) => Output.library(l, node.peerId, node.defaultLibrary)),
         `control   ${paths.socket}`,
         `mdns      ${args.noMdns ? "off" : "on"}; pairing requests ${args.yes ? "approved automatically (--yes)" : "asked on this terminal"}`
       ].join("\n"))
@@ -145,7 +162,7 @@ const peers = Command.make("peers", { dir, json }, (args) => request(args.dir, a
 
 const connect = Command.make(
   "connect",
-  { dir, json, address: Args.text({ name: "multiaddr" }) },
+  { dir, json, address: Args.text({ name: "multiaddr" }).pipe(Args.withSchema(Multiaddr)) },
   (args) => request(args.dir, args.json, { _tag: "Connect", address: args.address }, (r) => `connected to ${r.peer}`)
 ).pipe(Command.withDescription("connect to a peer's address"))
 
@@ -236,15 +253,61 @@ const notesRemove = Command.make(
   (args) => request(args.dir, args.json, { _tag: "NotesRemove", id: args.id, ...libraryField(args.library) }, (r) => `removed ${r.id}`)
 ).pipe(Command.withDescription("remove a note"))
 
+const notesShow = Command.make(
+  "show",
+  { dir, json, library, id: Args.text({ name: "id" }) },
+  (args) => request(args.dir, args.json, { _tag: "NotesGet", id: args.id, ...libraryField(args.library) }, Output.noteInFull)
+).pipe(Command.withDescription("show a note whole, and how its fields merge when peers change them at once"))
+
 const notes = Command.make("notes").pipe(
   Command.withDescription("demo data: notes that sync between paired nodes"),
-  Command.withSubcommands([notesAdd, notesList, notesSet, notesRemove])
+  Command.withSubcommands([notesAdd, notesList, notesShow, notesSet, notesRemove])
+)
+
+const requestId = Args.text({ name: "id" }).pipe(Args.withDescription("the request's id, as `weft requests` lists it"))
+
+const requestsApprove = Command.make(
+  "approve",
+  { dir, json, id: requestId },
+  (args) => request(args.dir, args.json, { _tag: "ConsentAnswer", id: args.id, approve: true }, () => `approved ${args.id}`)
+).pipe(Command.withDescription("approve a request waiting at the node"))
+
+const requestsDecline = Command.make(
+  "decline",
+  { dir, json, id: requestId },
+  (args) => request(args.dir, args.json, { _tag: "ConsentAnswer", id: args.id, approve: false }, () => `declined ${args.id}`)
+).pipe(Command.withDescription("decline a request waiting at the node"))
+
+const requestsWatch = Command.make(
+  "watch",
+  { dir },
+  (args) =>
+    Effect.scoped(Effect.gen(function*() {
+      const Approval = yield* Effect.promise(() => import("./Approval.js"))
+      const path = DataDir.layout(args.dir).socket
+      const control = yield* ControlSocket.client(path, Control.group)
+      yield* Console.log("answering the node's requests here (y approves); stop with Ctrl-C")
+      // the node counts on this terminal while it reads the requests: they wait for an answer here
+      yield* Approval.prompt({
+        events: control.ConsentWatch(),
+        answer: (id, approve) => control.ConsentAnswer({ id, approve })
+      })
+    }))
+).pipe(Command.withDescription("answer the node's requests on this terminal, as they come"))
+
+const requests = Command.make(
+  "requests",
+  { dir, json },
+  (args) => request(args.dir, args.json, { _tag: "ConsentPending" }, Output.requests)
+).pipe(
+  Command.withDescription("requests waiting for an answer at the node (pairing); approve, decline or watch them"),
+  Command.withSubcommands([requestsApprove, requestsDecline, requestsWatch])
 )
 
 /** The `weft` command and its subcommands. */
 export const weft = Command.make("weft").pipe(
   Command.withDescription("Weft: a local-first sync node"),
-  Command.withSubcommands([init, serve, status, peers, connect, pair, ping, notes])
+  Command.withSubcommands([init, serve, status, peers, connect, pair, ping, notes, requests])
 )
 
 /** Runs `weft` on the arguments (`process.argv` shape: node, script, then the arguments). */

@@ -6,17 +6,17 @@ import { join } from "node:path"
 import * as ControlSocket from "../node/ControlSocket.js"
 import * as Processes from "../node/testing/Processes.js"
 import * as Control from "./Control.js"
-import * as Notes from "./Notes.js"
+import * as NotesControl from "./NotesControl.js"
 
 const socketPath = Effect.map(Processes.tempDir("weft-cli-control"), (dir) => join(dir, ControlSocket.SOCKET_NAME))
-const note = (id: string, title: string): Notes.Note => ({ library: "l", id, title, body: "", done: false })
+const note = (id: string, title: string): NotesControl.Note => ({ library: "l", id, title, body: "", done: false })
 const unused = () => Effect.die("not in this test")
 
 describe("the CLI's control client", () => {
   it.scopedLive("listNotes follows the pages, and lists a note renamed between two of them once, as last seen", () =>
     Effect.gen(function*() {
       const path = yield* socketPath
-      yield* ControlSocket.serve(path, Notes.Control).pipe(Effect.provide(Notes.Control.toLayer({
+      yield* ControlSocket.serve(path, NotesControl.Control).pipe(Effect.provide(NotesControl.Control.toLayer({
         NotesList: ({ after }) =>
           Effect.succeed(
             after === undefined
@@ -24,6 +24,7 @@ describe("the CLI's control client", () => {
               : { notes: [note("3", "c"), note("1", "z")] }
           ),
         NotesAdd: unused,
+        NotesGet: unused,
         NotesSet: unused,
         NotesRemove: unused
       })))

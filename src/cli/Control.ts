@@ -21,12 +21,12 @@ import * as NodeControl from "../node/Control.js"
 import { ControlError, client } from "../node/ControlSocket.js"
 import { RpcError } from "../plugins/RpcPlugin.js"
 import * as ParseError from "../internal/parseError.js"
-import * as Notes from "./Notes.js"
+import * as NotesControl from "./NotesControl.js"
 
 export { ControlError }
 
 /** Every procedure of the CLI's node: the node's own, its plugins', and the notes. */
-export const group = NodeControl.group.merge(Notes.Control)
+export const group = NodeControl.group.merge(NotesControl.Control)
 type Rpcs = RpcGroup.Rpcs<typeof group>
 
 /** A request: a procedure's `_tag` and its payload's fields. */
@@ -78,7 +78,7 @@ export const call = <Q extends Request>(path: string, request: Q, options: CallO
 }
 
 /**
- * Every note of a library (default: the node's first), following `NotesList`
+ * Every note of a library (default: the node's default library), following `NotesList`
  * pages until the last one; a note changed meanwhile is listed once, as last
  * seen.
  */
@@ -86,13 +86,13 @@ export const listNotes = (
   path: string,
   library?: string,
   options: CallOptions = {}
-): Effect.Effect<ReadonlyArray<Notes.Note>, Failure<{ readonly _tag: "NotesList" }>> =>
+): Effect.Effect<ReadonlyArray<NotesControl.Note>, Failure<{ readonly _tag: "NotesList" }>> =>
   Effect.gen(function*() {
     // by id: a note changed between two pages may come again at its new place, and is shown there only
-    const notes = new Map<string, Notes.Note>()
-    let after: Notes.NoteCursor | undefined = undefined
+    const notes = new Map<string, NotesControl.Note>()
+    let after: NotesControl.NoteCursor | undefined = undefined
     do {
-      const page: Notes.NotesPage = yield* call(path, {
+      const page: NotesControl.NotesPage = yield* call(path, {
         _tag: "NotesList",
         ...(library === undefined ? {} : { library }),
         ...(after === undefined ? {} : { after })

@@ -26,9 +26,13 @@ export interface Initialized {
   readonly dir: string
   readonly peerId: PeerId
   readonly libraries: ReadonlyArray<Libraries.Library>
+  /** The library commands are about when they name none. */
+  readonly defaultLibrary?: string
   /** Whether a library was created now. */
   readonly created: boolean
 }
+
+const defaultOf = (library: Option.Option<Libraries.Library>) => (Option.isSome(library) ? { defaultLibrary: library.value.id } : {})
 
 /** The default name of the first library. */
 export const DEFAULT_LIBRARY_NAME = "My library"
@@ -45,7 +49,13 @@ const readyWithoutLock = (paths: DataDir.Layout) =>
     const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerFile(paths.libraries))
     const all = yield* libraries.list
     const complete = all.length > 0 && all.every((library) => existsSync(paths.database(library.id)))
-    return !complete ? Option.none() : Option.some({ dir: paths.dir, peerId: identity.peerId, libraries: all, created: false } satisfies Initialized)
+    return !complete ? Option.none() : Option.some({
+      dir: paths.dir,
+      peerId: identity.peerId,
+      libraries: all,
+      ...defaultOf(yield* libraries.defaultLibrary),
+      created: false
+    } satisfies Initialized)
   })
 
 /** Initializes `dir`; `libraryName` names the first library. */
@@ -76,5 +86,5 @@ export const init = (dir: string, libraryName: string = DEFAULT_LIBRARY_NAME) =>
         Engine.makeSqlite({ models: Notes.models, node: identity.peerId, filename: paths.database(library.id) })
       )
     }
-    return { dir: paths.dir, peerId: identity.peerId, libraries: all, created } satisfies Initialized
+    return { dir: paths.dir, peerId: identity.peerId, libraries: all, ...defaultOf(yield* libraries.defaultLibrary), created } satisfies Initialized
   }))

@@ -12,13 +12,14 @@ import type * as Library from "../library/Libraries.js"
 import type * as Control from "../node/Control.js"
 import type * as PairControl from "../plugins/pair/Control.js"
 import type * as PingControl from "../plugins/ping/Control.js"
-import type * as Notes from "./Notes.js"
+import type * as Consent from "../plugins/Consent.js"
+import type * as NotesControl from "./NotesControl.js"
 
 const ms = (value: number) => `${value.toFixed(2)} ms`
 
-/** A library and its members; `self` is marked. */
-export const library = (library: Library.Library, self?: string): ReadonlyArray<string> => [
-  `library   ${library.name} (${library.id}): ${library.members.length} member(s)`,
+/** A library and its members; `self` is marked, and the library when it is the default one. */
+export const library = (library: Library.Library, self?: string, defaultLibrary?: string): ReadonlyArray<string> => [
+  `library   ${library.name} (${library.id}): ${library.members.length} member(s)${library.id === defaultLibrary ? ", the default" : ""}`,
   ...library.members.map((member) => `          ${member}${member === self ? " (this node)" : ""}`)
 ]
 
@@ -27,7 +28,7 @@ export const status = (info: Control.StatusInfo): string =>
   [
     `peer      ${info.peerId}`,
     ...info.addresses.map((address) => `address   ${address}`),
-    ...info.libraries.flatMap((l) => library(l, info.peerId)),
+    ...info.libraries.flatMap((l) => library(l, info.peerId, info.defaultLibrary)),
     ...info.sessions.map((s) =>
       `session   ${s.peer} library ${s.library}: ${s.state} (sent ${s.sent}, received ${s.received})${s.error === undefined ? "" : `: ${s.error}`}`
     ),
@@ -58,20 +59,66 @@ export const paired = (result: PairControl.Paired): string =>
   [`paired with ${result.peer}`, ...library(result.library)].join("\n")
 
 /** One note on one line: id, done mark, title, and the body's first line. */
-export const note = (note: Notes.Note): string => {
+export const note = (note: NotesControl.Note): string => {
   const body = note.body.split("\n")[0] ?? ""
   return `${note.id}  [${note.done ? "x" : " "}] ${note.title}${body === "" ? "" : ` — ${body}`}`
 }
 
-/** `weft notes list`. */
-export const notes = (all: ReadonlyArray<Notes.Note>): string => (all.length === 0 ? "no notes" : all.map(note).join("\n"))
+/** `weft notes show`: the whole note, and how each field merges. */
+export const noteInFull = (note: NotesControl.Note): string =>
+  [
+    `note      ${note.id} (library ${note.library})`,
+    `title     ${note.title}`,
+    `done      ${note.done ? "yes" : "no"}`,
+    "body",
+    ...note.body.split("\n").map((line) => `  ${line}`),
+    "",
+    "When peers change this note at the same time, title and done keep one value: the write with the",
+    "larger clock (its hybrid logical timestamp), or at equal clocks the one from the larger node id.",
+    "The body is rich text: both edits are kept and merged character by character, so two bodies set",
+    "at once read as one text holding both."
+  ].join("\n")
 
-/** One line for an expected failure: its tag, then its message (which names its reason). */
+/** `weft requests`: the requests waiting at the node. */
+export const requests = (pending: ReadonlyArray<Consent.Pending>): string =>
+  pending.length === 0
+    ? "no requests waiting"
+    : pending.map((request) =>
+      `${request.id}  ${printable(request.kind)} request: ${printable(request.text)} (answer before ${new Date(request.expiresAt).toLocaleTimeString()})`
+    ).join("\n")
+
+/** `weft notes list`. */
+export const notes = (all: ReadonlyArray<NotesControl.Note>): string => (all.length === 0 ? "no notes" : all.map(note).join("\n"))
+
+/** What to do next, for the failures people run into. */
+const nextStep = (record: Record<string, unknown>, message: string): string | undefined => {
+  switch (record._tag) {
+    case "PairError":
+      return record.reason === "Unattended"
+        ? "Nobody at that node answers requests now: its user can answer them with `weft requests watch` there, or run `weft serve` in a terminal (or with --yes)"
+        : undefined
+    case "TransportError":
+      if (record.reason === "Unreachable" && message.includes("no address of it is known")) {
+        return "Connect to it first with `weft connect <multiaddr>`, or wait for mDNS to find it on the local network"
+      }
+      if (record.reason === "Refused" && message.includes("is in use")) {
+        return "Another program, or another node, listens there: choose another with --listen /ip4/<address>/tcp/<port>"
+      }
+      return undefined
+    case "ConsentError":
+      return record.reason === "NotFound" ? "`weft requests` lists the requests waiting" : undefined
+    default:
+      return undefined
+  }
+}
+
+/** One line for an expected failure: its tag, then its message (which names its reason), and what to do next when known. */
 export const failure = (error: unknown): string => {
   const record = typeof error === "object" && error !== null ? (error as Record<string, unknown>) : {}
   const tag = typeof record._tag === "string" ? record._tag : "Error"
-  const message = error instanceof Error ? error.message : String(error)
-  return printable(`${tag}: ${message.split("\n").join(" ")}`)
+  const message = (error instanceof Error ? error.message : String(error)).split("\n").join(" ")
+  const next = nextStep(record, message)
+  return printable(`${tag}: ${message}${next === undefined ? "" : `. ${next}`}`)
 }
 
 /**

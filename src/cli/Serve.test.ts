@@ -8,6 +8,7 @@ import * as DataDir from "../node/DataDir.js"
 import { init } from "./Init.js"
 import * as Serve from "./Serve.js"
 import * as Notes from "./Notes.js"
+import * as NotesControl from "./NotesControl.js"
 import * as Processes from "./testing/Processes.js"
 
 const nodeOn = (dir: string) => Serve.run({ dir, listen: ["/ip4/127.0.0.1/tcp/0"], mdns: false, peers: [], frontEnd: Consent.approveAll })
@@ -47,7 +48,7 @@ describe("weft notes list", () => {
       const first = yield* Control.call(socket, { _tag: "NotesList" })
       expect(first.notes.length).toBeGreaterThan(0)
       expect(first.notes.length).toBeLessThan(20)
-      expect(Buffer.byteLength(JSON.stringify(first.notes))).toBeLessThanOrEqual(Notes.NOTES_PAGE_BYTES)
+      expect(Buffer.byteLength(JSON.stringify(first.notes))).toBeLessThanOrEqual(NotesControl.NOTES_PAGE_BYTES)
       expect(first.next).toEqual({ title: first.notes.at(-1)!.title, id: first.notes.at(-1)!.id })
 
       const all = yield* Control.listNotes(socket)

@@ -24,6 +24,7 @@ import { Consent } from "../plugins/Consent.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
 import * as Notes from "./Notes.js"
+import * as NotesControl from "./NotesControl.js"
 
 /** How `weft serve` runs. */
 export interface Options {
@@ -43,12 +44,13 @@ export interface Running {
   readonly peerId: PeerId
   readonly addresses: ReadonlyArray<string>
   readonly libraries: ReadonlyArray<Library>
+  readonly defaultLibrary: string | undefined
 }
 
 /** Why `weft serve` could not start. */
 export type StartError = Node.DirectoryStartError | ControlSocket.ControlError
 
-const noteOf = (library: string, row: { readonly id: string; readonly title: string; readonly body: string; readonly done: boolean }): Notes.Note => ({
+const noteOf = (library: string, row: { readonly id: string; readonly title: string; readonly body: string; readonly done: boolean }): NotesControl.Note => ({
   library,
   id: row.id,
   title: row.title,
@@ -57,11 +59,11 @@ const noteOf = (library: string, row: { readonly id: string; readonly title: str
 })
 
 /** Serves the notes procedures with the node in context. */
-export const notesHandlers = Notes.Control.toLayer(Effect.gen(function*() {
+export const notesHandlers = NotesControl.Control.toLayer(Effect.gen(function*() {
   const node = yield* Node.Node
   const existing = (engine: Engine.Service, library: string, id: string) =>
     Effect.flatMap(engine.get(Notes.notes, id), Option.match({
-      onNone: () => Effect.fail(new Notes.NoteError({ reason: "NotFound", detail: `no note ${id} in library ${library}` })),
+      onNone: () => Effect.fail(new NotesControl.NoteError({ reason: "NotFound", detail: `no note ${id} in library ${library}` })),
       onSome: Effect.succeed
     }))
   return {
@@ -72,28 +74,33 @@ export const notesHandlers = Notes.Control.toLayer(Effect.gen(function*() {
         yield* engine.mutate([Notes.notes.create(id, { title: request.title, body: request.body, done: request.done })])
         return noteOf(library.id, yield* existing(engine, library.id, id))
       })),
+    NotesGet: (request) =>
+      Effect.scoped(Effect.gen(function*() {
+        const { engine, library } = yield* node.library(request.library)
+        return noteOf(library.id, yield* existing(engine, library.id, request.id))
+      })),
     NotesList: (request) =>
       Effect.scoped(Effect.gen(function*() {
         const { engine, library } = yield* node.library(request.library)
-        const limit = request.limit ?? Notes.NOTES_PAGE_LIMIT
+        const limit = request.limit ?? NotesControl.NOTES_PAGE_LIMIT
         const after = request.after
         // keyset paging on (title, id): one more row than the page holds says whether another follows
         const rows = yield* engine.query(Notes.notes, (q) =>
           (after === undefined ? q : q.where((eb) =>
             eb.or([eb("title", ">", after.title), eb.and([eb("title", "=", after.title), eb("id", ">", after.id)])])
           )).orderBy("title").orderBy("id").limit(limit + 1))
-        const notes: Array<Notes.Note> = []
+        const notes: Array<NotesControl.Note> = []
         let bytes = 0
         for (const row of rows.slice(0, limit)) {
           const note = noteOf(library.id, row)
           bytes += Buffer.byteLength(JSON.stringify(note))
           // a page holds at least one note, and stops before the one that would pass its byte bound
-          if (notes.length > 0 && bytes > Notes.NOTES_PAGE_BYTES) break
+          if (notes.length > 0 && bytes > NotesControl.NOTES_PAGE_BYTES) break
           notes.push(note)
         }
         const last = notes[notes.length - 1]
         const more = notes.length < rows.length
-        return { notes, ...(more && last !== undefined ? { next: { title: last.title, id: last.id } } : {}) } satisfies Notes.NotesPage
+        return { notes, ...(more && last !== undefined ? { next: { title: last.title, id: last.id } } : {}) } satisfies NotesControl.NotesPage
       })),
     NotesSet: (request) =>
       Effect.scoped(Effect.gen(function*() {
@@ -127,5 +134,6 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
     const context = yield* Layer.build(control.pipe(Layer.provideMerge(node)))
     yield* options.frontEnd.pipe(Effect.provide(context))
     const running = yield* Effect.provide(Node.Node, context)
-    return { peerId: running.peerId, addresses: yield* running.addresses, libraries: (yield* running.status).libraries }
+    const status = yield* running.status
+    return { peerId: running.peerId, addresses: yield* running.addresses, libraries: status.libraries, defaultLibrary: status.defaultLibrary }
   })

@@ -14,14 +14,13 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Scope from "effect/Scope"
-import { type ChildProcess, spawn } from "node:child_process"
 import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs"
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:net"
 import { join } from "node:path"
 import * as Control from "./Control.js"
-import type * as NodeControl from "../node/Control.js"
 import * as DataDir from "../node/DataDir.js"
+import * as Cli from "./testing/Cli.js"
 import * as Processes from "./testing/Processes.js"
 import * as Libraries from "../library/Libraries.js"
 import * as Pair from "../plugins/pair/Pair.js"
@@ -34,100 +33,8 @@ import * as PeerAddress from "../transport/PeerAddress.js"
 import * as Transport from "../transport/Transport.js"
 import type { PeerId } from "../transport/Transport.js"
 
-const { CLI, ROOT, eventually, exited } = Processes
-
-const LOOPBACK = "/ip4/127.0.0.1/tcp/0"
-
-/** What a finished command printed, and its exit code. */
-interface Outcome {
-  readonly code: number | null
-  readonly stdout: string
-  readonly stderr: string
-}
-
-const start = (args: ReadonlyArray<string>): ChildProcess =>
-  spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } })
-
-/** Runs `weft <args>` to completion (killed if interrupted). */
-const weft = (...args: ReadonlyArray<string>): Effect.Effect<Outcome> =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => {
-      const child = start(args)
-      child.stdin?.end()
-      let stdout = ""
-      let stderr = ""
-      child.stdout?.on("data", (data: Buffer) => (stdout += data.toString()))
-      child.stderr?.on("data", (data: Buffer) => (stderr += data.toString()))
-      return { child, output: () => ({ stdout, stderr }) }
-    }),
-    ({ child, output }) =>
-      Effect.map(
-        Effect.async<number | null>((resume) => {
-          child.once("close", (code) => resume(Effect.succeed(code)))
-        }),
-        (code) => ({ code, ...output() })
-      ),
-    ({ child }) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
-  ).pipe(Effect.timeout(Duration.seconds(30)), Effect.orDie)
-
-/** Runs a command that must succeed with `--json`; its answer, parsed. */
-const weftJson = <A = any>(...args: ReadonlyArray<string>) =>
-  Effect.flatMap(weft(...args, "--json"), (outcome) => {
-    if (outcome.code !== 0) return Effect.die(new Error(`weft ${args.join(" ")} exited ${outcome.code}: ${outcome.stderr}${outcome.stdout}`))
-    return Effect.succeed(JSON.parse(outcome.stdout.trim().split("\n").at(-1)!) as A)
-  })
-
-/** A `weft serve` process, stopped when the test's scope closes. */
-interface Server {
-  readonly dir: string
-  readonly child: ChildProcess
-  readonly output: () => string
-  /** Writes a line to its standard input (answers to pairing questions). */
-  readonly answer: (line: string) => Effect.Effect<void>
-  readonly status: Effect.Effect<NodeControl.StatusInfo, Control.Failure<{ readonly _tag: "Status" }>>
-  readonly call: <R extends Control.Request>(request: R) => Effect.Effect<Control.Success<R>, Control.Failure<R>>
-}
-
-/** Starts `weft serve` on a random loopback port with mDNS off; waits until its control endpoint answers. */
-const serve = (dir: string, ...extra: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const child = yield* Effect.acquireRelease(
-      Effect.sync(() => start(["serve", "--dir", dir, "--listen", LOOPBACK, "--no-mdns", ...extra])),
-      (child) =>
-        // a polite stop first (it must shut down cleanly), then no more waiting
-        Effect.sync(() => child.kill("SIGTERM")).pipe(
-          Effect.zipRight(exited(child).pipe(Effect.timeout(Duration.seconds(5)))),
-          Effect.catchAll(() => Effect.sync(() => child.kill("SIGKILL")))
-        )
-    )
-    let output = ""
-    child.stdout?.on("data", (data: Buffer) => (output += data.toString()))
-    child.stderr?.on("data", (data: Buffer) => (output += data.toString()))
-    const socket = DataDir.layout(dir).socket
-    const server: Server = {
-      dir,
-      child,
-      output: () => output,
-      answer: (line) => Effect.sync(() => child.stdin?.write(`${line}\n`)),
-      status: Control.call(socket, { _tag: "Status" }),
-      call: (request) => Control.call(socket, request)
-    }
-    yield* eventually(`${dir} serving`, Effect.either(server.status), Either.isRight, () => output)
-    return server
-  })
-
-/** A temporary data directory, removed with the scope. */
-const tempDir = (name: string) => Processes.tempDir(`weft-cli-${name}`)
-
-/** Two initialized data directories: `a` (library Alpha) and `b` (library Beta). */
-const twoDirs = Effect.gen(function*() {
-  const [a, b] = [yield* tempDir("a"), yield* tempDir("b")]
-  const [initA, initB] = yield* Effect.all([
-    weftJson("init", "--dir", a, "--library-name", "Alpha"),
-    weftJson("init", "--dir", b, "--library-name", "Beta")
-  ], { concurrency: 2 })
-  return { a, b, alpha: initA.libraries[0].id as string, beta: initB.libraries[0].id as string }
-})
+const { eventually, exited } = Processes
+const { LOOPBACK, serve, start, tempDir, twoDirs, weft, weftJson } = Cli
 
 const titles = (notes: ReadonlyArray<{ readonly title: string }>) => notes.map((n) => n.title).sort()
 

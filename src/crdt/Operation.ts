@@ -33,35 +33,9 @@ import { NODE_ID_PATTERN, NodeId, Timestamp, TIMESTAMP_PATTERN } from "./Timesta
 import { isValue, Value } from "./Value.js"
 import * as ParseError from "../internal/parseError.js"
 
-const MODEL_NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/
-const FIELD_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,62}$/
-const RESERVED_FIELD = /^(id$|weft)/i
+import { FIELD_NAME_PATTERN, FieldName, MODEL_NAME_PATTERN, ModelName, RecordId, RESERVED_FIELD } from "./Names.js"
 
-/** Name of a model (a record type, and its SQL table): lower snake case, not starting with `weft_`. */
-export const ModelName = Schema.String.pipe(
-  Schema.pattern(MODEL_NAME_PATTERN),
-  Schema.filter((name) => !name.startsWith("weft_") || "model names starting with weft_ are reserved"),
-  Schema.brand("weft/ModelName"),
-  Schema.annotations({ identifier: "ModelName" })
-)
-export type ModelName = typeof ModelName.Type
-
-/** Name of a field (an SQL column): starts with a letter; `id` and `weft…` are reserved. */
-export const FieldName = Schema.String.pipe(
-  Schema.pattern(FIELD_NAME_PATTERN),
-  Schema.filter((name) => !RESERVED_FIELD.test(name) || "the field names id and weft… are reserved"),
-  Schema.annotations({ identifier: "FieldName" })
-)
-export type FieldName = typeof FieldName.Type
-
-/** Primary key of a record within its model. */
-export const RecordId = Schema.String.pipe(
-  Schema.minLength(1),
-  Schema.maxLength(256),
-  Schema.annotations({ identifier: "RecordId" })
-)
-export type RecordId = typeof RecordId.Type
-
+export { FieldName, ModelName, RecordId }
 /** Position of an operation in its origin's log, from 1. */
 export const Seq = Schema.Int.pipe(Schema.between(1, Number.MAX_SAFE_INTEGER), Schema.annotations({ identifier: "Seq" }))
 

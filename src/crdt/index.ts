@@ -5,6 +5,7 @@
  */
 export * as Binary from "./Binary.js"
 export * as Hlc from "./Hlc.js"
+export * as Names from "./Names.js"
 export * as Operation from "./Operation.js"
 export * as RecordState from "./RecordState.js"
 export * as Replica from "./Replica.js"

@@ -50,7 +50,7 @@ describe("Libraries (file)", () => {
         yield* Fiber.interrupt(adding)
         // what a write left running in the background would have done by now
         yield* Effect.sleep("20 millis")
-        const onDisk = (yield* Libraries.load(path)).find((l) => l.id === library.id)?.members
+        const onDisk = (yield* Libraries.load(path)).libraries.find((l) => l.id === library.id)?.members
         const inMemory = Option.map(yield* libraries.get(library.id), (l) => l.members)
         expect(Option.some(onDisk)).toEqual(inMemory)
       }
@@ -70,7 +70,7 @@ describe("Libraries (file)", () => {
         yield* Fiber.interrupt(adding)
         yield* libraries.removeMember(library.id, "12D3KooWMemberWithALongName19" as PeerId)
         yield* Effect.sleep("20 millis")
-        const onDisk = yield* Libraries.load(path)
+        const onDisk = (yield* Libraries.load(path)).libraries
         expect(onDisk).toEqual(yield* libraries.list)
       }
       expect(readdirSync(dir).filter((name) => name.endsWith(".tmp"))).toEqual([])
@@ -93,5 +93,26 @@ describe("Libraries (file)", () => {
       // the file still loads, with what was accepted only
       const reopened = yield* openLibraries(path)
       expect(yield* reopened.list).toEqual([{ id: library.id, name: "Photos", members: [alice] }])
+    }))
+})
+
+describe("the default library", () => {
+  it.scoped("is the first until one is made default; that is kept across reopening; a default that is gone falls back to the first", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const path = join(dir, "libraries.json")
+      const first = yield* openLibraries(path)
+      expect(yield* first.defaultLibrary).toEqual(Option.none())
+      const own = yield* first.create("Own", alice)
+      const joined = yield* first.create("Joined", alice, "joined-library")
+      expect(Option.map(yield* first.defaultLibrary, (l) => l.id)).toEqual(Option.some(own.id))
+      yield* first.setDefault(joined.id)
+      expect(Option.map(yield* first.defaultLibrary, (l) => l.id)).toEqual(Option.some(joined.id))
+      const reopened = yield* openLibraries(path)
+      expect(Option.map(yield* reopened.defaultLibrary, (l) => l.id)).toEqual(Option.some(joined.id))
+      expect(yield* Effect.flip(reopened.setDefault("no-such-library"))).toMatchObject({ _tag: "LibraryError", reason: "NotFound" })
+      // a file whose default names no library it holds: the first is the default
+      writeFileSync(path, JSON.stringify({ version: 1, libraries: [own], default: "gone" }))
+      expect(Option.map(yield* (yield* openLibraries(path)).defaultLibrary, (l) => l.id)).toEqual(Option.some(own.id))
     }))
 })

@@ -35,7 +35,18 @@ export const Library = Schema.Struct({
 })
 export type Library = typeof Library.Type
 
-const File = Schema.Struct({ version: Schema.Literal(1), libraries: Schema.Array(Library) })
+const File = Schema.Struct({
+  version: Schema.Literal(1),
+  libraries: Schema.Array(Library),
+  /** The library a request that names none is about (`setDefault`); the first when absent. */
+  default: Schema.optional(LibraryId)
+})
+
+/** What a libraries file holds. */
+export interface Saved {
+  readonly libraries: ReadonlyArray<Library>
+  readonly default?: string | undefined
+}
 /** Most bytes of the libraries file read (a library with a thousand members takes about 60 KB). */
 const MAX_FILE_BYTES = 16 * 1024 * 1024
 
@@ -60,6 +71,13 @@ export class LibraryError extends Schema.TaggedError<LibraryError>("weft/Library
 export class Libraries extends Context.Tag("weft/library/Libraries")<Libraries, {
   readonly list: Effect.Effect<ReadonlyArray<Library>>
   readonly get: (id: string) => Effect.Effect<Option.Option<Library>>
+  /**
+   * The library a request that names none is about: the one made default
+   * with `setDefault` while it exists, else the first (none without libraries).
+   */
+  readonly defaultLibrary: Effect.Effect<Option.Option<Library>>
+  /** Makes library `id` the default; persisted like any change. */
+  readonly setDefault: (id: string) => Effect.Effect<Library, LibraryError>
   /** Creates a library (a new random id unless given) whose first member is `owner`. */
   readonly create: (name: string, owner: PeerId, id?: string) => Effect.Effect<Library, LibraryError>
   readonly addMember: (id: string, peer: PeerId) => Effect.Effect<Library, LibraryError>
@@ -93,11 +111,13 @@ export class Libraries extends Context.Tag("weft/library/Libraries")<Libraries, 
 }>() {}
 
 const build = (
-  initial: ReadonlyArray<Library>,
-  persist: (libraries: ReadonlyArray<Library>) => Effect.Effect<void, LibraryError>
+  initial: Saved,
+  persist: (saved: Saved) => Effect.Effect<void, LibraryError>
 ): Effect.Effect<Libraries["Type"]> =>
   Effect.gen(function*() {
-    const state = yield* Ref.make(initial)
+    const state = yield* Ref.make(initial.libraries)
+    let defaultId = initial.default
+    const saved = (libraries: ReadonlyArray<Library>): Saved => (defaultId === undefined ? { libraries } : { libraries, default: defaultId })
     const lock = yield* Effect.makeSemaphore(1)
     // unbounded: a subscriber that lags still sees every change; subscriptions end with their scopes
     const published = yield* PubSub.unbounded<ReadonlyArray<Library>>()
@@ -109,9 +129,11 @@ const build = (
         if (next === current) return library
         // once the write starts, memory follows it: an interrupted update must not leave a file that
         // says one thing and a state that says another
-        yield* Effect.uninterruptible(Effect.zipRight(persist(next), Effect.zipRight(Ref.set(state, next), PubSub.publish(published, next))))
+        yield* Effect.uninterruptible(Effect.zipRight(persist(saved(next)), Effect.zipRight(Ref.set(state, next), PubSub.publish(published, next))))
         return library
       }))
+    const defaultOf = (libraries: ReadonlyArray<Library>) =>
+      Option.fromNullable(libraries.find((l) => l.id === defaultId) ?? libraries[0])
     // pairings in progress, as `library\0peer` keys with a count (the same pair may be asked twice)
     const pairings = yield* SubscriptionRef.make<ReadonlyMap<string, number>>(new Map())
     const pairingKey = (id: string, peer: string) => `${id}\u0000${peer}`
@@ -150,6 +172,19 @@ const build = (
     return {
       list: Ref.get(state),
       get: (id) => Effect.map(Ref.get(state), (libraries) => Option.fromNullable(libraries.find((l) => l.id === id))),
+      defaultLibrary: Effect.map(Ref.get(state), defaultOf),
+      setDefault: (id) =>
+        lock.withPermits(1)(Effect.gen(function*() {
+          const libraries = yield* Ref.get(state)
+          const library = yield* find(libraries, id)
+          if (defaultId === id) return library
+          const previous = defaultId
+          defaultId = id
+          yield* Effect.uninterruptible(persist(saved(libraries))).pipe(Effect.tapError(() => Effect.sync(() => {
+            defaultId = previous
+          })))
+          return library
+        })),
       create: (name, owner, id) =>
         update((libraries) =>
           Effect.flatMap(valid({ id: id ?? randomUUID(), name, members: [owner] }), (library) =>
@@ -203,9 +238,9 @@ const valid = (library: Library): Effect.Effect<Library, LibraryError> =>
     onRight: Effect.succeed
   })
 
-/** Libraries held in memory. */
-export const layerMemory = (initial: ReadonlyArray<Library> = []): Layer.Layer<Libraries> =>
-  Layer.effect(Libraries, build(initial, () => Effect.void))
+/** Libraries held in memory; `defaultId` names the default (else the first is). */
+export const layerMemory = (initial: ReadonlyArray<Library> = [], defaultId?: string): Layer.Layer<Libraries> =>
+  Layer.effect(Libraries, build(defaultId === undefined ? { libraries: initial } : { libraries: initial, default: defaultId }, () => Effect.void))
 
 const errors = {
   io: (detail: string) => new LibraryError({ reason: "Io", detail }),
@@ -213,13 +248,16 @@ const errors = {
 }
 
 /** Loads libraries from a JSON file (none if it does not exist). */
-export const load = (path: string): Effect.Effect<ReadonlyArray<Library>, LibraryError> =>
-  Effect.map(JsonFile.read(path, File, errors, MAX_FILE_BYTES), Option.match({ onNone: () => [], onSome: (file) => file.libraries }))
+export const load = (path: string): Effect.Effect<Saved, LibraryError> =>
+  Effect.map(JsonFile.read(path, File, errors, MAX_FILE_BYTES), Option.match({
+    onNone: (): Saved => ({ libraries: [] }),
+    onSome: (file): Saved => ({ libraries: file.libraries, default: file.default })
+  }))
 
 /** Writes libraries to a JSON file atomically. */
-export const save = (path: string, libraries: ReadonlyArray<Library>): Effect.Effect<void, LibraryError> =>
-  JsonFile.write(path, { version: 1, libraries }, errors.io)
+export const save = (path: string, saved: Saved): Effect.Effect<void, LibraryError> =>
+  JsonFile.write(path, { version: 1, ...saved }, errors.io)
 
 /** Libraries persisted in a JSON file. */
 export const layerFile = (path: string): Layer.Layer<Libraries, LibraryError> =>
-  Layer.effect(Libraries, Effect.flatMap(load(path), (initial) => build(initial, (libraries) => save(path, libraries))))
+  Layer.effect(Libraries, Effect.flatMap(load(path), (initial) => build(initial, (saved) => save(path, saved))))

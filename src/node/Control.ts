@@ -15,6 +15,8 @@
  *   Peers                           → PeersInfo: available and discovered peers
  *   Connect  address                → { peer } | TransportError
  *   ConsentPending                  → the questions waiting for an answer (pairing requests)
+ *   ConsentWatch                    → stream: the questions waiting, then each asked or settled;
+ *                                     the caller attends (requests wait for it) while it reads
  *   ConsentAnswer  id, approve      → void | ConsentError (NotFound, AlreadyDecided)
  *   Ping  peer, count               → PingResult | PingError | TransportError | PermissionError | ProtocolError
  *   Pair  peer, library?            → { peer, library } | PairError | LibraryError | TransportError | …
@@ -25,7 +27,7 @@ import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as Schema from "effect/Schema"
 import { Library } from "../library/Libraries.js"
-import { ConsentError, Pending } from "../plugins/Consent.js"
+import { ConsentError, Pending, QuestionEvent } from "../plugins/Consent.js"
 import * as PairControl from "../plugins/pair/Control.js"
 import * as PingControl from "../plugins/ping/Control.js"
 import { PeerId, TransportError } from "../transport/Transport.js"
@@ -56,6 +58,8 @@ export const StatusInfo = Schema.Struct({
   peerId: PeerId,
   addresses: Schema.Array(Schema.String),
   libraries: Schema.Array(Library),
+  /** The library a request that names none is about. */
+  defaultLibrary: Schema.optional(Schema.String),
   sessions: Schema.Array(Session),
   /** Peers with an open connection. */
   connections: Schema.Array(Schema.String),
@@ -99,6 +103,7 @@ export class NodeControl extends RpcGroup.make(
   Rpc.make("Peers", { success: PeersInfo }),
   Rpc.make("Connect", { payload: { address: Address }, success: Schema.Struct({ peer: PeerId }), error: TransportError }),
   Rpc.make("ConsentPending", { success: Schema.Array(Pending) }),
+  Rpc.make("ConsentWatch", { success: QuestionEvent, stream: true }),
   Rpc.make("ConsentAnswer", { payload: { id: Schema.String.pipe(Schema.maxLength(64)), approve: Schema.Boolean }, error: ConsentError })
 ) {}
 

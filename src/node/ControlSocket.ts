@@ -18,8 +18,6 @@
  *
  * @since 0.1.0
  */
-import * as NodeSocket from "@effect/platform-node/NodeSocket"
-import * as NodeSocketServer from "@effect/platform-node/NodeSocketServer"
 import * as NodeStream from "@effect/platform-node/NodeStream"
 import type * as Rpc from "@effect/rpc/Rpc"
 import type * as RpcClient from "@effect/rpc/RpcClient"
@@ -176,6 +174,9 @@ export const serve = <Rpcs extends Rpc.Any>(
       malformedCall: "answer",
       idleTimeout: options.idleTimeout ?? IDLE_TIMEOUT
     })
+    // loaded here: clients (every `weft` command) never need the server's modules
+    const [NodeSocket, NodeSocketServer] = yield* Effect.promise(() =>
+      Promise.all([import("@effect/platform-node/NodeSocket"), import("@effect/platform-node/NodeSocketServer")]))
     const server = yield* NodeSocketServer.make({ path, exclusive: true }).pipe(
       Effect.mapError((error) => new ControlError({ reason: "Io", path, detail: describe(error.cause) }))
     )

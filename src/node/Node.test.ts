@@ -89,7 +89,7 @@ describe("an embedded node (no CLI)", () => {
       yield* alice.get(PluginHost).connect(address!)
       const started = Date.now()
       const refused = yield* Effect.flip(alice.get(Pair).pair(bob.get(Identity).peerId, library.id))
-      expect(refused).toMatchObject({ _tag: "PairError", reason: "Refused" })
+      expect(refused).toMatchObject({ _tag: "PairError", reason: "Unattended" })
       expect(refused.message).toContain("nobody is there to approve it")
       expect(Date.now() - started).toBeLessThan(5000)
     }), 60_000)

@@ -14,7 +14,7 @@
  * const notes = Model.make("notes", Schema.Struct({ title: Schema.String }))
  * const program = Effect.gen(function*() {
  *   const node = yield* Node.Node
- *   const { engine } = yield* node.library()          // the first library's engine
+ *   const { engine } = yield* node.library()          // the default library's engine
  *   yield* engine.mutate([notes.create("n1", { title: "hello" })])
  * })
  * program.pipe(Effect.scoped, Effect.provide(Node.layerDirectory({ directory: "./data", models: [notes], listen: ["/ip4/0.0.0.0/tcp/4001"] })))
@@ -31,7 +31,8 @@
  * `Consent.answerWith` attends).
  *
  * Libraries appear while the node runs (pairing joins this node to a peer's
- * library): their engine is opened then, and synced. Everything lives in
+ * library): their engine is opened then, and synced. A library joined while
+ * the default library still holds nothing becomes the default. Everything lives in
  * the layer's scope: closing it unregisters the plugins, interrupts every
  * session and handler, closes the connections and the engines.
  *
@@ -103,7 +104,7 @@ export interface Service {
   readonly status: Effect.Effect<Control.StatusInfo>
   /** Available (connected) and discovered peers. */
   readonly peers: Effect.Effect<Control.PeersInfo>
-  /** A library (default: the node's first) and its engine, open for as long as the scope. */
+  /** A library (default: the node's default, see `Libraries.defaultLibrary`) and its engine, open for as long as the scope. */
   readonly library: (
     id?: string
   ) => Effect.Effect<{ readonly library: Libraries.Library; readonly engine: Engine.Service }, NodeError | StorageError | ValidationError, Scope.Scope>
@@ -204,6 +205,7 @@ export const nodeControlHandlers = Control.NodeControl.toLayer(Effect.gen(functi
     Peers: () => node.peers,
     Connect: ({ address }) => Effect.map(reconnect.dial(address), (peer) => ({ peer })),
     ConsentPending: () => consent.pending,
+    ConsentWatch: () => consent.watch,
     ConsentAnswer: ({ approve, id }) => consent.answer(id, approve)
   }
 }))

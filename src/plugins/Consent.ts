@@ -77,14 +77,16 @@ export type Decision =
   /** No front end attends: nobody could be asked. */
   | "unattended"
 
-/** What front ends follow. */
-export type QuestionEvent =
-  | { readonly _tag: "Asked"; readonly question: Pending }
-  /** The question is no longer waiting: answered (here or elsewhere), timed out or withdrawn. */
-  | { readonly _tag: "Settled"; readonly id: string; readonly outcome: Settlement }
-
 /** How a question that was asked was settled. */
-export type Settlement = "approved" | "declined" | "timeout" | "withdrawn" | "unattended"
+export const Settlement = Schema.Literal("approved", "declined", "timeout", "withdrawn", "unattended")
+export type Settlement = typeof Settlement.Type
+
+/** What front ends follow: a question asked, or settled (answered here or elsewhere, timed out, withdrawn). */
+export const QuestionEvent = Schema.Union(
+  Schema.TaggedStruct("Asked", { question: Pending }),
+  Schema.TaggedStruct("Settled", { id: Schema.String, outcome: Settlement })
+)
+export type QuestionEvent = typeof QuestionEvent.Type
 
 /** An answer that could not be taken. */
 export class ConsentError extends Schema.TaggedError<ConsentError>("weft/ConsentError")("ConsentError", {
@@ -133,6 +135,12 @@ export interface Service {
   readonly answer: (id: string, approve: boolean) => Effect.Effect<void, ConsentError>
   /** A front end attends, able to answer, until the scope closes. */
   readonly attend: Effect.Effect<void, never, Scope.Scope>
+  /**
+   * A front end's view: the questions waiting now (as `Asked`), then every
+   * question asked or settled, attending for as long as it is read. A
+   * question asked while it starts can come twice: front ends go by id.
+   */
+  readonly watch: Stream.Stream<QuestionEvent>
   /** How many front ends attend now. */
   readonly attending: Effect.Effect<number>
 }
@@ -250,13 +258,23 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
         })
     ))
 
+    const pending = Effect.sync(() => [...waiting.values()].map((entry) => entry.question))
+    const questions = Effect.map(PubSub.subscribe(events), Stream.fromQueue)
+    const watch = Stream.unwrapScoped(Effect.gen(function*() {
+      const later = yield* questions
+      yield* attend
+      const now = yield* pending
+      return Stream.concat(Stream.fromIterable(now.map((question): QuestionEvent => ({ _tag: "Asked", question }))), later)
+    }))
+
     return {
       ask,
-      pending: Effect.sync(() => [...waiting.values()].map((entry) => entry.question)),
-      questions: Effect.map(PubSub.subscribe(events), Stream.fromQueue),
+      pending,
+      questions,
       answer,
       attend,
-      attending: Effect.sync(() => attending)
+      attending: Effect.sync(() => attending),
+      watch
     }
   })
 

@@ -12,7 +12,7 @@ export * from "../../node/testing/Processes.js"
 /** The repository's root. */
 export const ROOT = resolve(import.meta.dirname, "../../..")
 
-/** Node arguments that run `weft`: through tsx by default, the compiled build with `WEFT_CLI=dist` (`npm run build` first). */
+/** Node arguments that run `weft`: through tsx by default, the built executable (`bin/weft.cjs`) with `WEFT_CLI=dist` (`npm run build` first). */
 export const CLI: ReadonlyArray<string> = process.env.WEFT_CLI === "dist"
-  ? [join(ROOT, "dist/cli/main.js")]
+  ? [join(ROOT, "bin/weft.cjs")]
   : ["--import", "tsx", join(ROOT, "src/cli/main.ts")]

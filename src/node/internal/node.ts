@@ -6,6 +6,7 @@
  * @internal
  */
 import * as Duration from "effect/Duration"
+import * as Option from "effect/Option"
 import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
@@ -65,6 +66,18 @@ export const make = (options: { readonly peers?: ReadonlyArray<string> }) =>
       })
     for (const library of yield* libraries.list) yield* open(library)
 
+    // a library joined while the default one is still empty (no operation in its log, from here or
+    // anywhere) becomes the default: what the user does next is about the library they just joined
+    const adoptIfEmpty = (joined: Library) =>
+      Effect.gen(function*() {
+        const current = yield* libraries.defaultLibrary
+        if (Option.isNone(current) || current.value.id === joined.id) return
+        const engine = opened.get(current.value.id)
+        if (engine === undefined || Object.keys(yield* engine.versionVector).length > 0) return
+        yield* libraries.setDefault(joined.id)
+        yield* Effect.logInfo(`library ${joined.name} (${joined.id}) is now the default (${current.value.name} holds nothing yet)`)
+      })
+
     // new libraries (joined by pairing) and new members
     let known = new Map((yield* libraries.list).map((library) => [library.id, library]))
     yield* Effect.forkScoped(Stream.runForEach(yield* libraries.changes, (list) =>
@@ -77,6 +90,9 @@ export const make = (options: { readonly peers?: ReadonlyArray<string> }) =>
           }
           // a library whose database cannot open is reported, and the others still sync
           yield* open(library).pipe(Effect.catchAll((error) => Effect.logError(`could not open library ${library.id}: ${error.message}`)))
+          if (before === undefined) {
+            yield* adoptIfEmpty(library).pipe(Effect.catchAll((error) => Effect.logWarning(`could not make library ${library.id} the default: ${error.message}`)))
+          }
         }
         known = new Map(list.map((library) => [library.id, library]))
       })))
@@ -129,10 +145,12 @@ export const make = (options: { readonly peers?: ReadonlyArray<string> }) =>
       const streams = yield* host.streams
       const connections = yield* transport.connections
       const sessions = yield* sync.status
+      const defaultLibrary = yield* libraries.defaultLibrary
       return {
         peerId: identity.peerId,
         addresses: yield* transport.addresses,
         libraries: yield* libraries.list,
+        ...(Option.isSome(defaultLibrary) ? { defaultLibrary: defaultLibrary.value.id } : {}),
         sessions,
         connections,
         streams,
@@ -148,8 +166,7 @@ export const make = (options: { readonly peers?: ReadonlyArray<string> }) =>
 
     const library = (id?: string) =>
       Effect.gen(function*() {
-        const all = yield* libraries.list
-        const found = id === undefined ? all[0] : all.find((l) => l.id === id)
+        const found = id === undefined ? Option.getOrUndefined(yield* libraries.defaultLibrary) : Option.getOrUndefined(yield* libraries.get(id))
         if (found === undefined) {
           return yield* new NodeError({ reason: "NoLibrary", detail: id === undefined ? "this node has no library" : `no library ${id} here` })
         }

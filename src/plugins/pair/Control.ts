@@ -5,7 +5,7 @@
  *
  *   Pair  peer, library?  → { peer, library } | PairError | LibraryError | TransportError | PermissionError | ProtocolError
  *
- * `library` defaults to the node's first library. Answering the responder's
+ * `library` defaults to the node's default library. Answering the responder's
  * side (pairing requests) is `Consent`'s, in the node's own procedures.
  *
  * @since 0.1.0

@@ -14,7 +14,8 @@
  * - The requester (`Pair.pair`) names one of its libraries and gets the
  *   library with the new member, or a typed error: `PairError` with reason
  *   `Refused` when the user said no, `Timeout` when no answer came in time,
- *   `Busy` when the user has too many requests to decide.
+ *   `Busy` when the user has too many requests to decide, `Unattended` when
+ *   nobody there could be asked.
  *
  * Both sides persist through `Libraries`; a side that sees the exchange fail
  * removes the membership that exchange added, and only that (a membership
@@ -157,7 +158,7 @@ export const respond = (options: Options) =>
         return yield* refuse("Declined", "the user declined this peer moments ago; ask again later")
       case "unattended":
         yield* Effect.logWarning(`refused to pair library ${library.id} with ${peer}: nobody is there to approve it`)
-        return yield* refuse("Declined", "nobody is there to approve it")
+        return yield* refuse("Unattended", "nobody is there to approve it")
       case "declined":
         yield* Effect.logInfo(`refused to pair library ${library.id} with ${peer}`)
         return yield* refuse("Declined", "the user declined")
@@ -272,6 +273,7 @@ export const pair = (peer: PeerId, libraryId: string, options: PairOptions = {})
             : message.reason === "Timeout" ? "Timeout"
             : message.reason === "Unsupported" ? "VersionMismatch"
             : message.reason === "Busy" ? "Busy"
+            : message.reason === "Unattended" ? "Unattended"
             : "RemoteFailed",
           ...where,
           detail: `the peer refused: ${message.detail}`
@@ -331,7 +333,7 @@ export const controlHandlers = Control.Control.toLayer(Effect.gen(function*() {
   return {
     Pair: ({ library, peer }) =>
       Effect.gen(function*() {
-        const id = library ?? (yield* libraries.list)[0]?.id
+        const id = library ?? Option.getOrUndefined(yield* libraries.defaultLibrary)?.id
         if (id === undefined) return yield* new LibraryError({ reason: "NotFound", detail: "this node has no library to share" })
         return { peer, library: yield* client.pair(peer, id) }
       })

@@ -11,7 +11,7 @@
  *
  *   requester → {"version":1,"type":"Request","library":{"id":"…","name":"…"}}
  *   responder → {"version":1,"type":"Accepted"}      the requester is now a member here
- *             | {"version":1,"type":"Refused","reason":"Declined"|"Timeout"|"Unsupported"|"Failed"|"Busy","detail":"…"}
+ *             | {"version":1,"type":"Refused","reason":"Declined"|"Timeout"|"Unsupported"|"Failed"|"Busy"|"Unattended","detail":"…"}
  *   requester → {"version":1,"type":"Confirmed"}     the responder is now a member here too
  *   responder ends the stream                        done
  *
@@ -71,7 +71,8 @@ export const RefusalReason = Schema.Literal(
   "Timeout", // its user did not answer in time
   "Unsupported", // the request's version is not one it speaks
   "Failed", // it could not record the membership
-  "Busy" // its user has too many requests to decide already
+  "Busy", // its user has too many requests to decide already
+  "Unattended" // nobody is there to ask (no terminal or app answers its requests)
 )
 export type RefusalReason = typeof RefusalReason.Type
 
@@ -103,7 +104,8 @@ export class PairError extends Schema.TaggedError<PairError>("weft/PairError")("
     "Closed", // the remote ended or broke the exchange early
     "VersionMismatch", // the remote speaks another version of the protocol
     "RemoteFailed", // the remote could not record the membership
-    "Busy" // the remote's user has too many requests to decide already: ask again later
+    "Busy", // the remote's user has too many requests to decide already: ask again later
+    "Unattended" // nobody at the remote could be asked (no terminal or app answers its requests)
   ),
   peer: Schema.String,
   library: Schema.optional(Schema.String),

@@ -128,8 +128,18 @@ export const fromLibp2p = (cause: unknown, context: Context): TransportError => 
     reason: reasonOf(name, code, context.operation),
     ...(context.peer === undefined ? {} : { peer: context.peer }),
     ...(context.protocol === undefined ? {} : { protocol: context.protocol }),
-    detail: `${context.operation}: ${name}${code === undefined ? "" : ` (${code})`}: ${messageOf(inner)}`
+    detail: plainly(name, code, messageOf(inner)) ?? `${context.operation}: ${name}${code === undefined ? "" : ` (${code})`}: ${messageOf(inner)}`
   })
+}
+
+/** What a person needs to read for the failures people run into, instead of libp2p's wording. */
+const plainly = (name: string, code: string | undefined, message: string): string | undefined => {
+  if (name === "NoValidAddressesError") return "it is not connected, and no address of it is known"
+  // node says "listen EADDRINUSE: address already in use 127.0.0.1:4001", which libp2p wraps, with a stack
+  const inUse = /EADDRINUSE: address already in use (\S+):(\d+)/.exec(message)
+  if (inUse !== null) return `port ${inUse[2]} on ${inUse[1]} is in use`
+  if (code === "EADDRINUSE") return "the address to listen on is in use"
+  return undefined
 }
 
 /**
