@@ -222,7 +222,7 @@ const catchUp = (dir: string, address: string, window: number, total: number) =>
     const empty = yield* Engines.open({ models: [files], node: `empty-${process.pid}`, filename: join(dir, `empty-${process.pid}.db`) })
     const { transport } = yield* weftNode(window)
     const peer = yield* transport.connect(address)
-    const held = Effect.map(empty.versionVector, (v) => Object.values(v).reduce((n, e) => n + e.seq, 0))
+    const held = Effect.map(empty.versionVector, (v) => [...v.values()].reduce((n, e) => n + e.seq, 0))
     const start = performance.now()
     const stream = yield* transport.open(peer, SYNC)
     const session = SyncSession.run(empty, Framing.make(stream, SyncProtocol.MAX_FRAME_BYTES), SESSION).pipe(

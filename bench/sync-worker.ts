@@ -22,7 +22,7 @@ import { files } from "./engine.js"
 
 const [phase, dir, count] = process.argv.slice(2) as [string, string, string | undefined]
 const open = (node: string) => Engines.open({ models: [files], node, filename: join(dir, `${node}.db`) })
-const held = (engine: Engine.Service) => Effect.map(engine.versionVector, (v) => Object.values(v).reduce((n, e) => n + e.seq, 0))
+const held = (engine: Engine.Service) => Effect.map(engine.versionVector, (v) => [...v.values()].reduce((n, e) => n + e.seq, 0))
 
 /** Fills an engine with `count` operations: mostly creates of random ids, a third updates. */
 const fill = (engine: Engine.Service, count: number) =>

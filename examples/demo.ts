@@ -13,7 +13,7 @@ import { mkdtempSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Snapshot from "../src/engine/testing/Snapshot.js"
-import { Engine, Libraries, Model, PingPlugin, PluginHost, SyncPlugin } from "../src/index.js"
+import { Engine, Libraries, Model, PingPlugin, PluginHost, SyncPlugin, VersionVector } from "../src/index.js"
 import * as Identity from "../src/transport/Identity.js"
 import * as Libp2pTransport from "../src/transport/Libp2pTransport.js"
 import { Transport } from "../src/transport/Transport.js"
@@ -46,7 +46,7 @@ const startPeer = (name: string, dir: string, members: () => ReadonlyArray<strin
   })
 
 const vectorOf = (engine: Engine.Service) =>
-  Effect.map(engine.versionVector, (v) => Object.values(v).map((e) => e.seq).join("/"))
+  Effect.map(engine.versionVector, (v) => [...v.values()].map((e) => e.seq).join("/"))
 
 /** Waits until both engines hold the same operations. */
 const converged = (a: Engine.Service, b: Engine.Service) =>
@@ -54,7 +54,7 @@ const converged = (a: Engine.Service, b: Engine.Service) =>
     const start = performance.now()
     while (true) {
       const [va, vb] = [yield* a.versionVector, yield* b.versionVector]
-      if (JSON.stringify(Object.entries(va).sort()) === JSON.stringify(Object.entries(vb).sort())) break
+      if (VersionVector.equals(va, vb)) break
       yield* Effect.sleep(Duration.millis(10))
     }
     return performance.now() - start

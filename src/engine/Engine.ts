@@ -56,6 +56,12 @@ export interface Options {
    * operation no frame could carry would stop its origin's sync at it for good.
    */
   readonly maxOperationBytes?: number
+  /**
+   * Most origins the library may hold operations of (default 200 000). Until signed operations tie
+   * origins to members, a member can make up origins at will; past the bound, ingest refuses with
+   * `IngestError` "TooManyOrigins" and the vectors every session exchanges stay bounded.
+   */
+  readonly maxOrigins?: number
 }
 
 /** One committed transaction. */
@@ -65,8 +71,6 @@ export interface Commit {
   readonly ops: ReadonlyArray<Operation>
   /** Records whose visible state changed. */
   readonly changes: ReadonlyArray<RecordChange>
-  /** The version vector after the commit. */
-  readonly vector: VersionVector
 }
 
 /** A record that a commit changed, with where the change came from. */

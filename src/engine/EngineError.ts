@@ -45,7 +45,7 @@ export class MutationError extends Schema.TaggedError<MutationError>("weft/Mutat
  * extend what is held without a gap, with increasing timestamps. Nothing was written.
  */
 export class IngestError extends Schema.TaggedError<IngestError>("weft/IngestError")("IngestError", {
-  reason: Schema.Literal("Gap", "TimestampNotIncreasing", "TooManyOperations"),
+  reason: Schema.Literal("Gap", "TimestampNotIncreasing", "TooManyOperations", "TooManyOrigins"),
   origin: Schema.String,
   seq: Schema.Number,
   detail: Schema.String

@@ -9,11 +9,10 @@
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Schema from "effect/Schema"
 import type { Kysely } from "kysely"
 import * as Binary from "../crdt/Binary.js"
 import * as Operation from "../crdt/Operation.js"
-import type { NodeId, Timestamp } from "../crdt/Timestamp.js"
+import type { NodeId } from "../crdt/Timestamp.js"
 import * as VersionVector from "../crdt/VersionVector.js"
 import { queryError, StorageError } from "./Database.js"
 import { ValidationError } from "./EngineError.js"
@@ -107,26 +106,32 @@ export const since = (
   theirs: VersionVector.VersionVector,
   limit: number
 ): Effect.Effect<Page, StorageError> =>
-  Effect.gen(function*() {
-    const ops: Array<Operation.Operation> = []
-    const behind = Object.keys(mine)
-      .filter((origin) => mine[origin]!.seq > VersionVector.seqOf(theirs, origin))
-      .sort()
-    for (const origin of behind) {
-      const remaining = limit - ops.length
-      if (remaining <= 0) return { ops, hasMore: true }
+  Effect.suspend(() => {
+    // what to reach, read now: `mine` may be the engine's live vector, which moves on after each commit
+    const behind: Array<readonly [origin: string, after: number, target: number]> = []
+    for (const [origin, entry] of mine) {
       const after = VersionVector.seqOf(theirs, origin)
-      const page = yield* readOrigin(db, origin, after, remaining)
-      ops.push(...page)
-      const reached = page.length === 0 ? after : page[page.length - 1]!.seq
-      if (reached < mine[origin]!.seq) {
-        if (page.length < remaining) {
-          return yield* corrupt(`log of ${origin} ends at ${reached}, the version vector says ${mine[origin]!.seq}`)
-        }
-        return { ops, hasMore: true }
-      }
+      if (entry.seq > after) behind.push([origin, after, entry.seq])
     }
-    return { ops, hasMore: false }
+    behind.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    return Effect.gen(function*() {
+      const ops: Array<Operation.Operation> = []
+      for (const [origin, after, target] of behind) {
+        const remaining = limit - ops.length
+        if (remaining <= 0) return { ops, hasMore: true }
+        const wanted = Math.min(remaining, target - after)
+        const page = yield* readOrigin(db, origin, after, wanted)
+        ops.push(...page)
+        const reached = page.length === 0 ? after : page[page.length - 1]!.seq
+        if (reached < target) {
+          if (page.length < wanted) {
+            return yield* corrupt(`log of ${origin} ends at ${reached}, the version vector says ${target}`)
+          }
+          return { ops, hasMore: true }
+        }
+      }
+      return { ops, hasMore: false }
+    })
   })
 
 /** Every operation, page by page, in (origin, seq) order. */
@@ -161,37 +166,32 @@ export const scan = <E>(
   })
 
 /** The stored version vector. */
-export const readVector = (db: Kysely<any>): Effect.Effect<VersionVector.VersionVector, StorageError> =>
+export const readVector = (db: Kysely<any>): Effect.Effect<Map<string, VersionVector.Entry>, StorageError> =>
   Effect.tryPromise({
     try: () => db.selectFrom("weft_vector").selectAll().execute() as Promise<Array<{ origin: string; seq: number; ts: string }>>,
     catch: queryError
   }).pipe(
     Effect.flatMap((rows) => {
-      const vector: Record<string, VersionVector.Entry> = {}
-      for (const row of rows) vector[row.origin] = { seq: Number(row.seq), ts: row.ts as Timestamp }
-      return decodeVector(vector).pipe(
-        Effect.mapError((e) => corrupt(`version vector: ${ParseError.describe(e)}`))
-      )
+      const wire: Array<unknown> = []
+      for (const row of rows) wire.push(row.origin, Number(row.seq), row.ts)
+      return Either.match(VersionVector.fromWire(wire, Number.MAX_SAFE_INTEGER), {
+        onLeft: (detail) => Effect.fail(corrupt(`version vector: ${detail}`)),
+        onRight: Effect.succeed
+      })
     })
   )
 
-const decodeVector = Schema.decodeUnknown(VersionVector.VersionVector)
-
-/** Stores the entries of `vector` that differ from `previous`. */
+/** Stores the entries that a commit moved. */
 export const writeVector = (
   trx: Kysely<any>,
   bulk: Bulk,
-  previous: VersionVector.VersionVector,
-  vector: VersionVector.VersionVector
+  advanced: VersionVector.VersionVector
 ): Effect.Effect<void, StorageError> => {
-  const changed = Object.entries(vector).filter(([origin, entry]) => previous[origin]?.seq !== entry.seq)
-  if (changed.length === 0) return Effect.void
+  if (advanced.size === 0) return Effect.void
+  const rows: Array<ReadonlyArray<unknown>> = []
+  for (const [origin, entry] of advanced) rows.push([origin, entry.seq, entry.ts])
   return Effect.tryPromise({
-    try: () =>
-      bulk.insert(trx, "weft_vector", ["origin", "seq", "ts"], changed.map(([origin, entry]) => [origin, entry.seq, entry.ts]), {
-        target: ["origin"],
-        update: ["seq", "ts"]
-      }),
+    try: () => bulk.insert(trx, "weft_vector", ["origin", "seq", "ts"], rows, { target: ["origin"], update: ["seq", "ts"] }),
     catch: queryError
   })
 }

@@ -1,17 +1,25 @@
 /**
- * The sync protocol, version 1 (protocol id `/weft/sync/1.0.0`).
+ * The sync protocol, version 2 (protocol id `/weft/sync/2.0.0`).
  *
  * A session runs over one byte stream cut into length-prefixed frames. Each
  * frame is one MessagePack array; its first element is the protocol version,
- * its second the message type:
+ * its second the message type. A vector travels as pages of entries
+ * (`[origin, seq, ts, …]`, at most `VersionVector.PAGE_ENTRIES` entries per
+ * page), so a vector of any size fits bounded frames:
  *
- *   [1, 0, node, library, vector]   Hello   who I am, which library, what I hold
- *   [1, 1, batch, hasMore]          Ops     operations the other side lacks (batch wire form
- *                                           of `Operation`), per origin in order; hasMore:
- *                                           the sender knows of more
- *   [1, 2, vector]                  Ack     the batch is applied; what I hold now (one credit back)
- *   [1, 3, vector]                  Vector  anti-entropy: what I hold now
- *   [1, 4, reason, detail]          Abort   why I end the session
+ *   [2, 0, node, library, entries, more]   Hello   who I am, which library, what I hold
+ *   [2, 1, batch, hasMore]                 Ops     operations the other side lacks (batch wire form
+ *                                                  of `Operation`), per origin in order; hasMore:
+ *                                                  the sender knows of more
+ *   [2, 2, entries]                        Ack     the batch is applied; what I now hold of the
+ *                                                  origins it named and of those that moved since
+ *                                                  (one credit back)
+ *   [2, 3, entries, more]                  Vector  anti-entropy: what I hold now
+ *   [2, 4, reason, detail]                 Abort   why I end the session
+ *   [2, 5, entries, more]                  More    the next page of the Hello or Vector before it
+ *
+ * `more` says a `More` frame follows at once: the pages of one vector are
+ * sent back to back, and a vector counts once its last page is in.
  *
  * Both sides send Hello first, then run symmetric halves: each pushes what
  * the other lacks, with at most `window` Ops unacknowledged (so a slow
@@ -30,53 +38,74 @@ import * as ParseError from "../internal/parseError.js"
 import { LibraryId } from "../library/LibraryId.js"
 
 /** The protocol id sessions run on. */
-export const PROTOCOL_ID = "/weft/sync/1.0.0"
+export const PROTOCOL_ID = "/weft/sync/2.0.0"
 
 /** The protocol version every message starts with. */
-export const VERSION = 1
+export const VERSION = 2
 
-/** Opening message. */
-export const Hello = Schema.TaggedStruct("Hello", { node: NodeId, library: LibraryId, vector: VersionVector.VersionVector })
+const Entries = VersionVector.Page
+
+/** Opening message: the first page of what the sender holds. */
+export const Hello = Schema.TaggedStruct("Hello", { node: NodeId, library: LibraryId, entries: Entries, more: Schema.Boolean })
 /** A batch of operations. */
 export const Ops = Schema.TaggedStruct("Ops", { ops: Schema.Array(Operation.Operation), hasMore: Schema.Boolean })
-/** A batch was applied. */
-export const Ack = Schema.TaggedStruct("Ack", { vector: VersionVector.VersionVector })
-/** Anti-entropy announcement. */
-export const Vector = Schema.TaggedStruct("Vector", { vector: VersionVector.VersionVector })
+/** A batch was applied: what the sender now holds of the origins named. */
+export const Ack = Schema.TaggedStruct("Ack", { entries: Entries })
+/** Anti-entropy announcement: the first page of what the sender holds. */
+export const Vector = Schema.TaggedStruct("Vector", { entries: Entries, more: Schema.Boolean })
 /** The sender ends the session. */
 export const Abort = Schema.TaggedStruct("Abort", { reason: Schema.String.pipe(Schema.maxLength(64)), detail: Schema.String.pipe(Schema.maxLength(4096)) })
+/** The next page of the Hello or Vector before it. */
+export const More = Schema.TaggedStruct("More", { entries: Entries, more: Schema.Boolean })
 
 /** Any message. */
-export const Message = Schema.Union(Hello, Ops, Ack, Vector, Abort)
+export const Message = Schema.Union(Hello, Ops, Ack, Vector, Abort, More)
 export type Message = typeof Message.Type
 
-const types = ["Hello", "Ops", "Ack", "Vector", "Abort"] as const
+const types = ["Hello", "Ops", "Ack", "Vector", "Abort", "More"] as const
 
 // One frame schema per message type: the type byte picks the schema, so a frame is
 // validated once, by the schema of what it claims to be.
 const frames = [
-  Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(0), NodeId, LibraryId, VersionVector.VersionVector),
+  Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(0), NodeId, LibraryId, Entries, Schema.Boolean),
   Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(1), Operation.BatchFromWire, Schema.Boolean),
-  Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(2), VersionVector.VersionVector),
-  Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(3), VersionVector.VersionVector),
-  Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(4), Abort.fields.reason, Abort.fields.detail)
+  Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(2), Entries),
+  Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(3), Entries, Schema.Boolean),
+  Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(4), Abort.fields.reason, Abort.fields.detail),
+  Schema.Tuple(Schema.Literal(VERSION), Schema.Literal(5), Entries, Schema.Boolean)
 ] as const
 const decoders = frames.map((frame) => Schema.decodeUnknownEither(frame as unknown as Schema.Schema<ReadonlyArray<any>, ReadonlyArray<unknown>>, { errors: "first" }))
 
 const toMessage = (frame: ReadonlyArray<any>): Message => {
-  switch (frame[1] as 0 | 1 | 2 | 3 | 4) {
+  switch (frame[1] as 0 | 1 | 2 | 3 | 4 | 5) {
     case 0:
-      return { _tag: "Hello", node: frame[2], library: frame[3], vector: frame[4] }
+      return { _tag: "Hello", node: frame[2], library: frame[3], entries: frame[4], more: frame[5] }
     case 1:
       return { _tag: "Ops", ops: frame[2], hasMore: frame[3] }
     case 2:
-      return { _tag: "Ack", vector: frame[2] }
+      return { _tag: "Ack", entries: frame[2] }
     case 3:
-      return { _tag: "Vector", vector: frame[2] }
+      return { _tag: "Vector", entries: frame[2], more: frame[3] }
     case 4:
       return { _tag: "Abort", reason: frame[2], detail: frame[3] }
+    case 5:
+      return { _tag: "More", entries: frame[2], more: frame[3] }
   }
 }
+
+/**
+ * A whole vector as frames: the first page as Hello (or Vector), the rest as More.
+ */
+export const vectorFrames = (
+  vector: VersionVector.VersionVector,
+  first: (entries: VersionVector.VersionVector, more: boolean) => Message,
+  pageEntries = VersionVector.PAGE_ENTRIES
+): Array<Uint8Array> =>
+  VersionVector.pages(vector, pageEntries).map((page, i, all) => {
+    const entries = VersionVector.fromEntries(page)
+    const more = i < all.length - 1
+    return encode(i === 0 ? first(entries, more) : { _tag: "More", entries, more })
+  })
 
 /** Why a frame is not a message of this protocol. */
 export type DecodeFailure =
@@ -88,12 +117,14 @@ export const encode = (message: Message): Uint8Array => {
   const type = types.indexOf(message._tag)
   switch (message._tag) {
     case "Hello":
-      return Binary.encode([VERSION, type, message.node, message.library, message.vector])
+      return Binary.encode([VERSION, type, message.node, message.library, VersionVector.toWire(message.entries), message.more])
     case "Ops":
       return Binary.encode([VERSION, type, Operation.toBatchWire(message.ops), message.hasMore])
     case "Ack":
+      return Binary.encode([VERSION, type, VersionVector.toWire(message.entries)])
     case "Vector":
-      return Binary.encode([VERSION, type, message.vector])
+    case "More":
+      return Binary.encode([VERSION, type, VersionVector.toWire(message.entries), message.more])
     case "Abort":
       return Binary.encode([VERSION, type, message.reason, message.detail])
   }

@@ -9,6 +9,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import * as Binary from "../crdt/Binary.js"
+import * as VersionVector from "../crdt/VersionVector.js"
 import type { NodeId } from "../crdt/Timestamp.js"
 import type * as Engine from "../engine/Engine.js"
 import * as Model from "../engine/Model.js"
@@ -140,7 +141,7 @@ describe("SyncSession", () => {
       const pair = yield* ChannelPair.make(64)
       yield* Effect.fork(SyncSession.run(a, pair.left, { ...options, batchSize: 10, window: 3 }))
       // a remote that says Hello and reads everything, but never acknowledges
-      yield* pair.right.send(SyncProtocol.encode({ _tag: "Hello", node: "peer-x" as any, library: "lib-1", vector: {} }))
+      yield* pair.right.send(SyncProtocol.encode({ _tag: "Hello", node: "peer-x" as any, library: "lib-1", entries: VersionVector.empty, more: false }))
       const seen = yield* pair.right.frames.pipe(
         Stream.map((frame) => Either.match(SyncProtocol.decode(frame), { onLeft: () => "?", onRight: (m) => m._tag })),
         Stream.interruptAfter(Duration.millis(300)),
@@ -165,7 +166,7 @@ describe("SyncSession: bad input ends the session with a typed error and writes 
       return { exit, unchanged: JSON.stringify(after) === JSON.stringify(before), sent }
     })
   const hello = (over: Partial<{ node: string; library: string }> = {}) =>
-    SyncProtocol.encode({ _tag: "Hello", node: (over.node ?? "peer-a") as any, library: over.library ?? "lib-1", vector: {} })
+    SyncProtocol.encode({ _tag: "Hello", node: (over.node ?? "peer-a") as any, library: over.library ?? "lib-1", entries: VersionVector.empty, more: false })
   const errorOf = (exit: Exit.Exit<void, unknown>) =>
     Exit.isFailure(exit) ? (exit.cause._tag === "Fail" ? exit.cause.error as { _tag: string; reason?: string } : undefined) : undefined
 
@@ -178,13 +179,14 @@ describe("SyncSession: bad input ends the session with a typed error and writes 
 
   it.scopedLive("a small frame nested thousands deep, or one with a huge wrong value: a Malformed ProtocolError with a short detail, not a defect", () =>
     Effect.gen(function*() {
-      // [1, Vector, [[[[…1]]]]]: 10 KB, deeper than the error formatter's stack reaches
+      // [2, Vector, [[[[…1]]]], false]: 10 KB, deeper than the error formatter's stack reaches
       const nested = new Uint8Array(3 + 10_000 + 1)
-      nested.set([0x93, 0x01, 0x03])
+      nested.set([0x94, 0x02, 0x03])
       nested.fill(0x91, 3, 3 + 10_000)
       nested[3 + 10_000] = 0x01
+      const nestedFrame = new Uint8Array([...nested, 0xc2])
       const wide = Array.from({ length: 50_000 }, (_, i) => `not a vector ${i}`)
-      for (const frame of [nested, Binary.encode([1, 3, wide])]) {
+      for (const frame of [nestedFrame, Binary.encode([2, 3, wide, false])]) {
         const { exit, unchanged } = yield* against([hello(), frame])
         const error = errorOf(exit) as { _tag: string; reason: string; detail: string } | undefined
         expect(error).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })
@@ -195,7 +197,7 @@ describe("SyncSession: bad input ends the session with a typed error and writes 
 
   it.scopedLive("another protocol version", () =>
     Effect.gen(function*() {
-      const { exit } = yield* against([Binary.encode([2, 0, "peer-a", "lib-1", {}])])
+      const { exit } = yield* against([Binary.encode([1, 0, "peer-a", "lib-1", {}])])
       expect(errorOf(exit)).toMatchObject({ _tag: "SyncError", reason: "VersionMismatch" })
     }))
 
@@ -207,8 +209,8 @@ describe("SyncSession: bad input ends the session with a typed error and writes 
 
   it.scopedLive("out-of-protocol messages", () =>
     Effect.gen(function*() {
-      expect(errorOf((yield* against([SyncProtocol.encode({ _tag: "Ack", vector: {} })])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
-      expect(errorOf((yield* against([hello(), SyncProtocol.encode({ _tag: "Ack", vector: {} })])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
+      expect(errorOf((yield* against([SyncProtocol.encode({ _tag: "Ack", entries: VersionVector.empty })])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
+      expect(errorOf((yield* against([hello(), SyncProtocol.encode({ _tag: "Ack", entries: VersionVector.empty })])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
       expect(errorOf((yield* against([hello(), hello()])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
     }))
 
@@ -243,7 +245,7 @@ describe("SyncSession: a remote that stops", () => {
         debounce: Duration.millis(1),
         stallTimeout: Duration.millis(300)
       }))
-      yield* pair.right.send(SyncProtocol.encode({ _tag: "Hello", node: "peer-x" as NodeId, library: "lib-1", vector: {} }))
+      yield* pair.right.send(SyncProtocol.encode({ _tag: "Hello", node: "peer-x" as NodeId, library: "lib-1", entries: VersionVector.empty, more: false }))
       const ended = yield* Fiber.await(session).pipe(Effect.timeout(Duration.seconds(5)))
       expect(Exit.isFailure(ended) && Cause.failureOption(ended.cause)).toEqual(Option.some(expect.objectContaining({ _tag: "SyncError", reason: "Timeout" })))
     }))

@@ -18,9 +18,11 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
@@ -55,6 +57,13 @@ export interface Options {
   readonly debounce?: Duration.DurationInput
   /** How often to re-announce our vector (default 30 s). */
   readonly antiEntropyInterval?: Duration.DurationInput
+  /**
+   * How often the remote may have what it already acknowledged sent again, by announcing a vector
+   * that holds less (default: the anti-entropy interval). Between two, such a vector only adds.
+   */
+  readonly replayInterval?: Duration.DurationInput
+  /** Most origins a remote vector may name (default `VersionVector.DEFAULT_MAX_ORIGINS`, as the engine's). */
+  readonly maxOrigins?: number
   /** Most bytes of one frame (default 4 MiB). */
   readonly maxFrameBytes?: number
   /** How long to wait for the remote's Hello (default 10 s). */
@@ -83,7 +92,8 @@ export class SyncError extends Schema.TaggedError<SyncError>("weft/SyncError")("
     "PeerMismatch",
     "RemoteAborted",
     "OperationTooLarge",
-    "Timeout"
+    "Timeout",
+    "TooManyOrigins"
   ),
   detail: Schema.String
 }) {
@@ -114,6 +124,9 @@ export const run = <E>(
     const batchSize = Math.max(1, options.batchSize ?? 1000)
     const window = Math.max(1, options.window ?? 4)
     const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
+    const maxOrigins = options.maxOrigins ?? VersionVector.DEFAULT_MAX_ORIGINS
+    const antiEntropyInterval = Duration.decode(options.antiEntropyInterval ?? Duration.seconds(30))
+    const replayInterval = Duration.toMillis(options.replayInterval ?? antiEntropyInterval)
     const onEvent = options.onEvent ?? (() => Effect.void)
     const lock = yield* Effect.makeSemaphore(1)
     const stallTimeout = Duration.decode(options.stallTimeout ?? Duration.seconds(60))
@@ -122,50 +135,96 @@ export const run = <E>(
         duration: stallTimeout,
         onTimeout: () => new SyncError({ reason: "Timeout", detail: `the remote did not ${what} within ${Duration.format(stallTimeout)}` })
       })
-    const sendFrame = (frame: Uint8Array) => lock.withPermits(1)(channel.send(frame)).pipe(unlessStalled("read what was sent"))
-    const send = (message: SyncProtocol.Message) => sendFrame(SyncProtocol.encode(message))
+    // the frames of one message (the pages of a vector) go out back to back
+    const sendFrames = (frames: ReadonlyArray<Uint8Array>) =>
+      lock.withPermits(1)(Effect.forEach(frames, (frame) => channel.send(frame), { discard: true })).pipe(unlessStalled("read what was sent"))
+    const send = (message: SyncProtocol.Message) => sendFrames([SyncProtocol.encode(message)])
     const violation = (reason: ProtocolError["reason"], detail: string) =>
       new ProtocolError({ reason, ...(options.remote === undefined ? {} : { peer: options.remote }), protocol: SyncProtocol.PROTOCOL_ID, detail })
 
     // subscribe before reading our vector, so no commit falls between the two
     const commits = yield* engine.commits
-    yield* send({ _tag: "Hello", node: engine.node, library: options.library, vector: yield* engine.versionVector })
+    const hello = SyncProtocol.vectorFrames(
+      yield* engine.versionVector,
+      (entries, more) => ({ _tag: "Hello", node: engine.node, library: options.library, entries, more })
+    )
+    // sent while the remote's Hello is read: both sides send theirs first, and a vector of many
+    // pages would fill a bounded channel both ways before either side reads
+    const helloSent = yield* Effect.fork(sendFrames(hello))
 
     const pull = yield* Stream.toPull(channel.frames)
-    const next = Effect.map(pull, (chunk) => [...chunk])
+    const buffered: Array<Uint8Array> = []
+    /** The next frame, or undefined once the remote ended the channel. */
+    const nextFrame: Effect.Effect<Uint8Array | undefined, E> = Effect.suspend(() =>
+      buffered.length > 0
+        ? Effect.succeed(buffered.shift())
+        : Effect.matchEffect(pull, {
+          onFailure: (e) => (Option.isNone(e) ? Effect.succeed(undefined) : Effect.fail(e.value)),
+          onSuccess: (chunk) => {
+            buffered.push(...chunk)
+            return Effect.succeed(buffered.shift())
+          }
+        })
+    )
     const decode = (bytes: Uint8Array) =>
       Either.match(SyncProtocol.decode(bytes), {
         onLeft: (failure) =>
           Effect.fail(
             failure._tag === "Version"
-              ? new SyncError({ reason: "VersionMismatch", detail: `remote speaks version ${String(failure.version)}, we speak ${SyncProtocol.VERSION}` })
+              ? new SyncError({ reason: "VersionMismatch", detail: `remote speaks version ${describe(failure.version)}, we speak ${SyncProtocol.VERSION}` })
               : violation("Malformed", failure.detail)
           ),
         onRight: Effect.succeed
       })
 
-    // the remote's Hello
-    const first = yield* next.pipe(
-      Effect.catchAll((e): Effect.Effect<never, E | ProtocolError> =>
-        Option.isNone(e) ? Effect.fail(violation("Unexpected", "the remote closed before its Hello")) : Effect.fail(e.value)
-      ),
+    /** Reads the rest of a vector whose first page is `first` (More frames while `more`), bounded by `maxOrigins`. */
+    const readVector = (first: VersionVector.VersionVector, more: boolean) =>
+      Effect.gen(function*() {
+        const vector = new Map(first)
+        let pending = more
+        while (true) {
+          if (vector.size > maxOrigins) {
+            return yield* new SyncError({ reason: "TooManyOrigins", detail: `the remote's vector names more than ${maxOrigins} origins (maxOrigins)` })
+          }
+          if (!pending) return vector
+          const frame = yield* nextFrame
+          if (frame === undefined) return yield* violation("Unexpected", "the remote closed inside a vector")
+          const page = yield* decode(frame)
+          if (page._tag !== "More") return yield* violation("Unexpected", `expected the next page of a vector, got ${page._tag}`)
+          VersionVector.mergeInPlace(vector, page.entries)
+          pending = page.more
+        }
+      })
+
+    // the remote's Hello, whole
+    const remote = yield* Effect.gen(function*() {
+      const frame = yield* nextFrame
+      if (frame === undefined) return yield* violation("Unexpected", "the remote closed before its Hello")
+      const first = yield* decode(frame)
+      if (first._tag !== "Hello") return yield* violation("Unexpected", `expected Hello, got ${first._tag}`)
+      if (first.library !== options.library) {
+        return yield* new SyncError({ reason: "LibraryMismatch", detail: `remote syncs library ${first.library}, we sync ${options.library}` })
+      }
+      if (options.remote !== undefined && first.node !== options.remote) {
+        return yield* new SyncError({ reason: "PeerMismatch", detail: `remote authenticated as ${options.remote} but names itself ${first.node}` })
+      }
+      return { node: first.node, vector: yield* readVector(first.entries, first.more) }
+    }).pipe(
       Effect.timeoutFail({
         duration: options.helloTimeout ?? Duration.seconds(10),
         onTimeout: () => new SyncError({ reason: "Timeout", detail: "no Hello from the remote" })
       })
     )
-    const hello = yield* decode(first[0]!)
-    if (hello._tag !== "Hello") return yield* violation("Unexpected", `expected Hello, got ${hello._tag}`)
-    if (hello.library !== options.library) {
-      return yield* new SyncError({ reason: "LibraryMismatch", detail: `remote syncs library ${hello.library}, we sync ${options.library}` })
-    }
-    if (options.remote !== undefined && hello.node !== options.remote) {
-      return yield* new SyncError({ reason: "PeerMismatch", detail: `remote authenticated as ${options.remote} but names itself ${hello.node}` })
-    }
-    yield* onEvent({ _tag: "Started", remote: hello.node, vector: hello.vector })
+    yield* Fiber.join(helloSent)
+    yield* onEvent({ _tag: "Started", remote: remote.node, vector: remote.vector })
 
-    // what the remote holds, as far as we know: announced, acknowledged, or sent to it
-    let theirs: VersionVector.VersionVector = hello.vector
+    // what the remote holds, as far as we know: announced, acknowledged, or sent to it (this session's own copy)
+    const theirs = remote.vector
+    // a vector that lowers `theirs` (a peer restored from an older copy) is honored once per interval:
+    // more often, a member could have the whole log re-sent with every frame it sends
+    let replayedAt = yield* Clock.currentTimeMillis
+    // origins that moved here since the last Ack: the next one tells the remote, so it does not send them
+    const moved = new Map<string, VersionVector.Entry>()
     let inflight = 0
     const credits = yield* Effect.makeSemaphore(window)
     const wake = yield* Queue.sliding<void>(1)
@@ -184,8 +243,8 @@ export const run = <E>(
         }
         yield* credits.take(1).pipe(unlessStalled("acknowledge a batch"))
         inflight++
-        theirs = VersionVector.advance(theirs, ops)
-        yield* sendFrame(frame)
+        VersionVector.advanceInPlace(theirs, ops)
+        yield* sendFrames([frame])
         yield* onEvent({ _tag: "Sent", ops: ops.length, hasMore })
       })
 
@@ -201,11 +260,17 @@ export const run = <E>(
       }
     }))
 
-    const watcher = Effect.forever(Effect.zipRight(Queue.take(commits), Queue.offer(wake, undefined)))
+    const watcher = Effect.forever(Effect.gen(function*() {
+      const commit = yield* Queue.take(commits)
+      // bounded: past a page, the remote learns of the rest from the next Vector
+      if (moved.size < VersionVector.PAGE_ENTRIES) VersionVector.advanceInPlace(moved, commit.ops)
+      yield* Queue.offer(wake, undefined)
+    }))
 
     const antiEntropy = Effect.forever(Effect.gen(function*() {
-      yield* Effect.sleep(options.antiEntropyInterval ?? Duration.seconds(30))
-      yield* send({ _tag: "Vector", vector: yield* engine.versionVector })
+      yield* Effect.sleep(antiEntropyInterval)
+      const vector = yield* engine.versionVector
+      yield* sendFrames(SyncProtocol.vectorFrames(vector, (entries, more) => ({ _tag: "Vector", entries, more })))
     }))
 
     const handle = (message: SyncProtocol.Message): Effect.Effect<void, SessionError<E>> => {
@@ -214,42 +279,64 @@ export const run = <E>(
           return Effect.gen(function*() {
             const result = yield* engine.ingest(message.ops)
             // the remote holds what it sends: never send it back
-            theirs = VersionVector.advance(theirs, message.ops)
-            yield* send({ _tag: "Ack", vector: yield* engine.versionVector })
+            VersionVector.advanceInPlace(theirs, message.ops)
+            // after the ingest we hold every origin of the batch at least to its last operation there
+            const held = new Map(moved)
+            moved.clear()
+            VersionVector.advanceInPlace(held, message.ops)
+            yield* send({ _tag: "Ack", entries: held })
             yield* onEvent({ _tag: "Received", ops: message.ops.length, applied: result.applied, hasMore: message.hasMore })
           })
         case "Ack":
           if (inflight === 0) return Effect.fail(violation("Unexpected", "Ack with no batch in flight"))
           inflight--
-          theirs = VersionVector.merge(theirs, message.vector)
+          VersionVector.mergeInPlace(theirs, message.entries)
           return credits.release(1)
         case "Vector":
-          // with nothing in flight the announcement is exact: a peer restored from an older copy is served again
-          theirs = inflight === 0 ? message.vector : VersionVector.merge(theirs, message.vector)
-          return Queue.offer(wake, undefined)
+          return Effect.gen(function*() {
+            const vector = yield* readVector(message.entries, message.more)
+            const now = yield* Clock.currentTimeMillis
+            // with nothing in flight the announcement is exact: a peer restored from an older copy is served again
+            if (inflight === 0 && now - replayedAt >= replayInterval && !VersionVector.covers(vector, theirs)) {
+              replayedAt = now
+              theirs.clear()
+            }
+            VersionVector.mergeInPlace(theirs, vector)
+            yield* Queue.offer(wake, undefined)
+          })
         case "Abort":
           return Effect.fail(new SyncError({ reason: "RemoteAborted", detail: `${message.reason}: ${message.detail}` }))
         case "Hello":
           return Effect.fail(violation("Unexpected", "second Hello"))
+        case "More":
+          return Effect.fail(violation("Unexpected", "a vector page with no vector before it"))
       }
     }
 
     const receiver = Effect.gen(function*() {
-      for (const frame of first.slice(1)) yield* handle(yield* decode(frame))
       while (true) {
-        const chunk = yield* Effect.catchAll(next, (e) => (Option.isNone(e) ? Effect.succeed(undefined) : Effect.fail(e.value)))
-        if (chunk === undefined) return
-        for (const frame of chunk) yield* handle(yield* decode(frame))
+        const frame = yield* nextFrame
+        if (frame === undefined) return
+        yield* handle(yield* decode(frame))
       }
     })
 
     const background = Effect.all([sender, watcher, antiEntropy], { concurrency: "unbounded", discard: true })
     yield* Effect.raceFirst(receiver, background).pipe(
       Effect.tapError((error) => {
-        const tag = typeof error === "object" && error !== null && "_tag" in error ? String(error._tag) : "Error"
-        const detail = error instanceof Error ? error.message : String(error)
+        const tag = typeof error === "object" && error !== null && "_tag" in error ? describe(error._tag) : "Error"
+        const detail = error instanceof Error ? error.message : describe(error)
         // best effort: the channel may be what failed
         return Effect.ignore(Effect.timeout(send({ _tag: "Abort", reason: tag.slice(0, 64), detail: detail.slice(0, 4096) }), Duration.seconds(1)))
       })
     )
   })) as Effect.Effect<void, SessionError<E>>
+
+/** A value in a message, never throwing (a remote's value may be anything). */
+const describe = (u: unknown): string => {
+  try {
+    return typeof u === "string" ? u : String(u)
+  } catch {
+    return typeof u
+  }
+}

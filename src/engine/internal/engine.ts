@@ -26,9 +26,16 @@ import * as ParseError from "../../internal/parseError.js"
 
 const decodeNode = Schema.decodeUnknownEither(Timestamp.NodeId)
 
+
 interface WriterState {
   readonly clock: Hlc.Hlc
-  readonly vector: VersionVector.VersionVector
+  /** The live vector: changed in place after each commit, only by the writer (O(batch), never a copy). */
+  readonly vector: ReadonlyMap<string, VersionVector.Entry>
+}
+
+/** What a write leaves behind besides its operations. */
+interface WriterNext {
+  readonly clock: Hlc.Hlc
 }
 
 /** @internal */
@@ -38,6 +45,7 @@ export const make = (options: Engine.Options) =>
     const { bulk, capabilities, kysely } = database
     const maxBatchSize = options.maxBatchSize ?? Operation.MAX_BATCH_SIZE
     const maxOperationBytes = options.maxOperationBytes ?? Operation.MAX_OPERATION_BYTES
+    const maxOrigins = options.maxOrigins ?? VersionVector.DEFAULT_MAX_ORIGINS
 
     const models = new Map<string, Model.Any>()
     for (const model of options.models) {
@@ -67,7 +75,9 @@ export const make = (options: Engine.Options) =>
     const vector = yield* OperationLog.readVector(kysely)
     const storedClock = yield* OperationLog.readMeta(kysely, OperationLog.META_CLOCK)
     let last = Schema.is(Timestamp.Timestamp)(storedClock) ? storedClock : Timestamp.zero
-    for (const entry of Object.values(vector)) last = Timestamp.max(last, entry.ts)
+    for (const entry of vector.values()) last = Timestamp.max(last, entry.ts)
+    // readers get a copy, made at most once per commit
+    let snapshot: VersionVector.VersionVector | undefined
     const state = yield* Ref.make<WriterState>({
       clock: Hlc.make(node, { last, ...(options.maxDriftMillis === undefined ? {} : { maxDriftMillis: options.maxDriftMillis }) }),
       vector
@@ -83,7 +93,7 @@ export const make = (options: Engine.Options) =>
         trx: Kysely<any>,
         current: WriterState,
         loaded: Projection.Loaded
-      ) => Effect.Effect<{ readonly next: WriterState; readonly ops: ReadonlyArray<Operation.Operation>; readonly folded?: Projection.Folded }, E>
+      ) => Effect.Effect<{ readonly next: WriterNext; readonly ops: ReadonlyArray<Operation.Operation>; readonly folded?: Projection.Folded }, E>
     ) =>
       // uninterruptible once it holds the writer: an interruption while the COMMIT is on its way would
       // leave the database committed and the engine's vector and clock behind it (and every later write
@@ -91,22 +101,27 @@ export const make = (options: Engine.Options) =>
       writer.withPermits(1)(Effect.uninterruptible(
         Effect.gen(function*() {
           const current = yield* Ref.get(state)
-          const { changes, next, ops } = yield* database.transaction((trx) =>
+          const { advanced, changes, next, ops } = yield* database.transaction((trx) =>
             Effect.gen(function*() {
               const loaded: Projection.Loaded = new Map()
               const { folded, next, ops } = yield* body(trx, current, loaded)
-              if (ops.length === 0) return { changes: [], next, ops }
+              const advanced = new Map<string, VersionVector.Entry>()
+              if (ops.length === 0) return { advanced, changes: [], next, ops }
               yield* OperationLog.append(trx, bulk, ops, maxOperationBytes)
               const changes = yield* Projection.apply(trx, bulk, models, node, ops, loaded, folded)
-              yield* OperationLog.writeVector(trx, bulk, current.vector, next.vector)
+              VersionVector.advanceInPlace(advanced, ops)
+              yield* OperationLog.writeVector(trx, bulk, advanced)
               if (next.clock.last !== current.clock.last) {
                 yield* OperationLog.writeMeta(trx, OperationLog.META_CLOCK, next.clock.last)
               }
-              return { changes, next, ops }
+              return { advanced, changes, next, ops }
             })
           )
-          yield* Ref.set(state, next)
-          const done: Engine.Commit = { source, ops, changes, vector: next.vector }
+          // committed: the vector follows, in place (the writer is the only one changing it)
+          for (const [origin, entry] of advanced) vector.set(origin, entry)
+          if (advanced.size > 0) snapshot = undefined
+          yield* Ref.set(state, { clock: next.clock, vector })
+          const done: Engine.Commit = { source, ops, changes }
           if (ops.length > 0) yield* PubSub.publish(pubsub, done)
           return done
         })
@@ -141,11 +156,13 @@ export const make = (options: Engine.Options) =>
           Effect.gen(function*() {
             const sorted = [...incoming].sort((a, b) => (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : a.seq - b.seq))
             const accepted: Array<Operation.Operation> = []
-            let vector = current.vector
+            // what this batch moves each origin to: held = the batch's last accepted, else the vector's
+            const pending = new Map<string, VersionVector.Entry>()
             let newest = Timestamp.zero
+            let origins = current.vector.size
             duplicates = 0
             for (const op of sorted) {
-              const held = vector[op.origin]
+              const held = pending.get(op.origin) ?? current.vector.get(op.origin)
               const heldSeq = held?.seq ?? 0
               if (op.seq <= heldSeq) {
                 duplicates++
@@ -158,12 +175,16 @@ export const make = (options: Engine.Options) =>
                 return yield* new IngestError({ reason: "TimestampNotIncreasing", origin: op.origin, seq: op.seq, detail: `timestamp ${op.ts} is not after ${held.ts}` })
               }
               yield* Hlc.checkDrift(current.clock, op.ts, now)
-              vector = VersionVector.advance(vector, [op])
+              // until signed operations tie origins to members, anyone can make up origins: bound them
+              if (held === undefined && ++origins > maxOrigins) {
+                return yield* new IngestError({ reason: "TooManyOrigins", origin: op.origin, seq: op.seq, detail: `the library would hold operations of more than ${maxOrigins} origins (maxOrigins)` })
+              }
+              pending.set(op.origin, { seq: op.seq, ts: op.ts })
               newest = Timestamp.max(newest, op.ts)
               accepted.push(op)
             }
             const clock = accepted.length === 0 ? current.clock : (yield* Hlc.receive(current.clock, newest, now))[1]
-            return { next: { clock, vector }, ops: accepted }
+            return { next: { clock }, ops: accepted }
           })
         )
         return { applied: result.ops.length, duplicates }
@@ -201,9 +222,8 @@ export const make = (options: Engine.Options) =>
           )
         ),
       commits: PubSub.subscribe(pubsub),
-      versionVector: Effect.map(Ref.get(state), (s) => s.vector),
-      opsSince: (theirs, limit) =>
-        Effect.flatMap(Ref.get(state), (s) => OperationLog.since(kysely, s.vector, theirs, Math.max(1, Math.min(limit, maxBatchSize)))),
+      versionVector: Effect.sync(() => (snapshot ??= new Map(vector))),
+      opsSince: (theirs, limit) => OperationLog.since(kysely, vector, theirs, Math.max(1, Math.min(limit, maxBatchSize))),
       rebuild: writer.withPermits(1)(
         database.transaction((trx) =>
           Effect.gen(function*() {
@@ -307,7 +327,7 @@ const buildOps = (
   docs: Map<string, RichText.Doc>,
   now: number
 ): Either.Either<
-  { readonly next: WriterState; readonly ops: ReadonlyArray<Operation.Operation>; readonly folded: Projection.Folded },
+  { readonly next: WriterNext; readonly ops: ReadonlyArray<Operation.Operation>; readonly folded: Projection.Folded },
   MutationError | ValidationError | Hlc.ClockDriftError
 > => {
   const ops: Array<Operation.Operation> = []
@@ -375,5 +395,5 @@ const buildOps = (
     state: (model, id) => states.get(key(model, id)),
     document: (model, id, field) => docs.get(key(model, id, field))
   }
-  return Either.right({ next: { clock, vector: VersionVector.advance(current.vector, ops) }, ops, folded })
+  return Either.right({ next: { clock }, ops, folded })
 }

@@ -73,7 +73,7 @@ export const make = (options: { readonly peers?: ReadonlyArray<string> }) =>
         const current = yield* libraries.defaultLibrary
         if (Option.isNone(current) || current.value.id === joined.id) return
         const engine = opened.get(current.value.id)
-        if (engine === undefined || Object.keys(yield* engine.versionVector).length > 0) return
+        if (engine === undefined || (yield* engine.versionVector).size > 0) return
         yield* libraries.setDefault(joined.id)
         yield* Effect.logInfo(`library ${joined.name} (${joined.id}) is now the default (${current.value.name} holds nothing yet)`)
       })

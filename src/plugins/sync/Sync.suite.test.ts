@@ -20,7 +20,7 @@ PluginSuite.suite("Sync: plugin conformance", {
   malformed: [
     // 0xc1 is the one byte MessagePack never uses
     { name: "a frame that is not MessagePack", bytes: Framing.encode(Uint8Array.of(0xc1, 0x00, 0xff)) },
-    { name: "a message out of turn (an Ack before the Hello)", bytes: Framing.encode(SyncProtocol.encode({ _tag: "Ack", vector: {} })) }
+    { name: "a message out of turn (an Ack before the Hello)", bytes: Framing.encode(SyncProtocol.encode({ _tag: "Ack", entries: new Map() })) }
   ],
   oversize: PluginSuite.frameHeader(Protocol.MAX_FRAME_BYTES + 1),
   // the plugin's own limit (not exported): see `Sync.make`
