@@ -117,14 +117,14 @@ export const encode = (message: Message): Uint8Array => {
   const type = types.indexOf(message._tag)
   switch (message._tag) {
     case "Hello":
-      return Binary.encode([VERSION, type, message.node, message.library, VersionVector.toWire(message.entries), message.more])
+      return Binary.encode([VERSION, type, message.node, message.library, VersionVector.encodePage(message.entries), message.more])
     case "Ops":
       return Binary.encode([VERSION, type, Operation.toBatchWire(message.ops), message.hasMore])
     case "Ack":
-      return Binary.encode([VERSION, type, VersionVector.toWire(message.entries)])
+      return Binary.encode([VERSION, type, VersionVector.encodePage(message.entries)])
     case "Vector":
     case "More":
-      return Binary.encode([VERSION, type, VersionVector.toWire(message.entries), message.more])
+      return Binary.encode([VERSION, type, VersionVector.encodePage(message.entries), message.more])
     case "Abort":
       return Binary.encode([VERSION, type, message.reason, message.detail])
   }

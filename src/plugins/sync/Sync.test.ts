@@ -5,6 +5,13 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import Sqlite from "better-sqlite3"
+import { mkdtempSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import * as Binary from "../../crdt/Binary.js"
+import * as Operation from "../../crdt/Operation.js"
+import * as Timestamp from "../../crdt/Timestamp.js"
 import type * as Engine from "../../engine/Engine.js"
 import * as Model from "../../engine/Model.js"
 import * as Engines from "../../engine/testing/Engines.js"
@@ -28,10 +35,10 @@ const peer = (
   id: string,
   models: ReadonlyArray<Model.Any>,
   members: ReadonlyArray<string>,
-  options: { readonly synced?: boolean } = {}
+  options: { readonly synced?: boolean; readonly filename?: string } = {}
 ) =>
   Effect.gen(function*() {
-    const engine = yield* Engines.open({ models, node: id })
+    const engine = yield* Engines.open({ models, node: id, ...(options.filename === undefined ? {} : { filename: options.filename }) })
     const transport = yield* network.transport(id)
     const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerMemory([{ id: LIBRARY, name: "lib", members: members as Array<never> }]))
     const host = yield* PluginHost.make({ connectDiscovered: false }).pipe(
@@ -208,4 +215,46 @@ describe("Sync plugin", () => {
         expect(syncing(yield* b.sync.status)).toBe(false)
       }))
   }
+
+  it.scopedLive("peers holding operations of 100 000 origins (128 characters each) exchange their vectors in bounded frames and keep syncing", () =>
+    Effect.gen(function*() {
+      const origins = Array.from({ length: 100_000 }, (_, i) => `${String(i).padStart(8, "0")}${"x".repeat(120)}`)
+      const filenames = yield* Effect.forEach(["a", "b"], (id) => historyOf(id, origins))
+      const network = yield* MemoryTransport.make({ seed: 7 })
+      const a = yield* peer(network, "a", [notes], ["a", "b"], { filename: filenames[0]! })
+      const b = yield* peer(network, "b", [notes], ["a", "b"], { filename: filenames[1]! })
+      const failures: Array<unknown> = []
+      yield* Effect.forkScoped(Stream.runForEach(yield* a.sync.failures, (f) => Effect.sync(() => failures.push(f.error))))
+      yield* Effect.forkScoped(Stream.runForEach(yield* b.sync.failures, (f) => Effect.sync(() => failures.push(f.error))))
+      yield* a.transport.connect("memory://b")
+      yield* a.engine.mutate([notes.create("from-a", { title: "a" })])
+      yield* b.engine.mutate([notes.create("from-b", { title: "b" })])
+      yield* eventually(Effect.zipWith(has(a.engine, "from-b"), has(b.engine, "from-a"), (x, y) => x && y))
+      expect((yield* a.engine.versionVector).size).toBe(100_002)
+      expect((yield* b.engine.versionVector).size).toBe(100_002)
+      expect(failures).toEqual([])
+    }), { timeout: 60_000 })
 })
+
+/**
+ * A database file whose log holds one operation (a delete) from each of `origins`, written
+ * straight into SQLite: the same history on both peers, so a session exchanges vectors only.
+ */
+const historyOf = (node: string, origins: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const filename = join(mkdtempSync(join(tmpdir(), "weft-vectors-")), `${node}.db`)
+    yield* Effect.scoped(Engines.open({ models: [notes], node, filename }))
+    const db = new Sqlite(filename)
+    const ts = Timestamp.make(Date.now() - 60_000, 0)
+    const op = db.prepare("INSERT INTO weft_operations (origin, seq, ts, kind, model, record, payload) VALUES (?, 1, ?, ?, 'notes', ?, ?)")
+    const entry = db.prepare("INSERT INTO weft_vector (origin, seq, ts) VALUES (?, 1, ?)")
+    const payload = Buffer.from(Binary.encode(null))
+    db.transaction(() => {
+      for (const [i, origin] of origins.entries()) {
+        op.run(origin, ts, Operation.kindOf({ _tag: "Delete" }), `r${i}`, payload)
+        entry.run(origin, ts)
+      }
+    })()
+    db.close()
+    return filename
+  })
