@@ -10,12 +10,14 @@ import * as Engine from "./engine.js"
 import * as Network from "./network.js"
 import * as RichText from "./richText.js"
 import * as Sync from "./sync.js"
+import * as Vectors from "./vectors.js"
 import { type Figure, json, print } from "./report.js"
 
 const sections: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figure, unknown>> = {
   engine: () => Engine.run(),
   richtext: () => RichText.run(),
   sync: () => Sync.run(),
+  vectors: () => Vectors.run(),
   network: () => Network.run(),
   cli: () => Cli.run()
 }

@@ -37,7 +37,7 @@ describe("convergence: fixed schedules", () => {
   it("prints a schedule readably", () => {
     const plan = fc.sample(Convergence.arbitraryPlan({ models, maxSteps: 5 }), { numRuns: 1, seed: 7 })[0]!
     const text = fc.stringify(plan)
-    expect(text.split("\n")[0]).toMatch(/^\d peers, network seed \d+:$/)
+    expect(text.split("\n")[0]).toMatch(/^\d peers \([^)]*\), network seed \d+:$/)
     expect(text.split("\n").length).toBe(plan.steps.length + 1)
   })
 })

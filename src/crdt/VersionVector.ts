@@ -141,50 +141,61 @@ export const fromWire = (u: unknown, maxEntries: number): Either.Either<Map<stri
 export const PAGE_ENTRIES = 8192
 
 // A page on the wire is one byte string of entries, each: origin length (1 byte), the origin
-// (ASCII), seq (a float64, big-endian) and the timestamp (8 bytes, its 16
-// hex digits as bytes). Read with a byte table and no intermediate values, 100 000 entries
-// decode in a few tens of milliseconds, where a MessagePack array of triples costs 10× more.
+// (ASCII), seq (a float64, big-endian) and the timestamp (its 16 hex digits, ASCII). Plain
+// loops over bytes, no call into the runtime per entry: the decoder reads the page once as a
+// latin1 string and slices origins and timestamps out of it.
 const SEQ_BYTES = 8
-const TS_BYTES = 8
+const TS_CHARS = 16
+
+const HEX_BYTES = (() => {
+  const table = new Uint8Array(256)
+  for (const c of "0123456789abcdef") table[c.charCodeAt(0)] = 1
+  return table
+})()
 
 /** Encodes entries as one page. */
 export const encodePage = (entries: Iterable<readonly [string, Entry]>): Uint8Array => {
   const list = Array.isArray(entries) ? (entries as ReadonlyArray<readonly [string, Entry]>) : [...entries]
   let size = 0
-  for (const [origin] of list) size += 1 + origin.length + SEQ_BYTES + TS_BYTES
-  const out = Buffer.allocUnsafe(size)
+  for (const [origin] of list) size += 1 + origin.length + SEQ_BYTES + TS_CHARS
+  const out = new Uint8Array(size)
+  const view = new DataView(out.buffer)
   let at = 0
   for (const [origin, entry] of list) {
-    out[at] = origin.length
-    at += 1 + out.write(origin, at + 1, "latin1")
-    out.writeDoubleBE(entry.seq, at)
+    out[at++] = origin.length
+    for (let i = 0; i < origin.length; i++) out[at++] = origin.charCodeAt(i)
+    view.setFloat64(at, entry.seq)
     at += SEQ_BYTES
-    out.write(entry.ts, at, TS_BYTES, "hex")
-    at += TS_BYTES
+    const ts = entry.ts
+    for (let i = 0; i < TS_CHARS; i++) out[at++] = ts.charCodeAt(i)
   }
-  return new Uint8Array(out.buffer, out.byteOffset, at)
+  return out
 }
 
 /** Decodes one page: every origin a node id, named once, every seq positive; at most `maxEntries`. */
 export const decodePage = (bytes: Uint8Array, maxEntries: number): Either.Either<Map<string, Entry>, string> => {
-  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const out = new Map<string, Entry>()
   let at = 0
-  while (at < buffer.length) {
+  while (at < bytes.length) {
     if (out.size >= maxEntries) return Either.left(`more than ${maxEntries} entries in one page`)
-    const length = buffer[at]!
+    const length = bytes[at]!
     const end = at + 1 + length
-    if (length === 0 || end + SEQ_BYTES + TS_BYTES > buffer.length) return Either.left(`entry ${out.size}: truncated`)
+    if (length === 0 || length > 128 || end + SEQ_BYTES + TS_CHARS > bytes.length) return Either.left(`entry ${out.size}: truncated or too long`)
     for (let i = at + 1; i < end; i++) {
-      if (NODE_ID_BYTES[buffer[i]!] === 0) return Either.left(`entry ${out.size}: the origin is not a node id`)
+      if (NODE_ID_BYTES[bytes[i]!] === 0) return Either.left(`entry ${out.size}: the origin is not a node id`)
     }
-    const origin = buffer.toString("latin1", at + 1, end)
-    const seq = buffer.readDoubleBE(end)
-    if (!Number.isSafeInteger(seq) || seq < 1) return Either.left(`entry ${out.size} (${origin}): seq is not a positive integer`)
-    const ts = buffer.toString("hex", end + SEQ_BYTES, end + SEQ_BYTES + TS_BYTES) as Timestamp
+    const seq = view.getFloat64(end)
+    if (!Number.isSafeInteger(seq) || seq < 1) return Either.left(`entry ${out.size}: seq is not a positive integer`)
+    const tsAt = end + SEQ_BYTES
+    for (let i = tsAt; i < tsAt + TS_CHARS; i++) {
+      if (HEX_BYTES[bytes[i]!] === 0) return Either.left(`entry ${out.size}: ts is not a timestamp`)
+    }
+    const origin = text.slice(at + 1, end)
     if (out.has(origin)) return Either.left(`entry ${out.size}: origin ${origin} named twice`)
-    out.set(origin, { seq, ts })
-    at = end + SEQ_BYTES + TS_BYTES
+    out.set(origin, { seq, ts: text.slice(tsAt, tsAt + TS_CHARS) as Timestamp })
+    at = tsAt + TS_CHARS
   }
   return Either.right(out)
 }

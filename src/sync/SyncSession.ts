@@ -62,6 +62,8 @@ export interface Options {
    * that holds less (default: the anti-entropy interval). Between two, such a vector only adds.
    */
   readonly replayInterval?: Duration.DurationInput
+  /** Most entries per page of the vectors this side sends (default `VersionVector.PAGE_ENTRIES`; smaller in tests, to page small vectors). */
+  readonly pageEntries?: number
   /** Most origins a remote vector may name (default `VersionVector.DEFAULT_MAX_ORIGINS`, as the engine's). */
   readonly maxOrigins?: number
   /** Most bytes of one frame (default 4 MiB). */
@@ -125,6 +127,7 @@ export const run = <E>(
     const window = Math.max(1, options.window ?? 4)
     const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
     const maxOrigins = options.maxOrigins ?? VersionVector.DEFAULT_MAX_ORIGINS
+    const pageEntries = Math.max(1, Math.min(options.pageEntries ?? VersionVector.PAGE_ENTRIES, VersionVector.PAGE_ENTRIES))
     const antiEntropyInterval = Duration.decode(options.antiEntropyInterval ?? Duration.seconds(30))
     const replayInterval = Duration.toMillis(options.replayInterval ?? antiEntropyInterval)
     const onEvent = options.onEvent ?? (() => Effect.void)
@@ -146,7 +149,8 @@ export const run = <E>(
     const commits = yield* engine.commits
     const hello = SyncProtocol.vectorFrames(
       yield* engine.versionVector,
-      (entries, more) => ({ _tag: "Hello", node: engine.node, library: options.library, entries, more })
+      (entries, more) => ({ _tag: "Hello", node: engine.node, library: options.library, entries, more }),
+      pageEntries
     )
     // sent while the remote's Hello is read: both sides send theirs first, and a vector of many
     // pages would fill a bounded channel both ways before either side reads
@@ -270,7 +274,7 @@ export const run = <E>(
     const antiEntropy = Effect.forever(Effect.gen(function*() {
       yield* Effect.sleep(antiEntropyInterval)
       const vector = yield* engine.versionVector
-      yield* sendFrames(SyncProtocol.vectorFrames(vector, (entries, more) => ({ _tag: "Vector", entries, more })))
+      yield* sendFrames(SyncProtocol.vectorFrames(vector, (entries, more) => ({ _tag: "Vector", entries, more }), pageEntries))
     }))
 
     const handle = (message: SyncProtocol.Message): Effect.Effect<void, SessionError<E>> => {

@@ -11,6 +11,12 @@
  * it("my models converge", () => Convergence.check({ models: [files, folders] }), 120_000)
  * ```
  *
+ * The generators reach for what breaks engines: peers and records named like
+ * `Object.prototype` members (`__proto__`, `constructor`), edits holding
+ * ill-formed strings (lone UTF-16 surrogates: every peer must refuse them,
+ * and nothing of them may be written), and foreign origins in numbers that
+ * make vectors wide and span several pages on the wire.
+ *
  * Runs use virtual time (`TestClock`) and a seeded network, so a failing
  * schedule replays exactly; fast-check shrinks it and prints it step by step.
  * `WEFT_PROPERTY_RUNS` sets the number of schedules (default 200).
@@ -18,6 +24,7 @@
  * @since 0.1.0
  */
 import * as Arbitrary from "effect/Arbitrary"
+import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -34,6 +41,7 @@ import { tmpdir } from "node:os"
 import { join } from "node:path"
 import * as Operation from "../../../crdt/Operation.js"
 import * as Reference from "../../../crdt/testing/Reference.js"
+import * as Timestamp from "../../../crdt/Timestamp.js"
 import * as VersionVector from "../../../crdt/VersionVector.js"
 import type * as Engine from "../../../engine/Engine.js"
 import type * as Model from "../../../engine/Model.js"
@@ -77,6 +85,8 @@ export interface Edit {
   readonly kind: "update" | "delete" | "splice"
   readonly values: Readonly<Record<string, unknown>>
   readonly splice: { readonly field: string; readonly at: number; readonly deleteCount: number; readonly insert: string } | undefined
+  /** Where the edit carries a lone surrogate, which every engine must refuse with a `ValidationError`. */
+  readonly illFormed?: "id" | "value" | "splice" | undefined
 }
 
 /** One step of a schedule. */
@@ -89,15 +99,24 @@ export type Step =
   | { readonly _tag: "Crash"; readonly peer: number }
   | { readonly _tag: "Restart"; readonly peer: number }
   | { readonly _tag: "Wait"; readonly millis: number }
+  /** The peer ingests one operation from each of `origins` new origins (as if relayed from peers not in the run). */
+  | { readonly _tag: "Foreign"; readonly peer: number; readonly origins: number }
 
 /** A schedule: how many peers, the network's seed, and the steps. */
 export interface Plan {
   readonly peers: number
   readonly seed: number
   readonly steps: ReadonlyArray<Step>
+  /** The peers' node ids (default p0, p1, …). */
+  readonly names?: ReadonlyArray<string>
 }
 
-const name = (i: number) => `p${i}`
+/** Node ids and record ids that are also `Object.prototype` member names. */
+export const PROTOTYPE_NAMES = ["__proto__", "constructor", "hasOwnProperty", "toString", "valueOf", "isPrototypeOf"] as const
+
+let names: ReadonlyArray<string> = []
+const name = (i: number) => names[i] ?? `p${i}`
+const namesOf = (plan: Plan) => Array.from({ length: plan.peers }, (_, i) => plan.names?.[i] ?? `p${i}`)
 
 /** A step as one readable line. */
 export const formatStep = (step: Step): string => {
@@ -107,7 +126,7 @@ export const formatStep = (step: Step): string => {
       const what = e.splice !== undefined && e.kind === "splice"
         ? `splice ${e.splice.field} at ${e.splice.at.toFixed(2)} -${e.splice.deleteCount} +${JSON.stringify(e.splice.insert)}`
         : e.kind === "delete" ? "delete (or create)" : `write ${JSON.stringify(e.values)}`
-      return `${name(step.peer)}: ${e.model}/${e.record} ${what}`
+      return `${name(step.peer)}: ${e.model}/${e.record} ${what}${e.illFormed === undefined ? "" : ` with a lone surrogate in its ${e.illFormed} (refused)`}`
     }
     case "Connect":
       return `connect ${name(step.a)} - ${name(step.b)}`
@@ -123,12 +142,17 @@ export const formatStep = (step: Step): string => {
       return `restart ${name(step.peer)}`
     case "Wait":
       return `wait ${step.millis} ms`
+    case "Foreign":
+      return `${name(step.peer)}: ingests ${step.origins} operation(s) of as many new origins`
   }
 }
 
 /** A schedule as readable lines. */
-export const format = (plan: Plan): string =>
-  [`${plan.peers} peers, network seed ${plan.seed}:`, ...plan.steps.map((s, i) => `  ${String(i + 1).padStart(2)}. ${formatStep(s)}`)].join("\n")
+export const format = (plan: Plan): string => {
+  names = namesOf(plan)
+  const named = plan.names === undefined ? "" : ` (${names.join(", ")})`
+  return [`${plan.peers} peers${named}, network seed ${plan.seed}:`, ...plan.steps.map((s, i) => `  ${String(i + 1).padStart(2)}. ${formatStep(s)}`)].join("\n")
+}
 
 const defaultValues = (_model: Model.Any, field: Model.Field): fc.Arbitrary<unknown> =>
   (Arbitrary.makeLazy(field.schema as Schema.Schema<unknown>)(fc as never) as unknown as fc.Arbitrary<unknown>)
@@ -142,7 +166,8 @@ export const arbitraryPlan = (options: Options): fc.Arbitrary<Plan> => {
     const edits = options.models.map((model) => {
       const fields = [...model.fields.values()]
       const rich = fields.filter((f) => f.column === "rich").map((f) => f.name)
-      const record = fc.integer({ min: 0, max: (options.records ?? 3) - 1 }).map((i) => `r${i}`)
+      // one record id in the pool is a prototype member name
+      const record = fc.integer({ min: 0, max: (options.records ?? 3) - 1 }).map((i) => (i === 0 ? "__proto__" : `r${i}`))
       const values = fc.record(Object.fromEntries(fields.map((f) => [f.name, valuesOf(model, f)])), { requiredKeys: [] })
       return fc.record({
         model: fc.constant(model.name),
@@ -154,8 +179,12 @@ export const arbitraryPlan = (options: Options): fc.Arbitrary<Plan> => {
           at: fc.double({ min: 0, max: 1, noNaN: true }),
           deleteCount: fc.integer({ min: 0, max: 3 }),
           insert: fc.string({ maxLength: 5 })
-        })
-      })
+        }),
+        illFormed: fc.oneof(
+          { weight: 12, arbitrary: fc.constant(undefined) },
+          { weight: 1, arbitrary: fc.constantFrom("id" as const, "value" as const, ...(rich.length > 0 ? ["splice" as const] : [])) }
+        )
+      }, { requiredKeys: ["model", "record", "kind", "values", "splice"] })
     })
     const step: fc.Arbitrary<Step> = fc.oneof(
       { weight: 6, arbitrary: fc.record({ _tag: fc.constant("Edit" as const), peer, edit: fc.oneof(...edits) }) },
@@ -165,12 +194,15 @@ export const arbitraryPlan = (options: Options): fc.Arbitrary<Plan> => {
       { weight: 1, arbitrary: fc.constant({ _tag: "Heal" as const }) },
       { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Crash" as const), peer }) },
       { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Restart" as const), peer }) },
-      { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Wait" as const), millis: fc.integer({ min: 1, max: 200 }) }) }
+      { weight: 2, arbitrary: fc.record({ _tag: fc.constant("Wait" as const), millis: fc.integer({ min: 1, max: 200 }) }) },
+      { weight: 1, arbitrary: fc.record({ _tag: fc.constant("Foreign" as const), peer, origins: fc.integer({ min: 1, max: 60 }) }) }
     )
+    const pool = [...PROTOTYPE_NAMES, ...Array.from({ length: max }, (_, i) => `p${i}`)]
     return fc.record({
       peers: fc.constant(peers),
       seed: fc.integer({ min: 0, max: 2 ** 31 - 1 }),
-      steps: fc.array(step, { maxLength: options.maxSteps ?? 40 })
+      steps: fc.array(step, { maxLength: options.maxSteps ?? 40 }),
+      names: fc.shuffledSubarray(pool, { minLength: peers, maxLength: peers })
     })
   }).map((plan) => Object.assign(plan, { [fc.toStringMethod]: () => format(plan) }))
 }
@@ -198,7 +230,8 @@ export const run = (plan: Plan, options: Options): Effect.Effect<void, unknown> 
       latency: options.faults?.latency ?? { minMillis: 0, maxMillis: 5 },
       resetProbability: options.faults?.resetProbability ?? 0.002
     })
-    const nodes = Array.from({ length: plan.peers }, (_, i) => name(i))
+    const nodes = namesOf(plan)
+    let foreign = 0
     const libraries = Libraries.layerMemory([{ id: LIBRARY, name: "convergence", members: nodes as Array<never> }])
     const running = new Map<number, Running>()
     const made: Array<Operation.Operation> = []
@@ -217,7 +250,8 @@ export const run = (plan: Plan, options: Options): Effect.Effect<void, unknown> 
           )
           yield* Sync.make({
             libraries: [{ id: LIBRARY, engine }],
-            session: { debounce: Duration.millis(5), antiEntropyInterval: Duration.seconds(1), batchSize: 64, window: 2 },
+            // pages of 16 entries: a run's vectors span several pages on the wire
+            session: { debounce: Duration.millis(5), antiEntropyInterval: Duration.seconds(1), batchSize: 64, window: 2, pageEntries: 16 },
             retry: Schedule.spaced(Duration.millis(50))
           }).pipe(Effect.provideService(PluginHost.PluginHost, host), Effect.provide(libraries))
           return { scope, engine, transport }
@@ -257,9 +291,38 @@ export const run = (plan: Plan, options: Options): Effect.Effect<void, unknown> 
           : e.kind === "splice" && e.splice !== undefined
           ? model.splice(e.record, e.splice.field as never, yield* spliceFor(peer.engine, model, e))
           : model.update(e.record, e.values as never)
+        if (e.illFormed !== undefined) {
+          const refused = yield* Effect.either(peer.engine.mutate([illFormed(model, e)]))
+          // refused for the surrogate, not for something else the generated change lacks
+          if (Either.isRight(refused) || refused.left._tag !== "ValidationError" || !/surrogate|well-formed|ill-formed|UTF-16/i.test(refused.left.message)) {
+            return yield* Effect.fail(new ConvergenceError(`${nodes[i]} did not refuse a lone surrogate in its ${e.illFormed} with a ValidationError: ${Either.isRight(refused) ? "it was written" : refused.left.message}`))
+          }
+          return
+        }
         // changes the engine refuses (invalid values, a missing required field) are part of the test too
         const commit = yield* Effect.either(peer.engine.mutate([change]))
         if (Either.isRight(commit)) made.push(...commit.right.ops)
+      })
+
+    // operations of origins that are not peers of the run: one each, a delete of a shared record
+    const ingestForeign = (i: number, origins: number) =>
+      Effect.gen(function*() {
+        const peer = running.get(i)
+        if (peer === undefined) return
+        const now = yield* Clock.currentTimeMillis
+        const model = options.models[0]!
+        const ops: Array<Operation.Operation> = Array.from({ length: origins }, (_, k) => ({
+          _tag: "Delete",
+          origin: `foreign-${foreign + k}` as Timestamp.NodeId,
+          seq: 1,
+          ts: Timestamp.make(now, k),
+          model: model.name as Operation.ModelName,
+          record: `r${k % (options.records ?? 3)}`
+        }))
+        foreign += origins
+        const result = yield* peer.engine.ingest(ops)
+        if (result.applied !== origins) return yield* Effect.fail(new ConvergenceError(`${nodes[i]} applied ${result.applied} of ${origins} foreign operations`))
+        made.push(...ops)
       })
 
     for (let i = 0; i < plan.peers; i++) yield* start(i)
@@ -290,6 +353,9 @@ export const run = (plan: Plan, options: Options): Effect.Effect<void, unknown> 
         case "Wait":
           yield* TestClock.adjust(Duration.millis(step.millis))
           break
+        case "Foreign":
+          yield* ingestForeign(step.peer, step.origins)
+          break
       }
       yield* settle
     }
@@ -311,7 +377,8 @@ export const run = (plan: Plan, options: Options): Effect.Effect<void, unknown> 
     }
     if (!quiet) {
       const vectors = yield* Effect.forEach(engines, (e) => e.versionVector)
-      return yield* Effect.fail(new ConvergenceError(`no quiescence after 30 s of virtual time: expected ${JSON.stringify(expected)}, have ${JSON.stringify(vectors)}`))
+      const show = (v: VersionVector.VersionVector) => JSON.stringify([...v].sort())
+      return yield* Effect.fail(new ConvergenceError(`no quiescence after 30 s of virtual time: expected ${show(expected)}, have ${vectors.map(show).join(" / ")}`))
     }
 
     const reference = normalize(Reference.view(made), options.models)
@@ -335,6 +402,24 @@ export const run = (plan: Plan, options: Options): Effect.Effect<void, unknown> 
       }
     }
   }).pipe(Effect.scoped, Effect.provide(TestContext.TestContext))
+
+/**
+ * The edit's change with a lone surrogate where the edit says; built so that nothing but the
+ * surrogate is wrong with it (values are checked before the record's existence).
+ */
+const illFormed = (model: Model.Any, e: Edit): Model.Change => {
+  const lone = "a\uD800b"
+  const rich = [...model.fields.values()].find((f) => f.column === "rich")
+  const text = [...model.fields.values()].find((f) => f.column === "rich" || Schema.is(f.schema as Schema.Schema<unknown>)(lone))
+  switch (e.illFormed === "splice" && rich === undefined ? "id" : e.illFormed === "value" && text === undefined ? "id" : e.illFormed) {
+    case "splice":
+      return model.splice(e.record, rich!.name as never, { index: 0, deleteCount: 0, insert: lone })
+    case "value":
+      return model.update(e.record, { [text!.name]: lone } as never)
+    default:
+      return model.delete(`${e.record}${lone}`)
+  }
+}
 
 const spliceFor = (engine: Engine.Service, model: Model.Any, e: Edit) =>
   Effect.map(engine.get(model, e.record), (row) => {
