@@ -35,6 +35,7 @@ import type { StorageError } from "../engine/Database.js"
 import { ProtocolError } from "../transport/ProtocolError.js"
 import type * as Engine from "../engine/Engine.js"
 import type { IngestError, ValidationError } from "../engine/EngineError.js"
+import { describe } from "../internal/describe.js"
 import * as SyncProtocol from "./SyncProtocol.js"
 
 /** A bidirectional channel of frames (the transport's `Framing.Framed` is one). */
