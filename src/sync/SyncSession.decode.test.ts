@@ -34,7 +34,7 @@ const against = (frames: ReadonlyArray<Uint8Array>) =>
     return { exit, unchanged: JSON.stringify(after) === JSON.stringify(before) }
   })
 
-const hello = SyncProtocol.encode({ _tag: "Hello", node: "peer-a" as any, library: "lib-1", vector: {} })
+const hello = SyncProtocol.encode({ _tag: "Hello", node: "peer-a" as any, library: "lib-1", entries: new Map(), more: false })
 
 /** The exit's failure: a typed error, or `Die` for a defect. */
 const failureOf = (exit: Exit.Exit<void, unknown>) =>
@@ -52,12 +52,12 @@ describe("SyncSession: hostile frames are violations, not defects", () => {
         return r
       }
       const frames = [
-        Binary.encode([1, toString]), // the message type
-        Binary.encode([toString, 0, "peer-a", "lib-1", {}]), // the version
-        Binary.encode([1, 1, [["peer-a"], [row({ 0: toString })]], false]), // an operation's kind
-        Binary.encode([1, 1, [["peer-a"], [row({ 1: toString })]], false]), // its origin index
-        Binary.encode([1, 1, [["peer-a"], [row({ 4: toString })]], false]), // its model
-        Binary.encode([1, 1, [[toString], [row({})]], false]) // an origin
+        Binary.encode([SyncProtocol.VERSION, toString]), // the message type
+        Binary.encode([toString, 0, "peer-a", "lib-1", new Uint8Array(0), false]), // the version
+        Binary.encode([SyncProtocol.VERSION, 1, [["peer-a"], [row({ 0: toString })]], false]), // an operation's kind
+        Binary.encode([SyncProtocol.VERSION, 1, [["peer-a"], [row({ 1: toString })]], false]), // its origin index
+        Binary.encode([SyncProtocol.VERSION, 1, [["peer-a"], [row({ 4: toString })]], false]), // its model
+        Binary.encode([SyncProtocol.VERSION, 1, [[toString], [row({})]], false]) // an origin
       ]
       for (const frame of frames) {
         const { exit, unchanged } = yield* against(frame === frames[0] || frame === frames[1] ? [frame] : [hello, frame])
@@ -85,7 +85,7 @@ describe("SyncSession: hostile frames are violations, not defects", () => {
 
   it.scopedLive("an op batch holding a lone surrogate (CESU-8 bytes) in a string is refused, not turned into U+FFFD", () =>
     Effect.gen(function*() {
-      const valid = Binary.encode([1, 1, Operation.toBatchWire([
+      const valid = Binary.encode([SyncProtocol.VERSION, 1, Operation.toBatchWire([
         { _tag: "Create", origin: "peer-a", seq: 1, ts: TS, model: "notes", record: "rX", fields: { title: "X", rank: 1 } }
       ]), false])
       // the title "X" is the byte 0x58 after its fixstr header 0xa1: make it a 3-byte string holding U+D800 as CESU-8

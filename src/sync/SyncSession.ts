@@ -329,19 +329,10 @@ export const run = <E>(
     const background = Effect.all([sender, watcher, antiEntropy], { concurrency: "unbounded", discard: true })
     yield* Effect.raceFirst(receiver, background).pipe(
       Effect.tapError((error) => {
-        const tag = typeof error === "object" && error !== null && "_tag" in error ? describe(error._tag) : "Error"
+        const tag = typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : "Error"
         const detail = error instanceof Error ? error.message : describe(error)
         // best effort: the channel may be what failed
         return Effect.ignore(Effect.timeout(send({ _tag: "Abort", reason: tag.slice(0, 64), detail: detail.slice(0, 4096) }), Duration.seconds(1)))
       })
     )
   })) as Effect.Effect<void, SessionError<E>>
-
-/** A value in a message, never throwing (a remote's value may be anything). */
-const describe = (u: unknown): string => {
-  try {
-    return typeof u === "string" ? u : String(u)
-  } catch {
-    return typeof u
-  }
-}
