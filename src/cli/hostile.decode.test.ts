@@ -23,12 +23,12 @@ const { eventually } = Processes
 const { LOOPBACK, serve, twoDirs, weftJson } = Cli
 
 /**
- * A sync frame `[1, Ops, …, false]` whose batch is twenty nested array32
+ * A sync frame `[2, Ops, …, false]` (protocol version 2) whose batch is twenty nested array32
  * headers, each announcing 33 554 431 elements: 105 bytes. A reader that
  * trusts headers allocates ~250 MB per level before reading an element.
  */
 const NESTED_HEADERS = Uint8Array.from([
-  0x94, 0x01, 0x01,
+  0x94, 0x02, 0x01,
   ...Array.from({ length: 20 }, () => [0xdd, 0x01, 0xff, 0xff, 0xff]).flat(),
   0xc0, 0xc2
 ])
