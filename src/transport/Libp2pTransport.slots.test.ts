@@ -13,6 +13,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import { createLibp2p } from "libp2p"
+import { connect, type Socket } from "node:net"
 import * as Identity from "./Identity.js"
 import * as Libp2pTransport from "./Libp2pTransport.js"
 import * as PeerAddress from "./PeerAddress.js"
@@ -85,6 +86,25 @@ const echoes = (from: Transport.Service, to: Transport.PeerId) =>
     return yield* Stream.runCollect(stream.source).pipe(Effect.map((chunks) => [...chunks].flatMap((c) => [...c])))
   }))
 
+/** A socket from `from` to `address` that connects and never speaks, closed with the scope. */
+const silentSocket = (from: string, address: string) =>
+  Effect.acquireRelease(
+    Effect.async<Socket>((resume) => {
+      const [, , host, , port] = address.split("/")
+      const socket = connect({ host: host!, port: Number(port), localAddress: from })
+      // refused or reset by the victim: that is its business; the socket is returned all the same
+      let done = false
+      const ready = () => {
+        if (done) return
+        done = true
+        resume(Effect.succeed(socket))
+      }
+      socket.on("error", ready)
+      socket.once("connect", ready)
+    }),
+    (socket) => Effect.sync(() => socket.destroy())
+  )
+
 describe("Libp2pTransport: connection slots", () => {
   it("PeerAddress.host: an IPv4 address whole, an IPv6 address by its /64, a mapped IPv4 address as that address", () => {
     expect(PeerAddress.host("/ip4/192.0.2.7/tcp/4001/p2p/12D3KooWx")).toBe("ip4/192.0.2.7")
@@ -123,5 +143,18 @@ describe("Libp2pTransport: connection slots", () => {
       const after = yield* eventually("a stranger closed for the third member", transport.connections, (peers) => peers.length <= 6)
       expect(ones.every((one) => after.includes(one.peerId))).toBe(true)
       expect(after.filter((peer) => !members.has(peer)).length).toBe(3)
+    }), 60_000)
+
+  it.scopedLive("sockets that connect and never speak keep no one else out", () =>
+    Effect.gen(function*() {
+      const members = new Set<string>()
+      const { transport, address } = yield* victim(members)
+      // more silent sockets than libp2p let be under way for all hosts together (10): five from each of
+      // three hosts (libp2p lets a host open five a second)
+      yield* Effect.forEach(["127.0.3.1", "127.0.3.2", "127.0.3.3"].flatMap((host) => Array.from({ length: 5 }, () => host)), (from) => silentSocket(from, address))
+      const one = yield* member
+      members.add(one.peerId)
+      expect(yield* one.connect(address)).toBe(transport.peerId)
+      expect(yield* echoes(one, transport.peerId)).toEqual([1, 2, 3])
     }), 60_000)
 })

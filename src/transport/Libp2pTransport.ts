@@ -15,7 +15,9 @@
  * window, and so the largest frame), and buffers at most about one window
  * received-but-unread before it stops granting the sender more; connections
  * are limited by `maxConnections`, to 3 per peer, and by a per-host rate of
- * new inbound connections; a protocol runs at most `maxInboundStreams`
+ * new inbound connections; a host has at most 4 inbound handshakes under way
+ * (64 for all hosts), each given `dialTimeout`, so sockets that connect and
+ * never speak cannot keep others out; a protocol runs at most `maxInboundStreams`
  * handlers per peer at once, over all its connections.
  *
  * Slots: peers that are not members (`isMember`), strangers, hold at most

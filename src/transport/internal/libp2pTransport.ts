@@ -17,6 +17,7 @@ import type {
   Connection,
   IdentifyResult,
   Libp2p,
+  MultiaddrConnection,
   PeerId as Libp2pPeerId,
   PeerInfo,
   Stream as Libp2pStream
@@ -78,6 +79,13 @@ export const DEFAULT_MAX_STRANGER_CONNECTIONS_PER_HOST = 4
  * stranger it replaces takes a moment to close.
  */
 const EVICTION_HEADROOM = 8
+/**
+ * Most inbound connections whose handshake is under way, and most of them from one host: a socket that
+ * connects and never speaks holds one until the handshake times out (`dialTimeout`), and libp2p's own
+ * bound (10, for all hosts together) let ten such sockets keep every peer out.
+ */
+export const MAX_PENDING_INBOUND = 64
+export const MAX_PENDING_INBOUND_PER_HOST = 4
 /**
  * Most connections one peer may hold with this node: two peers dialling each other at once make two,
  * and one more may still be closing; beyond that a peer would only take slots from others.
@@ -193,13 +201,32 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
     // closes a stranger's connection so that a member can have its slot
     const evict = (id: string, why: string) => {
       const connection = started?.getConnections().find((c) => c.id === id)
-      if (connection === undefined) return
+      if (connection === undefined || runBackground === undefined) return
       evicting.add(id)
       connection.addEventListener("close", () => evicting.delete(id), { once: true })
       runBackground?.(Effect.zipRight(
         Effect.logInfo(`closing the connection of ${connection.remotePeer.toString()}, not a member: ${why}`),
         closeConnection(connection, `this node needs the slot: ${why}`)
       ))
+    }
+    // inbound connections whose handshake is under way, by host; each released once, when it is upgraded
+    // (its connection opens, with the same address) or closed (refused, failed, timed out)
+    const pendingByHost = new Map<string, number>()
+    const pendingRelease = new Map<object, () => void>()
+    const denyPending = (connection: MultiaddrConnection): boolean => {
+      const host = PeerAddress.host(connection.remoteAddr.toString()) ?? connection.remoteAddr.toString()
+      const count = pendingByHost.get(host) ?? 0
+      if (count >= MAX_PENDING_INBOUND_PER_HOST) return true
+      pendingByHost.set(host, count + 1)
+      const release = () => {
+        if (!pendingRelease.delete(connection.remoteAddr)) return
+        const left = (pendingByHost.get(host) ?? 1) - 1
+        if (left > 0) pendingByHost.set(host, left)
+        else pendingByHost.delete(host)
+      }
+      pendingRelease.set(connection.remoteAddr, release)
+      connection.addEventListener("close", release, { once: true })
+      return false
     }
     const candidate = (peer: Libp2pPeerId, address: { toString(): string }) => ({
       member: isMember(toPeerId(peer)),
@@ -235,6 +262,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
             ],
             peerDiscovery: options.mdns === true ? [mdns()] : [],
             connectionGater: {
+              // a socket, before any handshake: a host has only so many handshakes under way
+              denyInboundConnection: denyPending,
               // once the handshake proved who it is: a quick look, so a stranger over its bound is refused
               // before its muxer is set up
               denyInboundEncryptedConnection: (peer, connection) =>
@@ -265,6 +294,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
             },
             connectionManager: {
               maxConnections: limits.maxConnections + EVICTION_HEADROOM,
+              maxIncomingPendingConnections: MAX_PENDING_INBOUND,
+              inboundUpgradeTimeout: Duration.toMillis(dialTimeout),
               dialTimeout: Duration.toMillis(dialTimeout),
               ...(options.maxInboundConnectionsPerSecond === undefined
                 ? {}
@@ -339,6 +370,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
     const endings = new Map<string, TransportError | ProtocolError>()
     const onConnectionOpen = (event: CustomEvent<Connection>) => {
       const connection = event.detail
+      pendingRelease.get(connection.remoteAddr)?.()
       // a connection this node dialled is never refused, but it makes room: a stranger's goes
       if (connection.direction === "outbound") {
         const now = held()
