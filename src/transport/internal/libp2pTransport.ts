@@ -179,10 +179,10 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
     const isMember = options.isMember ?? (() => true)
     // connections being closed to make room for a member: no longer counted
     const evicting = new Set<string>()
-    // inbound connections admitted by the last gate and not listed yet: libp2p lists a connection a few
-    // microtasks after that gate returns (nothing in between waits on the network), so they are counted
-    // until the next turn of the event loop
-    const reserved = new Set<Slots.Held>()
+    // inbound connections admitted by the last gate and not listed yet (by peer): libp2p lists a connection
+    // a few microtasks after that gate returns (nothing in between waits on the network), so each is counted
+    // until its connection opens, or the next turn of the event loop at the latest
+    const reserved = new Map<Slots.Held, string>()
     let reservations = 0
     const held = (): Array<Slots.Held> => [
       ...(started?.getConnections() ?? [])
@@ -196,7 +196,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
           openedAt: connection.timeline.open,
           evictable: true
         })),
-      ...reserved
+      ...reserved.keys()
     ]
     // closes a stranger's connection so that a member can have its slot
     const evict = (id: string, why: string) => {
@@ -204,7 +204,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
       if (connection === undefined || runBackground === undefined) return
       evicting.add(id)
       connection.addEventListener("close", () => evicting.delete(id), { once: true })
-      runBackground?.(Effect.zipRight(
+      runBackground(Effect.zipRight(
         Effect.logInfo(`closing the connection of ${connection.remotePeer.toString()}, not a member: ${why}`),
         closeConnection(connection, `this node needs the slot: ${why}`)
       ))
@@ -287,7 +287,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
                   openedAt: 0,
                   evictable: false
                 }
-                reserved.add(reservation)
+                reserved.set(reservation, peer.toString())
                 setImmediate(() => reserved.delete(reservation))
                 return false
               }
@@ -371,6 +371,14 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
     const onConnectionOpen = (event: CustomEvent<Connection>) => {
       const connection = event.detail
       pendingRelease.get(connection.remoteAddr)?.()
+      if (connection.direction === "inbound") {
+        const peer = connection.remotePeer.toString()
+        for (const [reservation, of] of reserved) {
+          if (of !== peer) continue
+          reserved.delete(reservation)
+          break
+        }
+      }
       // a connection this node dialled is never refused, but it makes room: a stranger's goes
       if (connection.direction === "outbound") {
         const now = held()
