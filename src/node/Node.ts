@@ -55,7 +55,7 @@ import * as PluginHost from "../plugins/PluginHost.js"
 import * as Sync from "../plugins/sync/Sync.js"
 import * as Identity from "../transport/Identity.js"
 import * as Libp2pTransport from "../transport/Libp2pTransport.js"
-import type { PeerId, Transport, TransportError } from "../transport/Transport.js"
+import { type PeerId, Transport, type TransportError } from "../transport/Transport.js"
 import * as AddressBook from "./AddressBook.js"
 import * as Control from "./Control.js"
 import * as ControlSocket from "./ControlSocket.js"
@@ -77,8 +77,13 @@ export interface Options {
   readonly mdns?: boolean
   /** Addresses to stay connected to, redialled whenever the connection drops. */
   readonly peers?: ReadonlyArray<string>
-  /** More of the transport's options (connection and stream bounds). */
-  readonly transport?: Omit<Libp2pTransport.Options, "identity" | "listen" | "mdns">
+  /**
+   * More of the transport's options (connection and stream bounds). Who is a
+   * member is the libraries' business: the peers of any library here may use
+   * every connection slot, any other peer is a stranger, held to
+   * `maxStrangerConnections`.
+   */
+  readonly transport?: Omit<Libp2pTransport.Options, "identity" | "listen" | "mdns" | "isMember">
   /** The sync plugin's tuning (session batch size, window, retry). */
   readonly sync?: Omit<Sync.Options, "libraries">
   /** Bounds of the questions put to the user (pending cap, timeout, cool-down). */
@@ -130,7 +135,14 @@ export type StartError = TransportError | StorageError | ValidationError
 
 /** A node over the identity, libraries and address book in context; it runs for the layer's lifetime. */
 export const layer = (options: Options): Layer.Layer<Services, StartError, Identity.Identity | Libraries.Libraries | AddressBook.AddressBook> => {
-  const transport = Libp2pTransport.layer({ ...options.transport, listen: options.listen, mdns: options.mdns ?? false })
+  const transport = Layer.scoped(
+    Transport,
+    Effect.gen(function*() {
+      const identity = yield* Identity.Identity
+      const isMember = yield* internal.members
+      return yield* Libp2pTransport.make({ ...options.transport, identity, isMember, listen: options.listen, mdns: options.mdns ?? false })
+    })
+  )
   // discovered peers are dialled by Reconnect, which knows which ones wait out a penalty
   const host = PluginHost.layer({ connectDiscovered: false })
   const engines = Engines.layer({ models: options.models, database: options.database, ...(options.engine === undefined ? {} : { engine: options.engine }) })

@@ -65,6 +65,28 @@ describe("Consent", () => {
       expect(yield* consent.pending).toEqual([])
     }))
 
+  it.scoped("one question of a kind waits per peer, and at most maxPendingPerSource per source: a crowd from one host leaves the queue to others", () =>
+    Effect.gen(function*() {
+      const { consent, asked } = yield* attended({ maxPending: 8, maxPendingPerSource: 2 })
+      const from = (peer: string, source: string, kind = "pair") => ({ ...question(peer, kind), source })
+      // fifty identities from one host: two are asked, the rest Busy without asking
+      const crowd = yield* Effect.forEach(Array.from({ length: 50 }, (_, i) => i), (i) => Effect.fork(consent.ask(from(`sybil${i}`, "ip4/192.0.2.7"))))
+      yield* asked
+      yield* asked
+      const outcomes = yield* Effect.forEach(crowd.slice(2), Fiber.join)
+      expect(outcomes.every((outcome) => outcome === "busy")).toBe(true)
+      expect((yield* consent.pending).length).toBe(2)
+      // the same peer again (from anywhere): Busy
+      const first = (yield* consent.pending)[0]!
+      expect(yield* consent.ask(from(first.peer, "ip4/198.51.100.1"))).toBe("busy")
+      // an honest request from another host is asked
+      const honest = yield* Effect.fork(consent.ask(from("honest", "ip4/203.0.113.9")))
+      const pending = yield* asked
+      expect(pending.peer).toBe("honest")
+      yield* consent.answer(pending.id, true)
+      expect(yield* Fiber.join(honest)).toBe("approved")
+    }))
+
   it.scoped("at most maxPending questions wait; more are Busy at once, without asking", () =>
     Effect.gen(function*() {
       const { consent, asked } = yield* attended({ maxPending: 2 })

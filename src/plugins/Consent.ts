@@ -13,9 +13,14 @@
  * - With no front end attending there is nobody to ask: a question is
  *   `Unattended` at once, and the questions waiting when the last front
  *   end leaves (it closed, or crashed) are settled so.
- * - Bounds: at most `maxPending` questions wait for the user at once (more
- *   are `Busy` without asking, so a crowd of throwaway identities cannot
- *   bury a real request); a question nobody answers within its timeout is
+ * - Bounds: at most `maxPending` questions wait for the user at once; at
+ *   most one of each kind per peer; at most `maxPendingPerSource` from one
+ *   source (the host a request came from, see `PeerAddress.host`). A
+ *   question beyond is `Busy` without asking: throwaway identities are free
+ *   to make, addresses are not, so those of one host hold a small share of
+ *   the queue and a request from elsewhere is still asked (the transport
+ *   bounds strangers' connections below `maxPending`, so by default they
+ *   cannot fill it). A question nobody answers within its timeout is
  *   `Timeout`; a peer whose question of a kind the user declined is
  *   `CoolingDown` for that kind during `askAgainAfter`, without asking.
  *
@@ -49,6 +54,11 @@ export interface Question {
   readonly text: string
   /** What a front end may show or act on, by name (e.g. `library`, `libraryName`). */
   readonly details?: Readonly<Record<string, string>>
+  /**
+   * Where the request came from: the requester's host (`PeerAddress.host` of
+   * its connection's address). Questions of one source are bounded apart.
+   */
+  readonly source?: string | undefined
 }
 
 /** A question waiting for an answer, as front ends see it. */
@@ -70,7 +80,11 @@ export type Decision =
   | "declined"
   /** Nobody answered in time. */
   | "timeout"
-  /** `maxPending` questions were waiting already: not asked. */
+  /**
+   * Not asked: `maxPending` questions were waiting already, or
+   * `maxPendingPerSource` from the same source, or one of the same kind from
+   * the same peer.
+   */
   | "busy"
   /** The user declined this peer's question of this kind moments ago: not asked. */
   | "coolingDown"
@@ -106,14 +120,22 @@ export class ConsentError extends Schema.TaggedError<ConsentError>("weft/Consent
 export interface Options {
   /** Questions waiting for the user at once (default `MAX_PENDING`). */
   readonly maxPending?: number
+  /** Questions from one source (host) waiting at once (default `MAX_PENDING_PER_SOURCE`). */
+  readonly maxPendingPerSource?: number
   /** How long a question waits for an answer (default `DEFAULT_TIMEOUT`). */
   readonly timeout?: Duration.DurationInput
   /** How long a declined peer's questions of that kind are refused without asking (default `ASK_AGAIN_AFTER`). */
   readonly askAgainAfter?: Duration.DurationInput
 }
 
-/** Questions waiting at once, by default. */
-export const MAX_PENDING = 4
+/**
+ * Questions waiting at once, by default: more than the transport lets
+ * strangers hold connections (`Libp2pTransport.DEFAULT_MAX_STRANGER_CONNECTIONS`,
+ * each peer asking one question of a kind at a time), so they cannot fill it.
+ */
+export const MAX_PENDING = 32
+/** Questions from one source waiting at once, by default. */
+export const MAX_PENDING_PER_SOURCE = 2
 /** How long a question waits for an answer, by default. */
 export const DEFAULT_TIMEOUT = Duration.seconds(60)
 /** How long a declined peer waits before the user is asked again, by default. */
@@ -152,11 +174,16 @@ export class Consent extends Context.Tag("weft/plugins/Consent")<Consent, Servic
 export const make = (options: Options = {}): Effect.Effect<Service, never, Scope.Scope> =>
   Effect.gen(function*() {
     const maxPending = options.maxPending ?? MAX_PENDING
+    const maxPendingPerSource = options.maxPendingPerSource ?? MAX_PENDING_PER_SOURCE
     const defaultTimeout = options.timeout ?? DEFAULT_TIMEOUT
     const askAgainAfter = Duration.toMillis(Duration.decode(options.askAgainAfter ?? ASK_AGAIN_AFTER))
     const events = yield* Effect.acquireRelease(PubSub.unbounded<QuestionEvent>(), PubSub.shutdown)
     // waiting questions, in the order asked; each settled exactly once through its deferred
-    const waiting = new Map<string, { readonly question: Pending; readonly settled: Deferred.Deferred<Settlement> }>()
+    const waiting = new Map<string, {
+      readonly question: Pending
+      readonly source: string | undefined
+      readonly settled: Deferred.Deferred<Settlement>
+    }>()
     const settled = new Map<string, Settlement>()
     // declined (kind, peer), and until when they are not asked again (insertion order: oldest first)
     const declined = new Map<string, number>()
@@ -191,6 +218,12 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
             if (attending === 0) return "unattended" as const
             if ((declined.get(key) ?? 0) > now) return "coolingDown" as const
             if (waiting.size >= maxPending) return "busy" as const
+            let fromSource = 0
+            for (const { question: other, source } of waiting.values()) {
+              if (other.kind === question.kind && other.peer === question.peer) return "busy" as const
+              if (question.source !== undefined && source === question.source) fromSource++
+            }
+            if (fromSource >= maxPendingPerSource) return "busy" as const
             const pending: Pending = {
               id: `q${++next}`,
               kind: question.kind,
@@ -200,7 +233,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Scope
               askedAt: now,
               expiresAt: now + Duration.toMillis(timeout)
             }
-            const entry = { question: pending, settled: settledBy }
+            const entry = { question: pending, source: question.source, settled: settledBy }
             waiting.set(pending.id, entry)
             return entry
           })

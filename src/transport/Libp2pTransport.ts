@@ -15,8 +15,17 @@
  * window, and so the largest frame), and buffers at most about one window
  * received-but-unread before it stops granting the sender more; connections
  * are limited by `maxConnections`, to 3 per peer, and by a per-host rate of
- * new inbound connections; a protocol runs at most `maxInboundStreams`
+ * new inbound connections; a host has at most 4 inbound handshakes under way
+ * (64 for all hosts), each given `dialTimeout`, so sockets that connect and
+ * never speak cannot keep others out; a protocol runs at most `maxInboundStreams`
  * handlers per peer at once, over all its connections.
+ *
+ * Slots: peers that are not members (`isMember`), strangers, hold at most
+ * `maxStrangerConnections` inbound connections, and at most
+ * `maxStrangerConnectionsPerHost` from one host, so throwaway identities
+ * cannot take the slots members need. A member that connects while every
+ * slot is taken gets a stranger's (the stranger connected last, with the
+ * fewest streams, is closed); a stranger is refused after its handshake.
  *
  * @since 0.1.0
  */
@@ -26,7 +35,7 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import * as Identity from "./Identity.js"
 import * as internal from "./internal/libp2pTransport.js"
-import { type Service, Transport, type TransportError } from "./Transport.js"
+import { type PeerId, type Service, Transport, type TransportError } from "./Transport.js"
 
 /** How a libp2p transport is set up. */
 export interface Options {
@@ -36,8 +45,20 @@ export interface Options {
   readonly listen: ReadonlyArray<string>
   /** Advertise and discover peers on the local network with mDNS (default false). */
   readonly mdns?: boolean
-  /** Most open connections (default 64). */
+  /** Most open connections, members' and strangers' together (default 64). */
   readonly maxConnections?: number
+  /**
+   * Whether a peer is a member (of a library this node belongs to), asked
+   * at each inbound connection and when a slot must be freed: keep it cheap.
+   * A member may take any slot, a stranger's if need be; any other peer is a
+   * stranger, held to `maxStrangerConnections`. Without it every peer counts
+   * as a member (only `maxConnections` applies).
+   */
+  readonly isMember?: (peer: PeerId) => boolean
+  /** Most inbound connections of strangers (default 16, and never over a quarter of `maxConnections` unless set). */
+  readonly maxStrangerConnections?: number
+  /** Most inbound connections of strangers from one host: an IPv4 address, an IPv6 /64 (default 4). */
+  readonly maxStrangerConnectionsPerHost?: number
   /** Most new inbound connections per second from one host (default 5, libp2p's). */
   readonly maxInboundConnectionsPerSecond?: number
   /**

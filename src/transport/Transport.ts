@@ -66,6 +66,13 @@ export interface Duplex {
   /** The authenticated peer at the other end. */
   readonly remote: PeerId
   /**
+   * Where the connection this stream is on comes from, as this node sees it
+   * (a multiaddr such as `/ip4/192.0.2.7/tcp/4001`, or `memory://<id>`); bounds
+   * per host go by it (see `PeerAddress.host`). Unlike `remote` it is not
+   * proven: it says where packets come from, not who sent them.
+   */
+  readonly remoteAddress?: string
+  /**
    * Bytes from the remote, in order. Ends when the remote ends its side;
    * fails with `Reset` when the stream or connection is aborted. Consume it once.
    */

@@ -18,7 +18,7 @@ import { PluginHost } from "../../plugins/PluginHost.js"
 import * as Sync from "../../plugins/sync/Sync.js"
 import * as AddressBook from "../AddressBook.js"
 import { Identity } from "../../transport/Identity.js"
-import { Transport } from "../../transport/Transport.js"
+import { type PeerId, Transport } from "../../transport/Transport.js"
 import * as Control from "../Control.js"
 import { NodeError } from "../Control.js"
 import { Engines } from "../Engines.js"
@@ -35,6 +35,25 @@ const resources = (): Record<string, number> => {
   for (const kind of process.getActiveResourcesInfo()) counts[kind] = (counts[kind] ?? 0) + 1
   return counts
 }
+
+/**
+ * Whether a peer is a member of a library here, kept current as libraries
+ * change: cheap and synchronous, as the transport asks it at each connection.
+ *
+ * @internal
+ */
+export const members = Effect.gen(function*() {
+  const libraries = yield* Libraries
+  // subscribed before the first read: no change in between is missed
+  const changes = yield* libraries.changes
+  let current: ReadonlySet<string> = new Set()
+  const take = (list: ReadonlyArray<Library>) => {
+    current = new Set(list.flatMap((library) => library.members))
+  }
+  take(yield* libraries.list)
+  yield* Effect.forkScoped(Stream.runForEach(changes, (list) => Effect.sync(() => take(list))))
+  return (peer: PeerId): boolean => current.has(peer)
+})
 
 /** @internal */
 export const make = (options: { readonly peers?: ReadonlyArray<string> }) =>

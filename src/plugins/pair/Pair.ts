@@ -7,8 +7,9 @@
  *   asking. A library the responder does not have yet is created there (with
  *   the requester's id and name), so pairing is also how a peer joins a
  *   library. The question is withdrawn when the requester gives up.
- *   `Consent` bounds the questions waiting (a request beyond is refused
- *   `Busy`) and refuses a peer the user just declined without asking. A
+ *   `Consent` bounds the questions waiting, overall, one per peer, and per
+ *   requester's host (a request beyond is refused `Busy`), and refuses a
+ *   peer the user just declined without asking. A
  *   requester that breaks the protocol fails the handler with a
  *   `ProtocolError`, so the host disconnects it.
  * - The requester (`Pair.pair`) names one of its libraries and gets the
@@ -36,6 +37,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import { type Library, LibraryError, Libraries } from "../../library/Libraries.js"
+import * as PeerAddress from "../../transport/PeerAddress.js"
 import { ProtocolError } from "../../transport/ProtocolError.js"
 import type { Duplex, PeerId, TransportError } from "../../transport/Transport.js"
 import { Consent, type Decision } from "../Consent.js"
@@ -144,7 +146,14 @@ export const respond = (options: Options) =>
       ? "approved"
       : yield* Effect.raceFirst(
         consent.ask(
-          { kind: CONSENT_KIND, peer, text: question(peer, library), details: { library: library.id, libraryName: library.name } },
+          {
+            kind: CONSENT_KIND,
+            peer,
+            text: question(peer, library),
+            details: { library: library.id, libraryName: library.name },
+            // requests from one host hold a bounded share of the questions: identities cost nothing, addresses do
+            source: PeerAddress.host(stream.remoteAddress)
+          },
           { timeout: options.approvalTimeout ?? Protocol.APPROVAL_TIMEOUT }
         ),
         Effect.as(Fiber.await(after), "withdrawn" as const)

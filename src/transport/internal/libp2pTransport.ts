@@ -17,6 +17,7 @@ import type {
   Connection,
   IdentifyResult,
   Libp2p,
+  MultiaddrConnection,
   PeerId as Libp2pPeerId,
   PeerInfo,
   Stream as Libp2pStream
@@ -46,9 +47,11 @@ import {
   TransportError,
   type TransportEvent
 } from "../Transport.js"
+import * as PeerAddress from "../PeerAddress.js"
 import type { ProtocolError } from "../ProtocolError.js"
 import * as Libp2pDuplex from "./libp2pDuplex.js"
 import { connectionEnding, fromLibp2p } from "./libp2pError.js"
+import * as Slots from "./slots.js"
 import { guardedYamux } from "./yamuxGuard.js"
 
 /** Yamux's smallest allowed stream window (its specification's initial window). */
@@ -62,6 +65,27 @@ export const MIN_STREAM_WINDOW_BYTES = 256 * 1024
 export const DEFAULT_STREAM_WINDOW_BYTES = 2 * 1024 * 1024
 /** The default most open connections. */
 export const DEFAULT_MAX_CONNECTIONS = 64
+/**
+ * The default most inbound connections of peers that are not members: a
+ * quarter of the slots (16 of the default 64), so members always have the
+ * rest. Strangers only ask to pair (one request each, see `Consent`) or ping.
+ */
+export const DEFAULT_MAX_STRANGER_CONNECTIONS = 16
+/** The default most inbound connections of strangers from one host (an IPv4 address, an IPv6 /64). */
+export const DEFAULT_MAX_STRANGER_CONNECTIONS_PER_HOST = 4
+/**
+ * Connections libp2p lets open beyond `maxConnections`, before its own pruning: a member's connection must
+ * get as far as its handshake (where it is known to be a member) while the slots are full, and the
+ * stranger it replaces takes a moment to close.
+ */
+const EVICTION_HEADROOM = 8
+/**
+ * Most inbound connections whose handshake is under way, and most of them from one host: a socket that
+ * connects and never speaks holds one until the handshake times out (`dialTimeout`), and libp2p's own
+ * bound (10, for all hosts together) let ten such sockets keep every peer out.
+ */
+export const MAX_PENDING_INBOUND = 64
+export const MAX_PENDING_INBOUND_PER_HOST = 4
 /**
  * Most connections one peer may hold with this node: two peers dialling each other at once make two,
  * and one more may still be closing; beyond that a peer would only take slots from others.
@@ -137,8 +161,78 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
       catch: (cause) => fromLibp2p(cause, { operation: "start" })
     })
 
-    // the node, once made: the connection gater counts a peer's connections on it
+    // the node, once made: the connection gater counts connections on it
     let started: Libp2p | undefined = undefined
+    // the transport's background work, once its scope is set up
+    let runBackground: ((effect: Effect.Effect<void>) => Fiber.RuntimeFiber<void>) | undefined = undefined
+
+    // slots: members may use all; strangers (not members) are bounded apart, and make room for members
+    const maxConnections = Math.max(1, options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)
+    const limits: Slots.Limits = {
+      maxConnections,
+      maxStrangers: Math.min(
+        maxConnections,
+        options.maxStrangerConnections ?? Math.min(DEFAULT_MAX_STRANGER_CONNECTIONS, Math.max(1, Math.floor(maxConnections / 4)))
+      ),
+      maxStrangersPerHost: options.maxStrangerConnectionsPerHost ?? DEFAULT_MAX_STRANGER_CONNECTIONS_PER_HOST
+    }
+    const isMember = options.isMember ?? (() => true)
+    // connections being closed to make room for a member: no longer counted
+    const evicting = new Set<string>()
+    // inbound connections admitted by the last gate and not listed yet (by peer): libp2p lists a connection
+    // a few microtasks after that gate returns (nothing in between waits on the network), so each is counted
+    // until its connection opens, or the next turn of the event loop at the latest
+    const reserved = new Map<Slots.Held, string>()
+    let reservations = 0
+    const held = (): Array<Slots.Held> => [
+      ...(started?.getConnections() ?? [])
+        .filter((connection) => connection.status === "open" && !evicting.has(connection.id))
+        .map((connection): Slots.Held => ({
+          id: connection.id,
+          member: isMember(toPeerId(connection.remotePeer)),
+          inbound: connection.direction === "inbound",
+          host: PeerAddress.host(connection.remoteAddr.toString()),
+          streams: connection.streams.length,
+          openedAt: connection.timeline.open,
+          evictable: true
+        })),
+      ...reserved.keys()
+    ]
+    // closes a stranger's connection so that a member can have its slot
+    const evict = (id: string, why: string) => {
+      const connection = started?.getConnections().find((c) => c.id === id)
+      if (connection === undefined || runBackground === undefined) return
+      evicting.add(id)
+      connection.addEventListener("close", () => evicting.delete(id), { once: true })
+      runBackground(Effect.zipRight(
+        Effect.logInfo(`closing the connection of ${connection.remotePeer.toString()}, not a member: ${why}`),
+        closeConnection(connection, `this node needs the slot: ${why}`)
+      ))
+    }
+    // inbound connections whose handshake is under way, by host; each released once, when it is upgraded
+    // (its connection opens, with the same address) or closed (refused, failed, timed out)
+    const pendingByHost = new Map<string, number>()
+    const pendingRelease = new Map<object, () => void>()
+    const denyPending = (connection: MultiaddrConnection): boolean => {
+      const host = PeerAddress.host(connection.remoteAddr.toString()) ?? connection.remoteAddr.toString()
+      const count = pendingByHost.get(host) ?? 0
+      if (count >= MAX_PENDING_INBOUND_PER_HOST) return true
+      pendingByHost.set(host, count + 1)
+      const release = () => {
+        if (!pendingRelease.delete(connection.remoteAddr)) return
+        const left = (pendingByHost.get(host) ?? 1) - 1
+        if (left > 0) pendingByHost.set(host, left)
+        else pendingByHost.delete(host)
+      }
+      pendingRelease.set(connection.remoteAddr, release)
+      connection.addEventListener("close", release, { once: true })
+      return false
+    }
+    const candidate = (peer: Libp2pPeerId, address: { toString(): string }) => ({
+      member: isMember(toPeerId(peer)),
+      host: PeerAddress.host(address.toString())
+    })
+
     const node = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () =>
@@ -168,10 +262,40 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
             ],
             peerDiscovery: options.mdns === true ? [mdns()] : [],
             connectionGater: {
-              denyInboundEncryptedConnection: (peer) => (started?.getConnections(peer).length ?? 0) >= MAX_CONNECTIONS_PER_PEER
+              // a socket, before any handshake: a host has only so many handshakes under way
+              denyInboundConnection: denyPending,
+              // once the handshake proved who it is: a quick look, so a stranger over its bound is refused
+              // before its muxer is set up
+              denyInboundEncryptedConnection: (peer, connection) =>
+                (started?.getConnections(peer).length ?? 0) >= MAX_CONNECTIONS_PER_PEER ||
+                Slots.admit(limits, held(), candidate(peer, connection.remoteAddr))._tag === "Refuse",
+              // the last gate: the decision, and the slot taken (a stranger's closed for a member, if need be)
+              denyInboundUpgradedConnection: (peer, connection) => {
+                const incoming = candidate(peer, connection.remoteAddr)
+                const admission = Slots.admit(limits, held(), incoming)
+                if (admission._tag === "Refuse") return true
+                if (admission._tag === "Evict") {
+                  evict(admission.victim, incoming.member
+                    ? `a member (${peer.toString()}) connected while all slots were taken`
+                    : `a peer from a less crowded host (${peer.toString()}) connected while the slots of peers that are not members were taken`)
+                }
+                const reservation: Slots.Held = {
+                  id: `reserved-${++reservations}`,
+                  ...incoming,
+                  inbound: true,
+                  streams: 0,
+                  openedAt: 0,
+                  evictable: false
+                }
+                reserved.set(reservation, peer.toString())
+                setImmediate(() => reserved.delete(reservation))
+                return false
+              }
             },
             connectionManager: {
-              maxConnections: options.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+              maxConnections: limits.maxConnections + EVICTION_HEADROOM,
+              maxIncomingPendingConnections: MAX_PENDING_INBOUND,
+              inboundUpgradeTimeout: Duration.toMillis(dialTimeout),
               dialTimeout: Duration.toMillis(dialTimeout),
               ...(options.maxInboundConnectionsPerSecond === undefined
                 ? {}
@@ -196,8 +320,9 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
     started = node
     const self = toPeerId(node.peerId)
 
-    // background work of the transport itself (interrupting handlers of closed connections)
-    const runBackground = yield* FiberSet.makeRuntime<never, void, never>()
+    // background work of the transport itself (interrupting handlers of closed connections, evictions)
+    const runInBackground = yield* FiberSet.makeRuntime<never, void, never>()
+    runBackground = (effect) => runInBackground(effect)
 
     // handler fibers by connection id
     const handlersByConnection = new Map<string, Set<Fiber.RuntimeFiber<void>>>()
@@ -218,7 +343,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
         fibers = created
         handlersByConnection.set(connection.id, created)
         connection.addEventListener("close", () => {
-          runBackground(interruptHandlers(connection.id))
+          runInBackground(interruptHandlers(connection.id))
         }, { once: true })
       }
       const set = fibers
@@ -245,6 +370,23 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
     const endings = new Map<string, TransportError | ProtocolError>()
     const onConnectionOpen = (event: CustomEvent<Connection>) => {
       const connection = event.detail
+      pendingRelease.get(connection.remoteAddr)?.()
+      if (connection.direction === "inbound") {
+        const peer = connection.remotePeer.toString()
+        for (const [reservation, of] of reserved) {
+          if (of !== peer) continue
+          reserved.delete(reservation)
+          break
+        }
+      }
+      // a connection this node dialled is never refused, but it makes room: a stranger's goes
+      if (connection.direction === "outbound") {
+        const now = held()
+        if (now.length > limits.maxConnections) {
+          const chosen = Slots.victim(now.filter((h) => h.id !== connection.id))
+          if (chosen !== undefined) evict(chosen.id, `this node connected to ${connection.remotePeer.toString()} while all slots were taken`)
+        }
+      }
       connection.addEventListener("close", (closed) => {
         const peer = connection.remotePeer.toString()
         if (closed.error === undefined) endings.delete(peer)
@@ -337,7 +479,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
             return
           }
           running.set(peer, count + 1)
-          const fiber = run(runHandler(handler, Libp2pDuplex.make(stream, peer, settings)))
+          const duplex = { ...Libp2pDuplex.make(stream, peer, settings), remoteAddress: connection.remoteAddr.toString() }
+          const fiber = run(runHandler(handler, duplex))
           fiber.addObserver(() => {
             const left = (running.get(peer) ?? 1) - 1
             if (left > 0) running.set(peer, left)

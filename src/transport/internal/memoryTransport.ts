@@ -308,6 +308,7 @@ const duplex = (network: Network, stream: StreamState, side: Side): Transport.Du
   return {
     protocol: stream.protocol,
     remote: outbound.to,
+    remoteAddress: `${ADDRESS_PREFIX}${outbound.to}`,
     source: read(stream, inbound),
     write: write(network, stream, outbound),
     end: end(network, outbound),
