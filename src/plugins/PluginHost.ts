@@ -46,6 +46,7 @@ import { isViolation, type ProtocolError } from "../transport/ProtocolError.js"
 import { type DiscoverySource, type Duplex, type PeerId, Transport, TransportError } from "../transport/Transport.js"
 import { Libraries } from "../library/Libraries.js"
 import type { Plugin, Protocol } from "./Plugin.js"
+import { describe } from "../internal/describe.js"
 
 /** A peer may not use a protocol. */
 export class PermissionError extends Schema.TaggedError<PermissionError>("weft/PermissionError")("PermissionError", {
@@ -206,7 +207,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
     const hostScope = yield* Effect.scope
     const violation = (peer: PeerId, protocol: string, error: unknown) =>
       Effect.zipRight(
-        PubSub.publish(pubsub, { _tag: "Violation", peer, protocol, detail: error instanceof Error ? error.message : String(error) }),
+        PubSub.publish(pubsub, { _tag: "Violation", peer, protocol, detail: error instanceof Error ? error.message : describe(error) }),
         Effect.asVoid(Effect.forkIn(transport.disconnect(peer), hostScope))
       )
 
