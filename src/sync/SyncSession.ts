@@ -212,7 +212,14 @@ export const run = <E>(
       switch (message._tag) {
         case "Ops":
           return Effect.gen(function*() {
-            const result = yield* engine.ingest(message.ops)
+            // an edit that expands past the engine's limits is the sender's violation: its own engine
+            // would have refused to make it (local edits are split or refused by the same limits)
+            const result = yield* engine.ingest(message.ops).pipe(
+              Effect.catchIf(
+                (e): e is IngestError => e._tag === "IngestError" && e.reason === "TooLarge",
+                (e) => Effect.fail(violation("Oversize", e.message))
+              )
+            )
             // the remote holds what it sends: never send it back
             theirs = VersionVector.advance(theirs, message.ops)
             yield* send({ _tag: "Ack", vector: yield* engine.versionVector })
