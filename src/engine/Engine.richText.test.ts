@@ -80,6 +80,21 @@ describe("Rich text: edits that expand", () => {
       expect((yield* engine(b)).length).toBe(0)
     }), { timeout: 15_000 })
 
+  it.scopedLive("honest edits that fit one by one are synced in batches that fit: three pastes of 90 000 characters reach a peer", () =>
+    Effect.gen(function*() {
+      const a = yield* Engines.open({ models: [notes], node: "peer-a" })
+      const b = yield* Engines.open({ models: [notes], node: "peer-b" })
+      for (const id of ["n1", "n2", "n3"]) yield* a.mutate([notes.create(id, { title: "", body: id.repeat(45_000) })])
+      const pair = yield* ChannelPair.make(64)
+      yield* Effect.fork(SyncSession.run(a, pair.left, { library: "lib-1", remote: b.node }))
+      const receiving = yield* Effect.fork(SyncSession.run(b, pair.right, { library: "lib-1", remote: a.node }))
+      while (Option.isNone(yield* b.get(notes, "n3"))) {
+        expect(Option.isNone(yield* Fiber.poll(receiving)), "the receiving session ended").toBe(true)
+        yield* Effect.sleep("20 millis")
+      }
+      for (const id of ["n1", "n2", "n3"]) expect(Option.map(yield* b.get(notes, id), (n) => n.body.length)).toEqual(Option.some(90_000))
+    }), { timeout: 60_000 })
+
   it.scoped("batch and per-edit limits count every change of the batch; the limits are options", () =>
     Effect.gen(function*() {
       const engine = yield* Engines.open({ models: [notes], node: "peer-a", richText: { maxOpsPerChange: 100, maxOpsPerEdit: 250, maxOpsPerBatch: 400 } })

@@ -33,6 +33,7 @@ import type { StorageError } from "../engine/Database.js"
 import { ProtocolError } from "../transport/ProtocolError.js"
 import type * as Engine from "../engine/Engine.js"
 import type { IngestError, ValidationError } from "../engine/EngineError.js"
+import * as Documents from "../engine/internal/documents.js"
 import * as SyncProtocol from "./SyncProtocol.js"
 
 /** A bidirectional channel of frames (the transport's `Framing.Framed` is one). */
@@ -173,6 +174,13 @@ export const run = <E>(
 
     const sendOps = (ops: ReadonlyArray<Operation.Operation>, hasMore: boolean): Effect.Effect<void, E | SyncError> =>
       Effect.gen(function*() {
+        // a receiver refuses a batch whose rich-text changes stand for more operations than its limit
+        // (the engine's default): honest edits that fit one by one are sent in batches that fit too
+        if (ops.length > 1 && Documents.work(ops) > Documents.defaultLimits.maxOpsPerBatch) {
+          const half = Math.ceil(ops.length / 2)
+          yield* sendOps(ops.slice(0, half), true)
+          return yield* sendOps(ops.slice(half), hasMore)
+        }
         const frame = SyncProtocol.encode({ _tag: "Ops", ops, hasMore })
         if (frame.length > maxFrameBytes) {
           if (ops.length === 1) {

@@ -97,6 +97,20 @@ export const checkIngest = (ops: ReadonlyArray<Operation.Operation>, limits: Lim
   return undefined
 }
 
+/**
+ * Operations the rich-text changes of `ops` stand for together (unparseable
+ * changes count as none: they are refused as malformed). A sender keeps each
+ * batch within a receiver's `maxOpsPerBatch` by this count.
+ */
+export const work = (ops: ReadonlyArray<Operation.Operation>): number => {
+  let total = 0
+  for (const op of ops) {
+    if (op._tag !== "Edit") continue
+    for (const change of op.changes) total += Either.getOrElse(Either.map(RichText.inspect(change), (i) => i.ops), () => 0)
+  }
+  return total
+}
+
 /** Chunks after which a document is compacted, whatever their size. */
 export const COMPACT_CHUNKS = 256
 /** Chunk bytes a document may gather before compaction, at least. */
