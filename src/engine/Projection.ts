@@ -407,8 +407,18 @@ const groups = (changes: ReadonlyArray<Uint8Array>, maxOps: number): Array<Array
   return out
 }
 
-/** Lets the event loop run I/O (another peer's frames) before the next piece of work. */
-const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve))
+let lastYield = performance.now()
+
+/**
+ * Lets the event loop run I/O (another peer's frames) before the next piece
+ * of work, once 5 ms of work have passed since it last ran: a batch of many
+ * small edits does not pay a turn of the loop per document.
+ */
+const yieldToEventLoop = async () => {
+  if (performance.now() - lastYield < 5) return
+  await new Promise<void>((resolve) => setImmediate(resolve))
+  lastYield = performance.now()
+}
 
 /**
  * Every stored rich-text document (its compaction and the changes after it),
