@@ -67,7 +67,7 @@ describe("Replica merge (property)", () => {
     const a = "peer-a" as NodeId
     const b = "peer-b" as NodeId
     const edit = (node: NodeId, insert: string) =>
-      Either.getOrThrow(RichText.splice(RichText.make(node), { index: 0, deleteCount: 0, insert }, 0)).change!
+      Either.getOrThrow(RichText.splice(RichText.make(node), { index: 0, deleteCount: 0, insert }, 0)).changes[0]!
     const merged = Either.getOrThrow(RichText.applyChanges(RichText.make(observer), [edit(a, "hello"), edit(b, "world")]))
     const text = RichText.text(merged)
     expect(text).toHaveLength(10)

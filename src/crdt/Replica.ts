@@ -28,7 +28,9 @@ const emptyEntry: Entry = { state: RecordState.empty, documents: new Map() }
 
 const applyEntry = (entry: Entry, op: Operation, node: NodeId): Either.Either<Entry, RichText.RichTextError> => {
   if (op._tag !== "Edit") return Either.right({ state: RecordState.apply(entry.state, op), documents: entry.documents })
-  const current = entry.documents.get(op.field) ?? RichText.make(node)
+  // a replica is a value: earlier replicas keep their documents, so the merge changes a copy
+  const held = entry.documents.get(op.field)
+  const current = held === undefined ? RichText.make(node) : RichText.copy(held)
   return Either.map(RichText.applyChanges(current, op.changes), (doc) => ({
     state: entry.state,
     documents: new Map(entry.documents).set(op.field, doc)

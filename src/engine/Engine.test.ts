@@ -19,6 +19,7 @@ import * as RichText from "../crdt/RichText.js"
 import * as Timestamp from "../crdt/Timestamp.js"
 import * as Engine from "./Engine.js"
 import * as Model from "./Model.js"
+import * as Projection from "./Projection.js"
 import * as Snapshot from "./testing/Snapshot.js"
 
 const files = Model.make("files", Schema.Struct({
@@ -155,11 +156,8 @@ describe("Engine", () => {
     // every document's text and history
     const histories = (engine: Engine.Service) =>
       Effect.map(
-        Effect.promise(() => engine.kysely.selectFrom("weft_documents").selectAll().orderBy("model").orderBy("id").orderBy("field").execute()),
-        (rows) => rows.map((row) => {
-          const doc = RichText.load(row.doc, engine.node)
-          return [row.model, row.id, row.field, Either.map(doc, (d) => [RichText.text(d), RichText.heads(d)])]
-        })
+        Effect.orDie(Projection.readDocuments(engine.kysely, engine.node)),
+        (rows) => rows.map((row) => [row.model, row.id, row.field, Either.map(row.doc, (d) => [RichText.text(d), RichText.heads(d)])])
       )
     let written = 0
     let refused = 0

@@ -32,6 +32,7 @@ import type { NodeId } from "../crdt/Timestamp.js"
 import type { VersionVector } from "../crdt/VersionVector.js"
 import * as Database from "./Database.js"
 import type { IngestError, MutationError, ValidationError } from "./EngineError.js"
+import type * as Documents from "./internal/documents.js"
 import * as internal from "./internal/engine.js"
 import type * as Model from "./Model.js"
 import type { Page } from "./OperationLog.js"
@@ -62,6 +63,14 @@ export interface Options {
    * `IngestError` "TooManyOrigins" and the vectors every session exchanges stay bounded.
    */
   readonly maxOrigins?: number
+  /**
+   * Bounds on rich-text work (defaults in parentheses): operations one Automerge change may
+   * stand for (10 000: local splices are split to fit), one `Edit` operation (100 000) and one
+   * ingested batch (200 000), all counted from the change bytes before anything is applied, a
+   * remote edit over them refused as `IngestError` `TooLarge`; the longest text a local edit may
+   * leave (1 000 000); documents kept loaded between writes (64).
+   */
+  readonly richText?: Partial<Documents.Limits>
 }
 
 /** One committed transaction. */

@@ -45,7 +45,13 @@ export class MutationError extends Schema.TaggedError<MutationError>("weft/Mutat
  * extend what is held without a gap, with increasing timestamps. Nothing was written.
  */
 export class IngestError extends Schema.TaggedError<IngestError>("weft/IngestError")("IngestError", {
-  reason: Schema.Literal("Gap", "TimestampNotIncreasing", "TooManyOperations", "TooManyOrigins"),
+  reason: Schema.Literal(
+    "Gap",
+    "TimestampNotIncreasing",
+    "TooManyOperations",
+    "TooManyOrigins", // more origins than the engine's `maxOrigins`
+    "TooLarge" // rich-text changes that stand for more operations than the engine's limits (see `Engine.Options.richText`)
+  ),
   origin: Schema.String,
   seq: Schema.Number,
   detail: Schema.String

@@ -12,7 +12,9 @@
  * - `weft_tombstones` — merged state of records that are not visible
  *   (deleted, or known only through updates), so model tables hold only
  *   what an app should see.
- * - `weft_documents` — Automerge documents of rich-text fields.
+ * - `weft_documents` — Automerge documents of rich-text fields, as of their
+ *   last compaction; `weft_document_changes` — the changes appended to each
+ *   since, numbered from 0 (see `internal/documents`).
  *
  * @since 0.1.0
  */
@@ -65,6 +67,23 @@ const migrations = (capabilities: Capabilities): Record<string, Migration> => ({
       for (const table of ["weft_documents", "weft_tombstones", "weft_meta", "weft_vector", "weft_operations"]) {
         await db.schema.dropTable(table).ifExists().execute()
       }
+    }
+  },
+  // an edit appends its changes instead of saving its whole document again
+  "0002_document_changes": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("weft_document_changes")
+        .addColumn("model", "text", (c) => c.notNull())
+        .addColumn("id", "text", (c) => c.notNull())
+        .addColumn("field", "text", (c) => c.notNull())
+        .addColumn("n", "integer", (c) => c.notNull())
+        .addColumn("change", capabilities.blobType, (c) => c.notNull())
+        .addPrimaryKeyConstraint("weft_document_changes_pk", ["model", "id", "field", "n"])
+        .execute()
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable("weft_document_changes").ifExists().execute()
     }
   }
 })

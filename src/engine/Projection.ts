@@ -5,8 +5,9 @@
  * Each model table has `id`, one column per field, and `weft_state`: the
  * record's merged registers (MessagePack, stamps and values), from which
  * the columns are derived. Records that are not visible keep their state in
- * `weft_tombstones`; rich-text documents live in `weft_documents` and their
- * text in the field's column.
+ * `weft_tombstones`; rich-text documents live in `weft_documents` and
+ * `weft_document_changes` (see `internal/documents`) and their text in the
+ * field's column.
  *
  * `apply` folds a batch of operations: it loads the touched records once,
  * merges with the pure `RecordState` rules, and writes each changed record
@@ -26,10 +27,11 @@ import * as Binary from "../crdt/Binary.js"
 import type * as Operation from "../crdt/Operation.js"
 import * as RecordState from "../crdt/RecordState.js"
 import * as RichText from "../crdt/RichText.js"
-import type { NodeId } from "../crdt/Timestamp.js"
 import { Value } from "../crdt/Value.js"
 import { type Capabilities, queryError, StorageError } from "./Database.js"
 import type { Bulk } from "./internal/bulk.js"
+import * as Documents from "./internal/documents.js"
+import type { NodeId } from "../crdt/Timestamp.js"
 import { ValidationError } from "./EngineError.js"
 import type * as Model from "./Model.js"
 import * as ParseError from "../internal/parseError.js"
@@ -202,12 +204,6 @@ const loadSlots = async (
   return slots
 }
 
-const loadDocumentRows = (trx: Kysely<any>, bulk: Bulk, model: string, ids: ReadonlyArray<string>) =>
-  bulk.selectIn<{ id: string; field: string; doc: Uint8Array }>(trx, "weft_documents", ["id", "field", "doc"], "id", ids, { model })
-
-const corruptDocument = (model: string, id: string, field: string, e: RichText.RichTextError) =>
-  new StorageError({ reason: "Corrupt", detail: `document ${model}/${id}/${field}: ${e.detail}` })
-
 /** Records loaded in one transaction, by model and id; `apply` reuses them instead of reading again. */
 export type Loaded = Map<string, Map<string, Slot>>
 
@@ -248,25 +244,15 @@ export const load = (
 export const stateOf = (loaded: Loaded, model: string, id: string): RecordState.RecordState =>
   loaded.get(model)?.get(id)?.before ?? RecordState.empty
 
-/** Loads rich-text documents of records, by `id` then field (absent: never edited). */
+/** Loads rich-text documents of records, by `id` then field (absent: never edited); see `Documents.get`. */
 export const loadDocuments = (
   trx: Kysely<any>,
-  bulk: Bulk,
-  model: string,
-  ids: ReadonlyArray<string>,
-  node: NodeId
+  documents: Documents.Documents,
+  model: Model.Any,
+  ids: ReadonlyArray<string>
 ): Effect.Effect<Map<string, Map<string, RichText.Doc>>, StorageError> =>
-  Effect.tryPromise({ try: () => loadDocumentRows(trx, bulk, model, ids), catch: queryError }).pipe(
-    Effect.flatMap((rows) => {
-      const out = new Map<string, Map<string, RichText.Doc>>()
-      for (const row of rows) {
-        const doc = RichText.load(row.doc, node)
-        if (Either.isLeft(doc)) return Effect.fail(corruptDocument(model, row.id, row.field, doc.left))
-        const perRecord = out.get(row.id) ?? new Map<string, RichText.Doc>()
-        out.set(row.id, perRecord.set(row.field, doc.right))
-      }
-      return Effect.succeed(out)
-    })
+  Effect.tryPromise({ try: () => documents.get(trx, model.name, ids, richFieldsOf(model)), catch: queryError }).pipe(
+    Effect.flatMap((result) => (Either.isLeft(result) ? Effect.fail(result.left) : Effect.succeed(result.right)))
   )
 
 /**
@@ -289,13 +275,13 @@ export const apply = (
   trx: Kysely<any>,
   bulk: Bulk,
   models: ReadonlyMap<string, Model.Any>,
-  node: NodeId,
+  documents: Documents.Documents,
   ops: ReadonlyArray<Operation.Operation>,
   loaded: Loaded = new Map(),
   folded?: Folded
 ): Effect.Effect<ReadonlyArray<RecordChange>, StorageError | ValidationError> =>
   Effect.tryPromise({
-    try: () => applyBatch(trx, bulk, models, node, ops, loaded, folded),
+    try: () => applyBatch(trx, bulk, models, documents, ops, loaded, folded),
     catch: queryError
   }).pipe(Effect.flatMap((result) => (Either.isLeft(result) ? Effect.fail(result.left) : Effect.succeed(result.right))))
 
@@ -303,7 +289,7 @@ const applyBatch = async (
   trx: Kysely<any>,
   bulk: Bulk,
   models: ReadonlyMap<string, Model.Any>,
-  node: NodeId,
+  documents: Documents.Documents,
   ops: ReadonlyArray<Operation.Operation>,
   loaded: Loaded,
   folded: Folded | undefined
@@ -342,27 +328,30 @@ const applyBatch = async (
     if (richFields.length > 0) {
       const unfolded = (id: string) => [...(edits.get(id)?.keys() ?? [])].some((field) => foldedDocument(id, field) === undefined)
       const needDocs = ids.filter((id) => unfolded(id) || (slots.get(id)!.location !== "live" && RecordState.isAlive(slots.get(id)!.state)))
-      const stored = needDocs.length === 0 ? [] : await loadDocumentRows(trx, bulk, name, needDocs)
-      const docs = new Map<string, RichText.Doc>()
-      for (const row of stored) {
-        // a document edited here is taken as folded, below
-        if (edits.get(row.id)?.has(row.field) === true && foldedDocument(row.id, row.field) !== undefined) continue
-        const doc = RichText.load(row.doc, node)
-        if (Either.isLeft(doc)) return Either.left(corruptDocument(name, row.id, row.field, doc.left))
-        docs.set(`${row.id}\u0000${row.field}`, doc.right)
-        slots.get(row.id)!.texts.set(row.field, RichText.text(doc.right))
+      const stored = needDocs.length === 0 ? Either.right(new Map<string, Map<string, RichText.Doc>>()) : await documents.get(trx, name, needDocs, richFields)
+      if (Either.isLeft(stored)) return Either.left(stored.left)
+      for (const [id, perRecord] of stored.right) {
+        for (const [field, doc] of perRecord) slots.get(id)!.texts.set(field, RichText.text(doc))
       }
       for (const [id, perRecord] of edits) {
         const slot = slots.get(id)!
         for (const [field, changesOfField] of perRecord) {
           const done = foldedDocument(id, field)
-          const current = docs.get(`${id}\u0000${field}`) ?? RichText.make(node)
-          const next = done === undefined ? RichText.applyChanges(current, changesOfField) : Either.right(done)
-          if (Either.isLeft(next)) {
-            return Either.left(new ValidationError({ reason: "MalformedChange", model: name, record: id, field, detail: next.left.detail }))
+          let doc = done ?? stored.right.get(id)?.get(field) ?? documents.create(name, id, field)
+          if (done === undefined) {
+            // a group of changes at a time, yielding between groups: another peer's ping waits for one group, not the batch
+            for (const group of groups(changesOfField, documents.limits.maxOpsPerChange)) {
+              const next = RichText.applyChanges(doc, group)
+              if (Either.isLeft(next)) {
+                return Either.left(new ValidationError({ reason: "MalformedChange", model: name, record: id, field, detail: next.left.detail }))
+              }
+              doc = next.right
+              await yieldToEventLoop()
+            }
           }
-          slot.docs.set(field, next.right)
-          slot.texts.set(field, RichText.text(next.right))
+          documents.update(name, id, field, doc, changesOfField)
+          slot.docs.set(field, doc)
+          slot.texts.set(field, RichText.text(doc))
         }
       }
     }
@@ -373,9 +362,7 @@ const applyBatch = async (
     const dead: Array<Array<unknown>> = []
     const leaveLive: Array<string> = []
     const leaveTombstones: Array<string> = []
-    const documents: Array<Array<unknown>> = []
     for (const slot of slots.values()) {
-      for (const [field, doc] of slot.docs) documents.push([name, slot.id, field, RichText.save(doc)])
       if (slot.state === slot.before && slot.docs.size === 0) continue
       const alive = RecordState.isAlive(slot.state)
       if (alive) {
@@ -396,10 +383,63 @@ const applyBatch = async (
     if (leaveLive.length > 0) await bulk.deleteIn(trx, name, "id", leaveLive)
     if (dead.length > 0) await bulk.insert(trx, "weft_tombstones", ["model", "id", "state"], dead, { target: ["model", "id"], update: ["state"] })
     if (leaveTombstones.length > 0) await bulk.deleteIn(trx, "weft_tombstones", "id", leaveTombstones, { model: name })
-    if (documents.length > 0) await bulk.insert(trx, "weft_documents", ["model", "id", "field", "doc"], documents, { target: ["model", "id", "field"], update: ["doc"] })
   }
+  await documents.write(trx)
   return Either.right(changes)
 }
+
+/** Changes in runs of at most `maxOps` operations (a longer change alone), as counted by `RichText.inspect`. */
+const groups = (changes: ReadonlyArray<Uint8Array>, maxOps: number): Array<Array<Uint8Array>> => {
+  const out: Array<Array<Uint8Array>> = []
+  let current: Array<Uint8Array> = []
+  let ops = 0
+  for (const change of changes) {
+    const n = Either.getOrElse(Either.map(RichText.inspect(change), (i) => i.ops), () => 0)
+    if (current.length > 0 && ops + n > maxOps) {
+      out.push(current)
+      current = []
+      ops = 0
+    }
+    current.push(change)
+    ops += n
+  }
+  if (current.length > 0) out.push(current)
+  return out
+}
+
+let lastYield = performance.now()
+
+/**
+ * Lets the event loop run I/O (another peer's frames) before the next piece
+ * of work, once 5 ms of work have passed since it last ran: a batch of many
+ * small edits does not pay a turn of the loop per document.
+ */
+const yieldToEventLoop = async () => {
+  if (performance.now() - lastYield < 5) return
+  await new Promise<void>((resolve) => setImmediate(resolve))
+  lastYield = performance.now()
+}
+
+/**
+ * Every stored rich-text document (its compaction and the changes after it),
+ * ordered by model, record and field, loaded to be edited as `node`: for
+ * tests and tools that read what the engine holds.
+ */
+export const readDocuments = (
+  db: Kysely<any>,
+  node: NodeId
+): Effect.Effect<ReadonlyArray<{ readonly model: string; readonly id: string; readonly field: string; readonly doc: Either.Either<RichText.Doc, RichText.RichTextError> }>, StorageError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const rows = await db.selectFrom("weft_documents").selectAll().orderBy("model").orderBy("id").orderBy("field").execute()
+      const chunks = await db.selectFrom("weft_document_changes").selectAll().orderBy("n").execute()
+      return rows.map((row) => {
+        const own = chunks.filter((c) => c.model === row.model && c.id === row.id && c.field === row.field).map((c) => c.change as Uint8Array)
+        return { model: row.model as string, id: row.id as string, field: row.field as string, doc: Documents.decode(row.doc, own, node) }
+      })
+    },
+    catch: queryError
+  })
 
 /** Empties the projection (model tables, tombstones, documents), for a rebuild. */
 export const clear = (trx: Kysely<any>, models: Iterable<Model.Any>): Effect.Effect<void, StorageError> =>
@@ -408,6 +448,7 @@ export const clear = (trx: Kysely<any>, models: Iterable<Model.Any>): Effect.Eff
       for (const model of models) await trx.deleteFrom(model.name).execute()
       await trx.deleteFrom("weft_tombstones").execute()
       await trx.deleteFrom("weft_documents").execute()
+      await trx.deleteFrom("weft_document_changes").execute()
     },
     catch: queryError
   })

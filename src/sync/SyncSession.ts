@@ -35,6 +35,7 @@ import type { StorageError } from "../engine/Database.js"
 import { ProtocolError } from "../transport/ProtocolError.js"
 import type * as Engine from "../engine/Engine.js"
 import type { IngestError, ValidationError } from "../engine/EngineError.js"
+import * as Documents from "../engine/internal/documents.js"
 import { describe } from "../internal/describe.js"
 import * as SyncProtocol from "./SyncProtocol.js"
 
@@ -237,6 +238,13 @@ export const run = <E>(
 
     const sendOps = (ops: ReadonlyArray<Operation.Operation>, hasMore: boolean): Effect.Effect<void, E | SyncError> =>
       Effect.gen(function*() {
+        // a receiver refuses a batch whose rich-text changes stand for more operations than its limit
+        // (the engine's default): honest edits that fit one by one are sent in batches that fit too
+        if (ops.length > 1 && Documents.work(ops) > Documents.defaultLimits.maxOpsPerBatch) {
+          const half = Math.ceil(ops.length / 2)
+          yield* sendOps(ops.slice(0, half), true)
+          return yield* sendOps(ops.slice(half), hasMore)
+        }
         const frame = SyncProtocol.encode({ _tag: "Ops", ops, hasMore })
         if (frame.length > maxFrameBytes) {
           if (ops.length === 1) {
@@ -282,7 +290,14 @@ export const run = <E>(
       switch (message._tag) {
         case "Ops":
           return Effect.gen(function*() {
-            const result = yield* engine.ingest(message.ops)
+            // an edit that expands past the engine's limits is the sender's violation: its own engine
+            // would have refused to make it (local edits are split or refused by the same limits)
+            const result = yield* engine.ingest(message.ops).pipe(
+              Effect.catchIf(
+                (e): e is IngestError => e._tag === "IngestError" && e.reason === "TooLarge",
+                (e) => Effect.fail(violation("Oversize", e.message))
+              )
+            )
             // the remote holds what it sends: never send it back
             VersionVector.advanceInPlace(theirs, message.ops)
             // after the ingest we hold every origin of the batch at least to its last operation there

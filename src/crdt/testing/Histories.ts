@@ -157,15 +157,16 @@ export const simulate = (peerCount: number, steps: ReadonlyArray<Step>): History
         const length = RichText.text(doc).length
         const index = Math.min(length, Math.floor(step.at * (length + 1)))
         const deleteCount = Math.min(step.deleteCount, length - index)
-        const { change } = Either.getOrThrow(RichText.splice(doc, { index, deleteCount, insert: step.insert }, state.wall))
-        if (change === undefined) break
+        // the replica keeps its document: the splice changes a copy
+        const { changes } = Either.getOrThrow(RichText.splice(RichText.copy(doc), { index, deleteCount, insert: step.insert }, state.wall))
+        if (changes.length === 0) break
         emit(state, (h) => ({
           _tag: "Edit",
           ...h,
           model: step.model,
           record: step.record,
           field: step.field,
-          changes: [change]
+          changes
         } as Operation.Operation))
         break
       }

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto"
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
@@ -16,6 +17,7 @@ import * as Timestamp from "../../crdt/Timestamp.js"
 import * as VersionVector from "../../crdt/VersionVector.js"
 import { Database, StorageError } from "../Database.js"
 import type { Bulk } from "./bulk.js"
+import * as Documents from "./documents.js"
 import type * as Engine from "../Engine.js"
 import { IngestError, MutationError, ValidationError } from "../EngineError.js"
 import * as Migrations from "../Migrations.js"
@@ -85,8 +87,15 @@ export const make = (options: Engine.Options) =>
       vector
     })
 
+    const documents = Documents.make(bulk, node, { ...Documents.defaultLimits, ...options.richText })
+    yield* Effect.addFinalizer(() => Effect.sync(() => documents.clear()))
+
     const writer = yield* Effect.makeSemaphore(1)
     const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<Engine.Commit>(), PubSub.shutdown)
+
+    // the documents a transaction changed are cached if it committed, and dropped if not
+    const settleDocuments = <A, E, R>(transaction: Effect.Effect<A, E, R>) =>
+      Effect.onExit(transaction, (exit) => Effect.sync(() => documents.settle(Exit.isSuccess(exit))))
 
     /** Runs one write: a transaction, then the in-memory state and subscribers follow the commit. */
     const commit = <E>(
@@ -110,7 +119,7 @@ export const make = (options: Engine.Options) =>
               const advanced = new Map<string, VersionVector.Entry>()
               if (ops.length === 0) return { advanced, changes: [], next, ops }
               yield* OperationLog.append(trx, bulk, ops, maxOperationBytes)
-              const changes = yield* Projection.apply(trx, bulk, models, node, ops, loaded, folded)
+              const changes = yield* Projection.apply(trx, bulk, models, documents, ops, loaded, folded)
               VersionVector.advanceInPlace(advanced, ops)
               yield* OperationLog.writeVector(trx, bulk, advanced)
               if (next.clock.last !== current.clock.last) {
@@ -118,7 +127,7 @@ export const make = (options: Engine.Options) =>
               }
               return { advanced, changes, next, ops }
             })
-          )
+          ).pipe(settleDocuments)
           // committed: the vector follows, in place (the writer is the only one changing it)
           for (const [origin, entry] of advanced) vector.set(origin, entry)
           if (advanced.size > 0) snapshot = undefined
@@ -142,7 +151,7 @@ export const make = (options: Engine.Options) =>
           prepared.push(result.right)
         }
         const now = yield* Clock.currentTimeMillis
-        return yield* commit("local", (trx, current, loaded) => localOps(trx, bulk, node, current, loaded, prepared, now))
+        return yield* commit("local", (trx, current, loaded) => localOps(trx, documents, bulk, node, current, loaded, prepared, now))
       })
 
     const ingest = (incoming: ReadonlyArray<Operation.Operation>) =>
@@ -152,6 +161,8 @@ export const make = (options: Engine.Options) =>
           return yield* new IngestError({ reason: "TooManyOperations", origin: first.origin, seq: first.seq, detail: `${incoming.length} operations in one batch; the limit is ${maxBatchSize}` })
         }
         for (const op of incoming) yield* Model.validateOperation(models, op)
+        const tooLarge = Documents.checkIngest(incoming, documents.limits)
+        if (tooLarge !== undefined) return yield* tooLarge
         const now = yield* Clock.currentTimeMillis
         let duplicates = 0
         const result = yield* commit("remote", (_trx, current) =>
@@ -229,10 +240,11 @@ export const make = (options: Engine.Options) =>
       rebuild: writer.withPermits(1)(
         database.transaction((trx) =>
           Effect.gen(function*() {
+            documents.clear()
             yield* Projection.clear(trx, models.values())
-            yield* OperationLog.scan(trx, 5_000, (ops) => Effect.asVoid(Projection.apply(trx, bulk, models, node, ops)))
+            yield* OperationLog.scan(trx, 5_000, (ops) => Effect.asVoid(Projection.apply(trx, bulk, models, documents, ops)))
           })
-        )
+        ).pipe(settleDocuments)
       )
     }
     return service
@@ -292,6 +304,7 @@ const key = (...parts: ReadonlyArray<string>) => parts.join("\u0000")
 /** Turns prepared changes into operations, checking each against the state it meets. */
 const localOps = (
   trx: Kysely<any>,
+  documents: Documents.Documents,
   bulk: Bulk,
   node: Timestamp.NodeId,
   current: WriterState,
@@ -316,17 +329,18 @@ const localOps = (
       yield* Projection.load(trx, bulk, model, ids, loaded)
       for (const id of ids) states.set(key(model.name, id), Projection.stateOf(loaded, model.name, id))
       if (rich.size > 0) {
-        for (const [id, fields] of yield* Projection.loadDocuments(trx, bulk, model.name, [...rich], node)) {
+        for (const [id, fields] of yield* Projection.loadDocuments(trx, documents, model, [...rich])) {
           for (const [field, doc] of fields) docs.set(key(model.name, id, field), doc)
         }
       }
     }
-    return yield* buildOps(node, current, prepared, states, docs, now)
+    return yield* buildOps(node, documents, current, prepared, states, docs, now)
   })
 
 /** The operations of a batch of local changes, against preloaded states: plain code, one pass. */
 const buildOps = (
   node: Timestamp.NodeId,
+  documents: Documents.Documents,
   current: WriterState,
   prepared: ReadonlyArray<Prepared>,
   states: Map<string, RecordState.RecordState>,
@@ -353,17 +367,30 @@ const buildOps = (
     }
     return undefined
   }
+  const { maxOpsPerChange, maxOpsPerEdit, maxTextLength } = documents.limits
   const edit = (model: Model.Any, id: string, field: string, splice: (doc: RichText.Doc) => RichText.Splice) => {
     const k = key(model.name, id, field)
-    const doc = docs.get(k) ?? RichText.make(node)
-    const result = RichText.splice(doc, splice(doc), now)
+    const doc = docs.get(k) ?? documents.create(model.name, id, field)
+    docs.set(k, doc)
+    const wanted = splice(doc)
+    // what a peer would refuse (see `Documents.checkIngest`) is refused here, before any change is made
+    const ops = wanted.deleteCount + wanted.insert.length
+    const before = RichText.text(doc).length
+    const after = before - wanted.deleteCount + wanted.insert.length
+    const tooLarge = ops > maxOpsPerEdit || Math.ceil(ops / maxOpsPerChange) > Operation.MAX_CHANGES_PER_EDIT
+      ? `a splice of ${ops} characters; one edit may change at most ${Math.min(maxOpsPerEdit, maxOpsPerChange * Operation.MAX_CHANGES_PER_EDIT)}: split it`
+      : after > maxTextLength && after > before
+      ? `a text of ${after} characters; the limit is ${maxTextLength}`
+      : undefined
+    if (tooLarge !== undefined) return new ValidationError({ reason: "TooLarge", model: model.name, record: id, field, detail: tooLarge })
+    const result = RichText.splice(doc, wanted, now, maxOpsPerChange)
     if (Either.isLeft(result)) {
       return new ValidationError({ reason: "InvalidValue", model: model.name, record: id, field, detail: result.left.detail })
     }
     docs.set(k, result.right.doc)
-    const change = result.right.change
-    if (change === undefined) return undefined
-    return emit((h) => ({ _tag: "Edit", ...h, model: model.name as Operation.ModelName, record: id, field, changes: [change] }))
+    const changes = result.right.changes
+    if (changes.length === 0) return undefined
+    return emit((h) => ({ _tag: "Edit", ...h, model: model.name as Operation.ModelName, record: id, field, changes }))
   }
 
   for (const change of prepared) {

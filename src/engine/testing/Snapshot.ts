@@ -47,10 +47,8 @@ export const snapshot = (engine: Engine.Service): Effect.Effect<Snapshot, Storag
     const hidden = yield* Effect.tryPromise({ try: () => db.selectFrom("weft_tombstones").selectAll().orderBy("model").orderBy("id").execute(), catch: queryError })
     for (const row of hidden) tombstones[`${row.model}/${row.id}`] = Projection.decodeState(row.state, row.id)
     const documents: Record<string, string> = {}
-    const docs = yield* Effect.tryPromise({ try: () => db.selectFrom("weft_documents").selectAll().orderBy("model").orderBy("id").orderBy("field").execute(), catch: queryError })
-    for (const row of docs) {
-      const doc = RichText.load(row.doc, engine.node)
-      documents[`${row.model}/${row.id}/${row.field}`] = Either.isRight(doc) ? RichText.text(doc.right) : "<corrupt>"
+    for (const row of yield* Projection.readDocuments(db, engine.node)) {
+      documents[`${row.model}/${row.id}/${row.field}`] = Either.isRight(row.doc) ? RichText.text(row.doc.right) : "<corrupt>"
     }
     return { log, projection, tombstones, documents }
   })
