@@ -11,8 +11,12 @@ import * as Schema from "effect/Schema"
 export const MODEL_NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/
 /** A field name's shape. */
 export const FIELD_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_]{0,62}$/
-/** Field names kept for the engine: `id` and `weft…`. */
-export const RESERVED_FIELD = /^(id$|weft)/i
+/**
+ * Field names kept for the engine (`id` and `weft…`), and the names of
+ * `Object.prototype`'s members: field names become keys of objects, where a
+ * lookup of `constructor` or `toString` would find the inherited member.
+ */
+export const RESERVED_FIELD = /^(id$|weft|(constructor|hasownproperty|isprototypeof|propertyisenumerable|tolocalestring|tostring|valueof)$)/i
 
 /** Name of a model (a record type, and its SQL table): lower snake case, not starting with `weft_`. */
 export const ModelName = Schema.String.pipe(
@@ -23,10 +27,10 @@ export const ModelName = Schema.String.pipe(
 )
 export type ModelName = typeof ModelName.Type
 
-/** Name of a field (an SQL column): starts with a letter; `id` and `weft…` are reserved. */
+/** Name of a field (an SQL column): starts with a letter; `id`, `weft…` and `Object.prototype`'s member names are reserved. */
 export const FieldName = Schema.String.pipe(
   Schema.pattern(FIELD_NAME_PATTERN),
-  Schema.filter((name) => !RESERVED_FIELD.test(name) || "the field names id and weft… are reserved"),
+  Schema.filter((name) => !RESERVED_FIELD.test(name) || "the field names id, weft… and those of Object.prototype's members are reserved"),
   Schema.annotations({ identifier: "FieldName" })
 )
 export type FieldName = typeof FieldName.Type

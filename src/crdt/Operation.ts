@@ -31,6 +31,7 @@ import * as Schema from "effect/Schema"
 import * as Binary from "./Binary.js"
 import { NODE_ID_PATTERN, NodeId, Timestamp, TIMESTAMP_PATTERN } from "./Timestamp.js"
 import { isValue, Value } from "./Value.js"
+import { describe } from "../internal/describe.js"
 import * as ParseError from "../internal/parseError.js"
 
 import { FIELD_NAME_PATTERN, FieldName, MODEL_NAME_PATTERN, ModelName, RecordId, RESERVED_FIELD } from "./Names.js"
@@ -193,7 +194,7 @@ const fromWire = (row: ReadonlyArray<unknown>, origin: unknown): object | string
         ? { _tag: "Edit", origin, seq: row[2], ts: row[3], model: row[4], record: row[5], field: payload[0], changes: payload[1] }
         : "an Edit's payload is [field, changes]"
     default:
-      return `unknown operation kind ${String(kind)}`
+      return `unknown operation kind ${describe(kind)}`
   }
 }
 
@@ -227,7 +228,7 @@ export const BatchFromWire = Schema.transformOrFail(
       const ops: Array<Operation> = []
       for (const row of rows) {
         const origin = typeof row[1] === "number" ? origins[row[1]] : undefined
-        if (origin === undefined) return ParseResult.fail(new ParseResult.Type(ast, row[1], `no origin at index ${String(row[1])}`))
+        if (origin === undefined) return ParseResult.fail(new ParseResult.Type(ast, row[1], `no origin at index ${describe(row[1])}`))
         const op = fromWire(row, origin)
         if (typeof op === "string") return ParseResult.fail(new ParseResult.Type(ast, row, op))
         const valid = checked(op)

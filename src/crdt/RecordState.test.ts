@@ -51,4 +51,17 @@ describe("RecordState", () => {
   it("an update alone does not make a record visible", () => {
     expect(RecordState.isAlive(fold(update(1, { t: "x" })))).toBe(false)
   })
+
+  it("fields named like Object.prototype members are registers like any other (never the inherited member)", () => {
+    const names = ["constructor", "toString", "valueOf", "hasOwnProperty", "isPrototypeOf", "propertyIsEnumerable", "toLocaleString", "__proto__"]
+    const fields = Object.fromEntries(names.map((name, i) => [name, `v${i}`])) as Operation.Fields
+    const state = fold(create(1, fields), update(2, { toString: "newer" }))
+    expect(Object.keys(state.fields).sort()).toEqual([...names].sort())
+    expect(RecordState.values(state)["toString"]).toBe("newer")
+    expect(RecordState.values(state)["constructor"]).toBe("v0")
+    expect(Object.getOwnPropertyDescriptor(RecordState.values(state), "__proto__")?.value).toBe("v7")
+    // an update older than the register keeps the register; a delete clears them all
+    expect(RecordState.values(fold(create(1, fields), update(2, { valueOf: "b" }), update(1, { valueOf: "a" })))["valueOf"]).toBe("b")
+    expect(fold(create(1, fields), del(2)).fields).toEqual({})
+  })
 })

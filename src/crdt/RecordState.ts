@@ -47,6 +47,16 @@ export interface RecordState {
 /** A record nothing has been applied to. */
 export const empty: RecordState = { created: null, deleted: null, fields: {} }
 
+// Field names are data: a lookup sees own registers only (never an inherited `constructor`),
+// and a write defines a property (never runs a setter such as `__proto__`'s).
+const registerOf = (fields: RecordState["fields"], field: string): Register | undefined =>
+  Object.hasOwn(fields, field) ? fields[field] : undefined
+
+const put = <A>(target: Record<string, A>, key: string, value: A): void => {
+  if (key === "__proto__") Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true })
+  else target[key] = value
+}
+
 /** Whether the record is visible: created, and not deleted since. */
 export const isAlive = (state: RecordState): boolean =>
   state.created !== null && (state.deleted === null || state.created > state.deleted)
@@ -54,7 +64,7 @@ export const isAlive = (state: RecordState): boolean =>
 /** The visible field values (also when not alive, for inspection). */
 export const values = (state: RecordState): { readonly [field: string]: Value } => {
   const out: Record<string, Value> = {}
-  for (const [field, register] of Object.entries(state.fields)) out[field] = register.value
+  for (const [field, register] of Object.entries(state.fields)) put(out, field, register.value)
   return out
 }
 
@@ -62,11 +72,11 @@ const write = (state: RecordState, stamp: Timestamp.Stamp, fields: Fields): Reco
   if (state.deleted !== null && stamp <= state.deleted) return state
   let next: Record<string, Register> | undefined
   for (const field of Object.keys(fields)) {
-    const current = state.fields[field]
+    const current = registerOf(state.fields, field)
     // equal stamps mean the same operation applied twice: idempotent
     if (current === undefined || current.stamp < stamp) {
       next ??= { ...state.fields }
-      next[field] = { stamp, value: fields[field]! }
+      put(next, field, { stamp, value: fields[field]! })
     }
   }
   return next === undefined ? state : { ...state, fields: next }
@@ -86,7 +96,7 @@ export const apply = (state: RecordState, op: Create | Update | Delete): RecordS
       if (state.deleted !== null && state.deleted >= stamp) return state
       const fields: Record<string, Register> = {}
       for (const [field, register] of Object.entries(state.fields)) {
-        if (register.stamp > stamp) fields[field] = register
+        if (register.stamp > stamp) put(fields, field, register)
       }
       return { ...state, deleted: stamp, fields }
     }

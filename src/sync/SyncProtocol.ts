@@ -26,6 +26,7 @@ import * as Binary from "../crdt/Binary.js"
 import * as Operation from "../crdt/Operation.js"
 import { NodeId } from "../crdt/Timestamp.js"
 import * as VersionVector from "../crdt/VersionVector.js"
+import { describe } from "../internal/describe.js"
 import * as ParseError from "../internal/parseError.js"
 import { LibraryId } from "../library/LibraryId.js"
 
@@ -107,7 +108,7 @@ export const decode = (bytes: Uint8Array): Either.Either<Message, DecodeFailure>
       if (!Array.isArray(u) || u.length < 2) return Either.left({ _tag: "Malformed", detail: "a frame is an array [version, type, …]" })
       if (u[0] !== VERSION) return Either.left({ _tag: "Version", version: u[0] })
       const decoder = typeof u[1] === "number" ? decoders[u[1]] : undefined
-      if (decoder === undefined) return Either.left({ _tag: "Malformed", detail: `unknown message type ${String(u[1])}` })
+      if (decoder === undefined) return Either.left({ _tag: "Malformed", detail: `unknown message type ${describe(u[1])}` })
       return Either.mapBoth(decoder(u), {
         onLeft: (e): DecodeFailure => ({ _tag: "Malformed", detail: ParseError.describe(e) }),
         onRight: toMessage

@@ -33,6 +33,7 @@ import type { StorageError } from "../engine/Database.js"
 import { ProtocolError } from "../transport/ProtocolError.js"
 import type * as Engine from "../engine/Engine.js"
 import type { IngestError, ValidationError } from "../engine/EngineError.js"
+import { describe } from "../internal/describe.js"
 import * as SyncProtocol from "./SyncProtocol.js"
 
 /** A bidirectional channel of frames (the transport's `Framing.Framed` is one). */
@@ -138,7 +139,7 @@ export const run = <E>(
         onLeft: (failure) =>
           Effect.fail(
             failure._tag === "Version"
-              ? new SyncError({ reason: "VersionMismatch", detail: `remote speaks version ${String(failure.version)}, we speak ${SyncProtocol.VERSION}` })
+              ? new SyncError({ reason: "VersionMismatch", detail: `remote speaks version ${describe(failure.version)}, we speak ${SyncProtocol.VERSION}` })
               : violation("Malformed", failure.detail)
           ),
         onRight: Effect.succeed
