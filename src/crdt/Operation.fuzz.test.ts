@@ -12,12 +12,12 @@ describe("Operation codec under structure-aware fuzzing", () => {
       cases: Fuzz.msgpack(arbitraryOperation.map(Operation.encode)),
       decode: (c) => Operation.decode(c.bytes),
       isTypedError: isDecodeError
-    }))
+    }), Fuzz.testTimeout())
 
   it("decodeBatch: every mutated batch is operations or an OperationDecodeError", () =>
     Fuzz.assertDecoder({
       cases: Fuzz.msgpack(fc.array(arbitraryOperation, { minLength: 1, maxLength: 6 }).map(Operation.encodeBatch)),
       decode: (c) => Operation.decodeBatch(c.bytes),
       isTypedError: isDecodeError
-    }))
+    }), Fuzz.testTimeout())
 })

@@ -22,5 +22,5 @@ describe("stored record state under structure-aware fuzzing", () => {
       cases: Fuzz.msgpack(arbitraryState.map(Projection.encodeState)),
       decode: (c) => Projection.decodeState(c.bytes, "notes/r1"),
       isTypedError: (e) => e instanceof StorageError
-    }))
+    }), Fuzz.testTimeout())
 })

@@ -56,19 +56,19 @@ describe("state files under structure-aware fuzzing", () => {
       cases: Fuzz.json(librariesFiles),
       decode: (c) => Libraries.load(fileOf(c)),
       isTypedError: (e) => e instanceof Libraries.LibraryError
-    }))
+    }), Fuzz.testTimeout())
 
   it("the address book: every mutated file loads or fails with an AddressBookError", () =>
     Fuzz.assertDecoder({
       cases: Fuzz.json(addressBookFiles),
       decode: (c) => Effect.scoped(Layer.build(AddressBook.layerFile(fileOf(c)))),
       isTypedError: (e) => e instanceof AddressBook.AddressBookError
-    }))
+    }), Fuzz.testTimeout())
 
   it("the identity file: every mutated file loads or fails with an IdentityError", () =>
     Fuzz.assertDecoder({
       cases: Fuzz.json(fc.constantFrom(0, 1, 2, 3, 4, 5, 6, 7).map((i) => encoder.encode(identityTexts[i]!)), { poolSize: 8 }),
       decode: (c) => Identity.load(fileOf(c)),
       isTypedError: (e) => e instanceof Identity.IdentityError
-    }))
+    }), Fuzz.testTimeout())
 })

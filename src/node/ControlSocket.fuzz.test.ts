@@ -53,5 +53,5 @@ describe("control socket frames under structure-aware fuzzing", () => {
           yield* server.serve(Fuzz.scriptedDuplex(stream.chunks, ControlSocket.PROTOCOL_ID).duplex, { peer: "local" as PeerId, library: undefined })
         }).pipe(Effect.scoped, Effect.provide(handlers)),
       isTypedError: Fuzzing.isKitError
-    }))
+    }), Fuzz.testTimeout())
 })

@@ -34,7 +34,7 @@ describe("the plugin kit's message reader under structure-aware fuzzing", () => 
       cases: Fuzz.frameStreams(Fuzz.json(validMessages.map((m) => Fuzzing.jsonMessage(protocol, m))), MAX_FRAME_BYTES),
       decode: (stream) => Fuzzing.readMessages(protocol, stream),
       isTypedError: Fuzzing.isKitError
-    }))
+    }), Fuzz.testTimeout())
 
   it("Framing.reader: every mutated stream of frames is frames or a typed error", () =>
     Fuzz.assertDecoder({
@@ -47,12 +47,12 @@ describe("the plugin kit's message reader under structure-aware fuzzing", () => 
           return frames
         })),
       isTypedError: Fuzzing.isKitError
-    }))
+    }), Fuzz.testTimeout())
 
   it("Framing.decode: every mutated stream of frames is frames or a typed error", () =>
     Fuzz.assertDecoder({
       cases: Fuzz.frameStreams(rawFrames, 1024),
       decode: (stream) => Effect.map(Stream.runCollect(Framing.decode(1024)(Stream.fromIterable(stream.chunks))), Chunk.size),
       isTypedError: Fuzzing.isKitError
-    }))
+    }), Fuzz.testTimeout())
 })

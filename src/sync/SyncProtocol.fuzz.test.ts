@@ -31,5 +31,5 @@ describe("sync frames under structure-aware fuzzing", () => {
       cases: Fuzz.msgpack(validFrames()),
       decode: (c) => SyncProtocol.decode(c.bytes),
       isTypedError: (e) => typeof e === "object" && e !== null && ["Malformed", "Version"].includes((e as SyncProtocol.DecodeFailure)._tag)
-    }))
+    }), Fuzz.testTimeout())
 })

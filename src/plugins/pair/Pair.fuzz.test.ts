@@ -24,5 +24,5 @@ describe("pair messages under structure-aware fuzzing", () => {
       cases: Fuzz.frameStreams(Fuzz.json(validMessages.map((m) => Fuzzing.jsonMessage(Protocol.messages, m))), Protocol.MAX_FRAME_BYTES),
       decode: (stream) => Fuzzing.readMessages(Protocol.messages, stream),
       isTypedError: Fuzzing.isKitError
-    }))
+    }), Fuzz.testTimeout())
 })

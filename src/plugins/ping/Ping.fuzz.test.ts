@@ -45,5 +45,5 @@ describe("the ping handler under fuzzing", () => {
         expect(out.echoed).toEqual(input.bytes)
         expect(out.ended).toBe(true)
       }
-    }))
+    }), Fuzz.testTimeout())
 })

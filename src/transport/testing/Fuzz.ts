@@ -34,6 +34,8 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Runtime from "effect/Runtime"
 import * as fc from "fast-check"
 import * as Stream from "effect/Stream"
 import { getHeapStatistics } from "node:v8"
@@ -137,6 +139,9 @@ const write = (format: Format, node: Node, boundaries?: Array<number>): Uint8Arr
   go(node)
   return concat(parts)
 }
+
+/** `bytes` taken apart and written back (the same bytes, for an input in the canonical form of `format`). */
+export const rewrite = (format: Format, bytes: Uint8Array): Uint8Array => write(format, format.parse(bytes))
 
 /** Nodes in pre-order (keys and values of maps both count). */
 const count = (node: Node): number => {
@@ -746,6 +751,13 @@ export const runs = (): number => {
 }
 
 /**
+ * A test timeout for one fuzz property of `runs()` cases: generous (20 ms a
+ * case and a minute more), for a loaded machine where a case waits for a
+ * core far longer than it runs.
+ */
+export const testTimeout = (cases: number = runs()): number => 60_000 + 20 * cases
+
+/**
  * Most CPU time (user and system, of the whole process) one case may take.
  * CPU time, not wall time: on a loaded machine a case may wait for a core
  * far longer than it runs. Valid inputs here decode in well under a
@@ -769,6 +781,24 @@ export const DEFAULT_HEAP_BOUND_BYTES = 64 * 1024 * 1024
 /** How long fast-check may look for a smaller failing case once one failed. */
 const SHRINK_BUDGET_MILLIS = 20_000
 
+const timedOut = Symbol("timedOut")
+
+/**
+ * Runs an effect synchronously as far as it goes (most decoders over an
+ * in-memory stream never wait), and only what waits on the event loop, with
+ * a deadline: a timer and a promise per case would cost more than many a case.
+ */
+const runExit = <A, E>(effect: Effect.Effect<A, E>): Promise<Exit.Exit<A, E | typeof timedOut>> => {
+  const exit = Effect.runSyncExit(effect)
+  if (Exit.isSuccess(exit)) return Promise.resolve(exit)
+  const defect = Cause.dieOption(exit.cause)
+  if (defect._tag === "None" || !Runtime.isAsyncFiberException(defect.value)) return Promise.resolve(exit)
+  const fiber = defect.value.fiber as Fiber.RuntimeFiber<A, E>
+  return Effect.runPromise(Fiber.await(fiber).pipe(
+    Effect.timeoutTo({ duration: HANG_MILLIS, onTimeout: () => Exit.fail(timedOut), onSuccess: (e): Exit.Exit<A, E | typeof timedOut> => e })
+  ))
+}
+
 /** What a decoder did with one input. */
 export type Outcome<A, E> = Either.Either<A, E> | Effect.Effect<A, E>
 
@@ -783,6 +813,8 @@ export interface AssertOptions<I, A, E> {
   /** A further check of a decoded value (say, that it re-encodes to the input). */
   readonly checkValue?: (value: A, input: I) => void
   readonly runs?: number
+  /** How long to look for a smaller failing case once one failed (default 20 s). */
+  readonly shrinkBudgetMillis?: number
   readonly timeBoundMillis?: number
   readonly heapBoundBytes?: number
   readonly seed?: number
@@ -818,7 +850,7 @@ export const assertDecoder = async <I, A, E>(options: AssertOptions<I, A, E>): P
   // SHRINK_BUDGET_MILLIS, and the smallest failing case found by then is reported
   let firstFailure: number | undefined
   const property = fc.asyncProperty(options.cases, async (input) => {
-    if (firstFailure !== undefined && performance.now() - firstFailure > SHRINK_BUDGET_MILLIS) return
+    if (firstFailure !== undefined && performance.now() - firstFailure > (options.shrinkBudgetMillis ?? SHRINK_BUDGET_MILLIS)) return
     try {
       await runCase(input)
     } catch (error) {
@@ -839,14 +871,10 @@ export const assertDecoder = async <I, A, E>(options: AssertOptions<I, A, E>): P
     if (Either.isEither(outcome)) {
       result = outcome
     } else {
-      // a hang is a failure too: the effect is interrupted once past the bound
-      const exit = await Effect.runPromiseExit(Effect.timeoutFail(outcome as Effect.Effect<A, E>, {
-        duration: HANG_MILLIS,
-        onTimeout: () => "__fuzz_timeout__" as const
-      }))
+      const exit = await runExit(outcome as Effect.Effect<A, E>)
       if (Exit.isFailure(exit)) {
         const failure = Cause.failureOption(exit.cause)
-        if (failure._tag === "Some" && failure.value === "__fuzz_timeout__") {
+        if (failure._tag === "Some" && failure.value === timedOut) {
           throw new Error(`the decoder did not finish within ${HANG_MILLIS} ms`)
         }
         if (failure._tag === "None" || Cause.isDie(exit.cause)) {
