@@ -6,6 +6,7 @@
  */
 import * as Effect from "effect/Effect"
 import * as Cli from "./cli.js"
+import * as Decode from "./decode.js"
 import * as Engine from "./engine.js"
 import * as Network from "./network.js"
 import * as RichText from "./richText.js"
@@ -14,6 +15,7 @@ import { type Figure, json, print } from "./report.js"
 
 const sections: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figure, unknown>> = {
   engine: () => Engine.run(),
+  decode: () => Decode.run(),
   richtext: () => RichText.run(),
   sync: () => Sync.run(),
   network: () => Network.run(),

@@ -25,6 +25,25 @@ describe("Binary: the bounded decoder", () => {
     expect(grown).toBeLessThan(16 * 1024 * 1024)
   })
 
+  it("counts what enclosing containers still announce: nested headers each claiming all the bytes left are refused", () => {
+    // 60 nested array32 headers each announcing 1 000 000 elements, then 1 000 000 bytes: each count alone fits
+    const levels = 60
+    const count = 1_000_000
+    const bytes = new Uint8Array(levels * 5 + count)
+    for (let i = 0; i < levels; i++) bytes.set([0xdd, 0x00, 0x0f, 0x42, 0x40], i * 5)
+    const before = process.memoryUsage().heapUsed
+    const result = Binary.decode(bytes)
+    expect(Either.isLeft(result) && result.left.reason).toBe("TooLong")
+    expect(process.memoryUsage().heapUsed - before).toBeLessThan(64 * 1024 * 1024)
+    // a map32 of 500 000 entries whose first key leads to the next level
+    const mapLevel = [0xdf, 0x00, 0x07, 0xa1, 0x20, 0xa1, 0x6b]
+    const maps = new Uint8Array(levels * mapLevel.length + count)
+    for (let i = 0; i < levels; i++) maps.set(mapLevel, i * mapLevel.length)
+    expect(reasonOf(maps)).toBe("TooLong")
+    // what does fit is read: an array of arrays that fill the bytes exactly
+    expect(Either.getOrThrow(Binary.decode(Uint8Array.from([0x92, 0x92, 0x01, 0x02, 0x91, 0x03])))).toEqual([[1, 2], [3]])
+  })
+
   it("checks every container, string and byte array length against the bytes left", () => {
     expect(reasonOf([0xdc, 0xff, 0xff, 0x01])).toBe("TooLong") // array16 of 65 535 in 1 byte
     expect(reasonOf([0xdf, 0x00, 0x01, 0x00, 0x00, 0xa1, 0x61, 0x01])).toBe("TooLong") // map32 of 65 536 entries

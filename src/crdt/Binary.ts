@@ -85,6 +85,13 @@ let pos = 0
 let end = 0
 let maxDepth = DEFAULT_MAX_DEPTH
 let failure: MalformedBytesError | undefined
+/**
+ * Elements that open containers announce and that are not read yet: each takes a byte
+ * after `pos`, so a new container's count must fit in the bytes left beside them. Checking
+ * each count alone would let nested headers each announce all the bytes left (a 4 MiB frame
+ * of 100 levels, each allocating 4M slots: 3 GB).
+ */
+let pending = 0
 
 /** Returned by a read that failed; the reason is in `failure`. */
 const FAILED: unique symbol = Symbol("weft/Binary/failed")
@@ -247,10 +254,14 @@ const stringLength = (token: number): number => {
 
 const readArray = (count: number, depth: number): Array<unknown> | typeof FAILED => {
   // each element takes at least one byte: a count beyond the bytes left is a lie, refused before allocating
-  if (count > end - pos) return fail("TooLong", `an array of ${count} elements at offset ${pos}, in ${end - pos} bytes left`)
+  if (count + pending > end - pos) {
+    return fail("TooLong", `an array of ${count} elements at offset ${pos}, in ${end - pos} bytes left (${pending} of them due to enclosing containers)`)
+  }
   if (depth >= maxDepth) return fail("TooDeep", `containers nested deeper than ${maxDepth} at offset ${pos}`)
+  pending += count
   const array = new Array<unknown>(count)
   for (let i = 0; i < count; i++) {
+    pending--
     const item = read(depth + 1)
     if (item === FAILED) return FAILED
     array[i] = item
@@ -259,11 +270,15 @@ const readArray = (count: number, depth: number): Array<unknown> | typeof FAILED
 }
 
 const readMap = (count: number, depth: number): Record<string, unknown> | typeof FAILED => {
-  if (count * 2 > end - pos) return fail("TooLong", `a map of ${count} entries at offset ${pos}, in ${end - pos} bytes left`)
+  if (count * 2 + pending > end - pos) {
+    return fail("TooLong", `a map of ${count} entries at offset ${pos}, in ${end - pos} bytes left (${pending} of them due to enclosing containers)`)
+  }
   if (depth >= maxDepth) return fail("TooDeep", `containers nested deeper than ${maxDepth} at offset ${pos}`)
+  pending += count * 2
   // no prototype: a key is data, never a prototype member
   const map: Record<string, unknown> = Object.create(null)
   for (let i = 0; i < count; i++) {
+    pending -= 2
     if (pos >= end) return truncated()
     const at = pos
     const length = stringLength(src[pos++]!)
@@ -409,6 +424,7 @@ export const decode = (bytes: Uint8Array, options?: DecodeOptions): Either.Eithe
   pos = 0
   end = bytes.length
   maxDepth = options?.maxDepth ?? DEFAULT_MAX_DEPTH
+  pending = 0
   failure = undefined
   const value = read(0)
   const result: Either.Either<unknown, MalformedBytesError> = value === FAILED

@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { isWellFormed } from "../internal/wellFormed.js"
 
 /** A model name's shape. */
 export const MODEL_NAME_PATTERN = /^[a-z][a-z0-9_]{0,62}$/
@@ -39,6 +40,7 @@ export type FieldName = typeof FieldName.Type
 export const RecordId = Schema.String.pipe(
   Schema.minLength(1),
   Schema.maxLength(256),
+  Schema.filter((id) => isWellFormed(id) || "a record id is well-formed UTF-16 (no lone surrogate)"),
   Schema.annotations({ identifier: "RecordId" })
 )
 export type RecordId = typeof RecordId.Type

@@ -33,6 +33,7 @@ import { NODE_ID_PATTERN, NodeId, Timestamp, TIMESTAMP_PATTERN } from "./Timesta
 import { isValue, Value } from "./Value.js"
 import { describe } from "../internal/describe.js"
 import * as ParseError from "../internal/parseError.js"
+import { isWellFormed } from "../internal/wellFormed.js"
 
 import { FIELD_NAME_PATTERN, FieldName, MODEL_NAME_PATTERN, ModelName, RecordId, RESERVED_FIELD } from "./Names.js"
 
@@ -97,7 +98,7 @@ export const isOperation = (u: unknown): u is Operation => {
     typeof op.seq === "number" && Number.isInteger(op.seq) && op.seq >= 1 && op.seq <= Number.MAX_SAFE_INTEGER &&
     isName(op.ts, TIMESTAMP_PATTERN) &&
     isName(op.model, MODEL_NAME_PATTERN) && !op.model.startsWith("weft_") &&
-    typeof op.record === "string" && op.record.length >= 1 && op.record.length <= 256
+    typeof op.record === "string" && op.record.length >= 1 && op.record.length <= 256 && isWellFormed(op.record)
   if (!ok) return false
   switch (op._tag) {
     case "Create":

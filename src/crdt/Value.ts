@@ -1,11 +1,13 @@
 /**
  * The values a field can hold on the wire and in the log: JSON-like data plus
- * byte arrays. Numbers must be finite, so every peer and every store (SQL
- * `REAL`, JSON text, MessagePack) represents them identically.
+ * byte arrays. Numbers must be finite and strings (keys too) well-formed
+ * UTF-16, so every peer and every store (SQL `REAL`, JSON text, MessagePack)
+ * represents them identically.
  *
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { isWellFormed } from "../internal/wellFormed.js"
 
 /** A field value as carried by operations. */
 export type Value =
@@ -29,6 +31,7 @@ const isPlainObject = (u: object): boolean => {
 export const isValue = (u: unknown, depth = 0): u is Value => {
   switch (typeof u) {
     case "string":
+      return isWellFormed(u)
     case "boolean":
       return true
     case "number":
@@ -39,7 +42,7 @@ export const isValue = (u: unknown, depth = 0): u is Value => {
       if (Array.isArray(u)) return u.every((item) => isValue(item, depth + 1))
       if (!isPlainObject(u)) return false
       for (const key in u) {
-        if (!isValue((u as Record<string, unknown>)[key], depth + 1)) return false
+        if (!isWellFormed(key) || !isValue((u as Record<string, unknown>)[key], depth + 1)) return false
       }
       return true
     }
@@ -51,5 +54,5 @@ export const isValue = (u: unknown, depth = 0): u is Value => {
 /** Schema of `Value`: validates untrusted data decoded from bytes (at most 64 levels deep). */
 export const Value: Schema.Schema<Value> = Schema.declare((u: unknown): u is Value => isValue(u), {
   identifier: "Value",
-  description: "null, a boolean, a finite number, a string, a byte array, or an array or plain object of values"
+  description: "null, a boolean, a finite number, a well-formed string, a byte array, or an array or plain object of values"
 })

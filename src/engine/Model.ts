@@ -30,6 +30,7 @@ import type { ModelName } from "../crdt/Operation.js"
 import * as Operation from "../crdt/Operation.js"
 import type { Splice } from "../crdt/RichText.js"
 import { isValue } from "../crdt/Value.js"
+import { isWellFormed } from "../internal/wellFormed.js"
 import { ValidationError } from "./EngineError.js"
 import * as ParseError from "../internal/parseError.js"
 
@@ -144,11 +145,11 @@ const kindOf = (typeAst: AST.AST, encoded: AST.AST): ColumnKind => {
   }
 }
 
-// Strings and booleans from a field's encoder are always values; numbers must be finite;
-// anything else is checked in full.
+// Strings from a field's encoder must be well-formed, booleans are always values; numbers must
+// be finite; anything else is checked in full.
 const representable = (column: ColumnKind): ((encoded: unknown) => boolean) =>
   column === "text" || column === "rich" || column === "boolean"
-    ? (encoded) => typeof encoded === "string" || typeof encoded === "boolean" || isValue(encoded)
+    ? (encoded) => typeof encoded === "string" ? isWellFormed(encoded) : typeof encoded === "boolean" || isValue(encoded)
     : column === "real" || column === "integer"
     ? (encoded) => (typeof encoded === "number" && Number.isFinite(encoded)) || (encoded === null)
     // a JSON column holds JSON: byte arrays inside a structured value would not read back
@@ -166,7 +167,7 @@ const notRepresentable = (ast: AST.AST, value: unknown) =>
   ParseResult.parseError(new ParseResult.Type(
     ast,
     value,
-    "not representable in an operation (finite numbers, JSON-like values, and byte arrays only as a field's whole value)"
+    "not representable in an operation (finite numbers, well-formed strings, JSON-like values, and byte arrays only as a field's whole value)"
   ))
 
 const stripUndefined = (ast: AST.AST): AST.AST =>

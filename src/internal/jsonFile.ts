@@ -6,6 +6,7 @@
  * @internal
  */
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import { randomBytes } from "node:crypto"
@@ -13,8 +14,20 @@ import { promises as fs } from "node:fs"
 import { dirname } from "node:path"
 import * as BoundedFile from "./boundedFile.js"
 import * as ParseError from "./parseError.js"
+import { isWellFormedJson } from "./wellFormed.js"
 
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
+
+const parse = (text: string): Either.Either<unknown, string> => {
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch (cause) {
+    return Either.left(`not JSON: ${describe(cause).slice(0, 200)}`)
+  }
+  // a lone surrogate (escaped as \uD800) has no UTF-8 form: refused like any other corruption
+  return isWellFormedJson(text, json) ? Either.right(json) : Either.left("a string holds a lone surrogate")
+}
 
 /**
  * Reads and decodes a JSON file of at most `maxBytes`; `None` when it does
@@ -32,7 +45,9 @@ export const read = <A, I, E>(
       catch: (cause) => errors.io(cause instanceof BoundedFile.UnreadableFileError ? cause.message : `${path}: ${describe(cause)}`)
     })
     if (file === undefined) return Option.none()
-    return yield* Schema.decodeUnknown(Schema.parseJson(schema))(file.text).pipe(
+    const json = parse(file.text)
+    if (Either.isLeft(json)) return yield* Effect.fail(errors.corrupt(`${path}: ${json.left}`))
+    return yield* Schema.decodeUnknown(schema)(json.right).pipe(
       Effect.map(Option.some),
       Effect.mapError((error) => errors.corrupt(`${path}: ${ParseError.describe(error)}`))
     )

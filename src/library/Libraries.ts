@@ -26,6 +26,7 @@ import { LibraryId } from "./LibraryId.js"
 import { PeerId } from "../transport/Transport.js"
 import * as JsonFile from "../internal/jsonFile.js"
 import * as ParseError from "../internal/parseError.js"
+import { describe } from "../internal/describe.js"
 
 /** A library: its id, a name for people, and its members. */
 export const Library = Schema.Struct({
@@ -232,7 +233,7 @@ const valid = (library: Library): Effect.Effect<Library, LibraryError> =>
     onLeft: (error) =>
       Effect.fail(new LibraryError({
         reason: "Invalid",
-        library: String(library.id).slice(0, 128),
+        library: typeof library.id === "string" ? library.id.slice(0, 128) : describe(library.id),
         detail: ParseError.describe(error, 512)
       })),
     onRight: Effect.succeed

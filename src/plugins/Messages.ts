@@ -10,7 +10,8 @@
  *   {"version":1,"type":"Request","library":{"id":"…","name":"…"}}
  *
  * Reading a message checks, in turn: the frame's bound (`ProtocolError`
- * `Oversize`), that it is a JSON object with an integer `version`
+ * `Oversize`), that it is JSON in UTF-8 whose strings are well-formed (no
+ * lone surrogate escaped as `\uD800`), an object with an integer `version`
  * (`ProtocolError` `Malformed`), the version (`MessageError`
  * `VersionMismatch`, not a violation: the remote may be newer, and can be
  * told so), and the message against the protocol's Schema (`ProtocolError`
@@ -40,6 +41,7 @@ import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as ParseError from "../internal/parseError.js"
+import { isWellFormedJson } from "../internal/wellFormed.js"
 import * as Framing from "../transport/Framing.js"
 import { ProtocolError } from "../transport/ProtocolError.js"
 import type { Duplex, TransportError } from "../transport/Transport.js"
@@ -106,11 +108,14 @@ export const make = <A, I>(stream: Duplex, protocol: Protocol<A, I>): Effect.Eff
 
     const decode = (frame: Uint8Array): Either.Either<A, MessageError | ProtocolError> => {
       let json: unknown
+      let text: string
       try {
-        json = JSON.parse(decoder.decode(frame))
+        text = decoder.decode(frame)
+        json = JSON.parse(text)
       } catch (cause) {
         return Either.left(malformed(`not a JSON message: ${cause instanceof Error ? cause.message.slice(0, 200) : "undecodable"}`))
       }
+      if (!isWellFormedJson(text, json)) return Either.left(malformed("a string holds a lone surrogate (\\uD800-\\uDFFF escape)"))
       const header = decodeHeader(json)
       if (Either.isLeft(header)) return Either.left(malformed(`no version: ${ParseError.describe(header.left, 300)}`))
       if (header.right.version !== protocol.version) {

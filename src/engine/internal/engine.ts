@@ -23,6 +23,8 @@ import * as Model from "../Model.js"
 import * as OperationLog from "../OperationLog.js"
 import * as Projection from "../Projection.js"
 import * as ParseError from "../../internal/parseError.js"
+import { describe } from "../../internal/describe.js"
+import { isWellFormed } from "../../internal/wellFormed.js"
 
 const decodeNode = Schema.decodeUnknownEither(Timestamp.NodeId)
 
@@ -227,7 +229,7 @@ const decodeRecordId = Schema.decodeUnknownEither(Operation.RecordId)
 const checkId = (model: string, id: string) =>
   Either.mapLeft(
     decodeRecordId(id),
-    (e) => new ValidationError({ reason: "InvalidValue", model, record: String(id), field: "id", detail: ParseError.describe(e) })
+    (e) => new ValidationError({ reason: "InvalidValue", model, record: typeof id === "string" ? id.slice(0, 256) : describe(id), field: "id", detail: ParseError.describe(e) })
   )
 
 const prepare = (models: ReadonlyMap<string, Model.Any>, change: Model.Change): Either.Either<Prepared, ValidationError> => {
@@ -244,6 +246,10 @@ const prepare = (models: ReadonlyMap<string, Model.Any>, change: Model.Change): 
       const field = model.fields.get(change.field)
       if (field?.column !== "rich") {
         return Either.left(new ValidationError({ reason: field === undefined ? "UnknownField" : "NotRichText", model: model.name, record: change.id, field: change.field, detail: "splice needs a rich-text field" }))
+      }
+      // an insert with a lone surrogate would reach peers as U+FFFD: the texts would differ for good
+      if (typeof change.splice.insert !== "string" || !isWellFormed(change.splice.insert)) {
+        return Either.left(new ValidationError({ reason: "InvalidValue", model: model.name, record: change.id, field: change.field, detail: "a splice inserts a well-formed string (no lone surrogate)" }))
       }
       return Either.right({ _tag: "Splice", model, id: change.id, field: change.field, splice: change.splice })
     }

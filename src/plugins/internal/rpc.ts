@@ -30,6 +30,7 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as ParseError from "../../internal/parseError.js"
+import { isWellFormedJson } from "../../internal/wellFormed.js"
 import * as Framing from "../../transport/Framing.js"
 import { ProtocolError } from "../../transport/ProtocolError.js"
 import type { Duplex, PeerId, TransportError } from "../../transport/Transport.js"
@@ -107,11 +108,16 @@ const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
 const parse = (frame: Uint8Array): Either.Either<unknown, string> => {
+  let text: string
+  let json: unknown
   try {
-    return Either.right(JSON.parse(decoder.decode(frame)))
+    text = decoder.decode(frame)
+    json = JSON.parse(text)
   } catch (cause) {
     return Either.left(`not JSON: ${cause instanceof Error ? cause.message.slice(0, 200) : "undecodable"}`)
   }
+  // a lone surrogate (escaped as \uD800) has no UTF-8 form: it would not survive the next hop
+  return isWellFormedJson(text, json) ? Either.right(json) : Either.left("not well-formed: a string holds a lone surrogate")
 }
 
 const serialize = (message: unknown): Uint8Array => encoder.encode(JSON.stringify(message))
