@@ -1,6 +1,5 @@
 import { beforeAll, describe, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as fc from "fast-check"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
@@ -61,7 +60,7 @@ describe("state files under structure-aware fuzzing", () => {
   it("the address book: every mutated file loads or fails with an AddressBookError", () =>
     Fuzz.assertDecoder({
       cases: Fuzz.json(addressBookFiles),
-      decode: (c) => Effect.scoped(Layer.build(AddressBook.layerFile(fileOf(c)))),
+      decode: (c) => Effect.flatMap(AddressBook.AddressBook, (book) => book.list).pipe(Effect.provide(AddressBook.layerFile(fileOf(c)))),
       isTypedError: (e) => e instanceof AddressBook.AddressBookError
     }), Fuzz.testTimeout())
 

@@ -49,7 +49,8 @@ describe("Fuzz kit", () => {
       cases: Fuzz.json(valid.map((v) => new TextEncoder().encode(JSON.stringify(v))), { poolSize: 50, mutations: ["wrongType", "prototypeKey", "illFormed", "drop", "swap"] }),
       decode: (c) => {
         try {
-          return careful(JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(c.bytes)))
+          const text = new TextDecoder("utf-8", { fatal: true }).decode(c.bytes)
+          return Fuzz.findIllFormed(JSON.parse(text)) === undefined ? careful(JSON.parse(text)) : Either.left(new Refused({ reason: "lone surrogate" }))
         } catch {
           return Either.left(new Refused({ reason: "not JSON" }))
         }
@@ -70,6 +71,13 @@ describe("Fuzz kit", () => {
         }),
       runs: 2000
     }), /threw: TypeError/))
+
+  it("fails a decoder that accepts a lone surrogate", () =>
+    fails(Fuzz.assertDecoder({
+      cases: Fuzz.json(valid.map((v) => new TextEncoder().encode(JSON.stringify(v))), { poolSize: 50, mutations: ["illFormed"] }),
+      decode: (c) => Either.try({ try: () => JSON.parse(new TextDecoder().decode(c.bytes)) as unknown, catch: () => new Refused({ reason: "not JSON" }) }),
+      runs: 2000
+    }), /ill-formed string/))
 
   it("fails a decoder that fails with an untyped error, or dies", async () => {
     await fails(Fuzz.assertDecoder({ cases: jsonCases, decode: () => Either.left(new Error("plain")), runs: 50 }), /untyped/)

@@ -810,6 +810,13 @@ export interface AssertOptions<I, A, E> {
   readonly decode: (input: I) => Outcome<A, E>
   /** Whether a failure is one of the decoder's typed errors (default: an object with a string `_tag`). */
   readonly isTypedError?: (error: unknown) => boolean
+  /**
+   * Whether a decoded value may hold an ill-formed string (a lone
+   * surrogate): by default it may not, as such a string has no UTF-8 form
+   * and reads back as another one elsewhere. Only plain objects, arrays and
+   * Maps are searched.
+   */
+  readonly allowIllFormed?: boolean
   /** A further check of a decoded value (say, that it re-encodes to the input). */
   readonly checkValue?: (value: A, input: I) => void
   readonly runs?: number
@@ -822,6 +829,41 @@ export interface AssertOptions<I, A, E> {
 
 const isTagged = (u: unknown): boolean =>
   typeof u === "object" && u !== null && typeof (u as { readonly _tag?: unknown })._tag === "string"
+
+// with the u flag a pair is one code point: only a lone surrogate matches
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u
+
+/** The path of an ill-formed string in `value` (plain objects, arrays, Maps, Sets), or undefined. */
+export const findIllFormed = (value: unknown): string | undefined => {
+  const seen = new Set<unknown>()
+  const go = (u: unknown, path: string): string | undefined => {
+    if (typeof u === "string") return LONE_SURROGATE.test(u) ? path : undefined
+    if (typeof u !== "object" || u === null || seen.has(u) || seen.size > 100_000) return undefined
+    seen.add(u)
+    if (Array.isArray(u)) {
+      for (let i = 0; i < u.length; i++) {
+        const found = go(u[i], `${path}[${i}]`)
+        if (found !== undefined) return found
+      }
+      return undefined
+    }
+    if (u instanceof Map || u instanceof Set) {
+      for (const [k, v] of u instanceof Map ? u : [...u].entries()) {
+        const found = go(k, `${path}.key`) ?? go(v, `${path}.value`)
+        if (found !== undefined) return found
+      }
+      return undefined
+    }
+    const proto = Object.getPrototypeOf(u)
+    if (proto !== Object.prototype && proto !== null) return undefined
+    for (const key of Object.keys(u)) {
+      const found = go(key, `${path} key`) ?? go((u as Record<string, unknown>)[key], `${path}.${key}`)
+      if (found !== undefined) return found
+    }
+    return undefined
+  }
+  return go(value, "value")
+}
 
 const heapNow = (): number => {
   const stats = getHeapStatistics()
@@ -893,6 +935,8 @@ export const assertDecoder = async <I, A, E>(options: AssertOptions<I, A, E>): P
     if (Either.isLeft(result)) {
       if (!isTypedError(result.left)) throw new Error(`the decoder failed with an untyped error: ${describe(result.left)}`)
     } else {
+      const illFormed = options.allowIllFormed === true ? undefined : findIllFormed(result.right)
+      if (illFormed !== undefined) throw new Error(`the decoder accepted an ill-formed string (a lone surrogate) at ${illFormed}`)
       options.checkValue?.(result.right, input)
     }
   }
