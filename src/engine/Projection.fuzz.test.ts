@@ -1,0 +1,26 @@
+import { describe, it } from "@effect/vitest"
+import * as fc from "fast-check"
+import { arbitraryNodeId, arbitraryTimestamp, arbitraryValue } from "../crdt/testing/Arbitraries.js"
+import type * as RecordState from "../crdt/RecordState.js"
+import * as Timestamp from "../crdt/Timestamp.js"
+import * as Fuzz from "../transport/testing/Fuzz.js"
+import { StorageError } from "./Database.js"
+import * as Projection from "./Projection.js"
+
+const stamp = fc.tuple(arbitraryTimestamp, arbitraryNodeId).map(([ts, node]) => Timestamp.stamp(ts, node))
+
+/** Record states as the engine stores them. */
+const arbitraryState: fc.Arbitrary<RecordState.RecordState> = fc.record({
+  created: fc.option(stamp, { nil: null }),
+  deleted: fc.option(stamp, { nil: null }),
+  fields: fc.dictionary(fc.constantFrom("title", "done", "tags", "body"), fc.record({ stamp, value: arbitraryValue }), { maxKeys: 4 })
+})
+
+describe("stored record state under structure-aware fuzzing", () => {
+  it("decodeState: every mutated state is a state or a StorageError", () =>
+    Fuzz.assertDecoder({
+      cases: Fuzz.msgpack(arbitraryState.map(Projection.encodeState)),
+      decode: (c) => Projection.decodeState(c.bytes, "notes/r1"),
+      isTypedError: (e) => e instanceof StorageError
+    }), Fuzz.testTimeout())
+})
