@@ -34,6 +34,15 @@ describe("reading a state file", () => {
       expect(yield* Effect.promise(() => BoundedFile.read(join(dir, "missing.json"), 64))).toBeUndefined()
     }))
 
+  it.scopedLive("a file that is not UTF-8 is refused as such, not read with U+FFFD in place of its bytes", () =>
+    Effect.gen(function*() {
+      const dir = yield* directory
+      writeFileSync(join(dir, "latin1.json"), Buffer.from([0x7b, 0x22, 0xe9, 0x22, 0x3a, 0x31, 0x7d]))
+      const error = yield* Effect.flip(Effect.tryPromise(() => BoundedFile.read(join(dir, "latin1.json"), 64)))
+      expect(error.cause).toBeInstanceOf(BoundedFile.UnreadableFileError)
+      expect(String((error.cause as Error).message)).toMatch(/not UTF-8/)
+    }))
+
   it.scopedLive("a FIFO, a directory or a file over the bound is refused at once, not waited on or read", () =>
     Effect.gen(function*() {
       const dir = yield* directory

@@ -15,6 +15,8 @@ export class UnreadableFileError extends Error {
   override readonly name = "UnreadableFileError"
 }
 
+const utf8 = new TextDecoder("utf-8", { fatal: true })
+
 /**
  * The file's text (UTF-8) and what `fstat` said of it; `undefined` when there
  * is no file (other failures reject, with Node's error code where it has one).
@@ -41,7 +43,14 @@ export const read = async (path: string, maxBytes: number): Promise<{ readonly t
       length += bytesRead
       if (length === buffer.length) throw new UnreadableFileError(`${path} grew while it was read`)
     }
-    return { text: buffer.subarray(0, length).toString("utf8"), stats }
+    let text: string
+    try {
+      text = utf8.decode(buffer.subarray(0, length))
+    } catch {
+      // not turned into U+FFFD: a file that is not UTF-8 is not ours, and is said to be so
+      throw new UnreadableFileError(`${path} is not UTF-8 text`)
+    }
+    return { text, stats }
   } finally {
     await handle.close()
   }

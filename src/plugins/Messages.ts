@@ -93,7 +93,7 @@ export interface Channel<A> {
 }
 
 const Header = Schema.Struct({ version: Schema.Int })
-const decodeHeader = Schema.decodeUnknownEither(Header)
+const decodeHeader = ParseError.decodeUnknownEither(Header)
 const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
@@ -102,7 +102,7 @@ export const make = <A, I>(stream: Duplex, protocol: Protocol<A, I>): Effect.Eff
   Effect.gen(function*() {
     const where = { peer: stream.remote, protocol: stream.protocol }
     const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: protocol.maxFrameBytes })
-    const decodeMessage = Schema.decodeUnknownEither(protocol.schema)
+    const decodeMessage = ParseError.decodeUnknownEither(protocol.schema)
     const encodeMessage = Schema.encodeSync(protocol.schema)
     const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", ...where, detail })
 

@@ -101,8 +101,8 @@ const FromServer = Schema.Union(
   Schema.TaggedStruct("End", {})
 )
 type FromServer = typeof FromServer.Type
-const decodeFromClient = Schema.decodeUnknownEither(FromClient)
-const decodeFromServer = Schema.decodeUnknownEither(FromServer)
+const decodeFromClient = ParseError.decodeUnknownEither(FromClient)
+const decodeFromServer = ParseError.decodeUnknownEither(FromServer)
 
 const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
@@ -147,12 +147,12 @@ const schemasOf = (group: RpcGroup.RpcGroup<any>) => {
     const chunk = Option.isSome(stream) ? Schema.Array(stream.value.success as Schema.Schema<unknown, unknown>) : undefined
     const schemas: Schemas = {
       rpc,
-      decodePayload: Schema.decodeUnknown(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
+      decodePayload: ParseError.decodeUnknown(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
       encodePayload: Schema.encodeUnknown(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
       encodeExit: Schema.encode(exit),
-      decodeExit: Schema.decodeUnknown(exit),
+      decodeExit: ParseError.decodeUnknown(exit),
       encodeChunk: chunk === undefined ? undefined : Schema.encode(chunk),
-      decodeChunk: chunk === undefined ? undefined : Schema.decodeUnknown(chunk)
+      decodeChunk: chunk === undefined ? undefined : ParseError.decodeUnknown(chunk)
     }
     cache.set(tag, schemas)
     return schemas
