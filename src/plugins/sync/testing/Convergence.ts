@@ -143,7 +143,7 @@ export const formatStep = (step: Step): string => {
     case "Wait":
       return `wait ${step.millis} ms`
     case "Foreign":
-      return `${name(step.peer)}: ingests ${step.origins} operation(s) of as many new origins`
+      return `${name(step.peer)}: ingests ${step.origins} delete(s) from as many new origins`
   }
 }
 
