@@ -101,31 +101,37 @@ export const vectorFrames = (
   vector: VersionVector.VersionVector,
   first: (entries: VersionVector.VersionVector, more: boolean) => Message,
   pageEntries = VersionVector.PAGE_ENTRIES
-): Array<Uint8Array> =>
-  VersionVector.pages(vector, pageEntries).map((page, i, all) => {
-    const entries = VersionVector.fromEntries(page)
-    const more = i < all.length - 1
-    return encode(i === 0 ? first(entries, more) : { _tag: "More", entries, more })
+): Array<Uint8Array> => {
+  const pages = VersionVector.pages(vector, pageEntries)
+  return pages.map((page, i) => {
+    const more = i < pages.length - 1
+    // each page is encoded straight from its entries: no map is built only to be taken apart again
+    const message: Message = i === 0 ? first(VersionVector.empty, more) : { _tag: "More", entries: VersionVector.empty, more }
+    return encode(message, VersionVector.encodePage(page))
   })
+}
 
 /** Why a frame is not a message of this protocol. */
 export type DecodeFailure =
   | { readonly _tag: "Malformed"; readonly detail: string }
   | { readonly _tag: "Version"; readonly version: unknown }
 
-/** Encodes a message as frame bytes (our own messages: built directly, without validation). */
-export const encode = (message: Message): Uint8Array => {
+/**
+ * Encodes a message as frame bytes (our own messages: built directly, without validation);
+ * `page`, when given, is the message's entries already encoded.
+ */
+export const encode = (message: Message, page?: Uint8Array): Uint8Array => {
   const type = types.indexOf(message._tag)
   switch (message._tag) {
     case "Hello":
-      return Binary.encode([VERSION, type, message.node, message.library, VersionVector.encodePage(message.entries), message.more])
+      return Binary.encode([VERSION, type, message.node, message.library, page ?? VersionVector.encodePage(message.entries), message.more])
     case "Ops":
       return Binary.encode([VERSION, type, Operation.toBatchWire(message.ops), message.hasMore])
     case "Ack":
-      return Binary.encode([VERSION, type, VersionVector.encodePage(message.entries)])
+      return Binary.encode([VERSION, type, page ?? VersionVector.encodePage(message.entries)])
     case "Vector":
     case "More":
-      return Binary.encode([VERSION, type, VersionVector.encodePage(message.entries), message.more])
+      return Binary.encode([VERSION, type, page ?? VersionVector.encodePage(message.entries), message.more])
     case "Abort":
       return Binary.encode([VERSION, type, message.reason, message.detail])
   }
