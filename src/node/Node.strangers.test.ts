@@ -5,9 +5,6 @@
  * must take neither the connection slots members need nor the pairing
  * questions an honest requester needs.
  */
-import { noise } from "@chainsafe/libp2p-noise"
-import { yamux } from "@chainsafe/libp2p-yamux"
-import { tcp } from "@libp2p/tcp"
 import { multiaddr } from "@multiformats/multiaddr"
 import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
@@ -16,7 +13,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
-import { createLibp2p, type Libp2p } from "libp2p"
 import * as Model from "../engine/Model.js"
 import { Libraries } from "../library/Libraries.js"
 import * as Consent from "../plugins/Consent.js"
@@ -29,6 +25,7 @@ import { Transport } from "../transport/Transport.js"
 import * as Node from "./Node.js"
 import { Reconnect } from "./Reconnect.js"
 import * as Processes from "./testing/Processes.js"
+import { stranger } from "../transport/testing/Strangers.js"
 
 const notes = Model.make("notes", Schema.Struct({ title: Schema.String, body: Model.RichText }))
 
@@ -41,21 +38,6 @@ const startNode = (name: string, scope: Scope.Scope) =>
     const [address] = yield* get(Node.Node).addresses
     return { context, get, id: get(Identity).peerId, address: address! }
   })
-
-/** A throwaway identity: a stock js-libp2p node that dials from `from` (a loopback address) and listens nowhere. */
-const stranger = (from: string): Effect.Effect<Libp2p, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.promise(() =>
-      createLibp2p({
-        addresses: { listen: [] },
-        // net.connect's own option, passed through by the TCP transport: the host the node sees
-        transports: [tcp({ dialOpts: { localAddress: from } as Record<string, unknown> })],
-        connectionEncrypters: [noise()],
-        streamMuxers: [yamux()]
-      })
-    ),
-    (node) => Effect.promise(async () => node.stop())
-  )
 
 /** `count` loopback addresses 127.0.<net>.1…, one per stranger host. */
 const hosts = (net: number, count: number) => Array.from({ length: count }, (_, i) => `127.0.${net}.${i + 1}`)

@@ -4,20 +4,17 @@
  * strangers are stock js-libp2p nodes, each dialling from an address of its
  * own on the loopback network (127.0.0.0/8), so that hosts can be told apart.
  */
-import { noise } from "@chainsafe/libp2p-noise"
-import { yamux } from "@chainsafe/libp2p-yamux"
-import { tcp } from "@libp2p/tcp"
 import { multiaddr } from "@multiformats/multiaddr"
 import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { createLibp2p } from "libp2p"
 import { connect, type Socket } from "node:net"
 import * as Identity from "./Identity.js"
 import * as Libp2pTransport from "./Libp2pTransport.js"
 import * as PeerAddress from "./PeerAddress.js"
 import type * as Transport from "./Transport.js"
+import { stranger } from "./testing/Strangers.js"
 
 const echoProtocol = "/weft-test/echo/1.0.0"
 
@@ -30,21 +27,6 @@ const eventually = <A>(what: string, check: Effect.Effect<A>, until: (a: A) => b
       yield* Effect.sleep(Duration.millis(20))
     }
   }).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error(`${what}: not reached in time`) }), Effect.orDie)
-
-/** A throwaway identity: a stock js-libp2p node that dials from `from` (a loopback address) and listens nowhere. */
-const stranger = (from: string) =>
-  Effect.acquireRelease(
-    Effect.promise(() =>
-      createLibp2p({
-        addresses: { listen: [] },
-        // net.connect's own option, passed through by the TCP transport: the host the victim sees
-        transports: [tcp({ dialOpts: { localAddress: from } as Record<string, unknown> })],
-        connectionEncrypters: [noise()],
-        streamMuxers: [yamux()]
-      })
-    ),
-    (node) => Effect.promise(async () => node.stop())
-  )
 
 /**
  * Dials `address` from a new stranger at `from`; its id, and whether it is connected now (a refused dial

@@ -31,6 +31,7 @@ import type { NodeId } from "../../crdt/Timestamp.js"
 import { StorageError } from "../Database.js"
 import { IngestError } from "../EngineError.js"
 import type { Bulk } from "./bulk.js"
+import { concat } from "../../internal/bytes.js"
 
 /** What one edit may expand to. */
 export interface Limits {
@@ -131,20 +132,10 @@ interface Entry {
 
 const keyOf = (model: string, id: string, field: string) => `${model}\u0000${id}\u0000${field}`
 
-const concat = (parts: ReadonlyArray<Uint8Array>): Uint8Array => {
-  if (parts.length === 1) return parts[0]!
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const part of parts) {
-    out.set(part, at)
-    at += part.length
-  }
-  return out
-}
 
 /** Loads a document from its stored compaction and chunks. */
 export const decode = (compaction: Uint8Array, chunks: ReadonlyArray<Uint8Array>, node: NodeId) =>
-  RichText.load(concat([compaction, ...chunks]), node)
+  RichText.load(chunks.length === 0 ? compaction : concat([compaction, ...chunks]), node)
 
 const corrupt = (model: string, id: string, field: string, e: RichText.RichTextError) =>
   new StorageError({ reason: "Corrupt", detail: `document ${model}/${id}/${field}: ${e.detail}` })

@@ -40,6 +40,7 @@ import * as fc from "fast-check"
 import * as Stream from "effect/Stream"
 import { getHeapStatistics } from "node:v8"
 import { type Duplex, PeerId, type TransportError } from "../Transport.js"
+import { concat } from "../../internal/bytes.js"
 
 // ---------------------------------------------------------------------------
 // Structure
@@ -59,15 +60,6 @@ const leaf = (bytes: ArrayLike<number>, text?: string): Node =>
   text === undefined ? { kind: "leaf", bytes: Uint8Array.from(bytes) } : { kind: "leaf", bytes: Uint8Array.from(bytes), text }
 
 const utf8 = new TextEncoder()
-const concat = (parts: ReadonlyArray<ArrayLike<number>>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0))
-  let at = 0
-  for (const part of parts) {
-    out.set(part, at)
-    at += part.length
-  }
-  return out
-}
 
 /** A wire format the kit can take apart, mutate and write back. */
 export interface Format {
