@@ -18,13 +18,7 @@ const streams = fc.tuple(
   fc.array(fc.nat(), { maxLength: 8 })
 ).map(([pings, partial, cutShort, cuts]) => {
   const bytes = Uint8Array.from([...pings.flatMap((p) => [...p]), ...(cutShort ? partial : [])])
-  const offsets = [...new Set(cuts.map((c) => (bytes.length === 0 ? 0 : c % bytes.length)))].sort((a, b) => a - b)
-  const chunks: Array<Uint8Array> = []
-  let from = 0
-  for (const at of [...offsets, bytes.length]) {
-    if (at > from) chunks.push(bytes.subarray(from, at))
-    from = at
-  }
+  const chunks = Fuzz.chunked(bytes, cuts)
   return { bytes, chunks, toString: () => `${bytes.length} bytes in ${chunks.length} chunks` }
 })
 

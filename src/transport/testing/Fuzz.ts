@@ -698,16 +698,22 @@ export const frameStreams = (frames: fc.Arbitrary<Case>, maxFrameBytes: number):
       bytes = bytes.subarray(0, (end * 131) % bytes.length)
       steps.push(`stream cut at ${bytes.length}`)
     }
-    const offsets = [...new Set(cuts.map((c) => (bytes.length === 0 ? 0 : c % bytes.length)))].sort((a, b) => a - b)
-    const chunks: Array<Uint8Array> = []
-    let from = 0
-    for (const at of [...offsets, bytes.length]) {
-      if (at > from) chunks.push(bytes.subarray(from, at))
-      from = at
-    }
+    const chunks = chunked(bytes, cuts)
     const text = () => `FrameStream(${bytes.length} bytes in ${chunks.length} chunks; ${steps.join("; ")})`
     return { chunks, steps, toString: text, [fc.toStringMethod]: text }
   })
+
+/** `bytes` cut at the given offsets (each taken modulo the length): how a network may deliver them. */
+export const chunked = (bytes: Uint8Array, cuts: ReadonlyArray<number>): Array<Uint8Array> => {
+  const offsets = [...new Set(cuts.map((c) => (bytes.length === 0 ? 0 : c % bytes.length)))].sort((a, b) => a - b)
+  const chunks: Array<Uint8Array> = []
+  let from = 0
+  for (const at of [...offsets, bytes.length]) {
+    if (at > from) chunks.push(bytes.subarray(from, at))
+    from = at
+  }
+  return chunks
+}
 
 /** A stream whose remote sends `chunks` then ends its side; what is written to it is kept. */
 export interface ScriptedDuplex {
