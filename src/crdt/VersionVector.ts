@@ -108,30 +108,24 @@ const isNodeId = (s: string): boolean => {
   return true
 }
 
-/** The flat form of entries (`[origin, seq, ts, …]`), as rows are read back from storage. */
-export const toWire = (entries: Iterable<readonly [string, Entry]>): Array<string | number> => {
-  const out: Array<string | number> = []
-  for (const [origin, entry] of entries) out.push(origin, entry.seq, entry.ts)
-  return out
+/** One stored entry, as read back from the database (nothing about it trusted). */
+export interface StoredEntry {
+  readonly origin: unknown
+  readonly seq: unknown
+  readonly ts: unknown
 }
 
 /**
- * Reads the flat form, checking every origin, seq and timestamp; an origin
- * named twice is refused (the writer's vector is a map). At most `maxEntries`.
+ * Reads stored entries, checking every origin, seq and timestamp; an origin
+ * named twice is refused (the writer's vector is a map).
  */
-export const fromWire = (u: unknown, maxEntries: number): Either.Either<Map<string, Entry>, string> => {
-  if (!Array.isArray(u)) return Either.left("a vector is an array [origin, seq, ts, …]")
-  if (u.length % 3 !== 0) return Either.left(`a vector's array holds triples; ${u.length} elements`)
-  if (u.length / 3 > maxEntries) return Either.left(`${u.length / 3} entries; at most ${maxEntries}`)
+export const fromStored = (rows: Iterable<StoredEntry>): Either.Either<Map<string, Entry>, string> => {
   const out = new Map<string, Entry>()
-  for (let i = 0; i < u.length; i += 3) {
-    const origin: unknown = u[i]
-    const seq: unknown = u[i + 1]
-    const ts: unknown = u[i + 2]
-    if (typeof origin !== "string" || !isNodeId(origin)) return Either.left(`entry ${i / 3}: the origin is not a node id`)
-    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) return Either.left(`entry ${i / 3} (${origin}): seq is not a positive integer`)
-    if (typeof ts !== "string" || !TIMESTAMP_PATTERN.test(ts)) return Either.left(`entry ${i / 3} (${origin}): ts is not a timestamp`)
-    if (out.has(origin)) return Either.left(`entry ${i / 3}: origin ${origin} named twice`)
+  for (const { origin, seq, ts } of rows) {
+    if (typeof origin !== "string" || !isNodeId(origin)) return Either.left(`entry ${out.size}: the origin is not a node id`)
+    if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 1) return Either.left(`entry ${out.size} (${origin}): seq is not a positive integer`)
+    if (typeof ts !== "string" || !TIMESTAMP_PATTERN.test(ts)) return Either.left(`entry ${out.size} (${origin}): ts is not a timestamp`)
+    if (out.has(origin)) return Either.left(`entry ${out.size}: origin ${origin} named twice`)
     out.set(origin as NodeId, { seq, ts: ts as Timestamp })
   }
   return Either.right(out)

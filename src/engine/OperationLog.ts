@@ -171,14 +171,12 @@ export const readVector = (db: Kysely<any>): Effect.Effect<Map<string, VersionVe
     try: () => db.selectFrom("weft_vector").selectAll().execute() as Promise<Array<{ origin: string; seq: number; ts: string }>>,
     catch: queryError
   }).pipe(
-    Effect.flatMap((rows) => {
-      const wire: Array<unknown> = []
-      for (const row of rows) wire.push(row.origin, Number(row.seq), row.ts)
-      return Either.match(VersionVector.fromWire(wire, Number.MAX_SAFE_INTEGER), {
+    Effect.flatMap((rows) =>
+      Either.match(VersionVector.fromStored(rows.map((row) => ({ ...row, seq: Number(row.seq) }))), {
         onLeft: (detail) => Effect.fail(corrupt(`version vector: ${detail}`)),
         onRight: Effect.succeed
       })
-    })
+    )
   )
 
 /** Stores the entries that a commit moved. */

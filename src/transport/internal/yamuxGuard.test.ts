@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { StreamCloseEvent, StreamMessageEvent, type MessageStream } from "@libp2p/interface"
 import { Uint8ArrayList } from "uint8arraylist"
 import { FrameTooLargeError, watchFrames } from "./yamuxGuard.js"
+import * as Bytes from "../../internal/bytes.js"
 
 const MAX = 96
 const DATA = 0
@@ -39,15 +40,7 @@ const header = (type: number, length: number, streamId = 1): Uint8Array => {
   return bytes
 }
 
-const concat = (...parts: Array<Uint8Array>): Uint8Array => {
-  const out = new Uint8Array(parts.reduce((n, part) => n + part.byteLength, 0))
-  let offset = 0
-  for (const part of parts) {
-    out.set(part, offset)
-    offset += part.byteLength
-  }
-  return out
-}
+const concat = (...parts: Array<Uint8Array>): Uint8Array => Bytes.concat(parts)
 
 // a body made of oversize data headers: any guard that reads body bytes as a header aborts on it
 const decoyBody = (length: number): Uint8Array => {
