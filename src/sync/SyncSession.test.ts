@@ -8,6 +8,8 @@ import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
+import * as TestClock from "effect/TestClock"
+import * as TestServices from "effect/TestServices"
 import * as Binary from "../crdt/Binary.js"
 import * as VersionVector from "../crdt/VersionVector.js"
 import type { NodeId } from "../crdt/Timestamp.js"
@@ -23,6 +25,7 @@ const notes = Model.make("notes", Schema.Struct({ title: Schema.String, rank: Sc
 const models = [notes]
 const open = (node: string) => Engines.open({ models, node })
 const options: SyncSession.Options = { library: "lib-1", debounce: Duration.millis(1), batchSize: 50, window: 2 }
+const quick: SyncSession.Options = { library: "lib-1", batchSize: 50, window: 2 }
 
 const write = (engine: Engine.Service, prefix: string, count: number) =>
   Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) =>
@@ -77,14 +80,14 @@ describe("SyncSession", () => {
       expect(Exit.isSuccess(yield* Fiber.await(right))).toBe(true)
     }))
 
-  it.scopedLive("gathers quick local writes into few batches (debounced, not one round per write)", () =>
+  it.scopedLive("gathers quick local writes into few batches with no debounce (gathered while the window is full, not one round per write)", () =>
     Effect.gen(function*() {
       const a = yield* open("peer-a")
       const b = yield* open("peer-b")
       const pair = yield* ChannelPair.make()
       let batches = 0
-      const counting = { ...options, debounce: Duration.millis(30), onEvent: (e: SyncSession.Event) => Effect.sync(() => { if (e._tag === "Received" && e.ops > 0) batches++ }) }
-      yield* Effect.fork(SyncSession.run(a, pair.left, { ...options, debounce: Duration.millis(30) }))
+      const counting = { ...quick, onEvent: (e: SyncSession.Event) => Effect.sync(() => { if (e._tag === "Received" && e.ops > 0) batches++ }) }
+      yield* Effect.fork(SyncSession.run(a, pair.left, quick))
       yield* Effect.fork(SyncSession.run(b, pair.right, counting))
       yield* Effect.sleep(Duration.millis(50))
       yield* write(a, "q", 40) // 40 commits of 2 operations each, back to back
@@ -248,5 +251,72 @@ describe("SyncSession: a remote that stops", () => {
       yield* pair.right.send(SyncProtocol.encode({ _tag: "Hello", node: "peer-x" as NodeId, library: "lib-1", entries: VersionVector.empty, more: false }))
       const ended = yield* Fiber.await(session).pipe(Effect.timeout(Duration.seconds(5)))
       expect(Exit.isFailure(ended) && Cause.failureOption(ended.cause)).toEqual(Option.some(expect.objectContaining({ _tag: "SyncError", reason: "Timeout" })))
+    }))
+})
+
+describe("SyncSession: live updates", () => {
+  /** The frames a hand-driven remote reads, one message at a time. */
+  const reader = (channel: ChannelPair.End) =>
+    Effect.gen(function*() {
+      const pull = yield* Stream.toPull(channel.frames)
+      const buffered: Array<Uint8Array> = []
+      return Effect.gen(function*() {
+        while (buffered.length === 0) buffered.push(...(yield* Effect.orDie(pull)))
+        return Either.getOrThrow(SyncProtocol.decode(buffered.shift()!))
+      })
+    })
+  const helloFromX = SyncProtocol.encode({ _tag: "Hello", node: "peer-x" as NodeId, library: "lib-1", entries: VersionVector.empty, more: false })
+
+  // the test clock never moves here: a session that waited any time at all before sending would never deliver
+  it.scoped("a write reaches a connected peer at once: no time passes between the commit and its delivery", () =>
+    Effect.gen(function*() {
+      const a = yield* open("peer-a")
+      const b = yield* open("peer-b")
+      yield* connect(a, b, { library: "lib-1" })
+      const arrived = yield* Effect.fork(Stream.runHead(b.subscribe({ model: "notes", record: "n1" })))
+      yield* Effect.yieldNow()
+      yield* a.mutate([notes.create("n1", { title: "now", rank: 1, body: "" })])
+      const change = yield* Fiber.join(arrived).pipe(Effect.timeout(Duration.seconds(5)), TestServices.provideLive)
+      expect(Option.map(change, (c) => [c.record, c.source])).toEqual(Option.some(["n1", "remote"]))
+      expect(Option.map(yield* b.get(notes, "n1"), (row) => row.title)).toEqual(Option.some("now"))
+    }))
+
+  it.scopedLive("a full window stops sending until an Ack; what was committed meanwhile then goes as one batch", () =>
+    Effect.gen(function*() {
+      const a = yield* open("peer-a")
+      const pair = yield* ChannelPair.make(64)
+      yield* Effect.fork(SyncSession.run(a, pair.left, { library: "lib-1", batchSize: 50, window: 1 }))
+      const next = yield* reader(pair.right)
+      yield* pair.right.send(helloFromX)
+      expect((yield* next)._tag).toBe("Hello")
+      // quiet: the first commit goes out by itself, at once
+      const first = yield* a.mutate([notes.create("n0", { title: "t", rank: 0, body: "" })])
+      const sent = yield* next
+      expect(sent._tag === "Ops" && sent.ops.map((op) => op.seq)).toEqual(first.ops.map((op) => op.seq))
+      // the window (1) is full: a commit is not sent while no Ack comes, and neither are those after it
+      const more = [...(yield* a.mutate([notes.create("n1", { title: "t", rank: 1, body: "" })])).ops]
+      const early = yield* Effect.either(Effect.timeout(next, Duration.millis(200)))
+      expect(Either.isLeft(early)).toBe(true)
+      for (let i = 2; i <= 10; i++) more.push(...(yield* a.mutate([notes.create(`n${i}`, { title: "t", rank: i, body: "" })])).ops)
+      // one Ack: everything committed meanwhile comes in one batch
+      yield* pair.right.send(SyncProtocol.encode({ _tag: "Ack", entries: VersionVector.empty }))
+      const gathered = yield* next
+      expect(gathered._tag === "Ops" && gathered.ops.map((op) => op.seq)).toEqual(more.map((op) => op.seq))
+    }))
+
+  it.scoped("an opt-in debounce holds a write back for that long, and no longer", () =>
+    Effect.gen(function*() {
+      const a = yield* open("peer-a")
+      const b = yield* open("peer-b")
+      yield* connect(a, b, { library: "lib-1", debounce: Duration.millis(50) })
+      const arrived = yield* Effect.fork(Stream.runHead(b.subscribe({ model: "notes", record: "n1" })))
+      yield* a.mutate([notes.create("n1", { title: "later", rank: 1, body: "" })])
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      yield* TestClock.adjust(Duration.millis(49))
+      for (let i = 0; i < 100; i++) yield* Effect.yieldNow()
+      expect(Option.isNone(yield* b.get(notes, "n1"))).toBe(true)
+      yield* TestClock.adjust(Duration.millis(1))
+      const change = yield* Fiber.join(arrived).pipe(Effect.timeout(Duration.seconds(5)), TestServices.provideLive)
+      expect(Option.map(change, (c) => c.record)).toEqual(Option.some("n1"))
     }))
 })

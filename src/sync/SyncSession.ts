@@ -4,8 +4,10 @@
  *
  * Both halves run at once. Sending: from the remote's announced vector, push
  * what it lacks in batches of at most `batchSize` operations, at most
- * `window` batches unacknowledged; then wait for new local commits (debounced)
- * and push those; every `antiEntropyInterval`, re-announce our vector.
+ * `window` batches unacknowledged; then push new local commits as they come:
+ * at once when the sender is free, gathered into one batch while a send is
+ * in flight or the window is full; every `antiEntropyInterval`, re-announce
+ * our vector.
  * Receiving: ingest each batch in one transaction, then acknowledge it with
  * our new vector.
  *
@@ -55,7 +57,11 @@ export interface Options {
   readonly batchSize?: number
   /** Most batches sent and not yet acknowledged (default 4). */
   readonly window?: number
-  /** How long to gather local commits before pushing them (default 20 ms). */
+  /**
+   * Opt-in: how long to gather local commits before pushing them (default none: a commit goes out
+   * as soon as the session is free, and commits gather only while a send is in flight or the
+   * window is full). A delay trades latency for fewer, larger batches on a link that charges per frame.
+   */
   readonly debounce?: Duration.DurationInput
   /** How often to re-announce our vector (default 30 s). */
   readonly antiEntropyInterval?: Duration.DurationInput
@@ -80,6 +86,13 @@ export interface Options {
   readonly stallTimeout?: Duration.DurationInput
   /** Called as the session progresses. */
   readonly onEvent?: (event: Event) => Effect.Effect<void>
+}
+
+/** One batch of a page, encoded. */
+interface Batch {
+  readonly frame: Uint8Array
+  readonly ops: number
+  readonly hasMore: boolean
 }
 
 /** Progress of a session. */
@@ -133,6 +146,7 @@ export const run = <E>(
     const antiEntropyInterval = Duration.decode(options.antiEntropyInterval ?? Duration.seconds(30))
     const replayInterval = Duration.toMillis(options.replayInterval ?? antiEntropyInterval)
     const onEvent = options.onEvent ?? (() => Effect.void)
+    const debounce = options.debounce === undefined || Duration.toMillis(options.debounce) <= 0 ? undefined : Duration.decode(options.debounce)
     const lock = yield* Effect.makeSemaphore(1)
     const stallTimeout = Duration.decode(options.stallTimeout ?? Duration.seconds(60))
     const unlessStalled = (what: string) => <A, E2, R>(effect: Effect.Effect<A, E2, R>) =>
@@ -236,41 +250,58 @@ export const run = <E>(
     const wake = yield* Queue.sliding<void>(1)
     yield* Queue.offer(wake, undefined)
 
-    const sendOps = (ops: ReadonlyArray<Operation.Operation>, hasMore: boolean): Effect.Effect<void, E | SyncError> =>
-      Effect.gen(function*() {
-        // a receiver refuses a batch whose rich-text changes stand for more operations than its limit
-        // (the engine's default): honest edits that fit one by one are sent in batches that fit too
-        if (ops.length > 1 && Documents.work(ops) > Documents.defaultLimits.maxOpsPerBatch) {
+    /**
+     * `ops` as the batches that carry them: halved until each fits a frame, and a receiver's bound on
+     * rich-text work (the engine's default), so honest edits that fit one by one are sent in batches that fit too.
+     */
+    const batches = (ops: ReadonlyArray<Operation.Operation>, hasMore: boolean, out: Array<Batch>): Effect.Effect<Array<Batch>, SyncError> =>
+      Effect.suspend(() => {
+        const halves = () => {
           const half = Math.ceil(ops.length / 2)
-          yield* sendOps(ops.slice(0, half), true)
-          return yield* sendOps(ops.slice(half), hasMore)
+          return Effect.flatMap(batches(ops.slice(0, half), true, out), () => batches(ops.slice(half), hasMore, out))
         }
+        if (ops.length > 1 && Documents.work(ops) > Documents.defaultLimits.maxOpsPerBatch) return halves()
         const frame = SyncProtocol.encode({ _tag: "Ops", ops, hasMore })
         if (frame.length > maxFrameBytes) {
           if (ops.length === 1) {
-            return yield* new SyncError({ reason: "OperationTooLarge", detail: `operation ${ops[0]!.origin}/${ops[0]!.seq} needs ${frame.length} bytes; frames are bounded at ${maxFrameBytes}` })
+            return Effect.fail(new SyncError({ reason: "OperationTooLarge", detail: `operation ${ops[0]!.origin}/${ops[0]!.seq} needs ${frame.length} bytes; frames are bounded at ${maxFrameBytes}` }))
           }
-          const half = Math.ceil(ops.length / 2)
-          yield* sendOps(ops.slice(0, half), true)
-          return yield* sendOps(ops.slice(half), hasMore)
+          return halves()
         }
-        yield* credits.take(1).pipe(unlessStalled("acknowledge a batch"))
-        inflight++
-        VersionVector.advanceInPlace(theirs, ops)
-        yield* sendFrames([frame])
-        yield* onEvent({ _tag: "Sent", ops: ops.length, hasMore })
+        out.push({ frame, ops: ops.length, hasMore })
+        return Effect.succeed(out)
       })
 
+    const takeCredit = credits.take(1).pipe(unlessStalled("acknowledge a batch"))
+
+    /** Sends a page of operations; a credit is held for its first batch. */
+    const sendPage = (ops: ReadonlyArray<Operation.Operation>, hasMore: boolean): Effect.Effect<void, E | SyncError> =>
+      Effect.gen(function*() {
+        const split = yield* batches(ops, hasMore, [])
+        // what the remote will hold once the page is in (it holds what we send, whatever it acknowledges)
+        VersionVector.advanceInPlace(theirs, ops)
+        for (let i = 0; i < split.length; i++) {
+          if (i > 0) yield* takeCredit
+          inflight++
+          yield* sendFrames([split[i]!.frame])
+          yield* onEvent({ _tag: "Sent", ops: split[i]!.ops, hasMore: split[i]!.hasMore })
+        }
+      })
+
+    // No fixed wait: a commit is sent as soon as the sender is free. Commits gather only while it is
+    // busy (a send in flight, or the window full: the credit is taken before the page is read, so
+    // whatever commits while it waits goes in the one page read after), so a burst goes in few batches
+    // and a quiet session adds nothing to a write's way out.
     const sender = Effect.forever(Effect.gen(function*() {
       yield* Queue.take(wake)
-      yield* Effect.sleep(options.debounce ?? Duration.millis(20))
+      if (debounce !== undefined) yield* Effect.sleep(debounce)
+      yield* takeCredit
       yield* Queue.takeAll(wake)
-      while (true) {
-        const page = yield* engine.opsSince(theirs, batchSize)
-        if (page.ops.length === 0) break
-        yield* sendOps(page.ops, page.hasMore)
-        if (!page.hasMore) break
-      }
+      const page = yield* engine.opsSince(theirs, batchSize)
+      if (page.ops.length === 0) return yield* credits.release(1)
+      yield* sendPage(page.ops, page.hasMore)
+      // the rest of what the remote lacks: at once, as credits allow
+      if (page.hasMore) yield* Queue.offer(wake, undefined)
     }))
 
     const watcher = Effect.forever(Effect.gen(function*() {
