@@ -81,7 +81,8 @@ export interface Options {
   /**
    * How long a send may wait for the remote: for an acknowledgement while the
    * window is full, or for it to read what was sent (default 60 s). A remote
-   * that stops reading or acknowledging ends the session with `Timeout`.
+   * that stops reading or acknowledging ends the session with `Timeout` (checked every quarter of
+   * it: at most 1.25 times it after the wait began).
    */
   readonly stallTimeout?: Duration.DurationInput
   /** Called as the session progresses. */
@@ -149,14 +150,32 @@ export const run = <E>(
     const debounce = options.debounce === undefined || Duration.toMillis(options.debounce) <= 0 ? undefined : Duration.decode(options.debounce)
     const lock = yield* Effect.makeSemaphore(1)
     const stallTimeout = Duration.decode(options.stallTimeout ?? Duration.seconds(60))
+    const stallMillis = Duration.toMillis(stallTimeout)
+    const stalled = (what: string) =>
+      new SyncError({ reason: "Timeout", detail: `the remote did not ${what} within ${Duration.format(stallTimeout)}` })
     const unlessStalled = (what: string) => <A, E2, R>(effect: Effect.Effect<A, E2, R>) =>
-      Effect.timeoutFail(effect, {
-        duration: stallTimeout,
-        onTimeout: () => new SyncError({ reason: "Timeout", detail: `the remote did not ${what} within ${Duration.format(stallTimeout)}` })
+      Effect.timeoutFail(effect, { duration: stallTimeout, onTimeout: () => stalled(what) })
+    // Past the Hello, a wait on the remote (a send it does not read, a credit it does not give back)
+    // is marked while it lasts, and one watchdog ends the session once a mark is older than
+    // `stallTimeout`: no timer is armed and cleared for every message (a timeout per send cost
+    // more CPU than the rest of the session's work per live update)
+    const clock = yield* Effect.clock
+    const waits = new Set<{ readonly since: number; readonly what: string }>()
+    const watched = (what: string) => <A, E2, R>(effect: Effect.Effect<A, E2, R>) =>
+      Effect.suspend(() => {
+        const mark = { since: clock.unsafeCurrentTimeMillis(), what }
+        waits.add(mark)
+        // on failure the session ends: the mark may stay
+        return Effect.tap(effect, () => waits.delete(mark))
       })
+    const watchdog = Effect.forever(Effect.gen(function*() {
+      yield* Effect.sleep(Math.max(1, stallMillis / 4))
+      const now = clock.unsafeCurrentTimeMillis()
+      for (const mark of waits) if (now - mark.since >= stallMillis) return yield* stalled(mark.what)
+    }))
     // the frames of one message (the pages of a vector) go out back to back
     const sendFrames = (frames: ReadonlyArray<Uint8Array>) =>
-      lock.withPermits(1)(Effect.forEach(frames, (frame) => channel.send(frame), { discard: true })).pipe(unlessStalled("read what was sent"))
+      lock.withPermits(1)(Effect.forEach(frames, (frame) => channel.send(frame), { discard: true })).pipe(watched("read what was sent"))
     const send = (message: SyncProtocol.Message) => sendFrames([SyncProtocol.encode(message)])
     const violation = (reason: ProtocolError["reason"], detail: string) =>
       new ProtocolError({ reason, ...(options.remote === undefined ? {} : { peer: options.remote }), protocol: SyncProtocol.PROTOCOL_ID, detail })
@@ -170,7 +189,7 @@ export const run = <E>(
     )
     // sent while the remote's Hello is read: both sides send theirs first, and a vector of many
     // pages would fill a bounded channel both ways before either side reads
-    const helloSent = yield* Effect.fork(sendFrames(hello))
+    const helloSent = yield* Effect.fork(lock.withPermits(1)(Effect.forEach(hello, (frame) => channel.send(frame), { discard: true })).pipe(unlessStalled("read what was sent")))
 
     const pull = yield* Stream.toPull(channel.frames)
     const buffered: Array<Uint8Array> = []
@@ -272,7 +291,7 @@ export const run = <E>(
         return Effect.succeed(out)
       })
 
-    const takeCredit = credits.take(1).pipe(unlessStalled("acknowledge a batch"))
+    const takeCredit = credits.take(1).pipe(watched("acknowledge a batch"))
 
     /** Sends a page of operations; a credit is held for its first batch. */
     const sendPage = (ops: ReadonlyArray<Operation.Operation>, hasMore: boolean): Effect.Effect<void, E | SyncError> =>
@@ -372,7 +391,7 @@ export const run = <E>(
       }
     })
 
-    const background = Effect.all([sender, watcher, antiEntropy], { concurrency: "unbounded", discard: true })
+    const background = Effect.all([sender, watcher, antiEntropy, watchdog], { concurrency: "unbounded", discard: true })
     yield* Effect.raceFirst(receiver, background).pipe(
       Effect.tapError((error) => {
         const tag = typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : "Error"
