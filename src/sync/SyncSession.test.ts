@@ -304,6 +304,34 @@ describe("SyncSession: live updates", () => {
       expect(gathered._tag === "Ops" && gathered.ops.map((op) => op.seq)).toEqual(more.map((op) => op.seq))
     }))
 
+  it.scopedLive("once caught up, a commit goes out without reading the log back, and ops received wake no read on the receiver", () =>
+    Effect.gen(function*() {
+      const reads = { a: 0, b: 0 }
+      const counted = (engine: Engine.Service, side: "a" | "b"): Engine.Service => ({
+        ...engine,
+        opsSince: (vector, limit) => Effect.suspend(() => {
+          reads[side]++
+          return engine.opsSince(vector, limit)
+        })
+      })
+      const a = yield* open("peer-a")
+      const b = yield* open("peer-b")
+      yield* write(a, "old", 5)
+      yield* connect(counted(a, "a"), counted(b, "b"), { library: "lib-1", batchSize: 50, window: 2 })
+      yield* eventually(sameState([a, b]))
+      const before = { ...reads }
+      for (let i = 0; i < 20; i++) {
+        yield* a.mutate([notes.create(`n${i}`, { title: "t", rank: i, body: "" })])
+        yield* eventually(Effect.map(b.get(notes, `n${i}`), Option.isSome))
+      }
+      yield* eventually(sameState([a, b]))
+      expect(reads).toEqual(before)
+      // and the other way, over the same session
+      yield* b.mutate([notes.update("n3", { title: "from b" })])
+      yield* eventually(Effect.map(a.get(notes, "n3"), (row) => Option.isSome(row) && row.value.title === "from b"))
+      expect(reads).toEqual(before)
+    }))
+
   it.scoped("an opt-in debounce holds a write back for that long, and no longer", () =>
     Effect.gen(function*() {
       const a = yield* open("peer-a")

@@ -311,12 +311,46 @@ export const run = <E>(
     // busy (a send in flight, or the window full: the credit is taken before the page is read, so
     // whatever commits while it waits goes in the one page read after), so a burst goes in few batches
     // and a quiet session adds nothing to a write's way out.
+    // What the remote lacks is read from the log only when it may lack something older than what
+    // committed since the last read (at the start, after an announced vector, past a page). Otherwise
+    // the sender sends the operations of the commits it was told of: on a live session, a commit
+    // goes out with no query and no row decoded back into the operations it already has.
+    let lacking = true
+    // the operations of commits since the last read of the log, in commit order; bounded by a batch
+    // (past it, the log is read instead)
+    let fresh: Array<Operation.Operation> = []
+    let overflow = false
+
+    /** `fresh` less what the remote holds, if it follows on from what it holds for every origin. */
+    const followOn = (): ReadonlyArray<Operation.Operation> | undefined => {
+      const ops: Array<Operation.Operation> = []
+      const next = new Map<string, number>()
+      for (const op of fresh) {
+        const held = next.get(op.origin) ?? VersionVector.seqOf(theirs, op.origin)
+        if (op.seq <= held) continue
+        if (op.seq !== held + 1) return undefined
+        next.set(op.origin, op.seq)
+        ops.push(op)
+      }
+      return ops
+    }
+
+    // No fixed wait: a commit is sent as soon as the sender is free. Commits gather only while it is
+    // busy (a send in flight, or the window full: the credit is taken before the page is read, so
+    // whatever commits while it waits goes in the one page read after), so a burst goes in few batches
+    // and a quiet session adds nothing to a write's way out.
     const sender = Effect.forever(Effect.gen(function*() {
       yield* Queue.take(wake)
       if (debounce !== undefined) yield* Effect.sleep(debounce)
       yield* takeCredit
       yield* Queue.takeAll(wake)
+      const live = lacking || overflow ? undefined : followOn()
+      fresh = []
+      overflow = false
+      if (live !== undefined) return yield* (live.length === 0 ? credits.release(1) : sendPage(live, false))
       const page = yield* engine.opsSince(theirs, batchSize)
+      // read after `fresh` was emptied: a commit in between is in both, and sent once (the remote holds it then)
+      lacking = page.hasMore
       if (page.ops.length === 0) return yield* credits.release(1)
       yield* sendPage(page.ops, page.hasMore)
       // the rest of what the remote lacks: at once, as credits allow
@@ -327,7 +361,20 @@ export const run = <E>(
       const commit = yield* Queue.take(commits)
       // bounded: past a page, the remote learns of the rest from the next Vector
       if (moved.size < VersionVector.PAGE_ENTRIES) VersionVector.advanceInPlace(moved, commit.ops)
-      yield* Queue.offer(wake, undefined)
+      // the remote's own operations (it sent them: `theirs` holds them already) wake nothing
+      let news = false
+      for (const op of commit.ops) {
+        if (op.seq <= VersionVector.seqOf(theirs, op.origin)) continue
+        news = true
+        if (overflow) continue
+        if (fresh.length >= batchSize) {
+          fresh = []
+          overflow = true
+        } else {
+          fresh.push(op)
+        }
+      }
+      if (news) yield* Queue.offer(wake, undefined)
     }))
 
     const antiEntropy = Effect.forever(Effect.gen(function*() {
@@ -342,14 +389,14 @@ export const run = <E>(
           return Effect.gen(function*() {
             // an edit that expands past the engine's limits is the sender's violation: its own engine
             // would have refused to make it (local edits are split or refused by the same limits)
+            // the remote holds what it sends (before the ingest: its commit must not wake our sender)
+            VersionVector.advanceInPlace(theirs, message.ops)
             const result = yield* engine.ingest(message.ops).pipe(
               Effect.catchIf(
                 (e): e is IngestError => e._tag === "IngestError" && e.reason === "TooLarge",
                 (e) => Effect.fail(violation("Oversize", e.message))
               )
             )
-            // the remote holds what it sends: never send it back
-            VersionVector.advanceInPlace(theirs, message.ops)
             // after the ingest we hold every origin of the batch at least to its last operation there
             const held = new Map(moved)
             moved.clear()
@@ -372,6 +419,8 @@ export const run = <E>(
               theirs.clear()
             }
             VersionVector.mergeInPlace(theirs, vector)
+            // the remote may lack more than what committed lately (a copy restored from before it)
+            lacking = true
             yield* Queue.offer(wake, undefined)
           })
         case "Abort":
