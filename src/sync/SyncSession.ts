@@ -307,10 +307,6 @@ export const run = <E>(
         }
       })
 
-    // No fixed wait: a commit is sent as soon as the sender is free. Commits gather only while it is
-    // busy (a send in flight, or the window full: the credit is taken before the page is read, so
-    // whatever commits while it waits goes in the one page read after), so a burst goes in few batches
-    // and a quiet session adds nothing to a write's way out.
     // What the remote lacks is read from the log only when it may lack something older than what
     // committed since the last read (at the start, after an announced vector, past a page). Otherwise
     // the sender sends the operations of the commits it was told of: on a live session, a commit
@@ -387,10 +383,11 @@ export const run = <E>(
       switch (message._tag) {
         case "Ops":
           return Effect.gen(function*() {
+            // the remote holds what it sends (marked before the ingest, so that its commit wakes no send;
+            // if the ingest fails, the session ends)
+            VersionVector.advanceInPlace(theirs, message.ops)
             // an edit that expands past the engine's limits is the sender's violation: its own engine
             // would have refused to make it (local edits are split or refused by the same limits)
-            // the remote holds what it sends (before the ingest: its commit must not wake our sender)
-            VersionVector.advanceInPlace(theirs, message.ops)
             const result = yield* engine.ingest(message.ops).pipe(
               Effect.catchIf(
                 (e): e is IngestError => e._tag === "IngestError" && e.reason === "TooLarge",
