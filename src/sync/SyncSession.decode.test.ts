@@ -1,5 +1,4 @@
 import { describe, expect, it } from "@effect/vitest"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -18,7 +17,7 @@ import * as ChannelPair from "./testing/ChannelPair.js"
 // ProtocolError, which gets the peer disconnected), never a defect, and writes nothing.
 
 const notes = Model.make("notes", Schema.Struct({ title: Schema.String, rank: Schema.Number }))
-const options: SyncSession.Options = { library: "lib-1", debounce: Duration.millis(1), batchSize: 50, window: 2 }
+const options: SyncSession.Options = { library: "lib-1", batchSize: 50, window: 2 }
 const TS = "018bcfe568000000"
 
 const against = (frames: ReadonlyArray<Uint8Array>) =>

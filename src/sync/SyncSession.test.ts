@@ -24,8 +24,7 @@ import * as Snapshot from "../engine/testing/Snapshot.js"
 const notes = Model.make("notes", Schema.Struct({ title: Schema.String, rank: Schema.Number, body: Model.RichText }))
 const models = [notes]
 const open = (node: string) => Engines.open({ models, node })
-const options: SyncSession.Options = { library: "lib-1", debounce: Duration.millis(1), batchSize: 50, window: 2 }
-const quick: SyncSession.Options = { library: "lib-1", batchSize: 50, window: 2 }
+const options: SyncSession.Options = { library: "lib-1", batchSize: 50, window: 2 }
 
 const write = (engine: Engine.Service, prefix: string, count: number) =>
   Effect.forEach(Array.from({ length: count }, (_, i) => i), (i) =>
@@ -86,8 +85,8 @@ describe("SyncSession", () => {
       const b = yield* open("peer-b")
       const pair = yield* ChannelPair.make()
       let batches = 0
-      const counting = { ...quick, onEvent: (e: SyncSession.Event) => Effect.sync(() => { if (e._tag === "Received" && e.ops > 0) batches++ }) }
-      yield* Effect.fork(SyncSession.run(a, pair.left, quick))
+      const counting = { ...options, onEvent: (e: SyncSession.Event) => Effect.sync(() => { if (e._tag === "Received" && e.ops > 0) batches++ }) }
+      yield* Effect.fork(SyncSession.run(a, pair.left, options))
       yield* Effect.fork(SyncSession.run(b, pair.right, counting))
       yield* Effect.sleep(Duration.millis(50))
       yield* write(a, "q", 40) // 40 commits of 2 operations each, back to back
@@ -245,7 +244,6 @@ describe("SyncSession: a remote that stops", () => {
         library: "lib-1",
         batchSize: 5,
         window: 2,
-        debounce: Duration.millis(1),
         stallTimeout: Duration.millis(300)
       }))
       yield* pair.right.send(SyncProtocol.encode({ _tag: "Hello", node: "peer-x" as NodeId, library: "lib-1", entries: VersionVector.empty, more: false }))

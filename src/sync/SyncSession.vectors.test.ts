@@ -19,7 +19,7 @@ import * as SyncSession from "./SyncSession.js"
 import * as ChannelPair from "./testing/ChannelPair.js"
 
 const notes = Model.make("notes", Schema.Struct({ title: Schema.String, body: Model.RichText }))
-const options: SyncSession.Options = { library: "lib-1", debounce: Duration.millis(1), batchSize: 50, window: 2 }
+const options: SyncSession.Options = { library: "lib-1", batchSize: 50, window: 2 }
 
 const connect = (a: Engine.Service, b: Engine.Service) =>
   Effect.gen(function*() {
