@@ -34,6 +34,11 @@ export interface Capabilities {
   readonly blobType: "blob" | "bytea"
   /** Column type for floating point numbers. */
   readonly realType: "real" | "double precision"
+  /**
+   * Whether a table keyed by its primary key can be stored as that key's B-tree alone
+   * (SQLite's `WITHOUT ROWID`): no rowid B-tree beside a copy of the key in an index.
+   */
+  readonly withoutRowid: boolean
 }
 
 /** The engine's database. */
@@ -99,7 +104,7 @@ export interface SqliteOptions {
 }
 
 /** SQLite capabilities (SQLite ≥ 3.32 allows 32766 parameters per statement). */
-export const sqliteCapabilities: Capabilities = { maxParameters: 32_000, blobType: "blob", realType: "real" }
+export const sqliteCapabilities: Capabilities = { maxParameters: 32_000, blobType: "blob", realType: "real", withoutRowid: true }
 
 /** The embedded SQLite database (better-sqlite3). */
 export const makeSqlite = (options: SqliteOptions): Effect.Effect<Database["Type"], StorageError, Scope.Scope> =>

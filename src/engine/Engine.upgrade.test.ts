@@ -49,6 +49,10 @@ describe("Engine upgrade from the 0002 layout", () => {
       expect(after.tombstones).toEqual(before.tombstones)
       expect(after.documents).toEqual(before.documents)
       expect(after.view).toEqual(before.view)
+      // the old tables are gone: nothing reads them any more
+      const tables = (yield* Effect.promise(() => engine.kysely.introspection.getTables())).map((t) => t.name)
+      expect(tables).not.toContain("weft_operations")
+      expect(tables).not.toContain("weft_vector")
     }))
 
   it.scopedLive("after the upgrade a new write, a rebuild, a reopen and a sync with a new peer still work", () =>

@@ -22,7 +22,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import type { Kysely } from "kysely"
+import { sql, type Kysely } from "kysely"
 import * as Binary from "../crdt/Binary.js"
 import type * as Operation from "../crdt/Operation.js"
 import * as RecordState from "../crdt/RecordState.js"
@@ -143,6 +143,9 @@ export const ensureTables = (
           for (const field of model.fields.values()) {
             create = create.addColumn(field.name, columnType(field.column, capabilities) as "text")
           }
+          // the id's B-tree holds the row: no rowid B-tree beside an index repeating every id
+          // (tables made before keep their rowid; both read and write the same)
+          if (capabilities.withoutRowid) create = create.modifyEnd(sql`without rowid`)
           await create.execute()
         } else {
           for (const field of model.fields.values()) {

@@ -76,7 +76,7 @@ export const make = (options: Engine.Options) =>
     if (stored === undefined) yield* database.transaction((trx) => OperationLog.writeMeta(trx, OperationLog.META_NODE, node))
 
     // the clock restarts after everything it issued or saw, whatever the wall clock says now
-    const vector = yield* OperationLog.readVector(kysely)
+    const { origins, vector } = yield* OperationLog.readOrigins(kysely)
     const storedClock = yield* OperationLog.readMeta(kysely, OperationLog.META_CLOCK)
     let last = Schema.is(Timestamp.Timestamp)(storedClock) ? storedClock : Timestamp.zero
     for (const entry of vector.values()) last = Timestamp.max(last, entry.ts)
@@ -118,10 +118,10 @@ export const make = (options: Engine.Options) =>
               const { folded, next, ops } = yield* body(trx, current, loaded)
               const advanced = new Map<string, VersionVector.Entry>()
               if (ops.length === 0) return { advanced, changes: [], next, ops }
-              yield* OperationLog.append(trx, bulk, ops, maxOperationBytes)
+              yield* OperationLog.append(trx, bulk, origins, ops, maxOperationBytes)
               const changes = yield* Projection.apply(trx, bulk, models, documents, ops, loaded, folded)
               VersionVector.advanceInPlace(advanced, ops)
-              yield* OperationLog.writeVector(trx, bulk, advanced)
+              yield* OperationLog.writeVector(trx, bulk, origins, advanced)
               if (next.clock.last !== current.clock.last) {
                 yield* OperationLog.writeMeta(trx, OperationLog.META_CLOCK, next.clock.last)
               }
@@ -236,7 +236,7 @@ export const make = (options: Engine.Options) =>
         ),
       commits: PubSub.subscribe(pubsub),
       versionVector: Effect.sync(() => (snapshot ??= new Map(vector))),
-      opsSince: (theirs, limit) => OperationLog.since(kysely, vector, theirs, Math.max(1, Math.min(limit, maxBatchSize))),
+      opsSince: (theirs, limit) => OperationLog.since(kysely, origins, vector, theirs, Math.max(1, Math.min(limit, maxBatchSize))),
       rebuild: writer.withPermits(1)(
         database.transaction((trx) =>
           Effect.gen(function*() {

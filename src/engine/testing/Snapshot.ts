@@ -17,7 +17,7 @@ import * as RichText from "../../crdt/RichText.js"
 
 /** Everything an engine stores, as comparable data. */
 export interface Snapshot {
-  /** Every operation, in (origin, seq) order, as its id and encoded bytes (hex). */
+  /** Every operation, in (origin, seq) order (origins by name), as its id and encoded bytes (hex). */
   readonly log: ReadonlyArray<readonly [string, string]>
   /** Each model's visible rows, sorted by id (columns as stored, state decoded). */
   readonly projection: { readonly [model: string]: ReadonlyArray<Record<string, unknown>> }
@@ -33,11 +33,14 @@ const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex")
 export const snapshot = (engine: Engine.Service): Effect.Effect<Snapshot, StorageError> =>
   Effect.gen(function*() {
     const db: Kysely<any> = engine.kysely
-    const log: Array<readonly [string, string]> = []
+    const entries: Array<readonly [string, number, string, string]> = []
     yield* OperationLog.scan(db, 10_000, (ops) =>
       Effect.sync(() => {
-        for (const op of ops) log.push([Operation.id(op), hex(Operation.encode(op))])
+        for (const op of ops) entries.push([op.origin, op.seq, Operation.id(op), hex(Operation.encode(op))])
       }))
+    // the log is stored by origin number, which differs between engines
+    entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]))
+    const log = entries.map(([, , id, bytes]) => [id, bytes] as const)
     const projection: Record<string, Array<Record<string, unknown>>> = {}
     for (const model of [...engine.models.keys()].sort()) {
       const rows = yield* Effect.tryPromise({ try: () => db.selectFrom(model).selectAll().orderBy("id").execute(), catch: queryError })
