@@ -24,15 +24,30 @@ import * as ParseError from "../internal/parseError.js"
 const LOG = "weft_log"
 const COLUMNS = ["origin", "seq", "ts", "kind", "model", "record", "payload"]
 
-/** A timestamp's 8 bytes (its 16 hex digits), which sort as it does; `undefined` for a malformed one. */
-export const packTimestamp = (ts: string): Uint8Array | undefined =>
-  TIMESTAMP.test(ts) ? Buffer.from(ts, "hex") : undefined
+// hex digit values by char code (-1: not a lowercase hex digit), and each byte's two digits
+const DIGIT = Array.from({ length: 128 }, (_, c) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1))
+const BYTE_HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"))
 
-const TIMESTAMP = /^[0-9a-f]{16}$/
+/** A timestamp's 8 bytes (its 16 hex digits), which sort as it does; `undefined` for a malformed one. */
+export const packTimestamp = (ts: string): Uint8Array | undefined => {
+  if (ts.length !== 16) return undefined
+  const out = new Uint8Array(8)
+  for (let i = 0; i < 8; i++) {
+    const hi = DIGIT[ts.charCodeAt(2 * i)] ?? -1
+    const lo = DIGIT[ts.charCodeAt(2 * i + 1)] ?? -1
+    if (hi < 0 || lo < 0) return undefined
+    out[i] = hi * 16 + lo
+  }
+  return out
+}
 
 /** The timestamp of 8 stored bytes; `undefined` for another length. */
-export const unpackTimestamp = (bytes: Uint8Array): string | undefined =>
-  bytes.length === 8 ? Buffer.from(bytes.buffer, bytes.byteOffset, 8).toString("hex") : undefined
+export const unpackTimestamp = (bytes: Uint8Array): string | undefined => {
+  if (bytes.length !== 8) return undefined
+  let ts = ""
+  for (let i = 0; i < 8; i++) ts += BYTE_HEX[bytes[i]!]!
+  return ts
+}
 
 /**
  * The numbers of origins, as stored in `weft_origins`. A number is given the
@@ -270,13 +285,10 @@ export const readMeta = (db: Kysely<any>, key: string): Effect.Effect<string | u
     catch: queryError
   })
 
-/** Writes a value of the engine's metadata. */
-export const writeMeta = (trx: Kysely<any>, key: string, value: string): Effect.Effect<void, StorageError> =>
+/** Writes a value of the engine's metadata (a statement compiled once, not a query built per commit). */
+export const writeMeta = (trx: Kysely<any>, bulk: Bulk, key: string, value: string): Effect.Effect<void, StorageError> =>
   Effect.tryPromise({
-    try: () =>
-      trx.insertInto("weft_meta").values({ key, value })
-        .onConflict((oc) => oc.column("key").doUpdateSet({ value }))
-        .execute(),
+    try: () => bulk.insert(trx, "weft_meta", ["key", "value"], [[key, value]], { target: ["key"], update: ["value"] }),
     catch: queryError
   })
 

@@ -42,6 +42,11 @@ interface WriterNext {
   readonly clock: Hlc.Hlc
 }
 
+const holds = (entries: ReadonlyMap<string, VersionVector.Entry>, ts: Timestamp.Timestamp): boolean => {
+  for (const entry of entries.values()) if (entry.ts === ts) return true
+  return false
+}
+
 /** @internal */
 export const make = (options: Engine.Options) =>
   Effect.gen(function*() {
@@ -73,7 +78,7 @@ export const make = (options: Engine.Options) =>
     if (stored !== undefined && stored !== node) {
       return yield* new StorageError({ reason: "NodeMismatch", detail: `the database belongs to node ${stored}, not ${node}` })
     }
-    if (stored === undefined) yield* database.transaction((trx) => OperationLog.writeMeta(trx, OperationLog.META_NODE, node))
+    if (stored === undefined) yield* database.transaction((trx) => OperationLog.writeMeta(trx, bulk, OperationLog.META_NODE, node))
 
     // the clock restarts after everything it issued or saw, whatever the wall clock says now
     const { origins, vector } = yield* OperationLog.readOrigins(kysely)
@@ -122,8 +127,10 @@ export const make = (options: Engine.Options) =>
               const changes = yield* Projection.apply(trx, bulk, models, documents, ops, loaded, folded)
               VersionVector.advanceInPlace(advanced, ops)
               yield* OperationLog.writeVector(trx, bulk, origins, advanced)
-              if (next.clock.last !== current.clock.last) {
-                yield* OperationLog.writeMeta(trx, OperationLog.META_CLOCK, next.clock.last)
+              // the clock restarts after the stored vector's timestamps too: when an entry this commit
+              // stores holds the clock (every local write), storing the clock as well is a redundant statement
+              if (next.clock.last !== current.clock.last && !holds(advanced, next.clock.last)) {
+                yield* OperationLog.writeMeta(trx, bulk, OperationLog.META_CLOCK, next.clock.last)
               }
               return { advanced, changes, next, ops }
             })
