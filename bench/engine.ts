@@ -60,15 +60,16 @@ const rawWrites = (dir: string, ids: ReadonlyArray<string>, batch: number): numb
   const insertOp = db.prepare("insert into ops values (?, ?, ?, ?, ?, ?, ?)")
   const upsert = db.prepare(`insert into files values (?, ?, ?, ?, ?) on conflict (id) do update set
     weft_state = excluded.weft_state, name = excluded.name, size = excluded.size, tags = excluded.tags`)
+  const origins = { numbers: new Map([["bench-node", 1]]), names: new Map([[1, "bench-node"]]) }
   const write = db.transaction((from: number) => {
     for (let i = from; i < from + batch; i++) {
       const ts = Timestamp.make(1_700_000_000_000 + i, 0)
       const fields = valuesOf(i)
       insertOp.run("bench-node", i + 1, ts, 0, "files", ids[i], Binary.encode(fields))
-      // the same state bytes the engine's old layout stored: one create's registers
+      // the same state bytes the engine stores: one create's registers
       const stamp = Timestamp.stamp(ts, "bench-node" as Timestamp.NodeId)
       const state = { created: stamp, deleted: null, fields: { name: { stamp, value: fields.name }, size: { stamp, value: fields.size }, tags: { stamp, value: fields.tags } } }
-      upsert.run(ids[i], Projection.encodeState(state), fields.name, fields.size, JSON.stringify(fields.tags))
+      upsert.run(ids[i], Projection.encodeState(state, origins), fields.name, fields.size, JSON.stringify(fields.tags))
     }
   })
   const start = performance.now()

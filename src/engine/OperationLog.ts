@@ -60,7 +60,8 @@ export interface Origins {
   readonly names: Map<number, string>
 }
 
-const numberOf = (origins: Origins, origin: string): number => {
+/** The number of `origin`, given now if it has none. */
+export const originNumber = (origins: Origins, origin: string): number => {
   let n = origins.numbers.get(origin)
   if (n === undefined) {
     n = origins.names.size + 1
@@ -85,7 +86,7 @@ export const append = (
       if (payload.length > maxOperationBytes) {
         return Effect.fail(new ValidationError({ reason: "TooLarge", model: op.model, record: op.record, detail: `operation ${Operation.id(op)} takes ${payload.length} bytes; the most is ${maxOperationBytes}` }))
       }
-      rows.push([numberOf(origins, op.origin), op.seq, packTimestamp(op.ts), Operation.kindOf(op), op.model, op.record, payload])
+      rows.push([originNumber(origins, op.origin), op.seq, packTimestamp(op.ts), Operation.kindOf(op), op.model, op.record, payload])
     }
     return Effect.tryPromise({ try: () => bulk.insert(trx, LOG, COLUMNS, rows), catch: queryError })
   })
@@ -268,7 +269,7 @@ export const writeVector = (
 ): Effect.Effect<void, StorageError> => {
   if (advanced.size === 0) return Effect.void
   const rows: Array<ReadonlyArray<unknown>> = []
-  for (const [origin, entry] of advanced) rows.push([numberOf(origins, origin), origin, entry.seq, entry.ts])
+  for (const [origin, entry] of advanced) rows.push([originNumber(origins, origin), origin, entry.seq, entry.ts])
   return Effect.tryPromise({
     try: () => bulk.insert(trx, "weft_origins", ["n", "origin", "seq", "ts"], rows, { target: ["n"], update: ["seq", "ts"] }),
     catch: queryError

@@ -124,7 +124,7 @@ export const make = (options: Engine.Options) =>
               const advanced = new Map<string, VersionVector.Entry>()
               if (ops.length === 0) return { advanced, changes: [], next, ops }
               yield* OperationLog.append(trx, bulk, origins, ops, maxOperationBytes)
-              const changes = yield* Projection.apply(trx, bulk, models, documents, ops, loaded, folded)
+              const changes = yield* Projection.apply(trx, bulk, origins, models, documents, ops, loaded, folded)
               VersionVector.advanceInPlace(advanced, ops)
               yield* OperationLog.writeVector(trx, bulk, origins, advanced)
               // the clock restarts after the stored vector's timestamps too: when an entry this commit
@@ -158,7 +158,7 @@ export const make = (options: Engine.Options) =>
           prepared.push(result.right)
         }
         const now = yield* Clock.currentTimeMillis
-        return yield* commit("local", (trx, current, loaded) => localOps(trx, documents, bulk, node, current, loaded, prepared, now))
+        return yield* commit("local", (trx, current, loaded) => localOps(trx, documents, bulk, origins, node, current, loaded, prepared, now))
       })
 
     const ingest = (incoming: ReadonlyArray<Operation.Operation>) =>
@@ -249,7 +249,7 @@ export const make = (options: Engine.Options) =>
           Effect.gen(function*() {
             documents.clear()
             yield* Projection.clear(trx, models.values())
-            yield* OperationLog.scan(trx, 5_000, (ops) => Effect.asVoid(Projection.apply(trx, bulk, models, documents, ops)))
+            yield* OperationLog.scan(trx, 5_000, (ops) => Effect.asVoid(Projection.apply(trx, bulk, origins, models, documents, ops)))
           })
         ).pipe(settleDocuments)
       )
@@ -313,6 +313,7 @@ const localOps = (
   trx: Kysely<any>,
   documents: Documents.Documents,
   bulk: Bulk,
+  origins: OperationLog.Origins,
   node: Timestamp.NodeId,
   current: WriterState,
   loaded: Projection.Loaded,
@@ -333,7 +334,7 @@ const localOps = (
     const states = new Map<string, RecordState.RecordState>()
     const docs = new Map<string, RichText.Doc>()
     for (const [model, { ids, rich }] of byModel) {
-      yield* Projection.load(trx, bulk, model, ids, loaded)
+      yield* Projection.load(trx, bulk, origins, model, ids, loaded)
       for (const id of ids) states.set(key(model.name, id), Projection.stateOf(loaded, model.name, id))
       if (rich.size > 0) {
         for (const [id, fields] of yield* Projection.loadDocuments(trx, documents, model, [...rich])) {
