@@ -25,6 +25,7 @@ import * as Binary from "../src/crdt/Binary.js"
 import * as Timestamp from "../src/crdt/Timestamp.js"
 import * as Engine from "../src/engine/Engine.js"
 import * as Model from "../src/engine/Model.js"
+import * as OperationLog from "../src/engine/OperationLog.js"
 import * as Projection from "../src/engine/Projection.js"
 import { median, type Figure } from "./report.js"
 
@@ -60,7 +61,7 @@ const rawWrites = (dir: string, ids: ReadonlyArray<string>, batch: number): numb
   const insertOp = db.prepare("insert into ops values (?, ?, ?, ?, ?, ?, ?)")
   const upsert = db.prepare(`insert into files values (?, ?, ?, ?, ?) on conflict (id) do update set
     weft_state = excluded.weft_state, name = excluded.name, size = excluded.size, tags = excluded.tags`)
-  const origins = { numbers: new Map([["bench-node", 1]]), names: new Map([[1, "bench-node"]]) }
+  const origins = OperationLog.emptyOrigins()
   const write = db.transaction((from: number) => {
     for (let i = from; i < from + batch; i++) {
       const ts = Timestamp.make(1_700_000_000_000 + i, 0)

@@ -51,20 +51,27 @@ export const unpackTimestamp = (bytes: Uint8Array): string | undefined => {
 
 /**
  * The numbers of origins, as stored in `weft_origins`. A number is given the
- * first time an origin is appended and never changes; one given in a
- * transaction that rolls back is stored by the next commit that uses it
- * (every commit stores the vector entry, number included, of each origin it appends).
+ * first time an origin is appended and never changes. One given in a
+ * transaction that rolls back stays given in memory (readers may hold it) and
+ * is stored by the next commit that appends its origin (every commit stores
+ * the vector entry, number included, of each origin it appends), or never:
+ * stored numbers may have gaps, and new ones continue after the largest ever given.
  */
 export interface Origins {
   readonly numbers: Map<string, number>
   readonly names: Map<number, string>
+  /** The next number to give. */
+  next: number
 }
+
+/** An empty numbering. */
+export const emptyOrigins = (): Origins => ({ numbers: new Map(), names: new Map(), next: 1 })
 
 /** The number of `origin`, given now if it has none. */
 export const originNumber = (origins: Origins, origin: string): number => {
   let n = origins.numbers.get(origin)
   if (n === undefined) {
-    n = origins.names.size + 1
+    n = origins.next++
     origins.numbers.set(origin, n)
     origins.names.set(n, origin)
   }
@@ -242,7 +249,7 @@ export const readOrigins = (
     catch: queryError
   }).pipe(
     Effect.flatMap((rows) => {
-      const origins: Origins = { numbers: new Map(), names: new Map() }
+      const origins = emptyOrigins()
       for (const row of rows) {
         const n = Number(row.n)
         if (!Number.isSafeInteger(n) || n < 1 || origins.names.has(n) || origins.numbers.has(row.origin)) {
@@ -250,9 +257,8 @@ export const readOrigins = (
         }
         origins.numbers.set(row.origin, n)
         origins.names.set(n, row.origin)
+        origins.next = Math.max(origins.next, n + 1)
       }
-      // numbers are given as size + 1: they must be 1…size
-      if (rows.some((row) => Number(row.n) > rows.length)) return Effect.fail(corrupt("origin numbers are not 1…n"))
       return Either.match(VersionVector.fromStored(rows.map((row) => ({ origin: row.origin, seq: Number(row.seq), ts: row.ts }))), {
         onLeft: (detail) => Effect.fail(corrupt(`version vector: ${detail}`)),
         onRight: (vector) => Effect.succeed({ vector, origins })

@@ -5,7 +5,7 @@ import type * as RecordState from "../crdt/RecordState.js"
 import * as Timestamp from "../crdt/Timestamp.js"
 import * as Fuzz from "../transport/testing/Fuzz.js"
 import { StorageError } from "./Database.js"
-import type * as OperationLog from "./OperationLog.js"
+import * as OperationLog from "./OperationLog.js"
 import * as Projection from "./Projection.js"
 
 const stamp = fc.tuple(arbitraryTimestamp, arbitraryNodeId).map(([ts, node]) => Timestamp.stamp(ts, node))
@@ -18,7 +18,7 @@ const arbitraryState: fc.Arbitrary<RecordState.RecordState> = fc.record({
 })
 
 // origins are numbered as states are encoded, as the engine's writer numbers them
-const origins: OperationLog.Origins = { numbers: new Map(), names: new Map() }
+const origins = OperationLog.emptyOrigins()
 
 describe("stored record state under structure-aware fuzzing", () => {
   it("decodeState: every mutated state is a state or a StorageError", () =>
