@@ -70,7 +70,8 @@ export const queryError = (cause: unknown): StorageError =>
 /** Builds the service over a Kysely dialect; the Kysely instance is destroyed with the scope. */
 export const make = (
   dialect: Dialect,
-  capabilities: Capabilities
+  capabilities: Capabilities,
+  direct?: Bulk.Direct
 ): Effect.Effect<Database["Type"], StorageError, Scope.Scope> =>
   Effect.gen(function*() {
     const kysely = yield* Effect.acquireRelease(
@@ -90,7 +91,7 @@ export const make = (
             // or the transaction is already gone, and the original error is what matters
             : Effect.ignore(Effect.tryPromise(() => trx.rollback().execute()))
       )
-    return { kysely, capabilities, bulk: Bulk.make(capabilities.maxParameters), execute, transaction }
+    return { kysely, capabilities, bulk: Bulk.make(capabilities.maxParameters, direct), execute, transaction }
   })
 
 /** Options of the embedded SQLite database. */
@@ -135,7 +136,13 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<Database["Type
         return statement
       }
     }
-    return yield* make(new SqliteDialect({ database: cached }), sqliteCapabilities)
+    // the write path's statements, run on the same cached statements without Kysely's executor in between
+    const statement = (sql: string) => cached.prepare(sql) as unknown as SqliteDatabase.Statement
+    const direct: Bulk.Direct = {
+      run: (sql, parameters) => void statement(sql).run(parameters),
+      all: <Row>(sql: string, parameters: ReadonlyArray<unknown>) => statement(sql).all(parameters) as Array<Row>
+    }
+    return yield* make(new SqliteDialect({ database: cached }), sqliteCapabilities, direct)
   })
 
 /** Layer of the embedded SQLite database. */
