@@ -11,7 +11,7 @@
  *   stored as that key's B-tree alone where the dialect can (`WITHOUT
  *   ROWID`): each origin's operations are a contiguous, time-ordered range,
  *   which is what `opsSince` reads and what keeps appends at the end of the
- *   B-tree. Timestamps are their 8 bytes (`Timestamp.toBytes`).
+ *   B-tree. Timestamps are their 8 bytes (`OperationLog.packTimestamp`).
  * - `weft_meta` — the node id and the clock.
  * - `weft_tombstones` — merged state of records that are not visible
  *   (deleted, or known only through updates), so model tables hold only
@@ -99,6 +99,7 @@ const migrations = (capabilities: Capabilities): Record<string, Migration> => ({
   "0003_numbered_origins": {
     up: (db: Kysely<any>) =>
       db.isTransaction ? numberOrigins(db, capabilities) : db.transaction().execute((trx) => numberOrigins(trx, capabilities)),
+    // no way back: the old tables are gone, and record states written since name origins by number
     async down(db: Kysely<any>) {
       await db.schema.dropTable("weft_log").ifExists().execute()
       await db.schema.dropTable("weft_origins").ifExists().execute()
