@@ -34,6 +34,11 @@ export interface Capabilities {
   readonly blobType: "blob" | "bytea"
   /** Column type for floating point numbers. */
   readonly realType: "real" | "double precision"
+  /**
+   * Whether a table keyed by its primary key can be stored as that key's B-tree alone
+   * (SQLite's `WITHOUT ROWID`): no rowid B-tree beside a copy of the key in an index.
+   */
+  readonly withoutRowid: boolean
 }
 
 /** The engine's database. */
@@ -65,7 +70,8 @@ export const queryError = (cause: unknown): StorageError =>
 /** Builds the service over a Kysely dialect; the Kysely instance is destroyed with the scope. */
 export const make = (
   dialect: Dialect,
-  capabilities: Capabilities
+  capabilities: Capabilities,
+  direct?: Bulk.Direct
 ): Effect.Effect<Database["Type"], StorageError, Scope.Scope> =>
   Effect.gen(function*() {
     const kysely = yield* Effect.acquireRelease(
@@ -85,7 +91,7 @@ export const make = (
             // or the transaction is already gone, and the original error is what matters
             : Effect.ignore(Effect.tryPromise(() => trx.rollback().execute()))
       )
-    return { kysely, capabilities, bulk: Bulk.make(capabilities.maxParameters), execute, transaction }
+    return { kysely, capabilities, bulk: Bulk.make(capabilities.maxParameters, direct), execute, transaction }
   })
 
 /** Options of the embedded SQLite database. */
@@ -99,7 +105,7 @@ export interface SqliteOptions {
 }
 
 /** SQLite capabilities (SQLite ≥ 3.32 allows 32766 parameters per statement). */
-export const sqliteCapabilities: Capabilities = { maxParameters: 32_000, blobType: "blob", realType: "real" }
+export const sqliteCapabilities: Capabilities = { maxParameters: 32_000, blobType: "blob", realType: "real", withoutRowid: true }
 
 /** The embedded SQLite database (better-sqlite3). */
 export const makeSqlite = (options: SqliteOptions): Effect.Effect<Database["Type"], StorageError, Scope.Scope> =>
@@ -130,7 +136,13 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<Database["Type
         return statement
       }
     }
-    return yield* make(new SqliteDialect({ database: cached }), sqliteCapabilities)
+    // the write path's statements, run on the same cached statements without Kysely's executor in between
+    const statement = (sql: string) => cached.prepare(sql) as unknown as SqliteDatabase.Statement
+    const direct: Bulk.Direct = {
+      run: (sql, parameters) => void statement(sql).run(parameters),
+      all: <Row>(sql: string, parameters: ReadonlyArray<unknown>) => statement(sql).all(parameters) as Array<Row>
+    }
+    return yield* make(new SqliteDialect({ database: cached }), sqliteCapabilities, direct)
   })
 
 /** Layer of the embedded SQLite database. */

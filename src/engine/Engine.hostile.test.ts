@@ -39,7 +39,7 @@ describe("Engine: interrupted writes", () => {
       const engine = yield* Engines.open({ models: [notes], node: "peer-a" })
       const logged = Effect.map(
         Effect.promise(() =>
-          engine.kysely.selectFrom("weft_operations").select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()
+          engine.kysely.selectFrom("weft_log").select((eb) => eb.fn.countAll<number>().as("n")).executeTakeFirstOrThrow()
         ),
         (row) => Number(row.n)
       )

@@ -88,4 +88,26 @@ describe("Engine: origins are data", () => {
       expect([...reopened].sort()).toEqual([...held].sort())
       expect(reopened.get("__proto__")?.seq).toBe(1)
     }))
+
+  it.scopedLive("an origin numbered by an ingest that rolled back leaves a gap in the numbers; reopened, the next origin gets a number of its own", () =>
+    Effect.gen(function*() {
+      const filename = join(mkdtempSync(join(tmpdir(), "weft-origins-")), "gap.db")
+      const big = { ...create("y-origin", 1, "y1"), fields: { title: "x".repeat(2048) } } as Operation.Operation
+      yield* Effect.scoped(Effect.gen(function*() {
+        const engine = yield* Engines.open({ models: [notes], node: "here", filename, maxOperationBytes: 1024 })
+        // x-origin is numbered while the batch is appended, then y-origin's operation is too large: all of it rolls back
+        const refused = yield* Effect.exit(engine.ingest([create("x-origin", 1, "x1"), big]))
+        expect(Exit.isFailure(refused)).toBe(true)
+        yield* engine.mutate([notes.create("h1", { title: "here" })])
+      }))
+      const view = yield* Effect.scoped(Effect.gen(function*() {
+        const engine = yield* Engines.open({ models: [notes], node: "here", filename })
+        yield* engine.ingest([create("z-origin", 1, "z1"), create("x-origin", 1, "x1")])
+        return yield* Snapshot.view(engine)
+      }))
+      const reopened = yield* Engines.open({ models: [notes], node: "here", filename })
+      expect(yield* Snapshot.view(reopened)).toEqual(view)
+      expect(Object.keys(view.notes!).sort()).toEqual(["h1", "x1", "z1"])
+      expect((yield* reopened.opsSince(new Map(), 10)).ops.map((op) => `${op.origin}/${op.seq}`).sort()).toEqual(["here/1", "x-origin/1", "z-origin/1"])
+    }))
 })

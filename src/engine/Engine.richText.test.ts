@@ -61,7 +61,7 @@ describe("Rich text: edits that expand", () => {
       const refused = failureOf(yield* Effect.exit(engine.ingest([expandingEdit(1_000_000)])))
       expect(refused).toMatchObject({ _tag: "IngestError", reason: "TooLarge", origin: stranger, seq: 1 })
       expect((yield* engine.versionVector).get(stranger)).toBeUndefined()
-      const logged = yield* Effect.promise(() => engine.kysely.selectFrom("weft_operations").selectAll().execute())
+      const logged = yield* Effect.promise(() => engine.kysely.selectFrom("weft_log").selectAll().execute())
       expect(logged).toEqual([])
       // the same record still takes an edit within the limits
       const small = yield* engine.ingest([{ ...expandingEdit(100), seq: 1 } as Operation.Operation])
@@ -127,7 +127,7 @@ describe("Rich text: edits that expand", () => {
     }))
 })
 
-const engine = (e: { readonly kysely: any }) => Effect.promise(() => e.kysely.selectFrom("weft_operations").selectAll().execute() as Promise<Array<unknown>>)
+const engine = (e: { readonly kysely: any }) => Effect.promise(() => e.kysely.selectFrom("weft_log").selectAll().execute() as Promise<Array<unknown>>)
 
 describe("Rich text: a big ingest does not stall the node", () => {
   it.scopedLive("two peers' pings are answered all through a third peer's big batch, not only before or after it", () =>

@@ -1,8 +1,10 @@
 /**
  * The append-only operation log and the version vector, in SQL.
  *
- * Rows are keyed by (origin, seq); each origin's operations are a contiguous
- * range in sequence (and time) order. Reads validate every row with the
+ * Rows are keyed by (origin number, seq); each origin's operations are a
+ * contiguous range in sequence (and time) order. Origins are numbered in
+ * `weft_origins` (`Origins`), which also holds the version vector, and
+ * timestamps are stored as their 8 bytes. Reads validate every row with the
  * operation Schema: a corrupt row is a `StorageError`, never a bad operation.
  *
  * @since 0.1.0
@@ -19,12 +21,68 @@ import { ValidationError } from "./EngineError.js"
 import type { Bulk } from "./internal/bulk.js"
 import * as ParseError from "../internal/parseError.js"
 
+const LOG = "weft_log"
 const COLUMNS = ["origin", "seq", "ts", "kind", "model", "record", "payload"]
+
+// hex digit values by char code (-1: not a lowercase hex digit), and each byte's two digits
+const DIGIT = Array.from({ length: 128 }, (_, c) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1))
+const BYTE_HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, "0"))
+
+/** A timestamp's 8 bytes (its 16 hex digits), which sort as it does; `undefined` for a malformed one. */
+export const packTimestamp = (ts: string): Uint8Array | undefined => {
+  if (ts.length !== 16) return undefined
+  const out = new Uint8Array(8)
+  for (let i = 0; i < 8; i++) {
+    const hi = DIGIT[ts.charCodeAt(2 * i)] ?? -1
+    const lo = DIGIT[ts.charCodeAt(2 * i + 1)] ?? -1
+    if (hi < 0 || lo < 0) return undefined
+    out[i] = hi * 16 + lo
+  }
+  return out
+}
+
+/** The timestamp of 8 stored bytes; `undefined` for another length. */
+export const unpackTimestamp = (bytes: Uint8Array): string | undefined => {
+  if (bytes.length !== 8) return undefined
+  let ts = ""
+  for (let i = 0; i < 8; i++) ts += BYTE_HEX[bytes[i]!]!
+  return ts
+}
+
+/**
+ * The numbers of origins, as stored in `weft_origins`. A number is given the
+ * first time an origin is appended and never changes. One given in a
+ * transaction that rolls back stays given in memory (readers may hold it) and
+ * is stored by the next commit that appends its origin (every commit stores
+ * the vector entry, number included, of each origin it appends), or never:
+ * stored numbers may have gaps, and new ones continue after the largest ever given.
+ */
+export interface Origins {
+  readonly numbers: Map<string, number>
+  readonly names: Map<number, string>
+  /** The next number to give. */
+  next: number
+}
+
+/** An empty numbering. */
+export const emptyOrigins = (): Origins => ({ numbers: new Map(), names: new Map(), next: 1 })
+
+/** The number of `origin`, given now if it has none. */
+export const originNumber = (origins: Origins, origin: string): number => {
+  let n = origins.numbers.get(origin)
+  if (n === undefined) {
+    n = origins.next++
+    origins.numbers.set(origin, n)
+    origins.names.set(n, origin)
+  }
+  return n
+}
 
 /** Appends operations (callers have removed the ones already held). */
 export const append = (
   trx: Kysely<any>,
   bulk: Bulk,
+  origins: Origins,
   ops: ReadonlyArray<Operation.Operation>,
   maxOperationBytes: number
 ): Effect.Effect<void, StorageError | ValidationError> =>
@@ -35,15 +93,15 @@ export const append = (
       if (payload.length > maxOperationBytes) {
         return Effect.fail(new ValidationError({ reason: "TooLarge", model: op.model, record: op.record, detail: `operation ${Operation.id(op)} takes ${payload.length} bytes; the most is ${maxOperationBytes}` }))
       }
-      rows.push([op.origin, op.seq, op.ts, Operation.kindOf(op), op.model, op.record, payload])
+      rows.push([originNumber(origins, op.origin), op.seq, packTimestamp(op.ts), Operation.kindOf(op), op.model, op.record, payload])
     }
-    return Effect.tryPromise({ try: () => bulk.insert(trx, "weft_operations", COLUMNS, rows), catch: queryError })
+    return Effect.tryPromise({ try: () => bulk.insert(trx, LOG, COLUMNS, rows), catch: queryError })
   })
 
 interface OperationRow {
-  readonly origin: string
+  readonly origin: number
   readonly seq: number
-  readonly ts: string
+  readonly ts: Uint8Array
   readonly kind: number
   readonly model: string
   readonly record: string
@@ -52,20 +110,24 @@ interface OperationRow {
 
 const corrupt = (detail: string) => new StorageError({ reason: "Corrupt", detail })
 
-const fromRow = (row: OperationRow): Either.Either<Operation.Operation, StorageError> => {
+const fromRow = (names: ReadonlyMap<number, string>, row: OperationRow): Either.Either<Operation.Operation, StorageError> => {
+  const origin = names.get(row.origin)
+  if (origin === undefined) return Either.left(corrupt(`operation ${row.origin}/${row.seq}: no origin is numbered ${row.origin}`))
+  const ts = unpackTimestamp(row.ts)
+  if (ts === undefined) return Either.left(corrupt(`operation ${origin}/${row.seq}: a timestamp of ${row.ts.length} bytes`))
   const payload = row.payload === null ? Either.right(null) : Binary.decode(row.payload)
-  if (Either.isLeft(payload)) return Either.left(corrupt(`operation ${row.origin}/${row.seq}: ${payload.left.message}`))
+  if (Either.isLeft(payload)) return Either.left(corrupt(`operation ${origin}/${row.seq}: ${payload.left.message}`))
   return Either.mapLeft(
-    Operation.decodeTuple([row.kind, row.origin, row.seq, row.ts, row.model, row.record, payload.right]),
-    (e) => corrupt(`operation ${row.origin}/${row.seq}: ${ParseError.describe(e)}`)
+    Operation.decodeTuple([row.kind, origin, row.seq, ts, row.model, row.record, payload.right]),
+    (e) => corrupt(`operation ${origin}/${row.seq}: ${ParseError.describe(e)}`)
   )
 }
 
-const fromRows = (rows: ReadonlyArray<OperationRow>): Effect.Effect<Array<Operation.Operation>, StorageError> =>
+const fromRows = (names: ReadonlyMap<number, string>, rows: ReadonlyArray<OperationRow>): Effect.Effect<Array<Operation.Operation>, StorageError> =>
   Effect.suspend(() => {
     const ops: Array<Operation.Operation> = []
     for (const row of rows) {
-      const op = fromRow(row)
+      const op = fromRow(names, row)
       if (Either.isLeft(op)) return Effect.fail(op.left)
       ops.push(op.right)
     }
@@ -75,18 +137,22 @@ const fromRows = (rows: ReadonlyArray<OperationRow>): Effect.Effect<Array<Operat
 /** Operations of `origin` after `afterSeq`, in order, at most `limit`. */
 export const readOrigin = (
   db: Kysely<any>,
+  origins: Origins,
   origin: string,
   afterSeq: number,
   limit: number
-): Effect.Effect<Array<Operation.Operation>, StorageError> =>
-  Effect.tryPromise({
+): Effect.Effect<Array<Operation.Operation>, StorageError> => {
+  const n = origins.numbers.get(origin)
+  if (n === undefined) return Effect.succeed([])
+  return Effect.tryPromise({
     try: () =>
-      db.selectFrom("weft_operations").selectAll()
-        .where("origin", "=", origin).where("seq", ">", afterSeq)
+      db.selectFrom(LOG).selectAll()
+        .where("origin", "=", n).where("seq", ">", afterSeq)
         .orderBy("seq").limit(limit)
         .execute() as Promise<Array<OperationRow>>,
     catch: queryError
-  }).pipe(Effect.flatMap(fromRows))
+  }).pipe(Effect.flatMap((rows) => fromRows(origins.names, rows)))
+}
 
 /** A page of operations the holder of `theirs` lacks. */
 export interface Page {
@@ -102,6 +168,7 @@ export interface Page {
  */
 export const since = (
   db: Kysely<any>,
+  origins: Origins,
   mine: VersionVector.VersionVector,
   theirs: VersionVector.VersionVector,
   limit: number
@@ -120,7 +187,7 @@ export const since = (
         const remaining = limit - ops.length
         if (remaining <= 0) return { ops, hasMore: true }
         const wanted = Math.min(remaining, target - after)
-        const page = yield* readOrigin(db, origin, after, wanted)
+        const page = yield* readOrigin(db, origins, origin, after, wanted)
         ops.push(...page)
         const reached = page.length === 0 ? after : page[page.length - 1]!.seq
         if (reached < target) {
@@ -134,20 +201,21 @@ export const since = (
     })
   })
 
-/** Every operation, page by page, in (origin, seq) order. */
+/** Every operation, page by page, in (origin number, seq) order. */
 export const scan = <E>(
   db: Kysely<any>,
   pageSize: number,
   each: (ops: ReadonlyArray<Operation.Operation>) => Effect.Effect<void, E>
 ): Effect.Effect<number, StorageError | E> =>
   Effect.gen(function*() {
+    const { names } = (yield* readOrigins(db)).origins
     let count = 0
-    let cursor: { origin: string; seq: number } | undefined
+    let cursor: { origin: number; seq: number } | undefined
     while (true) {
       const after = cursor
       const rows = yield* Effect.tryPromise({
         try: () => {
-          let query = db.selectFrom("weft_operations").selectAll()
+          let query = db.selectFrom(LOG).selectAll()
           if (after !== undefined) {
             query = query.where((eb) =>
               eb.or([eb("origin", ">", after.origin), eb.and([eb("origin", "=", after.origin), eb("seq", ">", after.seq)])])
@@ -158,38 +226,58 @@ export const scan = <E>(
         catch: queryError
       })
       if (rows.length === 0) return count
-      yield* each(yield* fromRows(rows))
+      yield* each(yield* fromRows(names, rows))
       count += rows.length
       const last = rows[rows.length - 1]!
       cursor = { origin: last.origin, seq: last.seq }
     }
   })
 
-/** The stored version vector. */
-export const readVector = (db: Kysely<any>): Effect.Effect<Map<string, VersionVector.Entry>, StorageError> =>
+interface OriginRow {
+  readonly n: number
+  readonly origin: string
+  readonly seq: number
+  readonly ts: string
+}
+
+/** The stored version vector and the origins' numbers. */
+export const readOrigins = (
+  db: Kysely<any>
+): Effect.Effect<{ readonly vector: Map<string, VersionVector.Entry>; readonly origins: Origins }, StorageError> =>
   Effect.tryPromise({
-    try: () => db.selectFrom("weft_vector").selectAll().execute() as Promise<Array<{ origin: string; seq: number; ts: string }>>,
+    try: () => db.selectFrom("weft_origins").selectAll().execute() as Promise<Array<OriginRow>>,
     catch: queryError
   }).pipe(
-    Effect.flatMap((rows) =>
-      Either.match(VersionVector.fromStored(rows.map((row) => ({ ...row, seq: Number(row.seq) }))), {
+    Effect.flatMap((rows) => {
+      const origins = emptyOrigins()
+      for (const row of rows) {
+        const n = Number(row.n)
+        if (!Number.isSafeInteger(n) || n < 1 || origins.names.has(n) || origins.numbers.has(row.origin)) {
+          return Effect.fail(corrupt(`origin ${row.origin} numbered ${row.n}: numbers are distinct positive integers`))
+        }
+        origins.numbers.set(row.origin, n)
+        origins.names.set(n, row.origin)
+        origins.next = Math.max(origins.next, n + 1)
+      }
+      return Either.match(VersionVector.fromStored(rows.map((row) => ({ origin: row.origin, seq: Number(row.seq), ts: row.ts }))), {
         onLeft: (detail) => Effect.fail(corrupt(`version vector: ${detail}`)),
-        onRight: Effect.succeed
+        onRight: (vector) => Effect.succeed({ vector, origins })
       })
-    )
+    })
   )
 
-/** Stores the entries that a commit moved. */
+/** Stores the entries that a commit moved (each origin with its number). */
 export const writeVector = (
   trx: Kysely<any>,
   bulk: Bulk,
+  origins: Origins,
   advanced: VersionVector.VersionVector
 ): Effect.Effect<void, StorageError> => {
   if (advanced.size === 0) return Effect.void
   const rows: Array<ReadonlyArray<unknown>> = []
-  for (const [origin, entry] of advanced) rows.push([origin, entry.seq, entry.ts])
+  for (const [origin, entry] of advanced) rows.push([originNumber(origins, origin), origin, entry.seq, entry.ts])
   return Effect.tryPromise({
-    try: () => bulk.insert(trx, "weft_vector", ["origin", "seq", "ts"], rows, { target: ["origin"], update: ["seq", "ts"] }),
+    try: () => bulk.insert(trx, "weft_origins", ["n", "origin", "seq", "ts"], rows, { target: ["n"], update: ["seq", "ts"] }),
     catch: queryError
   })
 }
@@ -204,13 +292,10 @@ export const readMeta = (db: Kysely<any>, key: string): Effect.Effect<string | u
     catch: queryError
   })
 
-/** Writes a value of the engine's metadata. */
-export const writeMeta = (trx: Kysely<any>, key: string, value: string): Effect.Effect<void, StorageError> =>
+/** Writes a value of the engine's metadata (a statement compiled once, not a query built per commit). */
+export const writeMeta = (trx: Kysely<any>, bulk: Bulk, key: string, value: string): Effect.Effect<void, StorageError> =>
   Effect.tryPromise({
-    try: () =>
-      trx.insertInto("weft_meta").values({ key, value })
-        .onConflict((oc) => oc.column("key").doUpdateSet({ value }))
-        .execute(),
+    try: () => bulk.insert(trx, "weft_meta", ["key", "value"], [[key, value]], { target: ["key"], update: ["value"] }),
     catch: queryError
   })
 

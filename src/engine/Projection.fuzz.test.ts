@@ -5,6 +5,7 @@ import type * as RecordState from "../crdt/RecordState.js"
 import * as Timestamp from "../crdt/Timestamp.js"
 import * as Fuzz from "../transport/testing/Fuzz.js"
 import { StorageError } from "./Database.js"
+import * as OperationLog from "./OperationLog.js"
 import * as Projection from "./Projection.js"
 
 const stamp = fc.tuple(arbitraryTimestamp, arbitraryNodeId).map(([ts, node]) => Timestamp.stamp(ts, node))
@@ -16,11 +17,14 @@ const arbitraryState: fc.Arbitrary<RecordState.RecordState> = fc.record({
   fields: fc.dictionary(fc.constantFrom("title", "done", "tags", "body"), fc.record({ stamp, value: arbitraryValue }), { maxKeys: 4 })
 })
 
+// origins are numbered as states are encoded, as the engine's writer numbers them
+const origins = OperationLog.emptyOrigins()
+
 describe("stored record state under structure-aware fuzzing", () => {
   it("decodeState: every mutated state is a state or a StorageError", () =>
     Fuzz.assertDecoder({
-      cases: Fuzz.msgpack(arbitraryState.map(Projection.encodeState)),
-      decode: (c) => Projection.decodeState(c.bytes, "notes/r1"),
+      cases: Fuzz.msgpack(arbitraryState.map((state) => Projection.encodeState(state, origins))),
+      decode: (c) => Projection.decodeState(c.bytes, "notes/r1", origins.names),
       isTypedError: (e) => e instanceof StorageError
     }), Fuzz.testTimeout())
 })

@@ -22,7 +22,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
-import type { Kysely } from "kysely"
+import { sql, type Kysely } from "kysely"
 import * as Binary from "../crdt/Binary.js"
 import type * as Operation from "../crdt/Operation.js"
 import * as RecordState from "../crdt/RecordState.js"
@@ -34,6 +34,7 @@ import * as Documents from "./internal/documents.js"
 import type { NodeId } from "../crdt/Timestamp.js"
 import { ValidationError } from "./EngineError.js"
 import type * as Model from "./Model.js"
+import * as OperationLog from "./OperationLog.js"
 import * as ParseError from "../internal/parseError.js"
 
 /** A record that a commit changed. */
@@ -50,6 +51,9 @@ export interface RecordChange {
 // `stamps` lists each distinct stamp once (a create writes all its fields with one
 // stamp); created, deleted and each field's stamp are indexes into it (-1: none).
 // Fields are sorted, so equal states are equal bytes.
+// Since migration 0003 `stamps` is flat pairs (timestamp's 8 bytes, origin number of
+// `weft_origins`): 11 bytes a stamp instead of its text (16 + the origin's length).
+// States written before keep their stamps as text until their record is written again.
 
 const StampIndex = Schema.Int.pipe(Schema.greaterThanOrEqualTo(-1))
 const StateFromTuple = Schema.transformOrFail(
@@ -86,13 +90,17 @@ const StateFromTuple = Schema.transformOrFail(
 )
 const decodeStateTuple = Schema.decodeUnknownEither(StateFromTuple)
 
-/** Encodes a record's state. */
-export const encodeState = (state: RecordState.RecordState): Uint8Array => {
-  const stamps: Array<string> = []
+/** Encodes a record's state, its stamps' origins by their numbers in `origins`. */
+export const encodeState = (state: RecordState.RecordState, origins: OperationLog.Origins): Uint8Array => {
+  const seen: Array<string> = []
+  const stamps: Array<unknown> = []
   const index = (stamp: string | null) => {
     if (stamp === null) return -1
-    const i = stamps.indexOf(stamp)
-    return i === -1 ? stamps.push(stamp) - 1 : i
+    const i = seen.indexOf(stamp)
+    if (i !== -1) return i
+    // a stamp is the timestamp's 16 hex digits followed by the origin
+    stamps.push(OperationLog.packTimestamp(stamp.slice(0, 16)), OperationLog.originNumber(origins, stamp.slice(16)))
+    return seen.push(stamp) - 1
   }
   const out: Array<unknown> = [stamps, index(state.created), index(state.deleted)]
   for (const field of Object.keys(state.fields).sort()) {
@@ -102,9 +110,33 @@ export const encodeState = (state: RecordState.RecordState): Uint8Array => {
   return Binary.encode(out)
 }
 
-/** Decodes a stored record state, validating it. */
-export const decodeState = (bytes: Uint8Array, where: string): Either.Either<RecordState.RecordState, StorageError> =>
+/** The stamps of a stored state as text (pairs of timestamp bytes and origin number, or text already). */
+const stampsAsText = (stamps: ReadonlyArray<unknown>, names: ReadonlyMap<number, string>): Array<unknown> | string => {
+  if (stamps.every((stamp) => typeof stamp === "string")) return stamps as Array<string>
+  if (stamps.length % 2 !== 0) return "stamps are not (timestamp, origin) pairs"
+  const out: Array<string> = []
+  for (let i = 0; i < stamps.length; i += 2) {
+    const bytes = stamps[i]
+    const ts = bytes instanceof Uint8Array ? OperationLog.unpackTimestamp(bytes) : undefined
+    const origin = typeof stamps[i + 1] === "number" ? names.get(stamps[i + 1] as number) : undefined
+    if (ts === undefined || origin === undefined) return `stamp ${i / 2} is not a timestamp and a known origin number`
+    out.push(ts + origin)
+  }
+  return out
+}
+
+/** Decodes a stored record state, validating it; `names` are the origins by number. */
+export const decodeState = (
+  bytes: Uint8Array,
+  where: string,
+  names: ReadonlyMap<number, string>
+): Either.Either<RecordState.RecordState, StorageError> =>
   Binary.decode(bytes).pipe(
+    Either.flatMap((u): Either.Either<unknown, Error> => {
+      if (!Array.isArray(u) || !Array.isArray(u[0])) return Either.right(u)
+      const stamps = stampsAsText(u[0], names)
+      return typeof stamps === "string" ? Either.left(new Error(stamps)) : Either.right([stamps, ...u.slice(1)])
+    }),
     Either.flatMap((u) => decodeStateTuple(u)),
     Either.mapBoth({
       onLeft: (e) =>
@@ -143,6 +175,9 @@ export const ensureTables = (
           for (const field of model.fields.values()) {
             create = create.addColumn(field.name, columnType(field.column, capabilities) as "text")
           }
+          // the id's B-tree holds the row: no rowid B-tree beside an index repeating every id
+          // (tables made before keep their rowid; both read and write the same)
+          if (capabilities.withoutRowid) create = create.modifyEnd(sql`without rowid`)
           await create.execute()
         } else {
           for (const field of model.fields.values()) {
@@ -180,13 +215,14 @@ const columnValue = (field: Model.Field, value: unknown): unknown =>
 const loadSlots = async (
   trx: Kysely<any>,
   bulk: Bulk,
+  origins: OperationLog.Origins,
   model: Model.Any,
   ids: ReadonlyArray<string>,
   richFields: ReadonlyArray<string>
 ): Promise<Map<string, Slot | StorageError>> => {
   const slots = new Map<string, Slot | StorageError>()
   const slot = (id: string, bytes: Uint8Array, location: Slot["location"], texts: Map<string, string>) => {
-    const state = decodeState(bytes, `${model.name}/${id}`)
+    const state = decodeState(bytes, `${model.name}/${id}`, origins.names)
     slots.set(id, Either.isLeft(state) ? state.left : { id, state: state.right, before: state.right, location, texts, docs: new Map() })
   }
   const rows = await bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state", ...richFields], "id", ids)
@@ -213,6 +249,7 @@ const richFieldsOf = (model: Model.Any): Array<string> =>
 const loadInto = async (
   trx: Kysely<any>,
   bulk: Bulk,
+  origins: OperationLog.Origins,
   model: Model.Any,
   ids: Iterable<string>,
   loaded: Loaded
@@ -221,7 +258,7 @@ const loadInto = async (
   loaded.set(model.name, known)
   const missing = [...ids].filter((id) => !known.has(id))
   if (missing.length === 0) return undefined
-  for (const [id, slot] of await loadSlots(trx, bulk, model, missing, richFieldsOf(model))) {
+  for (const [id, slot] of await loadSlots(trx, bulk, origins, model, missing, richFieldsOf(model))) {
     if (slot instanceof StorageError) return slot
     known.set(id, slot)
   }
@@ -232,11 +269,12 @@ const loadInto = async (
 export const load = (
   trx: Kysely<any>,
   bulk: Bulk,
+  origins: OperationLog.Origins,
   model: Model.Any,
   ids: Iterable<string>,
   loaded: Loaded
 ): Effect.Effect<void, StorageError> =>
-  Effect.tryPromise({ try: () => loadInto(trx, bulk, model, ids, loaded), catch: queryError }).pipe(
+  Effect.tryPromise({ try: () => loadInto(trx, bulk, origins, model, ids, loaded), catch: queryError }).pipe(
     Effect.flatMap((error) => (error === undefined ? Effect.void : Effect.fail(error)))
   )
 
@@ -274,6 +312,7 @@ export interface Folded {
 export const apply = (
   trx: Kysely<any>,
   bulk: Bulk,
+  origins: OperationLog.Origins,
   models: ReadonlyMap<string, Model.Any>,
   documents: Documents.Documents,
   ops: ReadonlyArray<Operation.Operation>,
@@ -281,13 +320,14 @@ export const apply = (
   folded?: Folded
 ): Effect.Effect<ReadonlyArray<RecordChange>, StorageError | ValidationError> =>
   Effect.tryPromise({
-    try: () => applyBatch(trx, bulk, models, documents, ops, loaded, folded),
+    try: () => applyBatch(trx, bulk, origins, models, documents, ops, loaded, folded),
     catch: queryError
   }).pipe(Effect.flatMap((result) => (Either.isLeft(result) ? Effect.fail(result.left) : Effect.succeed(result.right))))
 
 const applyBatch = async (
   trx: Kysely<any>,
   bulk: Bulk,
+  origins: OperationLog.Origins,
   models: ReadonlyMap<string, Model.Any>,
   documents: Documents.Documents,
   ops: ReadonlyArray<Operation.Operation>,
@@ -305,7 +345,7 @@ const applyBatch = async (
     const model = models.get(name)!
     const richFields = richFieldsOf(model)
     const ids = [...new Set(modelOps.map((op) => op.record))]
-    const failed = await loadInto(trx, bulk, model, ids, loaded)
+    const failed = await loadInto(trx, bulk, origins, model, ids, loaded)
     if (failed !== undefined) return Either.left(failed)
     const known = loaded.get(name)!
     const slots = new Map<string, Slot>(ids.map((id) => [id, known.get(id)!]))
@@ -366,14 +406,14 @@ const applyBatch = async (
       if (slot.state === slot.before && slot.docs.size === 0) continue
       const alive = RecordState.isAlive(slot.state)
       if (alive) {
-        const row: Array<unknown> = [slot.id, encodeState(slot.state)]
+        const row: Array<unknown> = [slot.id, encodeState(slot.state, origins)]
         for (const field of fields) {
           row.push(field.column === "rich" ? (slot.texts.get(field.name) ?? "") : columnValue(field, slot.state.fields[field.name]?.value))
         }
         live.push(row)
         if (slot.location === "tombstone") leaveTombstones.push(slot.id)
       } else {
-        dead.push([name, slot.id, encodeState(slot.state)])
+        dead.push([name, slot.id, encodeState(slot.state, origins)])
         if (slot.location === "live") leaveLive.push(slot.id)
       }
       if (alive || slot.location === "live") changes.push({ model: name, record: slot.id, alive })

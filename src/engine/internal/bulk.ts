@@ -6,7 +6,10 @@
  * conflict clause) is compiled once by the dialect's own Kysely compiler,
  * so it stays dialect-neutral, and then run with fresh parameters.
  * Row counts are split into a few fixed sizes so that few shapes exist and
- * prepared statements are reused.
+ * prepared statements are reused. Where the database gives a `Direct` path
+ * (SQLite), statements inside a transaction run on its connection straight
+ * away, not through Kysely's executor (a connection hand-off and a few
+ * promise turns per statement).
  */
 import { CompiledQuery, type Kysely } from "kysely"
 
@@ -61,8 +64,26 @@ export interface Bulk {
   ) => Promise<void>
 }
 
+/**
+ * Runs compiled SQL on the database's one connection, synchronously. Only a
+ * transaction may use it: the transaction holds that connection, so nothing
+ * else runs on it meanwhile.
+ */
+export interface Direct {
+  readonly run: (sql: string, parameters: ReadonlyArray<unknown>) => void
+  readonly all: <Row>(sql: string, parameters: ReadonlyArray<unknown>) => Array<Row>
+}
+
 /** Compiled statements over a dialect allowing `maxParameters` per statement. */
-export const make = (maxParameters: number): Bulk => {
+export const make = (maxParameters: number, direct?: Direct): Bulk => {
+  const run = async (db: Kysely<any>, sql: string, parameters: ReadonlyArray<unknown>): Promise<void> => {
+    if (direct !== undefined && db.isTransaction) direct.run(sql, parameters)
+    else await db.executeQuery(CompiledQuery.raw(sql, [...parameters]))
+  }
+  const all = async <Row>(db: Kysely<any>, sql: string, parameters: ReadonlyArray<unknown>): Promise<Array<Row>> =>
+    direct !== undefined && db.isTransaction
+      ? direct.all<Row>(sql, parameters)
+      : (await db.executeQuery<Row>(CompiledQuery.raw(sql, [...parameters]))).rows as Array<Row>
   const shapes = new Map<string, string>()
   const compiled = (key: string, build: () => CompiledQuery) => {
     let sql = shapes.get(key)
@@ -115,7 +136,7 @@ export const make = (maxParameters: number): Bulk => {
         const parameters: Array<unknown> = []
         for (let r = offset; r < offset + size; r++) for (const value of rows[r]!) parameters.push(value)
         offset += size
-        await db.executeQuery(CompiledQuery.raw(sql, parameters))
+        await run(db, sql, parameters)
       }
     },
     selectIn: async <Row>(
@@ -135,7 +156,7 @@ export const make = (maxParameters: number): Bulk => {
           for (const column of whereColumns) query = query.where(column, "=", 0)
           return query.compile()
         },
-        async (sql, parameters) => (await db.executeQuery<Row>(CompiledQuery.raw(sql, [...parameters]))).rows
+        (sql, parameters) => all<Row>(db, sql, parameters)
       )
       return pages.flat()
     },
@@ -149,7 +170,7 @@ export const make = (maxParameters: number): Bulk => {
           for (const column of whereColumns) query = query.where(column, "=", 0)
           return query.compile()
         },
-        (sql, parameters) => db.executeQuery(CompiledQuery.raw(sql, [...parameters]))
+        (sql, parameters) => run(db, sql, parameters)
       )
     }
   }

@@ -42,6 +42,11 @@ interface WriterNext {
   readonly clock: Hlc.Hlc
 }
 
+const holds = (entries: ReadonlyMap<string, VersionVector.Entry>, ts: Timestamp.Timestamp): boolean => {
+  for (const entry of entries.values()) if (entry.ts === ts) return true
+  return false
+}
+
 /** @internal */
 export const make = (options: Engine.Options) =>
   Effect.gen(function*() {
@@ -73,10 +78,10 @@ export const make = (options: Engine.Options) =>
     if (stored !== undefined && stored !== node) {
       return yield* new StorageError({ reason: "NodeMismatch", detail: `the database belongs to node ${stored}, not ${node}` })
     }
-    if (stored === undefined) yield* database.transaction((trx) => OperationLog.writeMeta(trx, OperationLog.META_NODE, node))
+    if (stored === undefined) yield* database.transaction((trx) => OperationLog.writeMeta(trx, bulk, OperationLog.META_NODE, node))
 
     // the clock restarts after everything it issued or saw, whatever the wall clock says now
-    const vector = yield* OperationLog.readVector(kysely)
+    const { origins, vector } = yield* OperationLog.readOrigins(kysely)
     const storedClock = yield* OperationLog.readMeta(kysely, OperationLog.META_CLOCK)
     let last = Schema.is(Timestamp.Timestamp)(storedClock) ? storedClock : Timestamp.zero
     for (const entry of vector.values()) last = Timestamp.max(last, entry.ts)
@@ -118,12 +123,14 @@ export const make = (options: Engine.Options) =>
               const { folded, next, ops } = yield* body(trx, current, loaded)
               const advanced = new Map<string, VersionVector.Entry>()
               if (ops.length === 0) return { advanced, changes: [], next, ops }
-              yield* OperationLog.append(trx, bulk, ops, maxOperationBytes)
-              const changes = yield* Projection.apply(trx, bulk, models, documents, ops, loaded, folded)
+              yield* OperationLog.append(trx, bulk, origins, ops, maxOperationBytes)
+              const changes = yield* Projection.apply(trx, bulk, origins, models, documents, ops, loaded, folded)
               VersionVector.advanceInPlace(advanced, ops)
-              yield* OperationLog.writeVector(trx, bulk, advanced)
-              if (next.clock.last !== current.clock.last) {
-                yield* OperationLog.writeMeta(trx, OperationLog.META_CLOCK, next.clock.last)
+              yield* OperationLog.writeVector(trx, bulk, origins, advanced)
+              // the clock restarts after the stored vector's timestamps too: when an entry this commit
+              // stores holds the clock (every local write), storing the clock as well is a redundant statement
+              if (next.clock.last !== current.clock.last && !holds(advanced, next.clock.last)) {
+                yield* OperationLog.writeMeta(trx, bulk, OperationLog.META_CLOCK, next.clock.last)
               }
               return { advanced, changes, next, ops }
             })
@@ -151,7 +158,7 @@ export const make = (options: Engine.Options) =>
           prepared.push(result.right)
         }
         const now = yield* Clock.currentTimeMillis
-        return yield* commit("local", (trx, current, loaded) => localOps(trx, documents, bulk, node, current, loaded, prepared, now))
+        return yield* commit("local", (trx, current, loaded) => localOps(trx, documents, bulk, origins, node, current, loaded, prepared, now))
       })
 
     const ingest = (incoming: ReadonlyArray<Operation.Operation>) =>
@@ -236,13 +243,13 @@ export const make = (options: Engine.Options) =>
         ),
       commits: PubSub.subscribe(pubsub),
       versionVector: Effect.sync(() => (snapshot ??= new Map(vector))),
-      opsSince: (theirs, limit) => OperationLog.since(kysely, vector, theirs, Math.max(1, Math.min(limit, maxBatchSize))),
+      opsSince: (theirs, limit) => OperationLog.since(kysely, origins, vector, theirs, Math.max(1, Math.min(limit, maxBatchSize))),
       rebuild: writer.withPermits(1)(
         database.transaction((trx) =>
           Effect.gen(function*() {
             documents.clear()
             yield* Projection.clear(trx, models.values())
-            yield* OperationLog.scan(trx, 5_000, (ops) => Effect.asVoid(Projection.apply(trx, bulk, models, documents, ops)))
+            yield* OperationLog.scan(trx, 5_000, (ops) => Effect.asVoid(Projection.apply(trx, bulk, origins, models, documents, ops)))
           })
         ).pipe(settleDocuments)
       )
@@ -306,6 +313,7 @@ const localOps = (
   trx: Kysely<any>,
   documents: Documents.Documents,
   bulk: Bulk,
+  origins: OperationLog.Origins,
   node: Timestamp.NodeId,
   current: WriterState,
   loaded: Projection.Loaded,
@@ -326,7 +334,7 @@ const localOps = (
     const states = new Map<string, RecordState.RecordState>()
     const docs = new Map<string, RichText.Doc>()
     for (const [model, { ids, rich }] of byModel) {
-      yield* Projection.load(trx, bulk, model, ids, loaded)
+      yield* Projection.load(trx, bulk, origins, model, ids, loaded)
       for (const id of ids) states.set(key(model.name, id), Projection.stateOf(loaded, model.name, id))
       if (rich.size > 0) {
         for (const [id, fields] of yield* Projection.loadDocuments(trx, documents, model, [...rich])) {

@@ -17,7 +17,7 @@ import * as RichText from "../../crdt/RichText.js"
 
 /** Everything an engine stores, as comparable data. */
 export interface Snapshot {
-  /** Every operation, in (origin, seq) order, as its id and encoded bytes (hex). */
+  /** Every operation, in (origin, seq) order (origins by name), as its id and encoded bytes (hex). */
   readonly log: ReadonlyArray<readonly [string, string]>
   /** Each model's visible rows, sorted by id (columns as stored, state decoded). */
   readonly projection: { readonly [model: string]: ReadonlyArray<Record<string, unknown>> }
@@ -33,19 +33,23 @@ const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex")
 export const snapshot = (engine: Engine.Service): Effect.Effect<Snapshot, StorageError> =>
   Effect.gen(function*() {
     const db: Kysely<any> = engine.kysely
-    const log: Array<readonly [string, string]> = []
+    const entries: Array<readonly [string, number, string, string]> = []
     yield* OperationLog.scan(db, 10_000, (ops) =>
       Effect.sync(() => {
-        for (const op of ops) log.push([Operation.id(op), hex(Operation.encode(op))])
+        for (const op of ops) entries.push([op.origin, op.seq, Operation.id(op), hex(Operation.encode(op))])
       }))
+    // the log is stored by origin number, which differs between engines
+    entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]))
+    const log = entries.map(([, , id, bytes]) => [id, bytes] as const)
+    const { names } = (yield* OperationLog.readOrigins(db)).origins
     const projection: Record<string, Array<Record<string, unknown>>> = {}
     for (const model of [...engine.models.keys()].sort()) {
       const rows = yield* Effect.tryPromise({ try: () => db.selectFrom(model).selectAll().orderBy("id").execute(), catch: queryError })
-      projection[model] = rows.map((row) => ({ ...row, weft_state: Projection.decodeState(row.weft_state, row.id) }))
+      projection[model] = rows.map((row) => ({ ...row, weft_state: Projection.decodeState(row.weft_state, row.id, names) }))
     }
     const tombstones: Record<string, unknown> = {}
     const hidden = yield* Effect.tryPromise({ try: () => db.selectFrom("weft_tombstones").selectAll().orderBy("model").orderBy("id").execute(), catch: queryError })
-    for (const row of hidden) tombstones[`${row.model}/${row.id}`] = Projection.decodeState(row.state, row.id)
+    for (const row of hidden) tombstones[`${row.model}/${row.id}`] = Projection.decodeState(row.state, row.id, names)
     const documents: Record<string, string> = {}
     for (const row of yield* Projection.readDocuments(db, engine.node)) {
       documents[`${row.model}/${row.id}/${row.field}`] = Either.isRight(row.doc) ? RichText.text(row.doc.right) : "<corrupt>"
@@ -58,12 +62,13 @@ export const view = (
   engine: Engine.Service
 ): Effect.Effect<{ readonly [model: string]: { readonly [record: string]: { readonly [field: string]: unknown } } }, StorageError> =>
   Effect.gen(function*() {
+    const { names } = (yield* OperationLog.readOrigins(engine.kysely)).origins
     const out: Record<string, Record<string, Record<string, unknown>>> = {}
     for (const [name, model] of [...engine.models].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const rows = yield* Effect.tryPromise({ try: () => engine.kysely.selectFrom(name).selectAll().orderBy("id").execute(), catch: queryError })
       const records: Record<string, Record<string, unknown>> = {}
       for (const row of rows) {
-        const state = yield* Projection.decodeState(row.weft_state, row.id)
+        const state = yield* Projection.decodeState(row.weft_state, row.id, names)
         const fields: Record<string, unknown> = {}
         for (const [field, register] of Object.entries(state.fields)) fields[field] = register.value
         for (const field of model.fields.values()) {

@@ -246,13 +246,14 @@ const historyOf = (node: string, origins: ReadonlyArray<string>) =>
     yield* Effect.scoped(Engines.open({ models: [notes], node, filename }))
     const db = new Sqlite(filename)
     const ts = Timestamp.make(Date.now() - 60_000, 0)
-    const op = db.prepare("INSERT INTO weft_operations (origin, seq, ts, kind, model, record, payload) VALUES (?, 1, ?, ?, 'notes', ?, ?)")
-    const entry = db.prepare("INSERT INTO weft_vector (origin, seq, ts) VALUES (?, 1, ?)")
+    // the layout of migration 0003: origins numbered in weft_origins (with the vector), timestamps as 8 bytes
+    const op = db.prepare("INSERT INTO weft_log (origin, seq, ts, kind, model, record, payload) VALUES (?, 1, ?, ?, 'notes', ?, ?)")
+    const entry = db.prepare("INSERT INTO weft_origins (n, origin, seq, ts) VALUES (?, ?, 1, ?)")
     const payload = Buffer.from(Binary.encode(null))
     db.transaction(() => {
       for (const [i, origin] of origins.entries()) {
-        op.run(origin, ts, Operation.kindOf({ _tag: "Delete" }), `r${i}`, payload)
-        entry.run(origin, ts)
+        op.run(i + 1, Buffer.from(ts, "hex"), Operation.kindOf({ _tag: "Delete" }), `r${i}`, payload)
+        entry.run(i + 1, origin, ts)
       }
     })()
     db.close()
