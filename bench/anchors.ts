@@ -93,7 +93,8 @@ const phase = <A>(args: ReadonlyArray<string | number>, timeoutMs: number) =>
       { encoding: "utf8", maxBuffer: 64 << 20, timeout: timeoutMs },
       (error, stdout, stderr) => {
         if (error !== null) {
-          const why = error.killed ? `timed out after ${timeoutMs / 1000} s` : (stderr.trim().split("\n")[0] ?? error.message)
+          const why = error.killed ? `timed out after ${timeoutMs / 1000} s`
+            : stderr.split("\n").find((line) => /Error/.test(line))?.trim() ?? error.message
           console.error(`anchors: ${args.slice(0, 2).join(" ")} @${args[3]}: ${why}`)
           return resume(Effect.succeed({ ok: false, error: why }))
         }
@@ -148,7 +149,7 @@ export const run = (s: Settings = settings()) =>
         const counts = system === "floor" ? floorCounts : countsOf(system, s)
         if (!counts.includes(records)) continue
         // live updates at the smallest count (and wherever the document-per-record variant runs)
-        const live = records === liveAt || (records < liveAt) ? s.live : 0
+        const live = records <= liveAt ? s.live : 0
         console.log(`anchors: ${system} @${label(records)} (load ${loadAverage()})`)
         runs.push(yield* inDir((dir) =>
           Effect.gen(function*() {
