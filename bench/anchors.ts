@@ -24,7 +24,7 @@
 import * as Effect from "effect/Effect"
 import { execFile } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { tmpdir } from "node:os"
+import { loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import type * as Workload from "./anchors-workload.js"
@@ -118,6 +118,8 @@ interface Run {
   readonly records: number
   readonly batched: Outcome<Written>
   readonly catchUp: Outcome<CaughtUp>
+  /** The 1-minute load average when the run started. */
+  readonly load: number
 }
 
 const percentile = (values: ReadonlyArray<number>, p: number) => {
@@ -151,13 +153,14 @@ export const run = (s: Settings = settings()) =>
         // live updates at the smallest count (and wherever the document-per-record variant runs)
         const live = records <= liveAt ? s.live : 0
         console.log(`anchors: ${system} @${label(records)} (load ${loadAverage()})`)
+        const load = loadavg()[0]!
         runs.push(yield* inDir((dir) =>
           Effect.gen(function*() {
             const batched = yield* phase<Written>(["write", system, dir, records, 1_000], s.timeoutMs)
             const catchUp: Outcome<CaughtUp> = batched.ok
               ? yield* phase<CaughtUp>(["catchup", system, dir, records, live, s.gapMs], s.timeoutMs)
               : { ok: false, error: "no store to catch up from" }
-            return { system, records, batched, catchUp }
+            return { system, records, batched, catchUp, load }
           })
         ))
       }
@@ -171,7 +174,8 @@ export const run = (s: Settings = settings()) =>
         : [s.single]
       for (const records of counts) {
         console.log(`anchors: ${system}, one per batch @${label(records)} (load ${loadAverage()})`)
-        singles.push({ system, records, outcome: yield* inDir((dir) => phase<Written>(["write", system, dir, records, 1], s.timeoutMs)) })
+        const load = loadavg()[0]!
+        singles.push({ system, records, load, outcome: yield* inDir((dir) => phase<Written>(["write", system, dir, records, 1], s.timeoutMs)) })
       }
     }
     return report(s, runs, singles, started, loadAverage(), liveAt)
@@ -182,10 +186,11 @@ interface Single {
   readonly system: System
   readonly records: number
   readonly outcome: Outcome<Written>
+  readonly load: number
 }
 
 /** One measured value, or why there is none. */
-type Value = { readonly value: number; readonly text: string } | { readonly error: string }
+type Value = { readonly value: number; readonly text: string; readonly load: number } | { readonly error: string }
 
 /** A row of the table. */
 interface Row {
@@ -217,7 +222,7 @@ const report = (
       if (r === undefined) return { error: "not run" }
       if (!r.catchUp.ok) return { error: r.catchUp.error }
       const value = f(r.catchUp.value)
-      return value === undefined ? { error: "not run" } : { value, text: text(r.catchUp.value, value) }
+      return value === undefined ? { error: "not run" } : { value, text: text(r.catchUp.value, value), load: r.load }
     }
   const fromWrite = (f: (w: Written) => number, text: (w: Written, value: number) => string = (_, v) => fmt(v)) =>
     (system: System, records: number): Value => {
@@ -225,7 +230,7 @@ const report = (
       if (r === undefined) return { error: "not run" }
       if (!r.batched.ok) return { error: r.batched.error }
       const value = f(r.batched.value)
-      return { value, text: text(r.batched.value, value) }
+      return { value, text: text(r.batched.value, value), load: r.load }
     }
   const liveOf = (c: CaughtUp) => (c.liveMs.length === 0 ? undefined : c.liveMs)
   const rows: Array<Row> = [
@@ -270,7 +275,9 @@ const report = (
       read: (system, records) => {
         const single = singles.find((x) => x.system === system && x.records === records)
         if (single === undefined) return { error: "not run" }
-        return single.outcome.ok ? { value: single.outcome.value.recordsPerSec, text: fmt(single.outcome.value.recordsPerSec) } : { error: single.outcome.error }
+        return single.outcome.ok
+          ? { value: single.outcome.value.recordsPerSec, text: fmt(single.outcome.value.recordsPerSec), load: single.load }
+          : { error: single.outcome.error }
       }
     },
     ...s.records.map((records): Row => ({
@@ -291,7 +298,7 @@ const report = (
         `${fmt(v)}${w.savedDocBytes === undefined ? "" : ` (saved doc ${fmt(w.savedDocBytes / w.records)})`}`)
     })),
     ...s.records.map((records): Row => ({
-      name: "memory, peak RSS of catch-up + live, both peers",
+      name: "memory, peak RSS of the catch-up process, both peers",
       unit: "MB",
       records,
       lowerIsBetter: true,
@@ -339,9 +346,12 @@ const report = (
         baselineName: FLOOR_SHORT,
         ...(row.lowerIsBetter ? { lowerIsBetter: true } : {}),
         ...(system === "weft" && row.goal !== undefined ? { goal: row.goal } : {}),
-        ...(system === "weft" && row.absoluteGoal !== undefined
-          ? { extra: { goal: `${row.lowerIsBetter ? "<" : ">"} ${row.absoluteGoal} ${row.unit}` } }
-          : {})
+        extra: {
+          ...(system === "weft" && row.absoluteGoal !== undefined ? { goal: `${row.lowerIsBetter ? "<" : ">"} ${row.absoluteGoal} ${row.unit}` } : {}),
+          // the 1-minute load average when this system's run started, and when the floor's did
+          loadAtRun: value.load,
+          floorLoadAtRun: floor.load
+        }
       })
     }
     if (shown) lines.push([`${row.name} (${row.unit}, ${label(row.records)} records)`, ...cells])
@@ -356,7 +366,8 @@ const report = (
   console.log(`|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`)
   for (const line of lines) console.log(format(line))
   console.log(`floor: ${FLOOR_NAME}`)
-  console.log(`live: ${s.live} updates, one at a time, ${s.gapMs} ms apart; automerge-repo, doc per record: at most ${s.docs} records`)
+  console.log(`live: ${s.live} updates, one at a time, ${s.gapMs} ms apart, in the catch-up process at ${label(liveAt)} records ` +
+    `(memory at that count includes them); automerge-repo, doc per record: at most ${s.docs} records`)
   console.log("")
   return figures
 }
