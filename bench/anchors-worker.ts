@@ -5,7 +5,7 @@
  *   node --expose-gc anchors-worker.js write <system> <dir> <count> <batch>
  *   node --expose-gc anchors-worker.js catchup <system> <dir> <count> <updates> <gapMs>
  *
- * Systems: weft, automerge-doc, automerge-docs, floor. Prints one JSON line:
+ * Systems: weft, weft-libp2p, automerge-doc, automerge-docs, floor. Prints one JSON line:
  * the phase's result and the process's peak RSS.
  */
 import type * as Workload from "./anchors-workload.js"
@@ -13,6 +13,7 @@ import type * as Workload from "./anchors-workload.js"
 /** Each system's module, imported only in its own phases: another system's code would count in this one's memory. */
 const systems: Record<string, () => Promise<Workload.System>> = {
   weft: () => import("./anchors-weft.js").then((m) => m.system),
+  "weft-libp2p": () => import("./anchors-weft.js").then((m) => m.overTcp),
   "automerge-doc": () => import("./anchors-automerge.js").then((m) => m.oneDocument),
   "automerge-docs": () => import("./anchors-automerge.js").then((m) => m.documentPerRecord),
   floor: () => import("./anchors-floor.js").then((m) => m.system)

@@ -18,7 +18,8 @@
  *   WEFT_ANCHORS_SINGLE    records written one per batch (default 2000)
  *   WEFT_ANCHORS_LIVE      live updates measured (default 200), at the first record count
  *   WEFT_ANCHORS_GAP_MS    quiet time between live updates (default 120, past automerge-repo's 100 ms throttle)
- *   WEFT_ANCHORS_SYSTEMS   systems to run (default weft,automerge-doc,automerge-docs,floor; the floor always runs)
+ *   WEFT_ANCHORS_SYSTEMS   systems to run (default weft,weft-libp2p,automerge-doc,automerge-docs,floor; the floor
+ *                          always runs)
  *   WEFT_ANCHORS_TIMEOUT_S longest a phase may run before it is reported as timed out (default 1200)
  */
 import * as Effect from "effect/Effect"
@@ -33,11 +34,12 @@ import { type Figure, loadAverage, median } from "./report.js"
 const worker = fileURLToPath(new URL("./anchors-worker.js", import.meta.url))
 
 /** The systems, in the table's column order. */
-const SYSTEMS = ["weft", "automerge-doc", "automerge-docs", "floor"] as const
+const SYSTEMS = ["weft", "weft-libp2p", "automerge-doc", "automerge-docs", "floor"] as const
 type System = (typeof SYSTEMS)[number]
 
 const TITLES: Record<System, string> = {
   weft: "Weft",
+  "weft-libp2p": "Weft over libp2p (TCP)",
   "automerge-doc": "automerge-repo, one doc",
   "automerge-docs": "automerge-repo, doc per record",
   floor: "raw SQLite floor"
