@@ -2,9 +2,14 @@
  * `npm run bench`: every benchmark, each beside a baseline measured in the
  * same run, reported as ratios. Ends with one JSON line holding all figures.
  *
- * Select sections with arguments: `npm run bench -- engine`.
+ * Select sections with arguments: `npm run bench -- engine`. The machine's
+ * load average is printed before each section and at the end, and goes into
+ * the JSON line. `anchors` (issue 14's table against automerge-repo and the
+ * SQLite floor) takes many minutes, so it runs only when named.
  */
 import * as Effect from "effect/Effect"
+import { loadavg } from "node:os"
+import * as Anchors from "./anchors.js"
 import * as Cli from "./cli.js"
 import * as Decode from "./decode.js"
 import * as Engine from "./engine.js"
@@ -12,7 +17,7 @@ import * as Network from "./network.js"
 import * as RichText from "./richText.js"
 import * as Sync from "./sync.js"
 import * as Vectors from "./vectors.js"
-import { type Figure, json, print } from "./report.js"
+import { type Figure, json, loadAverage, print } from "./report.js"
 
 const sections: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figure, unknown>> = {
   engine: () => Engine.run(),
@@ -24,17 +29,26 @@ const sections: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figur
   cli: () => Cli.run()
 }
 
+/** Sections that run only when named. */
+const named: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figure, unknown>> = {
+  anchors: () => Anchors.run()
+}
+
 const program = Effect.gen(function*() {
-  const wanted = process.argv.slice(2).filter((a) => a in sections)
+  const all = { ...sections, ...named }
+  const wanted = process.argv.slice(2).filter((a) => a in all)
   const figures: Array<Figure> = []
+  const loadAtStart = loadavg()
   for (const name of wanted.length > 0 ? wanted : Object.keys(sections)) {
-    const result = yield* sections[name]!()
+    console.log(`${name}: load average ${loadAverage()}`)
+    const result = yield* all[name]!()
     for (const figure of Array.isArray(result) ? result : [result as Figure]) {
       print(figure)
       figures.push(figure)
     }
   }
-  console.log(json(figures))
+  console.log(`load average ${loadAverage()}`)
+  console.log(json(figures, loadAtStart))
 })
 
 Effect.runPromise(program).catch((error) => {
