@@ -63,6 +63,8 @@ const LOOPBACK = "127.0.0.1"
 const SINK = "/weft-bench/sink/1.0.0"
 const SYNC = "/weft-bench/sync/1.0.0"
 const PING_BYTES = 32
+/** How long one @libp2p/ping call may take before it counts as failed. */
+const PING_TIMEOUT_MS = 10_000
 const TAG_BYTES = 16
 const SESSION = { library: "bench", debounce: Duration.millis(1), batchSize: 1_000, window: 4 }
 
@@ -463,11 +465,17 @@ const roles: Record<string, () => unknown> = {
     const rtts: Array<number> = []
     const calls: Array<number> = []
     let sending = true
+    let failures = 0
     const pings = async () => {
       while (sending) {
         const called = performance.now()
-        rtts.push(await node.services.ping.ping(connection.remotePeer))
-        calls.push(performance.now() - called)
+        try {
+          // with a deadline: @libp2p/ping 3.1 waits forever for an echo on a stream the remote reset
+          rtts.push(await node.services.ping.ping(connection.remotePeer, { signal: AbortSignal.timeout(PING_TIMEOUT_MS) }))
+          calls.push(performance.now() - called)
+        } catch {
+          failures++
+        }
       }
     }
     const started = start()
@@ -485,7 +493,7 @@ const roles: Record<string, () => unknown> = {
     const figures = transfer(count, started, receiverCpuMs)
     sending = false
     await pinger
-    done(pinging > 0 ? { ...figures, ...percentiles(rtts, "ping"), ...percentiles(calls, "pingCall") } : figures)
+    done(pinging > 0 ? { ...figures, ...percentiles(rtts, "ping"), ...percentiles(calls, "pingCall"), pingFailures: failures } : figures)
     await node.stop()
   },
 

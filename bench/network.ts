@@ -231,6 +231,8 @@ export const pingBehindBulkFigures = (settings: Settings) =>
           weftPings: medianOf(weftPinged!, "pings"),
           libp2pP99Ms: medianOf(libp2pPinged!, "pingP99Ms"),
           libp2pPings: medianOf(libp2pPinged!, "pings"),
+          // @libp2p/ping calls that failed or took over 10 s, over all rounds
+          libp2pPingFailures: libp2pPinged!.reduce((n, line) => n + Number(line.pingFailures), 0),
           // each @libp2p/ping call whole (it opens a stream per ping), on the high-resolution clock
           libp2pCallP50Ms: round3(medianOf(libp2pPinged!, "pingCallP50Ms")),
           rawTcpIdleP50Ms: round3(tcpP50),
