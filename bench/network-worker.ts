@@ -28,6 +28,7 @@ import "../src/transport/internal/promiseWithResolvers.js"
 import { noise } from "@chainsafe/libp2p-noise"
 import { yamux } from "@chainsafe/libp2p-yamux"
 import type { Stream as Libp2pStream } from "@libp2p/interface"
+import { ping } from "@libp2p/ping"
 import { tcp } from "@libp2p/tcp"
 import { multiaddr } from "@multiformats/multiaddr"
 import * as Chunk from "effect/Chunk"
@@ -62,6 +63,8 @@ const LOOPBACK = "127.0.0.1"
 const SINK = "/weft-bench/sink/1.0.0"
 const SYNC = "/weft-bench/sync/1.0.0"
 const PING_BYTES = 32
+/** How long one @libp2p/ping call may take before it counts as failed. */
+const PING_TIMEOUT_MS = 10_000
 const TAG_BYTES = 16
 const SESSION = { library: "bench", debounce: Duration.millis(1), batchSize: 1_000, window: 4 }
 
@@ -130,6 +133,13 @@ const transfer = (bytes: number, started: { readonly wall: number; readonly cpu:
 
 const start = () => ({ wall: performance.now(), cpu: cpuMs() })
 
+/** Round trips in ms, as `<name>s` (count), `<name>P50Ms`, `<name>P99Ms`, `<name>MaxMs`. */
+const percentiles = (rtts: ReadonlyArray<number>, name: string) => {
+  const sorted = [...rtts].sort((a, b) => a - b)
+  const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN
+  return { [`${name}s`]: sorted.length, [`${name}P50Ms`]: at(0.5), [`${name}P99Ms`]: at(0.99), [`${name}MaxMs`]: at(1) }
+}
+
 const nonceOf = (counter: number, nonce: Buffer) => {
   nonce.writeUInt32LE(counter >>> 0, 4)
   nonce.writeUInt32LE(Math.floor(counter / 2 ** 32), 8)
@@ -167,7 +177,9 @@ const libp2pNode = (window: number) =>
     addresses: { listen: [`/ip4/${LOOPBACK}/tcp/0`] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, maxReadBufferLength: 2 * window } })]
+    streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, maxReadBufferLength: 2 * window } })],
+    // libp2p's own ping (`/ipfs/ping/1.0.0`), the floor for a ping behind a bulk transfer on this stack
+    services: { ping: ping() }
   })
 
 /** Resolves once libp2p has handed all that was sent on to the muxer, as the Weft `Duplex` waits. */
@@ -439,18 +451,36 @@ const roles: Record<string, () => unknown> = {
       const { count, receiverCpuMs } = parseAnswer(Buffer.concat(Chunk.toReadonlyArray(yield* Stream.runCollect(stream.source))))
       const figures = transfer(count, started, receiverCpuMs)
       if (pinger !== undefined) yield* Fiber.interrupt(pinger)
-      const sorted = rtts.sort((a, b) => a - b)
-      const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN
-      done(pinger === undefined ? figures : { ...figures, pings: sorted.length, pingMedianMs: at(0.5), pingP90Ms: at(0.9), pingMaxMs: at(1) })
+      done(pinger === undefined ? figures : { ...figures, ...percentiles(rtts, "ping") })
     }))),
 
   "libp2p-send": async () => {
-    const [address, total, size, window] = [args[0]!, ...args.slice(1).map(Number)] as [string, number, number, number]
+    const [address, total, size, window, pinging] = [args[0]!, ...args.slice(1).map(Number)] as [string, number, number, number, number]
     const node = await libp2pNode(window)
     const connection = await node.dial(multiaddr(address))
     const chunk = new Uint8Array(size).fill(1)
+    // with `pinging`: @libp2p/ping's pings on the same connection, one after another, for as long as the
+    // transfer runs. Each opens a stream (as @libp2p/ping does); `rtts` is what it reports (Date.now(), whole
+    // ms), `calls` each whole call with the stream's opening, on the high-resolution clock
+    const rtts: Array<number> = []
+    const calls: Array<number> = []
+    let sending = true
+    let failures = 0
+    const pings = async () => {
+      while (sending) {
+        const called = performance.now()
+        try {
+          // with a deadline: @libp2p/ping 3.1 waits forever for an echo on a stream the remote reset
+          rtts.push(await node.services.ping.ping(connection.remotePeer, { signal: AbortSignal.timeout(PING_TIMEOUT_MS) }))
+          calls.push(performance.now() - called)
+        } catch {
+          failures++
+        }
+      }
+    }
     const started = start()
     const stream = await connection.newStream(SINK)
+    const pinger = pinging > 0 ? pings() : undefined
     const parts: Array<Uint8Array> = []
     stream.addEventListener("message", (event) => parts.push(event.data.subarray()))
     const answered = new Promise<void>((resolve) => stream.addEventListener("remoteCloseWrite", () => resolve()))
@@ -460,7 +490,10 @@ const roles: Record<string, () => unknown> = {
     await stream.close()
     await answered
     const { count, receiverCpuMs } = parseAnswer(Buffer.concat(parts))
-    done(transfer(count, started, receiverCpuMs))
+    const figures = transfer(count, started, receiverCpuMs)
+    sending = false
+    await pinger
+    done(pinging > 0 ? { ...figures, ...percentiles(rtts, "ping"), ...percentiles(calls, "pingCall"), pingFailures: failures } : figures)
     await node.stop()
   },
 

@@ -5,6 +5,12 @@
  *
  * - ping: the median round trip of the ping plugin on a kept libp2p stream,
  *   beside a raw node:net round trip of the same 32 bytes;
+ * - ping behind a bulk transfer: pings through the ping plugin while one
+ *   stream of the same connection carries `bytes` (1 GiB; `WEFT_BENCH_BULK_BYTES`
+ *   sets it) as fast as it goes, beside js-libp2p's own `@libp2p/ping`
+ *   during the same transfer on a bare js-libp2p node of the same stack (the
+ *   stack's floor), and beside a raw node:net round trip with no transfer;
+ *   with the transfer's throughput beside the same transfer without pings;
  * - stream throughput: one libp2p stream (Noise + Yamux) through our
  *   `Duplex`, beside raw node:net, beside TCP carrying ChaCha20-Poly1305
  *   frames (node:crypto, length-prefixed) — the least an encrypted stream
@@ -23,7 +29,7 @@ import * as Effect from "effect/Effect"
 import { type ChildProcess, execFile, spawn } from "node:child_process"
 import { randomBytes } from "node:crypto"
 import { mkdtempSync, rmSync } from "node:fs"
-import { availableParallelism, tmpdir } from "node:os"
+import { availableParallelism, loadavg, tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Libp2pTransport from "../src/transport/Libp2pTransport.js"
@@ -34,8 +40,8 @@ const syncWorker = fileURLToPath(new URL("./sync-worker.js", import.meta.url))
 
 type Line = Record<string, number | string>
 
-/** A client phase that takes longer than this is stuck: it is killed and the section fails. */
-const CLIENT_TIMEOUT_MS = 120_000
+/** A client phase that takes longer than this is stuck: it is killed and the section fails (a 1 GiB transfer on a loaded machine may take a minute or more). */
+const CLIENT_TIMEOUT_MS = 600_000
 
 const lastLine = (output: string): Line => JSON.parse(output.trim().split("\n").pop()!)
 
@@ -92,7 +98,7 @@ const interleaved = (rounds: number, clients: ReadonlyArray<Effect.Effect<Line, 
 export interface Settings {
   /** Pings per series (after 200 to warm up). */
   readonly pings: number
-  /** Bytes per bulk transfer. */
+  /** Bytes per bulk transfer (`WEFT_BENCH_BULK_BYTES`, default 1 GiB). */
   readonly bytes: number
   /** Bytes per write of the Weft sender (its best measured size: smaller pays more per write, larger pipelines worse). */
   readonly writeBytes: number
@@ -108,20 +114,32 @@ export interface Settings {
    * twice its usual speed, and three rounds let two such decide the median.
    */
   readonly rounds: number
+  /** Rounds of the ping behind a bulk transfer (each runs four transfers of `bytes`). */
+  readonly bulkPingRounds: number
   /** Operations of the catch-up. */
   readonly ops: number
 }
 
+/** Bytes per bulk transfer: `WEFT_BENCH_BULK_BYTES` if set (a positive integer), else 1 GiB. */
+const bulkBytes = (): number => {
+  const set = Number(process.env.WEFT_BENCH_BULK_BYTES)
+  return Number.isSafeInteger(set) && set > 0 ? set : 1024 * 1024 * 1024
+}
+
 export const defaults: Settings = {
   pings: 5_000,
-  bytes: 1024 * 1024 * 1024,
+  bytes: bulkBytes(),
   writeBytes: 512 * 1024,
   rawWriteBytes: 1024 * 1024,
   frameBytes: 64 * 1024,
   window: Libp2pTransport.DEFAULT_STREAM_WINDOW_BYTES,
   rounds: 5,
+  bulkPingRounds: 3,
   ops: 100_000
 }
+
+/** The machine's load average (1, 5, 15 minutes), to print beside figures. */
+const load = () => loadavg().map((n) => n.toFixed(2)).join(" ")
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000
 
@@ -157,6 +175,98 @@ export const pingFigure = (settings: Settings) =>
     } satisfies Figure
   }))
 
+/** Per-round medians of a field, in run order. */
+const runsOf = (lines: ReadonlyArray<Line>, key: string) => lines.map((line) => round3(Number(line[key]))).join(" ")
+
+/**
+ * Pings during a bulk transfer on the same connection: Weft's ping plugin
+ * while a Weft stream carries `bytes`, beside js-libp2p's `@libp2p/ping`
+ * while a bare js-libp2p stream of the same stack and window carries as
+ * many (each ping a stream of its own, as @libp2p/ping does; its round trip
+ * as it reports it, in whole ms), beside a raw node:net round trip with no
+ * transfer. Each round also runs both transfers without pings, so that the
+ * cost of pinging to the transfer is measured in the same stretch.
+ */
+export const pingBehindBulkFigures = (settings: Settings) =>
+  Effect.scoped(Effect.gen(function*() {
+    const bytes = String(settings.bytes)
+    const window = String(settings.window)
+    const write = String(settings.writeBytes)
+    const tcp = (yield* server(["tcp-echo"])).info
+    const weft = (yield* server(["weft-sink", window])).info
+    const libp2p = (yield* server(["libp2p-sink", window])).info
+    const loadBefore = load()
+    const [weftPinged, libp2pPinged, weftAlone, libp2pAlone, tcpRuns] = yield* interleaved(settings.bulkPingRounds, [
+      client(["weft-send", String(weft.address), bytes, write, window, "1"]),
+      client(["libp2p-send", String(libp2p.address), bytes, write, window, "1"]),
+      client(["weft-send", String(weft.address), bytes, write, window, "0"]),
+      client(["libp2p-send", String(libp2p.address), bytes, write, window, "0"]),
+      client(["tcp-rtt", String(tcp.port), String(Math.min(settings.pings, 2_000))])
+    ])
+    const weftP50 = medianOf(weftPinged!, "pingP50Ms")
+    const tcpP50 = medianOf(tcpRuns!, "medianMs")
+    const common = {
+      bytes: settings.bytes,
+      windowBytes: settings.window,
+      writeBytes: settings.writeBytes,
+      rounds: settings.bulkPingRounds,
+      loadBefore,
+      loadAfter: load()
+    }
+    const name = `ping p50 behind a ${Math.round(settings.bytes / 2 ** 20)} MiB stream on the same connection (ping plugin)`
+    return [
+      {
+        name,
+        unit: "ms",
+        value: weftP50,
+        baseline: medianOf(libp2pPinged!, "pingP50Ms"),
+        baselineName: "@libp2p/ping on a bare js-libp2p node of the same stack and window, behind the same transfer (whole ms, as it reports)",
+        lowerIsBetter: true,
+        extra: {
+          ...common,
+          goalP50Ms: 5,
+          goalMet: weftP50 < 5 ? "yes" : "no",
+          weftP99Ms: round3(medianOf(weftPinged!, "pingP99Ms")),
+          weftMaxMs: round3(Math.max(...weftPinged!.map((line) => Number(line.pingMaxMs)))),
+          weftPings: medianOf(weftPinged!, "pings"),
+          libp2pP99Ms: medianOf(libp2pPinged!, "pingP99Ms"),
+          libp2pPings: medianOf(libp2pPinged!, "pings"),
+          // @libp2p/ping calls that failed or took over 10 s, over all rounds
+          libp2pPingFailures: libp2pPinged!.reduce((n, line) => n + Number(line.pingFailures), 0),
+          // each @libp2p/ping call whole (it opens a stream per ping), on the high-resolution clock
+          libp2pCallP50Ms: round3(medianOf(libp2pPinged!, "pingCallP50Ms")),
+          rawTcpIdleP50Ms: round3(tcpP50),
+          weftRunsP50Ms: runsOf(weftPinged!, "pingP50Ms"),
+          libp2pRunsP50Ms: runsOf(libp2pPinged!, "pingP50Ms")
+        }
+      },
+      {
+        name: `${name} vs raw TCP`,
+        unit: "ms",
+        value: weftP50,
+        baseline: tcpP50,
+        baselineName: "raw node:net round trip of 32 bytes, echo in another process, no transfer",
+        lowerIsBetter: true,
+        extra: { ...common, tcpRunsMs: runsOf(tcpRuns!, "medianMs") }
+      },
+      {
+        name: `bulk stream throughput while pinging on the same connection`,
+        unit: "MB/s",
+        value: medianOf(weftPinged!, "mbPerSec"),
+        baseline: medianOf(weftAlone!, "mbPerSec"),
+        baselineName: "the same Weft transfer without pings, in the same rounds",
+        goal: 0.8,
+        extra: {
+          ...common,
+          libp2pPingingMBps: Math.round(medianOf(libp2pPinged!, "mbPerSec")),
+          libp2pAloneMBps: Math.round(medianOf(libp2pAlone!, "mbPerSec")),
+          weftPingingRunsMBps: runsMBps(weftPinged!),
+          weftAloneRunsMBps: runsMBps(weftAlone!)
+        }
+      }
+    ] satisfies ReadonlyArray<Figure>
+  }))
+
 export const throughputFigures = (settings: Settings) =>
   Effect.scoped(Effect.gen(function*() {
     const bytes = String(settings.bytes)
@@ -168,14 +278,13 @@ export const throughputFigures = (settings: Settings) =>
     const libp2p = (yield* server(["libp2p-sink", window])).info
     const weftSend = (pinging: boolean) =>
       client(["weft-send", String(weft.address), bytes, String(settings.writeBytes), window, pinging ? "1" : "0"])
+    const loadBefore = load()
     const [rawRuns, aeadRuns, libp2pRuns, weftRuns] = yield* interleaved(settings.rounds, [
       client(["tcp-send", String(raw.port), bytes, String(settings.rawWriteBytes)]),
       client(["aead-send", String(aead.port), key, bytes, String(settings.frameBytes)]),
       client(["libp2p-send", String(libp2p.address), bytes, String(settings.writeBytes), window]),
       weftSend(false)
     ])
-    // once more with pings on the same connection: what the window costs a ping behind a bulk transfer
-    const pinged = yield* weftSend(true)
     const weftValue = medianOf(weftRuns!, "mbPerSec")
     const aeadValue = medianOf(aeadRuns!, "mbPerSec")
     const libp2pValue = medianOf(libp2pRuns!, "mbPerSec")
@@ -187,10 +296,8 @@ export const throughputFigures = (settings: Settings) =>
       // CPU time over wall time of each end during the transfer (1 = one core busy throughout)
       weftSenderCpu: round3(medianOf(weftRuns!, "senderCpu")),
       weftReceiverCpu: round3(medianOf(weftRuns!, "receiverCpu")),
-      pingDuringBulkMedianMs: round3(Number(pinged.pingMedianMs)),
-      pingDuringBulkP90Ms: round3(Number(pinged.pingP90Ms)),
-      pingDuringBulkMaxMs: round3(Number(pinged.pingMaxMs)),
-      bulkWhilePingingMBps: Math.round(Number(pinged.mbPerSec))
+      loadBefore,
+      loadAfter: load()
     }
     return [
       {
@@ -283,6 +390,7 @@ export const syncFigures = (settings: Settings) =>
 export const run = (settings: Settings = defaults) =>
   Effect.gen(function*() {
     const figures: Array<Figure> = [yield* pingFigure(settings)]
+    figures.push(...(yield* pingBehindBulkFigures(settings)))
     figures.push(...(yield* throughputFigures(settings)))
     figures.push(...(yield* syncFigures(settings)))
     return figures

@@ -347,6 +347,31 @@ describe("Libp2pTransport", () => {
       }))
   }
 
+  // what a ping waits behind on a busy connection, and what a stalled reader costs: 512 KiB windows by default
+  it.scopedLive("by default a writer to a reader that does not read stops within 1.5 MiB (three 512 KiB windows)", () =>
+    Effect.gen(function*() {
+      const { a, b } = yield* connected
+      const hold = yield* TransportSuite.holding
+      yield* b.handle(holdProtocol, hold.handler)
+      const stream = yield* a.open(b.peerId, holdProtocol)
+      const written = yield* Ref.make(0)
+      yield* Effect.forkScoped(Effect.gen(function*() {
+        const chunk = TransportSuite.pattern(CHUNK_BYTES, 6)
+        for (;;) {
+          yield* stream.write(chunk)
+          yield* Ref.update(written, (n) => n + CHUNK_BYTES)
+        }
+      }))
+      // stalled: nothing more completes over a while
+      let stalled = -1
+      while (stalled !== (yield* Ref.get(written))) {
+        stalled = yield* Ref.get(written)
+        yield* Effect.sleep("300 millis")
+      }
+      expect(stalled).toBeGreaterThan(0)
+      expect(stalled).toBeLessThanOrEqual(3 * 512 * 1024)
+    }))
+
   it.scopedLive("a write waiting on a reader that does not read fails with Reset when the remote resets, and when this side does", () =>
     Effect.gen(function*() {
       const { a, b } = yield* connected

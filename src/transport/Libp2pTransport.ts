@@ -63,7 +63,7 @@ export interface Options {
   readonly maxInboundConnectionsPerSecond?: number
   /**
    * Most bytes in flight per stream, and so about what a ping waits behind
-   * on a busy connection (default 2 MiB, least 256 KiB; see
+   * on a busy connection (default 512 KiB, least 256 KiB; see
    * `DEFAULT_STREAM_WINDOW_BYTES`). A smaller window answers sooner during
    * bulk transfers; a larger one helps links with a long round trip.
    */

@@ -14,8 +14,11 @@ import { describe, expect, it } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
 import { createLibp2p } from "libp2p"
 import * as Identity from "../../transport/Identity.js"
 import * as Libp2pTransport from "../../transport/Libp2pTransport.js"
@@ -131,5 +134,39 @@ describe("Ping interop with stock js-libp2p", () => {
       // and the connection survived the refusal
       expect(stock.getConnections().map((c) => c.remotePeer.toString())).toEqual([ours.transport.peerId])
       expect(Protocol.PROTOCOL_ID).toBe("/ipfs/ping/1.0.0")
+    }))
+})
+
+describe("Ping behind a bulk transfer", () => {
+  const SINK = "/weft-test/sink/1.0.0"
+
+  it.scopedLive("pings on a connection are answered while a bulk stream of it runs, and the transfer arrives whole", () =>
+    Effect.gen(function*() {
+      const writer = yield* ourPeer()
+      const reader = yield* ourPeer()
+      const received = yield* Ref.make(0)
+      yield* reader.transport.handle(SINK, (stream) =>
+        Stream.runForEach(stream.source, (chunk) => Ref.update(received, (n) => n + chunk.length)))
+      const peer = yield* writer.transport.connect(reader.address)
+      const total = 64 * 1024 * 1024
+      const chunk = new Uint8Array(512 * 1024).fill(7)
+      const bulk = yield* writer.transport.open(peer, SINK)
+      const sending = yield* Effect.forkScoped(Effect.gen(function*() {
+        for (let sent = 0; sent < total; sent += chunk.length) yield* bulk.write(chunk)
+        yield* bulk.end
+      }))
+      // the transfer is under way: its first window has arrived
+      yield* Effect.repeat(Ref.get(received), { until: (n) => n >= 1024 * 1024, schedule: Schedule.spaced("1 millis") })
+      const result = yield* writer.client!.ping(peer, { count: 20, timeout: "10 seconds" })
+      const receivedByThen = yield* Ref.get(received)
+      expect(result.rtts).toHaveLength(20)
+      expect(receivedByThen, "the pings were answered before the transfer ended").toBeLessThan(total)
+      yield* Fiber.join(sending)
+      yield* Effect.repeat(Ref.get(received), { until: (n) => n >= total, schedule: Schedule.spaced("5 millis") }).pipe(
+        Effect.timeoutFail({ duration: "60 seconds", onTimeout: () => new Error("the transfer never completed") })
+      )
+      expect(yield* Ref.get(received)).toBe(total)
+      // the connection the pings used is the transfer's: one connection between the two
+      expect(yield* writer.transport.connections).toEqual([peer])
     }))
 })

@@ -57,12 +57,18 @@ import { guardedYamux } from "./yamuxGuard.js"
 /** Yamux's smallest allowed stream window (its specification's initial window). */
 export const MIN_STREAM_WINDOW_BYTES = 256 * 1024
 /**
- * The default most bytes in flight per stream: the knee of throughput against
- * ping latency as measured on loopback (1 MiB: ping behind a bulk transfer
- * ~1 ms median, bulk ~700 MB/s; 2 MiB: ~2 ms, ~800 MB/s and 10% less CPU
- * per byte; larger windows add latency and little else).
+ * The default most bytes in flight per stream. A ping on a connection that
+ * also carries a bulk stream waits behind what that stream has in flight, so
+ * its round trip is about the window over the transfer's rate, and the rate
+ * falls with the machine's load while the window does not. Measured on
+ * loopback (two processes, 2 cores shared): at load 3.5, ping p50 behind the
+ * transfer 1.9-2.2 ms at 512 KiB against 7.9-8.2 ms at 2 MiB (5.3 at 1 MiB,
+ * 1.9 at 256 KiB, which also cost a third of the throughput); at load 10,
+ * 7.9-8.1 ms against 30-37 ms, with throughput alone and CPU per byte within
+ * the noise of each other (41 against 37 MB/s median, 12.6-19 against
+ * 13-16 CPU s/GB). @libp2p/ping on the same stack and window waits the same.
  */
-export const DEFAULT_STREAM_WINDOW_BYTES = 2 * 1024 * 1024
+export const DEFAULT_STREAM_WINDOW_BYTES = 512 * 1024
 /** The default most open connections. */
 export const DEFAULT_MAX_CONNECTIONS = 64
 /**
