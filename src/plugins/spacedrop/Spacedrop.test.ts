@@ -146,14 +146,15 @@ describe("Spacedrop over the memory transport", () => {
       const seen = yield* Effect.forEach(watchers, (offers) => Effect.map(Stream.runHead(offers), Option.getOrThrow))
       expect(new Set(seen.map((o) => o.id)).size).toBe(1)
       // all at once: exactly one wins
-      const answers = yield* Effect.all([
+      const answers: ReadonlyArray<Either.Either<unknown, unknown>> = yield* Effect.all([
         Effect.either(seen[0]!.accept(target)),
         Effect.either(seen[1]!.accept(target)),
         Effect.either(seen[2]!.reject())
       ], { concurrency: "unbounded" })
-      const wins = answers.filter(Either.isRight)
-      expect(wins).toHaveLength(1)
-      for (const loss of answers.filter(Either.isLeft)) expect(loss.left).toMatchObject({ _tag: "DecisionError", reason: "AlreadyDecided" })
+      expect(answers.filter(Either.isRight)).toHaveLength(1)
+      for (const answer of answers) {
+        if (Either.isLeft(answer)) expect(answer.left).toMatchObject({ _tag: "DecisionError", reason: "AlreadyDecided" })
+      }
       const sent = yield* Effect.either(outgoing.result)
       if (answers[2]!._tag === "Right") expect(failure(sent)).toMatchObject({ reason: "Declined" })
       else expect(Either.isRight(sent)).toBe(true)

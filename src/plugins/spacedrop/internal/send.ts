@@ -127,8 +127,11 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
     // set once the receiver's frames are being read: a Cancel then waits (briefly) for the receiver to end its side,
     // so it reads the Cancel before the stream is dropped
     let listening: Effect.Effect<unknown, unknown> | undefined
+    // once we stop, the receiver's end (or reset) that follows our Cancel is not the transfer's failure
+    let stopping = false
     const stop = (reason: Protocol.CancelReason, error: Protocol.SpacedropError) =>
       Effect.gen(function*() {
+        stopping = true
         yield* Effect.ignore(wire.send({ type: "Cancel", reason, detail: error.detail.slice(0, 1024) }))
         yield* wire.end
         if (listening !== undefined) yield* Effect.ignore(Effect.timeout(listening, "5 seconds"))
@@ -195,7 +198,8 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
     }).pipe(Effect.exit, Effect.flatMap((exit) => Deferred.complete(complete, exit)))
     yield* Effect.forkScoped(listen)
     listening = Deferred.await(complete)
-    const failed = Effect.zipRight(Deferred.await(complete), Effect.never)
+    const failed = Effect.flatMap(Effect.exit(Deferred.await(complete)), (exit) =>
+      exit._tag === "Failure" && !stopping ? exit : Effect.never)
 
     let sent = 0
     let filesSent = 0

@@ -1,0 +1,169 @@
+/**
+ * Spacedrop when things go wrong mid-transfer: a cancel from either side, a
+ * chunk corrupted on the wire, a source file changed while it is sent. In
+ * each, both sides fail with a typed error saying what and who, and the
+ * receiver keeps nothing partial.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Queue from "effect/Queue"
+import * as Stream from "effect/Stream"
+import { randomBytes } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as nodePath from "node:path"
+import type * as Spacedrop from "./Spacedrop.js"
+import * as Peers from "./testing/Peers.js"
+
+const failure = <A, E>(outcome: Either.Either<A, E>): E => {
+  expect(Either.isLeft(outcome), "expected a failure").toBe(true)
+  return (outcome as Either.Left<E, A>).left
+}
+
+/** A chunk frame (the JSON messages are far smaller). */
+const isChunk = (bytes: Uint8Array) => bytes.length > 4096 && bytes[4] === 0x01
+
+/** Writes a 4 MiB file and a small one under `source/f`; returns the folder. */
+const files = (source: string) =>
+  Effect.promise(async () => {
+    const folder = nodePath.join(source, "f")
+    await fs.mkdir(folder)
+    await fs.writeFile(nodePath.join(folder, "0-small.txt"), "small and first")
+    await fs.writeFile(nodePath.join(folder, "big.bin"), randomBytes(4 * 1024 * 1024))
+    return folder
+  })
+
+/** What the receiver's target holds: only the small file, complete (nothing of the big one, no temporary file). */
+const expectNothingPartial = (target: string) =>
+  Effect.gen(function*() {
+    const held = yield* Peers.snapshot(target)
+    expect(Object.keys(held).sort()).toEqual(["f", "f/0-small.txt"])
+  })
+
+const acceptAll = (receiver: Peers.Peer, target: string) =>
+  Effect.gen(function*() {
+    const transfers = yield* Queue.unbounded<Spacedrop.Transfer>()
+    const offers = yield* receiver.spacedrop.offers
+    yield* Effect.forkScoped(Stream.runForEach(offers, (offer) => Effect.flatMap(offer.accept(target), (t) => Queue.offer(transfers, t))))
+    return transfers
+  })
+
+/** Lets `n` chunk frames of the sender through, then holds every later one until the scope ends. */
+const holdAfter = (n: number) =>
+  Effect.gen(function*() {
+    const held = yield* Deferred.make<void>()
+    let chunks = 0
+    const onWrite: Peers.OnWrite = (bytes, write) =>
+      isChunk(bytes) && ++chunks > n ? Effect.zipRight(Deferred.succeed(held, undefined), Effect.never) : write(bytes)
+    return { onWrite, held: Deferred.await(held) }
+  })
+
+describe("Spacedrop faults", () => {
+  it.scopedLive("the sender cancels mid-transfer: both sides fail Cancelled by the sender; the partial file is gone", () =>
+    Effect.gen(function*() {
+      const gate = yield* holdAfter(3)
+      const { sender, receiver } = yield* Peers.make({ onWrite: gate.onWrite })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const incoming = yield* Queue.take(transfers)
+      yield* gate.held
+      yield* outgoing.cancel
+      const mine = failure(yield* Effect.either(outgoing.result))
+      const theirs = failure(yield* Effect.either(incoming.result))
+      expect(mine).toMatchObject({ _tag: "SpacedropError", reason: "Cancelled", by: "sender" })
+      expect(theirs).toMatchObject({ _tag: "SpacedropError", reason: "Cancelled", by: "sender" })
+      yield* expectNothingPartial(target)
+    }))
+
+  it.scopedLive("the receiver cancels mid-transfer: both sides fail Cancelled by the receiver; the partial file is gone", () =>
+    Effect.gen(function*() {
+      const gate = yield* holdAfter(3)
+      const { sender, receiver } = yield* Peers.make({ onWrite: gate.onWrite })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const incoming = yield* Queue.take(transfers)
+      yield* gate.held
+      // the receiver has what came before the held chunk
+      yield* Stream.runDrain(incoming.progress.pipe(Stream.takeUntil((p) => p.bytes > 0 && p.current === "f/big.bin")))
+      yield* incoming.cancel
+      const theirs = failure(yield* Effect.either(incoming.result))
+      const mine = failure(yield* Effect.either(outgoing.result))
+      expect(theirs).toMatchObject({ _tag: "SpacedropError", reason: "Cancelled", by: "receiver" })
+      expect(mine).toMatchObject({ _tag: "SpacedropError", reason: "Cancelled", by: "receiver" })
+      yield* expectNothingPartial(target)
+    }))
+
+  it.scopedLive("a chunk corrupted on the wire is detected: Corrupt on both sides, nothing of that file kept", () =>
+    Effect.gen(function*() {
+      let chunks = 0
+      const { sender, receiver } = yield* Peers.make({
+        onWrite: (bytes, write) => {
+          if (!isChunk(bytes) || ++chunks !== 3) return write(bytes)
+          const flipped = bytes.slice()
+          flipped[flipped.length - 100]! ^= 0x40
+          return write(flipped)
+        }
+      })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const incoming = yield* Queue.take(transfers)
+      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "Corrupt", path: "f/big.bin" })
+      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "Corrupt", by: "receiver" })
+      yield* expectNothingPartial(target)
+    }))
+
+  it.scopedLive("a source file changed while it is sent: SourceChanged on both sides, the receiver keeps nothing of it", () =>
+    Effect.gen(function*() {
+      const source = yield* Peers.tempDir()
+      const folder = yield* files(source)
+      let chunks = 0
+      const { sender, receiver } = yield* Peers.make({
+        onWrite: (bytes, write) =>
+          isChunk(bytes) && ++chunks === 2
+            // the user saves over the end of the file (same size) while its start is on the wire
+            ? Effect.zipRight(
+              Effect.promise(async () => {
+                const handle = await fs.open(nodePath.join(folder, "big.bin"), "r+")
+                await handle.write(Buffer.from("edited"), 0, 6, 4 * 1024 * 1024 - 6)
+                await handle.close()
+              }),
+              write(bytes)
+            )
+            : write(bytes)
+      })
+      const target = yield* Peers.tempDir()
+      const transfers = yield* acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [folder])
+      const incoming = yield* Queue.take(transfers)
+      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "SourceChanged", by: "sender", path: "f/big.bin" })
+      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "SourceChanged", by: "sender" })
+      yield* expectNothingPartial(target)
+    }))
+
+  it.scopedLive("a source file changed between the offer and its turn is refused before a byte of it is sent", () =>
+    Effect.gen(function*() {
+      const { sender, receiver } = yield* Peers.make()
+      const source = yield* Peers.tempDir()
+      const folder = yield* files(source)
+      const target = yield* Peers.tempDir()
+      const offers = yield* receiver.spacedrop.offers
+      const transfers = yield* Queue.unbounded<Spacedrop.Transfer>()
+      yield* Effect.forkScoped(Stream.runForEach(offers, (offer) =>
+        Effect.gen(function*() {
+          yield* Effect.promise(() => fs.appendFile(nodePath.join(folder, "big.bin"), "more"))
+          yield* Queue.offer(transfers, yield* offer.accept(target))
+        })))
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [folder])
+      const incoming = yield* Queue.take(transfers)
+      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "SourceChanged", path: "f/big.bin" })
+      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ reason: "SourceChanged", by: "sender" })
+      yield* expectNothingPartial(target)
+    }))
+})
