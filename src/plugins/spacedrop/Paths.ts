@@ -88,7 +88,8 @@ export interface PathEntry {
 export const checkManifest = (entries: ReadonlyArray<PathEntry>, limits: PathLimits = DEFAULT_LIMITS): Option.Option<Problem> => {
   const seen = new Map<string, string>()
   const files = new Set<string>()
-  const parents = new Map<string, string>()
+  // every directory named on the way to an entry, by key, as first spelled: `Photos/a` and `photos/b` meet on macOS
+  const spelled = new Map<string, { readonly spelling: string; readonly by: string }>()
   for (const entry of entries) {
     const problem = checkPath(entry.path, limits)
     if (Option.isSome(problem)) return problem
@@ -104,16 +105,19 @@ export const checkManifest = (entries: ReadonlyArray<PathEntry>, limits: PathLim
     }
     seen.set(key, entry.path)
     if (entry.kind === "file") files.add(key)
-    const names = key.split("/")
-    for (let i = 1; i < names.length; i++) {
-      const parent = names.slice(0, i).join("/")
-      if (!parents.has(parent)) parents.set(parent, entry.path)
+    const names = entry.path.split("/")
+    for (let i = 1; i <= names.length; i++) {
+      if (i === names.length && entry.kind === "file") break
+      const spelling = names.slice(0, i).join("/")
+      const other = spelled.get(collisionKey(spelling))
+      if (other === undefined) spelled.set(collisionKey(spelling), { spelling, by: entry.path })
+      else if (other.spelling !== spelling) {
+        return Option.some({ path: entry.path, reason: "UnsafePath", detail: `its directory ${JSON.stringify(spelling)} collides with ${JSON.stringify(other.spelling)} once normalised and case-folded` })
+      }
     }
   }
-  for (const [parent, child] of parents) {
-    if (files.has(parent)) {
-      return Option.some({ path: child, reason: "UnsafePath", detail: `its parent ${JSON.stringify(seen.get(parent))} is a file in the same offer` })
-    }
+  for (const [key, { by }] of spelled) {
+    if (files.has(key)) return Option.some({ path: by, reason: "UnsafePath", detail: `its parent ${JSON.stringify(seen.get(key))} is a file in the same offer` })
   }
   return Option.none()
 }
