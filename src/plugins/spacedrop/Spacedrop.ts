@@ -86,6 +86,12 @@ export type OnExisting = Files.OnExisting
 /** The receiver's default bounds. */
 export const DEFAULT_LIMITS: Limits = Receive.DEFAULT_LIMITS
 
+/** The receiver's frame bound under `limits` (a frame header claiming more is a violation). */
+export const maxFrameBytes: (limits: Limits) => number = Receive.maxFrameBytes
+
+/** Most inbound Spacedrop streams of one peer at once, by default. */
+export const DEFAULT_MAX_INBOUND_STREAMS = 4
+
 /** Options of the plugin. */
 export interface Options {
   /** The name receivers are shown (default: this machine's host name). */
@@ -100,7 +106,7 @@ export interface Options {
   readonly limits?: Partial<Limits>
   /** Most offers waiting for an answer at once; more are refused `Busy` (default 16). */
   readonly maxPendingOffers?: number
-  /** Most inbound Spacedrop streams of one peer at once (default 4). */
+  /** Most inbound Spacedrop streams of one peer at once (default `DEFAULT_MAX_INBOUND_STREAMS`). */
   readonly maxInboundStreams?: number
 }
 
@@ -141,7 +147,7 @@ export const plugin = (shared: Receive.Shared, options: Options = {}) =>
   Plugin.make({
     name: "spacedrop",
     ...Protocol.protocol,
-    maxInboundStreams: options.maxInboundStreams ?? 4,
+    maxInboundStreams: options.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
     handle: Receive.handle(shared)
   })
 

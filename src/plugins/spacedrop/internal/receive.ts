@@ -43,6 +43,9 @@ export const DEFAULT_LIMITS: Limits = {
   maxChunkBytes: 4 * 1024 * 1024
 }
 
+/** The receiver's frame bound under `limits`: a whole chunk, or a page of entries with room to spare. */
+export const maxFrameBytes = (limits: Limits): number => Math.max(limits.maxChunkBytes + Protocol.CHUNK_HEADER_BYTES, Protocol.MAX_PAGE_BYTES * 2)
+
 /** The receiver's settings, resolved. */
 export interface Settings {
   readonly limits: Limits
@@ -171,7 +174,7 @@ export const handle = (shared: Shared) =>
     const { settings } = shared
     const peer = context.peer
     const where = { peer, protocol: stream.protocol }
-    const wire = yield* Wire.make(stream, Math.max(settings.limits.maxChunkBytes + Protocol.CHUNK_HEADER_BYTES, Protocol.MAX_PAGE_BYTES * 2))
+    const wire = yield* Wire.make(stream, maxFrameBytes(settings.limits))
     const refuse = (reason: Protocol.RejectReason, detail: string) =>
       Effect.zipRight(Effect.ignore(wire.send({ type: "Rejected", reason, detail: detail.slice(0, 1024) })), wire.end)
 
