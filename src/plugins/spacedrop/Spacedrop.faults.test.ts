@@ -7,6 +7,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Either from "effect/Either"
 import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
@@ -165,5 +167,68 @@ describe("Spacedrop faults", () => {
       expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "SourceChanged", path: "f/big.bin" })
       expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ reason: "SourceChanged", by: "sender" })
       yield* expectNothingPartial(target)
+    }))
+
+  it.scopedLive("a sender that stalls mid-transfer is timed out by the receiver: Timeout there, Failed by the receiver here", () =>
+    Effect.gen(function*() {
+      const gate = yield* holdAfter(2)
+      const { sender, receiver } = yield* Peers.make({ onWrite: gate.onWrite, receiver: { idleTimeout: "300 millis" } })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const incoming = yield* Queue.take(transfers)
+      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "Timeout" })
+      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "Failed", by: "receiver" })
+      yield* expectNothingPartial(target)
+    }))
+
+  it.scopedLive("the connection dropped mid-transfer: both sides fail typed (never an interruption), nothing partial kept", () =>
+    Effect.gen(function*() {
+      const gate = yield* holdAfter(3)
+      const { network, sender, receiver } = yield* Peers.make({ onWrite: gate.onWrite })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const incoming = yield* Queue.take(transfers)
+      yield* gate.held
+      yield* network.disconnect(sender.id, receiver.id)
+      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "Closed" })
+      const mine = failure(yield* Effect.either(outgoing.result))
+      // the sender learns it from its stream: a reset, or the receiver's side closing
+      expect(mine._tag === "TransportError" ? mine.reason : mine._tag === "SpacedropError" ? mine.reason : mine._tag).toMatch(/^(Reset|Closed)$/)
+      yield* expectNothingPartial(target)
+    }))
+
+  it.scopedLive("a sender that cancels before the answer withdraws its offer: a late accept gets Expired", () =>
+    Effect.gen(function*() {
+      const { sender, receiver } = yield* Peers.make()
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const offers = yield* receiver.spacedrop.offers
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const offer = Option.getOrThrow(yield* Stream.runHead(offers))
+      yield* outgoing.cancel
+      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Cancelled", by: "sender" })
+      // once the receiver's handler has seen the withdrawal and let go of the stream
+      yield* receiver.host.streams.pipe(
+        Effect.repeat({ until: (held) => held.length === 0, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeout("5 seconds")
+      )
+      expect(failure(yield* Effect.either(offer.accept(target)))).toMatchObject({ _tag: "DecisionError", reason: "Expired" })
+      expect(yield* Peers.snapshot(target)).toEqual({})
+    }))
+
+  it.scopedLive("offers past maxPendingOffers are refused Busy while the others wait", () =>
+    Effect.gen(function*() {
+      const { sender, receiver } = yield* Peers.make({ receiver: { maxPendingOffers: 1 } })
+      const source = yield* Peers.tempDir()
+      const offers = yield* receiver.spacedrop.offers
+      const folder = yield* files(source)
+      yield* sender.spacedrop.send(receiver.id, [folder])
+      yield* Stream.runHead(offers)
+      const second = yield* sender.spacedrop.send(receiver.id, [folder])
+      expect(failure(yield* Effect.either(second.result))).toMatchObject({ reason: "Busy", by: "receiver" })
     }))
 })

@@ -5,12 +5,12 @@
 import * as Clock from "effect/Clock"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import type * as Exit from "effect/Exit"
+import * as Exit from "effect/Exit"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { ProtocolError } from "../../../transport/ProtocolError.js"
 import type { PeerId, TransportError } from "../../../transport/Transport.js"
-import type * as Protocol from "../Protocol.js"
+import * as Protocol from "../Protocol.js"
 
 /** Where a transfer is. */
 export type State = "waiting" | "transferring" | "done" | "failed" | "cancelled"
@@ -116,8 +116,12 @@ export const make = (init: Omit<Progress, "state" | "bytes" | "files" | "current
       start: Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.zipRight(Effect.sync(() => (started = now)), update((p) => ({ ...p, state: "transferring" })))),
       update,
-      finish: (exit) =>
-        Effect.zipRight(
+      finish: (outcome) => {
+        // an interruption (the connection dropped, the scope closed) is a typed failure for whoever awaits the result
+        const exit: Exit.Exit<Summary, TransferError> = Exit.isInterrupted(outcome)
+          ? Exit.fail(new Protocol.SpacedropError({ reason: "Closed", peer: init.peer, transfer: init.transfer, detail: "the transfer was interrupted: its connection dropped or its scope closed" }))
+          : outcome
+        return Effect.zipRight(
           update((p) =>
             exit._tag === "Success"
               ? { ...p, state: "done", current: undefined, etaSeconds: 0 }
@@ -125,6 +129,7 @@ export const make = (init: Omit<Progress, "state" | "bytes" | "files" | "current
           ),
           Deferred.complete(result, exit)
         )
+      }
     }
   })
 
