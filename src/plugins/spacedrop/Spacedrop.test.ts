@@ -10,6 +10,7 @@ import * as TestClock from "effect/TestClock"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
+import * as Send from "./internal/send.js"
 import * as Protocol from "./Protocol.js"
 import type * as Spacedrop from "./Spacedrop.js"
 import * as Peers from "./testing/Peers.js"
@@ -235,4 +236,13 @@ describe("Spacedrop over the memory transport", () => {
         for (let i = 1; i < seen.length; i++) expect(seen[i]!.bytes).toBeGreaterThanOrEqual(seen[i - 1]!.bytes)
       }
     }))
+
+  it("chunks fit the total: about a thousand of them, between 64 KiB and 1 MiB", () => {
+    const KiB = 1024
+    expect(Send.chunkBytesFor(0)).toBe(64 * KiB)
+    expect(Send.chunkBytesFor(5 * KiB)).toBe(64 * KiB)
+    expect(Send.chunkBytesFor(100 * KiB * KiB)).toBe(128 * KiB)
+    expect(Send.chunkBytesFor(1024 * KiB * KiB)).toBe(1024 * KiB)
+    expect(Send.chunkBytesFor(40 * 1024 * KiB * KiB)).toBe(1024 * KiB)
+  })
 })
