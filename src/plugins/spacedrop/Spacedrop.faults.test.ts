@@ -11,10 +11,14 @@ import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
 import * as Either from "effect/Either"
 import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
+import * as Plugin from "../Plugin.js"
+import * as Wire from "./internal/wire.js"
+import * as Protocol from "./Protocol.js"
 import type * as Spacedrop from "./Spacedrop.js"
 import * as Peers from "./testing/Peers.js"
 
@@ -230,5 +234,64 @@ describe("Spacedrop faults", () => {
       yield* Stream.runHead(offers)
       const second = yield* sender.spacedrop.send(receiver.id, [folder])
       expect(failure(yield* Effect.either(second.result))).toMatchObject({ reason: "Busy", by: "receiver" })
+    }))
+
+  it.scopedLive("the sender keeps at most its window unacknowledged: it stops there, and goes on as acknowledgements come", () =>
+    Effect.gen(function*() {
+      const windowBytes = 4 * 1024 * 1024
+      const { network, sender } = yield* Peers.make()
+      const raw = yield* Peers.bareHost(network, "raw")
+      const received = yield* Ref.make(0)
+      const acks = yield* Queue.unbounded<number>()
+      // a receiver by hand: accepts, reads every chunk, and acknowledges only when the test says so
+      yield* raw.host.register(Plugin.make({
+        name: "raw-spacedrop",
+        ...Protocol.protocol,
+        handle: (stream) =>
+          Effect.gen(function*() {
+            const wire = yield* Wire.make(stream, 8 * 1024 * 1024)
+            const offer = Option.getOrThrow(yield* wire.next)
+            const count = offer._tag === "Message" && offer.message.type === "Offer" ? offer.message.count : 0
+            let listed = 0
+            while (listed < count) {
+              const page = Option.getOrThrow(yield* wire.next)
+              if (page._tag === "Message" && page.message.type === "Entries") listed += page.message.entries.length
+            }
+            yield* wire.send({ type: "Accepted" })
+            yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(acks), (bytes) => wire.send({ type: "Ack", bytes, files: 0 }))))
+            while (true) {
+              const frame = yield* wire.next
+              if (Option.isNone(frame)) return
+              const f = frame.value
+              if (f._tag === "Chunk") yield* Ref.update(received, (n) => n + f.data.length)
+            }
+          })
+      }))
+      yield* sender.host.connect(`memory://${raw.id}`)
+      const source = yield* Peers.tempDir()
+      const size = 24 * 1024 * 1024
+      yield* Effect.promise(() => fs.writeFile(nodePath.join(source, "big.bin"), randomBytes(size)))
+      const outgoing = yield* sender.spacedrop.send(raw.id, [nodePath.join(source, "big.bin")], { windowBytes })
+      const chunk = 64 * 1024
+      /** What the raw receiver has read once the sender has stopped sending (nothing more for 300 ms). */
+      const settled = Effect.gen(function*() {
+        let last = -1
+        while (true) {
+          const now = yield* Ref.get(received)
+          if (now === last) return now
+          last = now
+          yield* Effect.sleep("300 millis")
+        }
+      })
+      const first = yield* settled
+      expect(first).toBeGreaterThan(windowBytes - chunk)
+      expect(first).toBeLessThanOrEqual(windowBytes)
+      // an acknowledgement of 3 MiB lets exactly that much more through
+      yield* Queue.offer(acks, 3 * 1024 * 1024)
+      const second = yield* settled
+      expect(second).toBeGreaterThan(first)
+      expect(second).toBeLessThanOrEqual(3 * 1024 * 1024 + windowBytes)
+      yield* outgoing.cancel
+      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Cancelled", by: "sender" })
     }))
 })

@@ -39,6 +39,18 @@ export interface Options {
   readonly onWrite?: OnWrite
 }
 
+/** A host on `network` without Spacedrop, for a test to speak the protocol by hand. */
+export const bareHost = (network: MemoryTransport.MemoryNetwork, name: string) =>
+  Effect.gen(function*() {
+    const transport = yield* network.transport(name)
+    const libraries = Context.get(yield* Effect.provide(Effect.context<Libraries.Libraries>(), Libraries.layerMemory()), Libraries.Libraries)
+    const host = yield* PluginHost.make({ connectDiscovered: false }).pipe(
+      Effect.provideService(Transport, transport),
+      Effect.provideService(Libraries.Libraries, libraries)
+    )
+    return { id: transport.peerId, host }
+  })
+
 const peer = (network: MemoryTransport.MemoryNetwork, name: string, options: Spacedrop.Options, onWrite?: OnWrite) =>
   Effect.gen(function*() {
     const raw = yield* network.transport(name)
