@@ -224,6 +224,25 @@ describe("Spacedrop faults", () => {
       expect(yield* Peers.snapshot(target)).toEqual({})
     }))
 
+  it.scopedLive("an offer whose connection drops before the answer expires: a late accept gets Expired, never a transfer that hangs", () =>
+    Effect.gen(function*() {
+      const { network, sender, receiver } = yield* Peers.make()
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const offers = yield* receiver.spacedrop.offers
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const offer = Option.getOrThrow(yield* Stream.runHead(offers))
+      yield* network.disconnect(sender.id, receiver.id)
+      const mine = failure(yield* Effect.either(outgoing.result))
+      expect(mine._tag === "TransportError" || mine._tag === "SpacedropError" ? mine.reason : mine._tag).toMatch(/^(Reset|Closed)$/)
+      yield* receiver.host.streams.pipe(
+        Effect.repeat({ until: (held) => held.length === 0, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeout("5 seconds")
+      )
+      expect(failure(yield* Effect.either(offer.accept(target)))).toMatchObject({ _tag: "DecisionError", reason: "Expired" })
+      expect(yield* Peers.snapshot(target)).toEqual({})
+    }))
+
   it.scopedLive("offers past maxPendingOffers are refused Busy while the others wait", () =>
     Effect.gen(function*() {
       const { sender, receiver } = yield* Peers.make({ receiver: { maxPendingOffers: 1 } })

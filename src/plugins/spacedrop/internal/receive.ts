@@ -206,6 +206,11 @@ export const handle = (shared: Shared) =>
             detail: previous === "expired" ? "the offer timed out or was withdrawn" : "another answer came first"
           })))
     const decide = (decision: Decision) => Effect.zipRight(Deferred.succeed(decided, decision), Ref.set(state, "decided"))
+    // set once this handler has ended: an acceptance that completes after that has no one to run it
+    const gone = yield* Deferred.make<void>()
+    let started = false
+    const closed = () =>
+      Exit.fail(new Protocol.SpacedropError({ reason: "Closed", ...ids, detail: "the sender's stream closed before the transfer began" }))
 
     const incoming: IncomingOffer = {
       id: offer.transfer,
@@ -243,12 +248,25 @@ export const handle = (shared: Shared) =>
               })
               transfer = running.transfer
               yield* decide({ _tag: "Accept", root: checked.right, indices: indices.right, onExisting, running, all: options.entries === undefined })
+              if (yield* Deferred.isDone(gone)) yield* running.finish(closed())
             })
           )
           return transfer!
         })
     }
 
+    // however this handler ends (interrupted too), an offer still pending expires, and one accepted but never
+    // started ends its transfer as Closed
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Deferred.succeed(gone, undefined)
+        yield* Ref.update(state, (s) => (s === "pending" ? "expired" : s))
+        const decision = yield* Deferred.poll(decided)
+        if (decision._tag === "Some" && !started) {
+          const d = yield* decision.value
+          if (d._tag === "Accept") yield* d.running.finish(closed())
+        }
+      }))
     // the sender sends nothing more until answered: whatever comes (its end, a Cancel, a reset) withdraws the offer
     const after = yield* Effect.forkScoped(wire.next)
     yield* PubSub.publish(shared.offers, incoming)
@@ -278,14 +296,14 @@ export const handle = (shared: Shared) =>
       return yield* refuse(decision.reason, decision.detail)
     }
     const { running } = decision
+    started = true
     const run = receiveFiles({ wire, where, ids, offer, entries, decision, after, settings }).pipe(
       Effect.onExit((exit) => running.finish(exit))
     )
     yield* run.pipe(
       // whatever the outcome, our side ends cleanly: the sender reads what we sent last
       Effect.ensuring(wire.end),
-      Effect.catchIf((e) => !(e instanceof ProtocolError), (e) => Effect.logInfo(`transfer ${offer.transfer} from ${peer} failed: ${e.message}`)),
-      Effect.catchAllDefect((d) => Effect.logError(`transfer ${offer.transfer} from ${peer} died`, d))
+      Effect.catchIf((e) => !(e instanceof ProtocolError), (e) => Effect.logInfo(`transfer ${offer.transfer} from ${peer} failed: ${e.message}`))
     )
   }).pipe(
     Effect.catchIf(
