@@ -52,6 +52,7 @@ import * as Consent from "../plugins/Consent.js"
 import * as Pair from "../plugins/pair/Pair.js"
 import * as Ping from "../plugins/ping/Ping.js"
 import * as PluginHost from "../plugins/PluginHost.js"
+import * as Spacedrop from "../plugins/spacedrop/Spacedrop.js"
 import * as Sync from "../plugins/sync/Sync.js"
 import * as Identity from "../transport/Identity.js"
 import * as Libp2pTransport from "../transport/Libp2pTransport.js"
@@ -90,6 +91,8 @@ export interface Options {
   readonly consent?: Consent.Options
   /** The pair plugin's options. */
   readonly pair?: Pair.Options
+  /** Spacedrop's options (its display name, decision timeout, bounds). */
+  readonly spacedrop?: Spacedrop.Options
   /** How dropped peers are redialled. */
   readonly reconnect?: Reconnect.Options
   /** Engine tuning (drift, batch and operation bounds). */
@@ -128,6 +131,7 @@ export type Services =
   | Sync.Sync
   | Ping.Ping
   | Pair.Pair
+  | Spacedrop.Spacedrop
   | Reconnect.Reconnect
 
 /** Why a node could not start. */
@@ -150,6 +154,7 @@ export const layer = (options: Options): Layer.Layer<Services, StartError, Ident
     Sync.layer({ ...options.sync, libraries: [] }),
     Ping.layer,
     Pair.layer(options.pair ?? {}),
+    Spacedrop.layer(options.spacedrop ?? {}),
     Reconnect.layer(options.reconnect ?? {})
   )
   return Layer.scoped(Node, internal.make({ ...(options.peers === undefined ? {} : { peers: options.peers }) })).pipe(

@@ -1,0 +1,214 @@
+/**
+ * The Spacedrop protocol, version 1 (protocol id `/weft/spacedrop/1.0.0`,
+ * open to any authenticated peer: a peer need not share a library to send).
+ *
+ * Wire format: length-prefixed frames (`Framing`: a 4-byte big-endian
+ * length, then that many bytes), read by the kit's bounded reader. A frame
+ * whose first byte is `0x01` is a chunk of file data (binary: bulk bytes are
+ * never re-encoded); any other frame is one JSON object in UTF-8 whose first
+ * field is the protocol version, as the kit's `Messages` writes them:
+ *
+ *   sender   → {"version":1,"type":"Offer","transfer":"…","sender":"Ada's laptop","count":3,"totalBytes":1234,"chunkBytes":65536}
+ *   sender   → {"version":1,"type":"Entries","entries":[{"path":"photos","kind":"directory","size":0,"mtime":…},
+ *                                                      {"path":"photos/a.jpg","kind":"file","size":1234,"mtime":…,"hash":"<sha256 hex>"}]}
+ *              … pages of entries until `count` have come
+ *   receiver → {"version":1,"type":"Accepted","entries":[0,2]}     (`entries`: the subset, by index; absent = all)
+ *            | {"version":1,"type":"Rejected","reason":"Declined"|"NoListener"|"Timeout"|…,"detail":"…"}  then ends
+ *   sender   → chunk frames and FileEnd, file after file in manifest order, without waiting:
+ *              [0x01][file index: u32][offset: u64][sha256 of data: 32 bytes][data]
+ *              {"version":1,"type":"FileEnd","index":2}
+ *   receiver → {"version":1,"type":"Ack","bytes":…,"files":…}   verified so far (every quarter window, or 256 files)
+ *   sender   → {"version":1,"type":"Done"}
+ *   receiver → {"version":1,"type":"Complete","bytes":…,"files":…}  then ends
+ *   either   → {"version":1,"type":"Cancel","reason":"User"|"SourceChanged"|"Corrupt"|"Failed","detail":"…"} then ends
+ *
+ * Flow: the sender keeps at most its window of bytes sent and not yet
+ * acknowledged in flight, so a transfer is one stream of frames in each
+ * direction and never a round trip per chunk or per file; the transport's
+ * own backpressure bounds what is buffered on the way.
+ *
+ * Verification: every chunk carries the SHA-256 of its bytes and its offset,
+ * and is checked on arrival; each file's SHA-256 is in the manifest and is
+ * checked before the file is renamed into place. SHA-256 (node:crypto), not
+ * BLAKE3: node's is native and uses the CPU's SHA extensions (GB/s), needs no
+ * dependency, and hashes incrementally; BLAKE3 would need a native addon or a
+ * pure-JS hash several times slower. Chunk hashes and offsets are what a
+ * resume from the last verified chunk will build on.
+ *
+ * Bounds (configurable on the receiver, see `Limits`): the frame, the
+ * manifest's bytes and entries, a path's bytes and depth, the chunk size. A
+ * frame over the bound, a message that does not decode, or a message out of
+ * turn is a violation (`ProtocolError`: the host disconnects the peer); an
+ * offer over the other bounds, or with an unsafe path, is refused with a
+ * reason the sender reads as a typed `SpacedropError`.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Schema from "effect/Schema"
+import type { Protocol } from "../Plugin.js"
+
+/** The protocol id. */
+export const PROTOCOL_ID = "/weft/spacedrop/1.0.0"
+
+/** The version every JSON message starts with. */
+export const VERSION = 1
+
+/** Any authenticated peer may offer files; the receiving app decides. */
+export const protocol: Protocol = { protocol: PROTOCOL_ID, permission: "authenticated" }
+
+/** The first byte of a chunk frame. */
+export const CHUNK_KIND = 0x01
+
+/** Bytes of a chunk frame before its data: kind, index, offset, hash. */
+export const CHUNK_HEADER_BYTES = 1 + 4 + 8 + 32
+
+/** How long the receiver waits for the offer once the stream is open. */
+export const OFFER_TIMEOUT = Duration.seconds(10)
+
+/** A transfer's id: chosen by the sender, unique enough to name temporary files and logs. */
+export const TransferId = Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9_-]{1,64}$/), Schema.brand("weft/spacedrop/TransferId"))
+export type TransferId = typeof TransferId.Type
+
+/** A SHA-256 digest in lower-case hex. */
+export const Hash = Schema.String.pipe(Schema.pattern(/^[0-9a-f]{64}$/))
+
+const Count = Schema.Int.pipe(Schema.between(0, Number.MAX_SAFE_INTEGER))
+
+/**
+ * One entry of a manifest. `path` is relative and POSIX (`/`-separated);
+ * the receiver checks it (see `Paths`). `symlink` is decoded so that an
+ * offer naming one is refused with a reason, not a disconnect: Weft never
+ * sends or writes links.
+ */
+export const Entry = Schema.Struct({
+  path: Schema.String,
+  kind: Schema.Literal("file", "directory", "symlink"),
+  size: Count,
+  /** Modification time, milliseconds since the epoch. */
+  mtime: Schema.Number.pipe(Schema.finite()),
+  /** The file's SHA-256 (files only). */
+  hash: Schema.optional(Hash)
+})
+export type Entry = typeof Entry.Type
+
+/** Why a receiver refused an offer. */
+export const RejectReason = Schema.Literal(
+  "Declined", // the user said no
+  "NoListener", // nobody watches for offers on the receiver
+  "Timeout", // nobody answered in time
+  "Busy", // too many offers are waiting for an answer
+  "UnsafePath", // a path would leave the target, or is not portable, or collides, or is a link
+  "Exists", // a file exists where the offer needs a directory, or refusal of existing files was asked
+  "NoSpace", // the target's file system has too little free space
+  "TooLarge", // the offer is over the receiver's bounds
+  "Failed" // the receiver could not prepare the target
+)
+export type RejectReason = typeof RejectReason.Type
+
+/** Why a side cancelled a transfer under way. */
+export const CancelReason = Schema.Literal(
+  "User", // its user cancelled
+  "SourceChanged", // the sender's file changed while it was being sent
+  "Corrupt", // a chunk or a file did not match its hash
+  "Failed" // a local error (disk full, permission, a timeout)
+)
+export type CancelReason = typeof CancelReason.Type
+
+const Detail = Schema.String.pipe(Schema.maxLength(1024))
+
+/** The sender opens with the offer's summary; the entries follow in pages. */
+export const Offer = Schema.Struct({
+  type: Schema.Literal("Offer"),
+  transfer: TransferId,
+  /** The sender's display name (its user's words: shown, never trusted). */
+  sender: Schema.String.pipe(Schema.maxLength(256)),
+  count: Count,
+  totalBytes: Count,
+  /** The most data bytes of one chunk. */
+  chunkBytes: Schema.Int.pipe(Schema.between(1, 2 ** 30))
+})
+export const Entries = Schema.Struct({ type: Schema.Literal("Entries"), entries: Schema.Array(Entry) })
+export const Accepted = Schema.Struct({ type: Schema.Literal("Accepted"), entries: Schema.optional(Schema.Array(Count)) })
+export const Rejected = Schema.Struct({ type: Schema.Literal("Rejected"), reason: RejectReason, detail: Detail })
+export const FileEnd = Schema.Struct({ type: Schema.Literal("FileEnd"), index: Count })
+export const Ack = Schema.Struct({ type: Schema.Literal("Ack"), bytes: Count, files: Count })
+export const Done = Schema.Struct({ type: Schema.Literal("Done") })
+export const Complete = Schema.Struct({ type: Schema.Literal("Complete"), bytes: Count, files: Count })
+export const Cancel = Schema.Struct({ type: Schema.Literal("Cancel"), reason: CancelReason, detail: Detail })
+
+/** Any JSON message. */
+export const Message = Schema.Union(Offer, Entries, Accepted, Rejected, FileEnd, Ack, Done, Complete, Cancel)
+export type Message = typeof Message.Type
+
+/** A chunk of file data, as read off the wire. */
+export interface Chunk {
+  readonly _tag: "Chunk"
+  readonly index: number
+  readonly offset: number
+  readonly hash: Uint8Array
+  readonly data: Uint8Array
+}
+
+/** One frame: a message or a chunk. */
+export type Frame = { readonly _tag: "Message"; readonly message: Message; /** its bytes on the wire */ readonly bytes: number } | Chunk
+
+/** The receiver acknowledges what it verified at least every this many bytes… */
+export const ACK_EVERY_BYTES = 1024 * 1024
+/** …and every this many files. */
+export const ACK_EVERY_FILES = 256
+/** Most bytes of one page of entries the sender writes. */
+export const MAX_PAGE_BYTES = 512 * 1024
+
+/** Who did something to a transfer. */
+export const Side = Schema.Literal("sender", "receiver")
+export type Side = typeof Side.Type
+
+/** A transfer did not go through. */
+export class SpacedropError extends Schema.TaggedError<SpacedropError>("weft/SpacedropError")("SpacedropError", {
+  reason: Schema.Literal(
+    // the receiver refused the offer (see `RejectReason`)
+    "Declined",
+    "NoListener",
+    "Timeout", // no answer, or no frame, in time
+    "Busy",
+    "UnsafePath",
+    "Exists",
+    "NoSpace",
+    "TooLarge",
+    "Failed", // a local error on one side (`detail` says which)
+    "Cancelled", // one side cancelled (`by` says which)
+    "SourceChanged", // a source file changed while it was sent; the receiver kept nothing of it
+    "Corrupt", // a chunk or file did not match its hash; the receiver kept nothing of that file
+    "Closed", // the other side ended or dropped the stream early
+    "VersionMismatch", // the other side speaks another version
+    "Unsupported" // the sender was asked to send what Spacedrop does not (a link, a special file)
+  ),
+  peer: Schema.String,
+  transfer: Schema.optional(Schema.String),
+  /** For `Cancelled` (and failures reported by the other side): who. */
+  by: Schema.optional(Side),
+  /** The entry concerned, when one is. */
+  path: Schema.optional(Schema.String),
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `spacedrop ${this.reason}${this.by === undefined ? "" : ` by the ${this.by}`} (peer ${this.peer}${
+      this.transfer === undefined ? "" : `, transfer ${this.transfer}`
+    }${this.path === undefined ? "" : `, ${JSON.stringify(this.path)}`}): ${this.detail}`
+  }
+}
+
+/** An offer could not be decided as asked. */
+export class DecisionError extends Schema.TaggedError<DecisionError>("weft/spacedrop/DecisionError")("DecisionError", {
+  reason: Schema.Literal(
+    "AlreadyDecided", // another front end answered first
+    "Expired" // the offer timed out, or the sender withdrew it
+  ),
+  transfer: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `offer ${this.transfer}: ${this.reason}: ${this.detail}`
+  }
+}

@@ -1,0 +1,177 @@
+/**
+ * Spacedrop: send files and whole folders to any peer this node reaches,
+ * library member or not (protocol and wire format in `Protocol.ts`).
+ *
+ * - Sending (`Spacedrop.send`): the paths are walked and hashed, offered
+ *   with the sender's display name, and, once accepted, streamed in chunks
+ *   within a window (never a round trip per chunk or per file). A file that
+ *   changes while it is sent fails the transfer with `SourceChanged`; the
+ *   receiver keeps nothing of it.
+ * - Receiving (`Spacedrop.offers`): each offer arrives on a Stream, for as
+ *   long as a watcher holds it; an offer with no watcher is refused at once
+ *   (`NoListener`), one unanswered for `decisionTimeout` is refused
+ *   `Timeout`. The first `accept` or `reject` decides; any other answer fails
+ *   with `DecisionError` `AlreadyDecided`.
+ * - Safety: every path is checked before acceptance (`Paths`), the target
+ *   at acceptance (links inside it, files in the way, free space); files are
+ *   written beside their target under a temporary name, each chunk checked
+ *   against its hash, the whole file against the manifest's, synced, then
+ *   linked into place under a new name: an existing file is never replaced
+ *   (`a (1).txt`, or `Exists` with `onExisting: "refuse"`).
+ * - Control: each side's `Transfer` has its progress as a Stream and a
+ *   `cancel`; the other side fails with `Cancelled`, `by` naming who.
+ *
+ * ```ts
+ * // the receiving node: accept every offer into ~/Downloads
+ * const receive = Effect.gen(function*() {
+ *   const spacedrop = yield* Spacedrop.Spacedrop
+ *   const offers = yield* spacedrop.offers
+ *   yield* Stream.runForEach(offers, (offer) =>
+ *     Effect.gen(function*() {
+ *       console.log(`${offer.sender} offers ${offer.count} entries, ${offer.totalBytes} bytes`)
+ *       const transfer = yield* offer.accept(path.join(os.homedir(), "Downloads"))
+ *       yield* Effect.forkScoped(Stream.runForEach(transfer.progress, (p) => Console.log(`${p.bytes}/${p.totalBytes}`)))
+ *       const summary = yield* transfer.result
+ *       console.log(`received ${summary.files.length} files`)
+ *     }).pipe(Effect.catchAll(Console.error)))
+ * })
+ *
+ * // the sending node
+ * const send = (peer: PeerId) => Effect.scoped(Effect.gen(function*() {
+ *   const spacedrop = yield* Spacedrop.Spacedrop
+ *   const transfer = yield* spacedrop.send(peer, ["./photos", "./notes.txt"])
+ *   return yield* transfer.result // SpacedropError "Declined", "NoListener", "Timeout", "Cancelled"…
+ * }))
+ * ```
+ *
+ * Not yet: pause and resume, resume after a dropped connection or a
+ * restart (chunks carry their offset and hash so a receiver can name its
+ * last verified chunk), re-requesting a corrupt chunk (the transfer fails
+ * with `Corrupt` instead), the CLI.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { hostname } from "node:os"
+import type { PeerId, TransportError } from "../../transport/Transport.js"
+import * as Plugin from "../Plugin.js"
+import { PluginHost } from "../PluginHost.js"
+import type * as Files from "./internal/files.js"
+import * as Receive from "./internal/receive.js"
+import * as Send from "./internal/send.js"
+import type * as Running from "./internal/transfer.js"
+import * as Protocol from "./Protocol.js"
+
+export const SpacedropError = Protocol.SpacedropError
+export type SpacedropError = Protocol.SpacedropError
+export const DecisionError = Protocol.DecisionError
+export type DecisionError = Protocol.DecisionError
+export type Transfer = Running.Transfer
+export type Progress = Running.Progress
+export type Summary = Running.Summary
+export type TransferError = Running.TransferError
+export type IncomingOffer = Receive.IncomingOffer
+export type AcceptOptions = Receive.AcceptOptions
+export type SendOptions = Send.SendOptions
+export type Limits = Receive.Limits
+export type OnExisting = Files.OnExisting
+
+/** The receiver's default bounds. */
+export const DEFAULT_LIMITS: Limits = Receive.DEFAULT_LIMITS
+
+/** The receiver's frame bound under `limits` (a frame header claiming more is a violation). */
+export const maxFrameBytes: (limits: Limits) => number = Receive.maxFrameBytes
+
+/** Most inbound Spacedrop streams of one peer at once, by default. */
+export const DEFAULT_MAX_INBOUND_STREAMS = 4
+
+/** Options of the plugin. */
+export interface Options {
+  /** The name receivers are shown (default: this machine's host name). */
+  readonly name?: string
+  /** How long an offer waits for an answer before it is refused `Timeout` (default 60 s). */
+  readonly decisionTimeout?: Duration.DurationInput
+  /** Most time between two frames from the sender once a transfer runs (default 30 s). */
+  readonly idleTimeout?: Duration.DurationInput
+  /** What to do with a file that exists where one arrives (default `rename`: `a (1).txt`). */
+  readonly onExisting?: OnExisting
+  /** Bounds of what is received (defaults: `DEFAULT_LIMITS`). */
+  readonly limits?: Partial<Limits>
+  /** Most offers waiting for an answer at once; more are refused `Busy` (default 16). */
+  readonly maxPendingOffers?: number
+  /** Most inbound Spacedrop streams of one peer at once (default `DEFAULT_MAX_INBOUND_STREAMS`). */
+  readonly maxInboundStreams?: number
+}
+
+/** Sends and receives files. */
+export interface Service {
+  /**
+   * Offers `paths` (files and folders) to `peer`. Fails at once if a path
+   * cannot be sent (a link, an unreadable file, an unportable name);
+   * otherwise the transfer runs in the caller's scope: its `result` says
+   * how it ended (`Declined`, `NoListener`, `Timeout`, `Cancelled`, …).
+   */
+  readonly send: (
+    peer: PeerId,
+    paths: ReadonlyArray<string>,
+    options?: SendOptions
+  ) => Effect.Effect<Transfer, SpacedropError, Scope.Scope>
+  /**
+   * Offers from now on, watched until the scope closes (subscribed at once:
+   * no offer arriving after this returns is missed). While no scope
+   * watches, offers are refused `NoListener`.
+   */
+  readonly offers: Effect.Effect<Stream.Stream<IncomingOffer>, never, Scope.Scope>
+}
+
+/** Spacedrop on a node. */
+export class Spacedrop extends Context.Tag("weft/plugins/Spacedrop")<Spacedrop, Service>() {}
+
+const resolve = (options: Options): Receive.Settings => ({
+  limits: { ...Receive.DEFAULT_LIMITS, ...options.limits },
+  decisionTimeout: Duration.decode(options.decisionTimeout ?? Duration.seconds(60)),
+  idleTimeout: Duration.decode(options.idleTimeout ?? Duration.seconds(30)),
+  onExisting: options.onExisting ?? "rename",
+  maxPendingOffers: options.maxPendingOffers ?? 16
+})
+
+/** The plugin (the receiving side) over `shared` state. */
+export const plugin = (shared: Receive.Shared, options: Options = {}) =>
+  Plugin.make({
+    name: "spacedrop",
+    ...Protocol.protocol,
+    maxInboundStreams: options.maxInboundStreams ?? DEFAULT_MAX_INBOUND_STREAMS,
+    handle: Receive.handle(shared)
+  })
+
+/** Registers the plugin on the host in context and provides the service; unregistered with the scope. */
+export const make = (options: Options = {}): Effect.Effect<Service, TransportError, PluginHost | Scope.Scope> =>
+  Effect.gen(function*() {
+    const host = yield* PluginHost
+    const offers = yield* Effect.acquireRelease(PubSub.unbounded<IncomingOffer>(), PubSub.shutdown)
+    const shared: Receive.Shared = {
+      settings: resolve(options),
+      watchers: yield* Ref.make(0),
+      pending: yield* Ref.make(0),
+      offers
+    }
+    yield* host.register(plugin(shared, options))
+    const settings = { name: options.name ?? hostname() }
+    return {
+      send: (peer, paths, sendOptions) => Send.send(host, settings, peer, paths, sendOptions),
+      offers: Effect.gen(function*() {
+        yield* Effect.acquireRelease(Ref.update(shared.watchers, (n) => n + 1), () => Ref.update(shared.watchers, (n) => n - 1))
+        return Stream.fromQueue(yield* PubSub.subscribe(offers))
+      })
+    }
+  })
+
+/** Layer of the plugin and its service. */
+export const layer = (options: Options = {}): Layer.Layer<Spacedrop, TransportError, PluginHost> => Layer.scoped(Spacedrop, make(options))

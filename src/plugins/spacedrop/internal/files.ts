@@ -1,0 +1,223 @@
+/**
+ * Spacedrop's file-system work, on both sides; node's errors are translated
+ * to `SpacedropError` here and nowhere else.
+ *
+ * Nothing here follows a link: the sender refuses them, the receiver checks
+ * every component under the target with `lstat` and opens files with
+ * `O_NOFOLLOW`; a received file is written to a temporary name beside its
+ * target, synced, and linked into place (`link` fails rather than replace
+ * an existing name), so an existing file is never overwritten.
+ */
+import * as Effect from "effect/Effect"
+import { createHash } from "node:crypto"
+import { constants } from "node:fs"
+import * as fs from "node:fs/promises"
+import * as nodePath from "node:path"
+import * as Protocol from "../Protocol.js"
+
+/** Who and what an error is about. */
+export interface Where {
+  readonly peer: string
+  readonly transfer?: string
+}
+
+const codeOf = (cause: unknown): string | undefined =>
+  typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string" ? cause.code : undefined
+
+/** A node file-system failure as the typed error it is. */
+export const ioError = (where: Where, path: string, what: string) => (cause: unknown): Protocol.SpacedropError =>
+  new Protocol.SpacedropError({
+    reason: codeOf(cause) === "ENOSPC" ? "NoSpace" : codeOf(cause) === "EEXIST" ? "Exists" : "Failed",
+    ...where,
+    path,
+    detail: `${what}: ${cause instanceof Error ? cause.message.slice(0, 300) : String(cause).slice(0, 300)}`
+  })
+
+/** Runs a node promise, failing with a typed error. */
+export const io = <A>(where: Where, path: string, what: string, run: () => Promise<A>): Effect.Effect<A, Protocol.SpacedropError> =>
+  Effect.tryPromise({ try: run, catch: ioError(where, path, what) })
+
+/** `lstat`, or `undefined` when nothing is there. */
+export const lstatOrNone = (where: Where, path: string) =>
+  io(where, path, "lstat", () => fs.lstat(path).catch((cause) => (codeOf(cause) === "ENOENT" ? undefined : Promise.reject(cause))))
+
+const READ_BYTES = 1024 * 1024
+
+/** SHA-256 of a file, read in bounded pieces through a handle that does not follow links. */
+export const hashFile = (where: Where, path: string): Effect.Effect<string, Protocol.SpacedropError> =>
+  Effect.acquireUseRelease(
+    io(where, path, "open", () => fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW)),
+    (handle) =>
+      io(where, path, "read", async () => {
+        const hash = createHash("sha256")
+        const buffer = Buffer.allocUnsafe(READ_BYTES)
+        while (true) {
+          const { bytesRead } = await handle.read(buffer, 0, READ_BYTES, null)
+          if (bytesRead === 0) return hash.digest("hex")
+          hash.update(buffer.subarray(0, bytesRead))
+        }
+      }),
+    (handle) => Effect.promise(() => handle.close())
+  )
+
+/** A source entry: what goes in the manifest, and where it is read from. */
+export interface Source {
+  readonly entry: Protocol.Entry
+  /** The file on this disk (files only). */
+  readonly file: string | undefined
+}
+
+/**
+ * The manifest of `paths` (files and folders, each sent under its own name,
+ * folders with everything in them), hashed. A link, or anything neither file
+ * nor folder, fails with `Unsupported`: Spacedrop never sends what a link
+ * points to without being asked.
+ */
+export const manifest = (where: Where, paths: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<Source>, Protocol.SpacedropError> =>
+  Effect.gen(function*() {
+    const out: Array<Source> = []
+    const visit = (absolute: string, relative: string): Effect.Effect<void, Protocol.SpacedropError> =>
+      Effect.gen(function*() {
+        const stat = yield* io(where, absolute, "lstat", () => fs.lstat(absolute))
+        const mtime = stat.mtimeMs
+        if (stat.isSymbolicLink()) {
+          return yield* new Protocol.SpacedropError({ reason: "Unsupported", ...where, path: absolute, detail: "a symbolic link (Spacedrop sends no links)" })
+        }
+        if (stat.isDirectory()) {
+          out.push({ entry: { path: relative, kind: "directory", size: 0, mtime }, file: undefined })
+          const names = (yield* io(where, absolute, "readdir", () => fs.readdir(absolute))).sort()
+          for (const name of names) yield* visit(nodePath.join(absolute, name), `${relative}/${name}`)
+          return
+        }
+        if (!stat.isFile()) {
+          return yield* new Protocol.SpacedropError({ reason: "Unsupported", ...where, path: absolute, detail: "neither a file nor a folder" })
+        }
+        const hash = yield* hashFile(where, absolute)
+        out.push({ entry: { path: relative, kind: "file", size: stat.size, mtime, hash }, file: absolute })
+      })
+    for (const path of paths) {
+      const absolute = nodePath.resolve(path)
+      yield* visit(absolute, nodePath.basename(absolute))
+    }
+    return out
+  })
+
+/** How the receiver treats a file that already exists where one arrives. */
+export type OnExisting = "rename" | "refuse"
+
+/**
+ * Checks a target before accepting: it is a directory; no accepted entry
+ * meets a link, or a file where it needs a directory, on its way down;
+ * with `refuse`, no accepted file exists; the file system has room.
+ * Resolves the target's own links once (the user chose it), and returns it.
+ */
+export const checkTarget = (
+  where: Where,
+  target: string,
+  entries: ReadonlyArray<Protocol.Entry>,
+  onExisting: OnExisting
+): Effect.Effect<string, Protocol.SpacedropError> =>
+  Effect.gen(function*() {
+    const root = yield* io(where, target, "resolve the target", () => fs.realpath(target))
+    const stat = yield* io(where, root, "stat the target", () => fs.stat(root))
+    if (!stat.isDirectory()) return yield* new Protocol.SpacedropError({ reason: "Failed", ...where, path: target, detail: "the target is not a directory" })
+    const checked = new Map<string, "directory" | "missing">()
+    const refuse = (reason: "UnsafePath" | "Exists", path: string, detail: string) =>
+      new Protocol.SpacedropError({ reason, ...where, path, detail })
+    let bytes = 0
+    for (const entry of entries) {
+      const names = entry.path.split("/")
+      for (let i = 1; i <= names.length; i++) {
+        const relative = names.slice(0, i).join("/")
+        const last = i === names.length
+        const known = checked.get(relative)
+        if (known === "missing") break
+        if (known === "directory" && !last) continue
+        const here = yield* lstatOrNone(where, nodePath.join(root, relative))
+        if (here === undefined) {
+          checked.set(relative, "missing")
+          break
+        }
+        if (here.isSymbolicLink()) {
+          if (last && entry.kind === "file" && onExisting === "rename") break // a numbered name beside it; the link is never followed
+          return yield* refuse("UnsafePath", entry.path, `${JSON.stringify(relative)} is a symbolic link inside the target (never followed)`)
+        }
+        if (here.isDirectory()) {
+          checked.set(relative, "directory")
+          if (last && entry.kind === "file") return yield* refuse("Exists", entry.path, "a directory exists where the file goes")
+          continue
+        }
+        if (!last || entry.kind === "directory") return yield* refuse("Exists", entry.path, `a file exists at ${JSON.stringify(relative)}, where a directory goes`)
+        if (onExisting === "refuse") return yield* refuse("Exists", entry.path, "the file exists in the target")
+      }
+      bytes += entry.size
+    }
+    const space = yield* io(where, root, "statfs", () => fs.statfs(root))
+    const free = space.bavail * space.bsize
+    if (free < bytes) {
+      return yield* new Protocol.SpacedropError({ reason: "NoSpace", ...where, path: target, detail: `${bytes} bytes offered, ${free} free` })
+    }
+    return root
+  })
+
+/**
+ * Makes `relative` a directory under `root`, one component at a time, each
+ * checked with `lstat` after it exists: a link put there meanwhile is
+ * refused, never followed. `made` remembers directories already checked.
+ */
+export const ensureDirectory = (where: Where, root: string, relative: string, made: Set<string>): Effect.Effect<void, Protocol.SpacedropError> =>
+  Effect.gen(function*() {
+    if (relative === "" || made.has(relative)) return
+    const names = relative.split("/")
+    for (let i = 1; i <= names.length; i++) {
+      const part = names.slice(0, i).join("/")
+      if (made.has(part)) continue
+      const absolute = nodePath.join(root, part)
+      yield* io(where, absolute, "mkdir", () => fs.mkdir(absolute).catch((cause) => (codeOf(cause) === "EEXIST" ? undefined : Promise.reject(cause))))
+      const stat = yield* io(where, absolute, "lstat", () => fs.lstat(absolute))
+      if (stat.isSymbolicLink() || !stat.isDirectory()) {
+        return yield* new Protocol.SpacedropError({ reason: "UnsafePath", ...where, path: part, detail: "not a directory (a link or a file) inside the target" })
+      }
+      made.add(part)
+    }
+  })
+
+/** `a.txt` → `a (n).txt`; a name without an extension (or a dotfile) gets ` (n)` at its end. */
+export const numbered = (name: string, n: number): string => {
+  const dot = name.lastIndexOf(".")
+  return dot > 0 ? `${name.slice(0, dot)} (${n})${name.slice(dot)}` : `${name} (${n})`
+}
+
+/** Most numbered names tried before giving up. */
+const MAX_NUMBER = 10_000
+
+/**
+ * Puts `temp` in place at `final` (or a numbered name beside it, with
+ * `rename`) without ever replacing an existing name: `link` fails with
+ * `EEXIST` where `rename` would overwrite. Returns the name used.
+ */
+export const place = (where: Where, temp: string, final: string, onExisting: OnExisting): Effect.Effect<string, Protocol.SpacedropError> =>
+  io(where, final, "put the file in place", async () => {
+    const directory = nodePath.dirname(final)
+    const name = nodePath.basename(final)
+    for (let n = 0; n <= MAX_NUMBER; n++) {
+      const candidate = n === 0 ? final : nodePath.join(directory, numbered(name, n))
+      try {
+        await fs.link(temp, candidate)
+        await fs.unlink(temp)
+        return candidate
+      } catch (cause) {
+        if (codeOf(cause) !== "EEXIST") throw cause
+        if (onExisting === "refuse") throw Object.assign(new Error("the file exists in the target"), { code: "EEXIST" })
+      }
+    }
+    throw new Error(`${MAX_NUMBER} numbered names are taken`)
+  })
+
+/** A new file to write, opened exclusively (never an existing name, never through a link). */
+export const createExclusive = (where: Where, path: string) =>
+  io(where, path, "create", () => fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644))
+
+export const removeQuietly = (path: string): Effect.Effect<void> => Effect.promise(() => fs.rm(path, { force: true }).catch(() => undefined))
+
+export type FileHandle = fs.FileHandle

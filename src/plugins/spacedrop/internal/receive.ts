@@ -1,0 +1,496 @@
+/**
+ * The receiving side: the plugin's handler. It reads and checks an offer,
+ * shows it to the app's watchers, waits for one decision, then writes the
+ * accepted files (see `Protocol` for the exchange, `Files` for the disk).
+ */
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as PubSub from "effect/PubSub"
+import * as Ref from "effect/Ref"
+import type * as Scope from "effect/Scope"
+import { createHash, type Hash } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as nodePath from "node:path"
+import { ProtocolError } from "../../../transport/ProtocolError.js"
+import type { Duplex, PeerId, TransportError } from "../../../transport/Transport.js"
+import { MessageError } from "../../Messages.js"
+import type * as Plugin from "../../Plugin.js"
+import * as Paths from "../Paths.js"
+import * as Protocol from "../Protocol.js"
+import * as Files from "./files.js"
+import * as Running from "./transfer.js"
+import * as Wire from "./wire.js"
+
+/** Bounds of what a receiver takes. */
+export interface Limits extends Paths.PathLimits {
+  /** Most entries of one offer (default 100 000). */
+  readonly maxEntries: number
+  /** Most bytes of one offer's manifest, all pages (default 64 MiB). */
+  readonly maxManifestBytes: number
+  /** Most data bytes of one chunk (default 4 MiB). */
+  readonly maxChunkBytes: number
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  ...Paths.DEFAULT_LIMITS,
+  maxEntries: 100_000,
+  maxManifestBytes: 64 * 1024 * 1024,
+  maxChunkBytes: 4 * 1024 * 1024
+}
+
+/** The receiver's frame bound under `limits`: a whole chunk, or a page of entries with room to spare. */
+export const maxFrameBytes = (limits: Limits): number => Math.max(limits.maxChunkBytes + Protocol.CHUNK_HEADER_BYTES, Protocol.MAX_PAGE_BYTES * 2)
+
+/** The receiver's settings, resolved. */
+export interface Settings {
+  readonly limits: Limits
+  readonly decisionTimeout: Duration.Duration
+  readonly idleTimeout: Duration.Duration
+  readonly onExisting: Files.OnExisting
+  readonly maxPendingOffers: number
+}
+
+/** How to accept an offer. */
+export interface AcceptOptions {
+  /** Only these entries (manifest paths; a directory brings everything under it). Default: all. */
+  readonly entries?: ReadonlyArray<string>
+  /** Overrides the plugin's `onExisting` for this transfer. */
+  readonly onExisting?: Files.OnExisting
+}
+
+/** An offer waiting for the app's answer. */
+export interface IncomingOffer {
+  readonly id: string
+  readonly peer: PeerId
+  /** The sender's display name, as the sender calls itself (shown, not trusted). */
+  readonly sender: string
+  readonly entries: ReadonlyArray<Protocol.Entry>
+  readonly count: number
+  readonly totalBytes: number
+  /**
+   * Accepts into the directory `target`: checks it (links, files in the way,
+   * free space) and starts the transfer. A failed check refuses the offer
+   * with that reason, and fails with it. The first answer wins: later ones
+   * fail with `DecisionError` `AlreadyDecided` (or `Expired` once the offer
+   * timed out or was withdrawn).
+   */
+  readonly accept: (target: string, options?: AcceptOptions) => Effect.Effect<Running.Transfer, Protocol.DecisionError | Protocol.SpacedropError>
+  /** Refuses the offer; the sender's `send` fails with `Declined`. */
+  readonly reject: (detail?: string) => Effect.Effect<void, Protocol.DecisionError>
+}
+
+/** What the plugin shares between its handler and its watchers. */
+export interface Shared {
+  readonly settings: Settings
+  /** Front ends watching for offers now. */
+  readonly watchers: Ref.Ref<number>
+  /** Offers waiting for an answer now. */
+  readonly pending: Ref.Ref<number>
+  readonly offers: PubSub.PubSub<IncomingOffer>
+}
+
+type Decision =
+  | { readonly _tag: "Accept"; readonly root: string; readonly indices: ReadonlyArray<number>; readonly onExisting: Files.OnExisting; readonly running: Running.Running; readonly all: boolean }
+  | { readonly _tag: "Reject"; readonly reason: Protocol.RejectReason; readonly detail: string }
+
+type OfferState = "pending" | "deciding" | "decided" | "expired"
+
+const violation = (where: Wire.Where, reason: ProtocolError["reason"], detail: string) => new ProtocolError({ reason, ...where, detail })
+
+/** The indices of the entries named (a directory brings everything under it), or the first name the offer lacks. */
+const select = (entries: ReadonlyArray<Protocol.Entry>, names: ReadonlyArray<string> | undefined): Either.Either<ReadonlyArray<number>, string> => {
+  if (names === undefined) return Either.right(entries.map((_, i) => i))
+  const known = new Set(entries.map((e) => e.path))
+  const unknown = names.find((name) => !known.has(name))
+  if (unknown !== undefined) return Either.left(unknown)
+  const chosen = new Set(names)
+  return Either.right(entries.flatMap((entry, i) => {
+    const names = entry.path.split("/")
+    for (let n = 1; n <= names.length; n++) if (chosen.has(names.slice(0, n).join("/"))) return [i]
+    return []
+  }))
+}
+
+/** What reading an offer came to. */
+type Read =
+  | { readonly _tag: "Ended" }
+  | { readonly _tag: "Refused"; readonly offer: typeof Protocol.Offer.Type; readonly reason: Protocol.RejectReason; readonly detail: string }
+  | { readonly _tag: "Offered"; readonly offer: typeof Protocol.Offer.Type; readonly entries: ReadonlyArray<Protocol.Entry> }
+
+/** Reads the offer and its pages; `Refused` when it is over a bound, or unsafe. */
+const readOffer = (wire: Wire.Wire, where: Wire.Where, limits: Limits): Effect.Effect<Read, ProtocolError | MessageError | TransportError> =>
+  Effect.gen(function*() {
+    const next = (what: string) =>
+      wire.next.pipe(
+        Effect.timeoutFail({
+          duration: Protocol.OFFER_TIMEOUT,
+          onTimeout: () => new MessageError({ reason: "Timeout", ...where, detail: `no ${what} within ${Duration.format(Protocol.OFFER_TIMEOUT)}` })
+        })
+      )
+    const first = yield* next("offer")
+    if (Option.isNone(first)) return { _tag: "Ended" } as const
+    if (first.value._tag !== "Message" || first.value.message.type !== "Offer") {
+      return yield* violation(where, "Unexpected", `expected an Offer, got ${first.value._tag === "Chunk" ? "a chunk" : first.value.message.type}`)
+    }
+    const offer = first.value.message
+    const refuse = (reason: Protocol.RejectReason, detail: string): Read => ({ _tag: "Refused", offer, reason, detail })
+    if (offer.count > limits.maxEntries) return refuse("TooLarge", `${offer.count} entries offered, at most ${limits.maxEntries} taken`)
+    if (offer.chunkBytes > limits.maxChunkBytes) return refuse("TooLarge", `chunks of ${offer.chunkBytes} bytes, at most ${limits.maxChunkBytes} taken`)
+    const entries: Array<Protocol.Entry> = []
+    let bytes = first.value.bytes
+    while (entries.length < offer.count) {
+      const page = yield* next("page of entries")
+      if (Option.isNone(page)) return { _tag: "Ended" } as const
+      if (page.value._tag !== "Message" || page.value.message.type !== "Entries") {
+        return yield* violation(where, "Unexpected", "expected a page of entries")
+      }
+      bytes += page.value.bytes
+      if (bytes > limits.maxManifestBytes) return refuse("TooLarge", `a manifest over ${limits.maxManifestBytes} bytes`)
+      if (entries.length + page.value.message.entries.length > offer.count) {
+        return yield* violation(where, "Unexpected", `more entries than the ${offer.count} offered`)
+      }
+      for (const entry of page.value.message.entries) entries.push(entry)
+    }
+    let total = 0
+    for (const entry of entries) {
+      if (entry.kind === "file" && entry.hash === undefined) return yield* violation(where, "Malformed", `file ${JSON.stringify(entry.path)} has no hash`)
+      if (entry.kind === "file") total += entry.size
+    }
+    if (total !== offer.totalBytes) return yield* violation(where, "Malformed", `the files add up to ${total} bytes, the offer says ${offer.totalBytes}`)
+    const problem = Paths.checkManifest(entries, limits)
+    if (Option.isSome(problem)) return refuse(problem.value.reason, `${JSON.stringify(problem.value.path.slice(0, 200))}: ${problem.value.detail}`)
+    return { _tag: "Offered", offer, entries } as const
+  })
+
+/** Serves one inbound stream: an offer, then (if accepted) its files. */
+export const handle = (shared: Shared) =>
+(stream: Duplex, context: Plugin.StreamContext): Effect.Effect<void, ProtocolError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const { settings } = shared
+    const peer = context.peer
+    const where = { peer, protocol: stream.protocol }
+    const wire = yield* Wire.make(stream, maxFrameBytes(settings.limits))
+    const refuse = (reason: Protocol.RejectReason, detail: string) =>
+      Effect.zipRight(Effect.ignore(wire.send({ type: "Rejected", reason, detail: detail.slice(0, 1024) })), wire.end)
+
+    const read = yield* readOffer(wire, where, settings.limits).pipe(
+      Effect.tapErrorTag("MessageError", (e) => (e.reason === "VersionMismatch" ? refuse("Failed", e.detail) : Effect.void))
+    )
+    if (read._tag === "Ended") return
+    if (read._tag === "Refused") {
+      const { offer, reason, detail } = read
+      yield* Effect.logInfo(`refused offer ${offer.transfer} from ${peer}: ${reason}: ${detail}`)
+      return yield* refuse(reason, detail)
+    }
+    const { offer, entries } = read
+    const ids = { peer, transfer: offer.transfer }
+    if ((yield* Ref.get(shared.watchers)) === 0) return yield* refuse("NoListener", "nobody is watching for offers here")
+    const admitted = yield* Ref.modify(shared.pending, (n) => (n < settings.maxPendingOffers ? [true, n + 1] : [false, n]))
+    if (!admitted) return yield* refuse("Busy", "too many offers wait for an answer; send again later")
+
+    const decided = yield* Deferred.make<Decision>()
+    const state = yield* Ref.make<OfferState>("pending")
+    const claim = Ref.modify(state, (s): [OfferState, OfferState] => (s === "pending" ? ["pending", "deciding"] : [s, s]))
+    const claimed = <E>(then: Effect.Effect<void, E>): Effect.Effect<void, E | Protocol.DecisionError> =>
+      Effect.flatMap(claim, (previous): Effect.Effect<void, E | Protocol.DecisionError> =>
+        previous === "pending"
+          ? then
+          : Effect.fail(new Protocol.DecisionError({
+            reason: previous === "expired" ? "Expired" : "AlreadyDecided",
+            transfer: offer.transfer,
+            detail: previous === "expired" ? "the offer timed out or was withdrawn" : "another answer came first"
+          })))
+    const decide = (decision: Decision) => Effect.zipRight(Deferred.succeed(decided, decision), Ref.set(state, "decided"))
+    // set once this handler has ended: an acceptance that completes after that has no one to run it
+    const gone = yield* Deferred.make<void>()
+    let started = false
+    const closed = () =>
+      Exit.fail(new Protocol.SpacedropError({ reason: "Closed", ...ids, detail: "the sender's stream closed before the transfer began" }))
+
+    const incoming: IncomingOffer = {
+      id: offer.transfer,
+      peer,
+      sender: offer.sender,
+      entries,
+      count: offer.count,
+      totalBytes: offer.totalBytes,
+      reject: (detail) => claimed(decide({ _tag: "Reject", reason: "Declined", detail: detail ?? "the user declined" })),
+      accept: (target, options = {}) =>
+        Effect.gen(function*() {
+          const indices = select(entries, options.entries)
+          if (Either.isLeft(indices)) {
+            return yield* new Protocol.SpacedropError({ reason: "Failed", ...ids, path: indices.left, detail: "the offer has no such entry" })
+          }
+          const onExisting = options.onExisting ?? settings.onExisting
+          let transfer: Running.Transfer | undefined
+          yield* claimed(
+            Effect.gen(function*() {
+              const chosen = indices.right.map((i) => entries[i]!)
+              const checked = yield* Effect.either(Files.checkTarget(ids, target, chosen, onExisting))
+              if (Either.isLeft(checked)) {
+                const e = checked.left
+                const reason: Protocol.RejectReason = e.reason === "UnsafePath" || e.reason === "Exists" || e.reason === "NoSpace" ? e.reason : "Failed"
+                yield* decide({ _tag: "Reject", reason, detail: e.detail })
+                return yield* Effect.fail(e)
+              }
+              const files = chosen.filter((e) => e.kind === "file")
+              const running = yield* Running.make({
+                transfer: offer.transfer,
+                direction: "receive",
+                peer,
+                totalBytes: files.reduce((n, e) => n + e.size, 0),
+                totalFiles: files.length
+              })
+              transfer = running.transfer
+              yield* decide({ _tag: "Accept", root: checked.right, indices: indices.right, onExisting, running, all: options.entries === undefined })
+              if (yield* Deferred.isDone(gone)) yield* running.finish(closed())
+            })
+          )
+          return transfer!
+        })
+    }
+
+    // however this handler ends (interrupted too), an offer still pending expires, and one accepted but never
+    // started ends its transfer as Closed
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function*() {
+        yield* Deferred.succeed(gone, undefined)
+        yield* Ref.update(state, (s) => (s === "pending" ? "expired" : s))
+        const decision = yield* Deferred.poll(decided)
+        if (decision._tag === "Some" && !started) {
+          const d = yield* decision.value
+          if (d._tag === "Accept") yield* d.running.finish(closed())
+        }
+      }))
+    // the sender sends nothing more until answered: whatever comes (its end, a Cancel, a reset) withdraws the offer
+    const after = yield* Effect.forkScoped(wire.next)
+    yield* PubSub.publish(shared.offers, incoming)
+    const outcome = yield* Effect.raceFirst(
+      Effect.map(Deferred.await(decided), (d) => ({ _tag: "Decided" as const, decision: d })),
+      Effect.raceFirst(
+        Effect.as(Effect.sleep(settings.decisionTimeout), { _tag: "Timeout" as const }),
+        Effect.as(Fiber.await(after), { _tag: "Withdrawn" as const })
+      )
+    ).pipe(Effect.ensuring(Ref.update(shared.pending, (n) => n - 1)))
+
+    let decision: Decision
+    if (outcome._tag === "Decided") {
+      decision = outcome.decision
+    } else {
+      // an answer under way still wins: it claimed the offer before the clock or the sender did
+      const expired = yield* Ref.modify(state, (s): [boolean, OfferState] => (s === "pending" ? [true, "expired"] : [false, s]))
+      if (expired && outcome._tag === "Timeout") {
+        yield* Effect.logInfo(`offer ${offer.transfer} from ${peer}: no answer in time`)
+        return yield* refuse("Timeout", `nobody answered within ${Duration.format(settings.decisionTimeout)}`)
+      }
+      if (expired) return yield* withdrawn(after, where)
+      decision = yield* Deferred.await(decided)
+    }
+    if (decision._tag === "Reject") {
+      yield* Effect.logInfo(`refused offer ${offer.transfer} from ${peer}: ${decision.reason}`)
+      return yield* refuse(decision.reason, decision.detail)
+    }
+    const { running } = decision
+    started = true
+    const run = receiveFiles({ wire, where, ids, offer, entries, decision, after, settings }).pipe(
+      Effect.onExit((exit) => running.finish(exit))
+    )
+    yield* run.pipe(
+      // whatever the outcome, our side ends cleanly: the sender reads what we sent last
+      Effect.ensuring(wire.end),
+      Effect.catchIf((e) => !(e instanceof ProtocolError), (e) => Effect.logInfo(`transfer ${offer.transfer} from ${peer} failed: ${e.message}`))
+    )
+  }).pipe(
+    Effect.catchIf(
+      (e): e is Exclude<typeof e, ProtocolError> => !(e instanceof ProtocolError),
+      (e) => Effect.logInfo(`spacedrop stream from ${context.peer} ended: ${e.message}`)
+    ),
+    Effect.annotateLogs({ plugin: "spacedrop", peer: context.peer })
+  )
+
+/** The sender withdrew its offer before an answer: a Cancel or its end is fine, anything else out of turn. */
+const withdrawn = (
+  after: Fiber.RuntimeFiber<Option.Option<Protocol.Frame>, ProtocolError | MessageError | TransportError>,
+  where: Wire.Where
+) =>
+  Effect.gen(function*() {
+    const first = yield* Fiber.join(after)
+    if (Option.isSome(first) && !(first.value._tag === "Message" && first.value.message.type === "Cancel")) {
+      return yield* violation(where, "Unexpected", "a frame before the offer was answered")
+    }
+    yield* Effect.logInfo(`${where.peer} withdrew its offer`)
+  })
+
+interface Receiving {
+  readonly wire: Wire.Wire
+  readonly where: Wire.Where
+  readonly ids: Files.Where
+  readonly offer: typeof Protocol.Offer.Type
+  readonly entries: ReadonlyArray<Protocol.Entry>
+  readonly decision: Extract<Decision, { _tag: "Accept" }>
+  readonly after: Fiber.RuntimeFiber<Option.Option<Protocol.Frame>, ProtocolError | MessageError | TransportError>
+  readonly settings: Settings
+}
+
+/** The file being written. */
+interface Open {
+  readonly entry: Protocol.Entry
+  readonly index: number
+  readonly temp: string
+  readonly final: string
+  readonly handle: Files.FileHandle
+  readonly hash: Hash
+  written: number
+}
+
+const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex")
+
+/** Writes the accepted files as their chunks come, each verified, synced and put in place. */
+const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.TransferError> =>
+  Effect.gen(function*() {
+    const { wire, where, ids, offer, entries, decision, settings } = r
+    const { root, running, onExisting } = decision
+    yield* wire.send(decision.all ? { type: "Accepted" } : { type: "Accepted", entries: decision.indices })
+    yield* running.start
+    const made = new Set<string>()
+    for (const i of decision.indices) {
+      const entry = entries[i]!
+      yield* Files.ensureDirectory(ids, root, entry.kind === "directory" ? entry.path : nodePath.posix.dirname(entry.path).replace(/^\.$/, ""), made)
+    }
+    const files = decision.indices.filter((i) => entries[i]!.kind === "file")
+    const results: Array<Running.FileResult> = []
+    let next = 0
+    let current: Open | undefined
+    let bytes = 0
+    let acked = { bytes: 0, files: 0 }
+    const failWith = (reason: Protocol.CancelReason, error: Protocol.SpacedropError) =>
+      Effect.zipRight(
+        Effect.ignore(wire.send({ type: "Cancel", reason, detail: error.detail.slice(0, 1024) })),
+        Effect.zipRight(wire.end, Effect.fail(error))
+      )
+    const ack = (force: boolean) => {
+      if (!force && bytes - acked.bytes < Protocol.ACK_EVERY_BYTES && results.length - acked.files < Protocol.ACK_EVERY_FILES) return Effect.void
+      acked = { bytes, files: results.length }
+      return wire.send({ type: "Ack", ...acked })
+    }
+    const open = (index: number) =>
+      Effect.gen(function*() {
+        const entry = entries[index]!
+        const final = nodePath.join(root, entry.path)
+        const temp = nodePath.join(nodePath.dirname(final), `.weft-${offer.transfer}-${index}.part`)
+        const handle = yield* Files.createExclusive(ids, temp)
+        current = { entry, index, temp, final, handle, hash: createHash("sha256"), written: 0 }
+        yield* running.update((p) => ({ ...p, current: entry.path }))
+        return current
+      })
+    const discard = Effect.suspend(() => {
+      const open = current
+      current = undefined
+      return open === undefined ? Effect.void : Effect.zipRight(Effect.promise(() => open.handle.close().catch(() => undefined)), Files.removeQuietly(open.temp))
+    })
+
+    const nextFrame = (first: boolean) =>
+      Effect.raceFirst(
+        (first ? Fiber.join(r.after) : wire.next).pipe(
+          Effect.timeoutFail({
+            duration: settings.idleTimeout,
+            onTimeout: () => new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `nothing from the sender for ${Duration.format(settings.idleTimeout)}` })
+          })
+        ),
+        Effect.zipRight(
+          Deferred.await(running.cancelled),
+          failWith("User", new Protocol.SpacedropError({ reason: "Cancelled", ...ids, by: "receiver", detail: "cancelled by the receiver" }))
+        )
+      )
+
+    const loop = Effect.gen(function*() {
+      let first = true
+      while (true) {
+        const frame = yield* nextFrame(first).pipe(
+          Effect.catchIf((e): e is MessageError => e instanceof MessageError, (e) =>
+            Effect.fail(new Protocol.SpacedropError({ reason: e.reason === "VersionMismatch" ? "VersionMismatch" : "Closed", ...ids, detail: e.detail })))
+        )
+        first = false
+        if (Option.isNone(frame)) return yield* new Protocol.SpacedropError({ reason: "Closed", ...ids, detail: "the sender ended the stream before it was done" })
+        const f = frame.value
+        if (f._tag === "Chunk") {
+          const index = files[next]
+          const entry = index === undefined ? undefined : entries[index]
+          if (index === undefined || entry === undefined || f.index !== index) return yield* violation(where, "Unexpected", `a chunk of entry ${f.index}, expected ${index ?? "none"}`)
+          const file = current ?? (yield* open(index))
+          if (f.offset !== file.written || f.data.length > offer.chunkBytes || f.offset + f.data.length > entry.size) {
+            return yield* violation(where, "Unexpected", `a chunk at ${f.offset}+${f.data.length} of ${JSON.stringify(entry.path)} (${file.written} written of ${entry.size}, chunks of ${offer.chunkBytes})`)
+          }
+          if (createHash("sha256").update(f.data).digest("hex") !== hex(f.hash)) {
+            return yield* failWith("Corrupt", new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: `the chunk at ${f.offset} does not match its hash` }))
+          }
+          yield* Files.io(ids, file.temp, "write", () => file.handle.write(f.data, 0, f.data.length, f.offset))
+          file.hash.update(f.data)
+          file.written += f.data.length
+          bytes += f.data.length
+          yield* running.update((p) => ({ ...p, bytes }))
+          yield* ack(false)
+          continue
+        }
+        const message = f.message
+        switch (message.type) {
+          case "FileEnd": {
+            const index = files[next]
+            if (index === undefined || message.index !== index) return yield* violation(where, "Unexpected", `the end of entry ${message.index}, expected ${index ?? "none"}`)
+            const entry = entries[index]!
+            const file = current ?? (yield* open(index))
+            if (file.written !== entry.size) return yield* violation(where, "Unexpected", `the end of ${JSON.stringify(entry.path)} after ${file.written} of ${entry.size} bytes`)
+            if (file.hash.digest("hex") !== entry.hash) {
+              return yield* failWith("Corrupt", new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: "the file does not match the hash in the offer" }))
+            }
+            yield* Files.io(ids, file.temp, "sync", () => file.handle.sync())
+            yield* Files.io(ids, file.temp, "close", () => file.handle.close())
+            const mtime = new Date(entry.mtime)
+            yield* Effect.ignore(Files.io(ids, file.temp, "utimes", () => fs.utimes(file.temp, mtime, mtime)))
+            const savedAs = yield* Files.place(ids, file.temp, file.final, onExisting)
+            current = undefined
+            results.push({ path: entry.path, savedAs })
+            next++
+            yield* running.update((p) => ({ ...p, files: results.length, current: undefined }))
+            yield* ack(false)
+            continue
+          }
+          case "Done": {
+            if (next !== files.length) return yield* violation(where, "Unexpected", `Done after ${next} of ${files.length} files`)
+            yield* wire.send({ type: "Complete", bytes, files: results.length })
+            yield* wire.end
+            return {
+              transfer: offer.transfer,
+              peer: ids.peer as PeerId,
+              files: results,
+              directories: decision.indices.filter((i) => entries[i]!.kind === "directory").length,
+              bytes
+            } satisfies Running.Summary
+          }
+          case "Cancel":
+            return yield* new Protocol.SpacedropError({
+              reason: message.reason === "User" ? "Cancelled" : message.reason,
+              ...ids,
+              by: "sender",
+              detail: message.detail
+            })
+          default:
+            return yield* violation(where, "Unexpected", `${message.type} during the transfer`)
+        }
+      }
+    })
+    return yield* loop.pipe(
+      // a local failure is told to the sender (a violation is not: the host disconnects it)
+      Effect.tapError((e) =>
+        e instanceof Protocol.SpacedropError && e.by === undefined && e.reason !== "Cancelled" && e.reason !== "Corrupt"
+          ? Effect.ignore(Effect.zipRight(wire.send({ type: "Cancel", reason: "Failed", detail: e.message.slice(0, 1024) }), wire.end))
+          : Effect.void
+      ),
+      Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : discard))
+    )
+  })

@@ -1,0 +1,132 @@
+/**
+ * Spacedrop's frames on a stream (see `Protocol` for the format): JSON
+ * messages, decoded as the kit's `Messages` decodes them (well-formed UTF-8
+ * and strings, a version, then the Schema), and binary chunk frames, all
+ * read through the kit's one bounded frame reader.
+ *
+ * `Messages` has no binary frames, and bulk data re-encoded as JSON would
+ * cost a third more bytes and a copy: hence this reader beside it.
+ */
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import { createHash } from "node:crypto"
+import * as ParseError from "../../../internal/parseError.js"
+import { isWellFormedJson } from "../../../internal/wellFormed.js"
+import * as Framing from "../../../transport/Framing.js"
+import { ProtocolError } from "../../../transport/ProtocolError.js"
+import type { Duplex, TransportError } from "../../../transport/Transport.js"
+import { MessageError } from "../../Messages.js"
+import * as Protocol from "../Protocol.js"
+
+/** Frames in and out of one Spacedrop stream. */
+export interface Wire {
+  /** The next frame; `None` once the remote ended its side. */
+  readonly next: Effect.Effect<Option.Option<Protocol.Frame>, ProtocolError | MessageError | TransportError>
+  readonly send: (message: Protocol.Message) => Effect.Effect<void, TransportError>
+  /** Sends a chunk frame made with `chunkFrame` (length prefix included). */
+  readonly sendRaw: (frame: Uint8Array) => Effect.Effect<void, TransportError>
+  readonly end: Effect.Effect<void>
+}
+
+const Header = Schema.Struct({ version: Schema.Int })
+const decodeHeader = ParseError.decodeUnknownEither(Header)
+const decodeMessage = ParseError.decodeUnknownEither(Protocol.Message)
+const encodeMessage = Schema.encodeSync(Protocol.Message)
+const encoder = new TextEncoder()
+const decoder = new TextDecoder("utf-8", { fatal: true })
+
+/** Who a stream is with, for errors. */
+export interface Where {
+  readonly peer: string
+  readonly protocol: string
+}
+
+/** One frame's body as a frame: a chunk, or a JSON message checked as `Messages` checks it. */
+export const decodeFrame = (frame: Uint8Array, where: Where): Either.Either<Protocol.Frame, ProtocolError | MessageError> => {
+  const malformed = (detail: string) => Either.left(new ProtocolError({ reason: "Malformed", ...where, detail }))
+  if (frame[0] === Protocol.CHUNK_KIND) {
+    if (frame.length < Protocol.CHUNK_HEADER_BYTES) return malformed(`a chunk frame of ${frame.length} bytes (its header is ${Protocol.CHUNK_HEADER_BYTES})`)
+    const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
+    const offset = view.getUint32(5) * 2 ** 32 + view.getUint32(9)
+    if (!Number.isSafeInteger(offset)) return malformed("a chunk offset past 2^53")
+    return Either.right({
+      _tag: "Chunk",
+      index: view.getUint32(1),
+      offset,
+      hash: frame.subarray(13, 45),
+      data: frame.subarray(45)
+    })
+  }
+  let text: string
+  let json: unknown
+  try {
+    text = decoder.decode(frame)
+    json = JSON.parse(text)
+  } catch (cause) {
+    return malformed(`not a JSON message: ${cause instanceof Error ? cause.message.slice(0, 200) : "undecodable"}`)
+  }
+  if (!isWellFormedJson(text, json)) return malformed("a string holds a lone surrogate (\\uD800-\\uDFFF escape)")
+  const header = decodeHeader(json)
+  if (Either.isLeft(header)) return malformed(`no version: ${ParseError.describe(header.left, 300)}`)
+  if (header.right.version !== Protocol.VERSION) {
+    return Either.left(new MessageError({
+      reason: "VersionMismatch",
+      ...where,
+      version: header.right.version,
+      detail: `the peer speaks version ${header.right.version}, we speak ${Protocol.VERSION}`
+    }))
+  }
+  const message = decodeMessage(json)
+  if (Either.isLeft(message)) return malformed(`malformed message: ${ParseError.describe(message.left, 300)}`)
+  return Either.right({ _tag: "Message", message: message.right, bytes: frame.length })
+}
+
+/** A whole message frame (length prefix included), as `send` writes it. */
+export const messageFrame = (message: Protocol.Message): Uint8Array =>
+  Framing.encode(encoder.encode(JSON.stringify({ version: Protocol.VERSION, ...(encodeMessage(message) as object) })))
+
+/**
+ * A chunk frame with room for `length` data bytes: fill `data`, then `seal`
+ * it (hashes the data into the header). One buffer: file bytes are read
+ * straight into the frame that is written.
+ */
+export const chunkFrame = (index: number, offset: number, length: number) => {
+  const frame = new Uint8Array(4 + Protocol.CHUNK_HEADER_BYTES + length)
+  const view = new DataView(frame.buffer)
+  view.setUint32(0, Protocol.CHUNK_HEADER_BYTES + length)
+  frame[4] = Protocol.CHUNK_KIND
+  view.setUint32(5, index)
+  view.setUint32(9, Math.floor(offset / 2 ** 32))
+  view.setUint32(13, offset % 2 ** 32)
+  const data = frame.subarray(4 + Protocol.CHUNK_HEADER_BYTES)
+  return {
+    frame,
+    data,
+    /** Writes the data's hash into the header; the frame is ready to send. */
+    seal: (dataLength: number = length) => {
+      createHash("sha256").update(data.subarray(0, dataLength)).digest().copy(frame, 17)
+      return frame
+    }
+  }
+}
+
+/** Frames of `stream`, each at most `maxFrameBytes`, until the scope closes. */
+export const make = (stream: Duplex, maxFrameBytes: number): Effect.Effect<Wire, never, Scope.Scope> =>
+  Effect.map(
+    Framing.reader(stream.source, { peer: stream.remote, protocol: stream.protocol, maxFrameBytes }),
+    (reader) => {
+      const where = { peer: stream.remote, protocol: stream.protocol }
+      return {
+        next: Effect.flatMap(reader.frame, Option.match({
+          onNone: () => Effect.succeedNone,
+          onSome: (frame) => Effect.map(decodeFrame(frame, where), Option.some)
+        })),
+        send: (message) => stream.write(messageFrame(message)),
+        sendRaw: stream.write,
+        end: stream.end
+      }
+    }
+  )
