@@ -179,7 +179,10 @@ const libp2pNode = (window: number) =>
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, maxReadBufferLength: 2 * window } })],
     // libp2p's own ping (`/ipfs/ping/1.0.0`), the floor for a ping behind a bulk transfer on this stack
-    services: { ping: ping() }
+    services: { ping: ping() },
+    // its connection monitor pings through that service too, and aborted the connection mid-transfer
+    // when an answer queued behind the bulk bytes took longer than it allows (machine at load 15)
+    connectionMonitor: { abortConnectionOnPingFailure: false }
   })
 
 /** Resolves once libp2p has handed all that was sent on to the muxer, as the Weft `Duplex` waits. */

@@ -65,6 +65,39 @@ const holdAfter = (n: number) =>
     return { onWrite, held: Deferred.await(held) }
   })
 
+/** A receiver by hand on a bare host: accepts, reads every chunk, and acknowledges only what the test offers to `acks`. */
+const rawReceiver = (network: Peers.Network) =>
+  Effect.gen(function*() {
+    const raw = yield* Peers.bareHost(network, "raw")
+    const received = yield* Ref.make(0)
+    const acks = yield* Queue.unbounded<number>()
+    // a receiver by hand: accepts, reads every chunk, and acknowledges only when the test says so
+    yield* raw.host.register(Plugin.make({
+      name: "raw-spacedrop",
+      ...Protocol.protocol,
+      handle: (stream) =>
+        Effect.gen(function*() {
+          const wire = yield* Wire.make(stream, 8 * 1024 * 1024)
+          const offer = Option.getOrThrow(yield* wire.next)
+          const count = offer._tag === "Message" && offer.message.type === "Offer" ? offer.message.count : 0
+          let listed = 0
+          while (listed < count) {
+            const page = Option.getOrThrow(yield* wire.next)
+            if (page._tag === "Message" && page.message.type === "Entries") listed += page.message.entries.length
+          }
+          yield* wire.send({ type: "Accepted" })
+          yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(acks), (bytes) => wire.send({ type: "Ack", bytes, files: 0 }))))
+          while (true) {
+            const frame = yield* wire.next
+            if (Option.isNone(frame)) return
+            const f = frame.value
+            if (f._tag === "Chunk") yield* Ref.update(received, (n) => n + f.data.length)
+          }
+        })
+    }))
+    return { raw, received, acks }
+  })
+
 describe("Spacedrop faults", () => {
   it.scopedLive("the sender cancels mid-transfer: both sides fail Cancelled by the sender; the partial file is gone", () =>
     Effect.gen(function*() {
@@ -259,33 +292,7 @@ describe("Spacedrop faults", () => {
     Effect.gen(function*() {
       const windowBytes = 4 * 1024 * 1024
       const { network, sender } = yield* Peers.make()
-      const raw = yield* Peers.bareHost(network, "raw")
-      const received = yield* Ref.make(0)
-      const acks = yield* Queue.unbounded<number>()
-      // a receiver by hand: accepts, reads every chunk, and acknowledges only when the test says so
-      yield* raw.host.register(Plugin.make({
-        name: "raw-spacedrop",
-        ...Protocol.protocol,
-        handle: (stream) =>
-          Effect.gen(function*() {
-            const wire = yield* Wire.make(stream, 8 * 1024 * 1024)
-            const offer = Option.getOrThrow(yield* wire.next)
-            const count = offer._tag === "Message" && offer.message.type === "Offer" ? offer.message.count : 0
-            let listed = 0
-            while (listed < count) {
-              const page = Option.getOrThrow(yield* wire.next)
-              if (page._tag === "Message" && page.message.type === "Entries") listed += page.message.entries.length
-            }
-            yield* wire.send({ type: "Accepted" })
-            yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Queue.take(acks), (bytes) => wire.send({ type: "Ack", bytes, files: 0 }))))
-            while (true) {
-              const frame = yield* wire.next
-              if (Option.isNone(frame)) return
-              const f = frame.value
-              if (f._tag === "Chunk") yield* Ref.update(received, (n) => n + f.data.length)
-            }
-          })
-      }))
+      const { raw, received, acks } = yield* rawReceiver(network)
       yield* sender.host.connect(`memory://${raw.id}`)
       const source = yield* Peers.tempDir()
       const size = 24 * 1024 * 1024
@@ -312,5 +319,16 @@ describe("Spacedrop faults", () => {
       expect(second).toBeLessThanOrEqual(3 * 1024 * 1024 + windowBytes)
       yield* outgoing.cancel
       expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Cancelled", by: "sender" })
+    }))
+
+  it.scopedLive("a receiver that stops acknowledging fails the send with Timeout once the window is full for idleTimeout", () =>
+    Effect.gen(function*() {
+      const { network, sender } = yield* Peers.make()
+      const { raw } = yield* rawReceiver(network)
+      yield* sender.host.connect(`memory://${raw.id}`)
+      const source = yield* Peers.tempDir()
+      yield* Effect.promise(() => fs.writeFile(nodePath.join(source, "big.bin"), randomBytes(8 * 1024 * 1024)))
+      const outgoing = yield* sender.spacedrop.send(raw.id, [nodePath.join(source, "big.bin")], { windowBytes: 4 * 1024 * 1024, idleTimeout: "500 millis" })
+      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "Timeout", detail: expect.stringMatching(/acknowledgement/) })
     }))
 })

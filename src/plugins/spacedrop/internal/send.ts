@@ -27,7 +27,10 @@ import * as Wire from "./wire.js"
 export interface SendOptions {
   /** How long to wait for the receiver's answer (default 75 s: its user's minute and some slack). */
   readonly answerTimeout?: Duration.DurationInput
-  /** Most time without a frame from the receiver once the transfer runs (default 30 s). */
+  /**
+   * Most time the receiver may take, once the transfer runs, to take a frame, to acknowledge a full window,
+   * or to confirm the end (default 30 s): a receiver that stops reading fails the send with `Timeout`.
+   */
   readonly idleTimeout?: Duration.DurationInput
   /** Most bytes sent and not yet acknowledged (default 8 MiB; at least 4 MiB). */
   readonly windowBytes?: number
@@ -123,6 +126,7 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
     const chunkBytes = x.options.chunkBytes ?? chunkBytesFor(x.totalBytes)
     const idleTimeout = Duration.decode(x.options.idleTimeout ?? Duration.seconds(30))
     const windowBytes = Math.max(4 * Protocol.ACK_EVERY_BYTES, x.options.windowBytes ?? 8 * 1024 * 1024)
+    const stalled = (what: string) => new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `${what} for ${Duration.format(idleTimeout)}` })
     const cancelled = new Protocol.SpacedropError({ reason: "Cancelled", ...ids, by: "sender", detail: "cancelled by the sender" })
     // set once the receiver's frames are being read: a Cancel then waits (briefly) for the receiver to end its side,
     // so it reads the Cancel before the stream is dropped
@@ -180,12 +184,8 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
     let sentDone = false
     const listen = Effect.gen(function*() {
       while (true) {
-        const frame = yield* asTyped(wire.next.pipe(
-          Effect.timeoutFail({
-            duration: idleTimeout,
-            onTimeout: () => new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `nothing from the receiver for ${Duration.format(idleTimeout)}` })
-          })
-        ))
+        // no deadline here: on a slow link acknowledgements are rare; what the receiver owes us is timed where we wait for it
+        const frame = yield* asTyped(wire.next)
         if (Option.isNone(frame)) return yield* new Protocol.SpacedropError({ reason: "Closed", ...ids, detail: "the receiver ended the stream before the end" })
         const f = frame.value
         if (f._tag === "Message" && f.message.type === "Ack") yield* SubscriptionRef.set(acked, f.message.bytes)
@@ -208,7 +208,12 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
       Effect.flatMap(SubscriptionRef.get(acked), (a) =>
         sent + n - a <= windowBytes
           ? Effect.void
-          : Stream.runDrain(acked.changes.pipe(Stream.takeUntil((a) => sent + n - a <= windowBytes))))
+          : Stream.runDrain(acked.changes.pipe(Stream.takeUntil((a) => sent + n - a <= windowBytes))).pipe(
+            Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => stalled("no acknowledgement with the window full") })
+          ))
+    /** Sends a frame the receiver must take within the idle bound (it stopped reading otherwise). */
+    const deliver = (frame: Uint8Array) =>
+      wire.sendRaw(frame).pipe(Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => stalled("the receiver took nothing") }))
 
     const sendFile = (index: number) =>
       Effect.gen(function*() {
@@ -233,7 +238,7 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
                 const read = yield* Files.io(ids, path, "read", () => readFully(handle, chunk.data, offset))
                 if (read < n) return yield* changed(`the file shrank to ${offset + read} bytes while it was sent`)
                 hash.update(chunk.data)
-                yield* wire.sendRaw(chunk.seal())
+                yield* deliver(chunk.seal())
                 offset += n
                 sent += n
                 yield* running.update((p) => ({ ...p, bytes: sent }))
@@ -244,7 +249,7 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
             }),
           (handle) => Effect.promise(() => handle.close().catch(() => undefined))
         )
-        yield* wire.send({ type: "FileEnd", index })
+        yield* deliver(Wire.messageFrame({ type: "FileEnd", index }))
         filesSent++
         yield* running.update((p) => ({ ...p, files: filesSent, current: undefined }))
       })
@@ -256,8 +261,10 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
           yield* sendFile(index)
         }
         sentDone = true
-        yield* wire.send({ type: "Done" })
-        return yield* Deferred.await(complete)
+        yield* deliver(Wire.messageFrame({ type: "Done" }))
+        return yield* Deferred.await(complete).pipe(
+          Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => stalled("no confirmation after the last file") })
+        )
       }),
       Effect.raceFirst(failed, onCancel)
     )

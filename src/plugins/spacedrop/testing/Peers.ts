@@ -68,6 +68,9 @@ const peer = (network: MemoryTransport.MemoryNetwork, name: string, options: Spa
     return { id: transport.peerId, host, spacedrop } satisfies Peer
   })
 
+/** The memory network the peers are on. */
+export type Network = MemoryTransport.MemoryNetwork
+
 /** A sender and a receiver, connected. */
 export const make = (options: Options = {}): Effect.Effect<{ readonly network: MemoryTransport.MemoryNetwork; readonly sender: Peer; readonly receiver: Peer }, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
