@@ -152,7 +152,7 @@ describe("Libp2pTransport", () => {
       console.log(`one stream on loopback: ${(total / seconds / 1e6).toFixed(0)} MB/s (${total} bytes)`)
     }))
 
-  it.scopedLive("answers a ping-sized stream quickly while an 8+ MiB transfer is in flight", () =>
+  it.scopedLive("answers a ping-sized stream behind at most a few windows of a bulk transfer in flight", () =>
     Effect.gen(function*() {
       const { a, b } = yield* connected
       const sunk = yield* Ref.make(0)
@@ -175,15 +175,20 @@ describe("Libp2pTransport", () => {
       const ping = TransportSuite.pattern(32, 9)
       const keptLatencies: Array<number> = []
       const newStreamLatencies: Array<number> = []
+      // bulk bytes that arrived while one ping waited for its answer: how much the ping queued behind
+      let mostBulkBehindOnePing = 0
       const sunkBefore = yield* Ref.get(sunk)
       for (let i = 0; i < 40; i++) {
         let started = performance.now()
+        let sunkAtStart = yield* Ref.get(sunk)
         yield* kept.write(ping)
         let echoed = 0
         while (echoed < ping.length) echoed += Chunk.reduce(yield* pull, 0, (n, c) => n + c.length)
         keptLatencies.push(performance.now() - started)
+        mostBulkBehindOnePing = Math.max(mostBulkBehindOnePing, (yield* Ref.get(sunk)) - sunkAtStart)
 
         started = performance.now()
+        sunkAtStart = yield* Ref.get(sunk)
         const answer = yield* Effect.scoped(Effect.gen(function*() {
           const fresh = yield* a.open(b.peerId, echoProtocol)
           yield* fresh.write(ping)
@@ -191,6 +196,7 @@ describe("Libp2pTransport", () => {
           return yield* TransportSuite.readAll(fresh)
         }))
         newStreamLatencies.push(performance.now() - started)
+        mostBulkBehindOnePing = Math.max(mostBulkBehindOnePing, (yield* Ref.get(sunk)) - sunkAtStart)
         expect(answer).toEqual(ping)
         yield* Effect.sleep("5 millis")
       }
@@ -205,11 +211,15 @@ describe("Libp2pTransport", () => {
         } ms`
       console.log(
         `during a bulk transfer (${(movedDuringPings / 2 ** 20).toFixed(0)} MiB moved meanwhile): ` +
-          `ping on a kept stream ${report(keptLatencies)}; on a new stream ${report(newStreamLatencies)}`
+          `ping on a kept stream ${report(keptLatencies)}; on a new stream ${report(newStreamLatencies)}; at most ${(mostBulkBehindOnePing / 1024).toFixed(0)} KiB of bulk behind one ping`
       )
       expect(movedDuringPings, "the bulk transfer ran during the pings").toBeGreaterThanOrEqual(8 * 1024 * 1024)
-      expect(keptLatencies[keptLatencies.length - 1]!).toBeLessThan(500)
-      expect(newStreamLatencies[newStreamLatencies.length - 1]!).toBeLessThan(500)
+      // not a time (that depends on the machine's load) but how many bulk bytes a ping waits behind:
+      // each direction holds at most a window of the bulk stream in flight, so an answer comes
+      // after a few windows however fast the machine moves them, never after the bulk ends
+      expect(mostBulkBehindOnePing, "bulk bytes that arrived while one ping waited").toBeLessThanOrEqual(
+        8 * Libp2pTransport.DEFAULT_STREAM_WINDOW_BYTES
+      )
     }))
 
   it.scopedLive("disconnect interrupts the handlers on both sides and resets their in-flight streams", () =>
