@@ -54,17 +54,10 @@ const validMessages: fc.Arbitrary<Protocol.Message> = fc.oneof(
 const isTyped = (e: unknown) => Fuzzing.isKitError(e)
 const where = { peer: "fuzzer", protocol: Protocol.PROTOCOL_ID }
 
-/**
- * A turn of the event loop before each case: a case runs in microtasks only, and a property that never lets
- * the worker read its messages for a minute (a loaded machine) fails the run with vitest's "Timeout calling
- * onTaskUpdate", though every case passed.
- */
-const breathe = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
 /** Every frame of a hostile stream through the wire reader, until its end or a typed error. */
 const readAll = (stream: Fuzz.FrameStream) =>
   Effect.scoped(Effect.gen(function*() {
-    yield* breathe
     const wire = yield* Wire.make(Fuzz.scriptedDuplex(stream.chunks, Protocol.PROTOCOL_ID).duplex, MAX_FRAME)
     const read: Array<Protocol.Frame> = []
     while (true) {
@@ -141,7 +134,7 @@ describe("Spacedrop's decoders under structure-aware fuzzing", () => {
           chunkBytes: 65536
         })
         const duplex = Fuzz.scriptedDuplex([Framing.encode(offer), Framing.encode(page.bytes)], Protocol.PROTOCOL_ID)
-        return Effect.zipRight(breathe, Receive.handle(shared)(duplex.duplex, { peer: PeerId.make("fuzzer"), library: undefined })).pipe(
+        return Receive.handle(shared)(duplex.duplex, { peer: PeerId.make("fuzzer"), library: undefined }).pipe(
           Effect.scoped,
           Logger.withMinimumLogLevel(LogLevel.None),
           Effect.map(() => ({ answer: duplex.written() }))

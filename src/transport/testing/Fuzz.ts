@@ -895,7 +895,14 @@ export const assertDecoder = async <I, A, E>(options: AssertOptions<I, A, E>): P
   // a failing case may cost seconds (that is what it fails for): shrinking stops after
   // SHRINK_BUDGET_MILLIS, and the smallest failing case found by then is reported
   let firstFailure: number | undefined
+  // a decoder that answers synchronously never leaves the microtask queue: the event loop gets a turn
+  // every 50 ms, or vitest's worker misses its own messages on a long property ("Timeout calling onTaskUpdate")
+  let lastTurn = performance.now()
   const property = fc.asyncProperty(options.cases, async (input) => {
+    if (performance.now() - lastTurn > 50) {
+      await new Promise<void>((resolve) => setImmediate(resolve))
+      lastTurn = performance.now()
+    }
     if (firstFailure !== undefined && performance.now() - firstFailure > (options.shrinkBudgetMillis ?? SHRINK_BUDGET_MILLIS)) return
     try {
       await runCase(input)
