@@ -66,7 +66,7 @@ const PING_BYTES = 32
 /** How long one @libp2p/ping call may take before it counts as failed. */
 const PING_TIMEOUT_MS = 10_000
 const TAG_BYTES = 16
-const SESSION = { library: "bench", debounce: Duration.millis(1), batchSize: 1_000, window: 4 }
+const SESSION = { library: "bench", batchSize: 1_000, window: 4 }
 
 const ready = (figures: Record<string, unknown>) => console.log(JSON.stringify({ ready: true, ...figures }))
 const done = (figures: Record<string, unknown>) => console.log(JSON.stringify(figures))

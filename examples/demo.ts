@@ -37,7 +37,7 @@ const startPeer = (name: string, dir: string, members: () => ReadonlyArray<strin
     const libraries = Libraries.layerMemory([{ id: LIBRARY, name: "demo", members: members() as Array<never> }])
     const host = yield* PluginHost.make({ connectDiscovered: false }).pipe(Effect.provideService(Transport, transport), Effect.provide(libraries))
     const withHost = <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(Effect.provideService(PluginHost.PluginHost, host), Effect.provide(libraries))
-    const sync = yield* withHost(SyncPlugin.Sync.make({ libraries: [{ id: LIBRARY, engine }], session: { debounce: Duration.millis(5) } }))
+    const sync = yield* withHost(SyncPlugin.Sync.make({ libraries: [{ id: LIBRARY, engine }] }))
     yield* host.register(PingPlugin.Ping.plugin)
     const ping = { ping: (peer: typeof identity.peerId, options: PingPlugin.Ping.Options) => withHost(PingPlugin.Ping.ping(peer, options)) }
     const addresses = yield* transport.addresses

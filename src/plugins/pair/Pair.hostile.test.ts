@@ -47,7 +47,7 @@ const peer = (
     const { approve, consent, ...pairOptions } = options
     const host = yield* network.host(name, { libraries: initial, answer: (question) => approve(requestOf(question)), ...(consent === undefined ? {} : { consent }) })
     const engine = yield* Engines.open({ models: [notes], node: name })
-    yield* host.provide(Sync.make({ libraries: [{ id: LIBRARY, engine }], session: { debounce: Duration.millis(1) }, retry: Schedule.spaced(Duration.millis(20)) }))
+    yield* host.provide(Sync.make({ libraries: [{ id: LIBRARY, engine }], retry: Schedule.spaced(Duration.millis(20)) }))
     if (withPair) yield* host.provide(Pair.make(pairOptions))
     // the requester side, usable without the plugin registered
     const pairWith = (other: PeerId) => host.provide(Pair.pair(other, LIBRARY))

@@ -58,7 +58,6 @@ const peer = (
     const engine = yield* Engines.open({ models: [notes], node: name })
     const sync = yield* host.provide(Sync.make({
       libraries: [{ id: LIBRARY, engine }],
-      session: { debounce: Duration.millis(1) },
       retry: Schedule.spaced(Duration.millis(20))
     }))
     const pair = yield* host.provide(Pair.make(pairOptions))

@@ -38,7 +38,6 @@ const peer = (identity: Identity.Service, others: ReadonlyArray<PeerId>) =>
     const engine = yield* Engines.open({ models: [notes], node: identity.peerId })
     const sync = yield* Sync.make({
       libraries: [{ id: LIBRARY, engine }],
-      session: { debounce: Duration.millis(1) },
       retry: Schedule.spaced(Duration.millis(50))
     }).pipe(Effect.provideService(PluginHost.PluginHost, host), Effect.provideService(Libraries.Libraries, libraries))
     return { id: identity.peerId, transport, host, engine, sync }

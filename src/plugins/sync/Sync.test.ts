@@ -47,7 +47,6 @@ const peer = (
     )
     const sync = yield* Sync.make({
       libraries: options.synced === false ? [] : [{ id: LIBRARY, engine }],
-      session: { debounce: Duration.millis(1) },
       retry: Schedule.spaced(Duration.millis(20))
     }).pipe(Effect.provideService(PluginHost.PluginHost, host), Effect.provideService(Libraries.Libraries, libraries))
     return { engine, transport, host, sync, libraries }
