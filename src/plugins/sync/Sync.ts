@@ -23,7 +23,6 @@ import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
-import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -100,13 +99,17 @@ export const make = (options: Options) =>
       new Map(options.libraries.map((l) => [l.id, l.engine]))
     )
     const joinWait = Duration.decode(options.joinWait ?? Duration.seconds(5))
-    const statuses = yield* Ref.make(new Map<string, SessionStatus>())
+    // updated in place: a session's counters move with every batch, and a copy of every session's
+    // status per batch cost more than the rest of the plugin's work on it
+    const statuses = new Map<string, SessionStatus>()
     const failures = yield* Effect.acquireRelease(PubSub.unbounded<Failure>(), PubSub.shutdown)
     const key = (peer: string, library: string) => `${peer}\u0000${library}`
 
     const setStatus = (peer: PeerId, library: string, f: (s: SessionStatus) => SessionStatus) => {
       const k = key(peer, library)
-      return Ref.update(statuses, (m) => new Map(m).set(k, f(m.get(k) ?? { peer, library, state: "connecting", sent: 0, received: 0 })))
+      return Effect.sync(() => {
+        statuses.set(k, f(statuses.get(k) ?? { peer, library, state: "connecting", sent: 0, received: 0 }))
+      })
     }
     const fail = (peer: PeerId, library: string, error: Failure["error"]) =>
       Effect.zipRight(
@@ -250,7 +253,7 @@ export const make = (options: Options) =>
     yield* Effect.forkScoped(Stream.runForEach(changes, () => reconcile))
 
     return {
-      status: Effect.map(Ref.get(statuses), (m) => [...m.values()]),
+      status: Effect.sync(() => [...statuses.values()]),
       failures: Effect.map(PubSub.subscribe(failures), Stream.fromQueue),
       libraries: Effect.map(SubscriptionRef.get(engines), (m) => [...m.keys()]),
       add,
