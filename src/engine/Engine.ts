@@ -108,6 +108,11 @@ export interface Service {
   readonly models: ReadonlyMap<string, Model.Any>
   /** The database, for any read an app needs (joins, aggregates); type it with `Model.Tables`. */
   readonly kysely: Kysely<any>
+  /**
+   * Runs `read` between writes: a read of several statements sees one committed state, as no write
+   * commits between them. It holds writes back while it runs: keep it short, never loop inside it.
+   */
+  readonly readCommitted: <A, E, R>(read: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>
   /** Applies local changes atomically; returns the commit. */
   readonly mutate: (
     changes: ReadonlyArray<Model.Change>

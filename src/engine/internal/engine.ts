@@ -210,6 +210,10 @@ export const make = (options: Engine.Options) =>
         return { applied: result.ops.length, duplicates }
       })
 
+    // a read of several statements (the log, then the origins it names) runs between writes: a write
+    // committing between two of its statements would leave it with rows its earlier reads do not explain
+    const readCommitted = <A, E, R>(read: Effect.Effect<A, E, R>) => writer.withPermits(1)(read)
+
     const query = <M extends Model.Any>(model: M, build?: Engine.QueryBuilder<M>) =>
       database.execute((db) => {
         const base = db.selectFrom(model.name) as any
@@ -228,6 +232,7 @@ export const make = (options: Engine.Options) =>
       node,
       models,
       kysely,
+      readCommitted,
       mutate,
       ingest,
       query,

@@ -31,7 +31,7 @@ const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString("hex")
 
 /** Reads a snapshot of the engine's log and projection. */
 export const snapshot = (engine: Engine.Service): Effect.Effect<Snapshot, StorageError> =>
-  Effect.gen(function*() {
+  engine.readCommitted(Effect.gen(function*() {
     const db: Kysely<any> = engine.kysely
     const entries: Array<readonly [string, number, string, string]> = []
     yield* OperationLog.scan(db, 10_000, (ops) =>
@@ -55,13 +55,13 @@ export const snapshot = (engine: Engine.Service): Effect.Effect<Snapshot, Storag
       documents[`${row.model}/${row.id}/${row.field}`] = Either.isRight(row.doc) ? RichText.text(row.doc.right) : "<corrupt>"
     }
     return { log, projection, tombstones, documents }
-  })
+  }))
 
 /** What an app sees, in the shape of `Replica.view`: visible records' register values and rich texts. */
 export const view = (
   engine: Engine.Service
 ): Effect.Effect<{ readonly [model: string]: { readonly [record: string]: { readonly [field: string]: unknown } } }, StorageError> =>
-  Effect.gen(function*() {
+  engine.readCommitted(Effect.gen(function*() {
     const { names } = (yield* OperationLog.readOrigins(engine.kysely)).origins
     const out: Record<string, Record<string, Record<string, unknown>>> = {}
     for (const [name, model] of [...engine.models].sort(([a], [b]) => (a < b ? -1 : 1))) {
@@ -79,4 +79,4 @@ export const view = (
       out[name] = records
     }
     return out
-  })
+  }))
