@@ -38,6 +38,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
+import type * as ParseResult from "effect/ParseResult"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as ParseError from "../internal/parseError.js"
@@ -97,6 +98,40 @@ const decodeHeader = ParseError.decodeUnknownEither(Header)
 const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
+/**
+ * One frame's body as a message of `version`: well-formed UTF-8 JSON, no lone surrogate in a
+ * string, the version, then `decodeMessage`. Plugins with frames of their own (Spacedrop's binary
+ * chunks) decode their JSON frames with it.
+ */
+export const decodeJson = <A>(
+  frame: Uint8Array,
+  version: number,
+  decodeMessage: (u: unknown) => Either.Either<A, ParseResult.ParseError>,
+  where: { readonly peer: string; readonly protocol: string }
+): Either.Either<A, MessageError | ProtocolError> => {
+  const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", ...where, detail })
+  let json: unknown
+  let text: string
+  try {
+    text = decoder.decode(frame)
+    json = JSON.parse(text)
+  } catch (cause) {
+    return Either.left(malformed(`not a JSON message: ${cause instanceof Error ? cause.message.slice(0, 200) : "undecodable"}`))
+  }
+  if (!isWellFormedJson(text, json)) return Either.left(malformed("a string holds a lone surrogate (\\uD800-\\uDFFF escape)"))
+  const header = decodeHeader(json)
+  if (Either.isLeft(header)) return Either.left(malformed(`no version: ${ParseError.describe(header.left, 300)}`))
+  if (header.right.version !== version) {
+    return Either.left(new MessageError({
+      reason: "VersionMismatch",
+      ...where,
+      version: header.right.version,
+      detail: `the peer speaks version ${header.right.version}, we speak ${version}`
+    }))
+  }
+  return Either.mapLeft(decodeMessage(json), (error) => malformed(`malformed message: ${ParseError.describe(error, 300)}`))
+}
+
 /** Messages of `protocol` over `stream`, until the scope closes. */
 export const make = <A, I>(stream: Duplex, protocol: Protocol<A, I>): Effect.Effect<Channel<A>, never, Scope.Scope> =>
   Effect.gen(function*() {
@@ -104,30 +139,8 @@ export const make = <A, I>(stream: Duplex, protocol: Protocol<A, I>): Effect.Eff
     const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: protocol.maxFrameBytes })
     const decodeMessage = ParseError.decodeUnknownEither(protocol.schema)
     const encodeMessage = Schema.encodeSync(protocol.schema)
-    const malformed = (detail: string) => new ProtocolError({ reason: "Malformed", ...where, detail })
 
-    const decode = (frame: Uint8Array): Either.Either<A, MessageError | ProtocolError> => {
-      let json: unknown
-      let text: string
-      try {
-        text = decoder.decode(frame)
-        json = JSON.parse(text)
-      } catch (cause) {
-        return Either.left(malformed(`not a JSON message: ${cause instanceof Error ? cause.message.slice(0, 200) : "undecodable"}`))
-      }
-      if (!isWellFormedJson(text, json)) return Either.left(malformed("a string holds a lone surrogate (\\uD800-\\uDFFF escape)"))
-      const header = decodeHeader(json)
-      if (Either.isLeft(header)) return Either.left(malformed(`no version: ${ParseError.describe(header.left, 300)}`))
-      if (header.right.version !== protocol.version) {
-        return Either.left(new MessageError({
-          reason: "VersionMismatch",
-          ...where,
-          version: header.right.version,
-          detail: `the peer speaks version ${header.right.version}, we speak ${protocol.version}`
-        }))
-      }
-      return Either.mapLeft(decodeMessage(json), (error) => malformed(`malformed message: ${ParseError.describe(error, 300)}`))
-    }
+    const decode = (frame: Uint8Array) => decodeJson(frame, protocol.version, decodeMessage, where)
 
     const receive = Effect.flatMap(
       reader.frame,

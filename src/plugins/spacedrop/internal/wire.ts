@@ -14,11 +14,10 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import { createHash } from "node:crypto"
 import * as ParseError from "../../../internal/parseError.js"
-import { isWellFormedJson } from "../../../internal/wellFormed.js"
 import * as Framing from "../../../transport/Framing.js"
 import { ProtocolError } from "../../../transport/ProtocolError.js"
 import type { Duplex, TransportError } from "../../../transport/Transport.js"
-import { MessageError } from "../../Messages.js"
+import { decodeJson, type MessageError } from "../../Messages.js"
 import * as Protocol from "../Protocol.js"
 
 /** Frames in and out of one Spacedrop stream. */
@@ -31,12 +30,9 @@ export interface Wire {
   readonly end: Effect.Effect<void>
 }
 
-const Header = Schema.Struct({ version: Schema.Int })
-const decodeHeader = ParseError.decodeUnknownEither(Header)
 const decodeMessage = ParseError.decodeUnknownEither(Protocol.Message)
 const encodeMessage = Schema.encodeSync(Protocol.Message)
 const encoder = new TextEncoder()
-const decoder = new TextDecoder("utf-8", { fatal: true })
 
 /** Who a stream is with, for errors. */
 export interface Where {
@@ -60,28 +56,7 @@ export const decodeFrame = (frame: Uint8Array, where: Where): Either.Either<Prot
       data: frame.subarray(45)
     })
   }
-  let text: string
-  let json: unknown
-  try {
-    text = decoder.decode(frame)
-    json = JSON.parse(text)
-  } catch (cause) {
-    return malformed(`not a JSON message: ${cause instanceof Error ? cause.message.slice(0, 200) : "undecodable"}`)
-  }
-  if (!isWellFormedJson(text, json)) return malformed("a string holds a lone surrogate (\\uD800-\\uDFFF escape)")
-  const header = decodeHeader(json)
-  if (Either.isLeft(header)) return malformed(`no version: ${ParseError.describe(header.left, 300)}`)
-  if (header.right.version !== Protocol.VERSION) {
-    return Either.left(new MessageError({
-      reason: "VersionMismatch",
-      ...where,
-      version: header.right.version,
-      detail: `the peer speaks version ${header.right.version}, we speak ${Protocol.VERSION}`
-    }))
-  }
-  const message = decodeMessage(json)
-  if (Either.isLeft(message)) return malformed(`malformed message: ${ParseError.describe(message.left, 300)}`)
-  return Either.right({ _tag: "Message", message: message.right, bytes: frame.length })
+  return Either.map(decodeJson(frame, Protocol.VERSION, decodeMessage, where), (message) => ({ _tag: "Message", message, bytes: frame.length }))
 }
 
 /** A whole message frame (length prefix included), as `send` writes it. */
