@@ -35,7 +35,7 @@ const peer = (
   id: string,
   models: ReadonlyArray<Model.Any>,
   members: ReadonlyArray<string>,
-  options: { readonly synced?: boolean; readonly filename?: string } = {}
+  options: { readonly synced?: boolean; readonly filename?: string; readonly failureBuffer?: number } = {}
 ) =>
   Effect.gen(function*() {
     const engine = yield* Engines.open({ models, node: id, ...(options.filename === undefined ? {} : { filename: options.filename }) })
@@ -47,7 +47,8 @@ const peer = (
     )
     const sync = yield* Sync.make({
       libraries: options.synced === false ? [] : [{ id: LIBRARY, engine }],
-      retry: Schedule.spaced(Duration.millis(20))
+      retry: Schedule.spaced(Duration.millis(20)),
+      ...(options.failureBuffer === undefined ? {} : { failureBuffer: options.failureBuffer })
     }).pipe(Effect.provideService(PluginHost.PluginHost, host), Effect.provideService(Libraries.Libraries, libraries))
     return { engine, transport, host, sync, libraries }
   })
@@ -193,6 +194,22 @@ describe("Sync plugin", () => {
       const failure = yield* failures.pipe(Stream.runHead, Effect.map(Option.getOrThrow))
       expect(failure).toMatchObject({ peer: "b", library: LIBRARY, error: { _tag: "PermissionError", reason: "NotAMember" } })
       expect(yield* a.sync.status).toMatchObject([{ peer: "b", library: LIBRARY, state: "failed" }])
+    }))
+
+  it.scopedLive("a watcher of `failures` that does not read holds only the latest few", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 7 })
+      // a's retries of a refused opening fail every 20 ms for as long as b stays connected
+      const a = yield* peer(network, "a", [notes], ["a", "b"], { failureBuffer: 4 })
+      yield* peer(network, "b", [notes], ["b"])
+      const idle = yield* a.sync.failures
+      const reader = yield* a.sync.failures
+      yield* a.transport.connect("memory://b")
+      yield* reader.pipe(Stream.take(12), Stream.runDrain)
+      yield* a.sync.remove(LIBRARY)
+      const held = yield* idle.pipe(Stream.interruptWhen(Effect.sleep(Duration.millis(200))), Stream.runCollect)
+      expect(held.length).toBe(4)
+      for (const failure of held) expect(failure).toMatchObject({ peer: "b", error: { reason: "NotAMember" } })
     }))
 
   for (const how of ["the library is removed", "the peer loses its membership"] as const) {

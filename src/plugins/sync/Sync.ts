@@ -52,6 +52,11 @@ export interface Options {
   readonly retry?: Schedule.Schedule<unknown, unknown>
   /** How long an inbound stream for a library of which this node is a member, but which is not added yet, waits for `add` (default 5 s). */
   readonly joinWait?: Duration.DurationInput
+  /**
+   * Most failures held for a watcher of `failures` that does not keep up; older ones are dropped
+   * first (default 64). `status` still keeps each session's last error.
+   */
+  readonly failureBuffer?: number
 }
 
 /** What one session is doing. */
@@ -75,7 +80,7 @@ export interface Failure {
 export class Sync extends Context.Tag("weft/plugins/Sync")<Sync, {
   /** Sessions by peer and library. */
   readonly status: Effect.Effect<ReadonlyArray<SessionStatus>>
-  /** Failed sessions from now on. */
+  /** Failed sessions from now on (a watcher that falls behind loses the oldest: see `Options.failureBuffer`). */
   readonly failures: Effect.Effect<Stream.Stream<Failure>, never, Scope.Scope>
   /** The ids of the libraries synced now. */
   readonly libraries: Effect.Effect<ReadonlyArray<string>>
@@ -102,7 +107,9 @@ export const make = (options: Options) =>
     // updated in place: a session's counters move with every batch, and a copy of every session's
     // status per batch cost more than the rest of the plugin's work on it
     const statuses = new Map<string, SessionStatus>()
-    const failures = yield* Effect.acquireRelease(PubSub.unbounded<Failure>(), PubSub.shutdown)
+    // sliding: a watcher that stops reading while a peer keeps failing its retries must not hold
+    // every failure since in memory
+    const failures = yield* Effect.acquireRelease(PubSub.sliding<Failure>(Math.max(1, options.failureBuffer ?? 64)), PubSub.shutdown)
     const key = (peer: string, library: string) => `${peer}\u0000${library}`
 
     const setStatus = (peer: PeerId, library: string, f: (s: SessionStatus) => SessionStatus) => {
