@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -210,6 +211,35 @@ describe("Engine", () => {
         { model: "files", record: "f1", alive: false, source: "local" }
       ])
       expect(Chunk.size(yield* Fiber.join(forModel))).toBe(3)
+    }))
+
+  it.scoped("a subscriber that stops reading is cut off with LaggedError; the others and the writes go on", () =>
+    Effect.gen(function*() {
+      const engine = yield* Engine.makeSqlite({ models, node: "peer-a", filename: ":memory:", subscriberBuffer: 3 })
+      const gate = yield* Deferred.make<void>()
+      const slowSeen: Array<string> = []
+      // the slow reader holds its first change until the gate opens; the rest pile up in its buffer
+      const slow = yield* engine.subscribe({ model: "files" }).pipe(
+        Stream.mapEffect((change) => Effect.as(Deferred.await(gate), change)),
+        Stream.runForEach((change) => Effect.sync(() => slowSeen.push(change.record))),
+        Effect.either,
+        Effect.fork
+      )
+      const fast = yield* engine.subscribe({ model: "files" }).pipe(Stream.take(8), Stream.runCollect, Effect.fork)
+      yield* Effect.yieldNow()
+      for (let i = 0; i < 8; i++) yield* engine.mutate([files.create(`f${i}`, { name: "a", size: i, tags: [], notes: "" })])
+      expect(Chunk.toReadonlyArray(yield* Fiber.join(fast)).map((c) => c.record)).toEqual(["f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"])
+      yield* Deferred.succeed(gate, undefined)
+      const outcome = yield* Fiber.join(slow)
+      expect(Either.isLeft(outcome) && outcome.left).toMatchObject({ _tag: "LaggedError", reason: "Lagged", buffered: 3 })
+      // what it read is what was committed, in order, up to where it fell behind
+      expect(slowSeen.length).toBeLessThan(8)
+      expect(slowSeen).toEqual(["f0", "f1", "f2", "f3", "f4", "f5", "f6", "f7"].slice(0, slowSeen.length))
+      // subscribing again works
+      const again = yield* engine.subscribe({ record: "f8" }).pipe(Stream.runHead, Effect.fork)
+      yield* Effect.yieldNow()
+      yield* engine.mutate([files.create("f8", { name: "a", size: 8, tags: [], notes: "" })])
+      expect(Option.map(yield* Fiber.join(again), (c) => c.record)).toEqual(Option.some("f8"))
     }))
 
   it.scoped("opsSince pages what the other side lacks, per origin in order, with hasMore", () =>

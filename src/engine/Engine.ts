@@ -31,7 +31,7 @@ import type { Operation } from "../crdt/Operation.js"
 import type { NodeId } from "../crdt/Timestamp.js"
 import type { VersionVector } from "../crdt/VersionVector.js"
 import * as Database from "./Database.js"
-import type { IngestError, MutationError, ValidationError } from "./EngineError.js"
+import type { IngestError, LaggedError, MutationError, ValidationError } from "./EngineError.js"
 import type * as Documents from "./internal/documents.js"
 import * as internal from "./internal/engine.js"
 import type * as Model from "./Model.js"
@@ -71,6 +71,12 @@ export interface Options {
    * leave (1 000 000); documents kept loaded between writes (64).
    */
   readonly richText?: Partial<Documents.Limits>
+  /**
+   * Most changes a `subscribe` stream holds for a reader that does not keep up (default 20 000,
+   * twice the largest batch). Past it the stream fails with `LaggedError`: the reader queries the
+   * current state and subscribes again, instead of the engine holding every change since in memory.
+   */
+  readonly subscriberBuffer?: number
 }
 
 /** One committed transaction. */
@@ -124,8 +130,11 @@ export interface Service {
   ) => Effect.Effect<ReadonlyArray<Model.Row<M>>, Database.StorageError>
   /** Reads one visible record. */
   readonly get: <M extends Model.Any>(model: M, id: string) => Effect.Effect<Option.Option<Model.Row<M>>, Database.StorageError>
-  /** Committed changes of a model, or of one record, from now on. */
-  readonly subscribe: (filter?: { readonly model?: string; readonly record?: string }) => Stream.Stream<Change>
+  /**
+   * Committed changes of a model, or of one record, from when the stream runs. A reader more than
+   * `Options.subscriberBuffer` changes behind gets `LaggedError` once it has read what was held.
+   */
+  readonly subscribe: (filter?: { readonly model?: string; readonly record?: string }) => Stream.Stream<Change, LaggedError>
   /** Every commit from now on, subscribed at once (no commit after this returns is missed). */
   readonly commits: Effect.Effect<Queue.Dequeue<Commit>, never, Scope.Scope>
   /** Appends remote operations atomically: validated, deduplicated, gap-free per origin. */

@@ -72,3 +72,18 @@ export class StorageError extends Schema.TaggedError<StorageError>("weft/Storage
     return `storage ${this.reason}: ${this.detail}`
   }
 }
+
+/**
+ * A `subscribe` reader fell too far behind the commits: changes past its buffer were not kept. Query
+ * the current state and subscribe again.
+ */
+export class LaggedError extends Schema.TaggedError<LaggedError>("weft/LaggedError")("LaggedError", {
+  reason: Schema.Literal("Lagged"),
+  /** The buffer it outgrew, in changes. */
+  buffered: Schema.Number,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `subscription ${this.reason}: ${this.detail}`
+  }
+}

@@ -46,9 +46,15 @@ const sameState = (engines: ReadonlyArray<Engine.Service>) =>
   })
 
 /** Waits (in real time) until `check` holds. */
+// the pause between checks grows: a check that snapshots both engines holds their writers, and
+// polled every 5 ms on a loaded machine it left the ingest it waits for little room to run
 const eventually = (check: Effect.Effect<boolean, unknown>, timeout = Duration.seconds(10)) =>
   Effect.gen(function*() {
-    while (!(yield* check)) yield* Effect.sleep(Duration.millis(5))
+    let pause = 5
+    while (!(yield* check)) {
+      yield* Effect.sleep(Duration.millis(pause))
+      pause = Math.min(100, pause * 2)
+    }
   }).pipe(Effect.timeoutFail({ duration: timeout, onTimeout: () => new Error("condition not reached in time") }))
 
 describe("SyncSession", () => {

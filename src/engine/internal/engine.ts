@@ -5,6 +5,7 @@ import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
+import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
@@ -19,7 +20,7 @@ import { Database, StorageError } from "../Database.js"
 import type { Bulk } from "./bulk.js"
 import * as Documents from "./documents.js"
 import type * as Engine from "../Engine.js"
-import { IngestError, MutationError, ValidationError } from "../EngineError.js"
+import { IngestError, LaggedError, MutationError, ValidationError } from "../EngineError.js"
 import * as Migrations from "../Migrations.js"
 import * as Model from "../Model.js"
 import * as OperationLog from "../OperationLog.js"
@@ -27,6 +28,17 @@ import * as Projection from "../Projection.js"
 import * as ParseError from "../../internal/parseError.js"
 import { describe } from "../../internal/describe.js"
 import { isWellFormed } from "../../internal/wellFormed.js"
+
+interface Subscriber {
+  readonly filter: { readonly model?: string; readonly record?: string }
+  readonly queue: Queue.Queue<Engine.Change>
+  /** Set when a change did not fit: no more are delivered, and the stream fails once it read the rest. */
+  lagged: boolean
+}
+
+const matches = (filter: Subscriber["filter"], change: { readonly model: string; readonly record: string }) =>
+  (filter.model === undefined || change.model === filter.model) &&
+  (filter.record === undefined || change.record === filter.record)
 
 const decodeNode = Schema.decodeUnknownEither(Timestamp.NodeId)
 
@@ -97,6 +109,22 @@ export const make = (options: Engine.Options) =>
 
     const writer = yield* Effect.makeSemaphore(1)
     const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<Engine.Commit>(), PubSub.shutdown)
+    // `subscribe` readers each hold a bounded queue: one that stops reading is cut off (LaggedError),
+    // not left holding every change since
+    const subscriberBuffer = Math.max(1, options.subscriberBuffer ?? 2 * Operation.MAX_BATCH_SIZE)
+    const subscribers = new Set<Subscriber>()
+    const deliver = (commit: Engine.Commit) => {
+      for (const subscriber of subscribers) {
+        for (const change of commit.changes) {
+          if (!matches(subscriber.filter, change)) continue
+          if (!Queue.unsafeOffer(subscriber.queue, { ...change, source: commit.source })) {
+            subscriber.lagged = true
+            subscribers.delete(subscriber)
+            break
+          }
+        }
+      }
+    }
 
     // the documents a transaction changed are cached if it committed, and dropped if not
     const settleDocuments = <A, E, R>(transaction: Effect.Effect<A, E, R>) =>
@@ -140,7 +168,10 @@ export const make = (options: Engine.Options) =>
           if (advanced.size > 0) snapshot = undefined
           yield* Ref.set(state, { clock: next.clock, vector })
           const done: Engine.Commit = { source, ops, changes }
-          if (ops.length > 0) yield* PubSub.publish(pubsub, done)
+          if (ops.length > 0) {
+            deliver(done)
+            yield* PubSub.publish(pubsub, done)
+          }
           return done
         })
       ))
@@ -239,13 +270,25 @@ export const make = (options: Engine.Options) =>
       get: (model, id) =>
         Effect.map(query(model, (q) => q.where("id" as any, "=", id)), (rows) => Option.fromNullable(rows[0])),
       subscribe: (filter) =>
-        Stream.fromPubSub(pubsub).pipe(
-          Stream.mapConcat((c) => c.changes.map((change) => ({ ...change, source: c.source }))),
-          Stream.filter((change) =>
-            (filter?.model === undefined || change.model === filter.model) &&
-            (filter?.record === undefined || change.record === filter.record)
+        Stream.unwrapScoped(Effect.gen(function*() {
+          const queue = yield* Effect.acquireRelease(Queue.bounded<Engine.Change>(subscriberBuffer), Queue.shutdown)
+          const subscriber: Subscriber = { filter: filter ?? {}, queue, lagged: false }
+          yield* Effect.acquireRelease(
+            Effect.sync(() => subscribers.add(subscriber)),
+            () => Effect.sync(() => subscribers.delete(subscriber))
           )
-        ),
+          // what was held is read first; the failure comes where the missed changes would have been
+          const next: Effect.Effect<Engine.Change, Option.Option<LaggedError>> = Effect.suspend(() =>
+            subscriber.lagged && Option.getOrElse(queue.unsafeSize(), () => 0) === 0
+              ? Effect.fail(Option.some(new LaggedError({
+                reason: "Lagged",
+                buffered: subscriberBuffer,
+                detail: `the reader fell more than ${subscriberBuffer} changes behind (Engine.Options.subscriberBuffer): query the current state and subscribe again`
+              })))
+              : Queue.take(queue)
+          )
+          return Stream.repeatEffectOption(next)
+        })),
       commits: PubSub.subscribe(pubsub),
       versionVector: Effect.sync(() => (snapshot ??= new Map(vector))),
       opsSince: (theirs, limit) => OperationLog.since(kysely, origins, vector, theirs, Math.max(1, Math.min(limit, maxBatchSize))),
