@@ -12,7 +12,9 @@ describe("weft --peer (rspc between two real nodes)", () => {
   it.scopedLive("A grants B notes.read only: from B, `weft --peer A notes list` works and `notes add` is refused", () =>
     Effect.gen(function*() {
       const { a, alpha, b } = yield* twoDirs
-      const [nodeA, nodeB] = yield* Effect.all([serve(a), serve(b, "--yes")], { concurrency: 2 })
+      // one after the other: on a loaded machine two starting at once can take longer than serve waits
+      const nodeA = yield* serve(a)
+      const nodeB = yield* serve(b, "--yes")
       const [statusA, statusB] = [yield* nodeA.status, yield* nodeB.status]
       // both become members of Alpha
       yield* weftJson("pair", statusB.addresses[0]!, "--dir", a)
@@ -55,5 +57,5 @@ describe("weft --peer (rspc between two real nodes)", () => {
       const nobody = yield* weft("--peer", "12D3KooWAbCdEfGhJkLmNpQrStUvWxYz123456789aBcDeFgHjKm", "notes", "list", "--library", alpha, "--dir", b)
       expect(nobody.code).toBe(1)
       expect(nobody.stderr).toMatch(/^weft: Unavailable: peer 12D3KooW\w+ unavailable \(NotConnected\)/)
-    }))
+    }), 180_000)
 })
