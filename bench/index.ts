@@ -15,6 +15,7 @@ import * as Decode from "./decode.js"
 import * as Engine from "./engine.js"
 import * as Network from "./network.js"
 import * as RichText from "./richText.js"
+import * as Rspc from "./rspc.js"
 import * as Sync from "./sync.js"
 import * as Vectors from "./vectors.js"
 import { type Figure, json, loadAverage, print } from "./report.js"
@@ -26,6 +27,7 @@ const sections: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figur
   sync: () => Sync.run(),
   vectors: () => Vectors.run(),
   network: () => Network.run(),
+  rspc: () => Rspc.run(),
   cli: () => Cli.run()
 }
 

@@ -22,6 +22,7 @@ import * as ControlSocket from "../node/ControlSocket.js"
 import * as DataDir from "../node/DataDir.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
+import * as Remote from "./Remote.js"
 import * as Output from "./Output.js"
 
 /** The version `weft --version` prints. */
@@ -72,17 +73,44 @@ const peer = Args.text({ name: "peer" }).pipe(
   Args.withDescription("a peer id, or a multiaddr to connect to first")
 )
 
-/** Sends a request to the node of `dir` and prints the answer. */
+/** The root command and its global options: `--peer` runs `weft notes …` against that peer (see `Remote`). */
+const root = Command.make("weft", {
+  peer: Options.text("peer").pipe(
+    Options.withSchema(Schema.String.pipe(Schema.pattern(PEER_ID, { message: () => "--peer takes a peer id (12D3KooW…, as `weft status` prints it)" }))),
+    Options.optional,
+    Options.withDescription("run `weft notes …` on this paired peer, through rspc, as far as it granted this node (before the command: `weft --peer <id> notes list`)")
+  )
+})
+
+/** Sends a request to the node of `dir` and prints the answer; refused with `--peer`, which only `notes` commands take. */
 const request = <R extends Control.Request>(
   directory: string,
   asJson: boolean,
   body: R,
   show: (value: Control.Success<R>) => string
 ) =>
-  Effect.flatMap(
-    Control.call(DataDir.layout(directory).socket, body),
-    (value) => Console.log(asJson ? JSON.stringify(value) : show(value))
-  )
+  Effect.flatMap(root, ({ peer }): Effect.Effect<void, Control.Failure<R> | Remote.PeerOptionError> =>
+    Option.isSome(peer)
+      ? Remote.unsupported(body._tag)
+      : Effect.flatMap(
+        Control.call(DataDir.layout(directory).socket, body),
+        (value) => Console.log(asJson ? JSON.stringify(value) : show(value))
+      ))
+
+/** A notes request: to the node of `dir`, or with `--peer` to that peer's notes through it. */
+const notesRequest = <R extends Control.Request & Remote.NotesRequest>(
+  directory: string,
+  asJson: boolean,
+  body: R,
+  show: (value: Control.Success<R>) => string
+) =>
+  Effect.flatMap(root, ({ peer }): Effect.Effect<void, unknown, Command.Command.Context<"weft">> =>
+    Option.isNone(peer)
+      ? request(directory, asJson, body, show)
+      : Effect.flatMap(
+        Remote.call(DataDir.layout(directory).socket, peer.value as PeerId, body),
+        (value) => Console.log(asJson ? JSON.stringify(value) : show(value as Control.Success<R>))
+      ))
 
 /** The peer a target names: a peer id as it is; a multiaddr once the node of `dir` connected to it. */
 const resolve = (directory: string, target: string) =>
@@ -202,7 +230,7 @@ const notesAdd = Command.make(
     done: Options.boolean("done")
   },
   (args) =>
-    request(
+    notesRequest(
       args.dir,
       args.json,
       { _tag: "NotesAdd", title: args.title, body: args.body, done: args.done, ...libraryField(args.library) },
@@ -214,10 +242,13 @@ const notesList = Command.make(
   "list",
   { dir, json, library },
   (args) =>
-    Effect.flatMap(
-      Control.listNotes(DataDir.layout(args.dir).socket, optional(args.library)),
-      (all) => Console.log(args.json ? JSON.stringify(all) : Output.notes(all))
-    )
+    Effect.flatMap(root, ({ peer }) =>
+      Effect.flatMap(
+        Option.isSome(peer)
+          ? Remote.listNotes(DataDir.layout(args.dir).socket, peer.value as PeerId, optional(args.library))
+          : Control.listNotes(DataDir.layout(args.dir).socket, optional(args.library)),
+        (all) => Console.log(args.json ? JSON.stringify(all) : Output.notes(all))
+      ))
 ).pipe(Command.withDescription("list the notes"))
 
 const notesSet = Command.make(
@@ -232,7 +263,7 @@ const notesSet = Command.make(
     done: Options.choice("done", ["true", "false"]).pipe(Options.optional)
   },
   (args) =>
-    request(
+    notesRequest(
       args.dir,
       args.json,
       {
@@ -250,19 +281,50 @@ const notesSet = Command.make(
 const notesRemove = Command.make(
   "rm",
   { dir, json, library, id: Args.text({ name: "id" }) },
-  (args) => request(args.dir, args.json, { _tag: "NotesRemove", id: args.id, ...libraryField(args.library) }, (r) => `removed ${r.id}`)
+  (args) => notesRequest(args.dir, args.json, { _tag: "NotesRemove", id: args.id, ...libraryField(args.library) }, (r) => `removed ${r.id}`)
 ).pipe(Command.withDescription("remove a note"))
 
 const notesShow = Command.make(
   "show",
   { dir, json, library, id: Args.text({ name: "id" }) },
-  (args) => request(args.dir, args.json, { _tag: "NotesGet", id: args.id, ...libraryField(args.library) }, Output.noteInFull)
+  (args) => notesRequest(args.dir, args.json, { _tag: "NotesGet", id: args.id, ...libraryField(args.library) }, Output.noteInFull)
 ).pipe(Command.withDescription("show a note whole, and how its fields merge when peers change them at once"))
 
 const notes = Command.make("notes").pipe(
   Command.withDescription("demo data: notes that sync between paired nodes"),
   Command.withSubcommands([notesAdd, notesList, notesShow, notesSet, notesRemove])
 )
+
+const grantPeer = Args.text({ name: "peer" }).pipe(
+  Args.withSchema(Schema.String.pipe(Schema.pattern(PEER_ID, { message: () => "a peer id (12D3KooW…, as `weft status` prints it)" }))),
+  Args.withDescription("the peer's id")
+)
+const capability = Args.text({ name: "capability" }).pipe(Args.withDescription("a capability, as notes.read or notes.write"))
+
+const grant = Command.make(
+  "grant",
+  { dir, json, library, peer: grantPeer, capabilities: Args.atLeast(capability, 1) },
+  (args) =>
+    request(args.dir, args.json, { _tag: "Grant", peer: args.peer as PeerId, capabilities: args.capabilities, ...libraryField(args.library) }, Output.grant)
+).pipe(Command.withDescription("let a peer of the library call this node's procedures that need these capabilities (rspc)"))
+
+const revoke = Command.make(
+  "revoke",
+  { dir, json, library, peer: grantPeer, capabilities: Args.repeated(capability) },
+  (args) =>
+    request(args.dir, args.json, {
+      _tag: "Revoke",
+      peer: args.peer as PeerId,
+      ...(args.capabilities.length === 0 ? {} : { capabilities: args.capabilities }),
+      ...libraryField(args.library)
+    }, Output.grant)
+).pipe(Command.withDescription("take capabilities (default: all) from a peer; its calls that need them end at once"))
+
+const grants = Command.make(
+  "grants",
+  { dir, json, library },
+  (args) => request(args.dir, args.json, { _tag: "Grants", ...libraryField(args.library) }, Output.grants)
+).pipe(Command.withDescription("what each peer may call on this node (every library, or --library's)"))
 
 const requestId = Args.text({ name: "id" }).pipe(Args.withDescription("the request's id, as `weft requests` lists it"))
 
@@ -305,9 +367,9 @@ const requests = Command.make(
 )
 
 /** The `weft` command and its subcommands. */
-export const weft = Command.make("weft").pipe(
+export const weft = root.pipe(
   Command.withDescription("Weft: a local-first sync node"),
-  Command.withSubcommands([init, serve, status, peers, connect, pair, ping, notes, requests])
+  Command.withSubcommands([init, serve, status, peers, connect, pair, ping, notes, requests, grant, revoke, grants])
 )
 
 /** Runs `weft` on the arguments (`process.argv` shape: node, script, then the arguments). */

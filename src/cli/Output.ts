@@ -112,6 +112,14 @@ const nextStep = (record: Record<string, unknown>, message: string): string | un
   }
 }
 
+/** What a peer may call on this node in one library (`weft grant`, `weft revoke`). */
+export const grant = (grant: { readonly peer: string; readonly library: string; readonly capabilities: ReadonlyArray<string> }): string =>
+  printable(`${grant.peer} in ${grant.library}: ${grant.capabilities.length === 0 ? "nothing" : grant.capabilities.join(" ")}`)
+
+/** Every grant (`weft grants`). */
+export const grants = (all: ReadonlyArray<{ readonly peer: string; readonly library: string; readonly capabilities: ReadonlyArray<string> }>): string =>
+  all.length === 0 ? "no grants: no peer may call anything here" : all.map(grant).join("\n")
+
 /** One line for an expected failure: its tag, then its message (which names its reason), and what to do next when known. */
 export const failure = (error: unknown): string => {
   const record = typeof error === "object" && error !== null ? (error as Record<string, unknown>) : {}

@@ -21,10 +21,13 @@ import * as DataDir from "../node/DataDir.js"
 import * as Node from "../node/Node.js"
 import * as ControlSocket from "../node/ControlSocket.js"
 import { Consent } from "../plugins/Consent.js"
+import * as Grants from "../plugins/rspc/Grants.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
 import * as Notes from "./Notes.js"
 import * as NotesControl from "./NotesControl.js"
+import type * as RemoteNotes from "./RemoteNotes.js"
+import * as RemoteServe from "./RemoteServe.js"
 
 /** How `weft serve` runs. */
 export interface Options {
@@ -48,7 +51,7 @@ export interface Running {
 }
 
 /** Why `weft serve` could not start. */
-export type StartError = Node.DirectoryStartError | ControlSocket.ControlError
+export type StartError = Node.DirectoryStartError | ControlSocket.ControlError | Grants.GrantsError
 
 const noteOf = (library: string, row: { readonly id: string; readonly title: string; readonly body: string; readonly done: boolean }): NotesControl.Note => ({
   library,
@@ -58,8 +61,8 @@ const noteOf = (library: string, row: { readonly id: string; readonly title: str
   done: row.done
 })
 
-/** Serves the notes procedures with the node in context. */
-export const notesHandlers = NotesControl.Control.toLayer(Effect.gen(function*() {
+/** The notes procedures' handlers, with the node in context (served on the control socket, and on rspc). */
+export const notesProcedures = Effect.gen(function*() {
   const node = yield* Node.Node
   const existing = (engine: Engine.Service, library: string, id: string) =>
     Effect.flatMap(engine.get(Notes.notes, id), Option.match({
@@ -121,8 +124,11 @@ export const notesHandlers = NotesControl.Control.toLayer(Effect.gen(function*()
         yield* engine.mutate([Notes.notes.delete(request.id)])
         return { id: request.id }
       }))
-  }
-}))
+  } satisfies RemoteNotes.Procedures
+})
+
+/** Serves the notes procedures with the node in context. */
+export const notesHandlers = NotesControl.Control.toLayer(notesProcedures)
 
 /** Starts the node of `options.dir`; it runs until the scope closes. */
 export const run = (options: Options): Effect.Effect<Running, StartError, Scope.Scope> =>
@@ -130,8 +136,13 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
     const paths = DataDir.layout(options.dir)
     yield* DataDir.requireInitialized(paths)
     const node = Node.layerDirectory({ directory: options.dir, models: Notes.models, listen: options.listen, mdns: options.mdns, peers: options.peers })
-    const control = ControlSocket.layer(paths.socket, Control.group).pipe(Layer.provide(Layer.mergeAll(Node.controlHandlers, notesHandlers)))
-    const context = yield* Layer.build(control.pipe(Layer.provideMerge(node)))
+    const control = ControlSocket.layer(paths.socket, Control.group).pipe(
+      Layer.provide(Layer.mergeAll(Node.controlHandlers, notesHandlers, RemoteServe.controlHandlers))
+    )
+    // the notes, on rspc, for the peers this node granted them to
+    const rspc = RemoteServe.serveNotes(notesProcedures)
+    const grants = Grants.layerFile(RemoteServe.grantsPath(paths.dir))
+    const context = yield* Layer.build(Layer.merge(control, rspc).pipe(Layer.provideMerge(grants), Layer.provideMerge(node)))
     yield* options.frontEnd.pipe(Effect.provide(context))
     const running = yield* Effect.provide(Node.Node, context)
     const status = yield* running.status

@@ -200,6 +200,9 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
         }
       }
     })))
+    // the events stream subscribes on its first pull, in the fiber above: let it run to there, so a
+    // connection made as soon as `make` returns is not missed (then count those made before)
+    yield* Effect.yieldNow()
     for (const peer of yield* transport.connections) yield* Ref.update(available, HashSet.add(peer))
 
     // forked into the host's scope: a handler that reports its own connection must not wait

@@ -197,6 +197,14 @@ export interface ServerOptions extends Bounds {
   readonly malformedCall?: "violation" | "answer"
   /** How long a stream may stay with no call in flight and nothing read before it is closed (default: as long as it likes). */
   readonly idleTimeout?: Duration.DurationInput
+  /**
+   * Decides whether `caller` may make a call of `tag` (a procedure of the
+   * group or not) before its payload is read: `Some(error)`, an error already
+   * encoded as JSON, answers the call with that failure, and nothing of it
+   * runs. So a refused caller learns the same of a procedure that does not
+   * exist as of one it may not call, and a payload is never decoded for it.
+   */
+  readonly authorize?: (tag: string, caller: CallerInfo) => Effect.Effect<Option.Option<unknown>>
 }
 
 /** Makes a server of `group`, with the handlers in context, running until the scope closes. */
@@ -356,6 +364,12 @@ export const makeServer = <Rpcs extends Rpc.Any>(
                 const call = schemas(message.tag)
                 if (client.calls.has(message.id)) return yield* violation("Unexpected", `call ${message.id} is in flight already`)
                 if (endOfCalls) return yield* violation("Unexpected", "a call after the end of calls")
+                if (options.authorize !== undefined) {
+                  const refusal = yield* options.authorize(message.tag, caller)
+                  if (Option.isSome(refusal)) {
+                    return yield* Effect.asVoid(send({ _tag: "Exit", requestId: message.id, exit: { _tag: "Failure", cause: { _tag: "Fail", error: refusal.value } } }))
+                  }
+                }
                 const refuse = (detail: string) =>
                   options.malformedCall === "answer"
                     ? Effect.asVoid(send({ _tag: "Refused", requestId: message.id, reason: "Malformed", detail: detail.slice(0, 4096) }))

@@ -1,0 +1,64 @@
+/**
+ * `weft --peer <id> notes …`: the notes commands run on another node,
+ * through this node (its control endpoint's `Remote` procedure) and rspc,
+ * as far as that node granted this one. Nothing falls back to this node:
+ * an unreachable peer is `Unavailable`, an ungranted call `Forbidden`.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import * as ParseError from "../internal/parseError.js"
+import { RpcError } from "../plugins/RpcPlugin.js"
+import type { PeerId } from "../transport/Transport.js"
+import * as Control from "./Control.js"
+import * as NotesControl from "./NotesControl.js"
+
+/** A notes request, as the notes commands make them. */
+export type NotesRequest = { readonly _tag: "NotesList" | "NotesGet" | "NotesAdd" | "NotesSet" | "NotesRemove"; readonly library?: string }
+
+/** `--peer` given to a command that does not run on another node. */
+export class PeerOptionError extends Data.TaggedError("PeerOptionError")<{ readonly reason: "Unsupported"; readonly command: string }> {
+  override get message(): string {
+    return `--peer works with \`weft notes …\` only, not with ${this.command}; nothing was done`
+  }
+}
+
+/** Fails: `--peer` does not apply to the request `tag`. */
+export const unsupported = (tag: string) => Effect.fail(new PeerOptionError({ reason: "Unsupported", command: tag }))
+
+/** Sends the notes request `body` to `peer`'s notes through the node at `path`; its answer, decoded. */
+export const call = <R extends NotesRequest>(path: string, peer: PeerId, body: R) =>
+  Effect.gen(function*() {
+    const { _tag, library, ...payload } = body
+    const answer = yield* Control.call(path, { _tag: "Remote", peer, tag: _tag, payload, ...(library === undefined ? {} : { library }) })
+    const rpc = NotesControl.Control.requests.get(_tag)!
+    return yield* Schema.decodeUnknown(rpc.successSchema as Schema.Schema<unknown>)(answer).pipe(
+      Effect.mapError((error) => new RpcError({ reason: "Malformed", detail: `the answer of ${_tag} from ${peer}: ${ParseError.describe(error)}` }))
+    )
+  })
+
+/** Every note of `peer` in `library` (default: this node's default library), page by page. */
+export const listNotes = (path: string, peer: PeerId, library?: string) =>
+  Effect.gen(function*() {
+    const notes = new Map<string, NotesControl.Note>()
+    let after: NotesControl.NoteCursor | undefined = undefined
+    do {
+      const page = (yield* call(path, peer, {
+        _tag: "NotesList",
+        ...(library === undefined ? {} : { library }),
+        ...(after === undefined ? {} : { after })
+      })) as NotesControl.NotesPage
+      // a page that promises more but holds nothing would repeat forever
+      if (page.next !== undefined && page.notes.length === 0) {
+        return yield* new RpcError({ reason: "Malformed", detail: "a page of notes with a next cursor but no notes" })
+      }
+      for (const note of page.notes) {
+        notes.delete(note.id)
+        notes.set(note.id, note)
+      }
+      after = page.next
+    } while (after !== undefined)
+    return [...notes.values()]
+  })

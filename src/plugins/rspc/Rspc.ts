@@ -1,0 +1,236 @@
+/**
+ * rspc: serves an app's procedures to the peers it granted them to, and
+ * calls another peer's (see `Protocol` for the rules a call must pass).
+ *
+ * ```ts
+ * // serving: the handlers in context, the grants of the node
+ * const server = yield* Rspc.serve({ group: Notes }).pipe(Effect.provide(NotesHandlers))
+ * yield* grants.grant(bob, library, ["notes.read"])
+ * // calling: a client for one named peer and library, never the local node
+ * const notes = yield* Rspc.client(Notes, { peer: alice, library })
+ * const list = yield* notes.List()          // fails with Forbidden unless alice granted notes.read
+ * ```
+ *
+ * Lifetimes: each call runs in the server's fiber for it, interrupted when
+ * the client interrupts it, when its stream or connection closes, when its
+ * grant is revoked or its caller leaves the library (`Forbidden` `Revoked`),
+ * or when a plain call passes `callTimeout`. Leaving the library also resets
+ * the peer's rspc streams of that library. `active` counts what runs, so a
+ * test can check nothing is left.
+ *
+ * @since 0.1.0
+ */
+import type * as Rpc from "@effect/rpc/Rpc"
+import type * as RpcClient from "@effect/rpc/RpcClient"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as RpcSchema from "@effect/rpc/RpcSchema"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { Libraries } from "../../library/Libraries.js"
+import type { PeerId, TransportError } from "../../transport/Transport.js"
+import * as Plugin from "../Plugin.js"
+import { PluginHost } from "../PluginHost.js"
+import * as RpcPlugin from "../RpcPlugin.js"
+import { Grants } from "./Grants.js"
+import * as Protocol from "./Protocol.js"
+
+/** What the server runs now. */
+export interface Active {
+  /** Calls whose handler runs (plain and streaming). */
+  readonly calls: number
+  /** Streams being served. */
+  readonly streams: number
+}
+
+/** A running rspc server. */
+export interface Server {
+  readonly active: Effect.Effect<Active>
+}
+
+/** The running rspc server of a node. */
+export class Rspc extends Context.Tag("weft/plugins/rspc/Rspc")<Rspc, Server>() {}
+
+/** How the server runs. */
+export interface ServeOptions<Rpcs extends Rpc.Any> {
+  /** Every procedure served: each needs a capability and `Protocol.Guard` (merge groups into one). */
+  readonly group: RpcGroup.RpcGroup<Rpcs>
+  /** Bounds (default `Protocol.DEFAULT_LIMITS`). */
+  readonly limits?: Partial<Protocol.Limits>
+}
+
+/** Handlers and middlewares the app provides (`Guard` and `Caller` are the server's). */
+export type Requirements<Rpcs extends Rpc.Any> =
+  | Rpc.ToHandler<Rpcs>
+  | Exclude<Rpc.Middleware<Rpcs>, RpcPlugin.CallerMiddleware | Protocol.Guard>
+
+interface Running {
+  readonly peer: string
+  readonly library: string
+  readonly capability: Option.Option<Protocol.Capability>
+  readonly procedure: string
+  readonly lost: Deferred.Deferred<never, Protocol.Forbidden>
+}
+
+interface Served {
+  readonly peer: string
+  readonly library: string
+  readonly lost: Deferred.Deferred<void>
+}
+
+const encodeForbidden = Schema.encodeSync(Protocol.Forbidden)
+
+/** Dies, at registration, when a procedure of `group` is not guarded as rspc needs. */
+const checkGroup = (group: RpcGroup.RpcGroup<any>) =>
+  Effect.forEach(group.requests.values(), (rpc) => {
+    const middlewares = [...rpc.middlewares] as Array<unknown>
+    const guard = middlewares.indexOf(Protocol.Guard)
+    const caller = middlewares.indexOf(RpcPlugin.CallerMiddleware)
+    const needs = Context.getOption(rpc.annotations, Protocol.Needs)
+    if (Option.isSome(needs) && Option.isNone(Protocol.capabilityOf(rpc))) return Effect.dieMessage(`rspc: procedure ${rpc._tag} needs "${needs.value}", which is not a capability (dotted lower-case words)`)
+    if (guard === -1) return Effect.dieMessage(`rspc: procedure ${rpc._tag} does not carry Protocol.Guard (add .middleware(Protocol.Guard) to the group)`)
+    // Guard reads the Caller that an outer CallerMiddleware provides
+    if (caller !== -1 && caller < guard) return Effect.dieMessage(`rspc: procedure ${rpc._tag} declares CallerMiddleware before Protocol.Guard; declare Guard first`)
+    return Effect.void
+  }, { discard: true })
+
+/** Serves `options.group` on the host in context until the scope closes. */
+export const serve = <Rpcs extends Rpc.Any>(
+  options: ServeOptions<Rpcs>
+): Effect.Effect<Server, TransportError, PluginHost | Grants | Libraries | Requirements<Rpcs> | Scope.Scope> =>
+  Effect.gen(function*() {
+    const limits = { ...Protocol.DEFAULT_LIMITS, ...options.limits }
+    const callMillis = Duration.toMillis(limits.callTimeout)
+    yield* checkGroup(options.group)
+    const grants = yield* Grants
+    const libraries = yield* Libraries
+    const host = yield* PluginHost
+    const calls = new Set<Running>()
+    const streams = new Set<Served>()
+
+    const allowed = (peer: string, library: string, capability: Option.Option<Protocol.Capability>) =>
+      Option.isNone(capability)
+        ? Effect.succeed(false)
+        : Effect.zipWith(libraries.isMember(library, peer), grants.allows(peer, library, capability.value), (member, granted) => member && granted)
+
+    // every change of grants or membership ends what it no longer allows
+    const sweep = Effect.gen(function*() {
+      for (const call of calls) {
+        if (!(yield* allowed(call.peer, call.library, call.capability))) {
+          yield* Deferred.fail(call.lost, new Protocol.Forbidden({ reason: "Revoked", procedure: call.procedure, detail: `${call.procedure} is no longer granted to you here` }))
+        }
+      }
+      for (const stream of streams) {
+        if (!(yield* libraries.isMember(stream.library, stream.peer))) yield* Deferred.succeed(stream.lost, undefined)
+      }
+    })
+    yield* Effect.forkScoped(Stream.runForEach(yield* grants.changes, () => sweep))
+    yield* Effect.forkScoped(Stream.runForEach(yield* libraries.changes, () => sweep))
+
+    const guard: Context.Tag.Service<Protocol.Guard> = ({ next, rpc }) =>
+      Effect.gen(function*() {
+        const caller = yield* Effect.serviceOption(RpcPlugin.Caller)
+        if (Option.isNone(caller) || caller.value.library === undefined) return yield* Protocol.notGranted(rpc._tag)
+        const running: Running = {
+          peer: caller.value.peer,
+          library: caller.value.library,
+          capability: Protocol.capabilityOf(rpc),
+          procedure: rpc._tag,
+          lost: yield* Deferred.make<never, Protocol.Forbidden>()
+        }
+        const body = RpcSchema.isStreamSchema(rpc.successSchema)
+          ? next
+          : Effect.timeoutFail(next, { duration: limits.callTimeout, onTimeout: () => new Protocol.CallTimeout({ reason: "Timeout", procedure: rpc._tag, millis: callMillis }) })
+        // listed before the check: a revoke between the two is seen by the sweep
+        return yield* Effect.acquireUseRelease(
+          Effect.sync(() => calls.add(running)),
+          () =>
+            Effect.flatMap(allowed(running.peer, running.library, running.capability), (ok) =>
+              ok ? Effect.raceFirst(body, Deferred.await(running.lost)) : Effect.fail(Protocol.notGranted(rpc._tag))),
+          () => Effect.sync(() => calls.delete(running))
+        )
+      })
+
+    const server = yield* RpcPlugin.makeServer(options.group, {
+      maxFrameBytes: limits.maxFrameBytes,
+      maxInFlight: limits.maxInFlight,
+      idleTimeout: limits.idleTimeout,
+      // before the payload is read: an unknown procedure and an ungranted one get the same answer
+      authorize: (tag, caller) => {
+        const rpc = options.group.requests.get(tag) as Rpc.AnyWithProps | undefined
+        const capability = rpc === undefined ? Option.none() : Protocol.capabilityOf(rpc)
+        return caller.library === undefined
+          ? Effect.succeed(Option.some(encodeForbidden(Protocol.notGranted(tag))))
+          : Effect.map(allowed(caller.peer, caller.library, capability), (ok) => (ok ? Option.none() : Option.some(encodeForbidden(Protocol.notGranted(tag)))))
+      }
+    }).pipe(Effect.provideService(Protocol.Guard, guard))
+
+    yield* host.register(Plugin.make({
+      name: "rspc",
+      ...Protocol.protocol,
+      maxInboundStreams: limits.maxStreams,
+      handle: (stream, context) =>
+        Effect.gen(function*() {
+          const served: Served = { peer: context.peer, library: context.library!, lost: yield* Deferred.make<void>() }
+          yield* Effect.acquireRelease(Effect.sync(() => streams.add(served)), () => Effect.sync(() => streams.delete(served)))
+          // leaving the library ends the peer's streams of it, with every call on them
+          yield* Effect.raceFirst(server.serve(stream, context), Effect.zipRight(Deferred.await(served.lost), stream.reset))
+        })
+    }))
+    return { active: Effect.sync(() => ({ calls: calls.size, streams: streams.size })) }
+  })
+
+/** Layer of the server (the `Rspc` service), with the app's handlers in context. */
+export const layer = <Rpcs extends Rpc.Any>(
+  options: ServeOptions<Rpcs>
+): Layer.Layer<Rspc, TransportError, PluginHost | Grants | Libraries | Requirements<Rpcs>> => Layer.scoped(Rspc, serve(options))
+
+/** Which peer and library a client calls. */
+export interface Target {
+  readonly peer: PeerId
+  readonly library: string
+}
+
+/** Bounds of a client (they must fit the server's: a larger frame is refused there). */
+export interface ClientOptions {
+  readonly maxFrameBytes?: number
+  readonly maxInFlight?: number
+}
+
+/**
+ * A client of `group` on `target.peer`, in `target.library`, over one rspc
+ * stream that closes with the scope. A peer that is not connected, refuses
+ * the library, or is this node is `Unavailable`: nothing runs locally
+ * instead. Calls fail with `Forbidden` for what the peer did not grant, and
+ * with `RpcError` `Closed` once the stream ends.
+ */
+export const client = <Rpcs extends Rpc.Any>(
+  group: RpcGroup.RpcGroup<Rpcs>,
+  target: Target,
+  options: ClientOptions = {}
+): Effect.Effect<RpcClient.RpcClient<Rpcs, RpcPlugin.RpcError>, Protocol.Unavailable, PluginHost | Scope.Scope> =>
+  Effect.gen(function*() {
+    const host = yield* PluginHost
+    const unavailable = (reason: Protocol.Unavailable["reason"], detail: string) =>
+      new Protocol.Unavailable({ reason, peer: target.peer, library: target.library, detail })
+    if (target.peer === host.peerId) return yield* unavailable("Local", "a client calls another peer, never this node")
+    if (!(yield* host.available).includes(target.peer)) return yield* unavailable("NotConnected", "no connection to this peer now")
+    const protocol = {
+      ...Protocol.protocol,
+      group,
+      maxFrameBytes: options.maxFrameBytes ?? Protocol.DEFAULT_LIMITS.maxFrameBytes,
+      maxInFlight: options.maxInFlight ?? Protocol.DEFAULT_LIMITS.maxInFlight
+    }
+    return yield* RpcPlugin.client(protocol, target.peer, target.library).pipe(
+      Effect.catchTags({
+        PermissionError: (error) => Effect.fail(unavailable("Refused", error.detail)),
+        TransportError: (error) => Effect.fail(unavailable("Unreachable", error.message))
+      })
+    )
+  })
