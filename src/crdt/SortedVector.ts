@@ -330,7 +330,7 @@ export class SortedVector implements Map<string, Entry> {
   /** Sequence number of the last operation held from `origin` (0 for none), without an entry object. */
   seqOf(origin: string): number {
     const i = this.indexOf(origin)
-    if (i >= 0) return this.c.seqs[i]!
+    if (i >= 0 && this.c.seqs[i] !== 0) return this.c.seqs[i]!
     return this.added.size === 0 ? 0 : this.added.get(origin)?.seq ?? 0
   }
 
@@ -372,7 +372,8 @@ export class SortedVector implements Map<string, Entry> {
 
   get(origin: string): Entry | undefined {
     const i = this.indexOf(origin)
-    if (i >= 0) return this.c.seqs[i] === 0 ? undefined : { seq: this.c.seqs[i]!, ts: tsAt(this.c, i) }
+    if (i >= 0 && this.c.seqs[i] !== 0) return { seq: this.c.seqs[i]!, ts: tsAt(this.c, i) }
+    // a deleted row's origin may live beside the columns since (set to a value they cannot hold)
     return this.added.size === 0 ? undefined : this.added.get(origin)
   }
 
