@@ -13,7 +13,6 @@ const origin = fc.oneof(
   fc.constantFrom("a", "b", "c", "d")
 )
 const entry = fc.record({ seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), ts: arbitraryTimestamp })
-const entries = fc.array(fc.tuple(origin, entry), { maxLength: 40 })
 const uniqueEntries = fc.uniqueArray(fc.tuple(origin, entry), { maxLength: 40, selector: ([o]) => o })
 
 /** What a vector holds, order aside. */
