@@ -104,20 +104,54 @@ const compareOrigin = (origin: string, c: Columns, i: number): number => {
 const DIGIT_BITS = 11
 const DIGITS = 1 << DIGIT_BITS
 
+/**
+ * Rows a page's worth of columns is gathered in and sorted with, reused (decoding and sorting
+ * are synchronous): a page allocates only the columns it keeps.
+ */
+export const SCRATCH_ROWS = 8192
+const scratchRows = { index: new Uint32Array(SCRATCH_ROWS), keys: new Uint32Array(SCRATCH_ROWS), nextIndex: new Uint32Array(SCRATCH_ROWS), nextKeys: new Uint32Array(SCRATCH_ROWS) }
+const counts = new Uint32Array(DIGITS)
+let scratchColumns: Columns | undefined
+
+/**
+ * Columns of `capacity` rows to gather unsorted entries in, for `fromColumns`: scratch ones (reused
+ * by the next call) up to `SCRATCH_ROWS`, fresh ones past it.
+ */
+export const gatherColumns = (capacity: number, buffers: ReadonlyArray<Buffer>): Columns => {
+  const fresh = capacity > SCRATCH_ROWS
+  const rows = fresh ? capacity : SCRATCH_ROWS
+  const c = fresh || scratchColumns === undefined
+    ? {
+      length: rows,
+      hashes: new Uint32Array(rows),
+      seqs: new Float64Array(rows),
+      tsHigh: new Uint32Array(rows),
+      tsLow: new Uint32Array(rows),
+      sources: new Uint32Array(rows),
+      starts: new Uint32Array(rows),
+      lengths: new Uint8Array(rows),
+      buffers
+    }
+    : scratchColumns
+  if (!fresh) scratchColumns = c
+  return { ...c, buffers }
+}
+
 /** Row numbers ordered by (hash, origin): LSD radix sort on the hashes, then runs of equal hashes by origin. */
 const order = (c: Columns): Uint32Array => {
   const n = c.length
-  let index = new Uint32Array(n)
+  const scratch = n <= SCRATCH_ROWS
+  let index = scratch ? scratchRows.index.subarray(0, n) : new Uint32Array(n)
   for (let i = 0; i < n; i++) index[i] = i
   if (n < 2) return index
-  let keys = c.hashes.slice(0, n)
+  let keys = scratch ? scratchRows.keys.subarray(0, n) : new Uint32Array(n)
+  keys.set(c.hashes.subarray(0, n))
   // already in order (a vector encoded from sorted columns): nothing to sort
   let sorted = true
   for (let i = 1; i < n && sorted; i++) sorted = keys[i - 1]! <= keys[i]!
   if (!sorted) {
-    let nextIndex = new Uint32Array(n)
-    let nextKeys = new Uint32Array(n)
-    const counts = new Uint32Array(DIGITS)
+    let nextIndex = scratch ? scratchRows.nextIndex.subarray(0, n) : new Uint32Array(n)
+    let nextKeys = scratch ? scratchRows.nextKeys.subarray(0, n) : new Uint32Array(n)
     for (let shift = 0; shift < 32; shift += DIGIT_BITS) {
       counts.fill(0)
       for (let i = 0; i < n; i++) counts[(keys[i]! >>> shift) & (DIGITS - 1)]!++
