@@ -1,7 +1,8 @@
 /**
  * Version vectors at scale: ingest of operations from many new origins beside
  * the same number from one origin, and a vector's wire form (the sync
- * protocol's pages, encoded and decoded with every entry checked) beside raw
+ * protocol's pages, encoded and decoded with every entry checked, joined into one
+ * vector as a session does) beside raw
  * MessagePack of the same map (no checks at all).
  */
 import * as Effect from "effect/Effect"
@@ -49,30 +50,41 @@ const wireFigure = (size: number, runs: number): Figure => {
   const vector = vectorOf(size)
   const hello = (entries: VersionVector.VersionVector, more: boolean): SyncProtocol.Message => ({ _tag: "Hello", node: "bench" as Timestamp.NodeId, library: "lib", entries, more })
   const packr = new Packr({ useRecords: false, mapsAsObjects: true, variableMapSize: true })
+  const probe = [...vector.keys()][size >> 1]!
   const plain: Record<string, unknown> = Object.create(null)
   for (const [origin, entry] of vector) plain[origin] = [entry.seq, entry.ts]
-  const ours: Array<{ encode: number; decode: number; bytes: number }> = []
-  const raw: Array<{ encode: number; decode: number; bytes: number }> = []
+  const ours: Array<{ encode: number; decode: number; bytes: number; cpu: number }> = []
+  const raw: Array<{ encode: number; decode: number; bytes: number; cpu: number }> = []
+  // CPU time beside wall time: on a loaded machine the wall time counts the waits for a core too
+  const cpuSince = (start: NodeJS.CpuUsage) => {
+    const used = process.cpuUsage(start)
+    return (used.user + used.system) / 1000
+  }
   for (let r = 0; r < runs; r++) {
+    let cpu = process.cpuUsage()
     let t = performance.now()
     const frames = SyncProtocol.vectorFrames(vector, hello)
     const encode = performance.now() - t
     t = performance.now()
-    const back = new Map<string, VersionVector.Entry>()
+    // as a session reads a vector: each frame decoded (every entry checked), the pages joined at the end
+    const pages: Array<VersionVector.VersionVector> = []
     for (const frame of frames) {
       const message = SyncProtocol.decode(frame)
       if (message._tag === "Left" || (message.right._tag !== "Hello" && message.right._tag !== "More")) throw new Error("a page did not decode")
-      VersionVector.mergeInPlace(back, message.right.entries)
+      pages.push(message.right.entries)
     }
+    const back = VersionVector.union(pages)
     const decode = performance.now() - t
-    if (back.size !== size) throw new Error("the vector did not survive its wire form")
-    ours.push({ encode, decode, bytes: frames.reduce((n, f) => n + f.length, 0) })
+    const oursCpu = cpuSince(cpu)
+    if (back.size !== size || back.get(probe)?.seq !== vector.get(probe)?.seq) throw new Error("the vector did not survive its wire form")
+    ours.push({ encode, decode, bytes: frames.reduce((n, f) => n + f.length, 0), cpu: oursCpu })
+    cpu = process.cpuUsage()
     t = performance.now()
     const bytes = packr.pack(plain)
     const rawEncode = performance.now() - t
     t = performance.now()
     packr.unpack(bytes)
-    raw.push({ encode: rawEncode, decode: performance.now() - t, bytes: bytes.length })
+    raw.push({ encode: rawEncode, decode: performance.now() - t, bytes: bytes.length, cpu: cpuSince(cpu) })
   }
   const total = (xs: typeof ours) => median(xs.map((x) => x.encode + x.decode))
   return {
@@ -84,6 +96,8 @@ const wireFigure = (size: number, runs: number): Figure => {
     lowerIsBetter: true,
     extra: {
       encodeMs: median(ours.map((x) => x.encode)),
+      cpuMs: median(ours.map((x) => x.cpu)),
+      baselineCpuMs: median(raw.map((x) => x.cpu)),
       decodeMs: median(ours.map((x) => x.decode)),
       pages: Math.ceil(size / VersionVector.PAGE_ENTRIES),
       bytes: ours[0]!.bytes,

@@ -102,12 +102,12 @@ export const vectorFrames = (
   first: (entries: VersionVector.VersionVector, more: boolean) => Message,
   pageEntries = VersionVector.PAGE_ENTRIES
 ): Array<Uint8Array> => {
-  const pages = VersionVector.pages(vector, pageEntries)
+  // the pages are encoded in one pass over the vector: no list of entries, no map built only to be taken apart again
+  const pages = VersionVector.encodePages(vector, pageEntries)
   return pages.map((page, i) => {
     const more = i < pages.length - 1
-    // each page is encoded straight from its entries: no map is built only to be taken apart again
     const message: Message = i === 0 ? first(VersionVector.empty, more) : { _tag: "More", entries: VersionVector.empty, more }
-    return encode(message, VersionVector.encodePage(page))
+    return encode(message, page)
   })
 }
 

@@ -219,18 +219,22 @@ export const run = <E>(
     /** Reads the rest of a vector whose first page is `first` (More frames while `more`), bounded by `maxOrigins`. */
     const readVector = (first: VersionVector.VersionVector, more: boolean) =>
       Effect.gen(function*() {
-        const vector = new Map(first)
+        // the pages are joined once, at the end (sorted columns, no map grown page by page); the
+        // bound counts every entry received, so an origin repeated across pages counts twice
+        const pages = [first]
+        let entries = first.size
         let pending = more
         while (true) {
-          if (vector.size > maxOrigins) {
+          if (entries > maxOrigins) {
             return yield* new SyncError({ reason: "TooManyOrigins", detail: `the remote's vector names more than ${maxOrigins} origins (maxOrigins)` })
           }
-          if (!pending) return vector
+          if (!pending) return VersionVector.union(pages)
           const frame = yield* nextFrame
           if (frame === undefined) return yield* violation("Unexpected", "the remote closed inside a vector")
           const page = yield* decode(frame)
           if (page._tag !== "More") return yield* violation("Unexpected", `expected the next page of a vector, got ${page._tag}`)
-          VersionVector.mergeInPlace(vector, page.entries)
+          pages.push(page.entries)
+          entries += page.entries.size
           pending = page.more
         }
       })

@@ -1,0 +1,510 @@
+/**
+ * A version vector as sorted columns, with no object per entry: what a
+ * vector from the wire decodes to.
+ *
+ * Why not a `Map`: a `Map` of 100 000 origins read off the wire is 100 000
+ * strings hashed and inserted one by one, an entry object and a timestamp
+ * string each, and the garbage collector then copies all of them (it was
+ * most of the time of a decode). Here every column is a typed array: an
+ * origin is a range of the bytes it arrived in (a string is made only when
+ * one is asked for), a timestamp two 32-bit halves, a seq a float64. The page
+ * decoder hashes each origin in the loop that checks its bytes, a radix sort
+ * orders the hashes (O(n), no comparator), and a repeated origin is then a
+ * neighbour: no lookup is needed to refuse it. A lookup is a binary search on
+ * the hashes; two vectors merge by one sort of both.
+ *
+ * Order: (hash, origin bytes). The hash is fixed (FNV-1a, then murmur3's
+ * final mix), so the order is the same in every process and run. A peer
+ * that picks origins with equal hashes only makes runs ordered by the
+ * origin itself: sorting a run and looking up in it stay O(log n)
+ * comparisons, never a scan.
+ *
+ * It is mutable like a `Map` (a session raises what it knows the remote
+ * holds): an origin it holds is updated in its column, a new one goes to a
+ * small `Map` beside the columns, folded into them once that grows as large
+ * as they are. Origins are latin1 in the columns (node ids are ASCII); one
+ * that is not stays in the `Map`.
+ *
+ * @since 0.1.0
+ */
+import type { Timestamp } from "./Timestamp.js"
+
+/** The last operation held from one origin (as `VersionVector.Entry`). */
+export interface Entry {
+  readonly seq: number
+  readonly ts: Timestamp
+}
+
+/** 32-bit FNV-1a of a string's code units, then murmur3's final mix (so every bit of the hash spreads). */
+export const hashOf = (origin: string): number => {
+  let h = 0x811c9dc5 | 0 // an int32 from the start: a double here keeps the loop off the fast path
+  for (let i = 0; i < origin.length; i++) h = Math.imul(h ^ origin.charCodeAt(i), 0x01000193)
+  return mixHash(h)
+}
+
+/**
+ * The last step of `hashOf`, for a decoder that runs FNV-1a over an origin's bytes itself
+ * (`h = 0x811c9dc5 | 0`, then `h = Math.imul(h ^ byte, 0x01000193)` per byte; latin1: a byte is the code unit).
+ */
+export const mixHash = (h: number): number => {
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+/**
+ * Columns of entries in any order, as a decoder gathers them (only the first `length` rows are
+ * used). Origin `i` is bytes `starts[i]`…`starts[i] + lengths[i]` of `buffers[sources[i]]`;
+ * its timestamp is the 16 hex digits of `tsHigh[i]` and `tsLow[i]`.
+ */
+export interface Columns {
+  readonly length: number
+  readonly hashes: Uint32Array
+  readonly seqs: Float64Array
+  readonly tsHigh: Uint32Array
+  readonly tsLow: Uint32Array
+  readonly sources: Uint32Array
+  readonly starts: Uint32Array
+  readonly lengths: Uint8Array
+  readonly buffers: ReadonlyArray<Buffer>
+}
+
+/** Compares the origins of rows `i` of `a` and `j` of `b` by their bytes. */
+const compareRows = (a: Columns, i: number, b: Columns, j: number): number => {
+  const x = a.buffers[a.sources[i]!]!
+  const y = b.buffers[b.sources[j]!]!
+  const xs = a.starts[i]!
+  const ys = b.starts[j]!
+  const xn = a.lengths[i]!
+  const yn = b.lengths[j]!
+  const n = Math.min(xn, yn)
+  for (let k = 0; k < n; k++) {
+    const d = x[xs + k]! - y[ys + k]!
+    if (d !== 0) return d
+  }
+  return xn - yn
+}
+
+/** Compares `origin` with the origin of row `i` (code units against bytes). */
+const compareOrigin = (origin: string, c: Columns, i: number): number => {
+  const y = c.buffers[c.sources[i]!]!
+  const ys = c.starts[i]!
+  const yn = c.lengths[i]!
+  const n = Math.min(origin.length, yn)
+  for (let k = 0; k < n; k++) {
+    const d = origin.charCodeAt(k) - y[ys + k]!
+    if (d !== 0) return d
+  }
+  return origin.length - yn
+}
+
+const DIGIT_BITS = 11
+const DIGITS = 1 << DIGIT_BITS
+
+/**
+ * Rows a page's worth of columns is gathered in and sorted with, reused (decoding and sorting
+ * are synchronous): a page allocates only the columns it keeps.
+ */
+export const SCRATCH_ROWS = 8192
+const scratchRows = { index: new Uint32Array(SCRATCH_ROWS), keys: new Uint32Array(SCRATCH_ROWS), nextIndex: new Uint32Array(SCRATCH_ROWS), nextKeys: new Uint32Array(SCRATCH_ROWS) }
+const counts = new Uint32Array(DIGITS)
+let scratchColumns: Columns | undefined
+
+/**
+ * Columns of `capacity` rows to gather unsorted entries in, for `fromColumns`: scratch ones (reused
+ * by the next call) up to `SCRATCH_ROWS`, fresh ones past it.
+ */
+export const gatherColumns = (capacity: number, buffers: ReadonlyArray<Buffer>): Columns => {
+  const fresh = capacity > SCRATCH_ROWS
+  const rows = fresh ? capacity : SCRATCH_ROWS
+  const c = fresh || scratchColumns === undefined
+    ? {
+      length: rows,
+      hashes: new Uint32Array(rows),
+      seqs: new Float64Array(rows),
+      tsHigh: new Uint32Array(rows),
+      tsLow: new Uint32Array(rows),
+      sources: new Uint32Array(rows),
+      starts: new Uint32Array(rows),
+      lengths: new Uint8Array(rows),
+      buffers
+    }
+    : scratchColumns
+  if (!fresh) scratchColumns = c
+  return { ...c, buffers }
+}
+
+/** Row numbers ordered by (hash, origin): LSD radix sort on the hashes, then runs of equal hashes by origin. */
+const order = (c: Columns): Uint32Array => {
+  const n = c.length
+  const scratch = n <= SCRATCH_ROWS
+  let index = scratch ? scratchRows.index.subarray(0, n) : new Uint32Array(n)
+  for (let i = 0; i < n; i++) index[i] = i
+  if (n < 2) return index
+  let keys = scratch ? scratchRows.keys.subarray(0, n) : new Uint32Array(n)
+  keys.set(c.hashes.subarray(0, n))
+  // already in order (a vector encoded from sorted columns): nothing to sort
+  let sorted = true
+  for (let i = 1; i < n && sorted; i++) sorted = keys[i - 1]! <= keys[i]!
+  if (!sorted) {
+    let nextIndex = scratch ? scratchRows.nextIndex.subarray(0, n) : new Uint32Array(n)
+    let nextKeys = scratch ? scratchRows.nextKeys.subarray(0, n) : new Uint32Array(n)
+    for (let shift = 0; shift < 32; shift += DIGIT_BITS) {
+      counts.fill(0)
+      for (let i = 0; i < n; i++) counts[(keys[i]! >>> shift) & (DIGITS - 1)]!++
+      let sum = 0
+      for (let d = 0; d < DIGITS; d++) {
+        const count = counts[d]!
+        counts[d] = sum
+        sum += count
+      }
+      for (let i = 0; i < n; i++) {
+        const k = keys[i]!
+        const at = counts[(k >>> shift) & (DIGITS - 1)]!++
+        nextIndex[at] = index[i]!
+        nextKeys[at] = k
+      }
+      ;[index, nextIndex] = [nextIndex, index]
+      ;[keys, nextKeys] = [nextKeys, keys]
+    }
+  }
+  // equal hashes (rare by chance, or chosen by a peer): that run by origin
+  for (let i = 0; i < n;) {
+    let j = i + 1
+    while (j < n && keys[j] === keys[i]) j++
+    if (j - i > 1) index.set(Array.from(index.subarray(i, j)).sort((x, y) => compareRows(c, x, c, y)), i)
+    i = j
+  }
+  return index
+}
+
+/** How `fromColumns` treats an origin named more than once. */
+export type Repeated = "refuse" | "max"
+
+/**
+ * The vector of some columns. An origin named more than once keeps its largest seq
+ * (`"max"`: pages of one vector, joined), or is refused and returned (`"refuse"`: one page).
+ */
+export const fromColumns = (c: Columns, repeated: Repeated): SortedVector | { readonly repeated: string } => {
+  const index = order(c)
+  const n = c.length
+  const out: Columns = {
+    length: n,
+    hashes: new Uint32Array(n),
+    seqs: new Float64Array(n),
+    tsHigh: new Uint32Array(n),
+    tsLow: new Uint32Array(n),
+    sources: new Uint32Array(n),
+    starts: new Uint32Array(n),
+    lengths: new Uint8Array(n),
+    buffers: c.buffers
+  }
+  let rows = 0
+  for (let k = 0; k < n; k++) {
+    const i = index[k]!
+    const seq = c.seqs[i]!
+    if (rows > 0 && out.hashes[rows - 1] === c.hashes[i] && compareRows(out, rows - 1, c, i) === 0) {
+      if (repeated === "refuse") return { repeated: originAt(c, i) }
+      if (out.seqs[rows - 1]! < seq) {
+        out.seqs[rows - 1] = seq
+        out.tsHigh[rows - 1] = c.tsHigh[i]!
+        out.tsLow[rows - 1] = c.tsLow[i]!
+      }
+      continue
+    }
+    out.hashes[rows] = c.hashes[i]!
+    out.seqs[rows] = seq
+    out.tsHigh[rows] = c.tsHigh[i]!
+    out.tsLow[rows] = c.tsLow[i]!
+    out.sources[rows] = c.sources[i]!
+    out.starts[rows] = c.starts[i]!
+    out.lengths[rows] = c.lengths[i]!
+    rows++
+  }
+  return new SortedVector(rows === n ? out : truncate(out, rows))
+}
+
+const truncate = (c: Columns, length: number): Columns => ({
+  length,
+  hashes: c.hashes.subarray(0, length),
+  seqs: c.seqs.subarray(0, length),
+  tsHigh: c.tsHigh.subarray(0, length),
+  tsLow: c.tsLow.subarray(0, length),
+  sources: c.sources.subarray(0, length),
+  starts: c.starts.subarray(0, length),
+  lengths: c.lengths.subarray(0, length),
+  buffers: c.buffers
+})
+
+const originAt = (c: Columns, i: number): string => c.buffers[c.sources[i]!]!.toString("latin1", c.starts[i]!, c.starts[i]! + c.lengths[i]!)
+
+const hex8 = (n: number): string => n.toString(16).padStart(8, "0")
+
+const tsAt = (c: Columns, i: number): Timestamp => (hex8(c.tsHigh[i]!) + hex8(c.tsLow[i]!)) as Timestamp
+
+/** Whether an origin can live in the columns: latin1, at most 255 characters. */
+const fitsColumns = (origin: string): boolean => {
+  if (origin.length > 255) return false
+  for (let i = 0; i < origin.length; i++) if (origin.charCodeAt(i) > 0xff) return false
+  return true
+}
+
+/** Whether a timestamp can live in the columns: 16 lowercase hex digits. */
+const TS_COLUMN = /^[0-9a-f]{16}$/
+
+/** Columns of entries that fit them (each origin hashed; latin1 origins, timestamps as `TS_COLUMN`). */
+const columnsOf = (entries: ReadonlyArray<readonly [string, Entry]>, base: number): Columns => {
+  const n = entries.length
+  const c = {
+    length: n,
+    hashes: new Uint32Array(n),
+    seqs: new Float64Array(n),
+    tsHigh: new Uint32Array(n),
+    tsLow: new Uint32Array(n),
+    sources: new Uint32Array(n).fill(base),
+    starts: new Uint32Array(n),
+    lengths: new Uint8Array(n),
+    buffers: [Buffer.from(entries.map(([origin]) => origin).join(""), "latin1")]
+  }
+  let at = 0
+  for (let i = 0; i < n; i++) {
+    const [origin, entry] = entries[i]!
+    c.hashes[i] = hashOf(origin)
+    c.seqs[i] = entry.seq
+    c.tsHigh[i] = parseInt(entry.ts.slice(0, 8), 16)
+    c.tsLow[i] = parseInt(entry.ts.slice(8), 16)
+    c.starts[i] = at
+    c.lengths[i] = origin.length
+    at += origin.length
+  }
+  return c
+}
+
+/** Concatenates columns (buffers renumbered). */
+const concat = (parts: ReadonlyArray<Columns>): Columns => {
+  let n = 0
+  for (const p of parts) n += p.length
+  const out = {
+    length: n,
+    hashes: new Uint32Array(n),
+    seqs: new Float64Array(n),
+    tsHigh: new Uint32Array(n),
+    tsLow: new Uint32Array(n),
+    sources: new Uint32Array(n),
+    starts: new Uint32Array(n),
+    lengths: new Uint8Array(n),
+    buffers: [] as Array<Buffer>
+  }
+  let at = 0
+  for (const p of parts) {
+    const m = p.length
+    out.hashes.set(p.hashes.subarray(0, m), at)
+    out.seqs.set(p.seqs.subarray(0, m), at)
+    out.tsHigh.set(p.tsHigh.subarray(0, m), at)
+    out.tsLow.set(p.tsLow.subarray(0, m), at)
+    out.starts.set(p.starts.subarray(0, m), at)
+    out.lengths.set(p.lengths.subarray(0, m), at)
+    const shift = out.buffers.length
+    for (let i = 0; i < m; i++) out.sources[at + i] = p.sources[i]! + shift
+    out.buffers.push(...p.buffers)
+    at += m
+  }
+  return out
+}
+
+/** Some vectors as one: every origin at its largest seq among them. */
+export const union = (vectors: ReadonlyArray<ReadonlyMap<string, Entry>>): SortedVector => {
+  const sorted = vectors.map((v) => (v instanceof SortedVector ? v : fromEntries(v)))
+  const extra = sorted.flatMap((v) => [...v.outside()])
+  const joined = fromColumns(concat(sorted.map((v) => v.columns())), "max") as SortedVector
+  for (const [origin, entry] of extra) {
+    if ((joined.get(origin)?.seq ?? 0) < entry.seq) joined.set(origin, entry)
+  }
+  return joined
+}
+
+const EMPTY: Columns = truncate(concat([]), 0)
+
+/** A vector of the given entries (a repeated origin keeps the last given, as a `Map` would). */
+export const fromEntries = (entries: Iterable<readonly [string, Entry]>): SortedVector => {
+  const vector = new SortedVector(EMPTY)
+  for (const [origin, entry] of entries) vector.set(origin, entry)
+  vector.columns()
+  return vector
+}
+
+/** A version vector as sorted columns; see the module's comment. */
+export class SortedVector implements Map<string, Entry> {
+  // seq 0 in a column marks an origin deleted since (a vector holds no seq below 1)
+  private deleted = 0
+  /** Origins set after construction that the columns lack (and those that cannot live in them). */
+  private readonly added = new Map<string, Entry>()
+
+  constructor(private c: Columns) {}
+
+  /** Row of `origin` in the columns, or -1. */
+  private indexOf(origin: string): number {
+    const c = this.c
+    const hash = hashOf(origin)
+    const hashes = c.hashes
+    let lo = 0
+    let hi = c.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      const h = hashes[mid]!
+      if (h < hash || (h === hash && compareOrigin(origin, c, mid) > 0)) lo = mid + 1
+      else hi = mid
+    }
+    return lo < c.length && hashes[lo] === hash && compareOrigin(origin, c, lo) === 0 ? lo : -1
+  }
+
+  /** Sequence number of the last operation held from `origin` (0 for none), without an entry object. */
+  seqOf(origin: string): number {
+    const i = this.indexOf(origin)
+    if (i >= 0 && this.c.seqs[i] !== 0) return this.c.seqs[i]!
+    return this.added.size === 0 ? 0 : this.added.get(origin)?.seq ?? 0
+  }
+
+  /** The columns, sorted, with what was set since folded in (later changes do not show in them). */
+  columns(): Columns {
+    this.compact(true)
+    return this.c
+  }
+
+  /** Entries that cannot live in the columns (origins that are not latin1, odd timestamps or seqs). */
+  outside(): ReadonlyMap<string, Entry> {
+    this.compact(true)
+    return this.added
+  }
+
+  /** Folds `added` and deletions into the columns: always when `force`, else once `added` is as large as the columns. */
+  private compact(force: boolean): void {
+    if (!force && this.added.size < Math.max(1024, this.c.length)) return
+    if (this.added.size === 0 && this.deleted === 0) return
+    const c = this.c
+    const kept = new Uint32Array(c.length - this.deleted)
+    let k = 0
+    for (let i = 0; i < c.length; i++) if (c.seqs[i] !== 0) kept[k++] = i
+    const base = permute(c, kept)
+    const fits: Array<readonly [string, Entry]> = []
+    for (const [origin, entry] of this.added) {
+      if (fitsColumns(origin) && TS_COLUMN.test(entry.ts) && entry.seq >= 1) {
+        fits.push([origin, entry])
+        this.added.delete(origin)
+      }
+    }
+    this.c = (fromColumns(concat([base, columnsOf(fits, 0)]), "max") as SortedVector).c
+    this.deleted = 0
+  }
+
+  get size(): number {
+    return this.c.length - this.deleted + this.added.size
+  }
+
+  get(origin: string): Entry | undefined {
+    const i = this.indexOf(origin)
+    if (i >= 0 && this.c.seqs[i] !== 0) return { seq: this.c.seqs[i]!, ts: tsAt(this.c, i) }
+    // a deleted row's origin may live beside the columns since (set to a value they cannot hold)
+    return this.added.size === 0 ? undefined : this.added.get(origin)
+  }
+
+  has(origin: string): boolean {
+    return this.get(origin) !== undefined
+  }
+
+  set(origin: string, entry: Entry): this {
+    const i = this.indexOf(origin)
+    if (i >= 0) {
+      if (entry.seq >= 1 && TS_COLUMN.test(entry.ts)) {
+        if (this.c.seqs[i] === 0) {
+          this.deleted--
+          this.added.delete(origin)
+        }
+        this.c.seqs[i] = entry.seq
+        ;(this.c.tsHigh as Uint32Array)[i] = parseInt(entry.ts.slice(0, 8), 16)
+        ;(this.c.tsLow as Uint32Array)[i] = parseInt(entry.ts.slice(8), 16)
+        return this
+      }
+      // not a value the columns hold: the row goes, the entry lives beside them
+      if (this.c.seqs[i] !== 0) this.deleted++
+      this.c.seqs[i] = 0
+    }
+    this.added.set(origin, entry)
+    this.compact(false)
+    return this
+  }
+
+  delete(origin: string): boolean {
+    const i = this.indexOf(origin)
+    if (i >= 0 && this.c.seqs[i] !== 0) {
+      this.c.seqs[i] = 0
+      this.deleted++
+      return true
+    }
+    return this.added.delete(origin)
+  }
+
+  clear(): void {
+    this.c = EMPTY
+    this.deleted = 0
+    this.added.clear()
+  }
+
+  *entries(): MapIterator<[string, Entry]> {
+    const c = this.c
+    for (let i = 0; i < c.length; i++) {
+      if (c.seqs[i] !== 0) yield [originAt(c, i), { seq: c.seqs[i]!, ts: tsAt(c, i) }]
+    }
+    yield* this.added
+  }
+
+  *keys(): MapIterator<string> {
+    for (const [origin] of this.entries()) yield origin
+  }
+
+  *values(): MapIterator<Entry> {
+    for (const [, entry] of this.entries()) yield entry
+  }
+
+  [Symbol.iterator](): MapIterator<[string, Entry]> {
+    return this.entries()
+  }
+
+  forEach(callback: (value: Entry, key: string, map: Map<string, Entry>) => void, thisArg?: unknown): void {
+    for (const [origin, entry] of this.entries()) callback.call(thisArg, entry, origin, this)
+  }
+
+  get [Symbol.toStringTag](): string {
+    return "SortedVector"
+  }
+}
+
+/** Rows `rows` of `c`, in that order. */
+const permute = (c: Columns, rows: Uint32Array): Columns => {
+  const n = rows.length
+  const out = {
+    length: n,
+    hashes: new Uint32Array(n),
+    seqs: new Float64Array(n),
+    tsHigh: new Uint32Array(n),
+    tsLow: new Uint32Array(n),
+    sources: new Uint32Array(n),
+    starts: new Uint32Array(n),
+    lengths: new Uint8Array(n),
+    buffers: c.buffers
+  }
+  for (let k = 0; k < n; k++) {
+    const i = rows[k]!
+    out.hashes[k] = c.hashes[i]!
+    out.seqs[k] = c.seqs[i]!
+    out.tsHigh[k] = c.tsHigh[i]!
+    out.tsLow[k] = c.tsLow[i]!
+    out.sources[k] = c.sources[i]!
+    out.starts[k] = c.starts[i]!
+    out.lengths[k] = c.lengths[i]!
+  }
+  return out
+}
