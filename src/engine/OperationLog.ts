@@ -18,7 +18,7 @@ import type { NodeId } from "../crdt/Timestamp.js"
 import * as VersionVector from "../crdt/VersionVector.js"
 import { queryError, StorageError } from "./Database.js"
 import { ValidationError } from "./EngineError.js"
-import type { Bulk } from "./internal/bulk.js"
+import type { Bulk, SyncBulk } from "./internal/bulk.js"
 import * as ParseError from "../internal/parseError.js"
 
 const LOG = "weft_log"
@@ -78,6 +78,23 @@ export const originNumber = (origins: Origins, origin: string): number => {
   return n
 }
 
+/** The log rows of operations, or the first one too large to keep. */
+const logRows = (
+  origins: Origins,
+  ops: ReadonlyArray<Operation.Operation>,
+  maxOperationBytes: number
+): Array<ReadonlyArray<unknown>> | ValidationError => {
+  const rows: Array<ReadonlyArray<unknown>> = []
+  for (const op of ops) {
+    const payload = Binary.encode(Operation.toPayload(op))
+    if (payload.length > maxOperationBytes) {
+      return new ValidationError({ reason: "TooLarge", model: op.model, record: op.record, detail: `operation ${Operation.id(op)} takes ${payload.length} bytes; the most is ${maxOperationBytes}` })
+    }
+    rows.push([originNumber(origins, op.origin), op.seq, packTimestamp(op.ts), Operation.kindOf(op), op.model, op.record, payload])
+  }
+  return rows
+}
+
 /** Appends operations (callers have removed the ones already held). */
 export const append = (
   trx: Kysely<any>,
@@ -87,16 +104,24 @@ export const append = (
   maxOperationBytes: number
 ): Effect.Effect<void, StorageError | ValidationError> =>
   Effect.suspend((): Effect.Effect<void, StorageError | ValidationError> => {
-    const rows: Array<ReadonlyArray<unknown>> = []
-    for (const op of ops) {
-      const payload = Binary.encode(Operation.toPayload(op))
-      if (payload.length > maxOperationBytes) {
-        return Effect.fail(new ValidationError({ reason: "TooLarge", model: op.model, record: op.record, detail: `operation ${Operation.id(op)} takes ${payload.length} bytes; the most is ${maxOperationBytes}` }))
-      }
-      rows.push([originNumber(origins, op.origin), op.seq, packTimestamp(op.ts), Operation.kindOf(op), op.model, op.record, payload])
-    }
+    const rows = logRows(origins, ops, maxOperationBytes)
+    if (rows instanceof ValidationError) return Effect.fail(rows)
     return Effect.tryPromise({ try: () => bulk.insert(trx, LOG, COLUMNS, rows), catch: queryError })
   })
+
+/** `append` in this turn of the event loop, inside `Database.sync`'s transaction; the error of an operation too large. */
+export const appendSync = (
+  trx: Kysely<any>,
+  bulk: SyncBulk,
+  origins: Origins,
+  ops: ReadonlyArray<Operation.Operation>,
+  maxOperationBytes: number
+): ValidationError | undefined => {
+  const rows = logRows(origins, ops, maxOperationBytes)
+  if (rows instanceof ValidationError) return rows
+  bulk.insert(trx, LOG, COLUMNS, rows)
+  return undefined
+}
 
 interface OperationRow {
   readonly origin: number
@@ -266,6 +291,13 @@ export const readOrigins = (
     })
   )
 
+const vectorRows = (origins: Origins, advanced: VersionVector.VersionVector) => {
+  const rows: Array<ReadonlyArray<unknown>> = []
+  for (const [origin, entry] of advanced) rows.push([originNumber(origins, origin), origin, entry.seq, entry.ts])
+  return rows
+}
+const VECTOR_CONFLICT = { target: ["n"], update: ["seq", "ts"] }
+
 /** Stores the entries that a commit moved (each origin with its number). */
 export const writeVector = (
   trx: Kysely<any>,
@@ -274,12 +306,15 @@ export const writeVector = (
   advanced: VersionVector.VersionVector
 ): Effect.Effect<void, StorageError> => {
   if (advanced.size === 0) return Effect.void
-  const rows: Array<ReadonlyArray<unknown>> = []
-  for (const [origin, entry] of advanced) rows.push([originNumber(origins, origin), origin, entry.seq, entry.ts])
   return Effect.tryPromise({
-    try: () => bulk.insert(trx, "weft_origins", ["n", "origin", "seq", "ts"], rows, { target: ["n"], update: ["seq", "ts"] }),
+    try: () => bulk.insert(trx, "weft_origins", ["n", "origin", "seq", "ts"], vectorRows(origins, advanced), VECTOR_CONFLICT),
     catch: queryError
   })
+}
+
+/** `writeVector` in this turn of the event loop, inside `Database.sync`'s transaction. */
+export const writeVectorSync = (trx: Kysely<any>, bulk: SyncBulk, origins: Origins, advanced: VersionVector.VersionVector): void => {
+  if (advanced.size > 0) bulk.insert(trx, "weft_origins", ["n", "origin", "seq", "ts"], vectorRows(origins, advanced), VECTOR_CONFLICT)
 }
 
 /** Reads a value of the engine's metadata. */
@@ -298,6 +333,10 @@ export const writeMeta = (trx: Kysely<any>, bulk: Bulk, key: string, value: stri
     try: () => bulk.insert(trx, "weft_meta", ["key", "value"], [[key, value]], { target: ["key"], update: ["value"] }),
     catch: queryError
   })
+
+/** `writeMeta` in this turn of the event loop, inside `Database.sync`'s transaction. */
+export const writeMetaSync = (trx: Kysely<any>, bulk: SyncBulk, key: string, value: string): void =>
+  bulk.insert(trx, "weft_meta", ["key", "value"], [[key, value]], { target: ["key"], update: ["value"] })
 
 /** Metadata keys. */
 export const META_NODE = "node"

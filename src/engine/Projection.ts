@@ -29,7 +29,7 @@ import * as RecordState from "../crdt/RecordState.js"
 import * as RichText from "../crdt/RichText.js"
 import { Value } from "../crdt/Value.js"
 import { type Capabilities, queryError, StorageError } from "./Database.js"
-import type { Bulk } from "./internal/bulk.js"
+import type { Bulk, SyncBulk } from "./internal/bulk.js"
 import * as Documents from "./internal/documents.js"
 import type { NodeId } from "../crdt/Timestamp.js"
 import { ValidationError } from "./EngineError.js"
@@ -212,6 +212,30 @@ const columnValue = (field: Model.Field, value: unknown): unknown =>
     : field.column === "json" ? JSON.stringify(value)
     : value
 
+/** Slots of `ids` from their live rows and tombstone rows (records in neither get an empty state). */
+const slotsOf = (
+  origins: OperationLog.Origins,
+  model: Model.Any,
+  ids: ReadonlyArray<string>,
+  richFields: ReadonlyArray<string>,
+  live: ReadonlyArray<Record<string, any>>,
+  hidden: () => ReadonlyArray<{ id: string; state: Uint8Array }>
+): Map<string, Slot | StorageError> => {
+  const slots = new Map<string, Slot | StorageError>()
+  const slot = (id: string, bytes: Uint8Array, location: Slot["location"], texts: Map<string, string>) => {
+    const state = decodeState(bytes, `${model.name}/${id}`, origins.names)
+    slots.set(id, Either.isLeft(state) ? state.left : { id, state: state.right, before: state.right, location, texts, docs: new Map() })
+  }
+  for (const row of live) {
+    slot(row.id, row.weft_state, "live", richFields.length === 0 ? new Map() : new Map(richFields.map((f) => [f, (row[f] as string | null) ?? ""])))
+  }
+  if (slots.size < ids.length) for (const row of hidden()) slot(row.id, row.state, "tombstone", new Map())
+  for (const id of ids) {
+    if (!slots.has(id)) slots.set(id, { id, state: RecordState.empty, before: RecordState.empty, location: "none", texts: new Map(), docs: new Map() })
+  }
+  return slots
+}
+
 const loadSlots = async (
   trx: Kysely<any>,
   bulk: Bulk,
@@ -220,24 +244,25 @@ const loadSlots = async (
   ids: ReadonlyArray<string>,
   richFields: ReadonlyArray<string>
 ): Promise<Map<string, Slot | StorageError>> => {
-  const slots = new Map<string, Slot | StorageError>()
-  const slot = (id: string, bytes: Uint8Array, location: Slot["location"], texts: Map<string, string>) => {
-    const state = decodeState(bytes, `${model.name}/${id}`, origins.names)
-    slots.set(id, Either.isLeft(state) ? state.left : { id, state: state.right, before: state.right, location, texts, docs: new Map() })
-  }
   const rows = await bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state", ...richFields], "id", ids)
-  for (const row of rows) {
-    slot(row.id, row.weft_state, "live", new Map(richFields.map((f) => [f, (row[f] as string | null) ?? ""])))
-  }
-  const missing = ids.filter((id) => !slots.has(id))
-  if (missing.length > 0) {
-    const hidden = await bulk.selectIn<{ id: string; state: Uint8Array }>(trx, "weft_tombstones", ["id", "state"], "id", missing, { model: model.name })
-    for (const row of hidden) slot(row.id, row.state, "tombstone", new Map())
-  }
-  for (const id of ids) {
-    if (!slots.has(id)) slots.set(id, { id, state: RecordState.empty, before: RecordState.empty, location: "none", texts: new Map(), docs: new Map() })
-  }
-  return slots
+  const found = new Set(rows.map((row) => row.id))
+  const missing = ids.filter((id) => !found.has(id))
+  const hidden = missing.length === 0 ? [] : await bulk.selectIn<{ id: string; state: Uint8Array }>(trx, "weft_tombstones", ["id", "state"], "id", missing, { model: model.name })
+  return slotsOf(origins, model, ids, richFields, rows, () => hidden)
+}
+
+const loadSlotsSync = (
+  trx: Kysely<any>,
+  bulk: SyncBulk,
+  origins: OperationLog.Origins,
+  model: Model.Any,
+  ids: ReadonlyArray<string>
+): Map<string, Slot | StorageError> => {
+  const rows = bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state"], "id", ids)
+  return slotsOf(origins, model, ids, [], rows, () => {
+    const found = new Set(rows.map((row) => row.id))
+    return bulk.selectIn<{ id: string; state: Uint8Array }>(trx, "weft_tombstones", ["id", "state"], "id", ids.filter((id) => !found.has(id)), { model: model.name })
+  })
 }
 
 /** Records loaded in one transaction, by model and id; `apply` reuses them instead of reading again. */
@@ -264,6 +289,29 @@ const loadInto = async (
   }
   return undefined
 }
+
+const loadIntoSync = (
+  trx: Kysely<any>,
+  bulk: SyncBulk,
+  origins: OperationLog.Origins,
+  model: Model.Any,
+  ids: Iterable<string>,
+  loaded: Loaded
+): StorageError | undefined => {
+  const known = loaded.get(model.name) ?? new Map<string, Slot>()
+  loaded.set(model.name, known)
+  const missing: Array<string> = []
+  for (const id of ids) if (!known.has(id)) missing.push(id)
+  if (missing.length === 0) return undefined
+  for (const [id, slot] of loadSlotsSync(trx, bulk, origins, model, missing)) {
+    if (slot instanceof StorageError) return slot
+    known.set(id, slot)
+  }
+  return undefined
+}
+
+/** `load` in this turn of the event loop, inside `Database.sync`'s transaction (models without rich text). */
+export const loadSync = loadIntoSync
 
 /** Loads the stored state of records into `loaded` (records never seen get an empty state). */
 export const load = (
@@ -397,34 +445,100 @@ const applyBatch = async (
     }
 
     // writes
-    const fields = [...model.fields.values()]
-    const live: Array<Array<unknown>> = []
-    const dead: Array<Array<unknown>> = []
-    const leaveLive: Array<string> = []
-    const leaveTombstones: Array<string> = []
-    for (const slot of slots.values()) {
-      if (slot.state === slot.before && slot.docs.size === 0) continue
-      const alive = RecordState.isAlive(slot.state)
-      if (alive) {
-        const row: Array<unknown> = [slot.id, encodeState(slot.state, origins)]
-        for (const field of fields) {
-          row.push(field.column === "rich" ? (slot.texts.get(field.name) ?? "") : columnValue(field, slot.state.fields[field.name]?.value))
-        }
-        live.push(row)
-        if (slot.location === "tombstone") leaveTombstones.push(slot.id)
-      } else {
-        dead.push([name, slot.id, encodeState(slot.state, origins)])
-        if (slot.location === "live") leaveLive.push(slot.id)
-      }
-      if (alive || slot.location === "live") changes.push({ model: name, record: slot.id, alive })
-    }
-    const columns = ["weft_state", ...model.fields.keys()]
-    if (live.length > 0) await bulk.insert(trx, name, ["id", ...columns], live, { target: ["id"], update: columns })
-    if (leaveLive.length > 0) await bulk.deleteIn(trx, name, "id", leaveLive)
-    if (dead.length > 0) await bulk.insert(trx, "weft_tombstones", ["model", "id", "state"], dead, { target: ["model", "id"], update: ["state"] })
-    if (leaveTombstones.length > 0) await bulk.deleteIn(trx, "weft_tombstones", "id", leaveTombstones, { model: name })
+    const writes = writesOf(model, slots.values(), origins, changes)
+    if (writes.live.length > 0) await bulk.insert(trx, name, writes.liveColumns, writes.live, { target: ["id"], update: writes.liveColumns.slice(1) })
+    if (writes.leaveLive.length > 0) await bulk.deleteIn(trx, name, "id", writes.leaveLive)
+    if (writes.dead.length > 0) await bulk.insert(trx, "weft_tombstones", ["model", "id", "state"], writes.dead, { target: ["model", "id"], update: ["state"] })
+    if (writes.leaveTombstones.length > 0) await bulk.deleteIn(trx, "weft_tombstones", "id", writes.leaveTombstones, { model: name })
   }
   await documents.write(trx)
+  return Either.right(changes)
+}
+
+/** The rows a batch writes for one model's changed slots; adds the visible changes to `changes`. */
+const writesOf = (model: Model.Any, slots: Iterable<Slot>, origins: OperationLog.Origins, changes: Array<RecordChange>) => {
+  const name = model.name
+  const fields = [...model.fields.values()]
+  const live: Array<Array<unknown>> = []
+  const dead: Array<Array<unknown>> = []
+  const leaveLive: Array<string> = []
+  const leaveTombstones: Array<string> = []
+  for (const slot of slots) {
+    if (slot.state === slot.before && slot.docs.size === 0) continue
+    const alive = RecordState.isAlive(slot.state)
+    if (alive) {
+      const row: Array<unknown> = [slot.id, encodeState(slot.state, origins)]
+      for (const field of fields) {
+        row.push(field.column === "rich" ? (slot.texts.get(field.name) ?? "") : columnValue(field, slot.state.fields[field.name]?.value))
+      }
+      live.push(row)
+      if (slot.location === "tombstone") leaveTombstones.push(slot.id)
+    } else {
+      dead.push([name, slot.id, encodeState(slot.state, origins)])
+      if (slot.location === "live") leaveLive.push(slot.id)
+    }
+    if (alive || slot.location === "live") changes.push({ model: name, record: slot.id, alive })
+  }
+  return { liveColumns: ["id", "weft_state", ...model.fields.keys()], live, dead, leaveLive, leaveTombstones }
+}
+
+/** Whether `applySync` can fold `ops`: no rich text (documents are read and written asynchronously). */
+export const canApplySync = (models: ReadonlyMap<string, Model.Any>, modelNames: Iterable<string>): boolean => {
+  for (const name of modelNames) {
+    const model = models.get(name)
+    if (model === undefined || richFieldsOf(model).length > 0) return false
+  }
+  return true
+}
+
+/**
+ * `apply` in this turn of the event loop, inside `Database.sync`'s transaction, for operations of
+ * models without rich text (`canApplySync`).
+ */
+export const applySync = (
+  trx: Kysely<any>,
+  bulk: SyncBulk,
+  origins: OperationLog.Origins,
+  models: ReadonlyMap<string, Model.Any>,
+  ops: ReadonlyArray<Operation.Operation>,
+  loaded: Loaded,
+  folded?: Folded
+): Either.Either<ReadonlyArray<RecordChange>, StorageError> => {
+  const byModel = new Map<string, Set<string>>()
+  for (const op of ops) {
+    const ids = byModel.get(op.model)
+    if (ids === undefined) byModel.set(op.model, new Set([op.record]))
+    else ids.add(op.record)
+  }
+  const changes: Array<RecordChange> = []
+  for (const [name, ids] of byModel) {
+    const model = models.get(name)!
+    const failed = loadIntoSync(trx, bulk, origins, model, ids, loaded)
+    if (failed !== undefined) return Either.left(failed)
+    const known = loaded.get(name)!
+    if (folded !== undefined) {
+      for (const id of ids) {
+        const slot = known.get(id)!
+        slot.state = folded.state(name, id) ?? slot.state
+      }
+    }
+  }
+  if (folded === undefined) {
+    for (const op of ops) {
+      if (op._tag === "Edit") continue
+      const slot = loaded.get(op.model)!.get(op.record)!
+      slot.state = RecordState.apply(slot.state, op)
+    }
+  }
+  for (const [name, ids] of byModel) {
+    const model = models.get(name)!
+    const known = loaded.get(name)!
+    const writes = writesOf(model, [...ids].map((id) => known.get(id)!), origins, changes)
+    if (writes.live.length > 0) bulk.insert(trx, name, writes.liveColumns, writes.live, { target: ["id"], update: writes.liveColumns.slice(1) })
+    if (writes.leaveLive.length > 0) bulk.deleteIn(trx, name, "id", writes.leaveLive)
+    if (writes.dead.length > 0) bulk.insert(trx, "weft_tombstones", ["model", "id", "state"], writes.dead, { target: ["model", "id"], update: ["state"] })
+    if (writes.leaveTombstones.length > 0) bulk.deleteIn(trx, "weft_tombstones", "id", writes.leaveTombstones, { model: name })
+  }
   return Either.right(changes)
 }
 
