@@ -54,6 +54,8 @@ export interface RecordChange {
 // Since migration 0003 `stamps` is flat pairs (timestamp's 8 bytes, origin number of
 // `weft_origins`): 11 bytes a stamp instead of its text (16 + the origin's length).
 // States written before keep their stamps as text until their record is written again.
+// Since 0004 a field is its number in `weft_names` (`OperationLog.Words`), a name not numbered
+// stays text; states written before keep their names until their record is written again.
 
 const StampIndex = Schema.Int.pipe(Schema.greaterThanOrEqualTo(-1))
 const StateFromTuple = Schema.transformOrFail(
@@ -105,7 +107,7 @@ export const encodeState = (state: RecordState.RecordState, origins: OperationLo
   const out: Array<unknown> = [stamps, index(state.created), index(state.deleted)]
   for (const field of Object.keys(state.fields).sort()) {
     const register = state.fields[field]!
-    out.push(field, index(register.stamp), register.value)
+    out.push(origins.words.numbers.get(field) ?? field, index(register.stamp), register.value)
   }
   return Binary.encode(out)
 }
@@ -125,17 +127,26 @@ const stampsAsText = (stamps: ReadonlyArray<unknown>, names: ReadonlyMap<number,
   return out
 }
 
-/** Decodes a stored record state, validating it; `names` are the origins by number. */
+/** Decodes a stored record state, validating it; `origins` name the numbers of its stamps and fields. */
 export const decodeState = (
   bytes: Uint8Array,
   where: string,
-  names: ReadonlyMap<number, string>
+  origins: Pick<OperationLog.Origins, "names" | "words">
 ): Either.Either<RecordState.RecordState, StorageError> =>
   Binary.decode(bytes).pipe(
     Either.flatMap((u): Either.Either<unknown, Error> => {
       if (!Array.isArray(u) || !Array.isArray(u[0])) return Either.right(u)
-      const stamps = stampsAsText(u[0], names)
-      return typeof stamps === "string" ? Either.left(new Error(stamps)) : Either.right([stamps, ...u.slice(1)])
+      const stamps = stampsAsText(u[0], origins.names)
+      if (typeof stamps === "string") return Either.left(new Error(stamps))
+      const out: Array<unknown> = [stamps, ...u.slice(1)]
+      for (let i = 3; i < out.length; i += 3) {
+        const field = out[i]
+        if (typeof field !== "number") continue
+        const name = origins.words.names.get(field)
+        if (name === undefined) return Either.left(new Error(`field ${field} is not a numbered name`))
+        out[i] = name
+      }
+      return Either.right(out)
     }),
     Either.flatMap((u) => decodeStateTuple(u)),
     Either.mapBoth({
@@ -223,7 +234,7 @@ const slotsOf = (
 ): Map<string, Slot | StorageError> => {
   const slots = new Map<string, Slot | StorageError>()
   const slot = (id: string, bytes: Uint8Array, location: Slot["location"], texts: Map<string, string>) => {
-    const state = decodeState(bytes, `${model.name}/${id}`, origins.names)
+    const state = decodeState(bytes, `${model.name}/${id}`, origins)
     slots.set(id, Either.isLeft(state) ? state.left : { id, state: state.right, before: state.right, location, texts, docs: new Map() })
   }
   for (const row of live) {

@@ -81,6 +81,11 @@ export const make = (options: Engine.Options) =>
 
     // the clock restarts after everything it issued or saw, whatever the wall clock says now
     const { origins, vector } = yield* OperationLog.readOrigins(kysely)
+    // every name a write can use is numbered before the first write
+    const declared = [...models.values()].flatMap((model) => [model.name, ...model.fields.keys()])
+    if (declared.some((name) => !origins.words.numbers.has(name))) {
+      yield* database.transaction((trx) => OperationLog.numberWords(trx, origins, declared))
+    }
     const storedClock = yield* OperationLog.readMeta(kysely, OperationLog.META_CLOCK)
     let last = Schema.is(Timestamp.Timestamp)(storedClock) ? storedClock : Timestamp.zero
     for (const entry of vector.values()) last = Timestamp.max(last, entry.ts)
@@ -186,6 +191,7 @@ export const make = (options: Engine.Options) =>
           return Effect.flatMap(written, ({ advanced, changes, next, ops }) => {
             // committed: the vector follows, in place (the writer is the only one changing it)
             for (const [origin, entry] of advanced) vector.set(origin, entry)
+            OperationLog.originsStored(origins, advanced)
             if (advanced.size > 0) snapshot = undefined
             writerState = { clock: next.clock, vector }
             const done: Engine.Commit = { source, ops, changes }
