@@ -92,8 +92,56 @@ const StateFromTuple = Schema.transformOrFail(
 )
 const decodeStateTuple = Schema.decodeUnknownEither(StateFromTuple)
 
-/** Encodes a record's state, its stamps' origins by their numbers in `origins`. */
-export const encodeState = (state: RecordState.RecordState, origins: OperationLog.Origins): Uint8Array => {
+/**
+ * The live row a state is stored in, whose columns hold its register values: a value its column
+ * gives back exactly is not stored in the state a second time.
+ */
+export interface Columns {
+  readonly model: Model.Any
+  readonly row: Readonly<Record<string, unknown>>
+}
+
+/** Whether `field`'s column gives `value` back exactly (text, numbers, booleans, null; not -0, JSON or bytes). */
+const inColumn = (field: Model.Field | undefined, value: unknown): boolean => {
+  if (value === null) return field !== undefined && (field.column === "text" || field.column === "real" || field.column === "integer" || field.column === "boolean")
+  switch (field?.column) {
+    case "text":
+      return typeof value === "string"
+    case "real":
+      return typeof value === "number" && !Object.is(value, -0)
+    case "integer":
+      return typeof value === "number" && Number.isSafeInteger(value) && !Object.is(value, -0)
+    case "boolean":
+      return typeof value === "boolean"
+    default:
+      return false
+  }
+}
+
+/** The register value a column holds (see `inColumn`), or an `Error` for a column that cannot hold it. */
+const fromColumn = (field: Model.Field | undefined, raw: unknown): unknown => {
+  if (raw === null) return null
+  switch (field?.column) {
+    case "text":
+      if (typeof raw === "string") return raw
+      break
+    case "real":
+    case "integer":
+      if (typeof raw === "number") return raw
+      break
+    case "boolean":
+      if (raw === 0 || raw === 1) return raw === 1
+      break
+  }
+  return new Error(`column ${field?.name ?? "?"} does not hold a register value`)
+}
+
+/**
+ * Encodes a record's state, its stamps' origins by their numbers in `origins`. Given the model of
+ * the live row it is stored in, values the row's columns hold are left out (the field is then
+ * `-number`, followed by its stamp only).
+ */
+export const encodeState = (state: RecordState.RecordState, origins: OperationLog.Origins, columnsOf?: Model.Any): Uint8Array => {
   const seen: Array<string> = []
   const stamps: Array<unknown> = []
   const index = (stamp: string | null) => {
@@ -107,7 +155,12 @@ export const encodeState = (state: RecordState.RecordState, origins: OperationLo
   const out: Array<unknown> = [stamps, index(state.created), index(state.deleted)]
   for (const field of Object.keys(state.fields).sort()) {
     const register = state.fields[field]!
-    out.push(origins.words.numbers.get(field) ?? field, index(register.stamp), register.value)
+    const n = origins.words.numbers.get(field)
+    if (n !== undefined && columnsOf !== undefined && inColumn(columnsOf.fields.get(field), register.value)) {
+      out.push(-n, index(register.stamp))
+    } else {
+      out.push(n ?? field, index(register.stamp), register.value)
+    }
   }
   return Binary.encode(out)
 }
@@ -127,24 +180,44 @@ const stampsAsText = (stamps: ReadonlyArray<unknown>, names: ReadonlyMap<number,
   return out
 }
 
-/** Decodes a stored record state, validating it; `origins` name the numbers of its stamps and fields. */
+/**
+ * Decodes a stored record state, validating it; `origins` name the numbers of its stamps and
+ * fields, and `columns` (for a live row) give the values left to its columns.
+ */
 export const decodeState = (
   bytes: Uint8Array,
   where: string,
-  origins: Pick<OperationLog.Origins, "names" | "words">
+  origins: Pick<OperationLog.Origins, "names" | "words">,
+  columns?: Columns
 ): Either.Either<RecordState.RecordState, StorageError> =>
   Binary.decode(bytes).pipe(
     Either.flatMap((u): Either.Either<unknown, Error> => {
       if (!Array.isArray(u) || !Array.isArray(u[0])) return Either.right(u)
       const stamps = stampsAsText(u[0], origins.names)
       if (typeof stamps === "string") return Either.left(new Error(stamps))
-      const out: Array<unknown> = [stamps, ...u.slice(1)]
-      for (let i = 3; i < out.length; i += 3) {
-        const field = out[i]
-        if (typeof field !== "number") continue
-        const name = origins.words.names.get(field)
+      // back to [stamps, created, deleted, name, stamp, value, …] for the Schema
+      const out: Array<unknown> = [stamps, u[1], u[2]]
+      for (let i = 3; i < u.length;) {
+        const field = u[i]
+        // a register is (field, stamp, value), or (-field, stamp) with the value in its column
+        if (i + (typeof field === "number" && field < 0 ? 1 : 2) >= u.length) return Either.left(new Error("malformed field register"))
+        if (typeof field !== "number") {
+          out.push(field, u[i + 1], u[i + 2])
+          i += 3
+          continue
+        }
+        const name = origins.words.names.get(Math.abs(field))
         if (name === undefined) return Either.left(new Error(`field ${field} is not a numbered name`))
-        out[i] = name
+        if (field >= 0) {
+          out.push(name, u[i + 1], u[i + 2])
+          i += 3
+          continue
+        }
+        if (columns === undefined) return Either.left(new Error(`the value of ${name} is in a column that was not read`))
+        const value = fromColumn(columns.model.fields.get(name), columns.row[name])
+        if (value instanceof Error) return Either.left(value)
+        out.push(name, u[i + 1], value)
+        i += 2
       }
       return Either.right(out)
     }),
@@ -233,12 +306,12 @@ const slotsOf = (
   hidden: () => ReadonlyArray<{ id: string; state: Uint8Array }>
 ): Map<string, Slot | StorageError> => {
   const slots = new Map<string, Slot | StorageError>()
-  const slot = (id: string, bytes: Uint8Array, location: Slot["location"], texts: Map<string, string>) => {
-    const state = decodeState(bytes, `${model.name}/${id}`, origins)
+  const slot = (id: string, bytes: Uint8Array, location: Slot["location"], texts: Map<string, string>, row?: Record<string, unknown>) => {
+    const state = decodeState(bytes, `${model.name}/${id}`, origins, row === undefined ? undefined : { model, row })
     slots.set(id, Either.isLeft(state) ? state.left : { id, state: state.right, before: state.right, location, texts, docs: new Map() })
   }
   for (const row of live) {
-    slot(row.id, row.weft_state, "live", richFields.length === 0 ? new Map() : new Map(richFields.map((f) => [f, (row[f] as string | null) ?? ""])))
+    slot(row.id, row.weft_state, "live", richFields.length === 0 ? new Map() : new Map(richFields.map((f) => [f, (row[f] as string | null) ?? ""])), row)
   }
   if (slots.size < ids.length) for (const row of hidden()) slot(row.id, row.state, "tombstone", new Map())
   for (const id of ids) {
@@ -255,7 +328,7 @@ const loadSlots = async (
   ids: ReadonlyArray<string>,
   richFields: ReadonlyArray<string>
 ): Promise<Map<string, Slot | StorageError>> => {
-  const rows = await bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state", ...richFields], "id", ids)
+  const rows = await bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state", ...model.fields.keys()], "id", ids)
   const found = new Set(rows.map((row) => row.id))
   const missing = ids.filter((id) => !found.has(id))
   const hidden = missing.length === 0 ? [] : await bulk.selectIn<{ id: string; state: Uint8Array }>(trx, "weft_tombstones", ["id", "state"], "id", missing, { model: model.name })
@@ -269,7 +342,7 @@ const loadSlotsSync = (
   model: Model.Any,
   ids: ReadonlyArray<string>
 ): Map<string, Slot | StorageError> => {
-  const rows = bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state"], "id", ids)
+  const rows = bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state", ...model.fields.keys()], "id", ids)
   return slotsOf(origins, model, ids, [], rows, () => {
     const found = new Set(rows.map((row) => row.id))
     return bulk.selectIn<{ id: string; state: Uint8Array }>(trx, "weft_tombstones", ["id", "state"], "id", ids.filter((id) => !found.has(id)), { model: model.name })
@@ -478,7 +551,7 @@ const writesOf = (model: Model.Any, slots: Iterable<Slot>, origins: OperationLog
     if (slot.state === slot.before && slot.docs.size === 0) continue
     const alive = RecordState.isAlive(slot.state)
     if (alive) {
-      const row: Array<unknown> = [slot.id, encodeState(slot.state, origins)]
+      const row: Array<unknown> = [slot.id, encodeState(slot.state, origins, model)]
       for (const field of fields) {
         row.push(field.column === "rich" ? (slot.texts.get(field.name) ?? "") : columnValue(field, slot.state.fields[field.name]?.value))
       }

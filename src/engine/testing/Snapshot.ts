@@ -45,7 +45,7 @@ export const snapshot = (engine: Engine.Service): Effect.Effect<Snapshot, Storag
     const projection: Record<string, Array<Record<string, unknown>>> = {}
     for (const model of [...engine.models.keys()].sort()) {
       const rows = yield* Effect.tryPromise({ try: () => db.selectFrom(model).selectAll().orderBy("id").execute(), catch: queryError })
-      projection[model] = rows.map((row) => ({ ...row, weft_state: Projection.decodeState(row.weft_state, row.id, origins) }))
+      projection[model] = rows.map((row) => ({ ...row, weft_state: Projection.decodeState(row.weft_state, row.id, origins, { model: engine.models.get(model)!, row }) }))
     }
     const tombstones: Record<string, unknown> = {}
     const hidden = yield* Effect.tryPromise({ try: () => db.selectFrom("weft_tombstones").selectAll().orderBy("model").orderBy("id").execute(), catch: queryError })
@@ -68,7 +68,7 @@ export const view = (
       const rows = yield* Effect.tryPromise({ try: () => engine.kysely.selectFrom(name).selectAll().orderBy("id").execute(), catch: queryError })
       const records: Record<string, Record<string, unknown>> = {}
       for (const row of rows) {
-        const state = yield* Projection.decodeState(row.weft_state, row.id, origins)
+        const state = yield* Projection.decodeState(row.weft_state, row.id, origins, { model, row })
         const fields: Record<string, unknown> = {}
         for (const [field, register] of Object.entries(state.fields)) fields[field] = register.value
         for (const field of model.fields.values()) {
