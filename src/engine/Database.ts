@@ -41,6 +41,21 @@ export interface Capabilities {
   readonly withoutRowid: boolean
 }
 
+/**
+ * A database whose statements run synchronously (SQLite): a write can run
+ * from BEGIN to COMMIT in one turn of the event loop, so no other query can
+ * run between its statements and it needs no hold on the connection.
+ */
+export interface Sync {
+  readonly bulk: Bulk.SyncBulk
+  /**
+   * Runs `body` in a transaction, in this turn of the event loop: committed when `keep` says
+   * so of its result, rolled back otherwise or when it throws (the exception is thrown on).
+   * `body` must not start anything asynchronous that touches the database.
+   */
+  readonly transaction: <A>(body: () => A, keep: (a: A) => boolean) => A
+}
+
 /** The engine's database. */
 export class Database extends Context.Tag("weft/engine/Database")<
   Database,
@@ -49,6 +64,8 @@ export class Database extends Context.Tag("weft/engine/Database")<
     readonly capabilities: Capabilities
     /** Multi-row statements compiled once per shape, for the write path. */
     readonly bulk: Bulk.Bulk
+    /** The synchronous write path, where the driver has one (SQLite). */
+    readonly sync: Sync | undefined
     /** Runs a query; exceptions become `StorageError`. */
     readonly execute: <A>(query: (db: Kysely<any>) => Promise<A>) => Effect.Effect<A, StorageError>
     /**
@@ -71,7 +88,7 @@ export const queryError = (cause: unknown): StorageError =>
 export const make = (
   dialect: Dialect,
   capabilities: Capabilities,
-  direct?: Bulk.Direct
+  direct?: Bulk.Direct & { readonly transaction: Sync["transaction"] }
 ): Effect.Effect<Database["Type"], StorageError, Scope.Scope> =>
   Effect.gen(function*() {
     const kysely = yield* Effect.acquireRelease(
@@ -91,7 +108,9 @@ export const make = (
             // or the transaction is already gone, and the original error is what matters
             : Effect.ignore(Effect.tryPromise(() => trx.rollback().execute()))
       )
-    return { kysely, capabilities, bulk: Bulk.make(capabilities.maxParameters, direct), execute, transaction }
+    const bulk = Bulk.make(capabilities.maxParameters, direct)
+    const sync = direct === undefined || bulk.sync === undefined ? undefined : { bulk: bulk.sync, transaction: direct.transaction }
+    return { kysely, capabilities, bulk, sync, execute, transaction }
   })
 
 /** Options of the embedded SQLite database. */
@@ -138,9 +157,24 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<Database["Type
     }
     // the write path's statements, run on the same cached statements without Kysely's executor in between
     const statement = (sql: string) => cached.prepare(sql) as unknown as SqliteDatabase.Statement
-    const direct: Bulk.Direct = {
-      run: (sql, parameters) => void statement(sql).run(parameters),
-      all: <Row>(sql: string, parameters: ReadonlyArray<unknown>) => statement(sql).all(parameters) as Array<Row>
+    const begin = sqlite.prepare("BEGIN")
+    const commit = sqlite.prepare("COMMIT")
+    const rollback = sqlite.prepare("ROLLBACK")
+    const direct = {
+      run: (sql: string, parameters: ReadonlyArray<unknown>) => void statement(sql).run(parameters),
+      all: <Row>(sql: string, parameters: ReadonlyArray<unknown>) => statement(sql).all(parameters) as Array<Row>,
+      transaction: <A>(body: () => A, keep: (a: A) => boolean): A => {
+        begin.run()
+        let result: A
+        try {
+          result = body()
+          if (keep(result)) commit.run()
+        } finally {
+          // a body that threw, a result not kept, or a COMMIT that failed
+          if (sqlite.inTransaction) rollback.run()
+        }
+        return result
+      }
     }
     return yield* make(new SqliteDialect({ database: cached }), sqliteCapabilities, direct)
   })

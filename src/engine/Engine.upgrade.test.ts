@@ -1,8 +1,8 @@
 /**
  * A database written by an older layout opens, is migrated, and reads back
- * exactly what it held: the fixture was written by the engine at migration
- * 0002 (see `testing/fixtures/layout0002.generate.ts`), and its JSON is what
- * that engine read from it.
+ * exactly what it held: each fixture was written by the engine at its
+ * migration (0002, 0003: see `testing/fixtures/layout*.generate.ts`), and its
+ * JSON is what that engine read from it.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
@@ -14,10 +14,7 @@ import * as Engines from "./testing/Engines.js"
 import { expected, files, models } from "./testing/fixtures/layout0002.js"
 import * as Snapshot from "./testing/Snapshot.js"
 
-const fixture = new URL("./testing/fixtures/layout0002.db", import.meta.url)
-const before = JSON.parse(readFileSync(new URL("./testing/fixtures/layout0002.json", import.meta.url), "utf8"))
-
-const copyOfFixture = Effect.acquireRelease(
+const copyOf = (fixture: URL) => Effect.acquireRelease(
   Effect.sync(() => {
     const dir = mkdtempSync(join(tmpdir(), "weft-upgrade-"))
     copyFileSync(fixture, join(dir, "weft.db"))
@@ -35,7 +32,12 @@ const pull = (to: Engine.Service, from: Engine.Service) =>
     }
   })
 
-describe("Engine upgrade from the 0002 layout", () => {
+for (const layout of ["0002", "0003"]) {
+const fixture = new URL(`./testing/fixtures/layout${layout}.db`, import.meta.url)
+const before = JSON.parse(readFileSync(new URL(`./testing/fixtures/layout${layout}.json`, import.meta.url), "utf8"))
+const copyOfFixture = copyOf(fixture)
+
+describe(`Engine upgrade from the ${layout} layout`, () => {
   it.scopedLive("keeps every record, the log, the vector, the clock, rich texts and tombstones", () =>
     Effect.gen(function*() {
       const { filename } = yield* copyOfFixture
@@ -53,6 +55,8 @@ describe("Engine upgrade from the 0002 layout", () => {
       const tables = (yield* Effect.promise(() => engine.kysely.introspection.getTables())).map((t) => t.name)
       expect(tables).not.toContain("weft_operations")
       expect(tables).not.toContain("weft_vector")
+      // names are numbered (0004), and rows written from now on use the numbers
+      expect(tables).toContain("weft_names")
     }))
 
   it.scopedLive("after the upgrade a new write, a rebuild, a reopen and a sync with a new peer still work", () =>
@@ -90,5 +94,13 @@ describe("Engine upgrade from the 0002 layout", () => {
       yield* pull(reopened, peer)
       expect(yield* Snapshot.view(reopened)).toEqual(yield* Snapshot.view(peer))
       expect((yield* Snapshot.snapshot(reopened)).tombstones).toEqual((yield* Snapshot.snapshot(peer)).tombstones)
+      // a write after the upgrade stores the compact row: the model in the kind, a UUID as 16 bytes
+      const uuid = "5e0c2b7a-1d3f-4a6b-8c9d-0e1f2a3b4c5d"
+            yield* reopened.mutate([files.create(uuid, { name: "compact", size: 3, tags: [], notes: "" })])
+      const row = (yield* Effect.promise(() => reopened.kysely.selectFrom("weft_log").selectAll().orderBy("seq", "desc").limit(1).execute()))[0]!
+      expect(row.record).toHaveLength(16)
+      expect(row.kind).toBeGreaterThan(3)
+      expect((yield* reopened.get(files, uuid))._tag).toBe("Some")
     }))
 })
+}

@@ -20,6 +20,17 @@
  *   last compaction; `weft_document_changes` — the changes appended to each
  *   since, numbered from 0 (see `internal/documents`).
  *
+ * - `weft_names` — model and field names, numbered (since 0004): log rows
+ *   and record states name them by number.
+ *
+ * 0004 also changes what rows hold, without rewriting the rows already
+ * written (the readers take both forms): new log rows store the model's
+ * number, a create's or update's fields as `[field number, value, …]` and a
+ * UUID-shaped record id as its 16 bytes; new record states name fields by
+ * number; and `weft_origins` is written only when an origin is first stored
+ * (the version vector is read from the log's last row of each origin), so a
+ * commit no longer rewrites it.
+ *
  * Until 0003 the log was `weft_operations` (origin and timestamp as text per
  * row, and a rowid B-tree beside its key's index) and the vector
  * `weft_vector`; 0003 moves them to the tables above.
@@ -103,6 +114,19 @@ const migrations = (capabilities: Capabilities): Record<string, Migration> => ({
     async down(db: Kysely<any>) {
       await db.schema.dropTable("weft_log").ifExists().execute()
       await db.schema.dropTable("weft_origins").ifExists().execute()
+    }
+  },
+  // model and field names numbered: rows name them by a small integer instead of repeating them
+  "0004_numbered_names": {
+    async up(db: Kysely<any>) {
+      await db.schema
+        .createTable("weft_names")
+        .addColumn("n", "integer", (c) => c.primaryKey())
+        .addColumn("name", "text", (c) => c.notNull().unique())
+        .execute()
+    },
+    async down(db: Kysely<any>) {
+      await db.schema.dropTable("weft_names").ifExists().execute()
     }
   }
 })

@@ -4,21 +4,27 @@
  * Rows are keyed by (origin number, seq); each origin's operations are a
  * contiguous range in sequence (and time) order. Origins are numbered in
  * `weft_origins` (`Origins`), which also holds the version vector, and
- * timestamps are stored as their 8 bytes. Reads validate every row with the
- * operation Schema: a corrupt row is a `StorageError`, never a bad operation.
+ * timestamps are stored as their 8 bytes. Since migration 0004 model and
+ * field names are numbered in `weft_names` (`Words`): a row's model is its
+ * number, a create's or update's payload is `[field number, value, …]`
+ * instead of a map naming each field, and a record id of the canonical UUID
+ * form is its 16 bytes. Rows written before keep their text until read (both
+ * forms read back the same operation). The version vector is each origin's
+ * last row. Reads validate every row with the operation Schema: a corrupt
+ * row is a `StorageError`, never a bad operation.
  *
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import type { Kysely } from "kysely"
+import { sql, type Kysely } from "kysely"
 import * as Binary from "../crdt/Binary.js"
 import * as Operation from "../crdt/Operation.js"
 import type { NodeId } from "../crdt/Timestamp.js"
 import * as VersionVector from "../crdt/VersionVector.js"
 import { queryError, StorageError } from "./Database.js"
 import { ValidationError } from "./EngineError.js"
-import type { Bulk } from "./internal/bulk.js"
+import type { Bulk, SyncBulk } from "./internal/bulk.js"
 import * as ParseError from "../internal/parseError.js"
 
 const LOG = "weft_log"
@@ -62,10 +68,66 @@ export interface Origins {
   readonly names: Map<number, string>
   /** The next number to give. */
   next: number
+  /** Numbers stored in `weft_origins` (by a committed write, or found there on open). */
+  readonly stored: Set<number>
+  /** Model and field names by number, read with the origins (they travel together to every reader of rows). */
+  readonly words: Words
+}
+
+/**
+ * Model and field names numbered in `weft_names`, so that rows name them by a
+ * small integer (a model's rides in the log's `kind` column, as kind + 4 ×
+ * its number). Every declared name is numbered when the engine opens
+ * (`numberWords`), before any write; numbers never change.
+ */
+export interface Words {
+  readonly numbers: Map<string, number>
+  readonly names: Map<number, string>
 }
 
 /** An empty numbering. */
-export const emptyOrigins = (): Origins => ({ numbers: new Map(), names: new Map(), next: 1 })
+export const emptyOrigins = (): Origins => ({ numbers: new Map(), names: new Map(), next: 1, stored: new Set(), words: { numbers: new Map(), names: new Map() } })
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+
+/** A record id as stored in the log: a lowercase UUID as its 16 bytes (20 fewer than its text), any other id as text. */
+export const packRecordId = (id: string): string | Uint8Array => {
+  if (id.length !== 36 || !UUID.test(id)) return id
+  return Buffer.from(id.slice(0, 8) + id.slice(9, 13) + id.slice(14, 18) + id.slice(19, 23) + id.slice(24), "hex")
+}
+
+/** The record id of a stored one (`undefined`: bytes that are not 16). */
+export const unpackRecordId = (stored: string | Uint8Array): string | undefined => {
+  if (typeof stored === "string") return stored
+  if (stored.length !== 16) return undefined
+  let hex = ""
+  for (let i = 0; i < 16; i++) {
+    hex += BYTE_HEX[stored[i]!]!
+    if (i === 3 || i === 5 || i === 7 || i === 9) hex += "-"
+  }
+  return hex
+}
+
+/** A create's or update's fields as stored: `[field number, value, …]` (a name not numbered stays text). */
+const packFields = (words: Words, fields: Readonly<Record<string, unknown>>): Array<unknown> => {
+  const out: Array<unknown> = []
+  for (const key in fields) out.push(words.numbers.get(key) ?? key, fields[key])
+  return out
+}
+
+/** The fields of a stored payload (a map, as before 0004, or pairs), or why it is not one. */
+const unpackFields = (words: Words, payload: unknown): unknown => {
+  if (!Array.isArray(payload)) return payload
+  if (payload.length % 2 !== 0) return "a payload's fields are (field, value) pairs"
+  const fields: Record<string, unknown> = Object.create(null)
+  for (let i = 0; i < payload.length; i += 2) {
+    const key = payload[i]
+    const name = typeof key === "number" ? words.names.get(key) : typeof key === "string" ? key : undefined
+    if (name === undefined || Object.hasOwn(fields, name)) return `field ${String(key)} is not a numbered name, or is named twice`
+    fields[name] = payload[i + 1]
+  }
+  return fields
+}
 
 /** The number of `origin`, given now if it has none. */
 export const originNumber = (origins: Origins, origin: string): number => {
@@ -78,6 +140,31 @@ export const originNumber = (origins: Origins, origin: string): number => {
   return n
 }
 
+const NO_MODEL = new Uint8Array(0)
+
+/** The log rows of operations, or the first one too large to keep. */
+const logRows = (
+  origins: Origins,
+  ops: ReadonlyArray<Operation.Operation>,
+  maxOperationBytes: number
+): Array<ReadonlyArray<unknown>> | ValidationError => {
+  const rows: Array<ReadonlyArray<unknown>> = []
+  for (const op of ops) {
+    // the bound is on the operation as it travels (field names in full), not on its smaller stored form
+    const wire = Operation.toPayload(op)
+    const size = Binary.encode(wire).length
+    if (size > maxOperationBytes) {
+      return new ValidationError({ reason: "TooLarge", model: op.model, record: op.record, detail: `operation ${Operation.id(op)} takes ${size} bytes; the most is ${maxOperationBytes}` })
+    }
+    const payload = op._tag === "Create" || op._tag === "Update" ? Binary.encode(packFields(origins.words, op.fields)) : Binary.encode(wire)
+    // a numbered model rides in the kind column (kind + 4 × number), its own column left an empty blob
+    const model = origins.words.numbers.get(op.model)
+    const kind = Operation.kindOf(op) + (model === undefined ? 0 : 4 * model)
+    rows.push([originNumber(origins, op.origin), op.seq, packTimestamp(op.ts), kind, model === undefined ? op.model : NO_MODEL, packRecordId(op.record), payload])
+  }
+  return rows
+}
+
 /** Appends operations (callers have removed the ones already held). */
 export const append = (
   trx: Kysely<any>,
@@ -87,47 +174,63 @@ export const append = (
   maxOperationBytes: number
 ): Effect.Effect<void, StorageError | ValidationError> =>
   Effect.suspend((): Effect.Effect<void, StorageError | ValidationError> => {
-    const rows: Array<ReadonlyArray<unknown>> = []
-    for (const op of ops) {
-      const payload = Binary.encode(Operation.toPayload(op))
-      if (payload.length > maxOperationBytes) {
-        return Effect.fail(new ValidationError({ reason: "TooLarge", model: op.model, record: op.record, detail: `operation ${Operation.id(op)} takes ${payload.length} bytes; the most is ${maxOperationBytes}` }))
-      }
-      rows.push([originNumber(origins, op.origin), op.seq, packTimestamp(op.ts), Operation.kindOf(op), op.model, op.record, payload])
-    }
+    const rows = logRows(origins, ops, maxOperationBytes)
+    if (rows instanceof ValidationError) return Effect.fail(rows)
     return Effect.tryPromise({ try: () => bulk.insert(trx, LOG, COLUMNS, rows), catch: queryError })
   })
+
+/** `append` in this turn of the event loop, inside `Database.sync`'s transaction; the error of an operation too large. */
+export const appendSync = (
+  trx: Kysely<any>,
+  bulk: SyncBulk,
+  origins: Origins,
+  ops: ReadonlyArray<Operation.Operation>,
+  maxOperationBytes: number
+): ValidationError | undefined => {
+  const rows = logRows(origins, ops, maxOperationBytes)
+  if (rows instanceof ValidationError) return rows
+  bulk.insert(trx, LOG, COLUMNS, rows)
+  return undefined
+}
 
 interface OperationRow {
   readonly origin: number
   readonly seq: number
   readonly ts: Uint8Array
   readonly kind: number
-  readonly model: string
-  readonly record: string
+  readonly model: string | Uint8Array
+  readonly record: string | Uint8Array
   readonly payload: Uint8Array | null
 }
 
 const corrupt = (detail: string) => new StorageError({ reason: "Corrupt", detail })
 
-const fromRow = (names: ReadonlyMap<number, string>, row: OperationRow): Either.Either<Operation.Operation, StorageError> => {
-  const origin = names.get(row.origin)
+const fromRow = (origins: Origins, row: OperationRow): Either.Either<Operation.Operation, StorageError> => {
+  const origin = origins.names.get(row.origin)
   if (origin === undefined) return Either.left(corrupt(`operation ${row.origin}/${row.seq}: no origin is numbered ${row.origin}`))
   const ts = unpackTimestamp(row.ts)
   if (ts === undefined) return Either.left(corrupt(`operation ${origin}/${row.seq}: a timestamp of ${row.ts.length} bytes`))
   const payload = row.payload === null ? Either.right(null) : Binary.decode(row.payload)
   if (Either.isLeft(payload)) return Either.left(corrupt(`operation ${origin}/${row.seq}: ${payload.left.message}`))
+  const kind = typeof row.kind === "number" ? row.kind % 4 : row.kind
+  const numbered = typeof row.kind === "number" ? Math.floor(row.kind / 4) : 0
+  const model = numbered > 0 ? origins.words.names.get(numbered) : row.model
+  if (typeof model !== "string") return Either.left(corrupt(`operation ${origin}/${row.seq}: no model name, or none numbered ${numbered}`))
+  const record = unpackRecordId(row.record)
+  if (record === undefined) return Either.left(corrupt(`operation ${origin}/${row.seq}: a record id of ${row.record.length} bytes`))
+  const fields = kind === 0 || kind === 1 ? unpackFields(origins.words, payload.right) : payload.right
+  if (typeof fields === "string") return Either.left(corrupt(`operation ${origin}/${row.seq}: ${fields}`))
   return Either.mapLeft(
-    Operation.decodeTuple([row.kind, origin, row.seq, ts, row.model, row.record, payload.right]),
+    Operation.decodeTuple([kind, origin, row.seq, ts, model, record, fields]),
     (e) => corrupt(`operation ${origin}/${row.seq}: ${ParseError.describe(e)}`)
   )
 }
 
-const fromRows = (names: ReadonlyMap<number, string>, rows: ReadonlyArray<OperationRow>): Effect.Effect<Array<Operation.Operation>, StorageError> =>
+const fromRows = (origins: Origins, rows: ReadonlyArray<OperationRow>): Effect.Effect<Array<Operation.Operation>, StorageError> =>
   Effect.suspend(() => {
     const ops: Array<Operation.Operation> = []
     for (const row of rows) {
-      const op = fromRow(names, row)
+      const op = fromRow(origins, row)
       if (Either.isLeft(op)) return Effect.fail(op.left)
       ops.push(op.right)
     }
@@ -151,7 +254,7 @@ export const readOrigin = (
         .orderBy("seq").limit(limit)
         .execute() as Promise<Array<OperationRow>>,
     catch: queryError
-  }).pipe(Effect.flatMap((rows) => fromRows(origins.names, rows)))
+  }).pipe(Effect.flatMap((rows) => fromRows(origins, rows)))
 }
 
 /** A page of operations the holder of `theirs` lacks. */
@@ -208,7 +311,7 @@ export const scan = <E>(
   each: (ops: ReadonlyArray<Operation.Operation>) => Effect.Effect<void, E>
 ): Effect.Effect<number, StorageError | E> =>
   Effect.gen(function*() {
-    const { names } = (yield* readOrigins(db)).origins
+    const { origins } = yield* readOrigins(db)
     let count = 0
     let cursor: { origin: number; seq: number } | undefined
     while (true) {
@@ -226,7 +329,7 @@ export const scan = <E>(
         catch: queryError
       })
       if (rows.length === 0) return count
-      yield* each(yield* fromRows(names, rows))
+      yield* each(yield* fromRows(origins, rows))
       count += rows.length
       const last = rows[rows.length - 1]!
       cursor = { origin: last.origin, seq: last.seq }
@@ -236,19 +339,28 @@ export const scan = <E>(
 interface OriginRow {
   readonly n: number
   readonly origin: string
-  readonly seq: number
-  readonly ts: string
+  readonly seq: number | null
+  readonly ts: Uint8Array | null
 }
 
-/** The stored version vector and the origins' numbers. */
+/**
+ * The version vector and the origins' numbers (and the numbered names). Each origin's entry is its
+ * last row in the log, read by key: since 0004 `weft_origins` is written only when an origin is first
+ * stored, its `seq` and `ts` as of then (a commit stores no vector besides the log rows it appends).
+ */
 export const readOrigins = (
   db: Kysely<any>
 ): Effect.Effect<{ readonly vector: Map<string, VersionVector.Entry>; readonly origins: Origins }, StorageError> =>
   Effect.tryPromise({
-    try: () => db.selectFrom("weft_origins").selectAll().execute() as Promise<Array<OriginRow>>,
+    try: async () => {
+      const rows = await sql<OriginRow>`select o.n as n, o.origin as origin, l.seq as seq, l.ts as ts from weft_origins o
+        left join weft_log l on l.origin = o.n and l.seq = (select max(m.seq) from weft_log m where m.origin = o.n)`.execute(db)
+      const words = await db.selectFrom("weft_names").select(["n", "name"]).execute()
+      return { rows: rows.rows, words }
+    },
     catch: queryError
   }).pipe(
-    Effect.flatMap((rows) => {
+    Effect.flatMap(({ rows, words }) => {
       const origins = emptyOrigins()
       for (const row of rows) {
         const n = Number(row.n)
@@ -257,29 +369,83 @@ export const readOrigins = (
         }
         origins.numbers.set(row.origin, n)
         origins.names.set(n, row.origin)
+        origins.stored.add(n)
         origins.next = Math.max(origins.next, n + 1)
       }
-      return Either.match(VersionVector.fromStored(rows.map((row) => ({ origin: row.origin, seq: Number(row.seq), ts: row.ts }))), {
+      for (const { n, name } of words) {
+        if (typeof n !== "number" || typeof name !== "string" || origins.words.names.has(n) || origins.words.numbers.has(name)) {
+          return Effect.fail(corrupt(`name ${String(name)} numbered ${String(n)}: names and numbers are distinct`))
+        }
+        origins.words.numbers.set(name, n)
+        origins.words.names.set(n, name)
+      }
+      const entries: Array<VersionVector.StoredEntry> = []
+      for (const row of rows) {
+        // an origin numbered but without rows holds nothing yet
+        if (row.seq === null || row.ts === null) continue
+        const ts = unpackTimestamp(row.ts)
+        if (ts === undefined) return Effect.fail(corrupt(`operation ${row.origin}/${row.seq}: a timestamp of ${row.ts.length} bytes`))
+        entries.push({ origin: row.origin, seq: Number(row.seq), ts })
+      }
+      return Either.match(VersionVector.fromStored(entries), {
         onLeft: (detail) => Effect.fail(corrupt(`version vector: ${detail}`)),
         onRight: (vector) => Effect.succeed({ vector, origins })
       })
     })
   )
 
-/** Stores the entries that a commit moved (each origin with its number). */
+/** Numbers the names not numbered yet (in a transaction, before any write that uses them). */
+export const numberWords = (trx: Kysely<any>, origins: Origins, names: Iterable<string>): Effect.Effect<void, StorageError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const { words } = origins
+      let next = Math.max(0, ...words.names.keys()) + 1
+      for (const name of names) {
+        if (words.numbers.has(name)) continue
+        await trx.insertInto("weft_names").values({ n: next, name }).execute()
+        words.numbers.set(name, next)
+        words.names.set(next, name)
+        next++
+      }
+    },
+    catch: queryError
+  })
+
+const originRows = (origins: Origins, advanced: VersionVector.VersionVector) => {
+  const rows: Array<ReadonlyArray<unknown>> = []
+  for (const [origin, entry] of advanced) {
+    const n = originNumber(origins, origin)
+    if (!origins.stored.has(n)) rows.push([n, origin, entry.seq, entry.ts])
+  }
+  return rows
+}
+const ORIGIN_CONFLICT = { target: ["n"], update: ["seq", "ts"] }
+const ORIGIN_COLUMNS = ["n", "origin", "seq", "ts"]
+
+/**
+ * Stores the origins that a commit appends and `weft_origins` lacks (each with its number); the
+ * caller marks them stored once the commit is done (`originsStored`).
+ */
 export const writeVector = (
   trx: Kysely<any>,
   bulk: Bulk,
   origins: Origins,
   advanced: VersionVector.VersionVector
 ): Effect.Effect<void, StorageError> => {
-  if (advanced.size === 0) return Effect.void
-  const rows: Array<ReadonlyArray<unknown>> = []
-  for (const [origin, entry] of advanced) rows.push([originNumber(origins, origin), origin, entry.seq, entry.ts])
-  return Effect.tryPromise({
-    try: () => bulk.insert(trx, "weft_origins", ["n", "origin", "seq", "ts"], rows, { target: ["n"], update: ["seq", "ts"] }),
-    catch: queryError
-  })
+  const rows = originRows(origins, advanced)
+  if (rows.length === 0) return Effect.void
+  return Effect.tryPromise({ try: () => bulk.insert(trx, "weft_origins", ORIGIN_COLUMNS, rows, ORIGIN_CONFLICT), catch: queryError })
+}
+
+/** `writeVector` in this turn of the event loop, inside `Database.sync`'s transaction. */
+export const writeVectorSync = (trx: Kysely<any>, bulk: SyncBulk, origins: Origins, advanced: VersionVector.VersionVector): void => {
+  const rows = originRows(origins, advanced)
+  if (rows.length > 0) bulk.insert(trx, "weft_origins", ORIGIN_COLUMNS, rows, ORIGIN_CONFLICT)
+}
+
+/** After a commit: the origins it appended are stored. */
+export const originsStored = (origins: Origins, advanced: VersionVector.VersionVector): void => {
+  for (const origin of advanced.keys()) origins.stored.add(originNumber(origins, origin))
 }
 
 /** Reads a value of the engine's metadata. */
@@ -298,6 +464,10 @@ export const writeMeta = (trx: Kysely<any>, bulk: Bulk, key: string, value: stri
     try: () => bulk.insert(trx, "weft_meta", ["key", "value"], [[key, value]], { target: ["key"], update: ["value"] }),
     catch: queryError
   })
+
+/** `writeMeta` in this turn of the event loop, inside `Database.sync`'s transaction. */
+export const writeMetaSync = (trx: Kysely<any>, bulk: SyncBulk, key: string, value: string): void =>
+  bulk.insert(trx, "weft_meta", ["key", "value"], [[key, value]], { target: ["key"], update: ["value"] })
 
 /** Metadata keys. */
 export const META_NODE = "node"

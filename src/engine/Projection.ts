@@ -29,7 +29,7 @@ import * as RecordState from "../crdt/RecordState.js"
 import * as RichText from "../crdt/RichText.js"
 import { Value } from "../crdt/Value.js"
 import { type Capabilities, queryError, StorageError } from "./Database.js"
-import type { Bulk } from "./internal/bulk.js"
+import type { Bulk, SyncBulk } from "./internal/bulk.js"
 import * as Documents from "./internal/documents.js"
 import type { NodeId } from "../crdt/Timestamp.js"
 import { ValidationError } from "./EngineError.js"
@@ -54,6 +54,8 @@ export interface RecordChange {
 // Since migration 0003 `stamps` is flat pairs (timestamp's 8 bytes, origin number of
 // `weft_origins`): 11 bytes a stamp instead of its text (16 + the origin's length).
 // States written before keep their stamps as text until their record is written again.
+// Since 0004 a field is its number in `weft_names` (`OperationLog.Words`), a name not numbered
+// stays text; states written before keep their names until their record is written again.
 
 const StampIndex = Schema.Int.pipe(Schema.greaterThanOrEqualTo(-1))
 const StateFromTuple = Schema.transformOrFail(
@@ -90,8 +92,56 @@ const StateFromTuple = Schema.transformOrFail(
 )
 const decodeStateTuple = Schema.decodeUnknownEither(StateFromTuple)
 
-/** Encodes a record's state, its stamps' origins by their numbers in `origins`. */
-export const encodeState = (state: RecordState.RecordState, origins: OperationLog.Origins): Uint8Array => {
+/**
+ * The live row a state is stored in, whose columns hold its register values: a value its column
+ * gives back exactly is not stored in the state a second time.
+ */
+export interface Columns {
+  readonly model: Model.Any
+  readonly row: Readonly<Record<string, unknown>>
+}
+
+/** Whether `field`'s column gives `value` back exactly (text, numbers, booleans, null; not -0, JSON or bytes). */
+const inColumn = (field: Model.Field | undefined, value: unknown): boolean => {
+  if (value === null) return field !== undefined && (field.column === "text" || field.column === "real" || field.column === "integer" || field.column === "boolean")
+  switch (field?.column) {
+    case "text":
+      return typeof value === "string"
+    case "real":
+      return typeof value === "number" && !Object.is(value, -0)
+    case "integer":
+      return typeof value === "number" && Number.isSafeInteger(value) && !Object.is(value, -0)
+    case "boolean":
+      return typeof value === "boolean"
+    default:
+      return false
+  }
+}
+
+/** The register value a column holds (see `inColumn`), or an `Error` for a column that cannot hold it. */
+const fromColumn = (field: Model.Field | undefined, raw: unknown): unknown => {
+  if (raw === null) return null
+  switch (field?.column) {
+    case "text":
+      if (typeof raw === "string") return raw
+      break
+    case "real":
+    case "integer":
+      if (typeof raw === "number") return raw
+      break
+    case "boolean":
+      if (raw === 0 || raw === 1) return raw === 1
+      break
+  }
+  return new Error(`column ${field?.name ?? "?"} does not hold a register value`)
+}
+
+/**
+ * Encodes a record's state, its stamps' origins by their numbers in `origins`. Given the model of
+ * the live row it is stored in, values the row's columns hold are left out (the field is then
+ * `-number`, followed by its stamp only).
+ */
+export const encodeState = (state: RecordState.RecordState, origins: OperationLog.Origins, columnsOf?: Model.Any): Uint8Array => {
   const seen: Array<string> = []
   const stamps: Array<unknown> = []
   const index = (stamp: string | null) => {
@@ -105,7 +155,12 @@ export const encodeState = (state: RecordState.RecordState, origins: OperationLo
   const out: Array<unknown> = [stamps, index(state.created), index(state.deleted)]
   for (const field of Object.keys(state.fields).sort()) {
     const register = state.fields[field]!
-    out.push(field, index(register.stamp), register.value)
+    const n = origins.words.numbers.get(field)
+    if (n !== undefined && columnsOf !== undefined && inColumn(columnsOf.fields.get(field), register.value)) {
+      out.push(-n, index(register.stamp))
+    } else {
+      out.push(n ?? field, index(register.stamp), register.value)
+    }
   }
   return Binary.encode(out)
 }
@@ -125,17 +180,46 @@ const stampsAsText = (stamps: ReadonlyArray<unknown>, names: ReadonlyMap<number,
   return out
 }
 
-/** Decodes a stored record state, validating it; `names` are the origins by number. */
+/**
+ * Decodes a stored record state, validating it; `origins` name the numbers of its stamps and
+ * fields, and `columns` (for a live row) give the values left to its columns.
+ */
 export const decodeState = (
   bytes: Uint8Array,
   where: string,
-  names: ReadonlyMap<number, string>
+  origins: Pick<OperationLog.Origins, "names" | "words">,
+  columns?: Columns
 ): Either.Either<RecordState.RecordState, StorageError> =>
   Binary.decode(bytes).pipe(
     Either.flatMap((u): Either.Either<unknown, Error> => {
       if (!Array.isArray(u) || !Array.isArray(u[0])) return Either.right(u)
-      const stamps = stampsAsText(u[0], names)
-      return typeof stamps === "string" ? Either.left(new Error(stamps)) : Either.right([stamps, ...u.slice(1)])
+      const stamps = stampsAsText(u[0], origins.names)
+      if (typeof stamps === "string") return Either.left(new Error(stamps))
+      // back to [stamps, created, deleted, name, stamp, value, …] for the Schema
+      const out: Array<unknown> = [stamps, u[1], u[2]]
+      for (let i = 3; i < u.length;) {
+        const field = u[i]
+        // a register is (field, stamp, value), or (-field, stamp) with the value in its column
+        if (i + (typeof field === "number" && field < 0 ? 1 : 2) >= u.length) return Either.left(new Error("malformed field register"))
+        if (typeof field !== "number") {
+          out.push(field, u[i + 1], u[i + 2])
+          i += 3
+          continue
+        }
+        const name = origins.words.names.get(Math.abs(field))
+        if (name === undefined) return Either.left(new Error(`field ${field} is not a numbered name`))
+        if (field >= 0) {
+          out.push(name, u[i + 1], u[i + 2])
+          i += 3
+          continue
+        }
+        if (columns === undefined) return Either.left(new Error(`the value of ${name} is in a column that was not read`))
+        const value = fromColumn(columns.model.fields.get(name), columns.row[name])
+        if (value instanceof Error) return Either.left(value)
+        out.push(name, u[i + 1], value)
+        i += 2
+      }
+      return Either.right(out)
     }),
     Either.flatMap((u) => decodeStateTuple(u)),
     Either.mapBoth({
@@ -212,6 +296,30 @@ const columnValue = (field: Model.Field, value: unknown): unknown =>
     : field.column === "json" ? JSON.stringify(value)
     : value
 
+/** Slots of `ids` from their live rows and tombstone rows (records in neither get an empty state). */
+const slotsOf = (
+  origins: OperationLog.Origins,
+  model: Model.Any,
+  ids: ReadonlyArray<string>,
+  richFields: ReadonlyArray<string>,
+  live: ReadonlyArray<Record<string, any>>,
+  hidden: () => ReadonlyArray<{ id: string; state: Uint8Array }>
+): Map<string, Slot | StorageError> => {
+  const slots = new Map<string, Slot | StorageError>()
+  const slot = (id: string, bytes: Uint8Array, location: Slot["location"], texts: Map<string, string>, row?: Record<string, unknown>) => {
+    const state = decodeState(bytes, `${model.name}/${id}`, origins, row === undefined ? undefined : { model, row })
+    slots.set(id, Either.isLeft(state) ? state.left : { id, state: state.right, before: state.right, location, texts, docs: new Map() })
+  }
+  for (const row of live) {
+    slot(row.id, row.weft_state, "live", richFields.length === 0 ? new Map() : new Map(richFields.map((f) => [f, (row[f] as string | null) ?? ""])), row)
+  }
+  if (slots.size < ids.length) for (const row of hidden()) slot(row.id, row.state, "tombstone", new Map())
+  for (const id of ids) {
+    if (!slots.has(id)) slots.set(id, { id, state: RecordState.empty, before: RecordState.empty, location: "none", texts: new Map(), docs: new Map() })
+  }
+  return slots
+}
+
 const loadSlots = async (
   trx: Kysely<any>,
   bulk: Bulk,
@@ -220,24 +328,25 @@ const loadSlots = async (
   ids: ReadonlyArray<string>,
   richFields: ReadonlyArray<string>
 ): Promise<Map<string, Slot | StorageError>> => {
-  const slots = new Map<string, Slot | StorageError>()
-  const slot = (id: string, bytes: Uint8Array, location: Slot["location"], texts: Map<string, string>) => {
-    const state = decodeState(bytes, `${model.name}/${id}`, origins.names)
-    slots.set(id, Either.isLeft(state) ? state.left : { id, state: state.right, before: state.right, location, texts, docs: new Map() })
-  }
-  const rows = await bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state", ...richFields], "id", ids)
-  for (const row of rows) {
-    slot(row.id, row.weft_state, "live", new Map(richFields.map((f) => [f, (row[f] as string | null) ?? ""])))
-  }
-  const missing = ids.filter((id) => !slots.has(id))
-  if (missing.length > 0) {
-    const hidden = await bulk.selectIn<{ id: string; state: Uint8Array }>(trx, "weft_tombstones", ["id", "state"], "id", missing, { model: model.name })
-    for (const row of hidden) slot(row.id, row.state, "tombstone", new Map())
-  }
-  for (const id of ids) {
-    if (!slots.has(id)) slots.set(id, { id, state: RecordState.empty, before: RecordState.empty, location: "none", texts: new Map(), docs: new Map() })
-  }
-  return slots
+  const rows = await bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state", ...model.fields.keys()], "id", ids)
+  const found = new Set(rows.map((row) => row.id))
+  const missing = ids.filter((id) => !found.has(id))
+  const hidden = missing.length === 0 ? [] : await bulk.selectIn<{ id: string; state: Uint8Array }>(trx, "weft_tombstones", ["id", "state"], "id", missing, { model: model.name })
+  return slotsOf(origins, model, ids, richFields, rows, () => hidden)
+}
+
+const loadSlotsSync = (
+  trx: Kysely<any>,
+  bulk: SyncBulk,
+  origins: OperationLog.Origins,
+  model: Model.Any,
+  ids: ReadonlyArray<string>
+): Map<string, Slot | StorageError> => {
+  const rows = bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state", ...model.fields.keys()], "id", ids)
+  return slotsOf(origins, model, ids, [], rows, () => {
+    const found = new Set(rows.map((row) => row.id))
+    return bulk.selectIn<{ id: string; state: Uint8Array }>(trx, "weft_tombstones", ["id", "state"], "id", ids.filter((id) => !found.has(id)), { model: model.name })
+  })
 }
 
 /** Records loaded in one transaction, by model and id; `apply` reuses them instead of reading again. */
@@ -264,6 +373,29 @@ const loadInto = async (
   }
   return undefined
 }
+
+const loadIntoSync = (
+  trx: Kysely<any>,
+  bulk: SyncBulk,
+  origins: OperationLog.Origins,
+  model: Model.Any,
+  ids: Iterable<string>,
+  loaded: Loaded
+): StorageError | undefined => {
+  const known = loaded.get(model.name) ?? new Map<string, Slot>()
+  loaded.set(model.name, known)
+  const missing: Array<string> = []
+  for (const id of ids) if (!known.has(id)) missing.push(id)
+  if (missing.length === 0) return undefined
+  for (const [id, slot] of loadSlotsSync(trx, bulk, origins, model, missing)) {
+    if (slot instanceof StorageError) return slot
+    known.set(id, slot)
+  }
+  return undefined
+}
+
+/** `load` in this turn of the event loop, inside `Database.sync`'s transaction (models without rich text). */
+export const loadSync = loadIntoSync
 
 /** Loads the stored state of records into `loaded` (records never seen get an empty state). */
 export const load = (
@@ -397,34 +529,100 @@ const applyBatch = async (
     }
 
     // writes
-    const fields = [...model.fields.values()]
-    const live: Array<Array<unknown>> = []
-    const dead: Array<Array<unknown>> = []
-    const leaveLive: Array<string> = []
-    const leaveTombstones: Array<string> = []
-    for (const slot of slots.values()) {
-      if (slot.state === slot.before && slot.docs.size === 0) continue
-      const alive = RecordState.isAlive(slot.state)
-      if (alive) {
-        const row: Array<unknown> = [slot.id, encodeState(slot.state, origins)]
-        for (const field of fields) {
-          row.push(field.column === "rich" ? (slot.texts.get(field.name) ?? "") : columnValue(field, slot.state.fields[field.name]?.value))
-        }
-        live.push(row)
-        if (slot.location === "tombstone") leaveTombstones.push(slot.id)
-      } else {
-        dead.push([name, slot.id, encodeState(slot.state, origins)])
-        if (slot.location === "live") leaveLive.push(slot.id)
-      }
-      if (alive || slot.location === "live") changes.push({ model: name, record: slot.id, alive })
-    }
-    const columns = ["weft_state", ...model.fields.keys()]
-    if (live.length > 0) await bulk.insert(trx, name, ["id", ...columns], live, { target: ["id"], update: columns })
-    if (leaveLive.length > 0) await bulk.deleteIn(trx, name, "id", leaveLive)
-    if (dead.length > 0) await bulk.insert(trx, "weft_tombstones", ["model", "id", "state"], dead, { target: ["model", "id"], update: ["state"] })
-    if (leaveTombstones.length > 0) await bulk.deleteIn(trx, "weft_tombstones", "id", leaveTombstones, { model: name })
+    const writes = writesOf(model, slots.values(), origins, changes)
+    if (writes.live.length > 0) await bulk.insert(trx, name, writes.liveColumns, writes.live, { target: ["id"], update: writes.liveColumns.slice(1) })
+    if (writes.leaveLive.length > 0) await bulk.deleteIn(trx, name, "id", writes.leaveLive)
+    if (writes.dead.length > 0) await bulk.insert(trx, "weft_tombstones", ["model", "id", "state"], writes.dead, { target: ["model", "id"], update: ["state"] })
+    if (writes.leaveTombstones.length > 0) await bulk.deleteIn(trx, "weft_tombstones", "id", writes.leaveTombstones, { model: name })
   }
   await documents.write(trx)
+  return Either.right(changes)
+}
+
+/** The rows a batch writes for one model's changed slots; adds the visible changes to `changes`. */
+const writesOf = (model: Model.Any, slots: Iterable<Slot>, origins: OperationLog.Origins, changes: Array<RecordChange>) => {
+  const name = model.name
+  const fields = [...model.fields.values()]
+  const live: Array<Array<unknown>> = []
+  const dead: Array<Array<unknown>> = []
+  const leaveLive: Array<string> = []
+  const leaveTombstones: Array<string> = []
+  for (const slot of slots) {
+    if (slot.state === slot.before && slot.docs.size === 0) continue
+    const alive = RecordState.isAlive(slot.state)
+    if (alive) {
+      const row: Array<unknown> = [slot.id, encodeState(slot.state, origins, model)]
+      for (const field of fields) {
+        row.push(field.column === "rich" ? (slot.texts.get(field.name) ?? "") : columnValue(field, slot.state.fields[field.name]?.value))
+      }
+      live.push(row)
+      if (slot.location === "tombstone") leaveTombstones.push(slot.id)
+    } else {
+      dead.push([name, slot.id, encodeState(slot.state, origins)])
+      if (slot.location === "live") leaveLive.push(slot.id)
+    }
+    if (alive || slot.location === "live") changes.push({ model: name, record: slot.id, alive })
+  }
+  return { liveColumns: ["id", "weft_state", ...model.fields.keys()], live, dead, leaveLive, leaveTombstones }
+}
+
+/** Whether `applySync` can fold `ops`: no rich text (documents are read and written asynchronously). */
+export const canApplySync = (models: ReadonlyMap<string, Model.Any>, modelNames: Iterable<string>): boolean => {
+  for (const name of modelNames) {
+    const model = models.get(name)
+    if (model === undefined || richFieldsOf(model).length > 0) return false
+  }
+  return true
+}
+
+/**
+ * `apply` in this turn of the event loop, inside `Database.sync`'s transaction, for operations of
+ * models without rich text (`canApplySync`).
+ */
+export const applySync = (
+  trx: Kysely<any>,
+  bulk: SyncBulk,
+  origins: OperationLog.Origins,
+  models: ReadonlyMap<string, Model.Any>,
+  ops: ReadonlyArray<Operation.Operation>,
+  loaded: Loaded,
+  folded?: Folded
+): Either.Either<ReadonlyArray<RecordChange>, StorageError> => {
+  const byModel = new Map<string, Set<string>>()
+  for (const op of ops) {
+    const ids = byModel.get(op.model)
+    if (ids === undefined) byModel.set(op.model, new Set([op.record]))
+    else ids.add(op.record)
+  }
+  const changes: Array<RecordChange> = []
+  for (const [name, ids] of byModel) {
+    const model = models.get(name)!
+    const failed = loadIntoSync(trx, bulk, origins, model, ids, loaded)
+    if (failed !== undefined) return Either.left(failed)
+    const known = loaded.get(name)!
+    if (folded !== undefined) {
+      for (const id of ids) {
+        const slot = known.get(id)!
+        slot.state = folded.state(name, id) ?? slot.state
+      }
+    }
+  }
+  if (folded === undefined) {
+    for (const op of ops) {
+      if (op._tag === "Edit") continue
+      const slot = loaded.get(op.model)!.get(op.record)!
+      slot.state = RecordState.apply(slot.state, op)
+    }
+  }
+  for (const [name, ids] of byModel) {
+    const model = models.get(name)!
+    const known = loaded.get(name)!
+    const writes = writesOf(model, [...ids].map((id) => known.get(id)!), origins, changes)
+    if (writes.live.length > 0) bulk.insert(trx, name, writes.liveColumns, writes.live, { target: ["id"], update: writes.liveColumns.slice(1) })
+    if (writes.leaveLive.length > 0) bulk.deleteIn(trx, name, "id", writes.leaveLive)
+    if (writes.dead.length > 0) bulk.insert(trx, "weft_tombstones", ["model", "id", "state"], writes.dead, { target: ["model", "id"], update: ["state"] })
+    if (writes.leaveTombstones.length > 0) bulk.deleteIn(trx, "weft_tombstones", "id", writes.leaveTombstones, { model: name })
+  }
   return Either.right(changes)
 }
 

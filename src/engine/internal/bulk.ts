@@ -9,7 +9,9 @@
  * prepared statements are reused. Where the database gives a `Direct` path
  * (SQLite), statements inside a transaction run on its connection straight
  * away, not through Kysely's executor (a connection hand-off and a few
- * promise turns per statement).
+ * promise turns per statement), and `sync` runs the same statements
+ * synchronously, for a write that runs from BEGIN to COMMIT in one turn of
+ * the event loop (`Database.sync`).
  */
 import { CompiledQuery, type Kysely } from "kysely"
 
@@ -64,6 +66,32 @@ export interface Bulk {
   ) => Promise<void>
 }
 
+/** The same statements as `Bulk`, run synchronously; only inside `Database.sync`'s transaction. */
+export interface SyncBulk {
+  readonly insert: (
+    db: Kysely<any>,
+    table: string,
+    columns: ReadonlyArray<string>,
+    rows: ReadonlyArray<ReadonlyArray<unknown>>,
+    onConflict?: OnConflict
+  ) => void
+  readonly selectIn: <Row>(
+    db: Kysely<any>,
+    table: string,
+    columns: ReadonlyArray<string>,
+    key: string,
+    values: ReadonlyArray<unknown>,
+    where?: Readonly<Record<string, unknown>>
+  ) => Array<Row>
+  readonly deleteIn: (
+    db: Kysely<any>,
+    table: string,
+    key: string,
+    values: ReadonlyArray<unknown>,
+    where?: Readonly<Record<string, unknown>>
+  ) => void
+}
+
 /**
  * Runs compiled SQL on the database's one connection, synchronously. Only a
  * transaction may use it: the transaction holds that connection, so nothing
@@ -75,7 +103,7 @@ export interface Direct {
 }
 
 /** Compiled statements over a dialect allowing `maxParameters` per statement. */
-export const make = (maxParameters: number, direct?: Direct): Bulk => {
+export const make = (maxParameters: number, direct?: Direct): Bulk & { readonly sync: SyncBulk | undefined } => {
   const run = async (db: Kysely<any>, sql: string, parameters: ReadonlyArray<unknown>): Promise<void> => {
     if (direct !== undefined && db.isTransaction) direct.run(sql, parameters)
     else await db.executeQuery(CompiledQuery.raw(sql, [...parameters]))
@@ -93,51 +121,113 @@ export const make = (maxParameters: number, direct?: Direct): Bulk => {
     }
     return sql
   }
-  /**
-   * Runs a statement keyed by `key IN (…)` (and `where` columns equal their values)
-   * over `values` in planned chunks; `build` makes the statement for one chunk size.
-   */
-  const forEachIn = async <A>(
+  type Statement = readonly [sql: string, parameters: ReadonlyArray<unknown>]
+
+  // each method plans its statements (compiled once per shape), then runs them in turn
+  const insertStatements = (
+    db: Kysely<any>,
+    table: string,
+    columns: ReadonlyArray<string>,
+    rows: ReadonlyArray<ReadonlyArray<unknown>>,
+    onConflict?: OnConflict
+  ): Array<Statement> => {
+    const out: Array<Statement> = []
+    const maxRows = Math.max(1, Math.floor(maxParameters / columns.length))
+    let offset = 0
+    for (const size of plan(rows.length, maxRows)) {
+      const key = `i|${table}|${columns.join(",")}|${size}|${onConflict?.target.join(",") ?? ""}|${onConflict?.update.join(",") ?? ""}`
+      const sql = compiled(key, () => {
+        const placeholder = Object.fromEntries(columns.map((c) => [c, 0]))
+        const query = db.insertInto(table).values(Array.from({ length: size }, () => placeholder))
+        return onConflict === undefined
+          ? query.compile()
+          : query.onConflict((oc) =>
+            oc.columns(onConflict.target as Array<string>).doUpdateSet((eb) =>
+              Object.fromEntries(onConflict.update.map((c) => [c, eb.ref(`excluded.${c}`)]))
+            )
+          ).compile()
+      })
+      const parameters: Array<unknown> = []
+      for (let r = offset; r < offset + size; r++) for (const value of rows[r]!) parameters.push(value)
+      offset += size
+      out.push([sql, parameters])
+    }
+    return out
+  }
+
+  /** Statements keyed by `key IN (…)` (and `where` columns equal their values) over `values`, in planned chunks. */
+  const inStatements = (
     shape: string,
     values: ReadonlyArray<unknown>,
     where: Readonly<Record<string, unknown>> | undefined,
-    build: (size: number, whereColumns: ReadonlyArray<string>) => CompiledQuery,
-    each: (sql: string, parameters: ReadonlyArray<unknown>) => Promise<A>
-  ): Promise<Array<A>> => {
-    const extra = Object.entries(where ?? {})
+    build: (size: number, whereColumns: ReadonlyArray<string>) => CompiledQuery
+  ): Array<Statement> => {
+    const extra = where === undefined ? [] : Object.entries(where)
     const whereColumns = extra.map(([column]) => column)
-    const out: Array<A> = []
+    const out: Array<Statement> = []
     let offset = 0
     for (const size of plan(values.length, Math.min(512, maxParameters - extra.length))) {
       const sql = compiled(`${shape}|${size}|${whereColumns.join(",")}`, () => build(size, whereColumns))
-      out.push(await each(sql, [...values.slice(offset, offset + size), ...extra.map(([, value]) => value)]))
+      const parameters = values.slice(offset, offset + size)
+      for (const [, value] of extra) parameters.push(value)
+      out.push([sql, parameters])
       offset += size
     }
     return out
   }
 
+  const selectStatements = (
+    db: Kysely<any>,
+    table: string,
+    columns: ReadonlyArray<string>,
+    key: string,
+    values: ReadonlyArray<unknown>,
+    where?: Readonly<Record<string, unknown>>
+  ) =>
+    inStatements(`s|${table}|${columns.join(",")}|${key}`, values, where, (size, whereColumns) => {
+      let query = db.selectFrom(table).select(columns as Array<string>).where(key, "in", Array(size).fill(0))
+      for (const column of whereColumns) query = query.where(column, "=", 0)
+      return query.compile()
+    })
+
+  const deleteStatements = (
+    db: Kysely<any>,
+    table: string,
+    key: string,
+    values: ReadonlyArray<unknown>,
+    where?: Readonly<Record<string, unknown>>
+  ) =>
+    inStatements(`d|${table}|${key}`, values, where, (size, whereColumns) => {
+      let query = db.deleteFrom(table).where(key, "in", Array(size).fill(0))
+      for (const column of whereColumns) query = query.where(column, "=", 0)
+      return query.compile()
+    })
+
+  const sync: SyncBulk | undefined = direct === undefined ? undefined : {
+    insert: (db, table, columns, rows, onConflict) => {
+      for (const [sql, parameters] of insertStatements(db, table, columns, rows, onConflict)) direct.run(sql, parameters)
+    },
+    selectIn: <Row>(
+      db: Kysely<any>,
+      table: string,
+      columns: ReadonlyArray<string>,
+      key: string,
+      values: ReadonlyArray<unknown>,
+      where?: Readonly<Record<string, unknown>>
+    ) => {
+      const statements = selectStatements(db, table, columns, key, values, where)
+      if (statements.length === 1) return direct.all<Row>(statements[0]![0], statements[0]![1])
+      return statements.flatMap(([sql, parameters]) => direct.all<Row>(sql, parameters))
+    },
+    deleteIn: (db, table, key, values, where) => {
+      for (const [sql, parameters] of deleteStatements(db, table, key, values, where)) direct.run(sql, parameters)
+    }
+  }
+
   return {
+    sync,
     insert: async (db, table, columns, rows, onConflict) => {
-      const maxRows = Math.max(1, Math.floor(maxParameters / columns.length))
-      let offset = 0
-      for (const size of plan(rows.length, maxRows)) {
-        const key = `i|${table}|${columns.join(",")}|${size}|${onConflict?.target.join(",") ?? ""}|${onConflict?.update.join(",") ?? ""}`
-        const sql = compiled(key, () => {
-          const placeholder = Object.fromEntries(columns.map((c) => [c, 0]))
-          const query = db.insertInto(table).values(Array.from({ length: size }, () => placeholder))
-          return onConflict === undefined
-            ? query.compile()
-            : query.onConflict((oc) =>
-              oc.columns(onConflict.target as Array<string>).doUpdateSet((eb) =>
-                Object.fromEntries(onConflict.update.map((c) => [c, eb.ref(`excluded.${c}`)]))
-              )
-            ).compile()
-        })
-        const parameters: Array<unknown> = []
-        for (let r = offset; r < offset + size; r++) for (const value of rows[r]!) parameters.push(value)
-        offset += size
-        await run(db, sql, parameters)
-      }
+      for (const [sql, parameters] of insertStatements(db, table, columns, rows, onConflict)) await run(db, sql, parameters)
     },
     selectIn: async <Row>(
       db: Kysely<any>,
@@ -147,31 +237,12 @@ export const make = (maxParameters: number, direct?: Direct): Bulk => {
       values: ReadonlyArray<unknown>,
       where?: Readonly<Record<string, unknown>>
     ) => {
-      const pages = await forEachIn(
-        `s|${table}|${columns.join(",")}|${key}`,
-        values,
-        where,
-        (size, whereColumns) => {
-          let query = db.selectFrom(table).select(columns as Array<string>).where(key, "in", Array(size).fill(0))
-          for (const column of whereColumns) query = query.where(column, "=", 0)
-          return query.compile()
-        },
-        (sql, parameters) => all<Row>(db, sql, parameters)
-      )
-      return pages.flat()
+      const out: Array<Row> = []
+      for (const [sql, parameters] of selectStatements(db, table, columns, key, values, where)) out.push(...await all<Row>(db, sql, parameters))
+      return out
     },
     deleteIn: async (db, table, key, values, where) => {
-      await forEachIn(
-        `d|${table}|${key}`,
-        values,
-        where,
-        (size, whereColumns) => {
-          let query = db.deleteFrom(table).where(key, "in", Array(size).fill(0))
-          for (const column of whereColumns) query = query.where(column, "=", 0)
-          return query.compile()
-        },
-        (sql, parameters) => run(db, sql, parameters)
-      )
+      for (const [sql, parameters] of deleteStatements(db, table, key, values, where)) await run(db, sql, parameters)
     }
   }
 }

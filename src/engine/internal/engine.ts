@@ -6,7 +6,6 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Queue from "effect/Queue"
-import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { Kysely } from "kysely"
@@ -16,8 +15,8 @@ import * as RecordState from "../../crdt/RecordState.js"
 import * as RichText from "../../crdt/RichText.js"
 import * as Timestamp from "../../crdt/Timestamp.js"
 import * as VersionVector from "../../crdt/VersionVector.js"
-import { Database, StorageError } from "../Database.js"
-import type { Bulk } from "./bulk.js"
+import { Database, queryError, StorageError } from "../Database.js"
+import type * as Bulk from "./bulk.js"
 import * as Documents from "./documents.js"
 import type * as Engine from "../Engine.js"
 import { IngestError, LaggedError, MutationError, ValidationError } from "../EngineError.js"
@@ -94,15 +93,21 @@ export const make = (options: Engine.Options) =>
 
     // the clock restarts after everything it issued or saw, whatever the wall clock says now
     const { origins, vector } = yield* OperationLog.readOrigins(kysely)
+    // every name a write can use is numbered before the first write
+    const declared = [...models.values()].flatMap((model) => [model.name, ...model.fields.keys()])
+    if (declared.some((name) => !origins.words.numbers.has(name))) {
+      yield* database.transaction((trx) => OperationLog.numberWords(trx, origins, declared))
+    }
     const storedClock = yield* OperationLog.readMeta(kysely, OperationLog.META_CLOCK)
     let last = Schema.is(Timestamp.Timestamp)(storedClock) ? storedClock : Timestamp.zero
     for (const entry of vector.values()) last = Timestamp.max(last, entry.ts)
     // readers get a copy, made at most once per commit
     let snapshot: VersionVector.VersionVector | undefined
-    const state = yield* Ref.make<WriterState>({
+    // read and replaced only while holding the writer
+    let writerState: WriterState = {
       clock: Hlc.make(node, { last, ...(options.maxDriftMillis === undefined ? {} : { maxDriftMillis: options.maxDriftMillis }) }),
       vector
-    })
+    }
 
     const documents = Documents.make(bulk, node, { ...Documents.defaultLimits, ...options.richText })
     yield* Effect.addFinalizer(() => Effect.sync(() => documents.clear()))
@@ -130,81 +135,141 @@ export const make = (options: Engine.Options) =>
     const settleDocuments = <A, E, R>(transaction: Effect.Effect<A, E, R>) =>
       Effect.onExit(transaction, (exit) => Effect.sync(() => documents.settle(Exit.isSuccess(exit))))
 
-    /** Runs one write: a transaction, then the in-memory state and subscribers follow the commit. */
+    /** What a write body makes in its transaction: the operations, and the writer's state after them. */
+    type Made = { readonly next: WriterNext; readonly ops: ReadonlyArray<Operation.Operation>; readonly folded?: Projection.Folded }
+    type Written = { readonly advanced: Map<string, VersionVector.Entry>; readonly changes: ReadonlyArray<Projection.RecordChange>; readonly next: WriterNext; readonly ops: ReadonlyArray<Operation.Operation> }
+
+    /** The clock is stored only when no vector entry this commit stores holds it already (see `make`). */
+    const storesClock = (current: WriterState, next: WriterNext, advanced: ReadonlyMap<string, VersionVector.Entry>) =>
+      next.clock.last !== current.clock.last && !holds(advanced, next.clock.last)
+
+    /** A write through the asynchronous path: any dialect, rich text (its documents yield to the event loop). */
+    const writeAsync = <E>(
+      current: WriterState,
+      body: (trx: Kysely<any>, current: WriterState, loaded: Projection.Loaded) => Effect.Effect<Made, E>
+    ) =>
+      database.transaction((trx) =>
+        Effect.gen(function*() {
+          const loaded: Projection.Loaded = new Map()
+          const { folded, next, ops } = yield* body(trx, current, loaded)
+          const advanced = new Map<string, VersionVector.Entry>()
+          if (ops.length === 0) return { advanced, changes: [], next, ops } satisfies Written
+          yield* OperationLog.append(trx, bulk, origins, ops, maxOperationBytes)
+          const changes = yield* Projection.apply(trx, bulk, origins, models, documents, ops, loaded, folded)
+          VersionVector.advanceInPlace(advanced, ops)
+          yield* OperationLog.writeVector(trx, bulk, origins, advanced)
+          // the clock restarts after the stored vector's timestamps too: when an entry this commit
+          // stores holds the clock (every local write), storing the clock as well is a redundant statement
+          if (storesClock(current, next, advanced)) yield* OperationLog.writeMeta(trx, bulk, OperationLog.META_CLOCK, next.clock.last)
+          return { advanced, changes, next, ops } satisfies Written
+        })
+      ).pipe(settleDocuments)
+
+    /**
+     * The same write from BEGIN to COMMIT in this turn of the event loop (SQLite, no rich text): plain
+     * calls on prepared statements, one Effect for the whole batch instead of one per statement.
+     */
+    const writeSync = <E>(
+      sync: Database["Type"]["sync"] & {},
+      current: WriterState,
+      body: (bulk: Bulk.SyncBulk, current: WriterState, loaded: Projection.Loaded) => Either.Either<Made, E>
+    ): Effect.Effect<Written, E | ValidationError | StorageError> =>
+      Effect.flatten(Effect.try({
+        try: () =>
+          sync.transaction((): Either.Either<Written, E | ValidationError | StorageError> => {
+            const loaded: Projection.Loaded = new Map()
+            const made = body(sync.bulk, current, loaded)
+            if (Either.isLeft(made)) return Either.left(made.left)
+            const { folded, next, ops } = made.right
+            const advanced = new Map<string, VersionVector.Entry>()
+            if (ops.length === 0) return Either.right({ advanced, changes: [], next, ops })
+            const tooLarge = OperationLog.appendSync(kysely, sync.bulk, origins, ops, maxOperationBytes)
+            if (tooLarge !== undefined) return Either.left(tooLarge)
+            const changes = Projection.applySync(kysely, sync.bulk, origins, models, ops, loaded, folded)
+            if (Either.isLeft(changes)) return Either.left(changes.left)
+            VersionVector.advanceInPlace(advanced, ops)
+            OperationLog.writeVectorSync(kysely, sync.bulk, origins, advanced)
+            if (storesClock(current, next, advanced)) OperationLog.writeMetaSync(kysely, sync.bulk, OperationLog.META_CLOCK, next.clock.last)
+            return Either.right({ advanced, changes: changes.right, next, ops })
+          }, Either.isRight),
+        catch: queryError
+      }))
+
+    /**
+     * Runs one write: a transaction, then the in-memory state and subscribers follow the commit.
+     * `syncBody`, when given, is the same body for `writeSync`, taken when the database has a
+     * synchronous path and no model the write touches has rich text.
+     */
     const commit = <E>(
       source: Engine.Commit["source"],
-      body: (
-        trx: Kysely<any>,
-        current: WriterState,
-        loaded: Projection.Loaded
-      ) => Effect.Effect<{ readonly next: WriterNext; readonly ops: ReadonlyArray<Operation.Operation>; readonly folded?: Projection.Folded }, E>
+      touched: Iterable<string>,
+      body: (trx: Kysely<any>, current: WriterState, loaded: Projection.Loaded) => Effect.Effect<Made, E>,
+      syncBody?: (bulk: Bulk.SyncBulk, current: WriterState, loaded: Projection.Loaded) => Either.Either<Made, E>
     ) =>
       // uninterruptible once it holds the writer: an interruption while the COMMIT is on its way would
       // leave the database committed and the engine's vector and clock behind it (and every later write
       // reusing their numbers); the write is bounded, so the interruption only waits for it
       writer.withPermits(1)(Effect.uninterruptible(
-        Effect.gen(function*() {
-          const current = yield* Ref.get(state)
-          const { advanced, changes, next, ops } = yield* database.transaction((trx) =>
-            Effect.gen(function*() {
-              const loaded: Projection.Loaded = new Map()
-              const { folded, next, ops } = yield* body(trx, current, loaded)
-              const advanced = new Map<string, VersionVector.Entry>()
-              if (ops.length === 0) return { advanced, changes: [], next, ops }
-              yield* OperationLog.append(trx, bulk, origins, ops, maxOperationBytes)
-              const changes = yield* Projection.apply(trx, bulk, origins, models, documents, ops, loaded, folded)
-              VersionVector.advanceInPlace(advanced, ops)
-              yield* OperationLog.writeVector(trx, bulk, origins, advanced)
-              // the clock restarts after the stored vector's timestamps too: when an entry this commit
-              // stores holds the clock (every local write), storing the clock as well is a redundant statement
-              if (next.clock.last !== current.clock.last && !holds(advanced, next.clock.last)) {
-                yield* OperationLog.writeMeta(trx, bulk, OperationLog.META_CLOCK, next.clock.last)
-              }
-              return { advanced, changes, next, ops }
-            })
-          ).pipe(settleDocuments)
-          // committed: the vector follows, in place (the writer is the only one changing it)
-          for (const [origin, entry] of advanced) vector.set(origin, entry)
-          if (advanced.size > 0) snapshot = undefined
-          yield* Ref.set(state, { clock: next.clock, vector })
-          const done: Engine.Commit = { source, ops, changes }
-          if (ops.length > 0) {
+        Effect.suspend(() => {
+          const current = writerState
+          const sync = database.sync
+          const written = sync !== undefined && syncBody !== undefined && Projection.canApplySync(models, touched)
+            ? writeSync(sync, current, syncBody)
+            : writeAsync(current, body)
+          return Effect.flatMap(written, ({ advanced, changes, next, ops }) => {
+            // committed: the vector follows, in place (the writer is the only one changing it)
+            for (const [origin, entry] of advanced) vector.set(origin, entry)
+            OperationLog.originsStored(origins, advanced)
+            if (advanced.size > 0) snapshot = undefined
+            writerState = { clock: next.clock, vector }
+            const done: Engine.Commit = { source, ops, changes }
+            if (ops.length === 0) return Effect.succeed(done)
             deliver(done)
-            yield* PubSub.publish(pubsub, done)
-          }
-          return done
+            return Effect.as(PubSub.publish(pubsub, done), done)
+          })
         })
       ))
 
     const mutate = (changes: ReadonlyArray<Model.Change>) =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         if (changes.length > maxBatchSize) {
           const first = changes[0]!
-          return yield* new MutationError({ reason: "TooManyChanges", model: first.model, record: first.id, detail: `${changes.length} changes in one mutate; the limit is ${maxBatchSize}` })
+          return Effect.fail(new MutationError({ reason: "TooManyChanges", model: first.model, record: first.id, detail: `${changes.length} changes in one mutate; the limit is ${maxBatchSize}` }))
         }
         const prepared: Array<Prepared> = []
+        const touched = new Set<string>()
         for (const change of changes) {
           const result = prepare(models, change)
-          if (Either.isLeft(result)) return yield* result.left
+          if (Either.isLeft(result)) return Effect.fail(result.left)
           prepared.push(result.right)
+          touched.add(result.right.model.name)
         }
-        const now = yield* Clock.currentTimeMillis
-        return yield* commit("local", (trx, current, loaded) => localOps(trx, documents, bulk, origins, node, current, loaded, prepared, now))
+        return Effect.flatMap(Clock.currentTimeMillis, (now) =>
+          commit(
+            "local",
+            touched,
+            (trx, current, loaded) => localOps(trx, documents, bulk, origins, node, current, loaded, prepared, now),
+            (syncBulk, current, loaded) => localOpsSync(syncBulk, kysely, documents, origins, node, current, loaded, prepared, now)
+          ))
       })
 
     const ingest = (incoming: ReadonlyArray<Operation.Operation>) =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
         if (incoming.length > maxBatchSize) {
           const first = incoming[0]!
-          return yield* new IngestError({ reason: "TooManyOperations", origin: first.origin, seq: first.seq, detail: `${incoming.length} operations in one batch; the limit is ${maxBatchSize}` })
+          return Effect.fail(new IngestError({ reason: "TooManyOperations", origin: first.origin, seq: first.seq, detail: `${incoming.length} operations in one batch; the limit is ${maxBatchSize}` }))
         }
-        for (const op of incoming) yield* Model.validateOperation(models, op)
+        const touched = new Set<string>()
+        for (const op of incoming) {
+          const valid = Model.validateOperation(models, op)
+          if (Either.isLeft(valid)) return Effect.fail(valid.left)
+          touched.add(op.model)
+        }
         const tooLarge = Documents.checkIngest(incoming, documents.limits)
-        if (tooLarge !== undefined) return yield* tooLarge
-        const now = yield* Clock.currentTimeMillis
+        if (tooLarge !== undefined) return Effect.fail(tooLarge)
         let duplicates = 0
-        const result = yield* commit("remote", (_trx, current) =>
-          Effect.gen(function*() {
+        return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          const accept = (current: WriterState): Either.Either<Made, IngestError | Hlc.ClockDriftError> => {
             const sorted = [...incoming].sort((a, b) => (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : a.seq - b.seq))
             const accepted: Array<Operation.Operation> = []
             // what this batch moves each origin to: held = the batch's last accepted, else the vector's
@@ -220,25 +285,29 @@ export const make = (options: Engine.Options) =>
                 continue
               }
               if (op.seq !== heldSeq + 1) {
-                return yield* new IngestError({ reason: "Gap", origin: op.origin, seq: op.seq, detail: `holds ${op.origin} up to ${heldSeq}; ${op.seq} would leave a gap` })
+                return Either.left(new IngestError({ reason: "Gap", origin: op.origin, seq: op.seq, detail: `holds ${op.origin} up to ${heldSeq}; ${op.seq} would leave a gap` }))
               }
               if (held !== undefined && op.ts <= held.ts) {
-                return yield* new IngestError({ reason: "TimestampNotIncreasing", origin: op.origin, seq: op.seq, detail: `timestamp ${op.ts} is not after ${held.ts}` })
+                return Either.left(new IngestError({ reason: "TimestampNotIncreasing", origin: op.origin, seq: op.seq, detail: `timestamp ${op.ts} is not after ${held.ts}` }))
               }
-              yield* Hlc.checkDrift(current.clock, op.ts, now)
+              const drift = Hlc.checkDrift(current.clock, op.ts, now)
+              if (Either.isLeft(drift)) return Either.left(drift.left)
               // until signed operations tie origins to members, anyone can make up origins: bound them
               if (held === undefined && ++origins > maxOrigins) {
-                return yield* new IngestError({ reason: "TooManyOrigins", origin: op.origin, seq: op.seq, detail: `the library would hold operations of more than ${maxOrigins} origins (maxOrigins)` })
+                return Either.left(new IngestError({ reason: "TooManyOrigins", origin: op.origin, seq: op.seq, detail: `the library would hold operations of more than ${maxOrigins} origins (maxOrigins)` }))
               }
               pending.set(op.origin, { seq: op.seq, ts: op.ts })
               newest = Timestamp.max(newest, op.ts)
               accepted.push(op)
             }
-            const clock = accepted.length === 0 ? current.clock : (yield* Hlc.receive(current.clock, newest, now))[1]
-            return { next: { clock }, ops: accepted }
-          })
-        )
-        return { applied: result.ops.length, duplicates }
+            if (accepted.length === 0) return Either.right({ next: { clock: current.clock }, ops: accepted })
+            return Either.map(Hlc.receive(current.clock, newest, now), ([, clock]) => ({ next: { clock }, ops: accepted }))
+          }
+          return Effect.map(
+            commit("remote", touched, (_trx, current) => accept(current), (_bulk, current) => accept(current)),
+            (result): Engine.IngestResult => ({ applied: result.ops.length, duplicates })
+          )
+        })
       })
 
     // a read of several statements (the log, then the origins it names) runs between writes: a write
@@ -360,7 +429,7 @@ const key = (...parts: ReadonlyArray<string>) => parts.join("\u0000")
 const localOps = (
   trx: Kysely<any>,
   documents: Documents.Documents,
-  bulk: Bulk,
+  bulk: Bulk.Bulk,
   origins: OperationLog.Origins,
   node: Timestamp.NodeId,
   current: WriterState,
@@ -392,6 +461,33 @@ const localOps = (
     }
     return yield* buildOps(node, documents, current, prepared, states, docs, now)
   })
+
+/** `localOps` in this turn of the event loop, inside `Database.sync`'s transaction (no rich text). */
+const localOpsSync = (
+  bulk: Bulk.SyncBulk,
+  kysely: Kysely<any>,
+  documents: Documents.Documents,
+  origins: OperationLog.Origins,
+  node: Timestamp.NodeId,
+  current: WriterState,
+  loaded: Projection.Loaded,
+  prepared: ReadonlyArray<Prepared>,
+  now: number
+) => {
+  const byModel = new Map<Model.Any, Set<string>>()
+  for (const change of prepared) {
+    const ids = byModel.get(change.model)
+    if (ids === undefined) byModel.set(change.model, new Set([change.id]))
+    else ids.add(change.id)
+  }
+  const states = new Map<string, RecordState.RecordState>()
+  for (const [model, ids] of byModel) {
+    const failed = Projection.loadSync(kysely, bulk, origins, model, ids, loaded)
+    if (failed !== undefined) return Either.left(failed)
+    for (const id of ids) states.set(key(model.name, id), Projection.stateOf(loaded, model.name, id))
+  }
+  return buildOps(node, documents, current, prepared, states, new Map(), now)
+}
 
 /** The operations of a batch of local changes, against preloaded states: plain code, one pass. */
 const buildOps = (

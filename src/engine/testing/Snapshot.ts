@@ -41,15 +41,15 @@ export const snapshot = (engine: Engine.Service): Effect.Effect<Snapshot, Storag
     // the log is stored by origin number, which differs between engines
     entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] - b[1]))
     const log = entries.map(([, , id, bytes]) => [id, bytes] as const)
-    const { names } = (yield* OperationLog.readOrigins(db)).origins
+    const { origins } = yield* OperationLog.readOrigins(db)
     const projection: Record<string, Array<Record<string, unknown>>> = {}
     for (const model of [...engine.models.keys()].sort()) {
       const rows = yield* Effect.tryPromise({ try: () => db.selectFrom(model).selectAll().orderBy("id").execute(), catch: queryError })
-      projection[model] = rows.map((row) => ({ ...row, weft_state: Projection.decodeState(row.weft_state, row.id, names) }))
+      projection[model] = rows.map((row) => ({ ...row, weft_state: Projection.decodeState(row.weft_state, row.id, origins, { model: engine.models.get(model)!, row }) }))
     }
     const tombstones: Record<string, unknown> = {}
     const hidden = yield* Effect.tryPromise({ try: () => db.selectFrom("weft_tombstones").selectAll().orderBy("model").orderBy("id").execute(), catch: queryError })
-    for (const row of hidden) tombstones[`${row.model}/${row.id}`] = Projection.decodeState(row.state, row.id, names)
+    for (const row of hidden) tombstones[`${row.model}/${row.id}`] = Projection.decodeState(row.state, row.id, origins)
     const documents: Record<string, string> = {}
     for (const row of yield* Projection.readDocuments(db, engine.node)) {
       documents[`${row.model}/${row.id}/${row.field}`] = Either.isRight(row.doc) ? RichText.text(row.doc.right) : "<corrupt>"
@@ -62,13 +62,13 @@ export const view = (
   engine: Engine.Service
 ): Effect.Effect<{ readonly [model: string]: { readonly [record: string]: { readonly [field: string]: unknown } } }, StorageError> =>
   engine.readCommitted(Effect.gen(function*() {
-    const { names } = (yield* OperationLog.readOrigins(engine.kysely)).origins
+    const { origins } = yield* OperationLog.readOrigins(engine.kysely)
     const out: Record<string, Record<string, Record<string, unknown>>> = {}
     for (const [name, model] of [...engine.models].sort(([a], [b]) => (a < b ? -1 : 1))) {
       const rows = yield* Effect.tryPromise({ try: () => engine.kysely.selectFrom(name).selectAll().orderBy("id").execute(), catch: queryError })
       const records: Record<string, Record<string, unknown>> = {}
       for (const row of rows) {
-        const state = yield* Projection.decodeState(row.weft_state, row.id, names)
+        const state = yield* Projection.decodeState(row.weft_state, row.id, origins, { model, row })
         const fields: Record<string, unknown> = {}
         for (const [field, register] of Object.entries(state.fields)) fields[field] = register.value
         for (const field of model.fields.values()) {
