@@ -17,6 +17,7 @@ import type * as MemoryTransport from "../../../transport/MemoryTransport.js"
 import type { TransportError } from "../../../transport/Transport.js"
 import * as Hosts from "../../testing/Hosts.js"
 import * as Models from "../Models.js"
+import * as Media from "../Media.js"
 import * as Mounts from "../Mounts.js"
 import * as Presence from "../Presence.js"
 
@@ -28,12 +29,14 @@ export interface Node extends Hosts.Host {
   readonly engine: Engine.Service
   readonly mounts: Mounts.Service
   readonly presence: Presence.Service
+  readonly media: Media.Service
 }
 
 /** Options of the fixture. */
 export interface Options {
   readonly network?: Partial<MemoryTransport.Options>
   readonly presence?: Presence.Options
+  readonly media?: Omit<Media.Options, "engine">
 }
 
 /** A network to put nodes on. */
@@ -58,11 +61,27 @@ export const network = (options: Options = {}): Effect.Effect<Network, never, Sc
         // checked by the tests themselves (`check`), never on a timer they would race
         const mounts = yield* Mounts.make({ checkInterval: Duration.days(1) })
         const presence = yield* host.provide(Presence.make(options.presence).pipe(Effect.provideService(Mounts.Mounts, mounts)))
-        return { ...host, engine, mounts, presence } satisfies Node
+        const media = yield* host.provide(Media.make({ ...options.media, engine: () => Effect.succeed(engine) }).pipe(
+          Effect.provideService(Mounts.Mounts, mounts),
+          Effect.provideService(Presence.Presence, presence)
+        ))
+        return { ...host, engine, mounts, presence, media } satisfies Node
       })
       return scope === undefined ? build : Scope.extend(build, scope)
     }
   }))
+
+/** Copies `from`'s media records (locations and files) to the other nodes' engines, as sync would. */
+export const share = (from: Node, to: ReadonlyArray<Node>) =>
+  Effect.gen(function*() {
+    const locations = yield* Effect.orDie(from.engine.query(Models.locations))
+    const files = yield* Effect.orDie(from.engine.query(Models.files))
+    const changes = [
+      ...locations.map(({ id, ...values }) => Models.locations.create(id, values)),
+      ...files.map(({ id, ...values }) => Models.files.create(id, values))
+    ]
+    yield* everywhere(to, changes)
+  })
 
 /** Writes `changes` to every node's engine. */
 export const everywhere = (nodes: ReadonlyArray<Node>, changes: ReadonlyArray<Model.Change>) =>
