@@ -534,6 +534,15 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
     )
     let recorded = decision.resumed !== undefined || (yield* keep)
     let checkpointed = { bytes, files: results.length }
+    // directories that got a new name since they were last synced: synced (where the platform allows) before a
+    // record or Complete counts on those names, so a placed file survives a crash as its bytes do; a few
+    // directory syncs per batch of files, not one per file
+    const unsynced = new Set<string>()
+    const syncDirectories = Effect.suspend(() => {
+      const dirs = [...unsynced]
+      unsynced.clear()
+      return Effect.promise(() => Promise.all(dirs.map(Files.syncDirectory)))
+    })
     /** On a durable store, now and then: the file being written synced, then the record saying how far it is. */
     const checkpoint = (force: boolean) =>
       Effect.suspend(() => {
@@ -542,7 +551,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         checkpointed = { bytes, files: results.length }
         const file = current
         return Effect.zipRight(
-          file === undefined ? Effect.void : Files.io(ids, file.temp, "sync", () => file.handle.sync()),
+          Effect.zipRight(file === undefined ? Effect.void : Files.io(ids, file.temp, "sync", () => file.handle.sync()), syncDirectories),
           Effect.map(keep, (kept) => void (recorded = kept))
         )
       })
@@ -703,6 +712,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             yield* Effect.ignore(Files.io(ids, file.temp, "utimes", () => fs.utimes(file.temp, mtime, mtime)))
             current = undefined
             const savedAs = yield* Files.place(ids, file.temp, file.final, onExisting)
+            unsynced.add(nodePath.dirname(savedAs))
             if (savedAs !== file.final) renamed.set(index, savedAs)
             results.push({ path: entry.path, savedAs })
             next++
@@ -714,6 +724,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           case "Done": {
             if (skipping !== undefined) continue
             if (next !== files.length) return yield* violation(where, "Unexpected", `Done after ${next} of ${files.length} files`)
+            yield* syncDirectories
             yield* wire.send({ type: "Complete", bytes, files: results.length })
             yield* wire.end
             return {
@@ -759,6 +770,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
               yield* Effect.ignore(Files.io(ids, file.temp, "sync", () => file.handle.sync()))
               yield* Effect.promise(() => file.handle.close().catch(() => undefined))
             }
+            yield* syncDirectories
             kept = yield* keep
           }
           if (!kept) {
