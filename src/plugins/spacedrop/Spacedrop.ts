@@ -173,7 +173,8 @@ export interface Service {
    * Resumes transfer `id`: lifts this side's pause of a running one; an
    * interrupted one goes on from its last verified chunk (the sender offers
    * it again; a receiver asks its sender to). Its new run is then
-   * `transfer(id)`. Fails if the other side cannot be reached or refuses.
+   * `transfer(id)`, whose `result` says how it went. A receiver's request
+   * fails if the sender cannot be reached or has no such transfer.
    */
   readonly resume: (id: string) => Effect.Effect<void, SpacedropError>
   /** Cancels transfer `id` (see `Transfer.cancel`); an interrupted one is forgotten, with what it kept. */

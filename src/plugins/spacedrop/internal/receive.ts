@@ -191,6 +191,9 @@ const readOffer = (wire: Wire.Wire, where: Wire.Where, limits: Limits): Effect.E
   })
 
 
+/** How long a resumed transfer waits for its old run (on a connection that went quiet) to stop. */
+const SUPERSEDE_TIMEOUT = Duration.seconds(10)
+
 /** A temporary file's name: beside its target, named by transfer and entry, so a resume finds it. */
 const tempName = (transfer: string, index: number) => `.weft-${transfer}-${index}.part`
 
@@ -238,7 +241,15 @@ export const handle = (shared: Shared) =>
     }
     const { offer, entries } = read
     const ids = { peer, transfer: offer.transfer }
-    if (registry.live.has(offer.transfer)) return yield* refuse("Busy", "a transfer of this id runs here already")
+    const live = registry.live.get(offer.transfer)
+    if (live !== undefined) {
+      // the sender is back on a new connection while this side still waits on the old one: the old run stops
+      // (keeping what it verified) and this one resumes it
+      if (live.transfer.peer !== peer || live.transfer.direction !== "receive") return yield* refuse("Busy", "a transfer of this id runs here already")
+      yield* Deferred.succeed(live.superseded, undefined)
+      yield* Effect.ignore(Effect.timeout(Effect.exit(live.transfer.result), SUPERSEDE_TIMEOUT))
+      if (registry.live.has(offer.transfer)) return yield* refuse("Busy", "a transfer of this id runs here already")
+    }
     const manifest = Records.manifestHash(entries, offer.chunkBytes)
     const kept = yield* store.get("receive", offer.transfer)
     let resumed: Records.ReceiveRecord | undefined
@@ -633,10 +644,18 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       told = h.receiver
       return Effect.ignore(Effect.zipRight(wire.send({ type: h.receiver ? "Pause" : "Resume" }), h.receiver ? checkpoint(true) : Effect.void))
     }))
+    // a sender gone quiet (a half-open connection, most likely) or back on a new connection: this run stops and
+    // keeps what it verified, for the sender to resume
     const abort = Effect.raceFirst(
-      Effect.zipRight(
-        Deferred.await(stalled),
-        Effect.fail(new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `nothing from the sender for ${Duration.format(settings.idleTimeout)}` }))
+      Effect.raceFirst(
+        Effect.zipRight(
+          Deferred.await(stalled),
+          Effect.fail(new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `nothing from the sender for ${Duration.format(settings.idleTimeout)}` }))
+        ),
+        Effect.zipRight(
+          Deferred.await(running.superseded),
+          Effect.fail(new Protocol.SpacedropError({ reason: "Closed", ...ids, detail: "the sender resumed the transfer on a new connection" }))
+        )
       ),
       Effect.zipRight(
         Deferred.await(running.cancelled),
@@ -755,7 +774,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
     return yield* loop.pipe(
       // a local failure is told to the sender (a violation is not: the host disconnects it)
       Effect.tapError((e) =>
-        e instanceof Protocol.SpacedropError && e.by === undefined && e.reason !== "Cancelled" && e.reason !== "Corrupt" && e.reason !== "Closed"
+        e instanceof Protocol.SpacedropError && e.by === undefined && e.reason !== "Cancelled" && e.reason !== "Corrupt" && e.reason !== "Closed" &&
+          e.reason !== "Timeout"
           ? Effect.ignore(Effect.zipRight(wire.send({ type: "Cancel", reason: "Failed", detail: e.message.slice(0, 1024) }), wire.end))
           : Effect.void
       ),
@@ -764,7 +784,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           // kept: the connection dropped (its handler is interrupted too), or the process is stopping (a record in
           // memory is then refused, see `Records.memory`); never when a side decided to stop
           let kept = false
-          if (recorded && Running.isResumable(exit, { timeout: false })) {
+          if (recorded && Running.isResumable(exit, { timeout: true })) {
             const file = current
             if (file !== undefined) {
               yield* Effect.ignore(Files.io(ids, file.temp, "sync", () => file.handle.sync()))
