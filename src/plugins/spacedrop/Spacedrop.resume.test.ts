@@ -204,6 +204,49 @@ describe("Spacedrop resume", () => {
       expect(yield* names(receiverState)).toEqual([])
     }))
 
+  it.scopedLive("a receiver that crashes after a checkpoint (no finalizer ran: its record says less than its temporary file holds) resumes from the record", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 1 })
+      const tap = yield* wiretap(HOLD)
+      const state = yield* Peers.tempDir()
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const sender = yield* Peers.peer(network, "sender", { name: "Sender" }, tap.onWrite)
+      const first = yield* Scope.make()
+      const receiver = yield* Scope.extend(Peers.peer(network, "receiver", { name: "Receiver", stateDir: state }), first)
+      const transfers = yield* Scope.extend(acceptAll(receiver, target), first)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const incoming = yield* Queue.take(transfers)
+      yield* tap.held
+      yield* Stream.runDrain(incoming.progress.pipe(Stream.takeUntil((p) => p.bytes >= BEFORE_HOLD)))
+      // a pause is a checkpoint: the file synced, then the record on disk
+      yield* incoming.pause
+      const recordFile = nodePath.join(state, `receive-${incoming.id}.json`)
+      const checkpoint = yield* Effect.gen(function*() {
+        while (true) {
+          const text = yield* Effect.promise(() => fs.readFile(recordFile, "utf8").catch(() => ""))
+          if (text !== "" && JSON.parse(text).position.offset === BEFORE_HOLD - SMALL.length) return text
+          yield* Effect.sleep("10 millis")
+        }
+      }).pipe(Effect.timeout("10 seconds"))
+      yield* Scope.close(first, Exit.void)
+      failure(yield* Effect.either(outgoing.result))
+      // what a crash leaves: the record of the last checkpoint, and bytes written after it that nothing vouches for
+      const temp = nodePath.join(target, "f", `.weft-${incoming.id}-2.part`)
+      yield* Effect.promise(async () => {
+        await fs.writeFile(recordFile, checkpoint)
+        await fs.appendFile(temp, randomBytes(BIG))
+      })
+      const again = yield* Peers.peer(network, "receiver", { name: "Receiver", stateDir: state })
+      const kept = yield* interrupted(again)
+      expect(kept.bytes).toBe(BEFORE_HOLD)
+      yield* tap.release
+      yield* sender.spacedrop.resume(outgoing.id)
+      yield* (yield* sender.spacedrop.transfer(outgoing.id)).result
+      expect(yield* Peers.snapshot(target)).toEqual(yield* Peers.snapshot(source))
+      expectNoVerifiedChunkResent(tap.runs, kept.bytes)
+    }))
+
   it.scopedLive("a sender restarted mid-transfer lists the transfer from its state dir and resumes it under the same id", () =>
     Effect.gen(function*() {
       const network = yield* MemoryTransport.make({ seed: 1 })
