@@ -558,7 +558,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
     const checkpoint = (force: boolean) =>
       Effect.suspend(() => {
         if (!recorded || !store.durable) return Effect.void
-        if (!force && bytes - checkpointed.bytes < CHECKPOINT_BYTES && results.length - checkpointed.files < CHECKPOINT_FILES) return Effect.void
+        // the record grows with the renamed files: written less often as it grows, so rewriting it stays linear
+        if (!force && bytes - checkpointed.bytes < CHECKPOINT_BYTES && results.length - checkpointed.files < Math.max(CHECKPOINT_FILES, renamed.size)) return Effect.void
         checkpointed = { bytes, files: results.length }
         const file = current
         return Effect.zipRight(
