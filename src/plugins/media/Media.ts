@@ -251,16 +251,22 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
               return yield* fail("Changed", "the peer's record of the file differs from this node's", { peer })
             }
             if (part.length === 0) return Stream.empty
-            let left = part.length
-            const short = Effect.suspend(() => (left > 0 ? Effect.fail(failed(`the stream ended ${left} bytes short`)) : Effect.void))
+            // cut statefully, element by element: a chunk of the stream may hold several pieces
+            let delivered = 0
+            const short = Effect.suspend(() =>
+              delivered < part.length ? Effect.fail(failed(`the stream ended ${part.length - delivered} bytes short`)) : Effect.void
+            )
             return reader.rest.pipe(
               Stream.mapError((e) => failed(e.message)),
-              Stream.map((chunk) => {
+              Stream.mapAccum(part.length, (left, chunk) => {
                 const piece = chunk.length <= left ? chunk : chunk.subarray(0, left)
-                left -= piece.length
+                return [left - piece.length, { piece, left: left - piece.length }] as const
+              }),
+              Stream.takeUntil(({ left }) => left === 0),
+              Stream.map(({ piece }) => {
+                delivered += piece.length
                 return piece
               }),
-              Stream.takeUntil(() => left === 0),
               Stream.concat(Stream.drain(Stream.fromEffect(short)))
             )
           }))
