@@ -69,7 +69,7 @@ export interface Options {
   readonly chunkBytes?: number
   /** Most inbound reads of one peer at once (default 16). */
   readonly maxInboundStreams?: number
-  /** How long a reader waits for a peer's answer before trying the next (default 10 s). */
+  /** How long a reader waits for a peer's answer, and then for each piece of its bytes, before trying the next peer (default 10 s). */
   readonly answerTimeout?: Duration.DurationInput
 }
 
@@ -258,6 +258,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
             )
             return reader.rest.pipe(
               Stream.mapError((e) => failed(e.message)),
+              // a peer alive but stalled is replaced like a dead one (each pull is timed: a slow consumer is not)
+              Stream.timeoutFail(() => failed(`no bytes for ${Duration.format(Duration.decode(answerTimeout))}`), answerTimeout),
               Stream.mapAccum(part.length, (left, chunk) => {
                 const piece = chunk.length <= left ? chunk : chunk.subarray(0, left)
                 return [left - piece.length, { piece, left: left - piece.length }] as const
