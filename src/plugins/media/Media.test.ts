@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
@@ -10,9 +11,13 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
+import * as Framing from "../../transport/Framing.js"
 import type { MemoryNetwork, NetworkEvent } from "../../transport/MemoryTransport.js"
+import * as Plugin from "../Plugin.js"
 import type * as Media from "./Media.js"
 import * as Models from "./Models.js"
+import * as Mounts from "./Mounts.js"
+import * as Presence from "./Presence.js"
 import * as Protocol from "./Protocol.js"
 import { pattern, sha256, tempDir, write } from "./testing/Files.js"
 import * as Nodes from "./testing/Nodes.js"
@@ -211,6 +216,44 @@ describe("Media: reading", () => {
       expect(sent.get("alice")).toBeLessThan(big.length)
       expect(sent.get("carol")).toBeGreaterThan(0)
       expect(sent.get("carol")).toBeLessThan(big.length)
+    }))
+
+  it.scopedLive("a peer that stalls mid-stream, its connection alive, is replaced after the answer timeout", () =>
+    Effect.gen(function*() {
+      const net = yield* Nodes.network({ media: { answerTimeout: Duration.millis(500) } })
+      const all = [...members, "staller"]
+      const bob = yield* net.node("bob", all)
+      const carol = yield* net.node("carol", all)
+      const root = yield* tempDir()
+      yield* write(nodePath.join(root, "videos/clip.mp4"), content)
+      yield* Stream.runDrain(carol.media.index(L, { id: "loc1", name: "Videos" }, root))
+      yield* Nodes.share(carol, [bob])
+      // mallet announces loc1 like a holder, answers a Header, then sends nothing more
+      const staller = yield* net.bare("staller", all)
+      const mounts = yield* Mounts.make({ checkInterval: Duration.days(1) })
+      yield* mounts.mount(L, "loc1", root)
+      yield* staller.provide(Presence.make().pipe(Effect.provideService(Mounts.Mounts, mounts)))
+      const file = Option.getOrThrow(yield* carol.engine.get(Models.files, id))
+      yield* staller.host.register(Plugin.make({
+        name: "stalling media",
+        ...Protocol.media,
+        handle: (stream) =>
+          Effect.gen(function*() {
+            const { id: _, ...header } = { ...file, type: "Header" as const, offset: 0, length: file.size }
+            yield* Framing.make(stream).send(new TextEncoder().encode(JSON.stringify({ version: Protocol.VERSION, ...header, id: file.id })))
+            yield* stream.write(content.subarray(0, 1000))
+            yield* Effect.never
+          })
+      }))
+      yield* staller.connect(bob)
+      yield* online(bob, "loc1", "staller")
+      const stalled = yield* read(bob, { id })
+      expect(Either.isLeft(stalled) && [stalled.left.reason, stalled.left.peer, stalled.left.detail]).toEqual(["Failed", "staller", "no bytes for 500ms"])
+      // with carol holding it too, the read finishes from her
+      yield* carol.mounts.mount(L, "loc1", root)
+      yield* carol.connect(bob)
+      yield* online(bob, "loc1", "carol")
+      expect(yield* read(bob, { id })).toEqual(Either.right(digest(content)))
     }))
 
   it.scopedLive("a peer that is not a member of the library is refused before the server reads anything", () =>

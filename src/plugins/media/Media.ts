@@ -39,15 +39,14 @@ import * as Stream from "effect/Stream"
 import type { StorageError } from "../../engine/Database.js"
 import type * as Engine from "../../engine/Engine.js"
 import type { ValidationError } from "../../engine/EngineError.js"
-import * as ParseError from "../../internal/parseError.js"
 import * as Framing from "../../transport/Framing.js"
-import { ProtocolError } from "../../transport/ProtocolError.js"
-import type { Duplex, PeerId, TransportError } from "../../transport/Transport.js"
+import type { Duplex, TransportError } from "../../transport/Transport.js"
 import * as Messages from "../Messages.js"
 import * as Plugin from "../Plugin.js"
 import { PluginHost } from "../PluginHost.js"
 import * as Indexer from "./Indexer.js"
 import * as Files from "./internal/files.js"
+import * as Read from "./internal/read.js"
 import type * as Models from "./Models.js"
 import { Mounts } from "./Mounts.js"
 import { Presence } from "./Presence.js"
@@ -57,6 +56,8 @@ export const MediaError = Protocol.MediaError
 export type MediaError = Protocol.MediaError
 export type FileRef = Protocol.FileRef
 export type Range = Files.Range
+export type ReadOptions = Read.ReadOptions
+export type Reading = Read.Reading
 
 /** The engine of a library, held for as long as the scope (`Engines.get` on a node). */
 export type EngineOf = (library: string) => Effect.Effect<Engine.Service, StorageError | ValidationError, Scope.Scope>
@@ -69,28 +70,8 @@ export interface Options {
   readonly chunkBytes?: number
   /** Most inbound reads of one peer at once (default 16). */
   readonly maxInboundStreams?: number
-  /** How long a reader waits for a peer's answer before trying the next (default 10 s). */
+  /** How long a reader waits for a peer's answer, and then for each piece of its bytes, before trying the next peer (default 10 s). */
   readonly answerTimeout?: Duration.DurationInput
-}
-
-/** What to read. */
-export interface ReadOptions {
-  /** The first byte (default 0). */
-  readonly offset?: number
-  /** How many bytes (default: to the end; cut at the end). */
-  readonly length?: number
-  /** Have the source hash the whole file before serving it, and refuse it `Changed` if it differs. */
-  readonly verify?: boolean
-}
-
-/** A read under way. */
-export interface Reading {
-  /** The file's record, as this node has it. */
-  readonly file: Models.File
-  /** The bytes the stream will carry. */
-  readonly range: Range
-  /** The bytes, from whichever sources serve them. */
-  readonly bytes: Stream.Stream<Uint8Array, MediaError>
 }
 
 /** Media on a node. */
@@ -116,16 +97,7 @@ export const DEFAULT_MAX_INBOUND_STREAMS = 16
 
 const encoder = new TextEncoder()
 const encodeAnswer = Schema.encodeSync(Protocol.Answers.schema)
-const encodeRead = Schema.encodeSync(Protocol.Read)
-const decodeAnswer = ParseError.decodeUnknownEither(Protocol.Answers.schema)
 const json = (version: number, message: object) => encoder.encode(JSON.stringify({ version, ...message }))
-
-// which error a failed read reports when every source failed: the most telling
-const RANK: ReadonlyArray<Protocol.Reason> = ["Changed", "Unsafe", "RangeNotSatisfiable", "NotFound", "Failed", "Offline"]
-
-type Source =
-  | { readonly _tag: "Local"; readonly record: Models.File }
-  | { readonly _tag: "Remote"; readonly record: Models.File; readonly peer: PeerId }
 
 /** Registers the plugin on the host in context and provides the service; unregistered with the scope. */
 export const make = (options: Options): Effect.Effect<Service, TransportError, PluginHost | Mounts | Presence | Scope.Scope> =>
@@ -151,7 +123,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
           if (Either.isRight(opened)) return { opened: opened.right, range: range.value }
           refusals.push(opened.left)
         }
-        return yield* Effect.fail(refusals.sort((a, b) => RANK.indexOf(a.reason) - RANK.indexOf(b.reason))[0]!)
+        return yield* Effect.fail(refusals.sort((a, b) => Read.rank(a.reason) - Read.rank(b.reason))[0]!)
       })
 
     const handle = (stream: Duplex, context: Plugin.StreamContext) =>
@@ -197,114 +169,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
       handle
     }))
 
-    const read = (library: string, ref: FileRef, readOptions: ReadOptions = {}): Effect.Effect<Reading, MediaError> =>
-      Effect.gen(function*() {
-        const fileName = "id" in ref ? ref.id : ref.hash
-        const fail = (reason: Protocol.Reason, detail: string, extra: { readonly peer?: string; readonly size?: number } = {}) =>
-          new MediaError({ reason, library, file: fileName, detail, ...extra })
-        const fromRefusal = (peer: string | undefined) => (r: Files.Refusal) =>
-          fail(r.reason, r.detail, { ...(peer === undefined ? {} : { peer }), ...(r.size === undefined ? {} : { size: r.size }) })
-        const verify = readOptions.verify ?? false
-        const candidates = yield* Effect.scoped(Effect.gen(function*() {
-          const engine = yield* Effect.mapError(options.engine(library), (e) => fail("Failed", `the library could not be opened: ${e.message}`))
-          return yield* Effect.mapError(Files.records(engine, ref), fromRefusal(undefined))
-        }))
-        const file = candidates[0]
-        if (file === undefined) return yield* fail("NotFound", "no such file in the library")
-        const resolved = Files.resolveRange(file.size, readOptions.offset ?? 0, readOptions.length)
-        if (Option.isNone(resolved)) return yield* fail("RangeNotSatisfiable", `the file has ${file.size} bytes`, { size: file.size })
-        const range = resolved.value
-        const end = range.offset + range.length
-
-        const local = (record: Models.File, part: Range): Stream.Stream<Uint8Array, MediaError> =>
-          Stream.unwrapScoped(Effect.gen(function*() {
-            const opened = yield* Effect.mapError(Files.open(mounts, library, record, verify), fromRefusal(undefined))
-            const unchanged = Effect.flatMap(Files.stillSame(opened), (same) => (same ? Effect.void : Effect.fail(fail("Changed", "the file changed while it was read"))))
-            return Stream.concat(Stream.mapError(Files.chunks(opened.handle, part, chunkBytes), fromRefusal(undefined)), Stream.drain(Stream.fromEffect(unchanged)))
-          }))
-
-        const remote = (peer: PeerId, record: Models.File, part: Range): Stream.Stream<Uint8Array, MediaError> =>
-          Stream.unwrapScoped(Effect.gen(function*() {
-            const failed = (detail: string) => fail("Failed", detail, { peer })
-            const where = { peer, protocol: Protocol.MEDIA_ID }
-            const stream = yield* Effect.mapError(host.open(peer, Protocol.media, library), (e) => failed(e.message))
-            const request = encodeRead({ type: "Read", file: { id: record.id }, offset: part.offset, length: Math.max(1, part.length), verify })
-            yield* Effect.mapError(Framing.make(stream, Protocol.Requests.maxFrameBytes).send(json(Protocol.VERSION, request)), (e) => failed(e.message))
-            const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.Answers.maxFrameBytes })
-            const violation = (error: ProtocolError) => Effect.zipRight(host.violation(peer, Protocol.MEDIA_ID, error), Effect.fail(failed(error.message)))
-            const frame = yield* reader.frame.pipe(
-              Effect.timeoutFail({ duration: answerTimeout, onTimeout: () => failed("no answer in time") }),
-              Effect.catchIf((e): e is ProtocolError => e instanceof ProtocolError, violation),
-              Effect.mapError((e) => (e instanceof MediaError ? e : failed(e.message)))
-            )
-            if (Option.isNone(frame)) return yield* failed("the peer ended the stream before answering")
-            const answer = Messages.decodeJson(frame.value, Protocol.VERSION, decodeAnswer, where)
-            if (Either.isLeft(answer)) {
-              return yield* (answer.left instanceof ProtocolError ? violation(answer.left) : Effect.fail(failed(answer.left.message)))
-            }
-            const header = answer.right
-            if (header.type === "Error") return yield* fail(header.reason, header.detail, { peer })
-            if (header.offset !== part.offset || header.length !== Math.min(part.length, header.size - part.offset)) {
-              return yield* violation(new ProtocolError({ reason: "Unexpected", ...where, detail: "a Header for another range than asked" }))
-            }
-            if (header.id !== record.id || header.size !== record.size || header.mtime !== record.mtime || header.hash !== record.hash) {
-              return yield* fail("Changed", "the peer's record of the file differs from this node's", { peer })
-            }
-            if (part.length === 0) return Stream.empty
-            let left = part.length
-            const short = Effect.suspend(() => (left > 0 ? Effect.fail(failed(`the stream ended ${left} bytes short`)) : Effect.void))
-            return reader.rest.pipe(
-              Stream.mapError((e) => failed(e.message)),
-              Stream.map((chunk) => {
-                const piece = chunk.length <= left ? chunk : chunk.subarray(0, left)
-                left -= piece.length
-                return piece
-              }),
-              Stream.takeUntil(() => left === 0),
-              Stream.concat(Stream.drain(Stream.fromEffect(short)))
-            )
-          }))
-
-        // sources are chosen as they are needed, so a peer that came online during the read is one
-        const tried = new Set<string>()
-        const next = Effect.gen(function*() {
-          for (const record of candidates) {
-            if (!tried.has(`local:${record.id}`) && Option.isSome(yield* mounts.onlineRoot(library, record.location))) {
-              tried.add(`local:${record.id}`)
-              return Option.some<Source>({ _tag: "Local", record })
-            }
-          }
-          for (const record of candidates) {
-            for (const holder of yield* presence.peers(library, record.location)) {
-              if (!tried.has(`peer:${holder.peer}`)) {
-                tried.add(`peer:${holder.peer}`)
-                return Option.some<Source>({ _tag: "Remote", record, peer: holder.peer })
-              }
-            }
-          }
-          return Option.none<Source>()
-        })
-        let reached = range.offset
-        const errors: Array<MediaError> = []
-        const attempt: Stream.Stream<Uint8Array, MediaError> = Stream.unwrap(Effect.gen(function*() {
-          if (reached >= end && tried.size > 0) return Stream.empty
-          const source = yield* next
-          if (Option.isNone(source)) {
-            const worst = [...errors].sort((a, b) => RANK.indexOf(a.reason) - RANK.indexOf(b.reason))[0]
-            return Stream.fail(worst ?? fail("Offline", `location ${file.location} is online nowhere this node reaches`))
-          }
-          const part = { offset: reached, length: end - reached }
-          const bytes = source.value._tag === "Local" ? local(source.value.record, part) : remote(source.value.peer, source.value.record, part)
-          return bytes.pipe(
-            Stream.tap((chunk) => Effect.sync(() => { reached += chunk.length })),
-            Stream.catchAll((error) => {
-              errors.push(error)
-              return attempt
-            })
-          )
-        }))
-        return { file, range, bytes: attempt }
-      })
+    const read = Read.make({ host, mounts, presence, engine: options.engine, chunkBytes, answerTimeout })
 
     const storage = (root: string) => (e: StorageError | ValidationError) => new Indexer.IndexError({ reason: "Storage", path: root, detail: e.message, cause: e })
 

@@ -61,6 +61,12 @@ export interface Options {
   readonly idleTimeout?: Duration.DurationInput
   /** How a failed announcement stream is opened again (default: exponential from 200 ms, capped at 30 s). */
   readonly retry?: Schedule.Schedule<unknown, unknown>
+  /**
+   * Most changes held for a watcher of `changes` that does not keep up; older ones are dropped first
+   * (default 1024): a member toggling its locations must not grow a lagging watcher's memory. The
+   * table itself (`peers`, `table`) is always whole.
+   */
+  readonly changeBuffer?: number
 }
 
 /** Presence on a node. */
@@ -98,7 +104,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, TransportErr
 
     const entries = yield* Ref.make(new Map<string, Entry>())
     const rtts = yield* Ref.make(new Map<PeerId, number>())
-    const pubsub = yield* Effect.acquireRelease(PubSub.unbounded<Change>(), PubSub.shutdown)
+    const pubsub = yield* Effect.acquireRelease(PubSub.sliding<Change>(Math.max(1, options.changeBuffer ?? 1024)), PubSub.shutdown)
 
     /** Sets what `peer` holds in `library` (as `owner`), publishing the difference. */
     const set = (library: string, peer: PeerId, owner: symbol, locations: ReadonlySet<string>, onlyIfOwner: boolean) =>

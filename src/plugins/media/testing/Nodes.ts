@@ -44,6 +44,8 @@ export interface Network {
   readonly network: MemoryTransport.MemoryNetwork
   /** A node named `name`, member of `LIBRARY` with `members` (itself included), running until `scope` closes (default: the caller's). */
   readonly node: (name: string, members: ReadonlyArray<string>, scope?: Scope.Scope) => Effect.Effect<Node, TransportError, Scope.Scope>
+  /** A host member of `LIBRARY` with `members`, with no media plugin: for a test to play a peer by hand. */
+  readonly bare: (name: string, members: ReadonlyArray<string>) => Effect.Effect<Hosts.Host, TransportError, Scope.Scope>
 }
 
 /** The library as each node holds it. */
@@ -54,6 +56,7 @@ export const library = (members: ReadonlyArray<string>, id = LIBRARY): Libraries
 export const network = (options: Options = {}): Effect.Effect<Network, never, Scope.Scope> =>
   Effect.map(Hosts.network(options.network), (hosts) => ({
     network: hosts.network,
+    bare: (name, members) => hosts.host(name, { libraries: [library(members)] }),
     node: (name, members, scope) => {
       const build = Effect.gen(function*() {
         const host = yield* hosts.host(name, { libraries: [library(members)] })

@@ -1,0 +1,199 @@
+/**
+ * A read: the file's record in this node's library, the range checked
+ * against it, then its bytes from one source after another (this node
+ * first, then the peers presence names, fastest first), each going on from
+ * the byte the last one reached. See `Media`.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { StorageError } from "../../../engine/Database.js"
+import type * as Engine from "../../../engine/Engine.js"
+import type { ValidationError } from "../../../engine/EngineError.js"
+import * as ParseError from "../../../internal/parseError.js"
+import * as Framing from "../../../transport/Framing.js"
+import { ProtocolError } from "../../../transport/ProtocolError.js"
+import type { PeerId } from "../../../transport/Transport.js"
+import * as Messages from "../../Messages.js"
+import type { PluginHost } from "../../PluginHost.js"
+import type * as Models from "../Models.js"
+import type { Mounts } from "../Mounts.js"
+import type { Presence } from "../Presence.js"
+import * as Protocol from "../Protocol.js"
+import * as Files from "./files.js"
+
+const MediaError = Protocol.MediaError
+type MediaError = Protocol.MediaError
+type FileRef = Protocol.FileRef
+type Range = Files.Range
+
+/** What to read. */
+export interface ReadOptions {
+  /** The first byte (default 0). */
+  readonly offset?: number
+  /** How many bytes (default: to the end; cut at the end). */
+  readonly length?: number
+  /** Have the source hash the whole file before serving it, and refuse it `Changed` if it differs. */
+  readonly verify?: boolean
+}
+
+/** A read under way. */
+export interface Reading {
+  /** The file's record, as this node has it. */
+  readonly file: Models.File
+  /** The bytes the stream will carry. */
+  readonly range: Range
+  /** The bytes, from whichever sources serve them. */
+  readonly bytes: Stream.Stream<Uint8Array, MediaError>
+}
+
+/** What a read needs. */
+export interface Deps {
+  readonly host: PluginHost["Type"]
+  readonly mounts: Mounts["Type"]
+  readonly presence: Presence["Type"]
+  readonly engine: (library: string) => Effect.Effect<Engine.Service, StorageError | ValidationError, Scope.Scope>
+  readonly chunkBytes: number
+  readonly answerTimeout: Duration.DurationInput
+}
+
+const encoder = new TextEncoder()
+const encodeRead = Schema.encodeSync(Protocol.Read)
+const decodeAnswer = ParseError.decodeUnknownEither(Protocol.Answers.schema)
+const json = (version: number, message: object) => encoder.encode(JSON.stringify({ version, ...message }))
+
+// which error a failed read reports when every source failed: the most telling
+export const RANK: ReadonlyArray<Protocol.Reason> = ["Changed", "Unsafe", "RangeNotSatisfiable", "NotFound", "Failed", "Offline"]
+
+type Source =
+  | { readonly _tag: "Local"; readonly record: Models.File }
+  | { readonly _tag: "Remote"; readonly record: Models.File; readonly peer: PeerId }
+
+/** How telling a reason is (lower: more), to report the most telling of several failures. */
+export const rank = (reason: Protocol.Reason): number => RANK.indexOf(reason)
+
+/** Reads over `deps`. */
+export const make = ({ host, mounts, presence, chunkBytes, answerTimeout, ...deps }: Deps) =>
+(library: string, ref: FileRef, readOptions: ReadOptions = {}): Effect.Effect<Reading, MediaError> =>
+      Effect.gen(function*() {
+        const fileName = "id" in ref ? ref.id : ref.hash
+        const fail = (reason: Protocol.Reason, detail: string, extra: { readonly peer?: string; readonly size?: number } = {}) =>
+          new MediaError({ reason, library, file: fileName, detail, ...extra })
+        const fromRefusal = (peer: string | undefined) => (r: Files.Refusal) =>
+          fail(r.reason, r.detail, { ...(peer === undefined ? {} : { peer }), ...(r.size === undefined ? {} : { size: r.size }) })
+        const verify = readOptions.verify ?? false
+        const candidates = yield* Effect.scoped(Effect.gen(function*() {
+          const engine = yield* Effect.mapError(deps.engine(library), (e) => fail("Failed", `the library could not be opened: ${e.message}`))
+          return yield* Effect.mapError(Files.records(engine, ref), fromRefusal(undefined))
+        }))
+        const file = candidates[0]
+        if (file === undefined) return yield* fail("NotFound", "no such file in the library")
+        const resolved = Files.resolveRange(file.size, readOptions.offset ?? 0, readOptions.length)
+        if (Option.isNone(resolved)) return yield* fail("RangeNotSatisfiable", `the file has ${file.size} bytes`, { size: file.size })
+        const range = resolved.value
+        const end = range.offset + range.length
+
+        const local = (record: Models.File, part: Range): Stream.Stream<Uint8Array, MediaError> =>
+          Stream.unwrapScoped(Effect.gen(function*() {
+            const opened = yield* Effect.mapError(Files.open(mounts, library, record, verify), fromRefusal(undefined))
+            const unchanged = Effect.flatMap(Files.stillSame(opened), (same) => (same ? Effect.void : Effect.fail(fail("Changed", "the file changed while it was read"))))
+            return Stream.concat(Stream.mapError(Files.chunks(opened.handle, part, chunkBytes), fromRefusal(undefined)), Stream.drain(Stream.fromEffect(unchanged)))
+          }))
+
+        const remote = (peer: PeerId, record: Models.File, part: Range): Stream.Stream<Uint8Array, MediaError> =>
+          Stream.unwrapScoped(Effect.gen(function*() {
+            const failed = (detail: string) => fail("Failed", detail, { peer })
+            const where = { peer, protocol: Protocol.MEDIA_ID }
+            const stream = yield* Effect.mapError(host.open(peer, Protocol.media, library), (e) => failed(e.message))
+            const request = encodeRead({ type: "Read", file: { id: record.id }, offset: part.offset, length: Math.max(1, part.length), verify })
+            yield* Effect.mapError(Framing.make(stream, Protocol.Requests.maxFrameBytes).send(json(Protocol.VERSION, request)), (e) => failed(e.message))
+            const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.Answers.maxFrameBytes })
+            const violation = (error: ProtocolError) => Effect.zipRight(host.violation(peer, Protocol.MEDIA_ID, error), Effect.fail(failed(error.message)))
+            const frame = yield* reader.frame.pipe(
+              Effect.timeoutFail({ duration: answerTimeout, onTimeout: () => failed("no answer in time") }),
+              Effect.catchIf((e): e is ProtocolError => e instanceof ProtocolError, violation),
+              Effect.mapError((e) => (e instanceof MediaError ? e : failed(e.message)))
+            )
+            if (Option.isNone(frame)) return yield* failed("the peer ended the stream before answering")
+            const answer = Messages.decodeJson(frame.value, Protocol.VERSION, decodeAnswer, where)
+            if (Either.isLeft(answer)) {
+              return yield* (answer.left instanceof ProtocolError ? violation(answer.left) : Effect.fail(failed(answer.left.message)))
+            }
+            const header = answer.right
+            if (header.type === "Error") return yield* fail(header.reason, header.detail, { peer })
+            if (header.offset !== part.offset || header.length !== Math.min(part.length, header.size - part.offset)) {
+              return yield* violation(new ProtocolError({ reason: "Unexpected", ...where, detail: "a Header for another range than asked" }))
+            }
+            if (header.id !== record.id || header.size !== record.size || header.mtime !== record.mtime || header.hash !== record.hash) {
+              return yield* fail("Changed", "the peer's record of the file differs from this node's", { peer })
+            }
+            if (part.length === 0) return Stream.empty
+            // cut statefully, element by element: a chunk of the stream may hold several pieces
+            let delivered = 0
+            const short = Effect.suspend(() =>
+              delivered < part.length ? Effect.fail(failed(`the stream ended ${part.length - delivered} bytes short`)) : Effect.void
+            )
+            return reader.rest.pipe(
+              Stream.mapError((e) => failed(e.message)),
+              // a peer alive but stalled is replaced like a dead one (each pull is timed: a slow consumer is not)
+              Stream.timeoutFail(() => failed(`no bytes for ${Duration.format(Duration.decode(answerTimeout))}`), answerTimeout),
+              Stream.mapAccum(part.length, (left, chunk) => {
+                const piece = chunk.length <= left ? chunk : chunk.subarray(0, left)
+                return [left - piece.length, { piece, left: left - piece.length }] as const
+              }),
+              Stream.takeUntil(({ left }) => left === 0),
+              Stream.map(({ piece }) => {
+                delivered += piece.length
+                return piece
+              }),
+              Stream.concat(Stream.drain(Stream.fromEffect(short)))
+            )
+          }))
+
+        // sources are chosen as they are needed, so a peer that came online during the read is one
+        const tried = new Set<string>()
+        const next = Effect.gen(function*() {
+          for (const record of candidates) {
+            if (!tried.has(`local:${record.id}`) && Option.isSome(yield* mounts.onlineRoot(library, record.location))) {
+              tried.add(`local:${record.id}`)
+              return Option.some<Source>({ _tag: "Local", record })
+            }
+          }
+          for (const record of candidates) {
+            for (const holder of yield* presence.peers(library, record.location)) {
+              if (!tried.has(`peer:${holder.peer}`)) {
+                tried.add(`peer:${holder.peer}`)
+                return Option.some<Source>({ _tag: "Remote", record, peer: holder.peer })
+              }
+            }
+          }
+          return Option.none<Source>()
+        })
+        let reached = range.offset
+        const errors: Array<MediaError> = []
+        const attempt: Stream.Stream<Uint8Array, MediaError> = Stream.unwrap(Effect.gen(function*() {
+          if (reached >= end && tried.size > 0) return Stream.empty
+          const source = yield* next
+          if (Option.isNone(source)) {
+            const worst = [...errors].sort((a, b) => RANK.indexOf(a.reason) - RANK.indexOf(b.reason))[0]
+            return Stream.fail(worst ?? fail("Offline", `location ${file.location} is online nowhere this node reaches`))
+          }
+          const part = { offset: reached, length: end - reached }
+          const bytes = source.value._tag === "Local" ? local(source.value.record, part) : remote(source.value.peer, source.value.record, part)
+          return bytes.pipe(
+            Stream.tap((chunk) => Effect.sync(() => { reached += chunk.length })),
+            Stream.catchAll((error) => {
+              errors.push(error)
+              return attempt
+            })
+          )
+        }))
+        return { file, range, bytes: attempt }
+      })
+
