@@ -150,6 +150,21 @@ export const run = (): Effect.Effect<ReadonlyArray<Figure>, unknown> =>
         calls.push(performance.now() - start)
       }
     }
+    // the same group through the kit alone (no grants, no Guard) on the same connection: what of the
+    // round trip is rspc's own, and what the kit's over libp2p
+    const kitProtocol = { protocol: "/weft-bench/kit/1.0.0", permission: "library", group: Bench } as const
+    yield* RpcPlugin.serve({ name: "kit", ...kitProtocol }).pipe(
+      Effect.provide(handlers),
+      Effect.provideService(Protocol.Guard, ({ next }) => next),
+      Effect.provide(server.context)
+    )
+    const kit = yield* RpcPlugin.client(kitProtocol, bobId, LIBRARY).pipe(Effect.provide(caller.context))
+    const kitCalls: Array<number> = []
+    for (let i = 0; i < ROUND_TRIPS / 2; i++) {
+      const start = performance.now()
+      yield* kit.Echo({ n: i, text: "x" })
+      kitCalls.push(performance.now() - start)
+    }
     const rspcRate = yield* throughput((n) => client.Echo({ n, text: "small" }))
     const socketClient = yield* overSocket
     const socketRate = yield* throughput((n) => socketClient.Echo({ n, text: "small" }))
@@ -169,7 +184,7 @@ export const run = (): Effect.Effect<ReadonlyArray<Figure>, unknown> =>
         baselineName: "ping plugin round trip p50, same connection",
         goal: 0.5,
         lowerIsBetter: true,
-        extra: { rspcP99: percentile(calls, 0.99), pingP99: percentile(pings, 0.99), socketP50: median(socketCalls), samples: calls.length }
+        extra: { rspcP99: percentile(calls, 0.99), pingP99: percentile(pings, 0.99), socketP50: median(socketCalls), kitOverLibp2pP50: median(kitCalls), samples: calls.length }
       },
       {
         name: "rspc small calls, 32 in flight",

@@ -24,10 +24,13 @@ import type * as Rpc from "@effect/rpc/Rpc"
 import type * as RpcClient from "@effect/rpc/RpcClient"
 import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as RpcSchema from "@effect/rpc/RpcSchema"
+import * as Cause from "effect/Cause"
 import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -75,7 +78,10 @@ interface Running {
   readonly library: string
   readonly capability: Option.Option<Protocol.Capability>
   readonly procedure: string
-  readonly lost: Deferred.Deferred<never, Protocol.Forbidden>
+  /** The fiber of the handler, once started. */
+  fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  /** Why the call was ended from outside (its grant or its caller's membership went). */
+  ended: Protocol.Forbidden | undefined
 }
 
 interface Served {
@@ -122,8 +128,9 @@ export const serve = <Rpcs extends Rpc.Any>(
     // every change of grants or membership ends what it no longer allows
     const sweep = Effect.gen(function*() {
       for (const call of calls) {
-        if (!(yield* allowed(call.peer, call.library, call.capability))) {
-          yield* Deferred.fail(call.lost, new Protocol.Forbidden({ reason: "Revoked", procedure: call.procedure, detail: `${call.procedure} is no longer granted to you here` }))
+        if (call.ended === undefined && !(yield* allowed(call.peer, call.library, call.capability))) {
+          call.ended = new Protocol.Forbidden({ reason: "Revoked", procedure: call.procedure, detail: `${call.procedure} is no longer granted to you here` })
+          if (call.fiber !== undefined) yield* Fiber.interruptFork(call.fiber)
         }
       }
       for (const stream of streams) {
@@ -142,17 +149,27 @@ export const serve = <Rpcs extends Rpc.Any>(
           library: caller.value.library,
           capability: Protocol.capabilityOf(rpc),
           procedure: rpc._tag,
-          lost: yield* Deferred.make<never, Protocol.Forbidden>()
+          fiber: undefined,
+          ended: undefined
         }
         const body = RpcSchema.isStreamSchema(rpc.successSchema)
           ? next
           : Effect.timeoutFail(next, { duration: limits.callTimeout, onTimeout: () => new Protocol.CallTimeout({ reason: "Timeout", procedure: rpc._tag, millis: callMillis }) })
-        // listed before the check: a revoke between the two is seen by the sweep
+        // listed before the check: a revoke between the two is seen by the sweep. The handler runs in
+        // a fiber of its own (one fork, cheaper than a race), which the sweep interrupts; its
+        // interruption is then answered with the reason
         return yield* Effect.acquireUseRelease(
           Effect.sync(() => calls.add(running)),
           () =>
-            Effect.flatMap(allowed(running.peer, running.library, running.capability), (ok) =>
-              ok ? Effect.raceFirst(body, Deferred.await(running.lost)) : Effect.fail(Protocol.notGranted(rpc._tag))),
+            Effect.gen(function*() {
+              if (!(yield* allowed(running.peer, running.library, running.capability))) return yield* Protocol.notGranted(rpc._tag)
+              const child = yield* Effect.fork(body)
+              running.fiber = child
+              if (running.ended !== undefined) yield* Fiber.interruptFork(child)
+              const exit = yield* Effect.onInterrupt(Fiber.await(child), () => Fiber.interrupt(child))
+              if (Exit.isFailure(exit) && running.ended !== undefined && Cause.isInterruptedOnly(exit.cause)) return yield* running.ended
+              return yield* exit
+            }),
           () => Effect.sync(() => calls.delete(running))
         )
       })
