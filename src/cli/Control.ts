@@ -22,11 +22,12 @@ import { ControlError, client } from "../node/ControlSocket.js"
 import { RpcError } from "../plugins/RpcPlugin.js"
 import * as ParseError from "../internal/parseError.js"
 import * as NotesControl from "./NotesControl.js"
+import * as TransfersControl from "./TransfersControl.js"
 
 export { ControlError }
 
-/** Every procedure of the CLI's node: the node's own, its plugins', and the notes. */
-export const group = NodeControl.group.merge(NotesControl.Control)
+/** Every procedure of the CLI's node: the node's own, its plugins', the notes, and the transfers (`weft send`). */
+export const group = NodeControl.group.merge(NotesControl.Control, TransfersControl.Control)
 type Rpcs = RpcGroup.Rpcs<typeof group>
 
 /** A request: a procedure's `_tag` and its payload's fields. */

@@ -105,6 +105,10 @@ const nextStep = (record: Record<string, unknown>, message: string): string | un
         return "Another program, or another node, listens there: choose another with --listen /ip4/<address>/tcp/<port>"
       }
       return undefined
+    case "SpacedropError":
+      return record.reason === "NoListener"
+        ? "Nobody at that node receives files now: its user can run `weft serve` there"
+        : undefined
     case "ConsentError":
       return record.reason === "NotFound" ? "`weft requests` lists the requests waiting" : undefined
     default:
