@@ -21,6 +21,25 @@
  *   sender   → {"version":1,"type":"Done"}
  *   receiver → {"version":1,"type":"Complete","bytes":…,"files":…}  then ends
  *   either   → {"version":1,"type":"Cancel","reason":"User"|"SourceChanged"|"Corrupt"|"Failed","detail":"…"} then ends
+ *   either   → {"version":1,"type":"Pause"} … {"version":1,"type":"Resume"}   the transfer waits while either side holds
+ *              it paused; each side lifts only its own pause. The sender sends no chunk while paused; frames
+ *              already in flight are still taken, and the receiver's idle timeout does not run.
+ *   receiver → {"version":1,"type":"Rewind","index":2,"offset":131072}   a chunk (or, with offset 0, a whole file)
+ *              failed its hash: the sender goes back there; the receiver skips what was in flight until the
+ *              chunk at that place comes again. A bounded number of times per chunk, then `Cancel` `Corrupt`.
+ *
+ * Resume: a transfer whose connection dropped (or whose process stopped)
+ * is offered again by the sender under the same transfer id and manifest.
+ * A receiver holding a record of it (peer, transfer id, SHA-256 of the
+ * manifest) answers at once, without asking its user again:
+ *
+ *   receiver → {"version":1,"type":"Accepted","entries":[…],"from":{"files":12,"offset":4194304}}
+ *
+ * meaning the first 12 accepted files are in place and the 13th has its
+ * first 4 MiB verified (and synced, for a record on disk); the sender starts
+ * there and never sends those bytes again. A receiver may ask for that
+ * offer itself: it opens a stream whose only message is
+ * `{"version":1,"type":"Reoffer","transfer":"…"}`.
  *
  * Flow: the sender keeps at most its window of bytes sent and not yet
  * acknowledged in flight, so a transfer is one stream of frames in each
@@ -33,7 +52,7 @@
  * BLAKE3: node's is native and uses the CPU's SHA extensions (GB/s), needs no
  * dependency, and hashes incrementally; BLAKE3 would need a native addon or a
  * pure-JS hash several times slower. Chunk hashes and offsets are what a
- * resume from the last verified chunk will build on.
+ * resume from the last verified chunk, and a `Rewind`, build on.
  *
  * Bounds (configurable on the receiver, see `Limits`): the frame, the
  * manifest's bytes and entries, a path's bytes and depth, the chunk size. A
@@ -129,16 +148,31 @@ export const Offer = Schema.Struct({
   chunkBytes: Schema.Int.pipe(Schema.between(1, 2 ** 30))
 })
 export const Entries = Schema.Struct({ type: Schema.Literal("Entries"), entries: Schema.Array(Entry) })
-export const Accepted = Schema.Struct({ type: Schema.Literal("Accepted"), entries: Schema.optional(Schema.Array(Count)) })
+/** Where a resumed transfer starts: this many accepted files are complete, and the next has `offset` bytes verified. */
+export const Position = Schema.Struct({ files: Count, offset: Count })
+export type Position = typeof Position.Type
+export const Accepted = Schema.Struct({
+  type: Schema.Literal("Accepted"),
+  entries: Schema.optional(Schema.Array(Count)),
+  /** A resumed transfer: what the receiver already holds verified (absent: from the start). */
+  from: Schema.optional(Position)
+})
 export const Rejected = Schema.Struct({ type: Schema.Literal("Rejected"), reason: RejectReason, detail: Detail })
 export const FileEnd = Schema.Struct({ type: Schema.Literal("FileEnd"), index: Count })
 export const Ack = Schema.Struct({ type: Schema.Literal("Ack"), bytes: Count, files: Count })
 export const Done = Schema.Struct({ type: Schema.Literal("Done") })
 export const Complete = Schema.Struct({ type: Schema.Literal("Complete"), bytes: Count, files: Count })
 export const Cancel = Schema.Struct({ type: Schema.Literal("Cancel"), reason: CancelReason, detail: Detail })
+/** Either side holds the transfer paused (until it sends `Resume`). */
+export const Pause = Schema.Struct({ type: Schema.Literal("Pause") })
+export const Resume = Schema.Struct({ type: Schema.Literal("Resume") })
+/** The receiver rejected a chunk (or a whole file): send entry `index` again from `offset`. */
+export const Rewind = Schema.Struct({ type: Schema.Literal("Rewind"), index: Count, offset: Count })
+/** The receiver asks the sender to offer an interrupted transfer again (the first and only message of its stream). */
+export const Reoffer = Schema.Struct({ type: Schema.Literal("Reoffer"), transfer: TransferId })
 
 /** Any JSON message. */
-export const Message = Schema.Union(Offer, Entries, Accepted, Rejected, FileEnd, Ack, Done, Complete, Cancel)
+export const Message = Schema.Union(Offer, Entries, Accepted, Rejected, FileEnd, Ack, Done, Complete, Cancel, Pause, Resume, Rewind, Reoffer)
 export type Message = typeof Message.Type
 
 /** A chunk of file data, as read off the wire. */
@@ -182,7 +216,8 @@ export class SpacedropError extends Schema.TaggedError<SpacedropError>("weft/Spa
     "Corrupt", // a chunk or file did not match its hash; the receiver kept nothing of that file
     "Closed", // the other side ended or dropped the stream early
     "VersionMismatch", // the other side speaks another version
-    "Unsupported" // the sender was asked to send what Spacedrop does not (a link, a special file)
+    "Unsupported", // the sender was asked to send what Spacedrop does not (a link, a special file)
+    "UnknownTransfer" // no transfer of that id is known here (running, paused or resumable)
   ),
   peer: Schema.String,
   transfer: Schema.optional(Schema.String),

@@ -30,6 +30,12 @@ const failure = <A, E>(outcome: Either.Either<A, E>): E => {
 /** A chunk frame (the JSON messages are far smaller). */
 const isChunk = (bytes: Uint8Array) => bytes.length > 4096 && bytes[4] === 0x01
 
+/** Where a chunk frame's data goes: entry index and offset. */
+const chunkPlace = (bytes: Uint8Array) => {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  return `${view.getUint32(5)}:${view.getUint32(9) * 2 ** 32 + view.getUint32(13)}`
+}
+
 /** Writes a 4 MiB file and a small one under `source/f`; returns the folder. */
 const files = (source: string) =>
   Effect.promise(async () => {
@@ -137,12 +143,49 @@ describe("Spacedrop faults", () => {
       yield* expectNothingPartial(target)
     }))
 
-  it.scopedLive("a chunk corrupted on the wire is detected: Corrupt on both sides, nothing of that file kept", () =>
+  it.scopedLive("a chunk corrupted on the wire is detected and asked for again: the file arrives whole, only that chunk (and what was in flight after it) sent twice", () =>
     Effect.gen(function*() {
       let chunks = 0
+      const sent = new Map<string, number>()
       const { sender, receiver } = yield* Peers.make({
         onWrite: (bytes, write) => {
-          if (!isChunk(bytes) || ++chunks !== 3) return write(bytes)
+          if (!isChunk(bytes)) return write(bytes)
+          const place = chunkPlace(bytes)
+          sent.set(place, (sent.get(place) ?? 0) + 1)
+          if (++chunks !== 3) return write(bytes)
+          const flipped = bytes.slice()
+          flipped[flipped.length - 100]! ^= 0x40
+          return write(flipped)
+        }
+      })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const incoming = yield* Queue.take(transfers)
+      yield* outgoing.result
+      expect((yield* incoming.result).bytes).toBe(4 * 1024 * 1024 + 15)
+      expect(yield* Peers.snapshot(target)).toEqual(yield* Peers.snapshot(source))
+      // the third chunk went twice; every chunk before it once
+      const again = [...sent].filter(([, n]) => n > 1).map(([place]) => place)
+      const third = [...sent.keys()][2]!
+      expect(again).toContain(third)
+      for (const place of [...sent.keys()].slice(0, 2)) expect(sent.get(place)).toBe(1)
+    }))
+
+  it.scopedLive("a chunk corrupted every time it is sent fails Corrupt on both sides after maxRetries, nothing of that file kept", () =>
+    Effect.gen(function*() {
+      let third: string | undefined
+      let seen = 0
+      let copies = 0
+      const { sender, receiver } = yield* Peers.make({
+        receiver: { maxRetries: 2 },
+        onWrite: (bytes, write) => {
+          if (!isChunk(bytes)) return write(bytes)
+          const place = chunkPlace(bytes)
+          if (++seen === 3) third = place
+          if (place !== third) return write(bytes)
+          copies++
           const flipped = bytes.slice()
           flipped[flipped.length - 100]! ^= 0x40
           return write(flipped)
@@ -155,6 +198,8 @@ describe("Spacedrop faults", () => {
       const incoming = yield* Queue.take(transfers)
       expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "Corrupt", path: "f/big.bin" })
       expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "Corrupt", by: "receiver" })
+      // sent once, then asked for again twice
+      expect(copies).toBe(3)
       yield* expectNothingPartial(target)
     }))
 
@@ -220,7 +265,7 @@ describe("Spacedrop faults", () => {
       yield* expectNothingPartial(target)
     }))
 
-  it.scopedLive("the connection dropped mid-transfer: both sides fail typed (never an interruption), nothing partial kept", () =>
+  it.scopedLive("the connection dropped mid-transfer: both sides fail typed (never an interruption) and show it interrupted; cancelled by id, nothing partial is kept", () =>
     Effect.gen(function*() {
       const gate = yield* holdAfter(3)
       const { network, sender, receiver } = yield* Peers.make({ onWrite: gate.onWrite })
@@ -235,6 +280,12 @@ describe("Spacedrop faults", () => {
       const mine = failure(yield* Effect.either(outgoing.result))
       // the sender learns it from its stream: a reset, or the receiver's side closing
       expect(mine._tag === "TransportError" ? mine.reason : mine._tag === "SpacedropError" ? mine.reason : mine._tag).toMatch(/^(Reset|Closed)$/)
+      expect((yield* receiver.spacedrop.transfers).map((p) => p.state)).toEqual(["interrupted"])
+      expect((yield* sender.spacedrop.transfers).map((p) => p.state)).toEqual(["interrupted"])
+      yield* receiver.spacedrop.cancel(incoming.id)
+      yield* sender.spacedrop.cancel(outgoing.id)
+      expect(yield* receiver.spacedrop.transfers).toEqual([])
+      expect(yield* sender.spacedrop.transfers).toEqual([])
       yield* expectNothingPartial(target)
     }))
 

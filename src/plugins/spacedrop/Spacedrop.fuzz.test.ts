@@ -15,6 +15,8 @@ import { PeerId } from "../../transport/Transport.js"
 import * as Messages from "../Messages.js"
 import * as Fuzzing from "../testing/Fuzzing.js"
 import * as Receive from "./internal/receive.js"
+import * as Records from "./internal/records.js"
+import * as Registry from "./internal/registry.js"
 import * as Wire from "./internal/wire.js"
 import * as Protocol from "./Protocol.js"
 
@@ -43,12 +45,16 @@ const validMessages: fc.Arbitrary<Protocol.Message> = fc.oneof(
   }),
   fc.record({ type: fc.constant("Entries" as const), entries: fc.array(entry, { maxLength: 6 }) }),
   fc.record({ type: fc.constant("Accepted" as const), entries: fc.array(count, { maxLength: 6 }) }),
+  fc.record({ type: fc.constant("Accepted" as const), from: fc.record({ files: count, offset: count }) }),
   fc.record({ type: fc.constant("Rejected" as const), reason: fc.constantFrom(...Protocol.RejectReason.literals), detail }),
   fc.record({ type: fc.constant("FileEnd" as const), index: count }),
   fc.record({ type: fc.constant("Ack" as const), bytes: count, files: count }),
   fc.record({ type: fc.constant("Done" as const) }),
   fc.record({ type: fc.constant("Complete" as const), bytes: count, files: count }),
-  fc.record({ type: fc.constant("Cancel" as const), reason: fc.constantFrom(...Protocol.CancelReason.literals), detail })
+  fc.record({ type: fc.constant("Cancel" as const), reason: fc.constantFrom(...Protocol.CancelReason.literals), detail }),
+  fc.record({ type: fc.constantFrom("Pause" as const, "Resume" as const) }),
+  fc.record({ type: fc.constant("Rewind" as const), index: count, offset: count }),
+  fc.record({ type: fc.constant("Reoffer" as const), transfer: fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/).map((t) => t as Protocol.TransferId) })
 )
 
 const isTyped = (e: unknown) => Fuzzing.isKitError(e)
@@ -101,10 +107,12 @@ describe("Spacedrop's decoders under structure-aware fuzzing", () => {
   it("the receiver's handler, fed an offer and a mutated page of entries, refuses or ends without a defect", () => {
     const shared = Effect.runSync(Effect.gen(function*() {
       return {
-        settings: { limits: Receive.DEFAULT_LIMITS, decisionTimeout: Duration.seconds(1), idleTimeout: Duration.seconds(1), onExisting: "rename" as const, maxPendingOffers: 1 },
+        settings: { limits: Receive.DEFAULT_LIMITS, decisionTimeout: Duration.seconds(1), idleTimeout: Duration.seconds(1), onExisting: "rename" as const, maxPendingOffers: 1, maxRetries: 3 },
         watchers: yield* Ref.make(0),
         pending: yield* Ref.make(0),
-        offers: yield* PubSub.unbounded<Receive.IncomingOffer>()
+        offers: yield* PubSub.unbounded<Receive.IncomingOffer>(),
+        registry: Registry.make(Records.memory(4)),
+        reoffer: () => Effect.void
       } satisfies Receive.Shared
     }))
     const decoder = new TextDecoder()

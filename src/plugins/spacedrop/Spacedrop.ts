@@ -55,9 +55,10 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { hostname } from "node:os"
 import type { PeerId, TransportError } from "../../transport/Transport.js"
@@ -65,8 +66,11 @@ import * as Plugin from "../Plugin.js"
 import { PluginHost } from "../PluginHost.js"
 import type * as Files from "./internal/files.js"
 import * as Receive from "./internal/receive.js"
+import * as Records from "./internal/records.js"
+import * as Registry from "./internal/registry.js"
 import * as Send from "./internal/send.js"
 import type * as Running from "./internal/transfer.js"
+import * as Wire from "./internal/wire.js"
 import * as Protocol from "./Protocol.js"
 
 export const SpacedropError = Protocol.SpacedropError
@@ -82,6 +86,7 @@ export type AcceptOptions = Receive.AcceptOptions
 export type SendOptions = Send.SendOptions
 export type Limits = Receive.Limits
 export type OnExisting = Files.OnExisting
+export type State = Running.State
 
 /** The receiver's default bounds. */
 export const DEFAULT_LIMITS: Limits = Receive.DEFAULT_LIMITS
@@ -108,6 +113,16 @@ export interface Options {
   readonly maxPendingOffers?: number
   /** Most inbound Spacedrop streams of one peer at once (default `DEFAULT_MAX_INBOUND_STREAMS`). */
   readonly maxInboundStreams?: number
+  /**
+   * Where resume records are kept (made if missing): with it, an interrupted
+   * transfer resumes after a restart of either process too. Without it they
+   * are kept in memory: a transfer resumes after its connection dropped.
+   */
+  readonly stateDir?: string
+  /** Most interrupted transfers kept for resuming; past it a transfer runs without a record (default 64). */
+  readonly maxResumable?: number
+  /** Most times one chunk (or file) that failed its hash is asked for again before `Corrupt` (default 3). */
+  readonly maxRetries?: number
 }
 
 /** Sends and receives files. */
@@ -129,6 +144,25 @@ export interface Service {
    * watches, offers are refused `NoListener`.
    */
   readonly offers: Effect.Effect<Stream.Stream<IncomingOffer>, never, Scope.Scope>
+  /**
+   * Every transfer this node knows: running, waiting for an answer, paused,
+   * and interrupted ones it can resume (from its resume records, on disk
+   * with `stateDir`).
+   */
+  readonly transfers: Effect.Effect<ReadonlyArray<Progress>>
+  /** The running (or paused) transfer `id`; `UnknownTransfer` if none runs. */
+  readonly transfer: (id: string) => Effect.Effect<Transfer, SpacedropError>
+  /** Pauses transfer `id` from this side (see `Transfer.pause`); an interrupted one stays as it is. */
+  readonly pause: (id: string) => Effect.Effect<void, SpacedropError>
+  /**
+   * Resumes transfer `id`: lifts this side's pause of a running one; an
+   * interrupted one goes on from its last verified chunk (the sender offers
+   * it again; a receiver asks its sender to). Its new run is then
+   * `transfer(id)`. Fails if the other side cannot be reached or refuses.
+   */
+  readonly resume: (id: string) => Effect.Effect<void, SpacedropError>
+  /** Cancels transfer `id` (see `Transfer.cancel`); an interrupted one is forgotten, with what it kept. */
+  readonly cancel: (id: string) => Effect.Effect<void, SpacedropError>
 }
 
 /** Spacedrop on a node. */
@@ -139,7 +173,8 @@ const resolve = (options: Options): Receive.Settings => ({
   decisionTimeout: Duration.decode(options.decisionTimeout ?? Duration.seconds(60)),
   idleTimeout: Duration.decode(options.idleTimeout ?? Duration.seconds(30)),
   onExisting: options.onExisting ?? "rename",
-  maxPendingOffers: options.maxPendingOffers ?? 16
+  maxPendingOffers: options.maxPendingOffers ?? 16,
+  maxRetries: options.maxRetries ?? 3
 })
 
 /** The plugin (the receiving side) over `shared` state. */
@@ -151,25 +186,80 @@ export const plugin = (shared: Receive.Shared, options: Options = {}) =>
     handle: Receive.handle(shared)
   })
 
+/** How long a receiver waits for its sender to answer a `Reoffer`. */
+const REOFFER_TIMEOUT = Duration.seconds(10)
+
 /** Registers the plugin on the host in context and provides the service; unregistered with the scope. */
 export const make = (options: Options = {}): Effect.Effect<Service, TransportError, PluginHost | Scope.Scope> =>
   Effect.gen(function*() {
     const host = yield* PluginHost
+    const scope = yield* Effect.scope
     const offers = yield* Effect.acquireRelease(PubSub.unbounded<IncomingOffer>(), PubSub.shutdown)
+    const maxResumable = options.maxResumable ?? 64
+    const store = options.stateDir === undefined ? Records.memory(maxResumable) : Records.directory(options.stateDir, maxResumable)
+    const registry = Registry.make(store)
+    // in memory, what was kept of interrupted receives (their temporary files) goes with the plugin
+    yield* Effect.addFinalizer(() => store.close((record) => (record.direction === "receive" ? Receive.forget(store, record) : Effect.void)))
+    const settings: Send.SenderSettings = { name: options.name ?? hostname(), registry }
+    const reoffer = (record: Records.SendRecord) => Effect.asVoid(Scope.extend(Send.resume(host, settings, record), scope))
     const shared: Receive.Shared = {
       settings: resolve(options),
       watchers: yield* Ref.make(0),
       pending: yield* Ref.make(0),
-      offers
+      offers,
+      registry,
+      reoffer
     }
     yield* host.register(plugin(shared, options))
-    const settings = { name: options.name ?? hostname() }
+
+    /** A receiver asks the sender of an interrupted transfer to offer it again. */
+    const ask = (record: Records.ReceiveRecord) =>
+      Effect.scoped(Effect.gen(function*() {
+        const ids = { peer: record.peer, transfer: record.transfer }
+        const stream = yield* host.open(record.peer as PeerId, Protocol.protocol)
+        const wire = yield* Wire.make(stream, 64 * 1024)
+        yield* wire.send({ type: "Reoffer", transfer: record.transfer })
+        const answer = yield* wire.next
+        yield* wire.end
+        if (Option.isSome(answer) && answer.value._tag === "Message" && answer.value.message.type === "Accepted") return
+        const refused = Option.isSome(answer) && answer.value._tag === "Message" && answer.value.message.type === "Rejected" ? answer.value.message : undefined
+        return yield* new SpacedropError({ reason: refused?.reason ?? "Closed", ...ids, by: "sender", detail: refused?.detail ?? "the sender did not answer the request" })
+      })).pipe(
+        Effect.timeoutFail({
+          duration: REOFFER_TIMEOUT,
+          onTimeout: () => new SpacedropError({ reason: "Timeout", peer: record.peer, transfer: record.transfer, detail: "the sender did not answer the request" })
+        }),
+        Effect.catchIf((e) => !(e instanceof SpacedropError), (e) =>
+          Effect.fail(new SpacedropError({ reason: e._tag === "TransportError" ? "Closed" : "Failed", peer: record.peer, transfer: record.transfer, detail: e.message })))
+      )
+
     return {
       send: (peer, paths, sendOptions) => Send.send(host, settings, peer, paths, sendOptions),
       offers: Effect.gen(function*() {
         yield* Effect.acquireRelease(Ref.update(shared.watchers, (n) => n + 1), () => Ref.update(shared.watchers, (n) => n - 1))
         return Stream.fromQueue(yield* PubSub.subscribe(offers))
-      })
+      }),
+      transfers: Registry.list(registry),
+      transfer: (id) =>
+        Effect.flatMap(Registry.find(registry, id), (found) =>
+          found._tag === "Live"
+            ? Effect.succeed(found.running.transfer)
+            : Effect.fail(new SpacedropError({ reason: "UnknownTransfer", peer: found.record.peer, transfer: id, detail: "the transfer is interrupted: resume it first" }))),
+      pause: (id) => Effect.flatMap(Registry.find(registry, id), (found) => (found._tag === "Live" ? found.running.transfer.pause : Effect.void)),
+      resume: (id) =>
+        Effect.flatMap(Registry.find(registry, id), (found) =>
+          found._tag === "Live"
+            ? found.running.transfer.resume
+            : found.record.direction === "send"
+            ? reoffer(found.record)
+            : ask(found.record)),
+      cancel: (id) =>
+        Effect.flatMap(Registry.find(registry, id), (found) =>
+          found._tag === "Live"
+            ? found.running.transfer.cancel
+            : found.record.direction === "send"
+            ? store.remove("send", id)
+            : Receive.forget(store, found.record))
     }
   })
 

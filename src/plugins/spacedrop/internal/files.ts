@@ -60,6 +60,23 @@ export const hashFile = (where: Where, path: string): Effect.Effect<string, Prot
     (handle) => Effect.promise(() => handle.close())
   )
 
+/**
+ * Feeds the first `length` bytes of an open file to `hash` (a resumed or
+ * rewound file: its whole-file hash covers what was sent before); the bytes
+ * read, less than `length` if the file is shorter.
+ */
+export const hashPrefix = async (handle: fs.FileHandle, hash: ReturnType<typeof createHash>, length: number): Promise<number> => {
+  const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, Math.max(1, length)))
+  let done = 0
+  while (done < length) {
+    const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, length - done), done)
+    if (bytesRead === 0) break
+    hash.update(buffer.subarray(0, bytesRead))
+    done += bytesRead
+  }
+  return done
+}
+
 /** A source entry: what goes in the manifest, and where it is read from. */
 export interface Source {
   readonly entry: Protocol.Entry
@@ -194,7 +211,9 @@ const MAX_NUMBER = 10_000
 /**
  * Puts `temp` in place at `final` (or a numbered name beside it, with
  * `rename`) without ever replacing an existing name: `link` fails with
- * `EEXIST` where `rename` would overwrite. Returns the name used.
+ * `EEXIST` where `rename` would overwrite. The directory is synced after,
+ * where the platform allows, so the new name survives a crash as the
+ * file's bytes do. Returns the name used.
  */
 export const place = (where: Where, temp: string, final: string, onExisting: OnExisting): Effect.Effect<string, Protocol.SpacedropError> =>
   io(where, final, "put the file in place", async () => {
@@ -205,6 +224,7 @@ export const place = (where: Where, temp: string, final: string, onExisting: OnE
       try {
         await fs.link(temp, candidate)
         await fs.unlink(temp)
+        await syncDirectory(directory)
         return candidate
       } catch (cause) {
         if (codeOf(cause) !== "EEXIST") throw cause
@@ -217,6 +237,19 @@ export const place = (where: Where, temp: string, final: string, onExisting: OnE
 /** A new file to write, opened exclusively (never an existing name, never through a link). */
 export const createExclusive = (where: Where, path: string) =>
   io(where, path, "create", () => fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644))
+
+/** Syncs a directory's entries (a new name in it is then durable); where the platform cannot (Windows, some file systems), nothing. */
+export const syncDirectory = async (dir: string): Promise<void> => {
+  let handle: fs.FileHandle | undefined
+  try {
+    handle = await fs.open(dir, constants.O_RDONLY)
+    await handle.sync()
+  } catch {
+    // the file's own bytes were synced before it was linked: only the name's durability is at stake
+  } finally {
+    await handle?.close().catch(() => undefined)
+  }
+}
 
 export const removeQuietly = (path: string): Effect.Effect<void> => Effect.promise(() => fs.rm(path, { force: true }).catch(() => undefined))
 

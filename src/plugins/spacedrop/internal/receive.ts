@@ -13,7 +13,10 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import { createHash, type Hash } from "node:crypto"
+import { constants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import { ProtocolError } from "../../../transport/ProtocolError.js"
@@ -23,6 +26,8 @@ import type * as Plugin from "../../Plugin.js"
 import * as Paths from "../Paths.js"
 import * as Protocol from "../Protocol.js"
 import * as Files from "./files.js"
+import * as Records from "./records.js"
+import * as Registry from "./registry.js"
 import * as Running from "./transfer.js"
 import * as Wire from "./wire.js"
 
@@ -53,6 +58,8 @@ export interface Settings {
   readonly idleTimeout: Duration.Duration
   readonly onExisting: Files.OnExisting
   readonly maxPendingOffers: number
+  /** Most times one chunk (or file) is asked for again after failing its hash, before the transfer fails `Corrupt`. */
+  readonly maxRetries: number
 }
 
 /** How to accept an offer. */
@@ -92,10 +99,24 @@ export interface Shared {
   /** Offers waiting for an answer now. */
   readonly pending: Ref.Ref<number>
   readonly offers: PubSub.PubSub<IncomingOffer>
+  /** The node's transfers, and their resume records. */
+  readonly registry: Registry.Registry
+  /** Offers an interrupted send of this node again (its receiver asked with `Reoffer`). */
+  readonly reoffer: (record: Records.SendRecord) => Effect.Effect<void, Protocol.SpacedropError>
 }
 
 type Decision =
-  | { readonly _tag: "Accept"; readonly root: string; readonly indices: ReadonlyArray<number>; readonly onExisting: Files.OnExisting; readonly running: Running.Running; readonly all: boolean }
+  | {
+    readonly _tag: "Accept"
+    readonly root: string
+    readonly indices: ReadonlyArray<number>
+    readonly onExisting: Files.OnExisting
+    readonly running: Running.Running
+    /** The names accepted (`undefined`: all). */
+    readonly select: ReadonlyArray<string> | undefined
+    /** The record of an interrupted transfer this one resumes. */
+    readonly resumed: Records.ReceiveRecord | undefined
+  }
   | { readonly _tag: "Reject"; readonly reason: Protocol.RejectReason; readonly detail: string }
 
 type OfferState = "pending" | "deciding" | "decided" | "expired"
@@ -119,6 +140,7 @@ const select = (entries: ReadonlyArray<Protocol.Entry>, names: ReadonlyArray<str
 /** What reading an offer came to. */
 type Read =
   | { readonly _tag: "Ended" }
+  | { readonly _tag: "Reoffer"; readonly transfer: string }
   | { readonly _tag: "Refused"; readonly offer: typeof Protocol.Offer.Type; readonly reason: Protocol.RejectReason; readonly detail: string }
   | { readonly _tag: "Offered"; readonly offer: typeof Protocol.Offer.Type; readonly entries: ReadonlyArray<Protocol.Entry> }
 
@@ -134,6 +156,7 @@ const readOffer = (wire: Wire.Wire, where: Wire.Where, limits: Limits): Effect.E
       )
     const first = yield* next("offer")
     if (Option.isNone(first)) return { _tag: "Ended" } as const
+    if (first.value._tag === "Message" && first.value.message.type === "Reoffer") return { _tag: "Reoffer", transfer: first.value.message.transfer } as const
     if (first.value._tag !== "Message" || first.value.message.type !== "Offer") {
       return yield* violation(where, "Unexpected", `expected an Offer, got ${first.value._tag === "Chunk" ? "a chunk" : first.value.message.type}`)
     }
@@ -167,11 +190,26 @@ const readOffer = (wire: Wire.Wire, where: Wire.Where, limits: Limits): Effect.E
     return { _tag: "Offered", offer, entries } as const
   })
 
-/** Serves one inbound stream: an offer, then (if accepted) its files. */
+
+/** A temporary file's name: beside its target, named by transfer and entry, so a resume finds it. */
+const tempName = (transfer: string, index: number) => `.weft-${transfer}-${index}.part`
+
+/** Removes what an interrupted receive kept: its temporary file (only one of ours, by name) and its record. */
+export const forget = (store: Records.Store, record: Records.ReceiveRecord): Effect.Effect<void> =>
+  Effect.gen(function*() {
+    const temp = record.temp
+    if (temp !== undefined && /^\.weft-[A-Za-z0-9_-]{1,64}-\d+\.part$/.test(nodePath.basename(temp)) && nodePath.basename(temp).startsWith(`.weft-${record.transfer}-`)) {
+      yield* Files.removeQuietly(temp)
+    }
+    yield* store.remove("receive", record.transfer)
+  })
+
+/** Serves one inbound stream: an offer (a new one, or a resumed one), then (if accepted) its files; or a `Reoffer` request. */
 export const handle = (shared: Shared) =>
 (stream: Duplex, context: Plugin.StreamContext): Effect.Effect<void, ProtocolError, Scope.Scope> =>
   Effect.gen(function*() {
-    const { settings } = shared
+    const { registry, settings } = shared
+    const { store } = registry
     const peer = context.peer
     const where = { peer, protocol: stream.protocol }
     const wire = yield* Wire.make(stream, maxFrameBytes(settings.limits))
@@ -182,6 +220,17 @@ export const handle = (shared: Shared) =>
       Effect.tapErrorTag("MessageError", (e) => (e.reason === "VersionMismatch" ? refuse("Failed", e.detail) : Effect.void))
     )
     if (read._tag === "Ended") return
+    if (read._tag === "Reoffer") {
+      // the receiver of one of our sends asks for it again: only that peer, only an interrupted one
+      const record = yield* store.get("send", read.transfer)
+      if (Option.isNone(record) || record.value.direction !== "send" || record.value.peer !== peer || registry.live.has(read.transfer)) {
+        return yield* refuse("Failed", "no interrupted transfer of this id to you here")
+      }
+      const offered = yield* Effect.either(shared.reoffer(record.value))
+      if (Either.isLeft(offered)) return yield* refuse("Failed", offered.left.detail)
+      yield* wire.send({ type: "Accepted" })
+      return yield* wire.end
+    }
     if (read._tag === "Refused") {
       const { offer, reason, detail } = read
       yield* Effect.logInfo(`refused offer ${offer.transfer} from ${peer}: ${reason}: ${detail}`)
@@ -189,6 +238,49 @@ export const handle = (shared: Shared) =>
     }
     const { offer, entries } = read
     const ids = { peer, transfer: offer.transfer }
+    if (registry.live.has(offer.transfer)) return yield* refuse("Busy", "a transfer of this id runs here already")
+    const manifest = Records.manifestHash(entries, offer.chunkBytes)
+    const kept = yield* store.get("receive", offer.transfer)
+    let resumed: Records.ReceiveRecord | undefined
+    if (Option.isSome(kept) && kept.value.direction === "receive") {
+      const record = kept.value
+      if (record.peer !== peer) return yield* refuse("Busy", "a transfer of this id from another peer is kept here")
+      // the same transfer with another manifest is a new offer: what was kept of the old one goes
+      if (record.manifest === manifest) resumed = record
+      else yield* forget(store, record)
+    }
+
+    // the sender sends nothing more until answered: whatever comes (its end, a Cancel, a reset) withdraws the offer
+    const after = yield* Effect.forkScoped(wire.next)
+    const runAccepted = (decision: Extract<Decision, { _tag: "Accept" }>) =>
+      receiveFiles({ wire, where, ids, offer, entries, decision, after, settings, registry, manifest }).pipe(
+        // whatever the outcome, our side ends cleanly: the sender reads what we sent last
+        Effect.ensuring(wire.end),
+        Effect.catchIf((e) => !(e instanceof ProtocolError), (e) => Effect.logInfo(`transfer ${offer.transfer} from ${peer} failed: ${e.message}`))
+      )
+
+    if (resumed !== undefined) {
+      // accepted before: no one is asked again; what was verified is not sent again
+      const indices = select(entries, resumed.select)
+      if (Either.isLeft(indices)) {
+        yield* forget(store, resumed)
+        return yield* refuse("Failed", "the kept record names an entry the offer lacks")
+      }
+      const running = yield* Running.make({
+        transfer: offer.transfer,
+        direction: "receive",
+        peer,
+        totalBytes: resumed.totalBytes,
+        totalFiles: resumed.totalFiles,
+        bytes: resumed.bytes,
+        files: resumed.position.files
+      })
+      const added = yield* Effect.either(Registry.add(registry, running))
+      if (Either.isLeft(added)) return yield* refuse("Busy", added.left.detail)
+      yield* Effect.logInfo(`resuming transfer ${offer.transfer} from ${peer} at file ${resumed.position.files}, byte ${resumed.position.offset}`)
+      return yield* runAccepted({ _tag: "Accept", root: resumed.root, indices: indices.right, onExisting: resumed.onExisting, running, select: resumed.select, resumed })
+    }
+
     if ((yield* Ref.get(shared.watchers)) === 0) return yield* refuse("NoListener", "nobody is watching for offers here")
     const admitted = yield* Ref.modify(shared.pending, (n) => (n < settings.maxPendingOffers ? [true, n + 1] : [false, n]))
     if (!admitted) return yield* refuse("Busy", "too many offers wait for an answer; send again later")
@@ -211,6 +303,7 @@ export const handle = (shared: Shared) =>
     let started = false
     const closed = () =>
       Exit.fail(new Protocol.SpacedropError({ reason: "Closed", ...ids, detail: "the sender's stream closed before the transfer began" }))
+    const abandon = (running: Running.Running) => Effect.zipRight(running.finish(closed()), Registry.remove(registry, running))
 
     const incoming: IncomingOffer = {
       id: offer.transfer,
@@ -246,9 +339,14 @@ export const handle = (shared: Shared) =>
                 totalBytes: files.reduce((n, e) => n + e.size, 0),
                 totalFiles: files.length
               })
+              const added = yield* Effect.either(Registry.add(registry, running))
+              if (Either.isLeft(added)) {
+                yield* decide({ _tag: "Reject", reason: "Busy", detail: added.left.detail })
+                return yield* Effect.fail(added.left)
+              }
               transfer = running.transfer
-              yield* decide({ _tag: "Accept", root: checked.right, indices: indices.right, onExisting, running, all: options.entries === undefined })
-              if (yield* Deferred.isDone(gone)) yield* running.finish(closed())
+              yield* decide({ _tag: "Accept", root: checked.right, indices: indices.right, onExisting, running, select: options.entries, resumed: undefined })
+              if (yield* Deferred.isDone(gone)) yield* abandon(running)
             })
           )
           return transfer!
@@ -264,11 +362,9 @@ export const handle = (shared: Shared) =>
         const decision = yield* Deferred.poll(decided)
         if (decision._tag === "Some" && !started) {
           const d = yield* decision.value
-          if (d._tag === "Accept") yield* d.running.finish(closed())
+          if (d._tag === "Accept") yield* abandon(d.running)
         }
       }))
-    // the sender sends nothing more until answered: whatever comes (its end, a Cancel, a reset) withdraws the offer
-    const after = yield* Effect.forkScoped(wire.next)
     yield* PubSub.publish(shared.offers, incoming)
     const outcome = yield* Effect.raceFirst(
       Effect.map(Deferred.await(decided), (d) => ({ _tag: "Decided" as const, decision: d })),
@@ -295,16 +391,8 @@ export const handle = (shared: Shared) =>
       yield* Effect.logInfo(`refused offer ${offer.transfer} from ${peer}: ${decision.reason}`)
       return yield* refuse(decision.reason, decision.detail)
     }
-    const { running } = decision
     started = true
-    const run = receiveFiles({ wire, where, ids, offer, entries, decision, after, settings }).pipe(
-      Effect.onExit((exit) => running.finish(exit))
-    )
-    yield* run.pipe(
-      // whatever the outcome, our side ends cleanly: the sender reads what we sent last
-      Effect.ensuring(wire.end),
-      Effect.catchIf((e) => !(e instanceof ProtocolError), (e) => Effect.logInfo(`transfer ${offer.transfer} from ${peer} failed: ${e.message}`))
-    )
+    yield* runAccepted(decision)
   }).pipe(
     Effect.catchIf(
       (e): e is Exclude<typeof e, ProtocolError> => !(e instanceof ProtocolError),
@@ -329,12 +417,15 @@ const withdrawn = (
 interface Receiving {
   readonly wire: Wire.Wire
   readonly where: Wire.Where
-  readonly ids: Files.Where
+  readonly ids: { readonly peer: PeerId; readonly transfer: string }
   readonly offer: typeof Protocol.Offer.Type
   readonly entries: ReadonlyArray<Protocol.Entry>
   readonly decision: Extract<Decision, { _tag: "Accept" }>
   readonly after: Fiber.RuntimeFiber<Option.Option<Protocol.Frame>, ProtocolError | MessageError | TransportError>
   readonly settings: Settings
+  readonly registry: Registry.Registry
+  /** The manifest's hash (see `Records.manifestHash`). */
+  readonly manifest: string
 }
 
 /** The file being written. */
@@ -344,29 +435,123 @@ interface Open {
   readonly temp: string
   readonly final: string
   readonly handle: Files.FileHandle
-  readonly hash: Hash
+  hash: Hash
   written: number
 }
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex")
 
-/** Writes the accepted files as their chunks come, each verified, synced and put in place. */
-const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.TransferError> =>
+/** A durable record is rewritten at most every this many verified bytes (after a sync of the file being written)… */
+const CHECKPOINT_BYTES = 16 * 1024 * 1024
+/** …or this many files put in place. */
+const CHECKPOINT_FILES = 256
+/** Most rewinds of one run, whatever the chunks: a sender whose every chunk fails is not worth more. */
+const MAX_REWINDS = 64
+
+/**
+ * Writes the accepted files as their chunks come, each verified, synced and
+ * put in place; keeps the resume record up to date, and on the way out
+ * either keeps what was verified (the connection or the process went away)
+ * or removes it.
+ */
+const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.TransferError, Scope.Scope> =>
   Effect.gen(function*() {
-    const { wire, where, ids, offer, entries, decision, settings } = r
+    const { wire, where, ids, offer, entries, decision, settings, registry } = r
+    const { store } = registry
     const { root, running, onExisting } = decision
-    yield* wire.send(decision.all ? { type: "Accepted" } : { type: "Accepted", entries: decision.indices })
+    const files = decision.indices.filter((i) => entries[i]!.kind === "file")
+    const results: Array<Running.FileResult> = []
+    const renamed = new Map<number, string>(decision.resumed?.renamed ?? [])
+    let next = 0
+    let current: Open | undefined
+    let bytes = 0
+    const finalOf = (index: number) => nodePath.join(root, entries[index]!.path)
+    const tempOf = (index: number) => nodePath.join(nodePath.dirname(finalOf(index)), tempName(offer.transfer, index))
+
+    /** Opens the temporary file of a resumed entry, its first `offset` bytes verified before; `undefined` if it is not usable. */
+    const reopen = (index: number, offset: number) =>
+      Effect.gen(function*() {
+        const entry = entries[index]!
+        const temp = tempOf(index)
+        yield* Files.ensureDirectory(ids, root, nodePath.posix.dirname(entry.path).replace(/^\.$/, ""), new Set())
+        const stat = yield* Files.lstatOrNone(ids, temp)
+        if (stat === undefined || !stat.isFile() || stat.size < offset) return undefined
+        const handle = yield* Files.io(ids, temp, "open", () => fs.open(temp, constants.O_RDWR | constants.O_NOFOLLOW))
+        const open: Open = { entry, index, temp, final: finalOf(index), handle, hash: createHash("sha256"), written: offset }
+        const hashed = yield* Effect.either(Effect.gen(function*() {
+          yield* Files.io(ids, temp, "truncate", () => handle.truncate(offset))
+          return yield* Files.io(ids, temp, "read", () => Files.hashPrefix(handle, open.hash, offset))
+        }))
+        if (Either.isLeft(hashed) || hashed.right < offset) {
+          yield* Effect.promise(() => handle.close().catch(() => undefined))
+          return undefined
+        }
+        return open
+      }).pipe(
+        Effect.catchAll((e) => Effect.as(Effect.logWarning(`transfer ${offer.transfer}: the kept part of ${entries[index]!.path} is not usable, it comes again: ${e.message}`), undefined))
+      )
+
+    if (decision.resumed !== undefined) {
+      const position = decision.resumed.position
+      next = Math.min(position.files, files.length)
+      for (const index of files.slice(0, next)) {
+        results.push({ path: entries[index]!.path, savedAs: renamed.get(index) ?? finalOf(index) })
+        bytes += entries[index]!.size
+      }
+      if (next < files.length && position.offset > 0 && position.offset <= entries[files[next]!]!.size) {
+        current = yield* reopen(files[next]!, position.offset)
+        bytes += current?.written ?? 0
+      }
+    }
+    yield* wire.send({
+      type: "Accepted",
+      ...(decision.select === undefined ? {} : { entries: decision.indices }),
+      ...(decision.resumed === undefined ? {} : { from: { files: next, offset: current?.written ?? 0 } })
+    })
+    yield* running.update((p) => ({ ...p, bytes, files: results.length }))
     yield* running.start
+
+    // the resume record: written now (a new transfer), then at checkpoints, and as the transfer stops
+    const recordAt = (): Records.ReceiveRecord => ({
+      direction: "receive",
+      transfer: offer.transfer,
+      peer: ids.peer,
+      sender: offer.sender,
+      manifest: r.manifest,
+      root,
+      ...(decision.select === undefined ? {} : { select: decision.select }),
+      onExisting,
+      position: { files: next, offset: current?.written ?? 0 },
+      ...(current === undefined ? {} : { temp: current.temp }),
+      renamed: [...renamed],
+      bytes,
+      totalBytes: files.reduce((n, i) => n + entries[i]!.size, 0),
+      totalFiles: files.length
+    })
+    const keep = Effect.suspend(() => store.put(recordAt())).pipe(
+      Effect.as(true),
+      Effect.catchAll((e) => Effect.as(Effect.logWarning(`spacedrop: transfer ${offer.transfer} will not be resumable: ${e.message}`), false))
+    )
+    let recorded = decision.resumed !== undefined || (yield* keep)
+    let checkpointed = { bytes, files: results.length }
+    /** On a durable store, now and then: the file being written synced, then the record saying how far it is. */
+    const checkpoint = (force: boolean) =>
+      Effect.suspend(() => {
+        if (!recorded || !store.durable) return Effect.void
+        if (!force && bytes - checkpointed.bytes < CHECKPOINT_BYTES && results.length - checkpointed.files < CHECKPOINT_FILES) return Effect.void
+        checkpointed = { bytes, files: results.length }
+        const file = current
+        return Effect.zipRight(
+          file === undefined ? Effect.void : Files.io(ids, file.temp, "sync", () => file.handle.sync()),
+          Effect.map(keep, (kept) => void (recorded = kept))
+        )
+      })
+
     const made = new Set<string>()
     for (const i of decision.indices) {
       const entry = entries[i]!
       yield* Files.ensureDirectory(ids, root, entry.kind === "directory" ? entry.path : nodePath.posix.dirname(entry.path).replace(/^\.$/, ""), made)
     }
-    const files = decision.indices.filter((i) => entries[i]!.kind === "file")
-    const results: Array<Running.FileResult> = []
-    let next = 0
-    let current: Open | undefined
-    let bytes = 0
     let acked = { bytes: 0, files: 0 }
     const failWith = (reason: Protocol.CancelReason, error: Protocol.SpacedropError) =>
       Effect.zipRight(
@@ -381,10 +566,11 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
     const open = (index: number) =>
       Effect.gen(function*() {
         const entry = entries[index]!
-        const final = nodePath.join(root, entry.path)
-        const temp = nodePath.join(nodePath.dirname(final), `.weft-${offer.transfer}-${index}.part`)
+        const temp = tempOf(index)
+        // a resumed transfer may have left one of ours here, unverified: it is written again
+        if (decision.resumed !== undefined) yield* Files.removeQuietly(temp)
         const handle = yield* Files.createExclusive(ids, temp)
-        current = { entry, index, temp, final, handle, hash: createHash("sha256"), written: 0 }
+        current = { entry, index, temp, final: finalOf(index), handle, hash: createHash("sha256"), written: 0 }
         yield* running.update((p) => ({ ...p, current: entry.path }))
         return current
       })
@@ -394,19 +580,61 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       return open === undefined ? Effect.void : Effect.zipRight(Effect.promise(() => open.handle.close().catch(() => undefined)), Files.removeQuietly(open.temp))
     })
 
-    const nextFrame = (first: boolean) =>
-      Effect.raceFirst(
-        (first ? Fiber.join(r.after) : wire.next).pipe(
-          Effect.timeoutFail({
-            duration: settings.idleTimeout,
-            onTimeout: () => new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `nothing from the sender for ${Duration.format(settings.idleTimeout)}` })
-          })
-        ),
-        Effect.zipRight(
-          Deferred.await(running.cancelled),
-          failWith("User", new Protocol.SpacedropError({ reason: "Cancelled", ...ids, by: "receiver", detail: "cancelled by the receiver" }))
-        )
+    // a chunk (or file) that failed its hash is asked for again: skip what was in flight until it comes
+    let skipping: { readonly index: number; readonly offset: number } | undefined
+    let skipped = 0
+    const retries = new Map<string, number>()
+    let rewinds = 0
+    const rewind = (index: number, offset: number, error: Protocol.SpacedropError): Effect.Effect<void, Protocol.SpacedropError | TransportError> =>
+      Effect.suspend((): Effect.Effect<void, Protocol.SpacedropError | TransportError> => {
+        const key = `${index}:${offset}`
+        const tries = (retries.get(key) ?? 0) + 1
+        if (tries > settings.maxRetries || rewinds >= MAX_REWINDS) {
+          return failWith("Corrupt", new Protocol.SpacedropError({ ...error, detail: `${error.detail} (asked again ${tries - 1} times)` }))
+        }
+        retries.set(key, tries)
+        rewinds++
+        skipping = { index, offset }
+        skipped = 0
+        return Effect.zipRight(Effect.logInfo(`transfer ${offer.transfer}: ${error.detail}; asked for again`), wire.send({ type: "Rewind", index, offset }))
+      })
+    // what may be in flight when the rewind reaches the sender: its window, at most
+    const maxSkipped = 2 * 1024 * 1024 * 1024
+
+    // a sender silent for idleTimeout while nobody holds the transfer paused has stalled
+    let frames = 0
+    const stalled = yield* Deferred.make<void>()
+    yield* Effect.forkScoped(Effect.gen(function*() {
+      const tick = Duration.divide(settings.idleTimeout, 4).pipe(Option.getOrElse(() => settings.idleTimeout))
+      let seen = frames
+      let quiet = 0
+      while (true) {
+        yield* Effect.sleep(tick)
+        const holds = yield* SubscriptionRef.get(running.holds)
+        if (frames !== seen || holds.sender || holds.receiver) quiet = 0
+        else quiet++
+        seen = frames
+        if (quiet >= 4) return yield* Deferred.succeed(stalled, undefined)
+      }
+    }))
+    // this side's pause, told to the sender
+    let told = false
+    yield* Effect.forkScoped(Stream.runForEach(running.holds.changes, (h) => {
+      if (h.receiver === told) return Effect.void
+      told = h.receiver
+      return Effect.ignore(Effect.zipRight(wire.send({ type: h.receiver ? "Pause" : "Resume" }), h.receiver ? checkpoint(true) : Effect.void))
+    }))
+    const abort = Effect.raceFirst(
+      Effect.zipRight(
+        Deferred.await(stalled),
+        Effect.fail(new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `nothing from the sender for ${Duration.format(settings.idleTimeout)}` }))
+      ),
+      Effect.zipRight(
+        Deferred.await(running.cancelled),
+        failWith("User", new Protocol.SpacedropError({ reason: "Cancelled", ...ids, by: "receiver", detail: "cancelled by the receiver" }))
       )
+    )
+    const nextFrame = (first: boolean) => Effect.raceFirst(first ? Fiber.join(r.after) : wire.next, abort)
 
     const loop = Effect.gen(function*() {
       let first = true
@@ -416,9 +644,18 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             Effect.fail(new Protocol.SpacedropError({ reason: e.reason === "VersionMismatch" ? "VersionMismatch" : "Closed", ...ids, detail: e.detail })))
         )
         first = false
+        frames++
         if (Option.isNone(frame)) return yield* new Protocol.SpacedropError({ reason: "Closed", ...ids, detail: "the sender ended the stream before it was done" })
         const f = frame.value
         if (f._tag === "Chunk") {
+          if (skipping !== undefined) {
+            if (f.index !== skipping.index || f.offset !== skipping.offset) {
+              skipped += f.data.length
+              if (skipped > maxSkipped) return yield* violation(where, "Unexpected", `over ${maxSkipped} bytes sent after a rewind`)
+              continue
+            }
+            skipping = undefined
+          }
           const index = files[next]
           const entry = index === undefined ? undefined : entries[index]
           if (index === undefined || entry === undefined || f.index !== index) return yield* violation(where, "Unexpected", `a chunk of entry ${f.index}, expected ${index ?? "none"}`)
@@ -427,51 +664,71 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             return yield* violation(where, "Unexpected", `a chunk at ${f.offset}+${f.data.length} of ${JSON.stringify(entry.path)} (${file.written} written of ${entry.size}, chunks of ${offer.chunkBytes})`)
           }
           if (createHash("sha256").update(f.data).digest("hex") !== hex(f.hash)) {
-            return yield* failWith("Corrupt", new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: `the chunk at ${f.offset} does not match its hash` }))
+            yield* rewind(index, f.offset, new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: `the chunk at ${f.offset} does not match its hash` }))
+            continue
           }
           yield* Files.io(ids, file.temp, "write", () => file.handle.write(f.data, 0, f.data.length, f.offset))
           file.hash.update(f.data)
           file.written += f.data.length
           bytes += f.data.length
           yield* running.update((p) => ({ ...p, bytes }))
+          yield* checkpoint(false)
           yield* ack(false)
           continue
         }
         const message = f.message
         switch (message.type) {
           case "FileEnd": {
+            if (skipping !== undefined) continue
             const index = files[next]
             if (index === undefined || message.index !== index) return yield* violation(where, "Unexpected", `the end of entry ${message.index}, expected ${index ?? "none"}`)
             const entry = entries[index]!
             const file = current ?? (yield* open(index))
             if (file.written !== entry.size) return yield* violation(where, "Unexpected", `the end of ${JSON.stringify(entry.path)} after ${file.written} of ${entry.size} bytes`)
             if (file.hash.digest("hex") !== entry.hash) {
-              return yield* failWith("Corrupt", new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: "the file does not match the hash in the offer" }))
+              const error = new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: "the file does not match the hash in the offer" })
+              if (entry.size === 0) return yield* failWith("Corrupt", error)
+              // every chunk matched its own hash, the whole did not: the whole file again
+              yield* Files.io(ids, file.temp, "truncate", () => file.handle.truncate(0))
+              bytes -= file.written
+              file.written = 0
+              file.hash = createHash("sha256")
+              yield* running.update((p) => ({ ...p, bytes }))
+              yield* rewind(index, 0, error)
+              continue
             }
             yield* Files.io(ids, file.temp, "sync", () => file.handle.sync())
             yield* Files.io(ids, file.temp, "close", () => file.handle.close())
             const mtime = new Date(entry.mtime)
             yield* Effect.ignore(Files.io(ids, file.temp, "utimes", () => fs.utimes(file.temp, mtime, mtime)))
-            const savedAs = yield* Files.place(ids, file.temp, file.final, onExisting)
             current = undefined
+            const savedAs = yield* Files.place(ids, file.temp, file.final, onExisting)
+            if (savedAs !== file.final) renamed.set(index, savedAs)
             results.push({ path: entry.path, savedAs })
             next++
             yield* running.update((p) => ({ ...p, files: results.length, current: undefined }))
+            yield* checkpoint(false)
             yield* ack(false)
             continue
           }
           case "Done": {
+            if (skipping !== undefined) continue
             if (next !== files.length) return yield* violation(where, "Unexpected", `Done after ${next} of ${files.length} files`)
             yield* wire.send({ type: "Complete", bytes, files: results.length })
             yield* wire.end
             return {
               transfer: offer.transfer,
-              peer: ids.peer as PeerId,
+              peer: ids.peer,
               files: results,
               directories: decision.indices.filter((i) => entries[i]!.kind === "directory").length,
               bytes
             } satisfies Running.Summary
           }
+          case "Pause":
+          case "Resume":
+            yield* running.holdRemote(message.type === "Pause")
+            if (message.type === "Pause") yield* checkpoint(true)
+            continue
           case "Cancel":
             return yield* new Protocol.SpacedropError({
               reason: message.reason === "User" ? "Cancelled" : message.reason,
@@ -487,10 +744,30 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
     return yield* loop.pipe(
       // a local failure is told to the sender (a violation is not: the host disconnects it)
       Effect.tapError((e) =>
-        e instanceof Protocol.SpacedropError && e.by === undefined && e.reason !== "Cancelled" && e.reason !== "Corrupt"
+        e instanceof Protocol.SpacedropError && e.by === undefined && e.reason !== "Cancelled" && e.reason !== "Corrupt" && e.reason !== "Closed"
           ? Effect.ignore(Effect.zipRight(wire.send({ type: "Cancel", reason: "Failed", detail: e.message.slice(0, 1024) }), wire.end))
           : Effect.void
       ),
-      Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : discard))
+      Effect.onExit((exit) =>
+        Effect.gen(function*() {
+          // kept: the connection dropped (its handler is interrupted too), or the process is stopping (a record in
+          // memory is then refused, see `Records.memory`); never when a side decided to stop
+          let kept = false
+          if (recorded && Running.isResumable(exit, { timeout: false })) {
+            const file = current
+            if (file !== undefined) {
+              yield* Effect.ignore(Files.io(ids, file.temp, "sync", () => file.handle.sync()))
+              yield* Effect.promise(() => file.handle.close().catch(() => undefined))
+            }
+            kept = yield* keep
+          }
+          if (!kept) {
+            if (Exit.isFailure(exit)) yield* discard
+            if (recorded) yield* store.remove("receive", offer.transfer)
+          }
+          yield* running.finish(exit, kept)
+          yield* Registry.remove(registry, running)
+        })
+      )
     )
   })

@@ -10,7 +10,7 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { createHash, randomBytes } from "node:crypto"
+import { createHash, type Hash, randomBytes } from "node:crypto"
 import { constants } from "node:fs"
 import * as fs from "node:fs/promises"
 import { ProtocolError } from "../../../transport/ProtocolError.js"
@@ -20,6 +20,8 @@ import type { PluginHost } from "../../PluginHost.js"
 import * as Paths from "../Paths.js"
 import * as Protocol from "../Protocol.js"
 import * as Files from "./files.js"
+import type * as Records from "./records.js"
+import * as Registry from "./registry.js"
 import * as Running from "./transfer.js"
 import * as Wire from "./wire.js"
 
@@ -42,6 +44,8 @@ export interface SendOptions {
 export interface SenderSettings {
   /** The name shown to receivers. */
   readonly name: string
+  /** The node's transfers (and their resume records). */
+  readonly registry: Registry.Registry
 }
 
 /**
@@ -76,6 +80,14 @@ const pages = (entries: ReadonlyArray<Protocol.Entry>): Array<Array<Protocol.Ent
   return out
 }
 
+/** What a send offers: its id, its peer, its sources and chunk size (kept in the resume record, so a re-offer is the same). */
+export interface Plan {
+  readonly transfer: string
+  readonly peer: PeerId
+  readonly sources: ReadonlyArray<Files.Source>
+  readonly chunkBytes: number
+}
+
 /** Sends `paths` to `peer`: prepared here (hashed; a bad path fails at once), run in the caller's scope. */
 export const send = (
   host: PluginHost["Type"],
@@ -93,11 +105,72 @@ export const send = (
     if (Option.isSome(problem)) {
       return yield* new Protocol.SpacedropError({ reason: problem.value.reason, ...ids, path: problem.value.path, detail: problem.value.detail })
     }
-    const files = entries.filter((e) => e.kind === "file")
-    const totalBytes = files.reduce((n, e) => n + e.size, 0)
-    const running = yield* Running.make({ transfer, direction: "send", peer, totalBytes, totalFiles: files.length })
-    const run = Effect.scoped(exchange({ host, settings, peer, ids, sources, totalBytes, running, options })).pipe(
-      Effect.onExit((exit) => running.finish(exit))
+    const totalBytes = entries.reduce((n, e) => n + (e.kind === "file" ? e.size : 0), 0)
+    return yield* start(host, settings, { transfer, peer, sources, chunkBytes: options.chunkBytes ?? chunkBytesFor(totalBytes) }, options)
+  })
+
+/** Offers `plan` again, from its resume record (the receiver says where to go on). */
+export const resume = (
+  host: PluginHost["Type"],
+  settings: SenderSettings,
+  record: Records.SendRecord,
+  options: SendOptions = {}
+): Effect.Effect<Running.Transfer, Protocol.SpacedropError, Scope.Scope> =>
+  start(host, settings, {
+    transfer: record.transfer,
+    peer: record.peer as PeerId,
+    sources: record.sources.map((s) => ({ entry: s.entry, file: s.file })),
+    chunkBytes: record.chunkBytes
+  }, options, record)
+
+const start = (
+  host: PluginHost["Type"],
+  settings: SenderSettings,
+  plan: Plan,
+  options: SendOptions,
+  record?: Records.SendRecord
+): Effect.Effect<Running.Transfer, Protocol.SpacedropError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const files = plan.sources.filter((s) => s.entry.kind === "file")
+    const running = yield* Running.make({
+      transfer: plan.transfer,
+      direction: "send",
+      peer: plan.peer,
+      totalBytes: record?.totalBytes ?? files.reduce((n, s) => n + s.entry.size, 0),
+      totalFiles: record?.totalFiles ?? files.length,
+      ...(record === undefined ? {} : { bytes: record.bytes, files: record.files })
+    })
+    const { registry } = settings
+    yield* Registry.add(registry, running)
+    // whether the resume record is kept: from a resumed one, or once the receiver accepts
+    let recorded = record !== undefined
+    const keep = (record: Records.SendRecord) =>
+      registry.store.put(record).pipe(
+        Effect.as(true),
+        Effect.catchAll((e) => Effect.as(Effect.logWarning(`spacedrop: transfer ${plan.transfer} will not be resumable: ${e.message}`), false))
+      )
+    const recordOf = (progress: Running.Progress): Records.SendRecord => ({
+      direction: "send",
+      transfer: plan.transfer as Protocol.TransferId,
+      peer: plan.peer,
+      chunkBytes: plan.chunkBytes,
+      sources: plan.sources.map((s) => (s.file === undefined ? { entry: s.entry } : { entry: s.entry, file: s.file })),
+      bytes: progress.bytes,
+      files: progress.files,
+      totalBytes: progress.totalBytes,
+      totalFiles: progress.totalFiles
+    })
+    const accepted = Effect.flatMap(running.current, (p) =>
+      recorded ? Effect.void : Effect.map(keep(recordOf(p)), (kept) => void (recorded = kept)))
+    const run = Effect.scoped(exchange({ host, settings, plan, running, options, accepted })).pipe(
+      Effect.onExit((exit) =>
+        Effect.gen(function*() {
+          const kept = recorded && Running.isResumable(exit, { timeout: true }) && (yield* keep(recordOf(yield* running.current)))
+          if (!kept && recorded) yield* registry.store.remove("send", plan.transfer)
+          yield* running.finish(exit, kept)
+          yield* Registry.remove(registry, running)
+        })
+      )
     )
     yield* Effect.forkScoped(Effect.ignore(run))
     return running.transfer
@@ -106,24 +179,31 @@ export const send = (
 interface Exchange {
   readonly host: PluginHost["Type"]
   readonly settings: SenderSettings
-  readonly peer: PeerId
-  readonly ids: { readonly peer: PeerId; readonly transfer: string }
-  readonly sources: ReadonlyArray<Files.Source>
-  readonly totalBytes: number
+  readonly plan: Plan
   readonly running: Running.Running
   readonly options: SendOptions
+  /** Runs once the receiver accepted (the resume record is written). */
+  readonly accepted: Effect.Effect<void>
+}
+
+/** Where the sender is: the `k`th file to send, `offset` bytes into it. */
+interface At {
+  readonly k: number
+  readonly offset: number
 }
 
 const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferError, Scope.Scope> =>
   Effect.gen(function*() {
-    const { ids, running, sources } = x
+    const { running, plan } = x
+    const { sources, chunkBytes } = plan
+    const ids = { peer: plan.peer, transfer: plan.transfer }
     const entries = sources.map((s) => s.entry)
-    const stream = yield* x.host.open(x.peer, Protocol.protocol).pipe(
+    const totalBytes = entries.reduce((n, e) => n + (e.kind === "file" ? e.size : 0), 0)
+    const stream = yield* x.host.open(plan.peer, Protocol.protocol).pipe(
       Effect.catchTag("PermissionError", (e) => Effect.fail(new Protocol.SpacedropError({ reason: "Failed", ...ids, detail: e.message })))
     )
-    const where = { peer: x.peer, protocol: stream.protocol }
+    const where = { peer: plan.peer, protocol: stream.protocol }
     const wire = yield* Wire.make(stream, MAX_ANSWER_FRAME_BYTES)
-    const chunkBytes = x.options.chunkBytes ?? chunkBytesFor(x.totalBytes)
     const idleTimeout = Duration.decode(x.options.idleTimeout ?? Duration.seconds(30))
     const windowBytes = Math.max(4 * Protocol.ACK_EVERY_BYTES, x.options.windowBytes ?? 8 * 1024 * 1024)
     const stalled = (what: string) => new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `${what} for ${Duration.format(idleTimeout)}` })
@@ -146,7 +226,7 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
       Effect.catchIf(effect, (e): e is MessageError => e instanceof MessageError, (e) =>
         Effect.fail(new Protocol.SpacedropError({ reason: e.reason === "VersionMismatch" ? "VersionMismatch" : e.reason === "Timeout" ? "Timeout" : "Closed", ...ids, detail: e.detail })))
 
-    yield* wire.send({ type: "Offer", transfer: ids.transfer as Protocol.TransferId, sender: x.settings.name.slice(0, 256), count: entries.length, totalBytes: x.totalBytes, chunkBytes })
+    yield* wire.send({ type: "Offer", transfer: ids.transfer as Protocol.TransferId, sender: x.settings.name.slice(0, 256), count: entries.length, totalBytes, chunkBytes })
     for (const page of pages(entries)) yield* wire.send({ type: "Entries", entries: page })
 
     const answerTimeout = Duration.decode(x.options.answerTimeout ?? Duration.seconds(75))
@@ -174,12 +254,27 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
       }
     }
     const toSend = chosen.filter((i) => entries[i]!.kind === "file")
-    const total = toSend.reduce((n, i) => n + entries[i]!.size, 0)
-    yield* running.update((p) => ({ ...p, totalBytes: total, totalFiles: toSend.length }))
+    // bytes before the kth file
+    const before = [0]
+    for (const i of toSend) before.push(before[before.length - 1]! + entries[i]!.size)
+    const total = before[toSend.length]!
+    const from = a.message.from ?? { files: 0, offset: 0 }
+    if (from.files > toSend.length || from.offset > (from.files < toSend.length ? entries[toSend[from.files]!]!.size : 0)) {
+      return yield* new ProtocolError({ reason: "Malformed", ...where, detail: `a resume from file ${from.files} at ${from.offset}, past the accepted files` })
+    }
+    yield* x.accepted
+    let at: At = { k: from.files, offset: from.offset }
+    let sent = before[at.k]! + at.offset
+    let filesSent = at.k
+    yield* running.update((p) => ({ ...p, totalBytes: total, totalFiles: toSend.length, bytes: sent, files: filesSent }))
     yield* running.start
 
-    // the receiver's side of the transfer: acknowledgements, then Complete (or a Cancel)
-    const acked = yield* SubscriptionRef.make(0)
+    // the receiver's side of the transfer: acknowledgements, pauses, rewinds, then Complete (or a Cancel)
+    let acked = 0
+    let rewind: At | undefined
+    // bumped on every acknowledgement and rewind: what the sender may wait for
+    const tick = yield* SubscriptionRef.make(0)
+    const position = new Map(toSend.map((index, k) => [index, k]))
     const complete = yield* Deferred.make<{ readonly bytes: number; readonly files: number }, Running.TransferError>()
     let sentDone = false
     const listen = Effect.gen(function*() {
@@ -188,90 +283,141 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
         const frame = yield* asTyped(wire.next)
         if (Option.isNone(frame)) return yield* new Protocol.SpacedropError({ reason: "Closed", ...ids, detail: "the receiver ended the stream before the end" })
         const f = frame.value
-        if (f._tag === "Message" && f.message.type === "Ack") yield* SubscriptionRef.set(acked, f.message.bytes)
-        else if (f._tag === "Message" && f.message.type === "Complete" && sentDone) return f.message
-        else if (f._tag === "Message" && f.message.type === "Cancel") {
-          const m = f.message
-          return yield* new Protocol.SpacedropError({ reason: m.reason === "User" ? "Cancelled" : m.reason, ...ids, by: "receiver", detail: m.detail })
-        } else return yield* new ProtocolError({ reason: "Unexpected", ...where, detail: "expected an Ack, Complete or Cancel" })
+        if (f._tag !== "Message") return yield* new ProtocolError({ reason: "Unexpected", ...where, detail: "a chunk from the receiver" })
+        const m = f.message
+        switch (m.type) {
+          case "Ack":
+            acked = m.bytes
+            yield* SubscriptionRef.update(tick, (n) => n + 1)
+            break
+          case "Pause":
+          case "Resume":
+            yield* running.holdRemote(m.type === "Pause")
+            break
+          case "Rewind": {
+            const k = position.get(m.index)
+            // only back to where we have been: before the file being sent, or within it up to its offset
+            if (k === undefined || k > at.k || (k === at.k && m.offset > at.offset) || m.offset > entries[m.index]!.size) {
+              return yield* new ProtocolError({ reason: "Unexpected", ...where, detail: `a rewind to ${m.offset} of entry ${m.index}, which was not sent` })
+            }
+            rewind = { k, offset: m.offset }
+            yield* SubscriptionRef.update(tick, (n) => n + 1)
+            break
+          }
+          case "Complete":
+            if (!sentDone) return yield* new ProtocolError({ reason: "Unexpected", ...where, detail: "Complete before Done" })
+            return m
+          case "Cancel":
+            return yield* new Protocol.SpacedropError({ reason: m.reason === "User" ? "Cancelled" : m.reason, ...ids, by: "receiver", detail: m.detail })
+          default:
+            return yield* new ProtocolError({ reason: "Unexpected", ...where, detail: `${m.type} from the receiver during the transfer` })
+        }
       }
     }).pipe(Effect.exit, Effect.flatMap((exit) => Deferred.complete(complete, exit)))
     yield* Effect.forkScoped(listen)
     listening = Deferred.await(complete)
     const failed = Effect.flatMap(Effect.exit(Deferred.await(complete)), (exit) =>
       exit._tag === "Failure" && !stopping ? exit : Effect.never)
+    // this side's pause, told to the receiver
+    let told = false
+    yield* Effect.forkScoped(Stream.runForEach(running.holds.changes, (h) => {
+      if (h.sender === told) return Effect.void
+      told = h.sender
+      return Effect.ignore(wire.send({ type: h.sender ? "Pause" : "Resume" }))
+    }))
 
-    let sent = 0
-    let filesSent = 0
-    /** Waits until `n` more bytes fit in the window. */
+    /** Waits until `n` more bytes fit in the window, or a rewind came. */
     const window = (n: number) =>
-      Effect.flatMap(SubscriptionRef.get(acked), (a) =>
-        sent + n - a <= windowBytes
-          ? Effect.void
-          : Stream.runDrain(acked.changes.pipe(Stream.takeUntil((a) => sent + n - a <= windowBytes))).pipe(
-            Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => stalled("no acknowledgement with the window full") })
-          ))
+      sent + n - acked <= windowBytes
+        ? Effect.void
+        : Stream.runDrain(tick.changes.pipe(Stream.takeUntil(() => sent + n - acked <= windowBytes || rewind !== undefined))).pipe(
+          Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => stalled("no acknowledgement with the window full") })
+        )
     /** Sends a frame the receiver must take within the idle bound (it stopped reading otherwise). */
     const deliver = (frame: Uint8Array) =>
       wire.sendRaw(frame).pipe(Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => stalled("the receiver took nothing") }))
 
-    const sendFile = (index: number) =>
+    /** The file being sent: its handle, and the hash of what was read of it so far. */
+    let open: { readonly k: number; readonly handle: fs.FileHandle; readonly hash: Hash } | undefined
+    const close = Effect.suspend(() => {
+      const file = open
+      open = undefined
+      return file === undefined ? Effect.void : Effect.promise(() => file.handle.close().catch(() => undefined))
+    })
+    yield* Effect.addFinalizer(() => close)
+    const changed = (entry: Protocol.Entry, detail: string) =>
+      stop("SourceChanged", new Protocol.SpacedropError({ reason: "SourceChanged", ...ids, by: "sender", path: entry.path, detail }))
+    /** Opens the kth file where the sender is; a resumed or rewound file is hashed up to there from the disk. */
+    const openAt = (k: number, offset: number) =>
       Effect.gen(function*() {
-        const source = sources[index]!
+        const source = sources[toSend[k]!]!
         const entry = source.entry
         const path = source.file!
-        const changed = (detail: string) =>
-          stop("SourceChanged", new Protocol.SpacedropError({ reason: "SourceChanged", ...ids, by: "sender", path: entry.path, detail }))
         yield* running.update((p) => ({ ...p, current: entry.path }))
-        yield* Effect.acquireUseRelease(
-          Files.io(ids, path, "open", () => fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW)),
-          (handle) =>
-            Effect.gen(function*() {
-              const before = yield* Files.io(ids, path, "stat", () => handle.stat())
-              if (before.size !== entry.size || before.mtimeMs !== entry.mtime) return yield* changed("the file changed after it was offered")
-              const hash = createHash("sha256")
-              let offset = 0
-              while (offset < entry.size) {
-                const n = Math.min(chunkBytes, entry.size - offset)
-                yield* window(n)
-                const chunk = Wire.chunkFrame(index, offset, n)
-                const read = yield* Files.io(ids, path, "read", () => readFully(handle, chunk.data, offset))
-                if (read < n) return yield* changed(`the file shrank to ${offset + read} bytes while it was sent`)
-                hash.update(chunk.data)
-                yield* deliver(chunk.seal())
-                offset += n
-                sent += n
-                yield* running.update((p) => ({ ...p, bytes: sent }))
-              }
-              const after = yield* Files.io(ids, path, "stat", () => handle.stat())
-              if (after.size !== entry.size || after.mtimeMs !== entry.mtime) return yield* changed("the file changed while it was sent")
-              if (hash.digest("hex") !== entry.hash) return yield* changed("the file's content changed while it was sent")
-            }),
-          (handle) => Effect.promise(() => handle.close().catch(() => undefined))
-        )
-        yield* deliver(Wire.messageFrame({ type: "FileEnd", index }))
-        filesSent++
-        yield* running.update((p) => ({ ...p, files: filesSent, current: undefined }))
+        const handle = yield* Files.io(ids, path, "open", () => fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW))
+        open = { k, handle, hash: createHash("sha256") }
+        const stat = yield* Files.io(ids, path, "stat", () => handle.stat())
+        if (stat.size !== entry.size || stat.mtimeMs !== entry.mtime) return yield* changed(entry, "the file changed after it was offered")
+        const read = yield* Files.io(ids, path, "read", () => Files.hashPrefix(handle, open!.hash, offset))
+        if (read < offset) return yield* changed(entry, `the file shrank to ${read} bytes`)
+        return open
       })
 
-    const finished = yield* Effect.raceFirst(
-      Effect.gen(function*() {
-        for (const index of toSend) {
+    const pump = Effect.gen(function*() {
+      while (true) {
+        while (at.k < toSend.length) {
           if (yield* Deferred.isDone(running.cancelled)) return yield* stop("User", cancelled)
-          yield* sendFile(index)
+          yield* running.unpaused
+          if (rewind !== undefined) {
+            at = rewind
+            rewind = undefined
+            yield* close
+            sent = before[at.k]! + at.offset
+            filesSent = at.k
+            yield* running.update((p) => ({ ...p, bytes: sent, files: filesSent }))
+          }
+          const entry = entries[toSend[at.k]!]!
+          const file = open ?? (yield* openAt(at.k, at.offset))
+          if (at.offset < entry.size) {
+            const n = Math.min(chunkBytes, entry.size - at.offset)
+            yield* window(n)
+            if (rewind !== undefined) continue
+            const chunk = Wire.chunkFrame(toSend[at.k]!, at.offset, n)
+            const read = yield* Files.io(ids, sources[toSend[at.k]!]!.file!, "read", () => readFully(file.handle, chunk.data, at.offset))
+            if (read < n) return yield* changed(entry, `the file shrank to ${at.offset + read} bytes while it was sent`)
+            file.hash.update(chunk.data)
+            yield* deliver(chunk.seal())
+            at = { k: at.k, offset: at.offset + n }
+            sent += n
+            yield* running.update((p) => ({ ...p, bytes: sent }))
+            continue
+          }
+          const after = yield* Files.io(ids, sources[toSend[at.k]!]!.file!, "stat", () => file.handle.stat())
+          if (after.size !== entry.size || after.mtimeMs !== entry.mtime) return yield* changed(entry, "the file changed while it was sent")
+          if (file.hash.digest("hex") !== entry.hash) return yield* changed(entry, "the file's content changed while it was sent")
+          yield* close
+          yield* deliver(Wire.messageFrame({ type: "FileEnd", index: toSend[at.k]! }))
+          at = { k: at.k + 1, offset: 0 }
+          filesSent++
+          yield* running.update((p) => ({ ...p, files: filesSent, current: undefined }))
         }
         sentDone = true
         yield* deliver(Wire.messageFrame({ type: "Done" }))
-        return yield* Deferred.await(complete).pipe(
-          Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => stalled("no confirmation after the last file") })
-        )
-      }),
-      Effect.raceFirst(failed, onCancel)
-    )
+        const ended = yield* Effect.raceFirst(
+          Effect.map(Deferred.await(complete), (c) => Option.some(c)),
+          Effect.as(Stream.runDrain(tick.changes.pipe(Stream.takeUntil(() => rewind !== undefined))), Option.none())
+        ).pipe(Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => stalled("no confirmation after the last file") }))
+        if (Option.isSome(ended)) return ended.value
+        // the receiver found a bad chunk in what was in flight: back there, then Done again
+        sentDone = false
+      }
+    })
+
+    const finished = yield* Effect.raceFirst(pump, Effect.raceFirst(failed, onCancel))
     yield* wire.end
     return {
       transfer: ids.transfer,
-      peer: x.peer,
+      peer: plan.peer,
       files: toSend.map((i) => ({ path: entries[i]!.path })),
       directories: chosen.filter((i) => entries[i]!.kind === "directory").length,
       bytes: finished.bytes

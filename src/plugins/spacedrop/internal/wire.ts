@@ -99,6 +99,8 @@ export const make = (stream: Duplex, maxFrameBytes: number): Effect.Effect<Wire,
           onNone: () => Effect.succeedNone,
           onSome: (frame) => Effect.map(decodeFrame(frame, where), Option.some)
         })),
+        // each write is one whole frame, and the transports take a write whole: frames from
+        // several fibers (a Pause, a Cancel beside the chunks) never interleave
         send: (message) => stream.write(messageFrame(message)),
         sendRaw: stream.write,
         end: stream.end
