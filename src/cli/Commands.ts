@@ -340,6 +340,18 @@ const transfersCancel = Command.make(
   (args) => request(args.dir, args.json, { _tag: "TransferCancel", id: args.id }, () => `cancelled ${args.id}`)
 ).pipe(Command.withDescription("cancel a transfer (the other side learns it)"))
 
+const transfersPause = Command.make(
+  "pause",
+  { dir, json, id: transferId },
+  (args) => request(args.dir, args.json, { _tag: "TransferPause", id: args.id }, () => `paused ${args.id}`)
+).pipe(Command.withDescription("pause a transfer from this side (it waits until resumed here)"))
+
+const transfersResume = Command.make(
+  "resume",
+  { dir, json, id: transferId },
+  (args) => request(args.dir, args.json, { _tag: "TransferResume", id: args.id }, () => `resumed ${args.id}`)
+).pipe(Command.withDescription("resume a paused transfer, or an interrupted one from its last verified chunk"))
+
 const transfers = Command.make(
   "transfers",
   { dir, json },
@@ -347,8 +359,8 @@ const transfers = Command.make(
     Effect.flatMap(Effect.promise(() => import("./TransferOutput.js")), (TransferOutput) =>
       request(args.dir, args.json, { _tag: "Transfers" }, TransferOutput.transfers))
 ).pipe(
-  Command.withDescription("files being sent and received by the node, and those that ended lately; cancel one"),
-  Command.withSubcommands([transfersCancel])
+  Command.withDescription("files being sent and received by the node, and those that ended lately; pause, resume or cancel one"),
+  Command.withSubcommands([transfersPause, transfersResume, transfersCancel])
 )
 
 /** The `weft` command and its subcommands. */

@@ -53,7 +53,8 @@ const lines = (): Display => {
         state = progress.state
         if (progress.state === "waiting") return changed ? Console.log(waiting(progress)) : Effect.void
         // how it failed follows, as the error
-        if (progress.state === "failed" || progress.state === "cancelled") return Effect.void
+        if (progress.state === "failed" || progress.state === "cancelled" || progress.state === "interrupted") return Effect.void
+        if (progress.state === "paused") return changed ? Console.log(`${TransferOutput.state(progress)}`) : Effect.void
         if (!changed && now - last < LINE_EVERY_MS) return Effect.void
         last = now
         return Console.log(TransferOutput.line(progress))
@@ -83,7 +84,7 @@ const bar = Effect.gen(function*() {
     size: TransferOutput.size(progress.totalBytes),
     files: `${progress.files}/${progress.totalFiles} files`,
     rate: TransferOutput.rate(progress.bytesPerSecond),
-    eta: TransferOutput.eta(progress.etaSeconds),
+    eta: progress.state === "paused" ? TransferOutput.state(progress) : TransferOutput.eta(progress.etaSeconds),
     file: Output.printable(shorten(progress.current ?? "", Math.max(10, width - 75)))
   })
   const display: Display = {
@@ -94,7 +95,7 @@ const bar = Effect.gen(function*() {
           shown = "waiting"
           return Console.log(waiting(progress))
         }
-        if (progress.state === "failed" || progress.state === "cancelled") return Effect.void
+        if (progress.state === "failed" || progress.state === "cancelled" || progress.state === "interrupted") return Effect.void
         shown = progress.state
         // a transfer of empty files only has nothing to count in bytes: it counts files
         const [value, total] = progress.totalBytes === 0 ? [progress.files, Math.max(1, progress.totalFiles)] : [progress.bytes, progress.totalBytes]

@@ -136,7 +136,15 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
   Effect.gen(function*() {
     const paths = DataDir.layout(options.dir)
     yield* DataDir.requireInitialized(paths)
-    const node = Node.layerDirectory({ directory: options.dir, models: Notes.models, listen: options.listen, mdns: options.mdns, peers: options.peers })
+    const node = Node.layerDirectory({
+      directory: options.dir,
+      models: Notes.models,
+      listen: options.listen,
+      mdns: options.mdns,
+      peers: options.peers,
+      // interrupted transfers resume after a restart too (`weft transfers resume`)
+      spacedrop: { stateDir: join(paths.dir, "spacedrop") }
+    })
     const handlers = Layer.mergeAll(Node.controlHandlers, notesHandlers, Transfers.controlHandlers).pipe(Layer.provideMerge(Transfers.layer))
     const control = ControlSocket.layer(paths.socket, Control.group).pipe(Layer.provideMerge(handlers))
     const context = yield* Layer.build(control.pipe(Layer.provideMerge(node)))

@@ -58,13 +58,21 @@ export const sent = (result: TransfersControl.Sent, seconds: number): string =>
     seconds.toFixed(1)
   } s (transfer ${result.transfer})`
 
+/** A transfer's state, with who holds it paused, and what to do with an interrupted one. */
+export const state = (progress: TransfersControl.Progress): string =>
+  progress.state === "paused" && progress.pausedBy !== undefined
+    ? `paused by the ${progress.pausedBy.join(" and the ")}`
+    : progress.state === "interrupted"
+    ? "interrupted (`weft transfers resume` goes on from the last verified chunk)"
+    : progress.state
+
 /** `weft transfers`. */
 export const transfers = (all: ReadonlyArray<TransfersControl.TransferInfo>): string =>
   all.length === 0
     ? "no transfers"
     : all.map((t) =>
       [
-        `${t.transfer}  ${t.direction === "send" ? "to  " : "from"} ${t.peer}${t.sender === undefined ? "" : ` ("${Output.printable(t.sender)}")`}  ${t.state}`,
+        `${t.transfer}  ${t.direction === "send" ? "to  " : "from"} ${t.peer}${t.sender === undefined ? "" : ` ("${Output.printable(t.sender)}")`}  ${state(t)}`,
         `  ${line(t)}`,
         ...(t.target === undefined ? [] : [`  into ${t.target}`]),
         ...(t.error === undefined ? [] : [`  ${Output.printable(t.error)}`])

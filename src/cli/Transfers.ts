@@ -1,8 +1,10 @@
 /**
  * The transfers of `weft serve`'s node: the files it sends for `weft send`
- * and those it receives (`Inbox`), kept so that `weft transfers` lists them
- * and cancels one from any terminal, and the handlers of the transfer
- * procedures (`TransfersControl`).
+ * and those it receives (`Inbox`), so that `weft transfers` lists them
+ * (with the sender's name and the target of those received, and those that
+ * ended lately) and pauses, resumes or cancels one from any terminal
+ * (through the plugin's own `pause`, `resume`, `cancel` by id), and the
+ * handlers of the transfer procedures (`TransfersControl`).
  *
  * A send runs in this service's scope (the node's), not in the control
  * connection's, so that another terminal finds it; the `SpacedropSend` call
@@ -50,8 +52,12 @@ export interface Service {
   readonly progress: (id: string) => Effect.Effect<Option.Option<TransfersControl.Progress>>
   /** Running transfers, then those that ended, oldest first. */
   readonly list: Effect.Effect<ReadonlyArray<TransfersControl.TransferInfo>>
-  /** Cancels a running transfer (the other side fails `Cancelled`); one that ended is left as it ended. */
-  readonly cancel: (id: string) => Effect.Effect<void, TransfersControl.TransfersError>
+  /** Pauses a running transfer from this side (see `Spacedrop.pause`). */
+  readonly pause: (id: string) => Effect.Effect<void, TransfersControl.TransfersError | Spacedrop.SpacedropError>
+  /** Lifts this side's pause, or resumes an interrupted transfer from its last verified chunk (see `Spacedrop.resume`). */
+  readonly resume: (id: string) => Effect.Effect<void, TransfersControl.TransfersError | Spacedrop.SpacedropError>
+  /** Cancels a transfer (the other side fails `Cancelled`); an interrupted one is forgotten. */
+  readonly cancel: (id: string) => Effect.Effect<void, TransfersControl.TransfersError | Spacedrop.SpacedropError>
 }
 
 /** The node's transfers. */
@@ -69,7 +75,8 @@ export const toWire = (progress: Spacedrop.Progress): TransfersControl.Progress 
   totalFiles: progress.totalFiles,
   ...(progress.current === undefined ? {} : { current: progress.current }),
   bytesPerSecond: Number.isFinite(progress.bytesPerSecond) ? progress.bytesPerSecond : 0,
-  ...(progress.etaSeconds === undefined || !Number.isFinite(progress.etaSeconds) ? {} : { etaSeconds: progress.etaSeconds })
+  ...(progress.etaSeconds === undefined || !Number.isFinite(progress.etaSeconds) ? {} : { etaSeconds: progress.etaSeconds }),
+  ...(progress.pausedBy.length === 0 ? {} : { pausedBy: progress.pausedBy })
 })
 
 interface Entry {
@@ -135,26 +142,43 @@ export const make: Effect.Effect<Service, never, Spacedrop.Spacedrop | Scope.Sco
       return yield* Deferred.await(started).pipe(Effect.onInterrupt(() => Fiber.interrupt(fiber)))
     })
 
+  const info = (progress: TransfersControl.Progress, entry: Entry | undefined): TransfersControl.TransferInfo => ({
+    ...progress,
+    ...(entry?.received === undefined ? {} : { sender: entry.received.sender, target: entry.received.target }),
+    ...(entry?.error === undefined || progress.state === "transferring" || progress.state === "paused" ? {} : { error: entry.error })
+  })
+
+  /** `op` on transfer `id`; an id the plugin does not know is one that ended here, or one never seen. */
+  const act = (
+    id: string,
+    op: (id: string) => Effect.Effect<void, Spacedrop.SpacedropError>
+  ): Effect.Effect<void, TransfersControl.TransfersError | Spacedrop.SpacedropError> =>
+    op(id).pipe(Effect.catchIf((error) => error.reason === "UnknownTransfer", (error) =>
+      Effect.flatMap(spacedrop.transfers, (live): Effect.Effect<never, TransfersControl.TransfersError | Spacedrop.SpacedropError> => {
+        if (live.some((p) => p.transfer === id)) return Effect.fail(error)
+        const entry = entries.get(id)
+        return Effect.fail(
+          entry === undefined
+            ? new TransfersControl.TransfersError({ reason: "NotFound", id, detail: "no such transfer on this node (`weft transfers` lists them)" })
+            : new TransfersControl.TransfersError({ reason: "Ended", id, detail: `it ended already (${entry.latest.state})` })
+        )
+      })))
+
   return {
     send,
     track: (transfer, received) => keep(transfer, received),
     progress: (id) => Effect.sync(() => Option.map(Option.fromNullable(entries.get(id)), (entry) => entry.latest)),
-    list: Effect.sync(() =>
-      [...entries.values()]
-        .sort((a, b) => Number(a.ended) - Number(b.ended))
-        .map((entry): TransfersControl.TransferInfo => ({
-          ...entry.latest,
-          ...(entry.received === undefined ? {} : { sender: entry.received.sender, target: entry.received.target }),
-          ...(entry.error === undefined ? {} : { error: entry.error })
-        }))
-    ),
-    cancel: (id) =>
-      Effect.suspend(() => {
-        const entry = entries.get(id)
-        return entry === undefined
-          ? Effect.fail(new TransfersControl.TransfersError({ reason: "NotFound", id, detail: "no such transfer on this node (`weft transfers` lists them)" }))
-          : entry.transfer.cancel
-      })
+    list: Effect.map(spacedrop.transfers, (live) => {
+      // what the plugin knows (running, paused, interrupted), then what ended here lately
+      const ids = new Set(live.map((progress) => progress.transfer))
+      return [
+        ...live.map((progress) => info(toWire(progress), entries.get(progress.transfer))),
+        ...[...entries.values()].filter((entry) => entry.ended && !ids.has(entry.transfer.id)).map((entry) => info(entry.latest, entry))
+      ]
+    }),
+    pause: (id) => act(id, spacedrop.pause),
+    resume: (id) => act(id, spacedrop.resume),
+    cancel: (id) => act(id, spacedrop.cancel)
   }
 })
 
@@ -192,6 +216,8 @@ export const controlHandlers = TransfersControl.Control.toLayer(Effect.gen(funct
         return events(transfer)
       })),
     Transfers: () => transfers.list,
+    TransferPause: ({ id }) => transfers.pause(id),
+    TransferResume: ({ id }) => transfers.resume(id),
     TransferCancel: ({ id }) => transfers.cancel(id)
   }
 }))

@@ -6,7 +6,10 @@
  *   SpacedropSend  peer, paths   → stream of SendEvent (Progress…, then Done)
  *                                  | SpacedropError | ProtocolError | TransportError
  *   Transfers                    → the node's transfers, running and recently ended
- *   TransferCancel id            → void | TransfersError (NotFound)
+ *   TransferPause id             → void | TransfersError (NotFound, Ended) | SpacedropError
+ *   TransferResume id            → void | TransfersError | SpacedropError (an interrupted one: the
+ *                                  other side could not be reached, or refused)
+ *   TransferCancel id            → void | TransfersError | SpacedropError
  *
  * A `SpacedropSend` runs as long as its caller reads it: a caller that goes
  * away (Ctrl-C) cancels the transfer, and the receiver learns it
@@ -39,7 +42,8 @@ export const Progress = Schema.Struct({
   transfer: Schema.String,
   direction: Schema.Literal("send", "receive"),
   peer: Schema.String,
-  state: Schema.Literal("waiting", "transferring", "paused", "done", "failed", "cancelled"),
+  /** `interrupted`: its connection dropped or a process stopped; `weft transfers resume` goes on from the last verified chunk. */
+  state: Schema.Literal("waiting", "transferring", "paused", "done", "failed", "cancelled", "interrupted"),
   bytes: Count,
   totalBytes: Count,
   files: Count,
@@ -47,7 +51,9 @@ export const Progress = Schema.Struct({
   /** The file under way (its path in the offer). */
   current: Schema.optionalWith(Schema.String, { exact: true }),
   bytesPerSecond: Schema.Number,
-  etaSeconds: Schema.optionalWith(Schema.Number, { exact: true })
+  etaSeconds: Schema.optionalWith(Schema.Number, { exact: true }),
+  /** Which sides hold it paused. */
+  pausedBy: Schema.optionalWith(Schema.Array(Schema.Literal("sender", "receiver")), { exact: true })
 })
 export type Progress = typeof Progress.Type
 
@@ -82,7 +88,10 @@ export type SendEvent = typeof SendEvent.Type
 
 /** A transfer could not be acted on. */
 export class TransfersError extends Schema.TaggedError<TransfersError>("weft/cli/TransfersError")("TransfersError", {
-  reason: Schema.Literal("NotFound"),
+  reason: Schema.Literal(
+    "NotFound", // no transfer of this id on this node
+    "Ended" // it ended already (done, failed or cancelled)
+  ),
   id: Schema.String,
   detail: Schema.String
 }) {
@@ -102,5 +111,7 @@ export class Control extends RpcGroup.make(
     stream: true
   }),
   Rpc.make("Transfers", { success: Schema.Array(TransferInfo) }),
-  Rpc.make("TransferCancel", { payload: { id: Id }, error: TransfersError })
+  Rpc.make("TransferPause", { payload: { id: Id }, error: Schema.Union(TransfersError, SpacedropError) }),
+  Rpc.make("TransferResume", { payload: { id: Id }, error: Schema.Union(TransfersError, SpacedropError) }),
+  Rpc.make("TransferCancel", { payload: { id: Id }, error: Schema.Union(TransfersError, SpacedropError) })
 ) {}
