@@ -11,7 +11,7 @@ import { join, relative } from "node:path"
 import * as Cli from "./testing/Cli.js"
 import * as Processes from "./testing/Processes.js"
 
-const { serve, tempDir, weft, weftJson } = Cli
+const { serve, tempDir, weft, weftJson, weftWithin } = Cli
 const { eventually } = Processes
 
 /** Every entry under `root` (relative path, and the bytes of a file), sorted. */
@@ -53,7 +53,9 @@ describe("weft send (two real nodes)", () => {
       yield* weftJson("init", "--dir", a)
       yield* weftJson("init", "--dir", b)
       const folder = makeTree(source)
-      const [nodeA, nodeB] = yield* Effect.all([serve(a), serve(b, "--accept-dir", inbox, "--yes")], { concurrency: 2 })
+      // one after the other: on a loaded machine two starting at once may not answer in time
+      const nodeA = yield* serve(a)
+      const nodeB = yield* serve(b, "--accept-dir", inbox, "--yes")
       expect(nodeB.output()).toContain(`files     received into ${inbox}`)
       const addressB = (yield* nodeB.status).addresses[0]!
 
@@ -91,7 +93,8 @@ describe("weft send (two real nodes)", () => {
       yield* weftJson("init", "--dir", a)
       yield* weftJson("init", "--dir", b)
       const folder = makeTree(source)
-      const [, nodeB] = yield* Effect.all([serve(a), serve(b, "--accept-dir", inbox)], { concurrency: 2 })
+      yield* serve(a)
+      const nodeB = yield* serve(b, "--accept-dir", inbox)
       const addressB = (yield* nodeB.status).addresses[0]!
 
       const sending = yield* Effect.fork(weft("send", addressB, folder, "--dir", a))
@@ -104,6 +107,43 @@ describe("weft send (two real nodes)", () => {
       expect(refused.stderr).toMatch(/^weft: SpacedropError: spacedrop Declined by the receiver \(peer 12D3KooW\S+, transfer \S+\): the user declined\n$/)
       expect(readdirSync(inbox)).toEqual([])
     }), 120_000)
+
+  it.scopedLive("weft transfers pause and resume a transfer under way from the receiving node; the file arrives whole", () =>
+    Effect.gen(function*() {
+      const [a, b, source, inbox] = [yield* tempDir("pause-a"), yield* tempDir("pause-b"), yield* tempDir("pause-src"), yield* tempDir("pause-inbox")]
+      yield* weftJson("init", "--dir", a)
+      yield* weftJson("init", "--dir", b)
+      // large enough that it is still under way when the receiver pauses it
+      const big = join(source, "big.bin")
+      const block = randomBytes(1024 * 1024)
+      writeFileSync(big, Buffer.concat(Array.from({ length: 64 }, () => block)))
+      yield* serve(a)
+      const nodeB = yield* serve(b, "--accept-dir", inbox, "--yes")
+      const addressB = (yield* nodeB.status).addresses[0]!
+
+      const sending = yield* Effect.fork(weftWithin("150 seconds", "send", addressB, big, "--dir", a))
+      // paused through b's control socket as soon as it runs (as `weft transfers pause` does, without its start-up time)
+      const underWay = yield* eventually("the transfer under way on b", nodeB.call({ _tag: "Transfers" }), (all) =>
+        all.some((t) => t.state === "transferring"), nodeB.output, "60 seconds")
+      const id = underWay[0]!.transfer
+      yield* nodeB.call({ _tag: "TransferPause", id })
+      const listed = yield* eventually("paused, as b lists it", weft("transfers", "--dir", b), (out) => out.stdout.includes("paused by the receiver"))
+      expect(listed.stdout).toMatch(new RegExp(`^${id}  from 12D3KooW\\S+ \\("[^"]*"\\)  paused by the receiver\\n`))
+      yield* eventually("paused, as a lists it", weftJson<Array<{ readonly state: string; readonly pausedBy?: ReadonlyArray<string> }>>("transfers", "--dir", a), (all) =>
+        all[0]?.state === "paused" && all[0].pausedBy?.join() === "receiver")
+
+      const resumed = yield* weft("transfers", "resume", id, "--dir", b)
+      expect(resumed.stdout).toBe(`resumed ${id}\n`)
+      const sent = yield* sending.await.pipe(Effect.flatten)
+      expect(sent.code).toBe(0)
+      // the sender's terminal said it was held, and by whom
+      expect(sent.stdout).toContain("paused by the receiver")
+      expect(readFileSync(join(inbox, "big.bin")).equals(readFileSync(big))).toBe(true)
+      // a transfer that ended cannot be paused: told so
+      const late = yield* weft("transfers", "pause", id, "--dir", a)
+      expect(late.code).toBe(1)
+      expect(late.stderr).toBe(`weft: TransfersError: transfer Ended (${id}): it ended already (done)\n`)
+    }), 180_000)
 
   it.scopedLive("bad arguments and missing things: a clear line, the right exit code, no crash", () =>
     Effect.gen(function*() {
