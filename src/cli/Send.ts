@@ -67,16 +67,17 @@ const shorten = (text: string, most: number) => (text.length <= most ? text : `â
 
 /** A progress bar on the terminal. */
 const bar = Effect.gen(function*() {
-  const { SingleBar } = yield* Effect.promise(() => import("cli-progress"))
+  const { Presets, SingleBar } = yield* Effect.promise(() => import("cli-progress"))
   const width = process.stdout.columns ?? 80
   const progressBar = new SingleBar({
     stream: process.stdout,
-    format: "{bar} {percentage}% | {done} of {size} | {files} | {rate} | ETA {eta} | {file}",
+    // `left`, not the library's own `eta`: the node's rate and time left are the ones to show
+    format: "{bar} {percentage}% | {done} of {size} | {files} | {rate} | ETA {left} | {file}",
     barsize: Math.max(10, Math.min(30, width - 70)),
     hideCursor: true,
     fps: 10,
     etaBuffer: 1
-  })
+  }, Presets.shades_classic)
   let started = false
   let shown = ""
   const payload = (progress: TransfersControl.Progress) => ({
@@ -84,7 +85,7 @@ const bar = Effect.gen(function*() {
     size: TransferOutput.size(progress.totalBytes),
     files: `${progress.files}/${progress.totalFiles} files`,
     rate: TransferOutput.rate(progress.bytesPerSecond),
-    eta: progress.state === "paused" ? TransferOutput.state(progress) : TransferOutput.eta(progress.etaSeconds),
+    left: progress.state === "paused" ? TransferOutput.state(progress) : TransferOutput.eta(progress.etaSeconds),
     file: Output.printable(shorten(progress.current ?? "", Math.max(10, width - 75)))
   })
   const display: Display = {
