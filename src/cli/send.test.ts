@@ -145,6 +145,47 @@ describe("weft send (two real nodes)", () => {
       expect(late.stderr).toBe(`weft: TransfersError: transfer Ended (${id}): it ended already (done)\n`)
     }), 180_000)
 
+  it.scopedLive("cancel from each side: weft transfers cancel at the receiver fails the send (exit 1, by whom); Ctrl-C on weft send cancels it at the receiver", () =>
+    Effect.gen(function*() {
+      const [a, b, source, inbox] = [yield* tempDir("cancel-a"), yield* tempDir("cancel-b"), yield* tempDir("cancel-src"), yield* tempDir("cancel-inbox")]
+      yield* weftJson("init", "--dir", a)
+      yield* weftJson("init", "--dir", b)
+      const big = join(source, "big.bin")
+      const block = randomBytes(1024 * 1024)
+      writeFileSync(big, Buffer.concat(Array.from({ length: 64 }, () => block)))
+      yield* serve(a)
+      const nodeB = yield* serve(b, "--accept-dir", inbox, "--yes")
+      const addressB = (yield* nodeB.status).addresses[0]!
+      const underWay = (seen: ReadonlyArray<string>) =>
+        eventually("a transfer under way on b", nodeB.call({ _tag: "Transfers" }), (all) =>
+          all.some((t) => t.state === "transferring" && !seen.includes(t.transfer)), nodeB.output, "60 seconds").pipe(
+            Effect.map((all) => all.find((t) => t.state === "transferring" && !seen.includes(t.transfer))!.transfer)
+          )
+
+      // the receiver cancels (through its control socket, as `weft transfers cancel` does, the moment it runs)
+      const sending = yield* Effect.fork(weftWithin("150 seconds", "send", addressB, big, "--dir", a))
+      const first = yield* underWay([])
+      yield* nodeB.call({ _tag: "TransferCancel", id: first })
+      const cancelled = yield* sending.await.pipe(Effect.flatten)
+      expect(cancelled.code).toBe(1)
+      expect(cancelled.stderr).toMatch(new RegExp(`^weft: SpacedropError: spacedrop Cancelled by the receiver \\(peer 12D3KooW\\S+, transfer ${first}\\): `))
+
+      // the sender is stopped with Ctrl-C: exit 130, and the receiver learns who cancelled
+      const child = Cli.start(["send", addressB, big, "--dir", a])
+      child.stdin?.end()
+      let stderr = ""
+      child.stderr?.on("data", (data: Buffer) => (stderr += data.toString()))
+      const second = yield* underWay([first])
+      child.kill("SIGINT")
+      expect(yield* Processes.exited(child)).toBe(130)
+      expect(stderr).toBe("weft: Interrupted: the command was stopped before it finished\n")
+      const onB = yield* eventually("cancelled, as b lists it", weftJson<Array<{ readonly transfer: string; readonly state: string; readonly error?: string }>>("transfers", "--dir", b), (all) =>
+        all.some((t) => t.transfer === second && t.state === "cancelled"))
+      expect(onB.find((t) => t.transfer === second)?.error).toMatch(/^spacedrop Cancelled by the sender /)
+      // nothing partial is left in the inbox
+      expect(readdirSync(inbox)).toEqual([])
+    }), 240_000)
+
   it.scopedLive("bad arguments and missing things: a clear line, the right exit code, no crash", () =>
     Effect.gen(function*() {
       const [a, source] = [yield* tempDir("args-a"), yield* tempDir("args-src")]
