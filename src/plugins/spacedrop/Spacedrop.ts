@@ -18,8 +18,19 @@
  *   against its hash, the whole file against the manifest's, synced, then
  *   linked into place under a new name: an existing file is never replaced
  *   (`a (1).txt`, or `Exists` with `onExisting: "refuse"`).
- * - Control: each side's `Transfer` has its progress as a Stream and a
- *   `cancel`; the other side fails with `Cancelled`, `by` naming who.
+ * - Control: each side's `Transfer` has its progress as a Stream, `pause`,
+ *   `resume` and `cancel`; the other side learns each (`paused` with
+ *   `pausedBy` in its progress; `Cancelled`, `by` naming who). A pause holds
+ *   until the side that paused resumes. The service does the same by
+ *   transfer id (`transfers`, `pause`, `resume`, `cancel`), for a front end
+ *   that did not start the transfer (a CLI).
+ * - Resume: a transfer whose connection drops, or whose process stops,
+ *   ends `interrupted` with what was verified kept (resume records in
+ *   memory, or in `stateDir` to outlive a restart). `resume(id)` goes on
+ *   from the last verified chunk (the sender offers it again under the same
+ *   id; a receiver asks its sender to); nothing verified is sent again.
+ *   `cancel(id)` forgets it. A chunk that fails its hash is asked for again
+ *   (`maxRetries` times, then `Corrupt`).
  *
  * ```ts
  * // the receiving node: accept every offer into ~/Downloads
@@ -42,12 +53,16 @@
  *   const transfer = yield* spacedrop.send(peer, ["./photos", "./notes.txt"])
  *   return yield* transfer.result // SpacedropError "Declined", "NoListener", "Timeout", "Cancelled"…
  * }))
- * ```
  *
- * Not yet: pause and resume, resume after a dropped connection or a
- * restart (chunks carry their offset and hash so a receiver can name its
- * last verified chunk), re-requesting a corrupt chunk (the transfer fails
- * with `Corrupt` instead), the CLI.
+ * // pause, resume, and resume after an interruption, by id (any front end of the node)
+ * const control = (id: string) => Effect.gen(function*() {
+ *   const spacedrop = yield* Spacedrop.Spacedrop
+ *   yield* spacedrop.pause(id) // the other side's progress shows "paused", pausedBy ["sender"]
+ *   for (const p of yield* spacedrop.transfers) console.log(p.transfer, p.direction, p.state, `${p.bytes}/${p.totalBytes}`)
+ *   yield* spacedrop.resume(id) // running: lifts the pause; "interrupted": goes on from the last verified chunk
+ *   return yield* (yield* spacedrop.transfer(id)).result
+ * })
+ * ```
  *
  * @since 0.1.0
  */
@@ -158,7 +173,8 @@ export interface Service {
    * Resumes transfer `id`: lifts this side's pause of a running one; an
    * interrupted one goes on from its last verified chunk (the sender offers
    * it again; a receiver asks its sender to). Its new run is then
-   * `transfer(id)`. Fails if the other side cannot be reached or refuses.
+   * `transfer(id)`, whose `result` says how it went. A receiver's request
+   * fails if the sender cannot be reached or has no such transfer.
    */
   readonly resume: (id: string) => Effect.Effect<void, SpacedropError>
   /** Cancels transfer `id` (see `Transfer.cancel`); an interrupted one is forgotten, with what it kept. */

@@ -211,9 +211,8 @@ const MAX_NUMBER = 10_000
 /**
  * Puts `temp` in place at `final` (or a numbered name beside it, with
  * `rename`) without ever replacing an existing name: `link` fails with
- * `EEXIST` where `rename` would overwrite. The directory is synced after,
- * where the platform allows, so the new name survives a crash as the
- * file's bytes do. Returns the name used.
+ * `EEXIST` where `rename` would overwrite. Returns the name used; the
+ * caller syncs its directory (`syncDirectory`) before it counts on it.
  */
 export const place = (where: Where, temp: string, final: string, onExisting: OnExisting): Effect.Effect<string, Protocol.SpacedropError> =>
   io(where, final, "put the file in place", async () => {
@@ -224,7 +223,6 @@ export const place = (where: Where, temp: string, final: string, onExisting: OnE
       try {
         await fs.link(temp, candidate)
         await fs.unlink(temp)
-        await syncDirectory(directory)
         return candidate
       } catch (cause) {
         if (codeOf(cause) !== "EEXIST") throw cause

@@ -191,6 +191,9 @@ const readOffer = (wire: Wire.Wire, where: Wire.Where, limits: Limits): Effect.E
   })
 
 
+/** How long a resumed transfer waits for its old run (on a connection that went quiet) to stop. */
+const SUPERSEDE_TIMEOUT = Duration.seconds(10)
+
 /** A temporary file's name: beside its target, named by transfer and entry, so a resume finds it. */
 const tempName = (transfer: string, index: number) => `.weft-${transfer}-${index}.part`
 
@@ -238,7 +241,15 @@ export const handle = (shared: Shared) =>
     }
     const { offer, entries } = read
     const ids = { peer, transfer: offer.transfer }
-    if (registry.live.has(offer.transfer)) return yield* refuse("Busy", "a transfer of this id runs here already")
+    const live = registry.live.get(offer.transfer)
+    if (live !== undefined) {
+      // the sender is back on a new connection while this side still waits on the old one: the old run stops
+      // (keeping what it verified) and this one resumes it
+      if (live.transfer.peer !== peer || live.transfer.direction !== "receive") return yield* refuse("Busy", "a transfer of this id runs here already")
+      yield* Deferred.succeed(live.superseded, undefined)
+      yield* Effect.ignore(Effect.timeout(Effect.exit(live.transfer.result), SUPERSEDE_TIMEOUT))
+      if (registry.live.has(offer.transfer)) return yield* refuse("Busy", "a transfer of this id runs here already")
+    }
     const manifest = Records.manifestHash(entries, offer.chunkBytes)
     const kept = yield* store.get("receive", offer.transfer)
     let resumed: Records.ReceiveRecord | undefined
@@ -534,15 +545,25 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
     )
     let recorded = decision.resumed !== undefined || (yield* keep)
     let checkpointed = { bytes, files: results.length }
+    // directories that got a new name since they were last synced: synced (where the platform allows) before a
+    // record or Complete counts on those names, so a placed file survives a crash as its bytes do; a few
+    // directory syncs per batch of files, not one per file
+    const unsynced = new Set<string>()
+    const syncDirectories = Effect.suspend(() => {
+      const dirs = [...unsynced]
+      unsynced.clear()
+      return Effect.promise(() => Promise.all(dirs.map(Files.syncDirectory)))
+    })
     /** On a durable store, now and then: the file being written synced, then the record saying how far it is. */
     const checkpoint = (force: boolean) =>
       Effect.suspend(() => {
         if (!recorded || !store.durable) return Effect.void
-        if (!force && bytes - checkpointed.bytes < CHECKPOINT_BYTES && results.length - checkpointed.files < CHECKPOINT_FILES) return Effect.void
+        // the record grows with the renamed files: written less often as it grows, so rewriting it stays linear
+        if (!force && bytes - checkpointed.bytes < CHECKPOINT_BYTES && results.length - checkpointed.files < Math.max(CHECKPOINT_FILES, renamed.size)) return Effect.void
         checkpointed = { bytes, files: results.length }
         const file = current
         return Effect.zipRight(
-          file === undefined ? Effect.void : Files.io(ids, file.temp, "sync", () => file.handle.sync()),
+          Effect.zipRight(file === undefined ? Effect.void : Files.io(ids, file.temp, "sync", () => file.handle.sync()), syncDirectories),
           Effect.map(keep, (kept) => void (recorded = kept))
         )
       })
@@ -624,10 +645,18 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       told = h.receiver
       return Effect.ignore(Effect.zipRight(wire.send({ type: h.receiver ? "Pause" : "Resume" }), h.receiver ? checkpoint(true) : Effect.void))
     }))
+    // a sender gone quiet (a half-open connection, most likely) or back on a new connection: this run stops and
+    // keeps what it verified, for the sender to resume
     const abort = Effect.raceFirst(
-      Effect.zipRight(
-        Deferred.await(stalled),
-        Effect.fail(new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `nothing from the sender for ${Duration.format(settings.idleTimeout)}` }))
+      Effect.raceFirst(
+        Effect.zipRight(
+          Deferred.await(stalled),
+          Effect.fail(new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `nothing from the sender for ${Duration.format(settings.idleTimeout)}` }))
+        ),
+        Effect.zipRight(
+          Deferred.await(running.superseded),
+          Effect.fail(new Protocol.SpacedropError({ reason: "Closed", ...ids, detail: "the sender resumed the transfer on a new connection" }))
+        )
       ),
       Effect.zipRight(
         Deferred.await(running.cancelled),
@@ -703,6 +732,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             yield* Effect.ignore(Files.io(ids, file.temp, "utimes", () => fs.utimes(file.temp, mtime, mtime)))
             current = undefined
             const savedAs = yield* Files.place(ids, file.temp, file.final, onExisting)
+            unsynced.add(nodePath.dirname(savedAs))
             if (savedAs !== file.final) renamed.set(index, savedAs)
             results.push({ path: entry.path, savedAs })
             next++
@@ -714,6 +744,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           case "Done": {
             if (skipping !== undefined) continue
             if (next !== files.length) return yield* violation(where, "Unexpected", `Done after ${next} of ${files.length} files`)
+            yield* syncDirectories
             yield* wire.send({ type: "Complete", bytes, files: results.length })
             yield* wire.end
             return {
@@ -744,7 +775,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
     return yield* loop.pipe(
       // a local failure is told to the sender (a violation is not: the host disconnects it)
       Effect.tapError((e) =>
-        e instanceof Protocol.SpacedropError && e.by === undefined && e.reason !== "Cancelled" && e.reason !== "Corrupt" && e.reason !== "Closed"
+        e instanceof Protocol.SpacedropError && e.by === undefined && e.reason !== "Cancelled" && e.reason !== "Corrupt" && e.reason !== "Closed" &&
+          e.reason !== "Timeout"
           ? Effect.ignore(Effect.zipRight(wire.send({ type: "Cancel", reason: "Failed", detail: e.message.slice(0, 1024) }), wire.end))
           : Effect.void
       ),
@@ -753,12 +785,13 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           // kept: the connection dropped (its handler is interrupted too), or the process is stopping (a record in
           // memory is then refused, see `Records.memory`); never when a side decided to stop
           let kept = false
-          if (recorded && Running.isResumable(exit, { timeout: false })) {
+          if (recorded && Running.isResumable(exit, { timeout: true })) {
             const file = current
             if (file !== undefined) {
               yield* Effect.ignore(Files.io(ids, file.temp, "sync", () => file.handle.sync()))
               yield* Effect.promise(() => file.handle.close().catch(() => undefined))
             }
+            yield* syncDirectories
             kept = yield* keep
           }
           if (!kept) {

@@ -36,7 +36,7 @@ const LocalPath = Schema.String.pipe(Schema.minLength(1), Schema.maxLength(64 * 
 /** Most entries a record holds (the receiver's default bound on an offer is 100 000). */
 export const MAX_RECORD_ENTRIES = 1_000_000
 /** Most bytes of one record file. */
-export const MAX_RECORD_BYTES = 512 * 1024 * 1024
+export const MAX_RECORD_BYTES = 256 * 1024 * 1024
 
 /** What the sender keeps: enough to offer the same transfer again. */
 export const SendRecord = Schema.Struct({
@@ -98,8 +98,8 @@ export interface Store {
   /** Keeps `record` in place of the last one; fails `Busy` past `maxRecords`. */
   readonly put: (record: Record) => Effect.Effect<void, Protocol.SpacedropError>
   readonly remove: (direction: "send" | "receive", transfer: string) => Effect.Effect<void>
-  /** Every record kept (the unreadable ones removed). */
-  readonly list: Effect.Effect<ReadonlyArray<Record>>
+  /** Every record kept (the unreadable ones removed), but those of the transfers in `except` (left unread). */
+  readonly list: (except?: ReadonlySet<string>) => Effect.Effect<ReadonlyArray<Record>>
   /**
    * The plugin stops: records that would not outlive it (in memory) are
    * handed to `forget` and later `put`s fail, so nothing is left behind for
@@ -129,7 +129,7 @@ export const memory = (maxRecords: number): Store => {
         return Effect.void
       }),
     remove: (direction, transfer) => Effect.sync(() => void records.delete(key(direction, transfer))),
-    list: Effect.sync(() => [...records.values()]),
+    list: (except) => Effect.sync(() => [...records.values()].filter((r) => except === undefined || !except.has(r.transfer))),
     close: (forget) =>
       Effect.suspend(() => {
         closed = true
@@ -185,7 +185,12 @@ export const directory = (dir: string, maxRecords: number): Store => {
       }).pipe(Effect.mapError((e) => new Protocol.SpacedropError({ reason: e.reason, peer: record.peer, transfer: record.transfer, detail: e.detail }))),
     remove,
     close: () => Effect.void,
-    list: Effect.flatMap(names, (known) =>
-      Effect.map(Effect.forEach(known, (k) => get(k.direction, k.transfer)), (records) => records.flatMap(Option.toArray)))
+    // a live transfer's record (a sender's holds its whole manifest) is not read for a listing
+    list: (except) =>
+      Effect.flatMap(names, (known) =>
+        Effect.map(
+          Effect.forEach(known.filter((k) => except === undefined || !except.has(k.transfer)), (k) => get(k.direction, k.transfer)),
+          (records) => records.flatMap(Option.toArray)
+        ))
   }
 }

@@ -62,7 +62,7 @@ export const dormant = (record: Records.Record): Running.Progress => ({
 export const list = (registry: Registry): Effect.Effect<ReadonlyArray<Running.Progress>> =>
   Effect.gen(function*() {
     const live = yield* Effect.forEach([...registry.live.values()], (r) => r.current)
-    const records = yield* registry.store.list
+    const records = yield* registry.store.list(new Set(registry.live.keys()))
     return [...live, ...records.filter((r) => !registry.live.has(r.transfer)).map(dormant)]
   })
 

@@ -96,6 +96,8 @@ export interface Running {
   readonly transfer: Transfer
   /** Completes once the app asked to cancel. */
   readonly cancelled: Deferred.Deferred<void>
+  /** Completes once a new connection resumes this transfer: this run stops, keeping what it verified. */
+  readonly superseded: Deferred.Deferred<void>
   /** Marks the start of the data phase (the rate is measured from here). */
   readonly start: Effect.Effect<void>
   readonly update: (f: (progress: Progress) => Progress) => Effect.Effect<void>
@@ -140,6 +142,7 @@ export const make = (
     let base = init.bytes ?? 0
     const result = yield* Deferred.make<Summary, TransferError>()
     const cancelled = yield* Deferred.make<void>()
+    const superseded = yield* Deferred.make<void>()
     let started: number | undefined
     const rated = (progress: Progress, now: number): Progress => {
       if (started === undefined || now <= started) return progress
@@ -173,6 +176,7 @@ export const make = (
     return {
       transfer,
       cancelled,
+      superseded,
       start: Effect.flatMap(Clock.currentTimeMillis, (now) =>
         Effect.zipRight(
           Effect.sync(() => (started = now)),

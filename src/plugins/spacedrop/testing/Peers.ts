@@ -51,7 +51,12 @@ export const bareHost = (network: MemoryTransport.MemoryNetwork, name: string) =
     return { id: transport.peerId, host }
   })
 
-const peer = (network: MemoryTransport.MemoryNetwork, name: string, options: Spacedrop.Options, onWrite?: OnWrite) =>
+/**
+ * One peer named `name` on `network`, with Spacedrop under `options`, for
+ * as long as the scope: closing it and making the peer again (same name,
+ * same `stateDir`) is a restart of that node.
+ */
+export const peer = (network: MemoryTransport.MemoryNetwork, name: string, options: Spacedrop.Options, onWrite?: OnWrite): Effect.Effect<Peer, TransportError, Scope.Scope> =>
   Effect.gen(function*() {
     const raw = yield* network.transport(name)
     const transport: Transport["Type"] = onWrite === undefined ? raw : {
