@@ -108,6 +108,8 @@ const nextStep = (record: Record<string, unknown>, message: string): string | un
     case "SpacedropError":
       return record.reason === "NoListener"
         ? "Nobody at that node receives files now: its user can run `weft serve` there"
+        : record.reason === "Closed" || record.reason === "Timeout"
+        ? "`weft transfers` says whether it was interrupted; `weft transfers resume <id>` then goes on from the last verified chunk"
         : undefined
     case "ConsentError":
       return record.reason === "NotFound" ? "`weft requests` lists the requests waiting" : undefined
