@@ -39,7 +39,14 @@
  * first 4 MiB verified (and synced, for a record on disk); the sender starts
  * there and never sends those bytes again. A receiver may ask for that
  * offer itself: it opens a stream whose only message is
- * `{"version":1,"type":"Reoffer","transfer":"…"}`.
+ * `{"version":1,"type":"Reoffer","transfer":"…"}`; the sender answers
+ * `Accepted` (and offers the transfer again, on a stream of its own) or
+ * `Rejected` (no such interrupted transfer to that peer), then ends.
+ *
+ * A receiver whose sender went quiet for its idle timeout, or whose
+ * connection dropped, ends its side without a `Cancel` and keeps the
+ * transfer for a resume; a re-offer arriving while its old run still waits
+ * on a half-open connection stops that run and resumes in its place.
  *
  * Flow: the sender keeps at most its window of bytes sent and not yet
  * acknowledged in flight, so a transfer is one stream of frames in each

@@ -11,14 +11,17 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { randomBytes } from "node:crypto"
+import { createHash, randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import * as MemoryTransport from "../../transport/MemoryTransport.js"
+import * as Wire from "./internal/wire.js"
+import * as Protocol from "./Protocol.js"
 import type * as Spacedrop from "./Spacedrop.js"
 import * as Peers from "./testing/Peers.js"
 
@@ -275,6 +278,73 @@ describe("Spacedrop resume", () => {
       expect(yield* Peers.snapshot(target)).toEqual(yield* Peers.snapshot(source))
       expectNoVerifiedChunkResent(tap.runs, kept.bytes)
       expect(yield* names(senderState)).toEqual([])
+    }))
+
+  it.scopedLive("a sender back on a new connection while the receiver still waits on the old one (half-open): the old run stops, the new one resumes where it was", () =>
+    Effect.gen(function*() {
+      const { network, receiver } = yield* Peers.make()
+      const raw = yield* Peers.bareHost(network, "raw")
+      const target = yield* Peers.tempDir()
+      const transfers = yield* acceptAll(receiver, target)
+      const data = randomBytes(3 * CHUNK)
+      const offer: ReadonlyArray<Protocol.Message> = [
+        { type: "Offer", transfer: "halfopen" as Protocol.TransferId, sender: "raw", count: 1, totalBytes: data.length, chunkBytes: CHUNK },
+        { type: "Entries", entries: [{ path: "a.bin", kind: "file", size: data.length, mtime: 0, hash: createHash("sha256").update(data).digest("hex") }] }
+      ]
+      const chunk = (offset: number) => {
+        const frame = Wire.chunkFrame(0, offset, CHUNK)
+        frame.data.set(data.subarray(offset, offset + CHUNK))
+        return frame.seal()
+      }
+      const connect = (scope: Scope.Scope) =>
+        Effect.gen(function*() {
+          const wire = yield* Scope.extend(Effect.flatMap(raw.host.open(receiver.id, Protocol.protocol), (stream) => Wire.make(stream, 1024 * 1024)), scope)
+          for (const message of offer) yield* wire.send(message)
+          const answer = Option.getOrThrow(yield* wire.next)
+          return { wire, answer: answer._tag === "Message" ? answer.message : undefined }
+        })
+      // the first connection: accepted, two chunks, then silence (its stream stays open)
+      const old = yield* Scope.make()
+      const first = yield* connect(old)
+      expect(first.answer).toEqual({ type: "Accepted" })
+      const incoming = yield* Queue.take(transfers)
+      yield* first.wire.sendRaw(chunk(0))
+      yield* first.wire.sendRaw(chunk(CHUNK))
+      yield* Stream.runDrain(incoming.progress.pipe(Stream.takeUntil((p) => p.bytes >= 2 * CHUNK)))
+      // the second: the same offer is resumed at once, from the third chunk
+      const second = yield* connect(yield* Effect.scope)
+      expect(second.answer).toEqual({ type: "Accepted", from: { files: 0, offset: 2 * CHUNK } })
+      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ reason: "Closed" })
+      yield* second.wire.sendRaw(chunk(2 * CHUNK))
+      yield* second.wire.send({ type: "FileEnd", index: 0 })
+      yield* second.wire.send({ type: "Done" })
+      let complete: Protocol.Message | undefined
+      while (complete === undefined) {
+        const frame = Option.getOrThrow(yield* second.wire.next)
+        if (frame._tag === "Message" && frame.message.type === "Complete") complete = frame.message
+      }
+      expect(complete).toEqual({ type: "Complete", bytes: 3 * CHUNK, files: 1 })
+      expect(Buffer.compare(yield* Effect.promise(() => fs.readFile(nodePath.join(target, "a.bin"))), data)).toBe(0)
+      yield* Scope.close(old, Exit.void)
+    }))
+
+  it.scopedLive("a receiver asking for a transfer its sender no longer has fails typed, by the sender", () =>
+    Effect.gen(function*() {
+      const tap = yield* wiretap(20)
+      const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      yield* Queue.take(transfers)
+      yield* tap.held
+      yield* network.disconnect(sender.id, receiver.id)
+      yield* interrupted(receiver)
+      yield* interrupted(sender)
+      yield* sender.spacedrop.cancel(outgoing.id)
+      expect(failure(yield* Effect.either(receiver.spacedrop.resume(outgoing.id)))).toMatchObject({ _tag: "SpacedropError", reason: "Failed", by: "sender" })
+      // still kept, to resume later or cancel
+      expect((yield* interrupted(receiver)).transfer).toBe(outgoing.id)
     }))
 
   it.scopedLive("a corrupt or foreign resume record is ignored and removed, never a crash; an id that is not one touches no file", () =>

@@ -730,8 +730,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             yield* Files.io(ids, file.temp, "close", () => file.handle.close())
             const mtime = new Date(entry.mtime)
             yield* Effect.ignore(Files.io(ids, file.temp, "utimes", () => fs.utimes(file.temp, mtime, mtime)))
-            current = undefined
             const savedAs = yield* Files.place(ids, file.temp, file.final, onExisting)
+            current = undefined
             unsynced.add(nodePath.dirname(savedAs))
             if (savedAs !== file.final) renamed.set(index, savedAs)
             results.push({ path: entry.path, savedAs })
