@@ -5,7 +5,8 @@
  * Select sections with arguments: `npm run bench -- engine`. The machine's
  * load average is printed before each section and at the end, and goes into
  * the JSON line. `anchors` (issue 14's table against automerge-repo and the
- * SQLite floor) takes many minutes, so it runs only when named.
+ * SQLite floor) and `spacedrop` (1 GiB and 10 000-file transfers) take many
+ * minutes, so they run only when named.
  */
 import * as Effect from "effect/Effect"
 import { loadavg } from "node:os"
@@ -16,6 +17,7 @@ import * as Engine from "./engine.js"
 import * as Network from "./network.js"
 import * as RichText from "./richText.js"
 import * as Rspc from "./rspc.js"
+import * as Spacedrop from "./spacedrop.js"
 import * as Sync from "./sync.js"
 import * as Vectors from "./vectors.js"
 import { type Figure, json, loadAverage, print } from "./report.js"
@@ -33,7 +35,8 @@ const sections: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figur
 
 /** Sections that run only when named. */
 const named: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figure, unknown>> = {
-  anchors: () => Anchors.run()
+  anchors: () => Anchors.run(),
+  spacedrop: () => Spacedrop.run()
 }
 
 const program = Effect.gen(function*() {

@@ -18,6 +18,8 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import { existsSync } from "node:fs"
+import { resolve as resolvePath } from "node:path"
 import * as ControlSocket from "../node/ControlSocket.js"
 import * as DataDir from "../node/DataDir.js"
 import type { PeerId } from "../transport/Transport.js"
@@ -153,7 +155,11 @@ const serve = Command.make(
     ),
     noMdns: Options.boolean("no-mdns").pipe(Options.withDescription("do not discover or advertise on the local network")),
     peers: Options.text("peer").pipe(Options.repeated, Options.withSchema(Schema.mutable(Schema.Array(Multiaddr))), Options.withDescription("a peer's multiaddr to stay connected to (repeatable)")),
-    yes: Options.boolean("yes").pipe(Options.withDescription("approve every pairing request without asking"))
+    yes: Options.boolean("yes").pipe(Options.withDescription("approve every request without asking: pairing, and files sent to this node")),
+    acceptDir: Options.directory("accept-dir").pipe(
+      Options.optional,
+      Options.withDescription("where files sent to this node are received (default: received/ in the data directory)")
+    )
   },
   (args) =>
     Effect.scoped(Effect.gen(function*() {
@@ -165,7 +171,8 @@ const serve = Command.make(
         listen: args.listen.length === 0 ? ["/ip4/0.0.0.0/tcp/4001"] : args.listen,
         mdns: !args.noMdns,
         peers: args.peers,
-        frontEnd: args.yes ? Consent.approveAll : Approval.terminal
+        frontEnd: args.yes ? Consent.approveAll : Approval.terminal,
+        ...(Option.isSome(args.acceptDir) ? { acceptDir: args.acceptDir.value } : {})
       })
       const paths = DataDir.layout(args.dir)
       yield* Console.log([
@@ -174,7 +181,8 @@ const serve = Command.make(
         ...node.addresses.map((address) => `listening ${address}`),
         ...node.libraries.flatMap((l) => Output.library(l, node.peerId, node.defaultLibrary)),
         `control   ${paths.socket}`,
-        `mdns      ${args.noMdns ? "off" : "on"}; pairing requests ${args.yes ? "approved automatically (--yes)" : "asked on this terminal"}`
+        `files     received into ${node.acceptDir}`,
+        `mdns      ${args.noMdns ? "off" : "on"}; pairing requests and files ${args.yes ? "approved automatically (--yes)" : "asked on this terminal"}`
       ].join("\n"))
       return yield* Effect.never.pipe(Effect.onInterrupt(() => Effect.logInfo("stopping")))
     }))
@@ -366,10 +374,61 @@ const requests = Command.make(
   Command.withSubcommands([requestsApprove, requestsDecline, requestsWatch])
 )
 
+/** A file or folder to send: it must exist (checked as the parser reads it). */
+const SourcePath = Schema.String.pipe(
+  Schema.filter((path) => existsSync(path)),
+  Schema.annotations({ message: (issue) => `${String(issue.actual)}: no such file or folder` })
+)
+
+const send = Command.make(
+  "send",
+  {
+    dir,
+    json,
+    peer,
+    paths: Args.text({ name: "path" }).pipe(Args.withSchema(SourcePath), Args.atLeast(1), Args.withDescription("files and folders to send"))
+  },
+  (args) =>
+    Effect.flatMap(resolve(args.dir, args.peer), (peer) =>
+      Effect.flatMap(Effect.promise(() => import("./Send.js")), (Send) =>
+        Send.run({ socket: DataDir.layout(args.dir).socket, peer, paths: args.paths.map((path) => resolvePath(path)), json: args.json })))
+).pipe(Command.withDescription("send files and folders to a peer (its user accepts them); Ctrl-C cancels"))
+
+const transferId = Args.text({ name: "id" }).pipe(Args.withDescription("the transfer's id, as `weft transfers` lists it"))
+
+const transfersCancel = Command.make(
+  "cancel",
+  { dir, json, id: transferId },
+  (args) => request(args.dir, args.json, { _tag: "TransferCancel", id: args.id }, () => `cancelled ${args.id}`)
+).pipe(Command.withDescription("cancel a transfer (the other side learns it)"))
+
+const transfersPause = Command.make(
+  "pause",
+  { dir, json, id: transferId },
+  (args) => request(args.dir, args.json, { _tag: "TransferPause", id: args.id }, () => `paused ${args.id}`)
+).pipe(Command.withDescription("pause a transfer from this side (it waits until resumed here)"))
+
+const transfersResume = Command.make(
+  "resume",
+  { dir, json, id: transferId },
+  (args) => request(args.dir, args.json, { _tag: "TransferResume", id: args.id }, () => `resumed ${args.id}`)
+).pipe(Command.withDescription("resume a paused transfer, or an interrupted one from its last verified chunk"))
+
+const transfers = Command.make(
+  "transfers",
+  { dir, json },
+  (args) =>
+    Effect.flatMap(Effect.promise(() => import("./TransferOutput.js")), (TransferOutput) =>
+      request(args.dir, args.json, { _tag: "Transfers" }, TransferOutput.transfers))
+).pipe(
+  Command.withDescription("files being sent and received by the node, and those that ended lately; pause, resume or cancel one"),
+  Command.withSubcommands([transfersPause, transfersResume, transfersCancel])
+)
+
 /** The `weft` command and its subcommands. */
 export const weft = root.pipe(
   Command.withDescription("Weft: a local-first sync node"),
-  Command.withSubcommands([init, serve, status, peers, connect, pair, ping, notes, requests, grant, revoke, grants])
+  Command.withSubcommands([init, serve, status, peers, connect, pair, ping, notes, requests, send, transfers, grant, revoke, grants])
 )
 
 /** Runs `weft` on the arguments (`process.argv` shape: node, script, then the arguments). */

@@ -23,11 +23,12 @@ import { RpcError } from "../plugins/RpcPlugin.js"
 import * as ParseError from "../internal/parseError.js"
 import * as NotesControl from "./NotesControl.js"
 import * as RspcControl from "./RspcControl.js"
+import * as TransfersControl from "./TransfersControl.js"
 
 export { ControlError }
 
-/** Every procedure of the CLI's node: the node's own, its plugins', the notes, and rspc's (grants, remote calls). */
-export const group = NodeControl.group.merge(NotesControl.Control).merge(RspcControl.Control)
+/** Every procedure of the CLI's node: the node's own, its plugins', the notes, rspc's (grants, remote calls) and the transfers (`weft send`). */
+export const group = NodeControl.group.merge(NotesControl.Control, RspcControl.Control, TransfersControl.Control)
 type Rpcs = RpcGroup.Rpcs<typeof group>
 
 /** A request: a procedure's `_tag` and its payload's fields. */

@@ -105,6 +105,12 @@ const nextStep = (record: Record<string, unknown>, message: string): string | un
         return "Another program, or another node, listens there: choose another with --listen /ip4/<address>/tcp/<port>"
       }
       return undefined
+    case "SpacedropError":
+      return record.reason === "NoListener"
+        ? "Nobody at that node receives files now: its user can run `weft serve` there"
+        : record.reason === "Closed" || record.reason === "Timeout"
+        ? "`weft transfers` says whether it was interrupted; `weft transfers resume <id>` then goes on from the last verified chunk"
+        : undefined
     case "ConsentError":
       return record.reason === "NotFound" ? "`weft requests` lists the requests waiting" : undefined
     default:

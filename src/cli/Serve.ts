@@ -15,6 +15,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
+import { join, resolve } from "node:path"
 import type * as Engine from "../engine/Engine.js"
 import type { Library } from "../library/Libraries.js"
 import * as DataDir from "../node/DataDir.js"
@@ -24,10 +25,12 @@ import { Consent } from "../plugins/Consent.js"
 import * as Grants from "../plugins/rspc/Grants.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
+import * as Inbox from "./Inbox.js"
 import * as Notes from "./Notes.js"
 import * as NotesControl from "./NotesControl.js"
 import type * as RemoteNotes from "./RemoteNotes.js"
 import * as RemoteServe from "./RemoteServe.js"
+import * as Transfers from "./Transfers.js"
 
 /** How `weft serve` runs. */
 export interface Options {
@@ -40,6 +43,8 @@ export interface Options {
   readonly peers: ReadonlyArray<string>
   /** Answers the node's questions (pairing requests) while it runs: `Approval.terminal`, `Consent.approveAll`. */
   readonly frontEnd: Effect.Effect<void, never, Consent | Scope.Scope>
+  /** Where files sent to this node are received, once its user (or `--yes`) accepts them (default: `received` in the data directory). */
+  readonly acceptDir?: string
 }
 
 /** The node that runs, for the banner. */
@@ -48,6 +53,8 @@ export interface Running {
   readonly addresses: ReadonlyArray<string>
   readonly libraries: ReadonlyArray<Library>
   readonly defaultLibrary: string | undefined
+  /** Where files sent to this node are received. */
+  readonly acceptDir: string
 }
 
 /** Why `weft serve` could not start. */
@@ -135,16 +142,27 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
   Effect.gen(function*() {
     const paths = DataDir.layout(options.dir)
     yield* DataDir.requireInitialized(paths)
-    const node = Node.layerDirectory({ directory: options.dir, models: Notes.models, listen: options.listen, mdns: options.mdns, peers: options.peers })
-    const control = ControlSocket.layer(paths.socket, Control.group).pipe(
-      Layer.provide(Layer.mergeAll(Node.controlHandlers, notesHandlers, RemoteServe.controlHandlers))
+    const node = Node.layerDirectory({
+      directory: options.dir,
+      models: Notes.models,
+      listen: options.listen,
+      mdns: options.mdns,
+      peers: options.peers,
+      // interrupted transfers resume after a restart too (`weft transfers resume`)
+      spacedrop: { stateDir: join(paths.dir, "spacedrop") }
+    })
+    const handlers = Layer.mergeAll(Node.controlHandlers, notesHandlers, RemoteServe.controlHandlers, Transfers.controlHandlers).pipe(
+      Layer.provideMerge(Transfers.layer)
     )
+    const control = ControlSocket.layer(paths.socket, Control.group).pipe(Layer.provideMerge(handlers))
     // the notes, on rspc, for the peers this node granted them to
     const rspc = RemoteServe.serveNotes(notesProcedures)
     const grants = Grants.layerFile(RemoteServe.grantsPath(paths.dir))
     const context = yield* Layer.build(Layer.merge(control, rspc).pipe(Layer.provideMerge(grants), Layer.provideMerge(node)))
     yield* options.frontEnd.pipe(Effect.provide(context))
+    const acceptDir = resolve(options.acceptDir ?? join(paths.dir, "received"))
+    yield* Inbox.receive({ acceptDir }).pipe(Effect.provide(context))
     const running = yield* Effect.provide(Node.Node, context)
     const status = yield* running.status
-    return { peerId: running.peerId, addresses: yield* running.addresses, libraries: status.libraries, defaultLibrary: status.defaultLibrary }
+    return { peerId: running.peerId, addresses: yield* running.addresses, libraries: status.libraries, defaultLibrary: status.defaultLibrary, acceptDir }
   })

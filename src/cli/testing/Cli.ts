@@ -31,8 +31,11 @@ export interface Outcome {
 export const start = (args: ReadonlyArray<string>): ChildProcess =>
   spawn(process.execPath, [...CLI, ...args], { cwd: ROOT, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, NO_COLOR: "1" } })
 
-/** Runs `weft <args>` to completion (killed if interrupted). */
-export const weft = (...args: ReadonlyArray<string>): Effect.Effect<Outcome> =>
+/** Runs `weft <args>` to completion (killed if interrupted, or after 30 s). */
+export const weft = (...args: ReadonlyArray<string>): Effect.Effect<Outcome> => weftWithin(Duration.seconds(30), ...args)
+
+/** Runs `weft <args>` to completion (killed if interrupted, or after `timeout`): a long transfer. */
+export const weftWithin = (timeout: Duration.DurationInput, ...args: ReadonlyArray<string>): Effect.Effect<Outcome> =>
   Effect.acquireUseRelease(
     Effect.sync(() => {
       const child = start(args)
@@ -51,7 +54,7 @@ export const weft = (...args: ReadonlyArray<string>): Effect.Effect<Outcome> =>
         (code) => ({ code, ...output() })
       ),
     ({ child }) => Effect.sync(() => child.exitCode === null && child.signalCode === null && child.kill("SIGKILL"))
-  ).pipe(Effect.timeout(Duration.seconds(30)), Effect.orDie)
+  ).pipe(Effect.timeout(timeout), Effect.orDie)
 
 /** Runs a command that must succeed with `--json`; its answer, parsed. */
 export const weftJson = <A = any>(...args: ReadonlyArray<string>) =>
