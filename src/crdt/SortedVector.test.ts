@@ -108,6 +108,25 @@ describe("SortedVector", () => {
     expect(VersionVector.seqOf(vector, "o5000")).toBe(0)
   })
 
+  it("many lookups (answered by a hash table once they are many) find what a Map finds, before and after changes", () =>
+    fc.assert(fc.property(fc.uniqueArray(fc.tuple(arbitraryNodeId, entry), { minLength: 100, maxLength: 400, selector: ([o]) => o }), fc.array(fc.tuple(origin, entry), { maxLength: 50 }), (list, changes) => {
+      const vector = decoded(list)
+      const map = new Map<string, VersionVector.Entry>(list)
+      const probes: Array<string> = [...map.keys(), "__proto__", "absent", "a"]
+      for (let round = 0; round < 2; round++) {
+        for (const o of probes) expect(VersionVector.seqOf(vector, o)).toBe(VersionVector.seqOf(map, o))
+      }
+      for (const [o, e] of changes) {
+        vector.set(o, e)
+        map.set(o, e)
+        probes.push(o)
+      }
+      vector.delete(list[0]![0])
+      map.delete(list[0]![0])
+      for (const o of probes) expect(vector.get(o)).toEqual(map.get(o))
+      expect(contents(vector)).toEqual(contents(map))
+    }), { numRuns: 50 }))
+
   it("origins with equal hashes (as a peer could choose them) are ordered by origin, and a repeat among them is refused", () => {
     const names = ["m", "a", "z", "__proto__", "b", "constructor", "y"]
     const bytes = Buffer.from(names.join(""), "latin1")
