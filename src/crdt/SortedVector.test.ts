@@ -67,17 +67,25 @@ describe("SortedVector", () => {
       expect(VersionVector.covers(VersionVector.merge(a, b), b)).toBe(true)
       expect(VersionVector.equals(a, b)).toBe(VersionVector.equals(ma, mb))
       expect(VersionVector.equals(a, ma)).toBe(true)
+      // in place, one sort of both: as merging into a Map
+      const target = decoded(x)
+      VersionVector.mergeInPlace(target, b)
+      const mapTarget = new Map(x)
+      VersionVector.mergeInPlace(mapTarget, mb)
+      expect(contents(target)).toEqual(contents(mapTarget))
+      expect(VersionVector.covers(target, b) && VersionVector.covers(target, a)).toBe(true)
     }), { numRuns: 300 }))
 
   const command = fc.oneof(
     fc.tuple(fc.constant("set" as const), origin, entry),
     fc.tuple(fc.constant("delete" as const), origin),
     fc.tuple(fc.constant("clear" as const)),
+    fc.tuple(fc.constant("merge" as const), uniqueEntries),
     // values a vector never holds, that a Map would still keep as given
     fc.tuple(fc.constant("set" as const), origin, fc.record({ seq: fc.constant(0), ts: fc.constant("not hex" as Timestamp) }))
   )
 
-  it("as a mutable map (set, delete, clear, then lookups and iteration), it behaves as a Map of the same entries", () =>
+  it("as a mutable map (set, delete, clear, merge of another, then lookups and iteration), it behaves as a Map of the same entries", () =>
     fc.assert(fc.property(uniqueEntries, fc.array(command, { maxLength: 60 }), (start, commands) => {
       const vector = decoded(start)
       const map = new Map(start)
@@ -85,6 +93,9 @@ describe("SortedVector", () => {
         if (c[0] === "set") {
           vector.set(c[1], c[2])
           map.set(c[1], c[2])
+        } else if (c[0] === "merge") {
+          VersionVector.mergeInPlace(vector, decoded(c[1]))
+          VersionVector.mergeInPlace(map, new Map(c[1]))
         } else if (c[0] === "delete") {
           expect(vector.delete(c[1])).toBe(map.delete(c[1]))
         } else {

@@ -421,6 +421,37 @@ export class SortedVector implements Map<string, Entry> {
     this.lookups = 0
   }
 
+  /** Raises entries to those of `other` where it holds more, in place (as `VersionVector.mergeInPlace`): one sort of both. */
+  mergeFrom(other: SortedVector): void {
+    const theirs = [...other.outside()]
+    const mine = [...this.outside()]
+    this.added.clear()
+    // both sides' rows, ours first: on equal seqs ours stay (the sort keeps rows of equal keys in order)
+    this.c = (fromColumns(concat([this.c, other.columns()]), "max") as SortedVector).c
+    this.table = undefined
+    this.lookups = 0
+    // entries beside the columns (never from an honest peer): ours stand unless theirs hold more
+    for (const [origin, entry] of mine) if (this.seqOf(origin) <= entry.seq) this.set(origin, entry)
+    for (const [origin, entry] of theirs) if (this.seqOf(origin) < entry.seq) this.set(origin, entry)
+  }
+
+  /** Whether this holds everything `other` holds (as `VersionVector.covers`): one walk over both, in order. */
+  covers(other: SortedVector): boolean {
+    const b = other.columns()
+    const a = this.columns()
+    if (this.added.size > 0 || other.outside().size > 0) {
+      for (const [origin, entry] of other) if (this.seqOf(origin) < entry.seq) return false
+      return true
+    }
+    let i = 0
+    for (let j = 0; j < b.length; j++) {
+      const hash = b.hashes[j]!
+      while (i < a.length && (a.hashes[i]! < hash || (a.hashes[i] === hash && compareRows(a, i, b, j) < 0))) i++
+      if (i >= a.length || a.hashes[i] !== hash || compareRows(a, i, b, j) !== 0 || a.seqs[i]! < b.seqs[j]!) return false
+    }
+    return true
+  }
+
   get size(): number {
     return this.c.length - this.deleted + this.added.size
   }

@@ -74,6 +74,7 @@ export const advance = (vector: VersionVector, ops: Iterable<Operation>): Versio
 
 /** Raises `target`'s entries to those of `other` where `other` holds more, in place. */
 export const mergeInPlace = (target: Map<string, Entry>, other: VersionVector): void => {
+  if (target instanceof SortedVector.SortedVector && other instanceof SortedVector.SortedVector) return target.mergeFrom(other)
   for (const [origin, entry] of other) {
     if (seqOf(target, origin) < entry.seq) target.set(origin, entry)
   }
@@ -88,6 +89,7 @@ export const merge = (a: VersionVector, b: VersionVector): VersionVector => {
 
 /** Whether `a` holds everything `b` holds. */
 export const covers = (a: VersionVector, b: VersionVector): boolean => {
+  if (a instanceof SortedVector.SortedVector && b instanceof SortedVector.SortedVector) return a.covers(b)
   for (const [origin, entry] of b) {
     if (seqOf(a, origin) < entry.seq) return false
   }
