@@ -9,6 +9,8 @@ import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { Packr } from "msgpackr"
 import { randomUUID } from "node:crypto"
+import { setFlagsFromString } from "node:v8"
+import { runInNewContext } from "node:vm"
 import type * as Operation from "../src/crdt/Operation.js"
 import * as Timestamp from "../src/crdt/Timestamp.js"
 import * as VersionVector from "../src/crdt/VersionVector.js"
@@ -41,6 +43,12 @@ const ingestMillis = (origin: (i: number) => string, seq: (i: number) => number)
     return performance.now() - start
   }))
 
+// Each measured section starts from a collected heap: the two sides alternate, and otherwise one
+// side's garbage is collected (a full mark of the heap, triggered by external memory) inside the
+// other's measurement. What a section allocates itself is still collected inside it.
+setFlagsFromString("--expose-gc")
+const collect = runInNewContext("gc") as () => void
+
 const vectorOf = (size: number): VersionVector.VersionVector => {
   const ts = Timestamp.make(Date.now(), 0)
   return VersionVector.fromEntries(Array.from({ length: size }, (_, i) => [`weft-${randomUUID()}`, { seq: i + 1, ts }] as const))
@@ -61,6 +69,7 @@ const wireFigure = (size: number, runs: number): Figure => {
     return (used.user + used.system) / 1000
   }
   for (let r = 0; r < runs; r++) {
+    collect()
     let cpu = process.cpuUsage()
     let t = performance.now()
     const frames = SyncProtocol.vectorFrames(vector, hello)
@@ -78,6 +87,7 @@ const wireFigure = (size: number, runs: number): Figure => {
     const oursCpu = cpuSince(cpu)
     if (back.size !== size || back.get(probe)?.seq !== vector.get(probe)?.seq) throw new Error("the vector did not survive its wire form")
     ours.push({ encode, decode, bytes: frames.reduce((n, f) => n + f.length, 0), cpu: oursCpu })
+    collect()
     cpu = process.cpuUsage()
     t = performance.now()
     const bytes = packr.pack(plain)

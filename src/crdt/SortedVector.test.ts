@@ -67,17 +67,25 @@ describe("SortedVector", () => {
       expect(VersionVector.covers(VersionVector.merge(a, b), b)).toBe(true)
       expect(VersionVector.equals(a, b)).toBe(VersionVector.equals(ma, mb))
       expect(VersionVector.equals(a, ma)).toBe(true)
+      // in place, one sort of both: as merging into a Map
+      const target = decoded(x)
+      VersionVector.mergeInPlace(target, b)
+      const mapTarget = new Map(x)
+      VersionVector.mergeInPlace(mapTarget, mb)
+      expect(contents(target)).toEqual(contents(mapTarget))
+      expect(VersionVector.covers(target, b) && VersionVector.covers(target, a)).toBe(true)
     }), { numRuns: 300 }))
 
   const command = fc.oneof(
     fc.tuple(fc.constant("set" as const), origin, entry),
     fc.tuple(fc.constant("delete" as const), origin),
     fc.tuple(fc.constant("clear" as const)),
+    fc.tuple(fc.constant("merge" as const), uniqueEntries),
     // values a vector never holds, that a Map would still keep as given
     fc.tuple(fc.constant("set" as const), origin, fc.record({ seq: fc.constant(0), ts: fc.constant("not hex" as Timestamp) }))
   )
 
-  it("as a mutable map (set, delete, clear, then lookups and iteration), it behaves as a Map of the same entries", () =>
+  it("as a mutable map (set, delete, clear, merge of another, then lookups and iteration), it behaves as a Map of the same entries", () =>
     fc.assert(fc.property(uniqueEntries, fc.array(command, { maxLength: 60 }), (start, commands) => {
       const vector = decoded(start)
       const map = new Map(start)
@@ -85,6 +93,9 @@ describe("SortedVector", () => {
         if (c[0] === "set") {
           vector.set(c[1], c[2])
           map.set(c[1], c[2])
+        } else if (c[0] === "merge") {
+          VersionVector.mergeInPlace(vector, decoded(c[1]))
+          VersionVector.mergeInPlace(map, new Map(c[1]))
         } else if (c[0] === "delete") {
           expect(vector.delete(c[1])).toBe(map.delete(c[1]))
         } else {
@@ -107,6 +118,25 @@ describe("SortedVector", () => {
     expect(VersionVector.seqOf(vector, "peer-a")).toBe(7)
     expect(VersionVector.seqOf(vector, "o5000")).toBe(0)
   })
+
+  it("many lookups (answered by a hash table once they are many) find what a Map finds, before and after changes", () =>
+    fc.assert(fc.property(fc.uniqueArray(fc.tuple(arbitraryNodeId, entry), { minLength: 100, maxLength: 400, selector: ([o]) => o }), fc.array(fc.tuple(origin, entry), { maxLength: 50 }), (list, changes) => {
+      const vector = decoded(list)
+      const map = new Map<string, VersionVector.Entry>(list)
+      const probes: Array<string> = [...map.keys(), "__proto__", "absent", "a"]
+      for (let round = 0; round < 2; round++) {
+        for (const o of probes) expect(VersionVector.seqOf(vector, o)).toBe(VersionVector.seqOf(map, o))
+      }
+      for (const [o, e] of changes) {
+        vector.set(o, e)
+        map.set(o, e)
+        probes.push(o)
+      }
+      vector.delete(list[0]![0])
+      map.delete(list[0]![0])
+      for (const o of probes) expect(vector.get(o)).toEqual(map.get(o))
+      expect(contents(vector)).toEqual(contents(map))
+    }), { numRuns: 50 }))
 
   it("origins with equal hashes (as a peer could choose them) are ordered by origin, and a repeat among them is refused", () => {
     const names = ["m", "a", "z", "__proto__", "b", "constructor", "y"]

@@ -343,13 +343,32 @@ export class SortedVector implements Map<string, Entry> {
   /** Origins set after construction that the columns lack (and those that cannot live in them). */
   private readonly added = new Map<string, Entry>()
 
+  /** Slots of a hash table over the rows (row + 1, 0 empty), built once lookups are many; see `indexOf`. */
+  private table: Int32Array | undefined
+  private lookups = 0
+
   constructor(private c: Columns) {}
 
-  /** Row of `origin` in the columns, or -1. */
+  /**
+   * Row of `origin` in the columns, or -1. After `TABLE_AFTER` lookups, a table of the rows by hash
+   * answers first (a binary search costs about three `Map` lookups; a sender looks up every origin it
+   * holds per batch): at most `MAX_PROBES` slots, and where those are all full (hashes chosen to
+   * collide), the binary search.
+   */
   private indexOf(origin: string): number {
     const c = this.c
     const hash = hashOf(origin)
     const hashes = c.hashes
+    if (this.table === undefined && ++this.lookups > TABLE_AFTER && c.length > TABLE_AFTER) this.table = tableOf(c)
+    const table = this.table
+    if (table !== undefined) {
+      const mask = table.length - 1
+      for (let probe = 0, slot = hash & mask; probe < MAX_PROBES; probe++, slot = (slot + 1) & mask) {
+        const row = table[slot]! - 1
+        if (row < 0) return -1
+        if (hashes[row] === hash && compareOrigin(origin, c, row) === 0) return row
+      }
+    }
     let lo = 0
     let hi = c.length
     while (lo < hi) {
@@ -398,6 +417,39 @@ export class SortedVector implements Map<string, Entry> {
     }
     this.c = (fromColumns(concat([base, columnsOf(fits, 0)]), "max") as SortedVector).c
     this.deleted = 0
+    this.table = undefined
+    this.lookups = 0
+  }
+
+  /** Raises entries to those of `other` where it holds more, in place (as `VersionVector.mergeInPlace`): one sort of both. */
+  mergeFrom(other: SortedVector): void {
+    const theirs = [...other.outside()]
+    const mine = [...this.outside()]
+    this.added.clear()
+    // both sides' rows, ours first: on equal seqs ours stay (the sort keeps rows of equal keys in order)
+    this.c = (fromColumns(concat([this.c, other.columns()]), "max") as SortedVector).c
+    this.table = undefined
+    this.lookups = 0
+    // entries beside the columns (never from an honest peer): ours stand unless theirs hold more
+    for (const [origin, entry] of mine) if (this.seqOf(origin) <= entry.seq) this.set(origin, entry)
+    for (const [origin, entry] of theirs) if (this.seqOf(origin) < entry.seq) this.set(origin, entry)
+  }
+
+  /** Whether this holds everything `other` holds (as `VersionVector.covers`): one walk over both, in order. */
+  covers(other: SortedVector): boolean {
+    const b = other.columns()
+    const a = this.columns()
+    if (this.added.size > 0 || other.outside().size > 0) {
+      for (const [origin, entry] of other) if (this.seqOf(origin) < entry.seq) return false
+      return true
+    }
+    let i = 0
+    for (let j = 0; j < b.length; j++) {
+      const hash = b.hashes[j]!
+      while (i < a.length && (a.hashes[i]! < hash || (a.hashes[i] === hash && compareRows(a, i, b, j) < 0))) i++
+      if (i >= a.length || a.hashes[i] !== hash || compareRows(a, i, b, j) !== 0 || a.seqs[i]! < b.seqs[j]!) return false
+    }
+    return true
   }
 
   get size(): number {
@@ -449,6 +501,8 @@ export class SortedVector implements Map<string, Entry> {
 
   clear(): void {
     this.c = EMPTY
+    this.table = undefined
+    this.lookups = 0
     this.deleted = 0
     this.added.clear()
   }
@@ -480,6 +534,30 @@ export class SortedVector implements Map<string, Entry> {
   get [Symbol.toStringTag](): string {
     return "SortedVector"
   }
+}
+
+const TABLE_AFTER = 64
+const MAX_PROBES = 16
+
+/**
+ * The rows of `c` in an open-addressing table (linear probing, at most half full). A row whose
+ * `MAX_PROBES` slots from its hash's are all taken is left out: a lookup of it finds them all full
+ * too, and falls back to the binary search. So equal hashes cost at most `MAX_PROBES` per row.
+ */
+const tableOf = (c: Columns): Int32Array => {
+  let size = 1
+  while (size < 2 * c.length) size <<= 1
+  const table = new Int32Array(size)
+  const mask = size - 1
+  for (let row = 0; row < c.length; row++) {
+    for (let probe = 0, slot = c.hashes[row]! & mask; probe < MAX_PROBES; probe++, slot = (slot + 1) & mask) {
+      if (table[slot] === 0) {
+        table[slot] = row + 1
+        break
+      }
+    }
+  }
+  return table
 }
 
 /** Rows `rows` of `c`, in that order. */

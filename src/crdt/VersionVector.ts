@@ -8,11 +8,14 @@
  * With it, one number per origin says everything a peer holds, and the
  * difference of two vectors is exactly what one side lacks.
  *
- * A vector is a `Map`: origins are data from the network, and an origin named
- * `__proto__` or `constructor` must be an origin like any other, never an
- * inherited property. On the wire a vector is a flat array
- * `[origin, seq, ts, origin, seq, ts, …]`, checked by hand (a vector may hold
- * hundreds of thousands of origins; a Schema per entry costs 10× more).
+ * A vector is a `ReadonlyMap` (never a plain object): origins are data from
+ * the network, and an origin named `__proto__` or `constructor` must be an
+ * origin like any other, never an inherited property. The engine keeps a
+ * `Map`; a vector read off the wire is a `SortedVector` (typed columns in
+ * hash order, no object per entry), which is a `Map` to its users. On the
+ * wire a vector is pages of entries (see `encodePage`), checked by hand (a
+ * vector may hold hundreds of thousands of origins; a Schema per entry
+ * costs 10× more).
  *
  * @since 0.1.0
  */
@@ -71,6 +74,7 @@ export const advance = (vector: VersionVector, ops: Iterable<Operation>): Versio
 
 /** Raises `target`'s entries to those of `other` where `other` holds more, in place. */
 export const mergeInPlace = (target: Map<string, Entry>, other: VersionVector): void => {
+  if (target instanceof SortedVector.SortedVector && other instanceof SortedVector.SortedVector) return target.mergeFrom(other)
   for (const [origin, entry] of other) {
     if (seqOf(target, origin) < entry.seq) target.set(origin, entry)
   }
@@ -85,6 +89,7 @@ export const merge = (a: VersionVector, b: VersionVector): VersionVector => {
 
 /** Whether `a` holds everything `b` holds. */
 export const covers = (a: VersionVector, b: VersionVector): boolean => {
+  if (a instanceof SortedVector.SortedVector && b instanceof SortedVector.SortedVector) return a.covers(b)
   for (const [origin, entry] of b) {
     if (seqOf(a, origin) < entry.seq) return false
   }
