@@ -180,13 +180,20 @@ const fieldOf = (signature: AST.PropertySignature): Field => {
   const check = Schema.decodeUnknownEither(schema)
   const column = kindOf(signature.type, AST.encodedAST(signature.type))
   const fits = representable(column)
+  // a field that is a bare string, number or boolean encodes to itself: checked by its type, no
+  // Schema encode per value (anything the check refuses gets the Schema's own error below)
+  const bare = signature.type._tag === "StringKeyword" ? (v: unknown) => typeof v === "string" && isWellFormed(v)
+    : signature.type._tag === "NumberKeyword" ? (v: unknown) => typeof v === "number" && Number.isFinite(v)
+    : signature.type._tag === "BooleanKeyword" ? (v: unknown) => typeof v === "boolean"
+    : undefined
+  const encodeFully = (value: unknown) => Either.flatMap(encode(value), (e) => fits(e) ? Either.right(e) : Either.left(notRepresentable(encoded.ast, e)))
   return {
     name: String(signature.name),
     schema: signature.isOptional ? Schema.make(stripUndefined(signature.type)) : schema,
     column,
     optional: signature.isOptional,
     // the encoded form must also be a Value, so that every peer and every store reads it back the same
-    encode: (value) => Either.flatMap(encode(value), (e) => fits(e) ? Either.right(e) : Either.left(notRepresentable(encoded.ast, e))),
+    encode: bare === undefined ? encodeFully : (value) => bare(value) ? Either.right(value) : encodeFully(value),
     validate: (value) => Either.flatMap(check(value), () => fits(value) ? Either.right(value) : Either.left(notRepresentable(encoded.ast, value)))
   }
 }

@@ -150,13 +150,16 @@ const logRows = (
 ): Array<ReadonlyArray<unknown>> | ValidationError => {
   const rows: Array<ReadonlyArray<unknown>> = []
   for (const op of ops) {
-    // the bound is on the operation as it travels (field names in full), not on its smaller stored form
-    const wire = Operation.toPayload(op)
-    const size = Binary.encode(wire).length
-    if (size > maxOperationBytes) {
-      return new ValidationError({ reason: "TooLarge", model: op.model, record: op.record, detail: `operation ${Operation.id(op)} takes ${size} bytes; the most is ${maxOperationBytes}` })
+    const packed = op._tag === "Create" || op._tag === "Update"
+    const payload = Binary.encode(packed ? packFields(origins.words, op.fields) : Operation.toPayload(op))
+    // the bound is on the operation as it travels (field names in full), not on its smaller stored
+    // form: that is at most the stored bytes and each name's (63 characters and a 2-byte header at most)
+    if (payload.length + (packed ? 65 * Object.keys(op.fields).length + 5 : 0) > maxOperationBytes) {
+      const size = packed ? Binary.encode(Operation.toPayload(op)).length : payload.length
+      if (size > maxOperationBytes) {
+        return new ValidationError({ reason: "TooLarge", model: op.model, record: op.record, detail: `operation ${Operation.id(op)} takes ${size} bytes; the most is ${maxOperationBytes}` })
+      }
     }
-    const payload = op._tag === "Create" || op._tag === "Update" ? Binary.encode(packFields(origins.words, op.fields)) : Binary.encode(wire)
     // a numbered model rides in the kind column (kind + 4 × number), its own column left an empty blob
     const model = origins.words.numbers.get(op.model)
     const kind = Operation.kindOf(op) + (model === undefined ? 0 : 4 * model)

@@ -313,7 +313,7 @@ const slotsOf = (
   for (const row of live) {
     slot(row.id, row.weft_state, "live", richFields.length === 0 ? new Map() : new Map(richFields.map((f) => [f, (row[f] as string | null) ?? ""])), row)
   }
-  if (slots.size < ids.length) for (const row of hidden()) slot(row.id, row.state, "tombstone", new Map())
+  if (slots.size < ids.length) for (const row of hidden()) if (!slots.has(row.id)) slot(row.id, row.state, "tombstone", new Map())
   for (const id of ids) {
     if (!slots.has(id)) slots.set(id, { id, state: RecordState.empty, before: RecordState.empty, location: "none", texts: new Map(), docs: new Map() })
   }
@@ -342,11 +342,13 @@ const loadSlotsSync = (
   model: Model.Any,
   ids: ReadonlyArray<string>
 ): Map<string, Slot | StorageError> => {
-  const rows = bulk.selectIn<Record<string, any>>(trx, model.name, ["id", "weft_state", ...model.fields.keys()], "id", ids)
-  return slotsOf(origins, model, ids, [], rows, () => {
-    const found = new Set(rows.map((row) => row.id))
-    return bulk.selectIn<{ id: string; state: Uint8Array }>(trx, "weft_tombstones", ["id", "state"], "id", ids.filter((id) => !found.has(id)), { model: model.name })
-  })
+  const live: Array<Record<string, any>> = []
+  const hidden: Array<{ id: string; state: Uint8Array }> = []
+  for (const row of bulk.selectRecords<Record<string, any>>(trx, model.name, ["id", "weft_state", ...model.fields.keys()], ids)) {
+    if (row.weft_hidden === 0) live.push(row)
+    else hidden.push({ id: row.id, state: row.weft_state })
+  }
+  return slotsOf(origins, model, ids, [], live, () => hidden)
 }
 
 /** Records loaded in one transaction, by model and id; `apply` reuses them instead of reading again. */

@@ -13,7 +13,7 @@
  * synchronously, for a write that runs from BEGIN to COMMIT in one turn of
  * the event loop (`Database.sync`).
  */
-import { CompiledQuery, type Kysely } from "kysely"
+import { CompiledQuery, type Kysely, sql as kyselySql } from "kysely"
 
 const SIZES = [256, 64, 16, 4, 1] as const
 
@@ -90,6 +90,13 @@ export interface SyncBulk {
     values: ReadonlyArray<unknown>,
     where?: Readonly<Record<string, unknown>>
   ) => void
+  /**
+   * Records of a model among `ids`, wherever they are, in one statement (per chunk) instead of one
+   * for its table and one for the tombstones: the table's `columns` (starting with `id`,
+   * `weft_state`) with `weft_hidden` 0, and tombstones as `id`, `weft_state` (the other columns
+   * null) with `weft_hidden` 1.
+   */
+  readonly selectRecords: <Row>(db: Kysely<any>, model: string, columns: ReadonlyArray<string>, ids: ReadonlyArray<string>) => Array<Row>
 }
 
 /**
@@ -203,6 +210,31 @@ export const make = (maxParameters: number, direct?: Direct): Bulk & { readonly 
       return query.compile()
     })
 
+  const recordStatements = (db: Kysely<any>, model: string, columns: ReadonlyArray<string>, ids: ReadonlyArray<string>): Array<Statement> => {
+    const out: Array<Statement> = []
+    let offset = 0
+    for (const size of plan(ids.length, Math.min(512, Math.floor((maxParameters - 1) / 2)))) {
+      const sql = compiled(`r|${model}|${columns.join(",")}|${size}`, () => {
+        const placeholders = Array(size).fill("")
+        const live = db.selectFrom(model).select([...columns, kyselySql.lit(0).as("weft_hidden")] as Array<any>).where("id", "in", placeholders)
+        const hidden = db.selectFrom("weft_tombstones")
+          .select([
+            "id",
+            "state as weft_state",
+            ...columns.slice(2).map((c) => kyselySql`null`.as(c)),
+            kyselySql.lit(1).as("weft_hidden")
+          ] as Array<any>)
+          .where("model", "=", "")
+          .where("id", "in", placeholders)
+        return live.unionAll(hidden).compile()
+      })
+      const chunk = ids.slice(offset, offset + size)
+      out.push([sql, [...chunk, model, ...chunk]])
+      offset += size
+    }
+    return out
+  }
+
   const sync: SyncBulk | undefined = direct === undefined ? undefined : {
     insert: (db, table, columns, rows, onConflict) => {
       for (const [sql, parameters] of insertStatements(db, table, columns, rows, onConflict)) direct.run(sql, parameters)
@@ -221,6 +253,11 @@ export const make = (maxParameters: number, direct?: Direct): Bulk & { readonly 
     },
     deleteIn: (db, table, key, values, where) => {
       for (const [sql, parameters] of deleteStatements(db, table, key, values, where)) direct.run(sql, parameters)
+    },
+    selectRecords: <Row>(db: Kysely<any>, model: string, columns: ReadonlyArray<string>, ids: ReadonlyArray<string>) => {
+      const statements = recordStatements(db, model, columns, ids)
+      if (statements.length === 1) return direct.all<Row>(statements[0]![0], statements[0]![1])
+      return statements.flatMap(([sql, parameters]) => direct.all<Row>(sql, parameters))
     }
   }
 

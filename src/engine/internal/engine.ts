@@ -383,7 +383,8 @@ type Prepared =
 const decodeRecordId = Schema.decodeUnknownEither(Operation.RecordId)
 
 const checkId = (model: string, id: string) =>
-  Either.mapLeft(
+  // what RecordId accepts, checked without a Schema decode per change; anything else gets the Schema's error
+  typeof id === "string" && id.length >= 1 && id.length <= 256 && isWellFormed(id) ? Either.right(id) : Either.mapLeft(
     decodeRecordId(id),
     (e) => new ValidationError({ reason: "InvalidValue", model, record: typeof id === "string" ? id.slice(0, 256) : describe(id), field: "id", detail: ParseError.describe(e) })
   )
