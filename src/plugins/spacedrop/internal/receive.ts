@@ -590,10 +590,14 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         const temp = tempOf(index)
         // a resumed transfer may have left one of ours here, unverified: it is written again
         if (decision.resumed !== undefined) yield* Files.removeQuietly(temp)
-        const handle = yield* Files.createExclusive(ids, temp)
-        current = { entry, index, temp, final: finalOf(index), handle, hash: createHash("sha256"), written: 0 }
+        // created and held in one step: a cancel landing while the file is being created would otherwise
+        // leave it (and its descriptor) to no one, and `discard` would not remove it
+        const opened = yield* Effect.uninterruptible(Effect.map(Files.createExclusive(ids, temp), (handle) => {
+          current = { entry, index, temp, final: finalOf(index), handle, hash: createHash("sha256"), written: 0 }
+          return current
+        }))
         yield* running.update((p) => ({ ...p, current: entry.path }))
-        return current
+        return opened
       })
     const discard = Effect.suspend(() => {
       const open = current
@@ -785,7 +789,10 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           // kept: the connection dropped (its handler is interrupted too), or the process is stopping (a record in
           // memory is then refused, see `Records.memory`); never when a side decided to stop
           let kept = false
-          if (recorded && Running.isResumable(exit, { timeout: true })) {
+          // a cancel asked for here is final even when the connection went first (the sender, told,
+          // may reset the stream while the Cancel is still being sent): nothing is kept to resume
+          const cancelledHere = yield* Deferred.isDone(running.cancelled)
+          if (recorded && !cancelledHere && Running.isResumable(exit, { timeout: true })) {
             const file = current
             if (file !== undefined) {
               yield* Effect.ignore(Files.io(ids, file.temp, "sync", () => file.handle.sync()))
@@ -798,7 +805,13 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             if (Exit.isFailure(exit)) yield* discard
             if (recorded) yield* store.remove("receive", offer.transfer)
           }
-          yield* running.finish(exit, kept)
+          // and it ends as what it is, whatever the stream's teardown failed with meanwhile
+          yield* running.finish(
+            cancelledHere && Exit.isFailure(exit)
+              ? Exit.fail(new Protocol.SpacedropError({ reason: "Cancelled", ...ids, by: "receiver", detail: "cancelled by the receiver" }))
+              : exit,
+            kept
+          )
           yield* Registry.remove(registry, running)
         })
       )

@@ -165,7 +165,9 @@ const start = (
     const run = Effect.scoped(exchange({ host, settings, plan, running, options, accepted })).pipe(
       Effect.onExit((exit) =>
         Effect.gen(function*() {
-          const kept = recorded && Running.isResumable(exit, { timeout: true }) && (yield* keep(recordOf(yield* running.current)))
+          // a cancel asked for here is final, even when the connection failed first
+          const cancelledHere = yield* Deferred.isDone(running.cancelled)
+          const kept = recorded && !cancelledHere && Running.isResumable(exit, { timeout: true }) && (yield* keep(recordOf(yield* running.current)))
           if (!kept && recorded) yield* registry.store.remove("send", plan.transfer)
           yield* running.finish(exit, kept)
           yield* Registry.remove(registry, running)
