@@ -72,6 +72,30 @@ export interface Columns {
   readonly buffers: ReadonlyArray<Buffer>
 }
 
+/** Columns of `n` zeroed rows over `buffers`. */
+const allocate = (n: number, buffers: ReadonlyArray<Buffer>): Columns => ({
+  length: n,
+  hashes: new Uint32Array(n),
+  seqs: new Float64Array(n),
+  tsHigh: new Uint32Array(n),
+  tsLow: new Uint32Array(n),
+  sources: new Uint32Array(n),
+  starts: new Uint32Array(n),
+  lengths: new Uint8Array(n),
+  buffers
+})
+
+/** Copies row `i` of `from` to row `k` of `to` (the same buffers). */
+const copyRow = (to: Columns, k: number, from: Columns, i: number): void => {
+  to.hashes[k] = from.hashes[i]!
+  to.seqs[k] = from.seqs[i]!
+  to.tsHigh[k] = from.tsHigh[i]!
+  to.tsLow[k] = from.tsLow[i]!
+  to.sources[k] = from.sources[i]!
+  to.starts[k] = from.starts[i]!
+  to.lengths[k] = from.lengths[i]!
+}
+
 /** Compares the origins of rows `i` of `a` and `j` of `b` by their bytes. */
 const compareRows = (a: Columns, i: number, b: Columns, j: number): number => {
   const x = a.buffers[a.sources[i]!]!
@@ -121,17 +145,7 @@ export const gatherColumns = (capacity: number, buffers: ReadonlyArray<Buffer>):
   const fresh = capacity > SCRATCH_ROWS
   const rows = fresh ? capacity : SCRATCH_ROWS
   const c = fresh || scratchColumns === undefined
-    ? {
-      length: rows,
-      hashes: new Uint32Array(rows),
-      seqs: new Float64Array(rows),
-      tsHigh: new Uint32Array(rows),
-      tsLow: new Uint32Array(rows),
-      sources: new Uint32Array(rows),
-      starts: new Uint32Array(rows),
-      lengths: new Uint8Array(rows),
-      buffers
-    }
+    ? allocate(rows, buffers)
     : scratchColumns
   if (!fresh) scratchColumns = c
   return { ...c, buffers }
@@ -191,17 +205,7 @@ export type Repeated = "refuse" | "max"
 export const fromColumns = (c: Columns, repeated: Repeated): SortedVector | { readonly repeated: string } => {
   const index = order(c)
   const n = c.length
-  const out: Columns = {
-    length: n,
-    hashes: new Uint32Array(n),
-    seqs: new Float64Array(n),
-    tsHigh: new Uint32Array(n),
-    tsLow: new Uint32Array(n),
-    sources: new Uint32Array(n),
-    starts: new Uint32Array(n),
-    lengths: new Uint8Array(n),
-    buffers: c.buffers
-  }
+  const out = allocate(n, c.buffers)
   let rows = 0
   for (let k = 0; k < n; k++) {
     const i = index[k]!
@@ -215,13 +219,7 @@ export const fromColumns = (c: Columns, repeated: Repeated): SortedVector | { re
       }
       continue
     }
-    out.hashes[rows] = c.hashes[i]!
-    out.seqs[rows] = seq
-    out.tsHigh[rows] = c.tsHigh[i]!
-    out.tsLow[rows] = c.tsLow[i]!
-    out.sources[rows] = c.sources[i]!
-    out.starts[rows] = c.starts[i]!
-    out.lengths[rows] = c.lengths[i]!
+    copyRow(out, rows, c, i)
     rows++
   }
   return new SortedVector(rows === n ? out : truncate(out, rows))
@@ -258,17 +256,8 @@ const TS_COLUMN = /^[0-9a-f]{16}$/
 /** Columns of entries that fit them (each origin hashed; latin1 origins, timestamps as `TS_COLUMN`). */
 const columnsOf = (entries: ReadonlyArray<readonly [string, Entry]>, base: number): Columns => {
   const n = entries.length
-  const c = {
-    length: n,
-    hashes: new Uint32Array(n),
-    seqs: new Float64Array(n),
-    tsHigh: new Uint32Array(n),
-    tsLow: new Uint32Array(n),
-    sources: new Uint32Array(n).fill(base),
-    starts: new Uint32Array(n),
-    lengths: new Uint8Array(n),
-    buffers: [Buffer.from(entries.map(([origin]) => origin).join(""), "latin1")]
-  }
+  const c = allocate(n, [Buffer.from(entries.map(([origin]) => origin).join(""), "latin1")])
+  c.sources.fill(base)
   let at = 0
   for (let i = 0; i < n; i++) {
     const [origin, entry] = entries[i]!
@@ -287,17 +276,8 @@ const columnsOf = (entries: ReadonlyArray<readonly [string, Entry]>, base: numbe
 const concat = (parts: ReadonlyArray<Columns>): Columns => {
   let n = 0
   for (const p of parts) n += p.length
-  const out = {
-    length: n,
-    hashes: new Uint32Array(n),
-    seqs: new Float64Array(n),
-    tsHigh: new Uint32Array(n),
-    tsLow: new Uint32Array(n),
-    sources: new Uint32Array(n),
-    starts: new Uint32Array(n),
-    lengths: new Uint8Array(n),
-    buffers: [] as Array<Buffer>
-  }
+  const buffers: Array<Buffer> = []
+  const out = allocate(n, buffers)
   let at = 0
   for (const p of parts) {
     const m = p.length
@@ -307,9 +287,9 @@ const concat = (parts: ReadonlyArray<Columns>): Columns => {
     out.tsLow.set(p.tsLow.subarray(0, m), at)
     out.starts.set(p.starts.subarray(0, m), at)
     out.lengths.set(p.lengths.subarray(0, m), at)
-    const shift = out.buffers.length
+    const shift = buffers.length
     for (let i = 0; i < m; i++) out.sources[at + i] = p.sources[i]! + shift
-    out.buffers.push(...p.buffers)
+    buffers.push(...p.buffers)
     at += m
   }
   return out
@@ -563,26 +543,7 @@ const tableOf = (c: Columns): Int32Array => {
 /** Rows `rows` of `c`, in that order. */
 const permute = (c: Columns, rows: Uint32Array): Columns => {
   const n = rows.length
-  const out = {
-    length: n,
-    hashes: new Uint32Array(n),
-    seqs: new Float64Array(n),
-    tsHigh: new Uint32Array(n),
-    tsLow: new Uint32Array(n),
-    sources: new Uint32Array(n),
-    starts: new Uint32Array(n),
-    lengths: new Uint8Array(n),
-    buffers: c.buffers
-  }
-  for (let k = 0; k < n; k++) {
-    const i = rows[k]!
-    out.hashes[k] = c.hashes[i]!
-    out.seqs[k] = c.seqs[i]!
-    out.tsHigh[k] = c.tsHigh[i]!
-    out.tsLow[k] = c.tsLow[i]!
-    out.sources[k] = c.sources[i]!
-    out.starts[k] = c.starts[i]!
-    out.lengths[k] = c.lengths[i]!
-  }
+  const out = allocate(n, c.buffers)
+  for (let k = 0; k < n; k++) copyRow(out, k, c, rows[k]!)
   return out
 }
