@@ -7,7 +7,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Queue from "effect/Queue"
 import * as Stream from "effect/Stream"
 import { randomBytes } from "node:crypto"
@@ -16,21 +15,10 @@ import * as nodePath from "node:path"
 import type * as Spacedrop from "./Spacedrop.js"
 import * as Peers from "./testing/Peers.js"
 
-const failure = <A, E>(outcome: Either.Either<A, E>): E => {
-  expect(Either.isLeft(outcome), "expected a failure").toBe(true)
-  return (outcome as Either.Left<E, A>).left
-}
 
 /** A chunk frame (the JSON messages are far smaller). */
 const isChunk = (bytes: Uint8Array) => bytes.length > 4096 && bytes[4] === 0x01
 
-const acceptAll = (receiver: Peers.Peer, target: string) =>
-  Effect.gen(function*() {
-    const transfers = yield* Queue.unbounded<Spacedrop.Transfer>()
-    const offers = yield* receiver.spacedrop.offers
-    yield* Effect.forkScoped(Stream.runForEach(offers, (offer) => Effect.flatMap(offer.accept(target), (t) => Queue.offer(transfers, t))))
-    return transfers
-  })
 
 /** Counts the sender's chunk frames, and holds the `n`th until `release`. */
 const gate = (n: number) =>
@@ -66,7 +54,7 @@ describe("Spacedrop pause and resume", () => {
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
       const file = yield* bigFile(source)
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [file])
       const incoming = yield* Queue.take(transfers)
       yield* g.reached
@@ -91,7 +79,7 @@ describe("Spacedrop pause and resume", () => {
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
       const file = yield* bigFile(source)
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [file])
       const incoming = yield* Queue.take(transfers)
       yield* g.reached
@@ -117,7 +105,7 @@ describe("Spacedrop pause and resume", () => {
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
       const file = yield* bigFile(source, 4 * 1024 * 1024)
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [file])
       const incoming = yield* Queue.take(transfers)
       yield* g.reached
@@ -138,7 +126,7 @@ describe("Spacedrop pause and resume", () => {
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
       const file = yield* bigFile(source, 4 * 1024 * 1024)
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [file])
       const incoming = yield* Queue.take(transfers)
       yield* g.reached
@@ -146,8 +134,8 @@ describe("Spacedrop pause and resume", () => {
       yield* g.release
       yield* until(incoming, (p) => p.state === "paused")
       yield* receiver.spacedrop.cancel(incoming.id)
-      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ reason: "Cancelled", by: "receiver" })
-      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Cancelled", by: "receiver" })
+      expect(Peers.failure(yield* Effect.either(incoming.result))).toMatchObject({ reason: "Cancelled", by: "receiver" })
+      expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Cancelled", by: "receiver" })
       expect(yield* Peers.snapshot(target)).toEqual({})
       // ended and forgotten on both sides
       expect(yield* sender.spacedrop.transfers).toEqual([])
@@ -161,7 +149,7 @@ describe("Spacedrop pause and resume", () => {
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
       const file = yield* bigFile(source, 4 * 1024 * 1024)
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [file])
       const incoming = yield* Queue.take(transfers)
       yield* g.reached
@@ -170,7 +158,7 @@ describe("Spacedrop pause and resume", () => {
       expect((yield* receiver.spacedrop.transfer(outgoing.id)).direction).toBe("receive")
       for (const id of ["nope", "../../etc/passwd", ""]) {
         for (const op of [sender.spacedrop.pause, sender.spacedrop.resume, sender.spacedrop.cancel, receiver.spacedrop.transfer]) {
-          expect(failure(yield* Effect.either(op(id)))).toMatchObject({ _tag: "SpacedropError", reason: "UnknownTransfer" })
+          expect(Peers.failure(yield* Effect.either(op(id)))).toMatchObject({ _tag: "SpacedropError", reason: "UnknownTransfer" })
         }
       }
       yield* g.release

@@ -9,7 +9,6 @@ import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Schedule from "effect/Schedule"
-import * as Either from "effect/Either"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Stream from "effect/Stream"
@@ -22,10 +21,6 @@ import * as Protocol from "./Protocol.js"
 import type * as Spacedrop from "./Spacedrop.js"
 import * as Peers from "./testing/Peers.js"
 
-const failure = <A, E>(outcome: Either.Either<A, E>): E => {
-  expect(Either.isLeft(outcome), "expected a failure").toBe(true)
-  return (outcome as Either.Left<E, A>).left
-}
 
 /** A chunk frame (the JSON messages are far smaller). */
 const isChunk = (bytes: Uint8Array) => bytes.length > 4096 && bytes[4] === 0x01
@@ -53,13 +48,6 @@ const expectNothingPartial = (target: string) =>
     expect(Object.keys(held).sort()).toEqual(["f", "f/0-small.txt"])
   })
 
-const acceptAll = (receiver: Peers.Peer, target: string) =>
-  Effect.gen(function*() {
-    const transfers = yield* Queue.unbounded<Spacedrop.Transfer>()
-    const offers = yield* receiver.spacedrop.offers
-    yield* Effect.forkScoped(Stream.runForEach(offers, (offer) => Effect.flatMap(offer.accept(target), (t) => Queue.offer(transfers, t))))
-    return transfers
-  })
 
 /** Lets `n` chunk frames of the sender through, then holds every later one until the scope ends. */
 const holdAfter = (n: number) =>
@@ -111,13 +99,13 @@ describe("Spacedrop faults", () => {
       const { sender, receiver } = yield* Peers.make({ onWrite: gate.onWrite })
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       const incoming = yield* Queue.take(transfers)
       yield* gate.held
       yield* outgoing.cancel
-      const mine = failure(yield* Effect.either(outgoing.result))
-      const theirs = failure(yield* Effect.either(incoming.result))
+      const mine = Peers.failure(yield* Effect.either(outgoing.result))
+      const theirs = Peers.failure(yield* Effect.either(incoming.result))
       expect(mine).toMatchObject({ _tag: "SpacedropError", reason: "Cancelled", by: "sender" })
       expect(theirs).toMatchObject({ _tag: "SpacedropError", reason: "Cancelled", by: "sender" })
       yield* expectNothingPartial(target)
@@ -129,15 +117,15 @@ describe("Spacedrop faults", () => {
       const { sender, receiver } = yield* Peers.make({ onWrite: gate.onWrite })
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       const incoming = yield* Queue.take(transfers)
       yield* gate.held
       // the receiver has what came before the held chunk
       yield* Stream.runDrain(incoming.progress.pipe(Stream.takeUntil((p) => p.bytes > 0 && p.current === "f/big.bin")))
       yield* incoming.cancel
-      const theirs = failure(yield* Effect.either(incoming.result))
-      const mine = failure(yield* Effect.either(outgoing.result))
+      const theirs = Peers.failure(yield* Effect.either(incoming.result))
+      const mine = Peers.failure(yield* Effect.either(outgoing.result))
       expect(theirs).toMatchObject({ _tag: "SpacedropError", reason: "Cancelled", by: "receiver" })
       expect(mine).toMatchObject({ _tag: "SpacedropError", reason: "Cancelled", by: "receiver" })
       yield* expectNothingPartial(target)
@@ -160,7 +148,7 @@ describe("Spacedrop faults", () => {
       })
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       const incoming = yield* Queue.take(transfers)
       yield* outgoing.result
@@ -193,11 +181,11 @@ describe("Spacedrop faults", () => {
       })
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       const incoming = yield* Queue.take(transfers)
-      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "Corrupt", path: "f/big.bin" })
-      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "Corrupt", by: "receiver" })
+      expect(Peers.failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "Corrupt", path: "f/big.bin" })
+      expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "Corrupt", by: "receiver" })
       // sent once, then asked for again twice
       expect(copies).toBe(3)
       yield* expectNothingPartial(target)
@@ -223,11 +211,11 @@ describe("Spacedrop faults", () => {
             : write(bytes)
       })
       const target = yield* Peers.tempDir()
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [folder])
       const incoming = yield* Queue.take(transfers)
-      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "SourceChanged", by: "sender", path: "f/big.bin" })
-      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "SourceChanged", by: "sender" })
+      expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "SourceChanged", by: "sender", path: "f/big.bin" })
+      expect(Peers.failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "SourceChanged", by: "sender" })
       yield* expectNothingPartial(target)
     }))
 
@@ -246,8 +234,8 @@ describe("Spacedrop faults", () => {
         })))
       const outgoing = yield* sender.spacedrop.send(receiver.id, [folder])
       const incoming = yield* Queue.take(transfers)
-      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "SourceChanged", path: "f/big.bin" })
-      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ reason: "SourceChanged", by: "sender" })
+      expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "SourceChanged", path: "f/big.bin" })
+      expect(Peers.failure(yield* Effect.either(incoming.result))).toMatchObject({ reason: "SourceChanged", by: "sender" })
       yield* expectNothingPartial(target)
     }))
 
@@ -257,12 +245,12 @@ describe("Spacedrop faults", () => {
       const { sender, receiver } = yield* Peers.make({ onWrite: gate.onWrite, receiver: { idleTimeout: "300 millis" } })
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       const incoming = yield* Queue.take(transfers)
-      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "Timeout" })
+      expect(Peers.failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "Timeout" })
       // a quiet sender is most likely a connection gone half-open: the receiver ends its side and keeps what it verified
-      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "Closed" })
+      expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "Closed" })
       expect((yield* receiver.spacedrop.transfers).map((p) => p.state)).toEqual(["interrupted"])
       expect((yield* sender.spacedrop.transfers).map((p) => p.state)).toEqual(["interrupted"])
       yield* receiver.spacedrop.cancel(incoming.id)
@@ -275,13 +263,13 @@ describe("Spacedrop faults", () => {
       const { network, sender, receiver } = yield* Peers.make({ onWrite: gate.onWrite })
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       const incoming = yield* Queue.take(transfers)
       yield* gate.held
       yield* network.disconnect(sender.id, receiver.id)
-      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "Closed" })
-      const mine = failure(yield* Effect.either(outgoing.result))
+      expect(Peers.failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "Closed" })
+      const mine = Peers.failure(yield* Effect.either(outgoing.result))
       // the sender learns it from its stream: a reset, or the receiver's side closing
       expect(mine._tag === "TransportError" ? mine.reason : mine._tag === "SpacedropError" ? mine.reason : mine._tag).toMatch(/^(Reset|Closed)$/)
       expect((yield* receiver.spacedrop.transfers).map((p) => p.state)).toEqual(["interrupted"])
@@ -302,13 +290,13 @@ describe("Spacedrop faults", () => {
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       const offer = Option.getOrThrow(yield* Stream.runHead(offers))
       yield* outgoing.cancel
-      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Cancelled", by: "sender" })
+      expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Cancelled", by: "sender" })
       // once the receiver's handler has seen the withdrawal and let go of the stream
       yield* receiver.host.streams.pipe(
         Effect.repeat({ until: (held) => held.length === 0, schedule: Schedule.spaced("10 millis") }),
         Effect.timeout("5 seconds")
       )
-      expect(failure(yield* Effect.either(offer.accept(target)))).toMatchObject({ _tag: "DecisionError", reason: "Expired" })
+      expect(Peers.failure(yield* Effect.either(offer.accept(target)))).toMatchObject({ _tag: "DecisionError", reason: "Expired" })
       expect(yield* Peers.snapshot(target)).toEqual({})
     }))
 
@@ -321,13 +309,13 @@ describe("Spacedrop faults", () => {
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       const offer = Option.getOrThrow(yield* Stream.runHead(offers))
       yield* network.disconnect(sender.id, receiver.id)
-      const mine = failure(yield* Effect.either(outgoing.result))
+      const mine = Peers.failure(yield* Effect.either(outgoing.result))
       expect(mine._tag === "TransportError" || mine._tag === "SpacedropError" ? mine.reason : mine._tag).toMatch(/^(Reset|Closed)$/)
       yield* receiver.host.streams.pipe(
         Effect.repeat({ until: (held) => held.length === 0, schedule: Schedule.spaced("10 millis") }),
         Effect.timeout("5 seconds")
       )
-      expect(failure(yield* Effect.either(offer.accept(target)))).toMatchObject({ _tag: "DecisionError", reason: "Expired" })
+      expect(Peers.failure(yield* Effect.either(offer.accept(target)))).toMatchObject({ _tag: "DecisionError", reason: "Expired" })
       expect(yield* Peers.snapshot(target)).toEqual({})
     }))
 
@@ -340,7 +328,7 @@ describe("Spacedrop faults", () => {
       yield* sender.spacedrop.send(receiver.id, [folder])
       yield* Stream.runHead(offers)
       const second = yield* sender.spacedrop.send(receiver.id, [folder])
-      expect(failure(yield* Effect.either(second.result))).toMatchObject({ reason: "Busy", by: "receiver" })
+      expect(Peers.failure(yield* Effect.either(second.result))).toMatchObject({ reason: "Busy", by: "receiver" })
     }))
 
   it.scopedLive("the sender keeps at most its window unacknowledged: it stops there, and goes on as acknowledgements come", () =>
@@ -373,7 +361,7 @@ describe("Spacedrop faults", () => {
       expect(second).toBeGreaterThan(first)
       expect(second).toBeLessThanOrEqual(3 * 1024 * 1024 + windowBytes)
       yield* outgoing.cancel
-      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Cancelled", by: "sender" })
+      expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Cancelled", by: "sender" })
     }))
 
   it.scopedLive("a receiver that stops acknowledging fails the send with Timeout once the window is full for idleTimeout", () =>
@@ -384,6 +372,6 @@ describe("Spacedrop faults", () => {
       const source = yield* Peers.tempDir()
       yield* Effect.promise(() => fs.writeFile(nodePath.join(source, "big.bin"), randomBytes(8 * 1024 * 1024)))
       const outgoing = yield* sender.spacedrop.send(raw.id, [nodePath.join(source, "big.bin")], { windowBytes: 4 * 1024 * 1024, idleTimeout: "500 millis" })
-      expect(failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "Timeout", detail: expect.stringMatching(/acknowledgement/) })
+      expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "Timeout", detail: expect.stringMatching(/acknowledgement/) })
     }))
 })

@@ -9,7 +9,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
@@ -22,13 +21,8 @@ import * as nodePath from "node:path"
 import * as MemoryTransport from "../../transport/MemoryTransport.js"
 import * as Wire from "./internal/wire.js"
 import * as Protocol from "./Protocol.js"
-import type * as Spacedrop from "./Spacedrop.js"
 import * as Peers from "./testing/Peers.js"
 
-const failure = <A, E>(outcome: Either.Either<A, E>): E => {
-  expect(Either.isLeft(outcome), "expected a failure").toBe(true)
-  return (outcome as Either.Left<E, A>).left
-}
 
 /** A chunk frame (a JSON message's body starts with `{`). */
 const isChunk = (bytes: Uint8Array) => bytes.length >= 4 + 45 && bytes[4] === 0x01
@@ -80,13 +74,6 @@ const wiretap = (n: number) =>
     }
   })
 
-const acceptAll = (receiver: Peers.Peer, target: string) =>
-  Effect.gen(function*() {
-    const transfers = yield* Queue.unbounded<Spacedrop.Transfer>()
-    const offers = yield* receiver.spacedrop.offers
-    yield* Effect.forkScoped(Stream.runForEach(offers, (offer) => Effect.flatMap(offer.accept(target), (t) => Queue.offer(transfers, t))))
-    return transfers
-  })
 
 /** The one interrupted transfer `peer` lists (waiting for its handler to have let go). */
 const interrupted = (peer: Peers.Peer) =>
@@ -127,15 +114,15 @@ describe("Spacedrop resume", () => {
       const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       const incoming = yield* Queue.take(transfers)
       yield* tap.held
       // what the receiver verified, once the last chunk before the held one is in
       yield* Stream.runDrain(incoming.progress.pipe(Stream.takeUntil((p) => p.bytes >= BEFORE_HOLD)))
       yield* network.disconnect(sender.id, receiver.id)
-      failure(yield* Effect.either(outgoing.result))
-      failure(yield* Effect.either(incoming.result))
+      Peers.failure(yield* Effect.either(outgoing.result))
+      Peers.failure(yield* Effect.either(incoming.result))
       const kept = yield* interrupted(receiver)
       expect(kept).toMatchObject({ transfer: outgoing.id, direction: "receive", files: 1 })
       expect((yield* interrupted(sender)).transfer).toBe(outgoing.id)
@@ -158,7 +145,7 @@ describe("Spacedrop resume", () => {
       const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       yield* Queue.take(transfers)
       yield* tap.held
@@ -183,14 +170,14 @@ describe("Spacedrop resume", () => {
       const sender = yield* Peers.peer(network, "sender", { name: "Sender", stateDir: senderState }, tap.onWrite)
       const first = yield* Scope.make()
       const receiver = yield* Scope.extend(Peers.peer(network, "receiver", { name: "Receiver", stateDir: receiverState }), first)
-      const transfers = yield* Scope.extend(acceptAll(receiver, target), first)
+      const transfers = yield* Scope.extend(Peers.acceptAll(receiver, target), first)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       const incoming = yield* Queue.take(transfers)
       yield* tap.held
       yield* Stream.runDrain(incoming.progress.pipe(Stream.takeUntil((p) => p.bytes >= BEFORE_HOLD)))
       // the receiving node stops
       yield* Scope.close(first, Exit.void)
-      failure(yield* Effect.either(outgoing.result))
+      Peers.failure(yield* Effect.either(outgoing.result))
       yield* interrupted(sender)
 
       // and starts again on the same state dir: the interrupted transfer is listed from disk
@@ -217,7 +204,7 @@ describe("Spacedrop resume", () => {
       const sender = yield* Peers.peer(network, "sender", { name: "Sender" }, tap.onWrite)
       const first = yield* Scope.make()
       const receiver = yield* Scope.extend(Peers.peer(network, "receiver", { name: "Receiver", stateDir: state }), first)
-      const transfers = yield* Scope.extend(acceptAll(receiver, target), first)
+      const transfers = yield* Scope.extend(Peers.acceptAll(receiver, target), first)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       const incoming = yield* Queue.take(transfers)
       yield* tap.held
@@ -233,7 +220,7 @@ describe("Spacedrop resume", () => {
         }
       }).pipe(Effect.timeout("10 seconds"))
       yield* Scope.close(first, Exit.void)
-      failure(yield* Effect.either(outgoing.result))
+      Peers.failure(yield* Effect.either(outgoing.result))
       // what a crash leaves: the record of the last checkpoint, and bytes written after it that nothing vouches for
       const temp = nodePath.join(target, "f", `.weft-${incoming.id}-2.part`)
       yield* Effect.promise(async () => {
@@ -258,7 +245,7 @@ describe("Spacedrop resume", () => {
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
       const receiver = yield* Peers.peer(network, "receiver", { name: "Receiver" })
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const first = yield* Scope.make()
       const sender = yield* Scope.extend(Peers.peer(network, "sender", { name: "Sender", stateDir: senderState }, tap.onWrite), first)
       const outgoing = yield* Scope.extend(sender.spacedrop.send(receiver.id, [yield* files(source)]), first)
@@ -266,7 +253,7 @@ describe("Spacedrop resume", () => {
       yield* tap.held
       yield* Stream.runDrain(incoming.progress.pipe(Stream.takeUntil((p) => p.bytes >= BEFORE_HOLD)))
       yield* Scope.close(first, Exit.void)
-      failure(yield* Effect.either(incoming.result))
+      Peers.failure(yield* Effect.either(incoming.result))
       const kept = yield* interrupted(receiver)
 
       const again = yield* Peers.peer(network, "sender", { name: "Sender", stateDir: senderState }, tap.onWrite)
@@ -285,7 +272,7 @@ describe("Spacedrop resume", () => {
       const { network, receiver } = yield* Peers.make()
       const raw = yield* Peers.bareHost(network, "raw")
       const target = yield* Peers.tempDir()
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const data = randomBytes(3 * CHUNK)
       const offer: ReadonlyArray<Protocol.Message> = [
         { type: "Offer", transfer: "halfopen" as Protocol.TransferId, sender: "raw", count: 1, totalBytes: data.length, chunkBytes: CHUNK },
@@ -314,7 +301,7 @@ describe("Spacedrop resume", () => {
       // the second: the same offer is resumed at once, from the third chunk
       const second = yield* connect(yield* Effect.scope)
       expect(second.answer).toEqual({ type: "Accepted", from: { files: 0, offset: 2 * CHUNK } })
-      expect(failure(yield* Effect.either(incoming.result))).toMatchObject({ reason: "Closed" })
+      expect(Peers.failure(yield* Effect.either(incoming.result))).toMatchObject({ reason: "Closed" })
       yield* second.wire.sendRaw(chunk(2 * CHUNK))
       yield* second.wire.send({ type: "FileEnd", index: 0 })
       yield* second.wire.send({ type: "Done" })
@@ -334,7 +321,7 @@ describe("Spacedrop resume", () => {
       const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
       yield* Queue.take(transfers)
       yield* tap.held
@@ -342,7 +329,7 @@ describe("Spacedrop resume", () => {
       yield* interrupted(receiver)
       yield* interrupted(sender)
       yield* sender.spacedrop.cancel(outgoing.id)
-      expect(failure(yield* Effect.either(receiver.spacedrop.resume(outgoing.id)))).toMatchObject({ _tag: "SpacedropError", reason: "Failed", by: "sender" })
+      expect(Peers.failure(yield* Effect.either(receiver.spacedrop.resume(outgoing.id)))).toMatchObject({ _tag: "SpacedropError", reason: "Failed", by: "sender" })
       // still kept, to resume later or cancel
       expect((yield* interrupted(receiver)).transfer).toBe(outgoing.id)
     }))
@@ -362,7 +349,7 @@ describe("Spacedrop resume", () => {
       expect(yield* peer.spacedrop.transfers).toEqual([])
       expect((yield* names(state)).sort()).toEqual(["notes.txt"])
       for (const id of ["garbage", "../receive-", "a/b"]) {
-        expect(failure(yield* Effect.either(peer.spacedrop.resume(id)))).toMatchObject({ reason: "UnknownTransfer" })
+        expect(Peers.failure(yield* Effect.either(peer.spacedrop.resume(id)))).toMatchObject({ reason: "UnknownTransfer" })
       }
       expect(yield* Effect.promise(() => fs.stat(outside).then(() => true, () => false))).toBe(false)
     }))

@@ -20,10 +20,6 @@ import * as Protocol from "./Protocol.js"
 import type * as Spacedrop from "./Spacedrop.js"
 import * as Peers from "./testing/Peers.js"
 
-const failure = <A, E>(outcome: Either.Either<A, E>): E => {
-  expect(Either.isLeft(outcome), "expected a failure").toBe(true)
-  return (outcome as Either.Left<E, A>).left
-}
 
 const ZERO_HASH = "0".repeat(64)
 const file = (path: string, size = 1): Protocol.Entry => ({ path, kind: "file", size, mtime: 0, hash: ZERO_HASH })
@@ -136,9 +132,9 @@ describe("Spacedrop refuses what would escape or clash", () => {
       })
       const before = yield* Peers.snapshot(root)
       const watcher = yield* watching(receiver, target)
-      const error = failure(yield* Effect.either((yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "out")])).result))
+      const error = Peers.failure(yield* Effect.either((yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "out")])).result))
       expect(error).toMatchObject({ _tag: "SpacedropError", reason: "UnsafePath", by: "receiver" })
-      expect(failure(yield* Queue.take(watcher.outcomes))).toMatchObject({ _tag: "SpacedropError", reason: "UnsafePath", path: "out" })
+      expect(Peers.failure(yield* Queue.take(watcher.outcomes))).toMatchObject({ _tag: "SpacedropError", reason: "UnsafePath", path: "out" })
       expect(yield* Peers.snapshot(root)).toEqual(before)
     }))
 
@@ -170,7 +166,7 @@ describe("Spacedrop refuses what would escape or clash", () => {
         await fs.symlink("/etc/passwd", nodePath.join(source, "f", "passwd"))
       })
       for (const path of [nodePath.join(source, "f"), nodePath.join(source, "f", "passwd")]) {
-        const error = failure(yield* Effect.either(sender.spacedrop.send(receiver.id, [path])))
+        const error = Peers.failure(yield* Effect.either(sender.spacedrop.send(receiver.id, [path])))
         expect(error).toMatchObject({ _tag: "SpacedropError", reason: "Unsupported" })
       }
     }))
@@ -183,7 +179,7 @@ describe("Spacedrop refuses what would escape or clash", () => {
       const watcher = yield* watching(receiver, target)
       const answer = yield* offerRaw(sender, receiver, [file("huge.bin", 2 ** 52)])
       expect(answer).toMatchObject({ _tag: "Message", message: { type: "Rejected", reason: "NoSpace" } })
-      expect(failure(yield* Queue.take(watcher.outcomes))).toMatchObject({ _tag: "SpacedropError", reason: "NoSpace" })
+      expect(Peers.failure(yield* Queue.take(watcher.outcomes))).toMatchObject({ _tag: "SpacedropError", reason: "NoSpace" })
       expect(yield* Peers.snapshot(root)).toEqual(before)
     }))
 

@@ -12,7 +12,6 @@ import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import * as Send from "./internal/send.js"
 import * as Protocol from "./Protocol.js"
-import type * as Spacedrop from "./Spacedrop.js"
 import * as Peers from "./testing/Peers.js"
 
 const write = (path: string, content: Uint8Array | string) =>
@@ -21,19 +20,8 @@ const write = (path: string, content: Uint8Array | string) =>
     await fs.writeFile(path, content)
   })
 
-const failure = <A, E>(outcome: Either.Either<A, E>): E => {
-  expect(Either.isLeft(outcome), "expected a failure").toBe(true)
-  return (outcome as Either.Left<E, A>).left
-}
 
 /** Accepts every offer on `receiver` into `target` (with `options`), handing each transfer to `transfers`. */
-const acceptAll = (receiver: Peers.Peer, target: string, options?: Spacedrop.AcceptOptions) =>
-  Effect.gen(function*() {
-    const transfers = yield* Queue.unbounded<Spacedrop.Transfer>()
-    const offers = yield* receiver.spacedrop.offers
-    yield* Effect.forkScoped(Stream.runForEach(offers, (offer) => Effect.flatMap(offer.accept(target, options), (t) => Queue.offer(transfers, t))))
-    return transfers
-  })
 
 describe("Spacedrop over the memory transport", () => {
   it.scopedLive("a folder tree arrives byte-identical: nested and empty directories, empty files, a few MiB, Unicode names", () =>
@@ -50,7 +38,7 @@ describe("Spacedrop over the memory transport", () => {
       yield* Effect.promise(() => fs.mkdir(nodePath.join(tree, "empty-dir/inner-empty"), { recursive: true }))
       yield* write(nodePath.join(source, "loose.txt"), "a file sent beside the folder")
 
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [tree, nodePath.join(source, "loose.txt")])
       const sent = yield* outgoing.result
       const incoming = yield* Queue.take(transfers)
@@ -75,7 +63,7 @@ describe("Spacedrop over the memory transport", () => {
         for (let i = 0; i < files; i++) await fs.writeFile(nodePath.join(source, "many", `f${i}.txt`), `file ${i} `.repeat(1 + (i % 7)))
       })
       const trace = yield* network.subscribe
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "many")])
       yield* outgoing.result
       const received = yield* (yield* Queue.take(transfers)).result
@@ -101,7 +89,7 @@ describe("Spacedrop over the memory transport", () => {
       const source = yield* Peers.tempDir()
       yield* write(nodePath.join(source, "a.txt"), "a")
       const outgoing = yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "a.txt")])
-      const error = failure(yield* Effect.either(outgoing.result))
+      const error = Peers.failure(yield* Effect.either(outgoing.result))
       expect(error).toMatchObject({ _tag: "SpacedropError", reason: "NoListener", by: "receiver" })
     }))
 
@@ -114,7 +102,7 @@ describe("Spacedrop over the memory transport", () => {
       const offers = yield* receiver.spacedrop.offers
       yield* Effect.forkScoped(Stream.runForEach(offers, (offer) => offer.reject("not now")))
       const outgoing = yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "a.txt")])
-      const error = failure(yield* Effect.either(outgoing.result))
+      const error = Peers.failure(yield* Effect.either(outgoing.result))
       expect(error).toMatchObject({ _tag: "SpacedropError", reason: "Declined", by: "receiver", detail: "not now" })
       expect(yield* Peers.snapshot(target)).toEqual({})
     }))
@@ -132,8 +120,8 @@ describe("Spacedrop over the memory transport", () => {
       yield* TestClock.adjust("4999 millis")
       expect(Option.isNone(yield* Fiber.poll(result)), "still waiting just before the timeout").toBe(true)
       yield* TestClock.adjust("1 millis")
-      expect(failure(yield* Fiber.join(result))).toMatchObject({ _tag: "SpacedropError", reason: "Timeout", by: "receiver" })
-      expect(failure(yield* Effect.either(offer.reject()))).toMatchObject({ _tag: "DecisionError", reason: "Expired" })
+      expect(Peers.failure(yield* Fiber.join(result))).toMatchObject({ _tag: "SpacedropError", reason: "Timeout", by: "receiver" })
+      expect(Peers.failure(yield* Effect.either(offer.reject()))).toMatchObject({ _tag: "DecisionError", reason: "Expired" })
     }))
 
   it.scopedLive("with several watchers an offer is decided once: the first answer wins, the others get AlreadyDecided", () =>
@@ -157,10 +145,10 @@ describe("Spacedrop over the memory transport", () => {
         if (Either.isLeft(answer)) expect(answer.left).toMatchObject({ _tag: "DecisionError", reason: "AlreadyDecided" })
       }
       const sent = yield* Effect.either(outgoing.result)
-      if (answers[2]!._tag === "Right") expect(failure(sent)).toMatchObject({ reason: "Declined" })
+      if (answers[2]!._tag === "Right") expect(Peers.failure(sent)).toMatchObject({ reason: "Declined" })
       else expect(Either.isRight(sent)).toBe(true)
       // and later answers too
-      expect(failure(yield* Effect.either(seen[1]!.reject()))).toMatchObject({ _tag: "DecisionError", reason: "AlreadyDecided" })
+      expect(Peers.failure(yield* Effect.either(seen[1]!.reject()))).toMatchObject({ _tag: "DecisionError", reason: "AlreadyDecided" })
     }))
 
   it.scopedLive("accepting a subset brings only those entries (a folder brings what is under it)", () =>
@@ -172,7 +160,7 @@ describe("Spacedrop over the memory transport", () => {
       yield* write(nodePath.join(source, "t/keep/two.txt"), "2")
       yield* write(nodePath.join(source, "t/skip.txt"), "no")
       yield* write(nodePath.join(source, "t/also.txt"), "yes")
-      const transfers = yield* acceptAll(receiver, target, { entries: ["t/keep", "t/also.txt"] })
+      const transfers = yield* Peers.acceptAll(receiver, target, { entries: ["t/keep", "t/also.txt"] })
       const outgoing = yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "t")])
       const sent = yield* outgoing.result
       expect(sent.files.map((f) => f.path).sort()).toEqual(["t/also.txt", "t/keep/one.txt", "t/keep/two.txt"])
@@ -188,7 +176,7 @@ describe("Spacedrop over the memory transport", () => {
       yield* write(nodePath.join(source, "a.txt"), "new")
       yield* write(nodePath.join(target, "a.txt"), "old")
       yield* write(nodePath.join(target, "a (1).txt"), "older")
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       yield* (yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "a.txt")])).result
       const received = yield* (yield* Queue.take(transfers)).result
       expect(received.files).toEqual([{ path: "a.txt", savedAs: nodePath.join(yield* Effect.promise(() => fs.realpath(target)), "a (2).txt") }])
@@ -205,9 +193,9 @@ describe("Spacedrop over the memory transport", () => {
       yield* write(nodePath.join(target, "a.txt"), "old")
       const offers = yield* receiver.spacedrop.offers
       const accepted = yield* Effect.forkScoped(Effect.flatMap(Stream.runHead(offers), (o) => Effect.either(Option.getOrThrow(o).accept(target))))
-      const error = failure(yield* Effect.either((yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "a.txt")])).result))
+      const error = Peers.failure(yield* Effect.either((yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "a.txt")])).result))
       expect(error).toMatchObject({ _tag: "SpacedropError", reason: "Exists", by: "receiver" })
-      expect(failure(yield* Fiber.join(accepted))).toMatchObject({ _tag: "SpacedropError", reason: "Exists" })
+      expect(Peers.failure(yield* Fiber.join(accepted))).toMatchObject({ _tag: "SpacedropError", reason: "Exists" })
       expect(yield* Peers.snapshot(target)).toEqual({ "a.txt": expect.stringMatching(/^file 3 /) })
       expect(yield* Effect.promise(() => fs.readFile(nodePath.join(target, "a.txt"), "utf8"))).toBe("old")
     }))
@@ -219,7 +207,7 @@ describe("Spacedrop over the memory transport", () => {
       const target = yield* Peers.tempDir()
       yield* write(nodePath.join(source, "p/big.bin"), randomBytes(2 * 1024 * 1024))
       yield* write(nodePath.join(source, "p/small.txt"), "small")
-      const transfers = yield* acceptAll(receiver, target)
+      const transfers = yield* Peers.acceptAll(receiver, target)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "p")])
       const sending = yield* Effect.fork(Stream.runCollect(outgoing.progress))
       const incoming = yield* Queue.take(transfers)

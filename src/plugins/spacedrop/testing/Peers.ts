@@ -7,9 +7,13 @@
  *
  * @since 0.1.0
  */
+import { expect } from "@effect/vitest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
@@ -113,4 +117,19 @@ export const snapshot = (root: string): Effect.Effect<Record<string, string>> =>
     }
     await visit(root, "")
     return out
+  })
+
+/** The failure of `outcome`; the test fails if it succeeded. */
+export const failure = <A, E>(outcome: Either.Either<A, E>): E => {
+  expect(Either.isLeft(outcome), "expected a failure").toBe(true)
+  return (outcome as Either.Left<E, A>).left
+}
+
+/** Accepts every offer `receiver` gets, into `target`: the transfers, in the order they were accepted. */
+export const acceptAll = (receiver: Peer, target: string, options?: Spacedrop.AcceptOptions) =>
+  Effect.gen(function*() {
+    const transfers = yield* Queue.unbounded<Spacedrop.Transfer>()
+    const offers = yield* receiver.spacedrop.offers
+    yield* Effect.forkScoped(Stream.runForEach(offers, (offer) => Effect.flatMap(offer.accept(target, options), (t) => Queue.offer(transfers, t))))
+    return transfers
   })
