@@ -46,6 +46,24 @@ const makeTree = (root: string) => {
   return folder
 }
 
+/**
+ * Two initialised nodes a and b serving (b accepting into `inbox` unattended), and a 64 MiB file: large
+ * enough that a transfer of it is still under way when a test pauses or cancels it.
+ */
+const bigFileBetweenTwoNodes = (name: string) =>
+  Effect.gen(function*() {
+    const [a, b, source, inbox] = [yield* tempDir(`${name}-a`), yield* tempDir(`${name}-b`), yield* tempDir(`${name}-src`), yield* tempDir(`${name}-inbox`)]
+    yield* weftJson("init", "--dir", a)
+    yield* weftJson("init", "--dir", b)
+    const big = join(source, "big.bin")
+    const block = randomBytes(1024 * 1024)
+    writeFileSync(big, Buffer.concat(Array.from({ length: 64 }, () => block)))
+    yield* serve(a)
+    const nodeB = yield* serve(b, "--accept-dir", inbox, "--yes")
+    const addressB = (yield* nodeB.status).addresses[0]!
+    return { a, b, inbox, big, nodeB, addressB }
+  })
+
 describe("weft send (two real nodes)", () => {
   it.scopedLive("a folder and a file sent to `weft serve --accept-dir D --yes` arrive byte-identical; both nodes list the transfer", () =>
     Effect.gen(function*() {
@@ -110,16 +128,7 @@ describe("weft send (two real nodes)", () => {
 
   it.scopedLive("weft transfers pause and resume a transfer under way from the receiving node; the file arrives whole", () =>
     Effect.gen(function*() {
-      const [a, b, source, inbox] = [yield* tempDir("pause-a"), yield* tempDir("pause-b"), yield* tempDir("pause-src"), yield* tempDir("pause-inbox")]
-      yield* weftJson("init", "--dir", a)
-      yield* weftJson("init", "--dir", b)
-      // large enough that it is still under way when the receiver pauses it
-      const big = join(source, "big.bin")
-      const block = randomBytes(1024 * 1024)
-      writeFileSync(big, Buffer.concat(Array.from({ length: 64 }, () => block)))
-      yield* serve(a)
-      const nodeB = yield* serve(b, "--accept-dir", inbox, "--yes")
-      const addressB = (yield* nodeB.status).addresses[0]!
+      const { a, b, inbox, big, nodeB, addressB } = yield* bigFileBetweenTwoNodes("pause")
 
       const sending = yield* Effect.fork(weftWithin("150 seconds", "send", addressB, big, "--dir", a))
       // paused through b's control socket as soon as it runs (as `weft transfers pause` does, without its start-up time)
@@ -147,15 +156,7 @@ describe("weft send (two real nodes)", () => {
 
   it.scopedLive("cancel from each side: weft transfers cancel at the receiver fails the send (exit 1, by whom); Ctrl-C on weft send cancels it at the receiver", () =>
     Effect.gen(function*() {
-      const [a, b, source, inbox] = [yield* tempDir("cancel-a"), yield* tempDir("cancel-b"), yield* tempDir("cancel-src"), yield* tempDir("cancel-inbox")]
-      yield* weftJson("init", "--dir", a)
-      yield* weftJson("init", "--dir", b)
-      const big = join(source, "big.bin")
-      const block = randomBytes(1024 * 1024)
-      writeFileSync(big, Buffer.concat(Array.from({ length: 64 }, () => block)))
-      yield* serve(a)
-      const nodeB = yield* serve(b, "--accept-dir", inbox, "--yes")
-      const addressB = (yield* nodeB.status).addresses[0]!
+      const { a, b, inbox, big, nodeB, addressB } = yield* bigFileBetweenTwoNodes("cancel")
       const underWay = (seen: ReadonlyArray<string>) =>
         eventually("a transfer under way on b", nodeB.call({ _tag: "Transfers" }), (all) =>
           all.some((t) => t.state === "transferring" && !seen.includes(t.transfer)), nodeB.output, "60 seconds").pipe(
