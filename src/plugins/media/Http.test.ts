@@ -4,6 +4,7 @@
  * alice over the (memory) transport.
  */
 import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs/promises"
@@ -49,26 +50,32 @@ const request = (port: number, path: string, options: { readonly method?: string
     req.end()
   })
 
-/** alice holds loc1 (a clip and a note); bob has the records, is connected to alice, and serves HTTP. */
-const setup = Effect.gen(function*() {
-  const net = yield* Nodes.network()
-  const alice = yield* net.node("alice", members)
-  const bob = yield* net.node("bob", members)
-  const root = yield* tempDir()
-  yield* write(nodePath.join(root, "videos/clip.mp4"), content)
-  yield* write(nodePath.join(root, "note.txt"), "hello")
-  yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Alice's videos" }, root))
-  yield* Nodes.share(alice, [bob])
-  const changes = yield* bob.presence.changes
-  yield* alice.connect(bob)
-  yield* Stream.runDrain(Stream.take(Stream.filter(changes, (c) => c._tag === "Online" && c.peer === "alice"), 1))
-  const http = yield* Http.make({ token: TOKEN }).pipe(Effect.provideService(Media.Media, bob.media))
-  const port = http.address.port
-  const auth = { authorization: `Bearer ${TOKEN}` }
-  /** An authorised request to bob's server. */
-  const get = (path: string, headers: Record<string, string> = {}, method = "GET") => request(port, path, { method, headers: { ...auth, ...headers } })
-  return { alice, bob, root, http, port, get }
-})
+/**
+ * alice holds loc1 (a clip, a note and `more` files); bob has the records, is connected to alice, and serves HTTP
+ * over his `Media` (seen through `wrap`, when given).
+ */
+const setupWith = (more: Record<string, Uint8Array> = {}, wrap: (media: Media.Service) => Media.Service = (media) => media) =>
+  Effect.gen(function*() {
+    const net = yield* Nodes.network()
+    const alice = yield* net.node("alice", members)
+    const bob = yield* net.node("bob", members)
+    const root = yield* tempDir()
+    yield* write(nodePath.join(root, "videos/clip.mp4"), content)
+    yield* write(nodePath.join(root, "note.txt"), "hello")
+    for (const [name, bytes] of Object.entries(more)) yield* write(nodePath.join(root, name), bytes)
+    yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Alice's videos" }, root))
+    yield* Nodes.share(alice, [bob])
+    const changes = yield* bob.presence.changes
+    yield* alice.connect(bob)
+    yield* Stream.runDrain(Stream.take(Stream.filter(changes, (c) => c._tag === "Online" && c.peer === "alice"), 1))
+    const http = yield* Http.make({ token: TOKEN }).pipe(Effect.provideService(Media.Media, wrap(bob.media)))
+    const port = http.address.port
+    const auth = { authorization: `Bearer ${TOKEN}` }
+    /** An authorised request to bob's server. */
+    const get = (path: string, headers: Record<string, string> = {}, method = "GET") => request(port, path, { method, headers: { ...auth, ...headers } })
+    return { alice, bob, root, http, port, get }
+  })
+const setup = setupWith()
 
 describe("Media over HTTP", () => {
   it.scopedLive("a file held only by the other node: whole, and by ranges at the start, middle and end, with its headers; past the end is 416", () =>
@@ -96,6 +103,44 @@ describe("Media over HTTP", () => {
       // several ranges, or a malformed one: the whole file
       expect((yield* part("bytes=0-9,20-29")).slice(0, 1).concat((yield* part("bytes=x-y")).slice(0, 1))).toEqual([200, 200])
       expect((yield* get(path, { range: "bytes=0-9,20-29" })).body).toBe(digest(content))
+    }))
+
+  it.scopedLive("a client that stops reading stops the read from the other node: backpressure, never the whole file in memory", () =>
+    Effect.gen(function*() {
+      const big = pattern(32 * 1024 * 1024)
+      let pulled = 0
+      const counting = (media: Media.Service): Media.Service => ({
+        ...media,
+        read: (library, file, options) =>
+          Effect.map(media.read(library, file, options), (reading) => ({
+            ...reading,
+            bytes: Stream.tap(reading.bytes, (chunk) => Effect.sync(() => { pulled += chunk.length }))
+          }))
+      })
+      const { port } = yield* setupWith({ "big.bin": big }, counting)
+      const response = yield* Effect.async<NodeHttp.IncomingMessage, Error>((resume) => {
+        const req = NodeHttp.get({ host: "127.0.0.1", port, path: `/files/${L}/${Models.fileId("loc1", "big.bin")}`, headers: { authorization: `Bearer ${TOKEN}` }, agent: false }, (res) => resume(Effect.succeed(res)))
+        req.on("error", (e) => resume(Effect.fail(e)))
+      })
+      expect(response.statusCode).toBe(200)
+      // nobody reads the body: once the socket's buffers are full, the server must stop pulling from alice
+      let last = -1
+      let still = 0
+      // until the count has stood still for half a second (bounded: a server that never stops fails below)
+      for (let tick = 0; still < 5 && tick < 200; tick++) {
+        yield* Effect.sleep(Duration.millis(100))
+        still = pulled === last ? still + 1 : 0
+        last = pulled
+      }
+      expect(pulled).toBeLessThan(big.length / 2)
+      // and once read, the rest comes, whole
+      const body = yield* Effect.async<Buffer, Error>((resume) => {
+        const chunks: Array<Buffer> = []
+        response.on("data", (c: Buffer) => chunks.push(c))
+        response.on("end", () => resume(Effect.succeed(Buffer.concat(chunks))))
+        response.on("error", (e) => resume(Effect.fail(e)))
+      })
+      expect(digest(body)).toBe(digest(big))
     }))
 
   it.scopedLive("HEAD answers the headers alone, ignoring Range; If-None-Match with the ETag is 304; a stale If-Range gets the whole file", () =>

@@ -5,6 +5,7 @@
  *
  * @since 0.1.0
  */
+export * as Http from "./Http.js"
 export * as Indexer from "./Indexer.js"
 export * as Media from "./Media.js"
 export * as Mime from "./Mime.js"
