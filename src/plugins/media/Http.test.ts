@@ -202,7 +202,7 @@ describe("Media over HTTP", () => {
       expect((yield* request(port, path, { headers: { cookie: cookie.split(";")[0]! } })).body).toBe("hello")
     }))
 
-  it.scopedLive("a Host other than the bound address is 403, token or not (DNS rebinding); other methods are 405", () =>
+  it.scopedLive("a Host other than the bound address is 403, token or not (DNS rebinding), and so is another Origin; other methods are 405", () =>
     Effect.gen(function*() {
       const { get, port } = yield* setup
       const path = `/files/${L}/${note}`
@@ -213,6 +213,10 @@ describe("Media over HTTP", () => {
       for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LOCALHOST:${port}`]) {
         expect([host, (yield* get(path, { host })).body]).toEqual([host, "hello"])
       }
+      // a page of another origin (a cross-origin fetch, a <video crossorigin>) is refused even with the token
+      expect((yield* get(path, { origin: "http://evil.example" })).status).toBe(403)
+      expect((yield* get(path, { origin: `http://evil.example:${port}` })).status).toBe(403)
+      expect((yield* get(path, { origin: `http://localhost:${port}` })).body).toBe("hello")
       expect((yield* get(path, {}, "POST")).status).toBe(405)
       expect((yield* get(path, {}, "DELETE")).status).toBe(405)
     }))

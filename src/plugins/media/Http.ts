@@ -37,7 +37,8 @@
  * - `Host` must be the bound address (`127.0.0.1:PORT`, and for a loopback
  *   address `localhost:PORT` and `[::1]:PORT`): else `403`. A page
  *   elsewhere that points a name of its own at 127.0.0.1 (DNS rebinding)
- *   sends its own name, and is refused.
+ *   sends its own name, and is refused. So is a request whose `Origin` is
+ *   another (a browser's cross-origin request: no CORS is offered).
  * - the node's per-run token (`makeToken`), as `Authorization: Bearer
  *   <token>`, as `?token=<token>` in the URL, or as the cookie
  *   `weft-token-<PORT>` (HttpOnly, SameSite=Strict) that a request with
@@ -77,7 +78,7 @@ import type * as Protocol from "./Protocol.js"
 
 /** Options of the server. */
 export interface Options {
-  /** The per-run secret every request must show (`makeToken`). */
+  /** The per-run secret every request must show (`makeToken`): 16 to 512 of `[A-Za-z0-9._~-]`, safe in a URL and a cookie. */
   readonly token: string
   /** The address to listen on (default `127.0.0.1`: keep it loopback). */
   readonly hostname?: string
@@ -97,6 +98,8 @@ export interface Service {
 
 /** Media over HTTP on a node. */
 export class MediaHttp extends Context.Tag("weft/plugins/media/MediaHttp")<MediaHttp, Service>() {}
+
+const TOKEN = /^[A-Za-z0-9._~-]{16,512}$/
 
 /** A fresh per-run token: 32 random bytes in base64url. */
 export const makeToken = (): string => randomBytes(32).toString("base64url")
@@ -218,8 +221,10 @@ export const app = (media: Media["Type"], options: { readonly token: string; rea
   return Effect.gen(function*() {
     const request = yield* HttpServerRequest.HttpServerRequest
     if (!Headers.hostAllowed(request.headers["host"], allowed)) return text(403, "this server answers only requests for its own address")
+    if (!Headers.originAllowed(request.headers["origin"], allowed)) return text(403, "this server answers no requests from pages of other origins")
     if (request.method !== "GET" && request.method !== "HEAD") return text(405, "only GET and HEAD", { allow: "GET, HEAD" })
-    const query = new URL(request.url, "http://localhost").searchParams.get("token") ?? undefined
+    const search = request.url.indexOf("?")
+    const query = search === -1 ? undefined : new URLSearchParams(request.url.slice(search + 1)).get("token") ?? undefined
     const byQuery = Headers.tokenMatches(query, options.token)
     if (!byQuery && !Headers.tokenMatches(Headers.bearer(request.headers["authorization"]), options.token) && !Headers.tokenMatches(request.cookies[cookie], options.token)) {
       return text(401, "the node's token is needed (Authorization: Bearer, ?token= or its cookie)", { "www-authenticate": "Bearer" })
@@ -233,6 +238,8 @@ export const app = (media: Media["Type"], options: { readonly token: string; rea
 export const make = (options: Options): Effect.Effect<Service, HttpServerError.ServeError, Media | Scope.Scope> =>
   Effect.gen(function*() {
     const media = yield* Media
+    // a programming error, not a condition to recover from: `makeToken`'s never fails this
+    if (!TOKEN.test(options.token)) return yield* Effect.dieMessage("the HTTP token must be 16 to 512 of [A-Za-z0-9._~-]")
     const hostname = options.hostname ?? "127.0.0.1"
     const server = yield* NodeHttpServer.make(() => NodeHttp.createServer(), { host: hostname, port: options.port ?? 0 })
     const port = server.address._tag === "TcpAddress" ? server.address.port : 0

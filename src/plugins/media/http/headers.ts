@@ -89,6 +89,18 @@ export const allowedHosts = (hostname: string, port: number): ReadonlySet<string
 export const hostAllowed = (header: string | undefined, allowed: ReadonlySet<string>): boolean =>
   header !== undefined && allowed.has(header.trim().toLowerCase())
 
+/**
+ * Whether an `Origin` header (sent by browsers on cross-origin and CORS
+ * requests) is absent or this server's own: a page of another site is
+ * refused even before its lack of a token is (no CORS is offered, so it
+ * could not read an answer anyway).
+ */
+export const originAllowed = (header: string | undefined, allowed: ReadonlySet<string>): boolean => {
+  if (header === undefined) return true
+  const match = /^http:\/\/([^/]+)$/i.exec(header.trim())
+  return match !== null && allowed.has(match[1]!.toLowerCase())
+}
+
 const digest = (s: string) => createHash("sha256").update(s).digest()
 
 /** Whether `given` is `token`, in time that does not depend on where they differ. */
