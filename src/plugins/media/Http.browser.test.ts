@@ -150,6 +150,11 @@ describe.skipIf(!present)(present ? `Media over HTTP in Chromium (${CHROMIUM})` 
 
       const context = yield* browser
       const page = yield* Effect.promise(() => context.newPage())
+      // and as the browser saw them: the Content-Range of each 206
+      const partial: Array<string> = []
+      page.on("response", (response) => {
+        if (response.status() === 206) partial.push(response.headers()["content-range"] ?? "")
+      })
       const id = Models.fileId("loc1", "clip.webm")
       yield* Effect.promise(() => page.goto(http.url(`/play/${Nodes.LIBRARY}/${id}`)))
       const state = Effect.promise((): Promise<VideoState> =>
@@ -190,6 +195,7 @@ describe.skipIf(!present)(present ? `Media over HTTP in Chromium (${CHROMIUM})` 
       const size = video.length
       const fromMiddle = reads.filter((r) => r.offset > size * 0.3 && r.offset < size * 0.7 && r.delivered > 0)
       expect(fromMiddle.length, JSON.stringify(reads)).toBeGreaterThan(0)
+      expect(partial).toContain(`bytes ${fromMiddle[0]!.offset}-${size - 1}/${size}`)
       expect(Option.isNone(yield* bob.mounts.onlineRoot(Nodes.LIBRARY, "loc1"))).toBe(true)
     }), { timeout: 60_000 })
 })
