@@ -120,6 +120,14 @@ const walk = (root: string, skipped: { count: number }): Stream.Stream<Found, In
     })
   )
 
+/**
+ * How many regular files `index` or `rescan` would meet under `root` (a
+ * walk of the directories only, nothing read): the total a progress bar
+ * counts towards. Bounded memory, as the scan itself.
+ */
+export const count = (root: string): Effect.Effect<number, IndexError> =>
+  Effect.zipRight(requireDirectory(root), Stream.runCount(walk(root, { count: 0 })))
+
 const storage = (path: string) => (cause: { readonly message: string }) =>
   new IndexError({ reason: "Storage", path, detail: cause.message, cause })
 
