@@ -137,6 +137,8 @@ export const scan = (
     let started: Extract<LocationControl.LocationEvent, { _tag: "Started" }> | undefined
     let last: LocationControl.Progress | undefined
     const { _tag, ...payload } = request
+    // the node counts the files first (a walk of the directories): say so, as a large tree takes a while
+    if (!json) yield* Console.log(`counting the files of ${_tag === "LocationAdd" ? Output.printable(request.root) : `location ${Output.printable(request.location)}`}…`)
     const events = _tag === "LocationAdd"
       ? control.LocationAdd(payload as Omit<Extract<typeof request, { _tag: "LocationAdd" }>, "_tag">)
       : control.LocationRescan(payload as Omit<Extract<typeof request, { _tag: "LocationRescan" }>, "_tag">)
