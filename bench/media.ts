@@ -110,7 +110,10 @@ const peer = (identity: Identity.Identity["Type"], members: ReadonlyArray<PeerId
         Effect.gen(function*() {
           for (let sent = 0; sent < sourceBytes; sent += CHUNK) yield* stream.write(block.subarray(0, Math.min(CHUNK, sourceBytes - sent)))
           yield* stream.end
-        })
+        }).pipe(
+          // a reader that took what it wanted (the first byte) resets the stream: the end of this source, not a failure
+          Effect.catchIf((e) => e.reason === "Reset", () => Effect.void)
+        )
     }))
     const [address] = yield* transport.addresses
     return { id: identity.peerId, address: address!, host, mounts, presence, media, ping: Context.get(context, Ping.Ping) }
