@@ -35,6 +35,7 @@ const sections: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figur
 
 /** Sections that run only when named. */
 const named: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figure, unknown>> = {
+  media: () => Effect.flatMap(Effect.promise(() => import("./media.js")), (media) => media.run()),
   anchors: () => Anchors.run(),
   spacedrop: () => Spacedrop.run()
 }

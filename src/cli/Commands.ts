@@ -24,6 +24,7 @@ import * as ControlSocket from "../node/ControlSocket.js"
 import * as DataDir from "../node/DataDir.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
+import * as LocationCommand from "./LocationCommand.js"
 import * as Remote from "./Remote.js"
 import * as Output from "./Output.js"
 
@@ -425,10 +426,16 @@ const transfers = Command.make(
   Command.withSubcommands([transfersPause, transfersResume, transfersCancel])
 )
 
+const location = LocationCommand.make({
+  dir,
+  json,
+  local: (command) => Effect.flatMap(root, ({ peer }) => (Option.isSome(peer) ? Remote.unsupported(command) : Effect.void))
+})
+
 /** The `weft` command and its subcommands. */
 export const weft = root.pipe(
   Command.withDescription("Weft: a local-first sync node"),
-  Command.withSubcommands([init, serve, status, peers, connect, pair, ping, notes, requests, send, transfers, grant, revoke, grants])
+  Command.withSubcommands([init, serve, status, peers, connect, pair, ping, notes, requests, send, transfers, grant, revoke, grants, location])
 )
 
 /** Runs `weft` on the arguments (`process.argv` shape: node, script, then the arguments). */

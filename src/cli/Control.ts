@@ -18,6 +18,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
 import * as NodeControl from "../node/Control.js"
+import * as LocationControl from "../node/LocationControl.js"
 import { ControlError, client } from "../node/ControlSocket.js"
 import { RpcError } from "../plugins/RpcPlugin.js"
 import * as ParseError from "../internal/parseError.js"
@@ -27,8 +28,8 @@ import * as TransfersControl from "./TransfersControl.js"
 
 export { ControlError }
 
-/** Every procedure of the CLI's node: the node's own, its plugins', the notes, rspc's (grants, remote calls) and the transfers (`weft send`). */
-export const group = NodeControl.group.merge(NotesControl.Control, RspcControl.Control, TransfersControl.Control)
+/** Every procedure of the CLI's node: the node's own, its plugins', the notes, rspc's (grants, remote calls), the transfers (`weft send`) and the locations (`weft location`). */
+export const group = NodeControl.group.merge(NotesControl.Control, RspcControl.Control, TransfersControl.Control, LocationControl.Control)
 type Rpcs = RpcGroup.Rpcs<typeof group>
 
 /** A request: a procedure's `_tag` and its payload's fields. */
@@ -56,6 +57,8 @@ export interface CallOptions {
 export const defaultTimeout = (request: Request): Duration.Duration =>
   request._tag === "Pair" ? Duration.minutes(2)
     : request._tag === "Ping" ? Duration.seconds(30 + 10 * request.count)
+    // a location's records are removed a page at a time: a large one takes a while
+    : request._tag === "LocationRemove" ? Duration.minutes(10)
     : Duration.seconds(30)
 
 /** Sends one request to the node whose control socket is `path` and waits for its answer. */

@@ -19,6 +19,7 @@ import { join, resolve } from "node:path"
 import type * as Engine from "../engine/Engine.js"
 import type { Library } from "../library/Libraries.js"
 import * as DataDir from "../node/DataDir.js"
+import * as Locations from "../node/Locations.js"
 import * as Node from "../node/Node.js"
 import * as ControlSocket from "../node/ControlSocket.js"
 import { Consent } from "../plugins/Consent.js"
@@ -149,9 +150,11 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
       mdns: options.mdns,
       peers: options.peers,
       // interrupted transfers resume after a restart too (`weft transfers resume`)
-      spacedrop: { stateDir: join(paths.dir, "spacedrop") }
+      spacedrop: { stateDir: join(paths.dir, "spacedrop") },
+      // locations (`weft location …`), presence and remote reads; mounts kept in media/mounts.json
+      media: {}
     })
-    const handlers = Layer.mergeAll(Node.controlHandlers, notesHandlers, RemoteServe.controlHandlers, Transfers.controlHandlers).pipe(
+    const handlers = Layer.mergeAll(Node.controlHandlers, notesHandlers, RemoteServe.controlHandlers, Transfers.controlHandlers, Locations.controlHandlers).pipe(
       Layer.provideMerge(Transfers.layer)
     )
     const control = ControlSocket.layer(paths.socket, Control.group).pipe(Layer.provideMerge(handlers))

@@ -43,11 +43,13 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import { join } from "node:path"
 import type { StorageError } from "../engine/Database.js"
 import type * as Engine from "../engine/Engine.js"
 import type { ValidationError } from "../engine/EngineError.js"
 import type * as Model from "../engine/Model.js"
 import * as Libraries from "../library/Libraries.js"
+import * as MediaModels from "../plugins/media/Models.js"
 import * as Consent from "../plugins/Consent.js"
 import * as Pair from "../plugins/pair/Pair.js"
 import * as Ping from "../plugins/ping/Ping.js"
@@ -63,6 +65,7 @@ import * as ControlSocket from "./ControlSocket.js"
 import * as DataDir from "./DataDir.js"
 import * as DirectoryLock from "./DirectoryLock.js"
 import * as Engines from "./Engines.js"
+import * as Locations from "./Locations.js"
 import * as internal from "./internal/node.js"
 import * as Reconnect from "./Reconnect.js"
 
@@ -97,6 +100,11 @@ export interface Options {
   readonly reconnect?: Reconnect.Options
   /** Engine tuning (drift, batch and operation bounds). */
   readonly engine?: Engines.Options["engine"]
+  /**
+   * Remote media (`Locations`): mounts, presence, reads of any member's files and this node's
+   * locations; the media models are declared by every library's engine. Off when absent.
+   */
+  readonly media?: Locations.Options
 }
 
 /** A request the node cannot serve as asked (`NoLibrary`). */
@@ -134,11 +142,16 @@ export type Services =
   | Spacedrop.Spacedrop
   | Reconnect.Reconnect
 
-/** Why a node could not start. */
-export type StartError = TransportError | StorageError | ValidationError
+/** Why a node could not start (`LocationError`: its media mounts could not be read). */
+export type StartError = TransportError | StorageError | ValidationError | Locations.LocationError
+
+/** The media services, in a node's output when its options have `media`. */
+export type MediaOf<O> = O extends { readonly media: object } ? Locations.Services : never
 
 /** A node over the identity, libraries and address book in context; it runs for the layer's lifetime. */
-export const layer = (options: Options): Layer.Layer<Services, StartError, Identity.Identity | Libraries.Libraries | AddressBook.AddressBook> => {
+export const layer = <const O extends Options>(
+  options: O
+): Layer.Layer<Services | MediaOf<O>, StartError, Identity.Identity | Libraries.Libraries | AddressBook.AddressBook> => {
   const transport = Layer.scoped(
     Transport,
     Effect.gen(function*() {
@@ -149,7 +162,8 @@ export const layer = (options: Options): Layer.Layer<Services, StartError, Ident
   )
   // discovered peers are dialled by Reconnect, which knows which ones wait out a penalty
   const host = PluginHost.layer({ connectDiscovered: false })
-  const engines = Engines.layer({ models: options.models, database: options.database, ...(options.engine === undefined ? {} : { engine: options.engine }) })
+  const models = options.media === undefined ? options.models : [...options.models, ...MediaModels.models.filter((m) => !options.models.includes(m))]
+  const engines = Engines.layer({ models, database: options.database, ...(options.engine === undefined ? {} : { engine: options.engine }) })
   const plugins = Layer.mergeAll(
     Sync.layer({ ...options.sync, libraries: [] }),
     Ping.layer,
@@ -157,11 +171,17 @@ export const layer = (options: Options): Layer.Layer<Services, StartError, Ident
     Spacedrop.layer(options.spacedrop ?? {}),
     Reconnect.layer(options.reconnect ?? {})
   )
-  return Layer.scoped(Node, internal.make({ ...(options.peers === undefined ? {} : { peers: options.peers }) })).pipe(
+  const graph = Layer.scoped(Node, internal.make({ ...(options.peers === undefined ? {} : { peers: options.peers }) })).pipe(
     Layer.provideMerge(plugins),
     Layer.provideMerge(Layer.mergeAll(host, engines, Consent.layer(options.consent ?? {}))),
     Layer.provideMerge(transport)
   )
+  // media, when asked for: on the graph's host, libraries and engines
+  return (options.media === undefined ? graph : Locations.layer(options.media).pipe(Layer.provideMerge(graph))) as Layer.Layer<
+    Services | MediaOf<O>,
+    StartError,
+    Identity.Identity | Libraries.Libraries | AddressBook.AddressBook
+  >
 }
 
 /** How a node runs on a data directory: `Options`, with the databases in the directory. */
@@ -189,9 +209,9 @@ export type DirectoryStartError =
  * second node on it is refused (`DataDirError` `Busy`) before it opens
  * anything.
  */
-export const layerDirectory = (
-  options: DirectoryOptions
-): Layer.Layer<Services | Identity.Identity | Libraries.Libraries | AddressBook.AddressBook, DirectoryStartError> =>
+export const layerDirectory = <const O extends DirectoryOptions>(
+  options: O
+): Layer.Layer<Services | MediaOf<O> | Identity.Identity | Libraries.Libraries | AddressBook.AddressBook, DirectoryStartError> =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const paths = DataDir.layout(options.directory)
     yield* DataDir.create(paths)
@@ -202,8 +222,14 @@ export const layerDirectory = (
       wait: options.lockWait ?? Duration.seconds(10),
       keepWaiting: Effect.map(ControlSocket.answers(paths.socket), (serving) => !serving)
     })
-    const { directory: _, lockWait: __, ...rest } = options
-    return layer({ ...rest, database: paths.database }).pipe(
+    const { directory: _, lockWait: __, ...rest }: DirectoryOptions = options
+    // a node's mounts are its own: kept in its directory, never synced
+    const media = options.media === undefined ? {} : { media: { mountsFile: join(paths.dir, "media", "mounts.json"), ...options.media } }
+    return (layer({ ...rest, ...media, database: paths.database }) as Layer.Layer<
+      Services | MediaOf<O>,
+      StartError,
+      Identity.Identity | Libraries.Libraries | AddressBook.AddressBook
+    >).pipe(
       Layer.provideMerge(Layer.mergeAll(
         Identity.layer(paths.identity),
         Libraries.layerFile(paths.libraries),

@@ -72,10 +72,24 @@ export interface Options {
   readonly batchSize?: number
 }
 
-/** A file's SHA-256 in hex, read as a stream, and how many bytes it had. */
-export const hashFile = (path: string): Effect.Effect<{ readonly hash: string; readonly bytes: number }, IndexError> =>
+/** Files up to this size are read whole to be hashed (a stream's setup costs more than such a file's read). */
+export const WHOLE_READ_BYTES = 1024 * 1024
+
+/** Files examined at once: reads overlap (the file system's thread pool), while memory stays bounded. */
+const CONCURRENCY = 4
+
+/**
+ * A file's SHA-256 in hex, and how many bytes it had: read whole when
+ * `size` (what a stat said) is at most `WHOLE_READ_BYTES`, else as a stream.
+ */
+export const hashFile = (path: string, size?: number): Effect.Effect<{ readonly hash: string; readonly bytes: number }, IndexError> =>
   Effect.tryPromise({
     try: async (signal) => {
+      if (size !== undefined && size <= WHOLE_READ_BYTES) {
+        const bytes = await fs.readFile(path, { signal })
+        // grown past the bound since the stat: the stream below reads it, bounded
+        if (bytes.length <= WHOLE_READ_BYTES) return { hash: createHash("sha256").update(bytes).digest("hex"), bytes: bytes.length }
+      }
       const hash = createHash("sha256")
       let bytes = 0
       for await (const chunk of createReadStream(path, { signal })) {
@@ -119,6 +133,14 @@ const walk = (root: string, skipped: { count: number }): Stream.Stream<Found, In
       return [Chunk.unsafeFromArray(files), next.length === 0 ? Option.none() : Option.some(next)] as const
     })
   )
+
+/**
+ * How many regular files `index` or `rescan` would meet under `root` (a
+ * walk of the directories only, nothing read): the total a progress bar
+ * counts towards. Bounded memory, as the scan itself.
+ */
+export const count = (root: string): Effect.Effect<number, IndexError> =>
+  Effect.zipRight(requireDirectory(root), Stream.runCount(walk(root, { count: 0 })))
 
 const storage = (path: string) => (cause: { readonly message: string }) =>
   new IndexError({ reason: "Storage", path, detail: cause.message, cause })
@@ -168,7 +190,7 @@ export const rescan = (engine: Engine.Service, location: string, root: string, o
           progress = { ...progress, unchanged: progress.unchanged + 1 }
           return Option.none()
         }
-        const { hash, bytes } = yield* hashFile(found.absolute)
+        const { hash, bytes } = yield* hashFile(found.absolute, size)
         const values = { location, path: found.path, size, mtime, mime: Mime.of(found.path), hash }
         const change = before === undefined
           ? Models.files.create(Models.fileId(location, found.path), values)
@@ -180,7 +202,7 @@ export const rescan = (engine: Engine.Service, location: string, root: string, o
       Stream.tap(() => Effect.sync(() => {
         progress = { ...progress, seen: progress.seen + 1 }
       })),
-      Stream.mapEffect(examine),
+      Stream.mapEffect(examine, { concurrency: CONCURRENCY }),
       Stream.filterMap((x) => x),
       Stream.grouped(batchSize),
       Stream.mapEffect((batch) =>

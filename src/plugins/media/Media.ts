@@ -13,9 +13,9 @@
  * - Serving: a `Read` is answered from the location's root on this node
  *   only: the path is confined to the root (`..` and links out of it are
  *   `Unsafe`), the file must match its record (size and time, and hash
- *   when asked: else `Changed`), and it is read one chunk at a time, as the
- *   transport takes them. A file that changes while it is sent has its
- *   stream reset, and the reader moves on.
+ *   when asked: else `Changed`), and it is read a chunk at a time, at most
+ *   `READ_AHEAD` chunks ahead of what the transport took. A file that
+ *   changes while it is sent has its stream reset, and the reader moves on.
  * - Indexing (`index`, `rescan`): `Indexer` over the library's engine; a
  *   location indexed here is mounted here, so presence announces it.
  *
@@ -92,6 +92,9 @@ export interface Service {
 /** Media on a node. */
 export class Media extends Context.Tag("weft/plugins/media/Media")<Media, Service>() {}
 
+/** Chunks a served read holds read ahead of the transport (disk reads overlap network writes). */
+export const READ_AHEAD = 2
+
 /** Most inbound reads of one peer at once, by default. */
 export const DEFAULT_MAX_INBOUND_STREAMS = 16
 
@@ -153,7 +156,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
           offset: range.offset,
           length: range.length
         })))
-        const sent = yield* Effect.either(Stream.runForEach(Files.chunks(opened.handle, range, chunkBytes), stream.write))
+        // the next chunk is read from disk while this one is written: at most READ_AHEAD chunks wait
+        const sent = yield* Effect.either(Stream.runForEach(Files.chunks(opened.handle, range, chunkBytes).pipe(Stream.buffer({ capacity: READ_AHEAD })), stream.write))
         // a file that changed under the read: the reader sees the stream cut, and asks elsewhere
         if (Either.isLeft(sent) || !(yield* Files.stillSame(opened))) return yield* stream.reset
         yield* stream.end

@@ -30,8 +30,8 @@
  *
  * `length` absent means to the end; a range past the end is cut to it; an
  * `offset` at or past the end (of a non-empty file) is `RangeNotSatisfiable`.
- * The server writes as the transport lets it (backpressure), one chunk in
- * memory at a time.
+ * The server writes as the transport lets it (backpressure), with a bounded
+ * read-ahead (`Media.READ_AHEAD` chunks) in memory.
  *
  * @since 0.1.0
  */
