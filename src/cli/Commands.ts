@@ -57,6 +57,24 @@ const Multiaddr = Schema.String.pipe(
   Schema.annotations({ message: (issue) => `${String(issue.actual)} is not a multiaddr (for example /ip4/192.168.1.20/tcp/4001)` })
 )
 
+/** `HOST:PORT` for `weft serve --http` (an IPv6 host in brackets), as the server's listen options. */
+const HttpAddress = Schema.transform(
+  Schema.String.pipe(
+    Schema.pattern(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):(0|[1-9][0-9]{0,4})$/),
+    Schema.filter((text) => Number(text.slice(text.lastIndexOf(":") + 1)) <= 65_535),
+    Schema.annotations({ message: (issue) => `${String(issue.actual)} is not HOST:PORT (for example 127.0.0.1:8080)` })
+  ),
+  Schema.Struct({ hostname: Schema.String, port: Schema.Number }),
+  {
+    strict: true,
+    decode: (text) => {
+      const colon = text.lastIndexOf(":")
+      return { hostname: text.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), port: Number(text.slice(colon + 1)) }
+    },
+    encode: ({ hostname, port }) => `${hostname.includes(":") ? `[${hostname}]` : hostname}:${port}`
+  }
+)
+
 /**
  * A libp2p peer id as people copy it: base58btc, an Ed25519 key's
  * (`12D3KooW` and 44 more) or an RSA key's hash (`Qm` and 44 more).
@@ -160,6 +178,11 @@ const serve = Command.make(
     acceptDir: Options.directory("accept-dir").pipe(
       Options.optional,
       Options.withDescription("where files sent to this node are received (default: received/ in the data directory)")
+    ),
+    http: Options.text("http").pipe(
+      Options.withSchema(HttpAddress),
+      Options.optional,
+      Options.withDescription("serve the libraries' files over HTTP on HOST:PORT (e.g. 127.0.0.1:8080; port 0 picks one), behind a token printed at start")
     )
   },
   (args) =>
@@ -173,7 +196,8 @@ const serve = Command.make(
         mdns: !args.noMdns,
         peers: args.peers,
         frontEnd: args.yes ? Consent.approveAll : Approval.terminal,
-        ...(Option.isSome(args.acceptDir) ? { acceptDir: args.acceptDir.value } : {})
+        ...(Option.isSome(args.acceptDir) ? { acceptDir: args.acceptDir.value } : {}),
+        ...(Option.isSome(args.http) ? { http: args.http.value } : {})
       })
       const paths = DataDir.layout(args.dir)
       yield* Console.log([
@@ -183,7 +207,11 @@ const serve = Command.make(
         ...node.libraries.flatMap((l) => Output.library(l, node.peerId, node.defaultLibrary)),
         `control   ${paths.socket}`,
         `files     received into ${node.acceptDir}`,
-        `mdns      ${args.noMdns ? "off" : "on"}; pairing requests and files ${args.yes ? "approved automatically (--yes)" : "asked on this terminal"}`
+        `mdns      ${args.noMdns ? "off" : "on"}; pairing requests and files ${args.yes ? "approved automatically (--yes)" : "asked on this terminal"}`,
+        ...(node.http === undefined ? [] : [
+          `http      ${node.http.origin}/files/<library>/<file id>, /hash/<library>/<sha256>, /play/<library>/<file id>`,
+          `token     ${node.http.token} (as ?token=, which sets a cookie, or Authorization: Bearer)`
+        ])
       ].join("\n"))
       return yield* Effect.never.pipe(Effect.onInterrupt(() => Effect.logInfo("stopping")))
     }))

@@ -11,6 +11,7 @@
  *
  * @since 0.1.0
  */
+import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
@@ -23,6 +24,7 @@ import * as Locations from "../node/Locations.js"
 import * as Node from "../node/Node.js"
 import * as ControlSocket from "../node/ControlSocket.js"
 import { Consent } from "../plugins/Consent.js"
+import * as Http from "../plugins/media/Http.js"
 import * as Grants from "../plugins/rspc/Grants.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
@@ -46,6 +48,8 @@ export interface Options {
   readonly frontEnd: Effect.Effect<void, never, Consent | Scope.Scope>
   /** Where files sent to this node are received, once its user (or `--yes`) accepts them (default: `received` in the data directory). */
   readonly acceptDir?: string
+  /** Serve the libraries' files over HTTP on this address (`weft serve --http 127.0.0.1:PORT`), with a per-run token. */
+  readonly http?: { readonly hostname: string; readonly port: number }
 }
 
 /** The node that runs, for the banner. */
@@ -56,10 +60,12 @@ export interface Running {
   readonly defaultLibrary: string | undefined
   /** Where files sent to this node are received. */
   readonly acceptDir: string
+  /** The HTTP front of the libraries' files, when asked for: where it listens and its per-run token. */
+  readonly http?: { readonly origin: string; readonly token: string }
 }
 
 /** Why `weft serve` could not start. */
-export type StartError = Node.DirectoryStartError | ControlSocket.ControlError | Grants.GrantsError
+export type StartError = Node.DirectoryStartError | ControlSocket.ControlError | Grants.GrantsError | HttpServerError.ServeError
 
 const noteOf = (library: string, row: { readonly id: string; readonly title: string; readonly body: string; readonly done: boolean }): NotesControl.Note => ({
   library,
@@ -165,7 +171,23 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
     yield* options.frontEnd.pipe(Effect.provide(context))
     const acceptDir = resolve(options.acceptDir ?? join(paths.dir, "received"))
     yield* Inbox.receive({ acceptDir }).pipe(Effect.provide(context))
+    const http = options.http === undefined ? undefined : yield* serveHttp(options.http).pipe(Effect.provide(context))
     const running = yield* Effect.provide(Node.Node, context)
     const status = yield* running.status
-    return { peerId: running.peerId, addresses: yield* running.addresses, libraries: status.libraries, defaultLibrary: status.defaultLibrary, acceptDir }
+    return {
+      peerId: running.peerId,
+      addresses: yield* running.addresses,
+      libraries: status.libraries,
+      defaultLibrary: status.defaultLibrary,
+      acceptDir,
+      ...(http === undefined ? {} : { http })
+    }
+  })
+
+/** The libraries' files over HTTP (local or remote, transparently), behind a token made for this run. */
+const serveHttp = (address: { readonly hostname: string; readonly port: number }) =>
+  Effect.gen(function*() {
+    const token = Http.makeToken()
+    const http = yield* Http.make({ token, hostname: address.hostname, port: address.port })
+    return { origin: http.origin, token }
   })

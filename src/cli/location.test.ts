@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
+import { createHash } from "node:crypto"
 import { mkdirSync, rmSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import * as Cli from "./testing/Cli.js"
@@ -12,7 +13,7 @@ import * as Processes from "./testing/Processes.js"
 const { serve, tempDir, twoDirs, weft, weftJson } = Cli
 
 describe("weft location (two real nodes)", () => {
-  it.scopedLive("a directory added on A is listed on B as online on A once synced; rescan finds changes; a missing directory is a typed error; remove takes it away", () =>
+  it.scopedLive("a directory added on A is listed on B as online on A once synced, and B's --http serves its files; rescan finds changes; a missing directory is a typed error; remove takes it away", () =>
     Effect.gen(function*() {
       const { a, alpha, b } = yield* twoDirs
       const photos = join(yield* tempDir("photos"), "Photos")
@@ -21,7 +22,7 @@ describe("weft location (two real nodes)", () => {
       writeFileSync(join(photos, "2024/b.txt"), "b")
       // one after the other: on a loaded machine two starting at once may not answer in time
       const nodeA = yield* serve(a)
-      const nodeB = yield* serve(b, "--yes")
+      const nodeB = yield* serve(b, "--yes", "--http", "127.0.0.1:0")
       const peerA = (yield* nodeA.status).peerId
       yield* weftJson("pair", (yield* nodeB.status).addresses[0]!, "--dir", a)
 
@@ -49,6 +50,16 @@ describe("weft location (two real nodes)", () => {
       expect(text.stdout).toContain(`online on ${peerA}`)
       expect(missing.code).toBe(1)
       expect(missing.stderr).toBe(`weft: LocationError: location DirectoryMissing: ${join(photos, "nope")}: no such directory\n`)
+
+      // B's HTTP front serves A's file (B holds no copy), only to whoever shows the token its banner printed
+      const banner = yield* Processes.eventually("B's http banner", Effect.sync(() => nodeB.output()), (out) => /^token {5}\S+/m.test(out))
+      const origin = /^http {6}(http:\/\/127\.0\.0\.1:\d+)\//m.exec(banner)![1]!
+      const token = /^token {5}(\S+)/m.exec(banner)![1]!
+      const url = `${origin}/hash/${alpha}/${createHash("sha256").update("sand and sea\n").digest("hex")}`
+      const served = yield* Effect.promise(() => fetch(url, { headers: { authorization: `Bearer ${token}`, range: "bytes=5-" } }))
+      expect(served.status).toBe(206)
+      expect(yield* Effect.promise(() => served.text())).toBe("and sea\n")
+      expect((yield* Effect.promise(() => fetch(url))).status).toBe(401)
 
       // a file added, one changed, one removed
       writeFileSync(join(photos, "c.txt"), "new")
