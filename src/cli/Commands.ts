@@ -60,8 +60,9 @@ const Multiaddr = Schema.String.pipe(
 /** `HOST:PORT` for `weft serve --http` (an IPv6 host in brackets), as the server's listen options. */
 const HttpAddress = Schema.transform(
   Schema.String.pipe(
-    Schema.pattern(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):(0|[1-9][0-9]{0,4})$/),
-    Schema.filter((text) => Number(text.slice(text.lastIndexOf(":") + 1)) <= 65_535),
+    Schema.filter((text) =>
+      /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):(0|[1-9][0-9]{0,4})$/.test(text) && Number(text.slice(text.lastIndexOf(":") + 1)) <= 65_535
+    ),
     Schema.annotations({ message: (issue) => `${String(issue.actual)} is not HOST:PORT (for example 127.0.0.1:8080)` })
   ),
   Schema.Struct({ hostname: Schema.String, port: Schema.Number }),
