@@ -27,8 +27,9 @@
  * membership goes.
  *
  * Bounds: frames of at most `DEFAULT_LIMITS.maxFrameBytes`; at most
- * `maxInFlight` calls per stream and `maxStreams` streams per peer (so at
- * most their product per peer); a plain call lasts at most `callTimeout`
+ * `maxInFlight` calls read per stream, `maxStreams` streams per peer, and
+ * `maxCallsPerPeer` handlers of one peer running at once, whatever streams
+ * its calls came on (the others wait); a plain call lasts at most `callTimeout`
  * (`CallTimeout`). Bytes that are not a message, an oversize frame or a
  * payload that does not decode are protocol violations: the peer is
  * disconnected.
@@ -120,17 +121,20 @@ export interface Limits {
   readonly maxInFlight: number
   /** Most streams (clients) of one peer open at once. */
   readonly maxStreams: number
+  /** Most handlers of one peer's calls running at once, over all its streams (more wait for one to end). */
+  readonly maxCallsPerPeer: number
   /** Most time one plain call may run (streams run until the client, the grant or the connection ends them). */
   readonly callTimeout: Duration.Duration
   /** A stream with no call in flight and nothing read for this long is closed. */
   readonly idleTimeout: Duration.Duration
 }
 
-/** The default bounds: 256 KiB frames, 32 calls on each of 4 streams per peer, 30 s per call, 60 s idle. */
+/** The default bounds: 256 KiB frames, 32 calls on each of 4 streams per peer, 128 running per peer, 30 s per call, 60 s idle. */
 export const DEFAULT_LIMITS: Limits = {
   maxFrameBytes: 256 * 1024,
   maxInFlight: 32,
   maxStreams: 4,
+  maxCallsPerPeer: 128,
   callTimeout: Duration.seconds(30),
   idleTimeout: Duration.seconds(60)
 }
