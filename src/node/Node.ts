@@ -28,7 +28,8 @@
  * `Pair`, `Reconnect`, `Node`), so an app registers its own plugins on the
  * host and answers pairing requests through `Consent` (nobody attends by
  * default: requests are refused at once; `Consent.approveAll` or
- * `Consent.answerWith` attends).
+ * `Consent.answerWith` attends). With the `rspc` option the node serves the
+ * app's own procedures to the peers it grants them to (`RspcOptions`).
  *
  * Libraries appear while the node runs (pairing joins this node to a peer's
  * library): their engine is opened then, and synced. A library joined while
@@ -38,6 +39,8 @@
  *
  * @since 0.1.0
  */
+import type * as Rpc from "@effect/rpc/Rpc"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -50,6 +53,9 @@ import type * as Model from "../engine/Model.js"
 import * as Libraries from "../library/Libraries.js"
 import * as Consent from "../plugins/Consent.js"
 import * as Pair from "../plugins/pair/Pair.js"
+import * as Grants from "../plugins/rspc/Grants.js"
+import type * as RspcProtocol from "../plugins/rspc/Protocol.js"
+import * as Rspc from "../plugins/rspc/Rspc.js"
 import * as Ping from "../plugins/ping/Ping.js"
 import * as PluginHost from "../plugins/PluginHost.js"
 import * as Spacedrop from "../plugins/spacedrop/Spacedrop.js"
@@ -57,6 +63,7 @@ import * as Sync from "../plugins/sync/Sync.js"
 import * as Identity from "../transport/Identity.js"
 import * as Libp2pTransport from "../transport/Libp2pTransport.js"
 import { type PeerId, Transport, type TransportError } from "../transport/Transport.js"
+import { join } from "node:path"
 import * as AddressBook from "./AddressBook.js"
 import * as Control from "./Control.js"
 import * as ControlSocket from "./ControlSocket.js"
@@ -97,7 +104,37 @@ export interface Options {
   readonly reconnect?: Reconnect.Options
   /** Engine tuning (drift, batch and operation bounds). */
   readonly engine?: Engines.Options["engine"]
+  /** The app's procedures served to the peers it grants them to (see `RspcOptions`); none by default. */
+  readonly rspc?: RspcOptions
 }
+
+/**
+ * rspc in an embedded node: the app's procedures (`Rspc`'s rules: each names
+ * its capability, with `Protocol.Guard`), their handlers, built with the
+ * node's services in context, and where the grants are kept. With it the
+ * node's layer also provides `Rspc.Rspc` and `Grants.Grants` (grant and
+ * revoke through it; nothing is granted by default), and peers call the
+ * procedures with `Rspc.client`. Made with `rspc`, which checks the
+ * handlers against the group.
+ */
+export interface RspcOptions<Rpcs extends Rpc.Any = any> {
+  readonly group: RpcGroup.RpcGroup<Rpcs>
+  /** The handlers (`group.toLayer(…)`); declare `RpcPlugin.CallerMiddleware` after `Guard` on the group to read `Caller`. */
+  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, Services>
+  /** Bounds of the server (default `Protocol.DEFAULT_LIMITS`). */
+  readonly limits?: Partial<RspcProtocol.Limits>
+  /** The grants file (`layerDirectory`: `grants.json` in the directory); in memory when none. */
+  readonly grants?: string
+}
+
+/** The `rspc` option of a node, its handlers typed by its group. */
+export const rspc = <Rpcs extends Rpc.Any>(options: RspcOptions<Rpcs>): RspcOptions => options as RspcOptions
+
+/** What a node with `rspc` provides beside `Services`. */
+export type RspcServices = Rspc.Rspc | Grants.Grants
+
+/** `Services`, with `RspcServices` when the options have `rspc`. */
+export type ServicesOf<O extends Options> = Services | (O["rspc"] extends RspcOptions ? RspcServices : never)
 
 /** A request the node cannot serve as asked (`NoLibrary`). */
 export const NodeError = Control.NodeError
@@ -135,10 +172,10 @@ export type Services =
   | Reconnect.Reconnect
 
 /** Why a node could not start. */
-export type StartError = TransportError | StorageError | ValidationError
+export type StartError = TransportError | StorageError | ValidationError | Grants.GrantsError
 
 /** A node over the identity, libraries and address book in context; it runs for the layer's lifetime. */
-export const layer = (options: Options): Layer.Layer<Services, StartError, Identity.Identity | Libraries.Libraries | AddressBook.AddressBook> => {
+export const layer = <O extends Options>(options: O): Layer.Layer<ServicesOf<O>, StartError, Identity.Identity | Libraries.Libraries | AddressBook.AddressBook> => {
   const transport = Layer.scoped(
     Transport,
     Effect.gen(function*() {
@@ -157,12 +194,20 @@ export const layer = (options: Options): Layer.Layer<Services, StartError, Ident
     Spacedrop.layer(options.spacedrop ?? {}),
     Reconnect.layer(options.reconnect ?? {})
   )
-  return Layer.scoped(Node, internal.make({ ...(options.peers === undefined ? {} : { peers: options.peers }) })).pipe(
+  const node = Layer.scoped(Node, internal.make({ ...(options.peers === undefined ? {} : { peers: options.peers }) })).pipe(
     Layer.provideMerge(plugins),
     Layer.provideMerge(Layer.mergeAll(host, engines, Consent.layer(options.consent ?? {}))),
     Layer.provideMerge(transport)
   )
+  return (options.rspc === undefined ? node : Layer.provideMerge(rspcLayer(options.rspc), node)) as Layer.Layer<ServicesOf<O>, StartError, Identity.Identity | Libraries.Libraries | AddressBook.AddressBook>
 }
+
+/** The rspc server of `options`, its handlers built over the node. */
+const rspcLayer = (options: RspcOptions): Layer.Layer<RspcServices, StartError, Services | Libraries.Libraries> =>
+  Rspc.layer({ group: options.group, ...(options.limits === undefined ? {} : { limits: options.limits }) }).pipe(
+    Layer.provide(options.handlers as Layer.Layer<never, never, Services>),
+    Layer.provideMerge(options.grants === undefined ? Grants.layerMemory() : Grants.layerFile(options.grants))
+  )
 
 /** How a node runs on a data directory: `Options`, with the databases in the directory. */
 export interface DirectoryOptions extends Omit<Options, "database"> {
@@ -189,9 +234,9 @@ export type DirectoryStartError =
  * second node on it is refused (`DataDirError` `Busy`) before it opens
  * anything.
  */
-export const layerDirectory = (
-  options: DirectoryOptions
-): Layer.Layer<Services | Identity.Identity | Libraries.Libraries | AddressBook.AddressBook, DirectoryStartError> =>
+export const layerDirectory = <O extends DirectoryOptions>(
+  options: O
+): Layer.Layer<ServicesOf<O & Options> | Identity.Identity | Libraries.Libraries | AddressBook.AddressBook, DirectoryStartError> =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const paths = DataDir.layout(options.directory)
     yield* DataDir.create(paths)
@@ -202,14 +247,16 @@ export const layerDirectory = (
       wait: options.lockWait ?? Duration.seconds(10),
       keepWaiting: Effect.map(ControlSocket.answers(paths.socket), (serving) => !serving)
     })
-    const { directory: _, lockWait: __, ...rest } = options
-    return layer({ ...rest, database: paths.database }).pipe(
+    const { directory: _, lockWait: __, ...rest }: DirectoryOptions = options
+    // an app's grants are kept in the directory unless it says where
+    const rspc = rest.rspc === undefined ? {} : { rspc: { grants: join(paths.dir, "grants.json"), ...rest.rspc } }
+    return layer({ ...rest, ...rspc, database: paths.database }).pipe(
       Layer.provideMerge(Layer.mergeAll(
         Identity.layer(paths.identity),
         Libraries.layerFile(paths.libraries),
         AddressBook.layerFile(paths.peers)
       ))
-    )
+    ) as Layer.Layer<ServicesOf<O & Options> | Identity.Identity | Libraries.Libraries | AddressBook.AddressBook, DirectoryStartError>
   }))
 
 /** Serves the node's own control procedures (`Control.NodeControl`) with its services in context. */
