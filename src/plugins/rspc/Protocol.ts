@@ -70,9 +70,17 @@ export const capability = (name: string) => <R extends Rpc.Rpc<any, any, any, an
 
 const isCapability = Schema.is(Capability)
 
-/** The capability `rpc` needs, if it names a valid one. */
-export const capabilityOf = (rpc: Rpc.AnyWithProps): Option.Option<Capability> =>
-  Option.filter(Context.getOption(rpc.annotations, Needs), isCapability)
+const capabilities = new WeakMap<Rpc.AnyWithProps, Option.Option<Capability>>()
+
+/** The capability `rpc` needs, if it names a valid one (looked up once per procedure: every call asks). */
+export const capabilityOf = (rpc: Rpc.AnyWithProps): Option.Option<Capability> => {
+  let found = capabilities.get(rpc)
+  if (found === undefined) {
+    found = Option.filter(Context.getOption(rpc.annotations, Needs), isCapability)
+    capabilities.set(rpc, found)
+  }
+  return found
+}
 
 /** A call the caller may not make: the procedure is not granted to it, does not exist, or its grant went while the call ran. */
 export class Forbidden extends Schema.TaggedError<Forbidden>("weft/rspc/Forbidden")("Forbidden", {
