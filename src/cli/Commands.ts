@@ -95,25 +95,33 @@ const peer = Args.text({ name: "peer" }).pipe(
   Args.withDescription("a peer id, or a multiaddr to connect to first")
 )
 
-/** The root command and its global options: `--peer` runs `weft notes …` against that peer (see `Remote`). */
+/** The root command and its global options: `--peer` runs `weft notes …`, `status` and `transfers …` against that peer (see `Remote`). */
 const root = Command.make("weft", {
   peer: Options.text("peer").pipe(
     Options.withSchema(Schema.String.pipe(Schema.pattern(PEER_ID, { message: () => "--peer takes a peer id (12D3KooW…, as `weft status` prints it)" }))),
     Options.optional,
-    Options.withDescription("run `weft notes …` on this paired peer, through rspc, as far as it granted this node (before the command: `weft --peer <id> notes list`)")
+    Options.withDescription("run `weft notes …`, `status` or `transfers …` on this paired peer, through rspc, as far as it granted this node (before the command: `weft --peer <id> notes list`)")
   )
 })
 
-/** Sends a request to the node of `dir` and prints the answer; refused with `--peer`, which only `notes` commands take. */
+/**
+ * Sends a request to the node of `dir` and prints the answer; with `--peer`, to that peer through rspc
+ * (`status`, `transfers …`; notes go through `notesRequest`), refused for the other commands.
+ */
 const request = <R extends Control.Request>(
   directory: string,
   asJson: boolean,
   body: R,
   show: (value: Control.Success<R>) => string
 ) =>
-  Effect.flatMap(root, ({ peer }): Effect.Effect<void, Control.Failure<R> | Remote.PeerOptionError> =>
+  Effect.flatMap(root, ({ peer }): Effect.Effect<void, unknown, Command.Command.Context<"weft">> =>
     Option.isSome(peer)
-      ? Remote.unsupported(body._tag)
+      ? Remote.isRemote(body)
+        ? Effect.flatMap(
+          Remote.call(DataDir.layout(directory).socket, peer.value as PeerId, body),
+          (value) => Console.log(asJson ? JSON.stringify(value) : show(value as Control.Success<R>))
+        )
+        : Remote.unsupported(body._tag)
       : Effect.flatMap(
         Control.call(DataDir.layout(directory).socket, body),
         (value) => Console.log(asJson ? JSON.stringify(value) : show(value))

@@ -5,10 +5,11 @@
  *   Grant    peer, capabilities, library?        → Grant (what the peer holds after)
  *   Revoke   peer, capabilities?, library?       → Grant (what it still holds)
  *   Grants   library?                            → Grant[]
- *   Remote   peer, library?, tag, payload        → the answer of the peer's notes procedure `tag`
+ *   Remote   peer, library?, tag, payload        → the answer of the peer's procedure `tag`: a notes
+ *                                                  one (`RemoteNotes`), `Status` or a transfers one (`RemoteNode`)
  *
  * `library` defaults to the node's default library. `Remote` calls a
- * notes procedure (`RemoteNotes`) on another peer through rspc: it fails
+ * procedure of `RemoteNotes` or `RemoteNode` on another peer through rspc: it fails
  * with `Forbidden` for what that peer did not grant, `Unavailable` when it
  * cannot be reached (never a local call instead), and the procedure's own
  * errors. Its answer travels as JSON, decoded by the caller with the
@@ -28,12 +29,25 @@ import { Grant, GrantsError } from "../plugins/rspc/Grants.js"
 import { CallTimeout, Forbidden, Unavailable } from "../plugins/rspc/Protocol.js"
 import { PeerId } from "../transport/Transport.js"
 import { NoteError } from "./NotesControl.js"
+import { SpacedropError } from "../plugins/spacedrop/Protocol.js"
+import { TransfersError } from "./TransfersControl.js"
 
 const library = Schema.optional(LibraryId)
 const Capabilities = Schema.Array(Schema.String.pipe(Schema.maxLength(128))).pipe(Schema.maxItems(256))
 
-/** The notes procedures a remote call may name. */
-export const RemoteTag = Schema.Literal("NotesList", "NotesGet", "NotesAdd", "NotesSet", "NotesRemove")
+/** The procedures a remote call may name: the notes ones, the node's status, and its transfers. */
+export const RemoteTag = Schema.Literal(
+  "NotesList",
+  "NotesGet",
+  "NotesAdd",
+  "NotesSet",
+  "NotesRemove",
+  "Status",
+  "Transfers",
+  "TransferPause",
+  "TransferResume",
+  "TransferCancel"
+)
 
 /** The rspc procedures of the CLI's control endpoint. */
 export class Control extends RpcGroup.make(
@@ -43,6 +57,19 @@ export class Control extends RpcGroup.make(
   Rpc.make("Remote", {
     payload: { peer: PeerId, library, tag: RemoteTag, payload: Schema.Unknown },
     success: Schema.Unknown,
-    error: Schema.Union(Forbidden, Unavailable, CallTimeout, RpcError, NodeError, NoteError, StorageError, ValidationError, MutationError, ClockDriftError)
+    error: Schema.Union(
+      Forbidden,
+      Unavailable,
+      CallTimeout,
+      RpcError,
+      NodeError,
+      NoteError,
+      StorageError,
+      ValidationError,
+      MutationError,
+      ClockDriftError,
+      TransfersError,
+      SpacedropError
+    )
   })
 ) {}

@@ -167,7 +167,8 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
     // the notes, on rspc, for the peers this node granted them to
     const rspc = RemoteServe.serveNotes(notesProcedures)
     const grants = Grants.layerFile(RemoteServe.grantsPath(paths.dir))
-    const context = yield* Layer.build(Layer.merge(control, rspc).pipe(Layer.provideMerge(grants), Layer.provideMerge(node)))
+    // (rspc serves the transfers of the control endpoint's `Transfers`: one for both)
+    const context = yield* Layer.build(Layer.provideMerge(rspc, control).pipe(Layer.provideMerge(grants), Layer.provideMerge(node)))
     yield* options.frontEnd.pipe(Effect.provide(context))
     const acceptDir = resolve(options.acceptDir ?? join(paths.dir, "received"))
     yield* Inbox.receive({ acceptDir }).pipe(Effect.provide(context))

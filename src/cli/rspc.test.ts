@@ -44,9 +44,20 @@ describe("weft --peer (rspc between two real nodes)", () => {
       expect(onA.notes.map((n) => n.title)).toEqual(["on a"])
 
       // a command that does not run remotely refuses --peer instead of answering for this node
-      const status = yield* weft("--peer", peerA, "status", "--dir", b)
-      expect(status.code).toBe(1)
-      expect(status.stderr).toMatch(/^weft: PeerOptionError: --peer works with `weft notes …` only/)
+      const peers = yield* weft("--peer", peerA, "peers", "--dir", b)
+      expect(peers.code).toBe(1)
+      expect(peers.stderr).toMatch(/^weft: PeerOptionError: --peer works with `weft notes …`, `weft status` and `weft transfers …` only/)
+
+      // status and transfers run on A once granted, each by its own capability, and never on B
+      const statusBefore = yield* weft("--peer", peerA, "status", "--dir", b)
+      expect(statusBefore.code).toBe(1)
+      expect(statusBefore.stderr).toBe("weft: Forbidden: forbidden (NotGranted): Status is not granted to you here\n")
+      yield* weftJson("grant", peerB, "node.status", "spacedrop.transfers.read", "--library", alpha, "--dir", a)
+      expect((yield* weftJson("--peer", peerA, "status", "--dir", b)).peerId).toBe(peerA)
+      expect(yield* weftJson("--peer", peerA, "transfers", "--dir", b)).toEqual([])
+      const cancel = yield* weft("--peer", peerA, "transfers", "cancel", "t1", "--dir", b)
+      expect(cancel.code).toBe(1)
+      expect(cancel.stderr).toBe("weft: Forbidden: forbidden (NotGranted): TransferCancel is not granted to you here\n")
 
       // revoked: refused again; the grants survive a restart of A (checked by the file the node reads)
       expect(yield* weftJson("revoke", peerB, "--library", alpha, "--dir", a)).toEqual({ peer: peerB, library: alpha, capabilities: [] })

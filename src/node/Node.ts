@@ -28,7 +28,8 @@
  * `Pair`, `Reconnect`, `Node`), so an app registers its own plugins on the
  * host and answers pairing requests through `Consent` (nobody attends by
  * default: requests are refused at once; `Consent.approveAll` or
- * `Consent.answerWith` attends).
+ * `Consent.answerWith` attends). With the `rspc` option the node serves the
+ * app's own procedures to the peers it grants them to (`RspcOptions`).
  *
  * Libraries appear while the node runs (pairing joins this node to a peer's
  * library): their engine is opened then, and synced. A library joined while
@@ -38,6 +39,8 @@
  *
  * @since 0.1.0
  */
+import type * as Rpc from "@effect/rpc/Rpc"
+import type * as RpcGroup from "@effect/rpc/RpcGroup"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -52,6 +55,9 @@ import * as Libraries from "../library/Libraries.js"
 import * as MediaModels from "../plugins/media/Models.js"
 import * as Consent from "../plugins/Consent.js"
 import * as Pair from "../plugins/pair/Pair.js"
+import * as Grants from "../plugins/rspc/Grants.js"
+import type * as RspcProtocol from "../plugins/rspc/Protocol.js"
+import * as Rspc from "../plugins/rspc/Rspc.js"
 import * as Ping from "../plugins/ping/Ping.js"
 import * as PluginHost from "../plugins/PluginHost.js"
 import * as Spacedrop from "../plugins/spacedrop/Spacedrop.js"
@@ -105,7 +111,34 @@ export interface Options {
    * locations; the media models are declared by every library's engine. Off when absent.
    */
   readonly media?: Locations.Options
+  /** The app's procedures served to the peers it grants them to (see `RspcOptions`); none by default. */
+  readonly rspc?: RspcOptions
 }
+
+/**
+ * rspc in an embedded node: the app's procedures (`Rspc`'s rules: each names
+ * its capability, with `Protocol.Guard`), their handlers, built with the
+ * node's services in context, and where the grants are kept. With it the
+ * node's layer also provides `Rspc.Rspc` and `Grants.Grants` (grant and
+ * revoke through it; nothing is granted by default), and peers call the
+ * procedures with `Rspc.client`. Made with `rspc`, which checks the
+ * handlers against the group.
+ */
+export interface RspcOptions<Rpcs extends Rpc.Any = any> {
+  readonly group: RpcGroup.RpcGroup<Rpcs>
+  /** The handlers (`group.toLayer(…)`); declare `RpcPlugin.CallerMiddleware` after `Guard` on the group to read `Caller`. */
+  readonly handlers: Layer.Layer<Rpc.ToHandler<Rpcs>, never, Services>
+  /** Bounds of the server (default `Protocol.DEFAULT_LIMITS`). */
+  readonly limits?: Partial<RspcProtocol.Limits>
+  /** The grants file (`layerDirectory`: `grants.json` in the directory); in memory when none. */
+  readonly grants?: string
+}
+
+/** The `rspc` option of a node, its handlers typed by its group. */
+export const rspc = <Rpcs extends Rpc.Any>(options: RspcOptions<Rpcs>): RspcOptions => options as RspcOptions
+
+/** What a node with `rspc` provides beside `Services`. */
+export type RspcServices = Rspc.Rspc | Grants.Grants
 
 /** A request the node cannot serve as asked (`NoLibrary`). */
 export const NodeError = Control.NodeError
@@ -143,15 +176,18 @@ export type Services =
   | Reconnect.Reconnect
 
 /** Why a node could not start (`LocationError`: its media mounts could not be read). */
-export type StartError = TransportError | StorageError | ValidationError | Locations.LocationError
+export type StartError = TransportError | StorageError | ValidationError | Locations.LocationError | Grants.GrantsError
 
 /** The media services, in a node's output when its options have `media`. */
 export type MediaOf<O> = O extends { readonly media: object } ? Locations.Services : never
 
+/** `Services`, with `RspcServices` when the options have `rspc` and the media services when they have `media`. */
+export type ServicesOf<O extends Options> = Services | (O["rspc"] extends RspcOptions ? RspcServices : never) | MediaOf<O>
+
 /** A node over the identity, libraries and address book in context; it runs for the layer's lifetime. */
 export const layer = <const O extends Options>(
   options: O
-): Layer.Layer<Services | MediaOf<O>, StartError, Identity.Identity | Libraries.Libraries | AddressBook.AddressBook> => {
+): Layer.Layer<ServicesOf<O>, StartError, Identity.Identity | Libraries.Libraries | AddressBook.AddressBook> => {
   const transport = Layer.scoped(
     Transport,
     Effect.gen(function*() {
@@ -177,12 +213,20 @@ export const layer = <const O extends Options>(
     Layer.provideMerge(transport)
   )
   // media, when asked for: on the graph's host, libraries and engines
-  return (options.media === undefined ? graph : Locations.layer(options.media).pipe(Layer.provideMerge(graph))) as Layer.Layer<
-    Services | MediaOf<O>,
+  const withMedia = options.media === undefined ? graph : Locations.layer(options.media).pipe(Layer.provideMerge(graph))
+  return (options.rspc === undefined ? withMedia : Layer.provideMerge(rspcLayer(options.rspc), withMedia)) as Layer.Layer<
+    ServicesOf<O>,
     StartError,
     Identity.Identity | Libraries.Libraries | AddressBook.AddressBook
   >
 }
+
+/** The rspc server of `options`, its handlers built over the node. */
+const rspcLayer = (options: RspcOptions): Layer.Layer<RspcServices, StartError, Services | Libraries.Libraries> =>
+  Rspc.layer({ group: options.group, ...(options.limits === undefined ? {} : { limits: options.limits }) }).pipe(
+    Layer.provide(options.handlers as Layer.Layer<never, never, Services>),
+    Layer.provideMerge(options.grants === undefined ? Grants.layerMemory() : Grants.layerFile(options.grants))
+  )
 
 /** How a node runs on a data directory: `Options`, with the databases in the directory. */
 export interface DirectoryOptions extends Omit<Options, "database"> {
@@ -211,7 +255,7 @@ export type DirectoryStartError =
  */
 export const layerDirectory = <const O extends DirectoryOptions>(
   options: O
-): Layer.Layer<Services | MediaOf<O> | Identity.Identity | Libraries.Libraries | AddressBook.AddressBook, DirectoryStartError> =>
+): Layer.Layer<ServicesOf<O & Options> | Identity.Identity | Libraries.Libraries | AddressBook.AddressBook, DirectoryStartError> =>
   Layer.unwrapScoped(Effect.gen(function*() {
     const paths = DataDir.layout(options.directory)
     yield* DataDir.create(paths)
@@ -225,8 +269,10 @@ export const layerDirectory = <const O extends DirectoryOptions>(
     const { directory: _, lockWait: __, ...rest }: DirectoryOptions = options
     // a node's mounts are its own: kept in its directory, never synced
     const media = options.media === undefined ? {} : { media: { mountsFile: join(paths.dir, "media", "mounts.json"), ...options.media } }
-    return (layer({ ...rest, ...media, database: paths.database }) as Layer.Layer<
-      Services | MediaOf<O>,
+    // an app's grants are kept in the directory unless it says where
+    const rspc = rest.rspc === undefined ? {} : { rspc: { grants: join(paths.dir, "grants.json"), ...rest.rspc } }
+    return (layer({ ...rest, ...media, ...rspc, database: paths.database }) as Layer.Layer<
+      ServicesOf<O & Options>,
       StartError,
       Identity.Identity | Libraries.Libraries | AddressBook.AddressBook
     >).pipe(
@@ -235,7 +281,7 @@ export const layerDirectory = <const O extends DirectoryOptions>(
         Libraries.layerFile(paths.libraries),
         AddressBook.layerFile(paths.peers)
       ))
-    )
+    ) as Layer.Layer<ServicesOf<O & Options> | Identity.Identity | Libraries.Libraries | AddressBook.AddressBook, DirectoryStartError>
   }))
 
 /** Serves the node's own control procedures (`Control.NodeControl`) with its services in context. */

@@ -5,7 +5,9 @@ import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
+import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as MemoryTransport from "../transport/MemoryTransport.js"
 import * as Transport from "../transport/Transport.js"
 import * as Libraries from "../library/Libraries.js"
@@ -67,5 +69,23 @@ describe("a plugin handler's scope", () => {
       yield* until(bob.streams, (streams) => streams.length === 0)
       yield* until(Ref.get(released), (n) => n === 1)
       expect(yield* Ref.get(released)).toBe(1)
+    }))
+})
+
+describe("the host's view of connections", () => {
+  it.scopedLive("a connection made as soon as the host is built is available, however late the transport's event stream would subscribe", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 1 })
+      const transport = yield* network.transport("alice")
+      // a transport whose `events` stream takes a while to subscribe once read: the host must not rely on it
+      const slow: Transport.Service = { ...transport, events: Stream.unwrap(Effect.as(Effect.sleep("20 millis"), transport.events)) }
+      const base = Layer.merge(Layer.succeed(Transport.Transport, slow), Libraries.layerMemory())
+      const alice = Context.get(yield* Layer.build(Layer.provide(PluginHost.layer(), base)), PluginHost.PluginHost)
+      const events = yield* alice.events
+      yield* network.transport("bob")
+      yield* transport.connect("memory://bob")
+      yield* until(alice.available, (peers) => peers.includes("bob" as Transport.PeerId))
+      const first = yield* Stream.runHead(Stream.filter(events, (event) => event._tag === "Available")).pipe(Effect.timeout("5 seconds"))
+      expect(first).toEqual(Option.some({ _tag: "Available", peer: "bob", address: "memory://bob" }))
     }))
 })

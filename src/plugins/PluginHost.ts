@@ -170,7 +170,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
     }
 
     // availability follows the transport's connections; discovered peers are connected to first
-    const events = yield* transport.events.pipe(Stream.toPull)
+    // subscribed before the connections are counted (below), so none made in between is missed
+    const events = yield* Effect.flatMap(transport.subscribe, Stream.toPull)
     yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
       const chunk = yield* Effect.catchAll(events, () => Effect.never)
       for (const event of chunk) {
@@ -200,9 +201,7 @@ export const make = (options: Options = {}): Effect.Effect<Service, never, Trans
         }
       }
     })))
-    // the events stream subscribes on its first pull, in the fiber above: let it run to there, so a
-    // connection made as soon as `make` returns is not missed (then count those made before)
-    yield* Effect.yieldNow()
+    // those made before the subscription
     for (const peer of yield* transport.connections) yield* Ref.update(available, HashSet.add(peer))
 
     // forked into the host's scope: a handler that reports its own connection must not wait

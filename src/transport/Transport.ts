@@ -136,6 +136,11 @@ export interface Service {
   readonly connections: Effect.Effect<ReadonlyArray<PeerId>>
   /** Connection and discovery events from now on. */
   readonly events: Stream.Stream<TransportEvent>
+  /**
+   * The same events, subscribed when this returns (none after it is missed,
+   * whichever fiber reads them and whenever), until the scope closes.
+   */
+  readonly subscribe: Effect.Effect<Stream.Stream<TransportEvent>, never, Scope.Scope>
 }
 
 /** The transport of this peer. */

@@ -298,7 +298,11 @@ export const makeServer = <Rpcs extends Rpc.Any>(
         const violation = (reason: ProtocolError["reason"], detail: string) => new ProtocolError({ reason, ...where, detail })
         const id = nextClient++
         const writing = yield* Effect.makeSemaphore(1)
-        const slots = yield* Effect.makeSemaphore(maxInFlight)
+        // calls started and not answered yet, and calls in `waiting` not started yet; `slotFreed`
+        // opens when an answer frees a slot
+        let running = 0
+        let queued = 0
+        const slotFreed = Effect.unsafeMakeLatch(false)
         const ended = yield* Deferred.make<void>()
         // calls read and not started yet (the client may send more than maxInFlight at once); the stream
         // is not read while this many wait, but acknowledgements and interruptions behind them still flow
@@ -312,7 +316,7 @@ export const makeServer = <Rpcs extends Rpc.Any>(
         const endCalls = Effect.suspend(() => {
           if (endOfCalls) return Effect.void
           endOfCalls = true
-          return Queue.offer(waiting, { _tag: "Eof" })
+          return enqueue({ _tag: "Eof" })
         })
         // false when the message does not fit a frame (nothing was written)
         const send = (message: FromServer): Effect.Effect<boolean> => {
@@ -330,30 +334,62 @@ export const makeServer = <Rpcs extends Rpc.Any>(
             Effect.suspend(() => {
               client.calls.delete(requestId)
               lastActive = clock.unsafeCurrentTimeMillis()
-              return started.delete(requestId) ? slots.release(1) : Effect.void
+              if (started.delete(requestId)) {
+                running--
+                slotFreed.unsafeOpen()
+              }
+              return Effect.void
             }),
           ended: () => Deferred.unsafeDone(ended, Exit.void)
         }
         clients.set(id, client)
         yield* Effect.addFinalizer(() => Effect.zipRight(server.disconnect(id), Effect.sync(() => clients.delete(id))))
 
-        // starts waiting calls as slots free up, in the order they came; the end of the calls after them
-        yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
-          const next = yield* Queue.take(waiting)
-          if (next._tag === "Eof") return yield* server.write(id, { _tag: "Eof" })
-          yield* slots.take(1)
-          if (cancelled.delete(next.id)) {
-            client.calls.delete(next.id)
-            return yield* slots.release(1)
-          }
-          started.add(next.id)
-          yield* server.write(id, {
+        // takes a slot for `call` if one is free: nothing else may run between the look and the take
+        const take = (call: string) => {
+          if (running >= maxInFlight) return false
+          running++
+          started.add(call)
+          return true
+        }
+        const start = (next: Extract<Waiting, { _tag: "Request" }>) =>
+          server.write(id, {
             _tag: "Request",
             id: RpcMessage.RequestId(next.id),
             tag: next.tag as any,
             payload: next.payload as any,
             headers: Headers.empty
           })
+        // a call starts at once when a slot is free and none waits before it; otherwise it waits its turn
+        // (and the reader stops once `waiting` is full), as does the end of the calls behind them
+        const enqueue = (next: Waiting) =>
+          Effect.suspend(() => {
+            if (queued === 0) {
+              if (next._tag === "Eof") return server.write(id, { _tag: "Eof" })
+              if (take(next.id)) return start(next)
+            }
+            queued++
+            return Queue.offer(waiting, next)
+          })
+        yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+          const next = yield* Queue.take(waiting)
+          if (next._tag === "Eof") {
+            queued--
+            return yield* server.write(id, { _tag: "Eof" })
+          }
+          while (true) {
+            // closed before the look, so an answer after the look opens it again
+            slotFreed.unsafeClose()
+            if (cancelled.delete(next.id)) {
+              client.calls.delete(next.id)
+              queued--
+              return
+            }
+            if (take(next.id)) break
+            yield* slotFreed.await
+          }
+          queued--
+          yield* start(next)
         })))
 
         const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes })
@@ -378,7 +414,7 @@ export const makeServer = <Rpcs extends Rpc.Any>(
                 const payload = yield* Effect.either(call.decodePayload(message.payload))
                 if (Either.isLeft(payload)) return yield* refuse(`the payload of ${message.tag}: ${describe(payload.left)}`)
                 client.calls.set(message.id, call)
-                yield* Queue.offer(waiting, { _tag: "Request", id: message.id, tag: message.tag, payload: payload.right })
+                yield* enqueue({ _tag: "Request", id: message.id, tag: message.tag, payload: payload.right })
               })
             case "Ack":
               return server.write(id, { _tag: "Ack", requestId: RpcMessage.RequestId(message.requestId) })

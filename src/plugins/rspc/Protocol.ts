@@ -27,8 +27,9 @@
  * membership goes.
  *
  * Bounds: frames of at most `DEFAULT_LIMITS.maxFrameBytes`; at most
- * `maxInFlight` calls per stream and `maxStreams` streams per peer (so at
- * most their product per peer); a plain call lasts at most `callTimeout`
+ * `maxInFlight` calls read per stream, `maxStreams` streams per peer, and
+ * `maxCallsPerPeer` handlers of one peer running at once, whatever streams
+ * its calls came on (the others wait); a plain call lasts at most `callTimeout`
  * (`CallTimeout`). Bytes that are not a message, an oversize frame or a
  * payload that does not decode are protocol violations: the peer is
  * disconnected.
@@ -69,9 +70,17 @@ export const capability = (name: string) => <R extends Rpc.Rpc<any, any, any, an
 
 const isCapability = Schema.is(Capability)
 
-/** The capability `rpc` needs, if it names a valid one. */
-export const capabilityOf = (rpc: Rpc.AnyWithProps): Option.Option<Capability> =>
-  Option.filter(Context.getOption(rpc.annotations, Needs), isCapability)
+const capabilities = new WeakMap<Rpc.AnyWithProps, Option.Option<Capability>>()
+
+/** The capability `rpc` needs, if it names a valid one (looked up once per procedure: every call asks). */
+export const capabilityOf = (rpc: Rpc.AnyWithProps): Option.Option<Capability> => {
+  let found = capabilities.get(rpc)
+  if (found === undefined) {
+    found = Option.filter(Context.getOption(rpc.annotations, Needs), isCapability)
+    capabilities.set(rpc, found)
+  }
+  return found
+}
 
 /** A call the caller may not make: the procedure is not granted to it, does not exist, or its grant went while the call ran. */
 export class Forbidden extends Schema.TaggedError<Forbidden>("weft/rspc/Forbidden")("Forbidden", {
@@ -120,17 +129,20 @@ export interface Limits {
   readonly maxInFlight: number
   /** Most streams (clients) of one peer open at once. */
   readonly maxStreams: number
+  /** Most handlers of one peer's calls running at once, over all its streams (more wait for one to end). */
+  readonly maxCallsPerPeer: number
   /** Most time one plain call may run (streams run until the client, the grant or the connection ends them). */
   readonly callTimeout: Duration.Duration
   /** A stream with no call in flight and nothing read for this long is closed. */
   readonly idleTimeout: Duration.Duration
 }
 
-/** The default bounds: 256 KiB frames, 32 calls on each of 4 streams per peer, 30 s per call, 60 s idle. */
+/** The default bounds: 256 KiB frames, 32 calls on each of 4 streams per peer, 128 running per peer, 30 s per call, 60 s idle. */
 export const DEFAULT_LIMITS: Limits = {
   maxFrameBytes: 256 * 1024,
   maxInFlight: 32,
   maxStreams: 4,
+  maxCallsPerPeer: 128,
   callTimeout: Duration.seconds(30),
   idleTimeout: Duration.seconds(60)
 }

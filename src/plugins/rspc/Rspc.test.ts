@@ -55,12 +55,15 @@ const setup = (limits: Partial<Protocol.Limits> = {}) =>
     const eve = yield* network.host("eve")
     const entered = yield* Ref.make(0)
     const running = yield* Ref.make(0)
+    // the most handlers that ever ran at once
+    const peak = yield* Ref.make(0)
     const holding = yield* Deferred.make<void>()
+    const enter = Effect.flatMap(Ref.updateAndGet(running, (n) => n + 1), (n) => Ref.update(peak, (p) => Math.max(p, n)))
     const counted = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-      Effect.zipRight(Ref.update(entered, (n) => n + 1), Effect.acquireUseRelease(Ref.update(running, (n) => n + 1), () => effect, () => Ref.update(running, (n) => n - 1)))
+      Effect.zipRight(Ref.update(entered, (n) => n + 1), Effect.acquireUseRelease(enter, () => effect, () => Ref.update(running, (n) => n - 1)))
     const countedStream = <A>(stream: Stream.Stream<A>) =>
       Stream.unwrapScoped(Effect.as(
-        Effect.zipRight(Ref.update(entered, (n) => n + 1), Effect.acquireRelease(Ref.update(running, (n) => n + 1), () => Ref.update(running, (n) => n - 1))),
+        Effect.zipRight(Ref.update(entered, (n) => n + 1), Effect.acquireRelease(enter, () => Ref.update(running, (n) => n - 1))),
         stream
       ))
     const handlers = Probe.toLayer({
@@ -79,7 +82,7 @@ const setup = (limits: Partial<Protocol.Limits> = {}) =>
       yield* eventually(peer.host.available, (peers) => peers.includes(bob.id))
     }
     const client = (from: Hosts.Host, library: string) => from.provide(Rspc.client(Probe, { peer: bob.id, library }))
-    return { network, alice, bob, dave, eve, grants, server, entered, running, holding, client }
+    return { network, alice, bob, dave, eve, grants, server, entered, running, peak, holding, client }
   })
 
 const failure = <A, E>(outcome: Either.Either<A, E>): E => {
@@ -225,6 +228,23 @@ describe("rspc", () => {
       const notes = yield* client(alice, L)
       expect(failure(yield* Effect.either(notes.Hold()))).toMatchObject({ _tag: "CallTimeout", procedure: "Hold" })
       yield* eventually(Ref.get(running), (n) => n === 0)
+    }))
+
+  it.scopedLive("maxCallsPerPeer bounds the handlers of one peer over all its streams; a call beyond waits and runs when one ends", () =>
+    Effect.gen(function*() {
+      const { client, alice, grants, running, peak, entered } = yield* setup({ maxCallsPerPeer: 3 })
+      yield* grants.grant(alice.id, L, ["probe.read"])
+      const [first, second] = [yield* client(alice, L), yield* client(alice, L)]
+      // three endless streams on one stream of the peer, then a plain call on another
+      const watches = yield* Effect.forEach([first, first, second], (c) => Effect.forkScoped(Stream.runDrain(c.Watch())))
+      yield* eventually(Ref.get(running), (n) => n === 3)
+      const read = yield* Effect.fork(second.Read())
+      yield* Fiber.interrupt(watches[0]!)
+      expect(yield* Fiber.join(read)).toBe(42)
+      yield* Effect.forEach(watches, Fiber.interrupt, { discard: true })
+      yield* eventually(Ref.get(running), (n) => n === 0)
+      expect(yield* Ref.get(peak)).toBe(3)
+      expect(yield* Ref.get(entered)).toBe(4)
     }))
 
   it.scopedLive("nothing leaks: 1000 calls and 100 streams, then a disconnect, leave no handler, stream or call running", () =>

@@ -80,8 +80,17 @@ interface Running {
   readonly procedure: string
   /** The fiber of the handler, once started. */
   fiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
-  /** Why the call was ended from outside (its grant or its caller's membership went). */
-  ended: Protocol.Forbidden | undefined
+  /** Why the call was ended from outside (its grant or its caller's membership went, or its time ran out). */
+  ended: Protocol.Forbidden | Protocol.CallTimeout | undefined
+  /** When a plain call's time runs out (epoch ms); undefined for a streaming call. */
+  deadline: number | undefined
+}
+
+/** The calls of one peer running now, and what bounds them. */
+interface PeerCalls {
+  readonly slots: Effect.Semaphore
+  /** Calls of the peer inside the guard (running or waiting for a slot). */
+  users: number
 }
 
 interface Served {
@@ -119,6 +128,41 @@ export const serve = <Rpcs extends Rpc.Any>(
     const host = yield* PluginHost
     const calls = new Set<Running>()
     const streams = new Set<Served>()
+    const clock = yield* Effect.clock
+    // the plain calls running, in the order they started: all have the same time, so the first one
+    // runs out first, and one watchdog fiber serves every call (no timer fiber per call)
+    const timed = new Set<Running>()
+    const timedAdded = Effect.unsafeMakeLatch(false)
+    yield* Effect.forkScoped(Effect.forever(Effect.gen(function*() {
+      // closed before the look, so a call added after the look opens it again
+      timedAdded.unsafeClose()
+      const first = timed.values().next()
+      if (first.done === true) return yield* timedAdded.await
+      const call = first.value
+      const left = call.deadline! - clock.unsafeCurrentTimeMillis()
+      if (left > 0) return yield* Effect.sleep(Duration.millis(left))
+      timed.delete(call)
+      if (call.ended === undefined) {
+        call.ended = new Protocol.CallTimeout({ reason: "Timeout", procedure: call.procedure, millis: callMillis })
+        if (call.fiber !== undefined) yield* Fiber.interruptFork(call.fiber)
+      }
+    })))
+    // the per-peer bound: a peer's calls beyond it wait (on whichever streams they came) before their handler runs
+    const peers = new Map<string, PeerCalls>()
+    const enter = (peer: string) =>
+      Effect.sync(() => {
+        let entry = peers.get(peer)
+        if (entry === undefined) {
+          entry = { slots: Effect.unsafeMakeSemaphore(limits.maxCallsPerPeer), users: 0 }
+          peers.set(peer, entry)
+        }
+        entry.users++
+        return entry
+      })
+    const leave = (peer: string, entry: PeerCalls) =>
+      Effect.sync(() => {
+        if (--entry.users === 0) peers.delete(peer)
+      })
 
     const allowed = (peer: string, library: string, capability: Option.Option<Protocol.Capability>) =>
       Option.isNone(capability)
@@ -150,27 +194,41 @@ export const serve = <Rpcs extends Rpc.Any>(
           capability: Protocol.capabilityOf(rpc),
           procedure: rpc._tag,
           fiber: undefined,
-          ended: undefined
+          ended: undefined,
+          deadline: undefined
         }
-        const body = RpcSchema.isStreamSchema(rpc.successSchema)
-          ? next
-          : Effect.timeoutFail(next, { duration: limits.callTimeout, onTimeout: () => new Protocol.CallTimeout({ reason: "Timeout", procedure: rpc._tag, millis: callMillis }) })
+        const plain = !RpcSchema.isStreamSchema(rpc.successSchema)
         // listed before the check: a revoke between the two is seen by the sweep. The handler runs in
-        // a fiber of its own (one fork, cheaper than a race), which the sweep interrupts; its
-        // interruption is then answered with the reason
+        // a fiber of its own (one fork, cheaper than a race), which the sweep or the watchdog interrupts;
+        // its interruption is then answered with the reason
         return yield* Effect.acquireUseRelease(
-          Effect.sync(() => calls.add(running)),
-          () =>
-            Effect.gen(function*() {
+          Effect.zipLeft(enter(running.peer), Effect.sync(() => calls.add(running))),
+          (entry) =>
+            entry.slots.withPermits(1)(Effect.gen(function*() {
+              // ended by the sweep while it waited for a slot
+              const before = running.ended
+              if (before !== undefined) return yield* before
               if (!(yield* allowed(running.peer, running.library, running.capability))) return yield* Protocol.notGranted(rpc._tag)
-              const child = yield* Effect.fork(body)
+              const child = yield* Effect.fork(next)
               running.fiber = child
+              if (plain) {
+                running.deadline = clock.unsafeCurrentTimeMillis() + callMillis
+                timed.add(running)
+                timedAdded.unsafeOpen()
+              }
               if (running.ended !== undefined) yield* Fiber.interruptFork(child)
               const exit = yield* Effect.onInterrupt(Fiber.await(child), () => Fiber.interrupt(child))
               if (Exit.isFailure(exit) && running.ended !== undefined && Cause.isInterruptedOnly(exit.cause)) return yield* running.ended
               return yield* exit
-            }),
-          () => Effect.sync(() => calls.delete(running))
+            })),
+          (entry) =>
+            Effect.zipRight(
+              Effect.sync(() => {
+                calls.delete(running)
+                timed.delete(running)
+              }),
+              leave(running.peer, entry)
+            )
         )
       })
 

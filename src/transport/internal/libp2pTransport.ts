@@ -560,6 +560,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
       open,
       disconnect,
       connections: Effect.sync(() => [...new Set(node.getPeers().map(toPeerId))]),
-      events: Stream.fromPubSub(events)
+      events: Stream.fromPubSub(events),
+      subscribe: Effect.map(PubSub.subscribe(events), (queue) => Stream.fromQueue(queue))
     } satisfies Service
   })

@@ -508,7 +508,8 @@ const service = (network: Network, node: Node): Transport.Service => ({
       return connection === undefined ? Effect.void : dropDetached(network, connection, `${node.id} closed the connection`)
     }),
   connections: Effect.sync(() => [...node.connections.values()].map((connection) => other(connection, node).id)),
-  events: Stream.fromPubSub(node.events)
+  events: Stream.fromPubSub(node.events),
+  subscribe: Effect.map(PubSub.subscribe(node.events), (queue) => Stream.fromQueue(queue))
 })
 
 const register = (network: Network, peerId: string) =>
