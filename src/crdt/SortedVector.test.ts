@@ -76,6 +76,32 @@ describe("SortedVector", () => {
       expect(VersionVector.covers(target, b) && VersionVector.covers(target, a)).toBe(true)
     }), { numRuns: 300 }))
 
+  it("merging in place many entries (one sort of both), as a session merges an announced vector, holds what a Map holds", () =>
+    fc.assert(fc.property(
+      fc.uniqueArray(fc.tuple(origin, entry), { minLength: 65, maxLength: 200, selector: ([o]) => o }),
+      fc.uniqueArray(fc.tuple(origin, entry), { minLength: 65, maxLength: 200, selector: ([o]) => o }),
+      (x, y) => {
+        const target = decoded(x)
+        VersionVector.mergeInPlace(target, decoded(y))
+        const mapTarget = new Map(x)
+        VersionVector.mergeInPlace(mapTarget, new Map(y))
+        expect(contents(target)).toEqual(contents(mapTarget))
+        for (const [o, e] of mapTarget) expect(target.get(o)).toEqual(e)
+      }
+    ), { numRuns: 100 }))
+
+  it("a vector merged with many others keeps its own origins' bytes, not every vector merged in (a session merges one per Ack)", () => {
+    const ts = "0000000000000001" as Timestamp
+    const list = (from: number, n: number, seq: number) => Array.from({ length: n }, (_, i) => [`peer-${from + i}`, { seq, ts }] as const)
+    const target = decoded(list(0, 100, 1))
+    // small ones (Acks) and large ones (announced vectors), each decoded from its own frame
+    for (let round = 1; round <= 200; round++) VersionVector.mergeInPlace(target, decoded(list(round % 100, round % 2 === 0 ? 3 : 100, round)))
+    expect(target.columns().buffers.length).toBeLessThanOrEqual(8)
+    expect(target.size).toBe(199)
+    expect(VersionVector.seqOf(target, "peer-0")).toBe(200)
+    expect(VersionVector.seqOf(target, "peer-198")).toBe(199)
+  })
+
   const command = fc.oneof(
     fc.tuple(fc.constant("set" as const), origin, entry),
     fc.tuple(fc.constant("delete" as const), origin),

@@ -395,19 +395,28 @@ export class SortedVector implements Map<string, Entry> {
         this.added.delete(origin)
       }
     }
-    this.c = (fromColumns(concat([base, columnsOf(fits, 0)]), "max") as SortedVector).c
+    this.c = bounded((fromColumns(concat([base, columnsOf(fits, 0)]), "max") as SortedVector).c)
     this.deleted = 0
     this.table = undefined
     this.lookups = 0
   }
 
-  /** Raises entries to those of `other` where it holds more, in place (as `VersionVector.mergeInPlace`): one sort of both. */
+  /**
+   * Raises entries to those of `other` where it holds more, in place (as `VersionVector.mergeInPlace`).
+   * A few entries (a session's Ack) are looked up one by one: O(m log n), no copy of the columns, and
+   * nothing of `other` kept. Many entries: one sort of both, their origin bytes copied into one buffer
+   * once the columns point into many (they would otherwise keep every vector ever merged in).
+   */
   mergeFrom(other: SortedVector): void {
+    if (other.size <= SMALL_MERGE || other.size * SMALL_MERGE_RATIO <= this.size) {
+      for (const [origin, entry] of other) if (this.seqOf(origin) < entry.seq) this.set(origin, entry)
+      return
+    }
     const theirs = [...other.outside()]
     const mine = [...this.outside()]
     this.added.clear()
     // both sides' rows, ours first: on equal seqs ours stay (the sort keeps rows of equal keys in order)
-    this.c = (fromColumns(concat([this.c, other.columns()]), "max") as SortedVector).c
+    this.c = bounded((fromColumns(concat([this.c, other.columns()]), "max") as SortedVector).c)
     this.table = undefined
     this.lookups = 0
     // entries beside the columns (never from an honest peer): ours stand unless theirs hold more
@@ -514,6 +523,34 @@ export class SortedVector implements Map<string, Entry> {
   get [Symbol.toStringTag](): string {
     return "SortedVector"
   }
+}
+
+/** At most this many entries, or this ratio fewer than the target holds, are merged one by one (`mergeFrom`). */
+const SMALL_MERGE = 64
+const SMALL_MERGE_RATIO = 16
+/** Most buffers columns point into before their origins are copied into one (`bounded`). */
+const MAX_BUFFERS = 8
+
+/**
+ * `c`, or the same rows with every origin's bytes copied into one buffer when `c` points into more
+ * than `MAX_BUFFERS`: what a merge keeps is its own rows' bytes, not every buffer they came from.
+ */
+const bounded = (c: Columns): Columns => {
+  if (c.buffers.length <= MAX_BUFFERS) return c
+  let total = 0
+  for (let i = 0; i < c.length; i++) total += c.lengths[i]!
+  const buffer = Buffer.allocUnsafeSlow(total)
+  const starts = new Uint32Array(c.length)
+  let at = 0
+  for (let i = 0; i < c.length; i++) {
+    const from = c.buffers[c.sources[i]!]!
+    const start = c.starts[i]!
+    const length = c.lengths[i]!
+    for (let k = 0; k < length; k++) buffer[at + k] = from[start + k]!
+    starts[i] = at
+    at += length
+  }
+  return { ...c, sources: new Uint32Array(c.length), starts, buffers: [buffer] }
 }
 
 const TABLE_AFTER = 64

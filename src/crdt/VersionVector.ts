@@ -51,12 +51,28 @@ export const fromEntries = (entries: Iterable<readonly [string, Entry]>): Versio
 export const seqOf = (vector: VersionVector, origin: string): number =>
   vector instanceof SortedVector.SortedVector ? vector.seqOf(origin) : vector.get(origin)?.seq ?? 0
 
-/** Moves each origin's entry in `vector` to its largest seq among `ops`, in place. */
+/**
+ * Moves each origin's entry in `vector` to its largest seq among `ops`, in place: one lookup and at
+ * most one entry per run of an origin's operations (a batch holds each origin's in a run), not one per operation.
+ */
 export const advanceInPlace = (vector: Map<string, Entry>, ops: Iterable<Operation>): void => {
+  let origin: string | undefined
+  let seq = 0
+  let ts: Timestamp | undefined
   for (const op of ops) {
-    const current = vector.get(op.origin)
-    if (current === undefined || current.seq < op.seq) vector.set(op.origin, { seq: op.seq, ts: op.ts })
+    if (op.origin === origin) {
+      if (op.seq > seq) {
+        seq = op.seq
+        ts = op.ts
+      }
+      continue
+    }
+    if (origin !== undefined && seqOf(vector, origin) < seq) vector.set(origin, { seq, ts: ts! })
+    origin = op.origin
+    seq = op.seq
+    ts = op.ts
   }
+  if (origin !== undefined && seqOf(vector, origin) < seq) vector.set(origin, { seq, ts: ts! })
 }
 
 /** The vector after also holding `ops` (each origin's entry moves to its largest seq). */
