@@ -63,6 +63,8 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
     const pathOf = (hash: string) => nodePath.join(directory, hash.slice(0, 2), hash)
     // insertion order is recency: the first key is the least recently used
     const entries = new Map<string, number>()
+    // shard directories known to exist: one mkdir per shard, not per write
+    const shards = new Set<string>()
     let total = 0
     // one change of the index at a time: a write's size is counted once it is on disk
     const lock = yield* Effect.makeSemaphore(1)
@@ -128,38 +130,45 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
           yield* remove(hash)
           return Option.none<Uint8Array>()
         }
-        const size = entries.get(hash)
-        if (size !== undefined) {
-          entries.delete(hash)
-          entries.set(hash, size)
-        }
+        touch(hash)
         return Option.some(bytes)
       })
 
+    const touch = (hash: string) => {
+      const size = entries.get(hash)
+      if (size === undefined) return false
+      entries.delete(hash)
+      entries.set(hash, size)
+      return true
+    }
+
     const put = (hash: string, bytes: Uint8Array) =>
-      lock.withPermits(1)(Effect.gen(function*() {
+      Effect.gen(function*() {
         if (bytes.length > MAX_THUMBNAIL_BYTES) return yield* new CacheError({ reason: "TooLarge", detail: `${bytes.length} bytes` })
         if (!HASH.test(hash) || sha256(bytes) !== hash) return yield* new CacheError({ reason: "HashMismatch", detail: `the bytes do not hash to ${hash}` })
-        if (entries.has(hash)) {
-          const size = entries.get(hash)!
-          entries.delete(hash)
-          entries.set(hash, size)
-          return
-        }
+        if (touch(hash)) return
+        // written outside the lock (writes of several fetches overlap); a file is only ever
+        // renamed into place whole, so a second writer of the same hash writes the same bytes
         const path = pathOf(hash)
         const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`
         yield* Effect.tryPromise({
           try: async () => {
-            await fs.mkdir(nodePath.dirname(path), { recursive: true })
+            if (!shards.has(hash.slice(0, 2))) {
+              await fs.mkdir(nodePath.dirname(path), { recursive: true })
+              shards.add(hash.slice(0, 2))
+            }
             await fs.writeFile(temporary, bytes)
             await fs.rename(temporary, path)
           },
           catch: storage("a cache entry could not be written")
         }).pipe(Effect.tapError(() => Effect.promise(() => fs.rm(temporary, { force: true }))))
-        entries.set(hash, bytes.length)
-        total += bytes.length
-        yield* evict
-      }))
+        yield* lock.withPermits(1)(Effect.suspend(() => {
+          if (touch(hash)) return Effect.void
+          entries.set(hash, bytes.length)
+          total += bytes.length
+          return evict
+        }))
+      })
 
     return {
       get,

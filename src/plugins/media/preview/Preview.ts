@@ -131,6 +131,11 @@ export interface Service {
 /** Preview on a node. */
 export class Preview extends Context.Tag("weft/plugins/media/Preview")<Preview, Service>() {}
 
+// `fetchAll` asks in batches of this many, this many batches at once: a peer's disk reads, the
+// network and this node's writes overlap, and no batch waits long behind another
+const FETCH_BATCH = 32
+const FETCHES = 8
+
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
 /** Registers the protocol on the host in context and provides the service; unregistered with the scope. */
@@ -316,14 +321,15 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         for (const t of ready) if (t.hash !== undefined && !(yield* cache.has(t.hash))) lacking.push(t.hash)
         let progress: FetchProgress = { total: lacking.length, fetched: 0, unavailable: 0 }
         const batches: Array<ReadonlyArray<string>> = []
-        for (let i = 0; i < lacking.length; i += Protocol.MAX_BATCH) batches.push(lacking.slice(i, i + Protocol.MAX_BATCH))
+        for (let i = 0; i < lacking.length; i += FETCH_BATCH) batches.push(lacking.slice(i, i + FETCH_BATCH))
         return Stream.concat(
           Stream.succeed(progress),
-          Stream.mapEffect(Stream.fromIterable(batches), (batch) =>
-            Effect.map(fetch(library, batch, cache), (got) => {
-              progress = { ...progress, fetched: progress.fetched + got.size, unavailable: progress.unavailable + batch.length - got.size }
+          Stream.mapEffect(Stream.fromIterable(batches), (batch) => Effect.map(fetch(library, batch, cache), (got) => [batch.length, got.size] as const), { concurrency: FETCHES }).pipe(
+            Stream.map(([asked, got]) => {
+              progress = { ...progress, fetched: progress.fetched + got, unavailable: progress.unavailable + asked - got }
               return progress
-            }))
+            })
+          )
         )
       }))
 
