@@ -217,7 +217,7 @@ describe("Cache", () => {
       const wrong = yield* Effect.either(cache.put(sha256(bytes(50, 8)), a))
       expect(Either.isLeft(wrong) && wrong.left.reason).toBe("HashMismatch")
       yield* cache.put(sha256(a), a)
-      yield* Effect.promise(() => fs.writeFile(nodePath.join(directory, sha256(a).slice(0, 2), sha256(a)), "tampered"))
+      yield* Effect.promise(() => fs.writeFile(nodePath.join(directory, sha256(a)), "tampered"))
       expect(yield* cache.get(sha256(a))).toEqual(Option.none())
       expect(yield* cache.hashes).toEqual([])
     }))

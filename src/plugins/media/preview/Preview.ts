@@ -222,7 +222,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         }
         let progress: Progress = { total: todo.size, made: 0, failed: 0, skipped: 0 }
         const made = Stream.fromIterable(todo.values()).pipe(
-          Stream.mapEffect((file) => makeOne(library, file, cache), { concurrency }),
+          Stream.mapEffect((file) => makeOne(library, file, cache), { concurrency, unordered: true }),
           Stream.groupedWithin(64, Duration.millis(200)),
           Stream.mapEffect((batch) =>
             Effect.gen(function*() {
@@ -324,7 +324,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         for (let i = 0; i < lacking.length; i += FETCH_BATCH) batches.push(lacking.slice(i, i + FETCH_BATCH))
         return Stream.concat(
           Stream.succeed(progress),
-          Stream.mapEffect(Stream.fromIterable(batches), (batch) => Effect.map(fetch(library, batch, cache), (got) => [batch.length, got.size] as const), { concurrency: FETCHES }).pipe(
+          Stream.mapEffect(Stream.fromIterable(batches), (batch) => Effect.map(fetch(library, batch, cache), (got) => [batch.length, got.size] as const), { concurrency: FETCHES, unordered: true }).pipe(
             Stream.map(([asked, got]) => {
               progress = { ...progress, fetched: progress.fetched + got, unavailable: progress.unavailable + asked - got }
               return progress

@@ -28,6 +28,9 @@ const encodeGet = Schema.encodeSync(Protocol.Get)
 const encodeAnswer = Schema.encodeSync(Protocol.Answer)
 const decodeGet = ParseError.decodeUnknownEither(Protocol.Get)
 const decodeAnswer = ParseError.decodeUnknownEither(Protocol.Answer)
+/** About how many bytes the server writes at once. */
+const WRITE_BYTES = 64 * 1024
+
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
 /**
@@ -98,17 +101,34 @@ export const serve = (
     if (Option.isNone(frame)) return yield* stream.end
     const request = Messages.decodeJson(frame.value, Protocol.VERSION, decodeGet, where)
     if (Either.isLeft(request)) return yield* request.left
-    const framed = Framing.make(stream, Protocol.MAX_THUMBNAIL_BYTES)
+    // frames are gathered into writes of about `WRITE_BYTES`: each write costs the transport
+    // about as much as its bytes, and a header alone would be one
+    let pending: Array<Uint8Array> = []
+    let pendingBytes = 0
+    const flush = Effect.suspend(() => {
+      if (pending.length === 0) return Effect.void
+      const joined = Buffer.concat(pending)
+      pending = []
+      pendingBytes = 0
+      return stream.write(joined)
+    })
+    const queue = (bytes: Uint8Array) => {
+      const encoded = Framing.encode(bytes)
+      pending.push(encoded)
+      pendingBytes += encoded.length
+      return pendingBytes >= WRITE_BYTES ? flush : Effect.void
+    }
     const held = yield* known(request.right.hashes)
     for (const hash of request.right.hashes) {
       const bytes = held.has(hash) ? yield* read(hash) : Option.none<Uint8Array>()
-      if (Option.isNone(bytes)) {
-        yield* framed.send(json(encodeAnswer({ type: "Missing", hash })))
+      if (Option.isNone(bytes) || bytes.value.length > Protocol.MAX_THUMBNAIL_BYTES) {
+        yield* queue(json(encodeAnswer({ type: "Missing", hash })))
         continue
       }
-      yield* framed.send(json(encodeAnswer({ type: "Thumbnail", hash, size: bytes.value.length })))
-      yield* framed.send(bytes.value)
+      yield* queue(json(encodeAnswer({ type: "Thumbnail", hash, size: bytes.value.length })))
+      yield* queue(bytes.value)
     }
+    yield* flush
     yield* stream.end
   }).pipe(
     // a reader that goes away or says nothing in time is no violation
