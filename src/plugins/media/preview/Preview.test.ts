@@ -1,8 +1,10 @@
 import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs/promises"
@@ -102,8 +104,11 @@ describe("Preview", () => {
       const brokenRecord = Option.getOrThrow(yield* bob.preview.record(L, fileOf("loc1", "broken.jpg")))
       expect([brokenRecord.state, brokenRecord.reason]).toEqual(["failed", "Undecodable"])
 
-      // carol fetches everything in the background pass
-      expect(last(yield* drain(carol.preview.fetchAll(L)))).toEqual({ total: 6, fetched: 6, unavailable: 0 })
+      // carol fetches everything in the background, as records arrive
+      yield* Effect.forkScoped(Stream.runDrain(carol.preview.watch(L, { prefetch: true, debounce: Duration.millis(20) })))
+      const carolCache = yield* carol.preview.cache(L)
+      yield* Effect.repeat(carolCache.hashes, { schedule: Schedule.spaced(Duration.millis(20)), until: (held) => held.length === 6 })
+      expect(last(yield* drain(carol.preview.fetchAll(L)))).toEqual({ total: 0, fetched: 0, unavailable: 0 })
 
       // alice goes; dave, new, reaches only carol
       yield* Scope.close(aliceScope, Exit.void)

@@ -133,8 +133,8 @@ export class Preview extends Context.Tag("weft/plugins/media/Preview")<Preview, 
 
 // `fetchAll` asks in batches of this many, this many batches at once: a peer's disk reads, the
 // network and this node's writes overlap, and no batch waits long behind another
-const FETCH_BATCH = 32
-const FETCHES = 8
+const FETCH_BATCH = 128
+const FETCHES = 4
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
