@@ -40,6 +40,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
+import * as fsSync from "node:fs"
 import * as nodePath from "node:path"
 import type { StorageError } from "../../../engine/Database.js"
 import type * as Engine from "../../../engine/Engine.js"
@@ -136,6 +137,9 @@ export class Preview extends Context.Tag("weft/plugins/media/Preview")<Preview, 
 const FETCH_BATCH = 128
 const FETCHES = 4
 
+/** Originals up to this size are read in one synchronous call. */
+const SYNC_READ_BYTES = 4 * 1024 * 1024
+
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
 /** Registers the protocol on the host in context and provides the service; unregistered with the scope. */
@@ -186,7 +190,14 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         if (file.size > maxSourceBytes) return failed("TooLarge", `the original has ${file.size} bytes, over ${maxSourceBytes}`)
         const opened = yield* Effect.either(Files.open(mounts, library, file, false))
         if (Either.isLeft(opened)) return Option.none()
-        const bytes = yield* Effect.option(Effect.tryPromise(() => opened.right.handle.readFile()))
+        const handle = opened.right.handle
+        // a small original in one synchronous read (FileHandle.readFile takes several thread-pool
+        // round trips, which cost more than the read itself); a large one without blocking
+        const bytes = yield* Effect.option(
+          file.size <= SYNC_READ_BYTES
+            ? Effect.try(() => fsSync.readFileSync(handle.fd))
+            : Effect.tryPromise(() => handle.readFile())
+        )
         // changed since indexed: its record names other content, and a rescan will name this one
         if (Option.isNone(bytes) || sha256(bytes.value) !== file.hash) return Option.none()
         const made = yield* Effect.either(Thumbnailer.make(bytes.value, recipe))
