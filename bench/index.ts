@@ -15,6 +15,7 @@ import * as Cli from "./cli.js"
 import * as Decode from "./decode.js"
 import * as Engine from "./engine.js"
 import * as Network from "./network.js"
+import * as Preview from "./preview.js"
 import * as RichText from "./richText.js"
 import * as Rspc from "./rspc.js"
 import * as Spacedrop from "./spacedrop.js"
@@ -37,6 +38,7 @@ const sections: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figur
 const named: Record<string, () => Effect.Effect<ReadonlyArray<Figure> | Figure, unknown>> = {
   media: () => Effect.flatMap(Effect.promise(() => import("./media.js")), (media) => media.run()),
   anchors: () => Anchors.run(),
+  preview: () => Preview.run(),
   spacedrop: () => Spacedrop.run()
 }
 

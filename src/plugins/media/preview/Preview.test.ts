@@ -1,0 +1,229 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Exit from "effect/Exit"
+import * as Option from "effect/Option"
+import * as Schedule from "effect/Schedule"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import * as fs from "node:fs/promises"
+import * as nodePath from "node:path"
+import sharp, { type Sharp } from "sharp"
+import * as Framing from "../../../transport/Framing.js"
+import * as Plugin from "../../Plugin.js"
+import * as MediaModels from "../Models.js"
+import { sha256, tempDir, write } from "../testing/Files.js"
+import * as Cache from "./Cache.js"
+import * as Models from "./Models.js"
+import * as Protocol from "./Protocol.js"
+import * as Nodes from "./testing/Nodes.js"
+
+const L = Nodes.LIBRARY
+
+/** One picture per format sharp writes here, each of its own size and colour (so each has its own hash). */
+const FORMATS = [
+  { name: "photo.jpg", width: 1200, height: 800, write: (s: Sharp) => s.jpeg() },
+  { name: "shot.png", width: 300, height: 700, write: (s: Sharp) => s.png() },
+  { name: "web.webp", width: 640, height: 640, write: (s: Sharp) => s.webp() },
+  { name: "anim.gif", width: 100, height: 50, write: (s: Sharp) => s.gif() },
+  { name: "modern.avif", width: 800, height: 200, write: (s: Sharp) => s.avif({ effort: 0 }) },
+  { name: "scan.tiff", width: 256, height: 1024, write: (s: Sharp) => s.tiff() }
+]
+
+const picture = (i: number, width: number, height: number, write: (s: Sharp) => Sharp) =>
+  Effect.promise(() =>
+    write(sharp({ create: { width, height, channels: 3, background: { r: 40 * i, g: 255 - 30 * i, b: 90 } } })).toBuffer()
+  )
+
+/** A folder of pictures in each format, a corrupt JPEG and a text file. */
+const folder = Effect.gen(function*() {
+  const root = yield* tempDir()
+  for (const [i, f] of FORMATS.entries()) yield* write(nodePath.join(root, "pics", f.name), yield* picture(i, f.width, f.height, f.write))
+  yield* write(nodePath.join(root, "broken.jpg"), new Uint8Array([0xff, 0xd8, 0xff, 0xe0, 1, 2, 3, 4, 5, 6, 7, 8]))
+  yield* write(nodePath.join(root, "notes.txt"), "not a picture")
+  return root
+})
+
+const drain = <A, E>(stream: Stream.Stream<A, E>) => Effect.map(Stream.runCollect(stream), (c) => [...c])
+const last = <A>(items: ReadonlyArray<A>) => items[items.length - 1]
+const fileOf = (location: string, path: string) => MediaModels.fileId(location, path)
+const dimensions = (bytes: Uint8Array) => Effect.promise(() => sharp(bytes).metadata())
+
+describe("Preview", () => {
+  it.scopedLive("B shows every thumbnail A made, fetched from A; with A gone, C (which fetched them) serves them to D", () =>
+    Effect.gen(function*() {
+      const members = ["alice", "bob", "carol", "dave"]
+      const net = yield* Nodes.network()
+      const aliceScope = yield* Scope.make()
+      const alice = yield* net.node("alice", members, { scope: aliceScope })
+      const bob = yield* net.node("bob", members)
+      const carol = yield* net.node("carol", members)
+      yield* alice.connect(bob)
+      yield* alice.connect(carol)
+
+      const root = yield* folder
+      const copy = yield* tempDir()
+      // the same picture in a second location, under another name
+      yield* Effect.promise(() => fs.copyFile(nodePath.join(root, "pics/photo.jpg"), nodePath.join(copy, "same.jpg")))
+      yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Pictures" }, root))
+      yield* Stream.runDrain(alice.media.index(L, { id: "loc2", name: "Copy" }, copy))
+
+      const progress = yield* drain(alice.preview.generate(L))
+      // six pictures and the corrupt one: the copy is the same content, so no second thumbnail
+      expect(last(progress)).toEqual({ total: 7, made: 6, failed: 1, skipped: 0 })
+      const records = yield* Effect.orDie(alice.engine.query(Models.thumbnails))
+      expect(records.length).toBe(7)
+      const photoHash = (yield* Effect.orDie(alice.engine.get(MediaModels.files, fileOf("loc1", "pics/photo.jpg")))).pipe(Option.getOrThrow).hash
+      const copyHash = (yield* Effect.orDie(alice.engine.get(MediaModels.files, fileOf("loc2", "same.jpg")))).pipe(Option.getOrThrow).hash
+      expect(copyHash).toBe(photoHash)
+      // a second pass makes nothing: the failure is recorded, not retried
+      expect(last(yield* drain(alice.preview.generate(L)))).toEqual({ total: 0, made: 0, failed: 0, skipped: 0 })
+
+      // bob holds no originals: he makes nothing, and shows every thumbnail from alice
+      yield* Nodes.thumbnailRecords(bob, 7)
+      yield* Nodes.thumbnailRecords(carol, 7)
+      yield* Nodes.fileRecords(bob, 9)
+      expect(last(yield* drain(bob.preview.generate(L)))).toEqual({ total: 0, made: 0, failed: 0, skipped: 0 })
+      for (const f of FORMATS) {
+        const shown = yield* bob.preview.thumbnail(L, fileOf("loc1", `pics/${f.name}`))
+        expect(shown.from).toBe("alice")
+        expect(sha256(shown.bytes)).toBe(shown.record.hash)
+        const meta = yield* dimensions(shown.bytes)
+        expect(meta.format).toBe("webp")
+        expect([meta.width, meta.height]).toEqual([shown.record.width, shown.record.height])
+        const scale = Math.min(1, 512 / Math.max(f.width, f.height))
+        expect([meta.width, meta.height]).toEqual([Math.round(f.width * scale), Math.round(f.height * scale)])
+      }
+      // the moved copy names the same thumbnail, now in bob's cache
+      const same = yield* bob.preview.thumbnail(L, fileOf("loc2", "same.jpg"))
+      expect(same.from).toBe("cache")
+      expect(same.record.source).toBe(photoHash)
+      const broken = yield* Effect.either(bob.preview.thumbnail(L, fileOf("loc1", "broken.jpg")))
+      expect(Either.isLeft(broken) && broken.left.reason).toBe("Failed")
+      const brokenRecord = Option.getOrThrow(yield* bob.preview.record(L, fileOf("loc1", "broken.jpg")))
+      expect([brokenRecord.state, brokenRecord.reason]).toEqual(["failed", "Undecodable"])
+
+      // carol fetches everything in the background, as records arrive
+      yield* Effect.forkScoped(Stream.runDrain(carol.preview.watch(L, { prefetch: true, debounce: Duration.millis(20) })))
+      const carolCache = yield* carol.preview.cache(L)
+      yield* Effect.repeat(carolCache.hashes, { schedule: Schedule.spaced(Duration.millis(20)), until: (held) => held.length === 6 })
+      expect(last(yield* drain(carol.preview.fetchAll(L)))).toEqual({ total: 0, fetched: 0, unavailable: 0 })
+
+      // alice goes; dave, new, reaches only carol
+      yield* Scope.close(aliceScope, Exit.void)
+      const dave = yield* net.node("dave", members)
+      yield* dave.connect(carol)
+      yield* Nodes.thumbnailRecords(dave, 7)
+      yield* Nodes.fileRecords(dave, 9)
+      for (const f of FORMATS) {
+        const shown = yield* dave.preview.thumbnail(L, fileOf("loc1", `pics/${f.name}`))
+        expect(shown.from).toBe("carol")
+        expect(sha256(shown.bytes)).toBe(shown.record.hash)
+      }
+    }), { timeout: 60_000 })
+
+  it.scopedLive("a peer that answers wrong bytes is refused, and the next one asked", () =>
+    Effect.gen(function*() {
+      // "abel" sorts before "alice": he is asked first
+      const members = ["abel", "alice", "dave"]
+      const net = yield* Nodes.network()
+      const alice = yield* net.node("alice", members)
+      const dave = yield* net.node("dave", members)
+      const abel = yield* net.bare("abel", members)
+      yield* abel.host.register(Plugin.make({
+        name: "liar",
+        ...Protocol.preview,
+        handle: (stream) =>
+          Effect.gen(function*() {
+            const reader = yield* Framing.reader(stream.source, { maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
+            const get = JSON.parse(new TextDecoder().decode(Option.getOrThrow(yield* reader.frame))) as { hashes: Array<string> }
+            const framed = Framing.make(stream, Protocol.MAX_THUMBNAIL_BYTES)
+            for (const hash of get.hashes) {
+              yield* framed.send(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Thumbnail", hash, size: 4 })))
+              yield* framed.send(new Uint8Array([1, 2, 3, 4]))
+            }
+            yield* stream.end
+          })
+      }))
+      const root = yield* tempDir()
+      yield* write(nodePath.join(root, "a.png"), yield* picture(1, 64, 64, (s) => s.png()))
+      yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Pictures" }, root))
+      yield* Stream.runDrain(alice.preview.generate(L))
+      yield* dave.connect(alice)
+      yield* Nodes.thumbnailRecords(dave, 1)
+      yield* Nodes.fileRecords(dave, 1)
+      yield* dave.connect(abel)
+
+      const shown = yield* dave.preview.thumbnail(L, fileOf("loc1", "a.png"))
+      expect(shown.from).toBe("alice")
+      expect(sha256(shown.bytes)).toBe(shown.record.hash)
+      const cache = yield* dave.preview.cache(L)
+      expect(yield* cache.hashes).toEqual([shown.record.hash])
+
+      // with the liar the only one left, nothing is taken from him
+      const alone = yield* net.node("erin", [...members, "erin"])
+      yield* alone.engine.mutate([
+        ...(yield* Effect.orDie(alice.engine.query(MediaModels.files))).map(({ id, ...v }) => MediaModels.files.create(id, v)),
+        ...(yield* Effect.orDie(alice.engine.query(Models.thumbnails))).map(({ id, ...v }) => Models.thumbnails.create(id, v))
+      ]).pipe(Effect.orDie)
+      yield* alone.connect(abel)
+      const refused = yield* Effect.either(alone.preview.thumbnail(L, fileOf("loc1", "a.png")))
+      expect(Either.isLeft(refused) && refused.left.reason).toBe("Unavailable")
+      expect(yield* (yield* alone.preview.cache(L)).hashes).toEqual([])
+    }), { timeout: 60_000 })
+
+  it.scopedLive("a deleted file's thumbnail is collected from the cache; a kept one stays", () =>
+    Effect.gen(function*() {
+      const net = yield* Nodes.network()
+      const alice = yield* net.node("alice", ["alice"])
+      const root = yield* tempDir()
+      yield* write(nodePath.join(root, "keep.png"), yield* picture(1, 64, 64, (s) => s.png()))
+      yield* write(nodePath.join(root, "gone.png"), yield* picture(2, 64, 64, (s) => s.png()))
+      yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Pictures" }, root))
+      yield* Stream.runDrain(alice.preview.generate(L))
+      const keep = Option.getOrThrow(yield* alice.preview.record(L, fileOf("loc1", "keep.png")))
+      const cache = yield* alice.preview.cache(L)
+      expect((yield* cache.hashes).length).toBe(2)
+
+      yield* Effect.promise(() => fs.rm(nodePath.join(root, "gone.png")))
+      yield* Stream.runDrain(alice.media.rescan(L, "loc1"))
+      expect(yield* alice.preview.collect(L)).toBe(1)
+      expect(yield* cache.hashes).toEqual([keep.hash])
+      expect((yield* alice.preview.thumbnail(L, fileOf("loc1", "keep.png"))).from).toBe("cache")
+    }))
+})
+
+describe("Cache", () => {
+  const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill)
+
+  it.scopedLive("keeps to its budget by evicting the least recently used, and reopens with what it held", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir()
+      const [a, b, c, d] = [bytes(100, 1), bytes(100, 2), bytes(100, 3), bytes(100, 4)]
+      const cache = yield* Cache.make({ directory, budget: 300 })
+      for (const x of [a, b, c]) yield* cache.put(sha256(x), x)
+      // a is used again: b is now the least recently used
+      expect(Option.isSome(yield* cache.get(sha256(a)))).toBe(true)
+      yield* cache.put(sha256(d), d)
+      expect(new Set(yield* cache.hashes)).toEqual(new Set([a, c, d].map(sha256)))
+      expect(yield* cache.get(sha256(b))).toEqual(Option.none())
+      expect(yield* cache.size).toBe(300)
+
+      const reopened = yield* Cache.make({ directory, budget: 300 })
+      expect(new Set(yield* reopened.hashes)).toEqual(new Set([a, c, d].map(sha256)))
+    }))
+
+  it.scopedLive("refuses bytes that do not match their hash, and drops an entry corrupted on disk", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir()
+      const cache = yield* Cache.make({ directory })
+      const a = bytes(50, 7)
+      const wrong = yield* Effect.either(cache.put(sha256(bytes(50, 8)), a))
+      expect(Either.isLeft(wrong) && wrong.left.reason).toBe("HashMismatch")
+      yield* cache.put(sha256(a), a)
+      yield* Effect.promise(() => fs.writeFile(nodePath.join(directory, sha256(a)), "tampered"))
+      expect(yield* cache.get(sha256(a))).toEqual(Option.none())
+      expect(yield* cache.hashes).toEqual([])
+    }))
+})

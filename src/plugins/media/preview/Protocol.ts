@@ -1,0 +1,85 @@
+/**
+ * Preview sync, version 1 (`/weft/preview/1.0.0`, permission `library`):
+ * thumbnail bytes fetched from any member that holds them. Which
+ * thumbnails exist, and their hashes, come from the library's log
+ * (`Models.thumbnails`); only bytes go over this protocol, addressed by
+ * their own SHA-256, so a reader checks each one before it keeps it.
+ *
+ * Wire format: length-prefixed frames (`Framing`: a 4-byte big-endian
+ * length, then that many bytes). JSON frames are objects in UTF-8 whose
+ * first field is the version; a `Thumbnail` header is followed by exactly
+ * one raw frame of `size` bytes. One stream per batch, opened by the reader:
+ *
+ *   reader → {"version":1,"type":"Get","hashes":["<sha256>",…]}         1 to MAX_BATCH hashes
+ *   server → for each hash, in order:
+ *              {"version":1,"type":"Thumbnail","hash":"…","size":n} then a frame of n bytes
+ *            | {"version":1,"type":"Missing","hash":"…"}
+ *            then ends
+ *
+ * A server answers only hashes that are thumbnails of the stream's library
+ * (a member of one library cannot probe another's by hash) and that it
+ * holds in its cache. A header for another hash than asked, a size over
+ * `MAX_THUMBNAIL_BYTES`, or bytes whose hash differs are violations: the
+ * reader refuses them and asks the next peer.
+ *
+ * @since 0.1.0
+ */
+import * as Duration from "effect/Duration"
+import * as Schema from "effect/Schema"
+import type { Protocol } from "../../Plugin.js"
+import { Hash } from "../Models.js"
+
+/** The protocol id. */
+export const PREVIEW_ID = "/weft/preview/1.0.0"
+/** The version every JSON message starts with. */
+export const VERSION = 1
+/** Members of the library only. */
+export const preview: Protocol = { protocol: PREVIEW_ID, permission: "library" }
+
+/** Most hashes one `Get` asks for. */
+export const MAX_BATCH = 256
+/** Largest thumbnail made, stored or accepted. */
+export const MAX_THUMBNAIL_BYTES = 1024 * 1024
+/** Largest JSON frame (a `Get` of `MAX_BATCH` hashes fits). */
+export const MAX_MESSAGE_BYTES = 64 + MAX_BATCH * 67
+/** How long a server waits for the `Get`, and a reader for each answer. */
+export const TIMEOUT = Duration.seconds(10)
+
+export const Get = Schema.Struct({
+  type: Schema.Literal("Get"),
+  hashes: Schema.Array(Hash).pipe(Schema.minItems(1), Schema.maxItems(MAX_BATCH))
+})
+export type Get = typeof Get.Type
+
+export const Thumbnail = Schema.Struct({
+  type: Schema.Literal("Thumbnail"),
+  hash: Hash,
+  size: Schema.Int.pipe(Schema.between(0, MAX_THUMBNAIL_BYTES))
+})
+export const Missing = Schema.Struct({ type: Schema.Literal("Missing"), hash: Hash })
+
+/** Answers (server → reader), each header before its bytes. */
+export const Answer = Schema.Union(Thumbnail, Missing)
+export type Answer = typeof Answer.Type
+
+/** Why a thumbnail could not be shown. */
+export const Reason = Schema.Literal(
+  "NotFound", // no such file, or no thumbnail recorded for it (yet)
+  "Failed", // the thumbnail could not be made (the record says why)
+  "Unavailable", // no online member holds its bytes
+  "Storage" // the library or the cache could not be read or written
+)
+export type Reason = typeof Reason.Type
+
+/** A thumbnail could not be made, found or fetched. */
+export class PreviewError extends Schema.TaggedError<PreviewError>("weft/PreviewError")("PreviewError", {
+  reason: Reason,
+  library: Schema.String,
+  /** The file or hash as asked for. */
+  subject: Schema.String,
+  detail: Schema.String
+}) {
+  override get message(): string {
+    return `preview ${this.reason} (library ${this.library}, ${this.subject}): ${this.detail}`
+  }
+}

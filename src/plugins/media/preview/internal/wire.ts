@@ -1,0 +1,136 @@
+/**
+ * Both ends of `/weft/preview/1.0.0` (see `Protocol.ts`): `get` asks one
+ * peer for a batch and checks each answer, `serve` answers one stream.
+ *
+ * @since 0.1.0
+ */
+import * as Data from "effect/Data"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Option from "effect/Option"
+import * as Schema from "effect/Schema"
+import { createHash } from "node:crypto"
+import * as ParseError from "../../../../internal/parseError.js"
+import * as Framing from "../../../../transport/Framing.js"
+import { ProtocolError } from "../../../../transport/ProtocolError.js"
+import type { Duplex, PeerId } from "../../../../transport/Transport.js"
+import * as Messages from "../../../Messages.js"
+import type * as Plugin from "../../../Plugin.js"
+import type { PluginHost } from "../../../PluginHost.js"
+import * as Protocol from "../Protocol.js"
+
+/** One peer did not deliver: gone, silent, or broke the protocol (then it was reported). */
+export class PeerFailure extends Data.TaggedError("PeerFailure")<{ readonly peer: PeerId; readonly detail: string }> {}
+
+const encoder = new TextEncoder()
+const json = (message: object) => encoder.encode(JSON.stringify({ version: Protocol.VERSION, ...message }))
+const encodeGet = Schema.encodeSync(Protocol.Get)
+const encodeAnswer = Schema.encodeSync(Protocol.Answer)
+const decodeGet = ParseError.decodeUnknownEither(Protocol.Get)
+const decodeAnswer = ParseError.decodeUnknownEither(Protocol.Answer)
+/** About how many bytes the server writes at once. */
+const WRITE_BYTES = 64 * 1024
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+
+/**
+ * Asks `peer` for `hashes` in `library`, handing each thumbnail whose bytes
+ * hash to what was asked to `keep`, in order. Fails `PeerFailure` when the
+ * peer goes or breaks the protocol (wrong bytes included: it is reported to
+ * the host, which disconnects it); what was kept before stays kept.
+ */
+export const get = <E>(
+  host: PluginHost["Type"],
+  peer: PeerId,
+  library: string,
+  hashes: ReadonlyArray<string>,
+  keep: (hash: string, bytes: Uint8Array) => Effect.Effect<void, E>
+): Effect.Effect<void, E | PeerFailure> =>
+  Effect.scoped(Effect.gen(function*() {
+    const where = { peer, protocol: Protocol.PREVIEW_ID }
+    const failed = (detail: string) => new PeerFailure({ peer, detail })
+    const violation = (detail: string) => {
+      const e = new ProtocolError({ reason: "Unexpected", ...where, detail })
+      return Effect.zipRight(host.violation(peer, Protocol.PREVIEW_ID, e), Effect.fail(failed(detail)))
+    }
+    const stream = yield* Effect.mapError(host.open(peer, Protocol.preview, library), (e) => failed(e.message))
+    yield* Effect.mapError(
+      Framing.make(stream, Protocol.MAX_MESSAGE_BYTES).send(json(encodeGet({ type: "Get", hashes }))),
+      (e) => failed(e.message)
+    )
+    const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.MAX_THUMBNAIL_BYTES })
+    const frame = Effect.flatMap(
+      reader.frame.pipe(
+        Effect.timeoutFail({ duration: Protocol.TIMEOUT, onTimeout: () => failed("no answer in time") }),
+        Effect.mapError((e) => (e instanceof PeerFailure ? e : failed(e.message)))
+      ),
+      Option.match({ onNone: () => Effect.fail(failed("the peer ended the stream early")), onSome: Effect.succeed })
+    )
+    for (const asked of hashes) {
+      const answer = Messages.decodeJson(yield* frame, Protocol.VERSION, decodeAnswer, where)
+      if (Either.isLeft(answer)) return yield* violation(answer.left.message)
+      if (answer.right.hash !== asked) return yield* violation(`an answer for ${answer.right.hash} where ${asked} was asked`)
+      if (answer.right.type === "Missing") continue
+      const bytes = yield* frame
+      if (bytes.length !== answer.right.size) return yield* violation(`${bytes.length} bytes where ${answer.right.size} were announced`)
+      if (sha256(bytes) !== asked) return yield* violation(`bytes that do not hash to ${asked}`)
+      yield* keep(asked, bytes)
+    }
+  }))
+
+/**
+ * Answers one `Get` on `stream`: `known` says which of the hashes are
+ * thumbnails of the stream's library, `read` gives the bytes of one (read
+ * one at a time, so a batch never sits in memory whole).
+ */
+export const serve = (
+  stream: Duplex,
+  context: Plugin.StreamContext,
+  known: (hashes: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>>,
+  read: (hash: string) => Effect.Effect<Option.Option<Uint8Array>>
+) =>
+  Effect.gen(function*() {
+    const where = { peer: context.peer, protocol: stream.protocol }
+    const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
+    const frame = yield* reader.frame.pipe(
+      Effect.timeoutFail({
+        duration: Protocol.TIMEOUT,
+        onTimeout: () => new Messages.MessageError({ reason: "Timeout", ...where, detail: "no Get in time" })
+      })
+    )
+    if (Option.isNone(frame)) return yield* stream.end
+    const request = Messages.decodeJson(frame.value, Protocol.VERSION, decodeGet, where)
+    if (Either.isLeft(request)) return yield* request.left
+    // frames are gathered into writes of about `WRITE_BYTES`: each write costs the transport
+    // about as much as its bytes, and a header alone would be one
+    let pending: Array<Uint8Array> = []
+    let pendingBytes = 0
+    const flush = Effect.suspend(() => {
+      if (pending.length === 0) return Effect.void
+      const joined = Buffer.concat(pending)
+      pending = []
+      pendingBytes = 0
+      return stream.write(joined)
+    })
+    const queue = (bytes: Uint8Array) => {
+      const encoded = Framing.encode(bytes)
+      pending.push(encoded)
+      pendingBytes += encoded.length
+      return pendingBytes >= WRITE_BYTES ? flush : Effect.void
+    }
+    const held = yield* known(request.right.hashes)
+    for (const hash of request.right.hashes) {
+      const bytes = held.has(hash) ? yield* read(hash) : Option.none<Uint8Array>()
+      if (Option.isNone(bytes) || bytes.value.length > Protocol.MAX_THUMBNAIL_BYTES) {
+        yield* queue(json(encodeAnswer({ type: "Missing", hash })))
+        continue
+      }
+      yield* queue(json(encodeAnswer({ type: "Thumbnail", hash, size: bytes.value.length })))
+      yield* queue(bytes.value)
+    }
+    yield* flush
+    yield* stream.end
+  }).pipe(
+    // a reader that goes away or says nothing in time is no violation
+    Effect.catchIf((e): e is Messages.MessageError => e instanceof Messages.MessageError && e.reason !== "VersionMismatch", () => stream.reset)
+  )
