@@ -474,7 +474,7 @@ const GROUP_FILES = 64
 /** …or this many bytes. */
 const GROUP_BYTES = 32 * 1024 * 1024
 /** Most bytes handed to writes not yet done: past it the reader waits for the disk. */
-const MAX_QUEUED_BYTES = 16 * 1024 * 1024
+const MAX_QUEUED_BYTES = 8 * 1024 * 1024
 
 /**
  * Writes the accepted files as their chunks come, each verified, synced and

@@ -69,8 +69,9 @@ export const messageFrame = (message: Protocol.Message): Uint8Array =>
  * straight into the frame that is written.
  */
 export const chunkFrame = (index: number, offset: number, length: number) => {
-  const frame = new Uint8Array(4 + Protocol.CHUNK_HEADER_BYTES + length)
-  const view = new DataView(frame.buffer)
+  // not zeroed (a chunk is read over it whole, or never sent), and not from the shared pool
+  const frame: Uint8Array = Buffer.allocUnsafeSlow(4 + Protocol.CHUNK_HEADER_BYTES + length)
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
   view.setUint32(0, Protocol.CHUNK_HEADER_BYTES + length)
   frame[4] = Protocol.CHUNK_KIND
   view.setUint32(5, index)
