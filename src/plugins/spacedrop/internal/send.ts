@@ -209,18 +209,25 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
     const windowBytes = Math.max(4 * Protocol.ACK_EVERY_BYTES, x.options.windowBytes ?? 8 * 1024 * 1024)
     const stalled = (what: string) => new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `${what} for ${Duration.format(idleTimeout)}` })
     const cancelled = new Protocol.SpacedropError({ reason: "Cancelled", ...ids, by: "sender", detail: "cancelled by the sender" })
-    // set once the receiver's frames are being read: a Cancel then waits (briefly) for the receiver to end its side,
-    // so it reads the Cancel before the stream is dropped
+    // set once the receiver's frames are being read: a Cancel then waits for the receiver to end its side, so it
+    // reads the Cancel before the stream is dropped. It has up to the idle bound to get there: it reads what was in
+    // flight before it (a window, slow on a loaded machine or disk); dropping the stream sooner left it believing
+    // the connection failed (`interrupted`, resumable) instead of learning that the sender cancelled
     let listening: Effect.Effect<unknown, unknown> | undefined
-    // once we stop, the receiver's end (or reset) that follows our Cancel is not the transfer's failure
+    // once we stop, the receiver's end (or reset) that follows our Cancel is not the transfer's failure; nothing
+    // more is sent after the Cancel
     let stopping = false
     const stop = (reason: Protocol.CancelReason, error: Protocol.SpacedropError) =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
+        // one Cancel: a second stop (the pump and the cancel both saw it) leaves the first to finish
+        if (stopping) return Effect.never
         stopping = true
-        yield* Effect.ignore(wire.send({ type: "Cancel", reason, detail: error.detail.slice(0, 1024) }))
-        yield* wire.end
-        if (listening !== undefined) yield* Effect.ignore(Effect.timeout(listening, "5 seconds"))
-        return yield* error
+        return Effect.gen(function*() {
+          yield* Effect.ignore(wire.send({ type: "Cancel", reason, detail: error.detail.slice(0, 1024) }))
+          yield* wire.end
+          if (listening !== undefined) yield* Effect.ignore(Effect.timeout(listening, idleTimeout))
+          return yield* error
+        })
       })
     const onCancel = Effect.zipRight(Deferred.await(running.cancelled), stop("User", cancelled))
     const asTyped = <A, E, R>(effect: Effect.Effect<A, E | MessageError, R>) =>
@@ -340,6 +347,7 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
     let delivered = 0
     const deliver = (frame: Uint8Array) =>
       Effect.suspend(() => {
+        if (stopping) return Effect.never
         writing = true
         return Effect.map(wire.sendRaw(frame), () => {
           writing = false
@@ -352,7 +360,7 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
       let quiet = 0
       while (true) {
         yield* Effect.sleep(tick)
-        quiet = writing && delivered === seen ? quiet + 1 : 0
+        quiet = writing && !stopping && delivered === seen ? quiet + 1 : 0
         seen = delivered
         if (quiet >= 4) return yield* stalled("the receiver took nothing")
       }
