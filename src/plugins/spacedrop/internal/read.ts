@@ -173,6 +173,9 @@ export const make = (where: Files.Where, files: ReadonlyArray<ToSend>, chunkByte
         while (!stopped && (bytes >= READ_AHEAD_BYTES || buffer.length >= READ_AHEAD_ITEMS)) await new Promise<void>((resume) => (wakeReader = resume))
         if (stopped) break
       }
+    } catch (cause) {
+      // not expected (every read is caught above): the sending stops with it rather than wait
+      buffer.push(failed(files[from.k]?.path ?? "", "read ahead")(cause))
     } finally {
       done = true
       wake("sender")
