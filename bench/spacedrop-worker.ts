@@ -29,6 +29,7 @@ import { spawn } from "node:child_process"
 import { createHash, randomBytes } from "node:crypto"
 import { mkdirSync, rmSync, writeFileSync, openSync, writeSync, closeSync } from "node:fs"
 import { connect, createServer } from "node:net"
+import { rm } from "node:fs/promises"
 import { join } from "node:path"
 import * as Libraries from "../src/library/Libraries.js"
 import * as PluginHost from "../src/plugins/PluginHost.js"
@@ -112,8 +113,11 @@ const roles: Record<string, () => unknown> = {
           const cpu = cpuMs()
           const transfer = yield* offer.accept(target)
           const summary = yield* transfer.result
-          line({ files: summary.files.length, bytes: summary.bytes, receiverCpuMs: cpuMs() - cpu, peakRssMb: peakRssMb() })
-          rmSync(target, { recursive: true, force: true })
+          const figures = { files: summary.files.length, bytes: summary.bytes, receiverCpuMs: cpuMs() - cpu, peakRssMb: peakRssMb() }
+          // removed before the report (the next round waits for it), and not synchronously: 10 000 unlinks would
+          // block this node's loop for seconds, and the next sender's handshake timed out
+          yield* Effect.promise(() => rm(target, { recursive: true, force: true }))
+          line(figures)
         }).pipe(Effect.catchAll((error) => Effect.sync(() => line({ error: String(error) }))))))
       line({ ready: true, address, peer: transport.peerId })
     })),

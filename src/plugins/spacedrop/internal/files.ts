@@ -15,6 +15,8 @@ import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import * as Protocol from "../Protocol.js"
 
+type SpacedropError = Protocol.SpacedropError
+
 /** Who and what an error is about. */
 export interface Where {
   readonly peer: string
@@ -45,20 +47,25 @@ const READ_BYTES = 1024 * 1024
 
 /** SHA-256 of a file, read in bounded pieces through a handle that does not follow links. */
 export const hashFile = (where: Where, path: string): Effect.Effect<string, Protocol.SpacedropError> =>
-  Effect.acquireUseRelease(
-    io(where, path, "open", () => fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW)),
-    (handle) =>
-      io(where, path, "read", async () => {
-        const hash = createHash("sha256")
-        const buffer = Buffer.allocUnsafe(READ_BYTES)
-        while (true) {
-          const { bytesRead } = await handle.read(buffer, 0, READ_BYTES, null)
-          if (bytesRead === 0) return hash.digest("hex")
-          hash.update(buffer.subarray(0, bytesRead))
-        }
-      }),
-    (handle) => Effect.promise(() => handle.close())
-  )
+  io(where, path, "read", () => hashWhole(path))
+
+/** `hashFile` as a plain promise. */
+const hashWhole = async (path: string): Promise<string> => {
+  const handle = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+  try {
+    const hash = createHash("sha256")
+    // a small file's size (and one byte to see its end), not a whole MiB per file
+    const size = (await handle.stat()).size
+    const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(READ_BYTES, size + 1)))
+    while (true) {
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null)
+      if (bytesRead === 0) return hash.digest("hex")
+      hash.update(buffer.subarray(0, bytesRead))
+    }
+  } finally {
+    await handle.close().catch(() => undefined)
+  }
+}
 
 /**
  * Feeds the first `length` bytes of an open file to `hash` (a resumed or
@@ -91,33 +98,64 @@ export interface Source {
  * points to without being asked.
  */
 export const manifest = (where: Where, paths: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<Source>, Protocol.SpacedropError> =>
-  Effect.gen(function*() {
-    const out: Array<Source> = []
-    const visit = (absolute: string, relative: string): Effect.Effect<void, Protocol.SpacedropError> =>
-      Effect.gen(function*() {
-        const stat = yield* io(where, absolute, "lstat", () => fs.lstat(absolute))
-        const mtime = stat.mtimeMs
-        if (stat.isSymbolicLink()) {
-          return yield* new Protocol.SpacedropError({ reason: "Unsupported", ...where, path: absolute, detail: "a symbolic link (Spacedrop sends no links)" })
-        }
-        if (stat.isDirectory()) {
-          out.push({ entry: { path: relative, kind: "directory", size: 0, mtime }, file: undefined })
-          const names = (yield* io(where, absolute, "readdir", () => fs.readdir(absolute))).sort()
-          for (const name of names) yield* visit(nodePath.join(absolute, name), `${relative}/${name}`)
-          return
-        }
-        if (!stat.isFile()) {
-          return yield* new Protocol.SpacedropError({ reason: "Unsupported", ...where, path: absolute, detail: "neither a file nor a folder" })
-        }
-        const hash = yield* hashFile(where, absolute)
-        out.push({ entry: { path: relative, kind: "file", size: stat.size, mtime, hash }, file: absolute })
-      })
-    for (const path of paths) {
-      const absolute = nodePath.resolve(path)
-      yield* visit(absolute, nodePath.basename(absolute))
+  Effect.flatMap(Effect.promise(() => walk(where, paths)), (walked) => (walked instanceof Protocol.SpacedropError ? Effect.fail(walked) : Effect.succeed(walked)))
+
+/** Files (and folders) read at once while a manifest is made. */
+const MANIFEST_CONCURRENCY = 8
+
+/**
+ * The walk behind `manifest`, as plain promises (an Effect per step costs
+ * more than the step for thousands of small files): files hashed several at
+ * a time, the order the walk's. The first failure, as a value.
+ */
+const walk = async (where: Where, paths: ReadonlyArray<string>): Promise<Array<Source> | Protocol.SpacedropError> => {
+  let failure: Protocol.SpacedropError | undefined
+  // at most MANIFEST_CONCURRENCY steps touch the disk at once; a folder holds no place while its entries wait
+  let active = 0
+  const waiting: Array<() => void> = []
+  const step = async <A>(path: string, what: string, run: () => Promise<A>): Promise<A | undefined> => {
+    while (active >= MANIFEST_CONCURRENCY) await new Promise<void>((resume) => waiting.push(resume))
+    active++
+    try {
+      return failure === undefined ? await run() : undefined
+    } catch (cause) {
+      failure ??= ioError(where, path, what)(cause)
+      return undefined
+    } finally {
+      active--
+      waiting.shift()?.()
     }
-    return out
-  })
+  }
+  const visit = async (absolute: string, relative: string): Promise<Array<Source>> => {
+    const stat = await step(absolute, "lstat", () => fs.lstat(absolute))
+    if (stat === undefined) return []
+    const mtime = stat.mtimeMs
+    if (stat.isSymbolicLink()) {
+      failure ??= new Protocol.SpacedropError({ reason: "Unsupported", ...where, path: absolute, detail: "a symbolic link (Spacedrop sends no links)" })
+      return []
+    }
+    if (stat.isDirectory()) {
+      const names = await step(absolute, "readdir", () => fs.readdir(absolute))
+      if (names === undefined) return []
+      const inside = await Promise.all(names.sort().map((name) => visit(nodePath.join(absolute, name), `${relative}/${name}`)))
+      const out: Array<Source> = [{ entry: { path: relative, kind: "directory", size: 0, mtime }, file: undefined }]
+      for (const sources of inside) for (const source of sources) out.push(source)
+      return out
+    }
+    if (!stat.isFile()) {
+      failure ??= new Protocol.SpacedropError({ reason: "Unsupported", ...where, path: absolute, detail: "neither a file nor a folder" })
+      return []
+    }
+    const hash = await step(absolute, "read", () => hashWhole(absolute))
+    return hash === undefined ? [] : [{ entry: { path: relative, kind: "file", size: stat.size, mtime, hash }, file: absolute }]
+  }
+  const out: Array<Source> = []
+  for (const path of paths) {
+    const absolute = nodePath.resolve(path)
+    for (const source of await visit(absolute, nodePath.basename(absolute))) out.push(source)
+  }
+  return failure ?? out
+}
 
 /** How the receiver treats a file that already exists where one arrives. */
 export type OnExisting = "rename" | "refuse"
@@ -233,8 +271,44 @@ export const place = (where: Where, temp: string, final: string, onExisting: OnE
   })
 
 /** A new file to write, opened exclusively (never an existing name, never through a link). */
-export const createExclusive = (where: Where, path: string) =>
-  io(where, path, "create", () => fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644))
+export const createExclusive = (where: Where, path: string) => io(where, path, "create", () => openExclusive(path))
+
+/** `createExclusive` as a plain promise (for work queued on a file without an Effect per step). */
+export const openExclusive = (path: string): Promise<fs.FileHandle> =>
+  fs.open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644)
+
+/**
+ * `place` for many files at once (a group of small files): every file is
+ * first linked to its own name, all at once; those whose name is taken then
+ * get numbered names one after the other, in order. Never replaces a name.
+ * The names used, in the order given.
+ */
+export const placeAll = (
+  where: Where,
+  files: ReadonlyArray<{ readonly temp: string; readonly final: string }>,
+  onExisting: OnExisting
+): Effect.Effect<ReadonlyArray<string>, SpacedropError> =>
+  Effect.gen(function*() {
+    const first = yield* Effect.promise(() =>
+      Promise.all(files.map(({ final, temp }) =>
+        fs.link(temp, final).then(() => true, (cause: unknown) => (codeOf(cause) === "EEXIST" ? false : cause))
+      ))
+    )
+    const names: Array<string> = []
+    for (const [i, file] of files.entries()) {
+      const outcome = first[i]
+      if (outcome === true) names.push(file.final)
+      else if (outcome === false) names.push(yield* place(where, file.temp, file.final, onExisting))
+      else return yield* Effect.fail(ioError(where, file.final, "put the file in place")(outcome))
+    }
+    // the temporary names of those linked at first go, all at once
+    const unlinked = yield* Effect.promise(() =>
+      Promise.all(files.map((file, i) => (first[i] === true ? fs.unlink(file.temp).then(() => undefined, (cause: unknown) => ({ cause, file })) : undefined)))
+    )
+    const failed = unlinked.find((u) => u !== undefined)
+    if (failed !== undefined) return yield* Effect.fail(ioError(where, failed.file.temp, "remove the temporary name")(failed.cause))
+    return names
+  })
 
 /** Syncs a directory's entries (a new name in it is then durable); where the platform cannot (Windows, some file systems), nothing. */
 export const syncDirectory = async (dir: string): Promise<void> => {

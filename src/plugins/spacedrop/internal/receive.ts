@@ -439,18 +439,25 @@ interface Receiving {
   readonly manifest: string
 }
 
-/** The file being written. */
+/**
+ * The file being written. Its disk work is queued on `io`, in order, and
+ * not awaited chunk by chunk: the next frame is read while the last one is
+ * written. `io` never rejects; the first failure is kept in `failure`.
+ */
 interface Open {
   readonly entry: Protocol.Entry
   readonly index: number
   readonly temp: string
   readonly final: string
-  readonly handle: Files.FileHandle
+  /** Set once the file is created (or reopened). */
+  handle: Files.FileHandle | undefined
+  io: Promise<void>
+  failure: Protocol.SpacedropError | undefined
   hash: Hash
+  /** The whole file's hash, when it came in one chunk (that chunk's verified hash: no second pass). */
+  whole: string | undefined
   written: number
 }
-
-const hex = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex")
 
 /** A durable record is rewritten at most every this many verified bytes (after a sync of the file being written)… */
 const CHECKPOINT_BYTES = 16 * 1024 * 1024
@@ -458,12 +465,27 @@ const CHECKPOINT_BYTES = 16 * 1024 * 1024
 const CHECKPOINT_FILES = 256
 /** Most rewinds of one run, whatever the chunks: a sender whose every chunk fails is not worth more. */
 const MAX_REWINDS = 64
+/**
+ * Verified files waiting to be synced and put in place together: at most
+ * this many (each holds a descriptor)… The group's syncs run at once, so a
+ * file costs a fraction of a sync, not one (a sync is ~0.5–2 ms on a disk).
+ */
+const GROUP_FILES = 64
+/** …or this many bytes. */
+const GROUP_BYTES = 32 * 1024 * 1024
+/** Most bytes handed to writes not yet done: past it the reader waits for the disk. */
+const MAX_QUEUED_BYTES = 8 * 1024 * 1024
 
 /**
  * Writes the accepted files as their chunks come, each verified, synced and
  * put in place; keeps the resume record up to date, and on the way out
  * either keeps what was verified (the connection or the process went away)
  * or removes it.
+ *
+ * A file whose whole hash matched joins a group; the group's files are
+ * synced together, then put in place, before anything counts on them (the
+ * progress, a record, `Complete`). A file is never put in place before its
+ * hash matched and its bytes were synced.
  */
 const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.TransferError, Scope.Scope> =>
   Effect.gen(function*() {
@@ -473,11 +495,52 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
     const files = decision.indices.filter((i) => entries[i]!.kind === "file")
     const results: Array<Running.FileResult> = []
     const renamed = new Map<number, string>(decision.resumed?.renamed ?? [])
+    // the next accepted file expected (files before it are verified; those in `group` are not yet in place)
     let next = 0
     let current: Open | undefined
+    // verified, not yet synced and in place
+    let group: Array<Open> = []
+    let groupBytes = 0
+    // verified bytes (`placedBytes`: of the files in place)
     let bytes = 0
+    let placedBytes = 0
+    let queued = 0
     const finalOf = (index: number) => nodePath.join(root, entries[index]!.path)
     const tempOf = (index: number) => nodePath.join(nodePath.dirname(finalOf(index)), tempName(offer.transfer, index))
+
+    const fresh = (index: number, handle: Files.FileHandle | undefined, written: number): Open => ({
+      entry: entries[index]!,
+      index,
+      temp: tempOf(index),
+      final: finalOf(index),
+      handle,
+      io: Promise.resolve(),
+      failure: undefined,
+      hash: createHash("sha256"),
+      whole: undefined,
+      written
+    })
+    /** Queues `op` on the file's handle, after what is queued already; `bytes` count against `MAX_QUEUED_BYTES` until it is done. */
+    const enqueue = (file: Open, what: string, op: (handle: Files.FileHandle) => Promise<unknown>, bytes = 0) => {
+      queued += bytes
+      file.io = file.io.then(async () => {
+        try {
+          if (file.failure === undefined && file.handle !== undefined) await op(file.handle)
+        } catch (cause) {
+          file.failure ??= Files.ioError(ids, file.temp, what)(cause)
+        } finally {
+          queued -= bytes
+        }
+      })
+    }
+    /** Waits for the file's queued work; fails with its first failure. */
+    const settle = (file: Open) =>
+      Effect.flatMap(Effect.promise(() => file.io), () => (file.failure === undefined ? Effect.void : Effect.fail(file.failure)))
+    const settleAll = (open: ReadonlyArray<Open>) => Effect.promise(() => Promise.all(open.map((f) => f.io)))
+    /** Past the bound, waits until everything queued is written. */
+    const backpressure = Effect.suspend(() =>
+      queued <= MAX_QUEUED_BYTES ? Effect.void : settleAll(current === undefined ? group : [...group, current])
+    )
 
     /** Opens the temporary file of a resumed entry, its first `offset` bytes verified before; `undefined` if it is not usable. */
     const reopen = (index: number, offset: number) =>
@@ -488,7 +551,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         const stat = yield* Files.lstatOrNone(ids, temp)
         if (stat === undefined || !stat.isFile() || stat.size < offset) return undefined
         const handle = yield* Files.io(ids, temp, "open", () => fs.open(temp, constants.O_RDWR | constants.O_NOFOLLOW))
-        const open: Open = { entry, index, temp, final: finalOf(index), handle, hash: createHash("sha256"), written: offset }
+        const open = fresh(index, handle, offset)
         const hashed = yield* Effect.either(Effect.gen(function*() {
           yield* Files.io(ids, temp, "truncate", () => handle.truncate(offset))
           return yield* Files.io(ids, temp, "read", () => Files.hashPrefix(handle, open.hash, offset))
@@ -509,6 +572,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         results.push({ path: entries[index]!.path, savedAs: renamed.get(index) ?? finalOf(index) })
         bytes += entries[index]!.size
       }
+      placedBytes = bytes
       if (next < files.length && position.offset > 0 && position.offset <= entries[files[next]!]!.size) {
         current = yield* reopen(files[next]!, position.offset)
         bytes += current?.written ?? 0
@@ -522,7 +586,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
     yield* running.update((p) => ({ ...p, bytes, files: results.length }))
     yield* running.start
 
-    // the resume record: written now (a new transfer), then at checkpoints, and as the transfer stops
+    // the resume record: written now (a new transfer), then at checkpoints, and as the transfer stops. It counts
+    // only files in place (the group is put in place before a record is written) and the current file's bytes
     const recordAt = (): Records.ReceiveRecord => ({
       direction: "receive",
       transfer: offer.transfer,
@@ -532,40 +597,114 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       root,
       ...(decision.select === undefined ? {} : { select: decision.select }),
       onExisting,
-      position: { files: next, offset: current?.written ?? 0 },
-      ...(current === undefined ? {} : { temp: current.temp }),
+      position: { files: results.length, offset: group.length === 0 ? current?.written ?? 0 : 0 },
+      ...(current === undefined || group.length > 0 ? {} : { temp: current.temp }),
       renamed: [...renamed],
-      bytes,
+      bytes: group.length === 0 ? bytes : placedBytes,
       totalBytes: files.reduce((n, i) => n + entries[i]!.size, 0),
       totalFiles: files.length
     })
-    const keep = Effect.suspend(() => store.put(recordAt())).pipe(
-      Effect.as(true),
-      Effect.catchAll((e) => Effect.as(Effect.logWarning(`spacedrop: transfer ${offer.transfer} will not be resumable: ${e.message}`), false))
-    )
+    const put = (record: Records.ReceiveRecord) =>
+      store.put(record).pipe(
+        Effect.as(true),
+        Effect.catchAll((e) => Effect.as(Effect.logWarning(`spacedrop: transfer ${offer.transfer} will not be resumable: ${e.message}`), false))
+      )
+    const keep = Effect.suspend(() => put(recordAt()))
     let recorded = decision.resumed !== undefined || (yield* keep)
     let checkpointed = { bytes, files: results.length }
     // directories that got a new name since they were last synced: synced (where the platform allows) before a
     // record or Complete counts on those names, so a placed file survives a crash as its bytes do; a few
     // directory syncs per batch of files, not one per file
     const unsynced = new Set<string>()
-    const syncDirectories = Effect.suspend(() => {
+    const takeUnsynced = () => {
       const dirs = [...unsynced]
       unsynced.clear()
+      return dirs
+    }
+    const syncDirectories = Effect.suspend(() => {
+      const dirs = takeUnsynced()
       return Effect.promise(() => Promise.all(dirs.map(Files.syncDirectory)))
     })
-    /** On a durable store, now and then: the file being written synced, then the record saying how far it is. */
-    const checkpoint = (force: boolean) =>
-      Effect.suspend(() => {
-        if (!recorded || !store.durable) return Effect.void
+
+    // the group being synced and put in place (removed with the rest if that fails)
+    let placing: Array<Open> = []
+    // flushes and checkpoints one at a time (a pause's checkpoint runs beside the reading loop)
+    const exclusive = yield* Effect.makeSemaphore(1)
+    /** Syncs the group's files all at once, then puts them in place. */
+    const flushGroup = Effect.suspend(() => {
+      if (group.length === 0) return Effect.void
+      const batch = group
+      placing = batch
+      group = []
+      groupBytes = 0
+      return Effect.gen(function*() {
+        for (const file of batch) {
+          const mtime = new Date(file.entry.mtime)
+          // the modification time is kept where the file system allows it
+          enqueue(file, "utimes", (handle) => handle.utimes(mtime, mtime).catch(() => undefined))
+          enqueue(file, "sync", (handle) => handle.sync())
+          enqueue(file, "close", (handle) => {
+            file.handle = undefined
+            return handle.close()
+          })
+        }
+        // the group's descriptors and syncs first, all at once
+        yield* settleAll(batch)
+        const failed = batch.find((f) => f.failure !== undefined)
+        if (failed !== undefined) return yield* Effect.fail(failed.failure!)
+        const saved = yield* Files.placeAll(ids, batch, onExisting)
+        placing = []
+        for (const [i, file] of batch.entries()) {
+          const savedAs = saved[i]!
+          unsynced.add(nodePath.dirname(savedAs))
+          if (savedAs !== file.final) renamed.set(file.index, savedAs)
+          results.push({ path: file.entry.path, savedAs })
+          placedBytes += file.entry.size
+        }
+        yield* running.update((p) => ({ ...p, files: results.length }))
+      })
+    })
+    const flush = exclusive.withPermits(1)(Effect.uninterruptible(flushGroup))
+
+    // a checkpoint's syncs and record, run beside the reading (a sync of many MiB would stall the stream)
+    let checkpointing: Fiber.RuntimeFiber<void> | undefined
+    const awaitCheckpoint = Effect.suspend(() => {
+      const fiber = checkpointing
+      checkpointing = undefined
+      return fiber === undefined ? Effect.void : Fiber.join(fiber)
+    })
+    /**
+     * On a durable store, now and then: the group put in place, the file being written synced, then the
+     * record saying how far it is. `force` (a pause, the end): done before going on.
+     */
+    const checkpoint = (force: boolean): Effect.Effect<void, Protocol.SpacedropError, Scope.Scope> =>
+      Effect.suspend(() =>
+        !recorded || !store.durable ||
+          (!force && bytes - checkpointed.bytes < CHECKPOINT_BYTES && next - checkpointed.files < Math.max(CHECKPOINT_FILES, renamed.size))
+          ? Effect.void
+          : exclusive.withPermits(1)(checkpointNow(force))
+      )
+    const checkpointNow = (force: boolean): Effect.Effect<void, Protocol.SpacedropError, Scope.Scope> =>
+      Effect.gen(function*() {
+        if (!recorded || !store.durable) return
         // the record grows with the renamed files: written less often as it grows, so rewriting it stays linear
-        if (!force && bytes - checkpointed.bytes < CHECKPOINT_BYTES && results.length - checkpointed.files < Math.max(CHECKPOINT_FILES, renamed.size)) return Effect.void
-        checkpointed = { bytes, files: results.length }
+        if (!force && bytes - checkpointed.bytes < CHECKPOINT_BYTES && next - checkpointed.files < Math.max(CHECKPOINT_FILES, renamed.size)) return
+        // one at a time: the next one waits for the one under way
+        if (!force && checkpointing !== undefined && checkpointing.unsafePoll() === null) return
+        yield* awaitCheckpoint
+        yield* Effect.uninterruptible(flushGroup)
+        checkpointed = { bytes, files: next }
+        const record = recordAt()
         const file = current
-        return Effect.zipRight(
-          Effect.zipRight(file === undefined ? Effect.void : Files.io(ids, file.temp, "sync", () => file.handle.sync()), syncDirectories),
-          Effect.map(keep, (kept) => void (recorded = kept))
-        )
+        const dirs = takeUnsynced()
+        if (file !== undefined) enqueue(file, "sync", (handle) => handle.sync())
+        const work = Effect.gen(function*() {
+          if (file !== undefined) yield* settle(file)
+          yield* Effect.promise(() => Promise.all(dirs.map(Files.syncDirectory)))
+          recorded = yield* put(record)
+        }).pipe(Effect.catchAll((e) => Effect.logWarning(`spacedrop: transfer ${offer.transfer}: a checkpoint failed: ${e.message}`)))
+        if (force) yield* work
+        else checkpointing = yield* Effect.forkScoped(work)
       })
 
     const made = new Set<string>()
@@ -579,30 +718,46 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         Effect.ignore(wire.send({ type: "Cancel", reason, detail: error.detail.slice(0, 1024) })),
         Effect.zipRight(wire.end, Effect.fail(error))
       )
+    // verified, whether or not in place yet: the sender's window
     const ack = (force: boolean) => {
-      if (!force && bytes - acked.bytes < Protocol.ACK_EVERY_BYTES && results.length - acked.files < Protocol.ACK_EVERY_FILES) return Effect.void
-      acked = { bytes, files: results.length }
+      if (!force && bytes - acked.bytes < Protocol.ACK_EVERY_BYTES && next - acked.files < Protocol.ACK_EVERY_FILES) return Effect.void
+      acked = { bytes, files: next }
       return wire.send({ type: "Ack", ...acked })
     }
     const open = (index: number) =>
-      Effect.gen(function*() {
-        const entry = entries[index]!
-        const temp = tempOf(index)
-        // a resumed transfer may have left one of ours here, unverified: it is written again
-        if (decision.resumed !== undefined) yield* Files.removeQuietly(temp)
-        // created and held in one step: a cancel landing while the file is being created would otherwise
-        // leave it (and its descriptor) to no one, and `discard` would not remove it
-        const opened = yield* Effect.uninterruptible(Effect.map(Files.createExclusive(ids, temp), (handle) => {
-          current = { entry, index, temp, final: finalOf(index), handle, hash: createHash("sha256"), written: 0 }
-          return current
-        }))
-        yield* running.update((p) => ({ ...p, current: entry.path }))
-        return opened
+      Effect.suspend(() => {
+        const file = fresh(index, undefined, 0)
+        const resumed = decision.resumed !== undefined
+        // created on its queue, held from the start: a cancel landing meanwhile finds it in `current`, and
+        // `discard` waits for its creation before removing it
+        file.io = (async () => {
+          try {
+            // a resumed transfer may have left one of ours here, unverified: it is written again
+            if (resumed) await fs.rm(file.temp, { force: true }).catch(() => undefined)
+            file.handle = await Files.openExclusive(file.temp)
+          } catch (cause) {
+            file.failure = Files.ioError(ids, file.temp, "create")(cause)
+          }
+        })()
+        current = file
+        return Effect.as(running.update((p) => ({ ...p, current: file.entry.path })), file)
       })
+    /** Closes and removes files not put in place (their work done first). */
+    const remove = (open: ReadonlyArray<Open>) =>
+      Effect.promise(() =>
+        Promise.all(open.map(async (file) => {
+          await file.io
+          await file.handle?.close().catch(() => undefined)
+          file.handle = undefined
+          await fs.rm(file.temp, { force: true }).catch(() => undefined)
+        }))
+      )
     const discard = Effect.suspend(() => {
-      const open = current
+      const open = [...placing, ...group, ...(current === undefined ? [] : [current])]
       current = undefined
-      return open === undefined ? Effect.void : Effect.zipRight(Effect.promise(() => open.handle.close().catch(() => undefined)), Files.removeQuietly(open.temp))
+      group = []
+      placing = []
+      return remove(open)
     })
 
     // a chunk (or file) that failed its hash is asked for again: skip what was in flight until it comes
@@ -667,12 +822,11 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         failWith("User", new Protocol.SpacedropError({ reason: "Cancelled", ...ids, by: "receiver", detail: "cancelled by the receiver" }))
       )
     )
-    const nextFrame = (first: boolean) => Effect.raceFirst(first ? Fiber.join(r.after) : wire.next, abort)
 
     const loop = Effect.gen(function*() {
       let first = true
       while (true) {
-        const frame = yield* nextFrame(first).pipe(
+        const frame = yield* (first ? Fiber.join(r.after) : wire.next).pipe(
           Effect.catchIf((e): e is MessageError => e instanceof MessageError, (e) =>
             Effect.fail(new Protocol.SpacedropError({ reason: e.reason === "VersionMismatch" ? "VersionMismatch" : "Closed", ...ids, detail: e.detail })))
         )
@@ -696,15 +850,21 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           if (f.offset !== file.written || f.data.length > offer.chunkBytes || f.offset + f.data.length > entry.size) {
             return yield* violation(where, "Unexpected", `a chunk at ${f.offset}+${f.data.length} of ${JSON.stringify(entry.path)} (${file.written} written of ${entry.size}, chunks of ${offer.chunkBytes})`)
           }
-          if (createHash("sha256").update(f.data).digest("hex") !== hex(f.hash)) {
+          const digest = createHash("sha256").update(f.data).digest()
+          if (!digest.equals(f.hash)) {
             yield* rewind(index, f.offset, new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: `the chunk at ${f.offset} does not match its hash` }))
             continue
           }
-          yield* Files.io(ids, file.temp, "write", () => file.handle.write(f.data, 0, f.data.length, f.offset))
-          file.hash.update(f.data)
-          file.written += f.data.length
-          bytes += f.data.length
+          const data = f.data
+          const offset = f.offset
+          enqueue(file, "write", (handle) => handle.write(data, 0, data.length, offset), data.length)
+          // a file in one chunk: that chunk's hash is the file's
+          if (offset === 0 && data.length === entry.size) file.whole = digest.toString("hex")
+          else file.hash.update(data)
+          file.written += data.length
+          bytes += data.length
           yield* running.update((p) => ({ ...p, bytes }))
+          yield* backpressure
           yield* checkpoint(false)
           yield* ack(false)
           continue
@@ -718,29 +878,27 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             const entry = entries[index]!
             const file = current ?? (yield* open(index))
             if (file.written !== entry.size) return yield* violation(where, "Unexpected", `the end of ${JSON.stringify(entry.path)} after ${file.written} of ${entry.size} bytes`)
-            if (file.hash.digest("hex") !== entry.hash) {
+            if ((file.whole ?? file.hash.digest("hex")) !== entry.hash) {
               const error = new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: "the file does not match the hash in the offer" })
               if (entry.size === 0) return yield* failWith("Corrupt", error)
               // every chunk matched its own hash, the whole did not: the whole file again
-              yield* Files.io(ids, file.temp, "truncate", () => file.handle.truncate(0))
+              yield* settle(file)
+              yield* Files.io(ids, file.temp, "truncate", () => file.handle!.truncate(0))
               bytes -= file.written
               file.written = 0
               file.hash = createHash("sha256")
+              file.whole = undefined
               yield* running.update((p) => ({ ...p, bytes }))
               yield* rewind(index, 0, error)
               continue
             }
-            yield* Files.io(ids, file.temp, "sync", () => file.handle.sync())
-            yield* Files.io(ids, file.temp, "close", () => file.handle.close())
-            const mtime = new Date(entry.mtime)
-            yield* Effect.ignore(Files.io(ids, file.temp, "utimes", () => fs.utimes(file.temp, mtime, mtime)))
-            const savedAs = yield* Files.place(ids, file.temp, file.final, onExisting)
+            // verified: synced and put in place with its group
             current = undefined
-            unsynced.add(nodePath.dirname(savedAs))
-            if (savedAs !== file.final) renamed.set(index, savedAs)
-            results.push({ path: entry.path, savedAs })
+            group.push(file)
+            groupBytes += entry.size
             next++
-            yield* running.update((p) => ({ ...p, files: results.length, current: undefined }))
+            if (group.length >= GROUP_FILES || groupBytes >= GROUP_BYTES) yield* flush
+            yield* running.update((p) => ({ ...p, current: undefined }))
             yield* checkpoint(false)
             yield* ack(false)
             continue
@@ -748,6 +906,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           case "Done": {
             if (skipping !== undefined) continue
             if (next !== files.length) return yield* violation(where, "Unexpected", `Done after ${next} of ${files.length} files`)
+            yield* awaitCheckpoint
+            yield* flush
             yield* syncDirectories
             yield* wire.send({ type: "Complete", bytes, files: results.length })
             yield* wire.end
@@ -776,7 +936,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         }
       }
     })
-    return yield* loop.pipe(
+    // raced once as a whole, not frame by frame (a race per frame costs fibers per frame)
+    return yield* Effect.raceFirst(loop, abort).pipe(
       // a local failure is told to the sender (a violation is not: the host disconnects it)
       Effect.tapError((e) =>
         e instanceof Protocol.SpacedropError && e.by === undefined && e.reason !== "Cancelled" && e.reason !== "Corrupt" && e.reason !== "Closed" &&
@@ -786,17 +947,26 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       ),
       Effect.onExit((exit) =>
         Effect.gen(function*() {
+          yield* Effect.exit(awaitCheckpoint)
           // kept: the connection dropped (its handler is interrupted too), or the process is stopping (a record in
           // memory is then refused, see `Records.memory`); never when a side decided to stop
           let kept = false
           // a cancel asked for here is final even when the connection went first (the sender, told,
           // may reset the stream while the Cancel is still being sent): nothing is kept to resume
           const cancelledHere = yield* Deferred.isDone(running.cancelled)
+          if (Exit.isFailure(exit)) {
+            // files verified whole go in place whatever stopped the transfer, as each did on its own before
+            // groups (and, for a resume, nothing verified is sent again); if they cannot, they go
+            const placed = yield* Effect.either(flush)
+            if (Either.isLeft(placed)) yield* discard
+          }
           if (recorded && !cancelledHere && Running.isResumable(exit, { timeout: true })) {
             const file = current
             if (file !== undefined) {
-              yield* Effect.ignore(Files.io(ids, file.temp, "sync", () => file.handle.sync()))
-              yield* Effect.promise(() => file.handle.close().catch(() => undefined))
+              enqueue(file, "sync", (handle) => handle.sync())
+              yield* Effect.promise(() => file.io)
+              if (file.failure !== undefined) yield* discard
+              else yield* Effect.promise(() => file.handle?.close().catch(() => undefined) ?? Promise.resolve())
             }
             yield* syncDirectories
             kept = yield* keep

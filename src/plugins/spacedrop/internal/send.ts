@@ -10,9 +10,7 @@ import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { createHash, type Hash, randomBytes } from "node:crypto"
-import { constants } from "node:fs"
-import * as fs from "node:fs/promises"
+import { randomBytes } from "node:crypto"
 import { ProtocolError } from "../../../transport/ProtocolError.js"
 import type { PeerId } from "../../../transport/Transport.js"
 import { MessageError } from "../../Messages.js"
@@ -20,6 +18,7 @@ import type { PluginHost } from "../../PluginHost.js"
 import * as Paths from "../Paths.js"
 import * as Protocol from "../Protocol.js"
 import * as Files from "./files.js"
+import * as Read from "./read.js"
 import type * as Records from "./records.js"
 import * as Registry from "./registry.js"
 import * as Running from "./transfer.js"
@@ -210,18 +209,25 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
     const windowBytes = Math.max(4 * Protocol.ACK_EVERY_BYTES, x.options.windowBytes ?? 8 * 1024 * 1024)
     const stalled = (what: string) => new Protocol.SpacedropError({ reason: "Timeout", ...ids, detail: `${what} for ${Duration.format(idleTimeout)}` })
     const cancelled = new Protocol.SpacedropError({ reason: "Cancelled", ...ids, by: "sender", detail: "cancelled by the sender" })
-    // set once the receiver's frames are being read: a Cancel then waits (briefly) for the receiver to end its side,
-    // so it reads the Cancel before the stream is dropped
+    // set once the receiver's frames are being read: a Cancel then waits for the receiver to end its side, so it
+    // reads the Cancel before the stream is dropped. It has up to the idle bound to get there: it reads what was in
+    // flight before it (a window, slow on a loaded machine or disk); dropping the stream sooner left it believing
+    // the connection failed (`interrupted`, resumable) instead of learning that the sender cancelled
     let listening: Effect.Effect<unknown, unknown> | undefined
-    // once we stop, the receiver's end (or reset) that follows our Cancel is not the transfer's failure
+    // once we stop, the receiver's end (or reset) that follows our Cancel is not the transfer's failure; nothing
+    // more is sent after the Cancel
     let stopping = false
     const stop = (reason: Protocol.CancelReason, error: Protocol.SpacedropError) =>
-      Effect.gen(function*() {
+      Effect.suspend(() => {
+        // one Cancel: a second stop (the pump and the cancel both saw it) leaves the first to finish
+        if (stopping) return Effect.never
         stopping = true
-        yield* Effect.ignore(wire.send({ type: "Cancel", reason, detail: error.detail.slice(0, 1024) }))
-        yield* wire.end
-        if (listening !== undefined) yield* Effect.ignore(Effect.timeout(listening, "5 seconds"))
-        return yield* error
+        return Effect.gen(function*() {
+          yield* Effect.ignore(wire.send({ type: "Cancel", reason, detail: error.detail.slice(0, 1024) }))
+          yield* wire.end
+          if (listening !== undefined) yield* Effect.ignore(Effect.timeout(listening, idleTimeout))
+          return yield* error
+        })
       })
     const onCancel = Effect.zipRight(Deferred.await(running.cancelled), stop("User", cancelled))
     const asTyped = <A, E, R>(effect: Effect.Effect<A, E | MessageError, R>) =>
@@ -335,35 +341,41 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
         : Stream.runDrain(tick.changes.pipe(Stream.takeUntil(() => sent + n - acked <= windowBytes || rewind !== undefined))).pipe(
           Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => stalled("no acknowledgement with the window full") })
         )
-    /** Sends a frame the receiver must take within the idle bound (it stopped reading otherwise). */
+    // a frame the receiver does not take within the idle bound: it stopped reading. Watched by one fiber,
+    // not a timeout per frame (a timer and a race per frame)
+    let writing = false
+    let delivered = 0
     const deliver = (frame: Uint8Array) =>
-      wire.sendRaw(frame).pipe(Effect.timeoutFail({ duration: idleTimeout, onTimeout: () => stalled("the receiver took nothing") }))
-
-    /** The file being sent: its handle, and the hash of what was read of it so far. */
-    let open: { readonly k: number; readonly handle: fs.FileHandle; readonly hash: Hash } | undefined
-    const close = Effect.suspend(() => {
-      const file = open
-      open = undefined
-      return file === undefined ? Effect.void : Effect.promise(() => file.handle.close().catch(() => undefined))
+      Effect.suspend(() => {
+        if (stopping) return Effect.never
+        writing = true
+        return Effect.map(wire.sendRaw(frame), () => {
+          writing = false
+          delivered++
+        })
+      })
+    const stuck = Effect.gen(function*() {
+      const tick = Duration.divide(idleTimeout, 4).pipe(Option.getOrElse(() => idleTimeout))
+      let seen = delivered
+      let quiet = 0
+      while (true) {
+        yield* Effect.sleep(tick)
+        quiet = writing && !stopping && delivered === seen ? quiet + 1 : 0
+        seen = delivered
+        if (quiet >= 4) return yield* stalled("the receiver took nothing")
+      }
     })
-    yield* Effect.addFinalizer(() => close)
+
     const changed = (entry: Protocol.Entry, detail: string) =>
       stop("SourceChanged", new Protocol.SpacedropError({ reason: "SourceChanged", ...ids, by: "sender", path: entry.path, detail }))
-    /** Opens the kth file where the sender is; a resumed or rewound file is hashed up to there from the disk. */
-    const openAt = (k: number, offset: number) =>
-      Effect.gen(function*() {
-        const source = sources[toSend[k]!]!
-        const entry = source.entry
-        const path = source.file!
-        yield* running.update((p) => ({ ...p, current: entry.path }))
-        const handle = yield* Files.io(ids, path, "open", () => fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW))
-        open = { k, handle, hash: createHash("sha256") }
-        const stat = yield* Files.io(ids, path, "stat", () => handle.stat())
-        if (stat.size !== entry.size || stat.mtimeMs !== entry.mtime) return yield* changed(entry, "the file changed after it was offered")
-        const read = yield* Files.io(ids, path, "read", () => Files.hashPrefix(handle, open!.hash, offset))
-        if (read < offset) return yield* changed(entry, `the file shrank to ${read} bytes`)
-        return open
-      })
+    // the files read ahead of the sending (see `Read`), started again from a rewind
+    const toRead = toSend.map((index) => ({ index, entry: entries[index]!, path: sources[index]!.file! }))
+    let reader = Read.make(ids, toRead, chunkBytes, at)
+    yield* Effect.addFinalizer(() => Effect.sync(() => reader.stop()))
+    const restart = Effect.sync(() => {
+      reader.stop()
+      reader = Read.make(ids, toRead, chunkBytes, at)
+    })
 
     const pump = Effect.gen(function*() {
       while (true) {
@@ -373,35 +385,41 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
           if (rewind !== undefined) {
             at = rewind
             rewind = undefined
-            yield* close
             sent = before[at.k]! + at.offset
             filesSent = at.k
+            yield* restart
             yield* running.update((p) => ({ ...p, bytes: sent, files: filesSent }))
           }
-          const entry = entries[toSend[at.k]!]!
-          const file = open ?? (yield* openAt(at.k, at.offset))
-          if (at.offset < entry.size) {
-            const n = Math.min(chunkBytes, entry.size - at.offset)
-            yield* window(n)
-            if (rewind !== undefined) continue
-            const chunk = Wire.chunkFrame(toSend[at.k]!, at.offset, n)
-            const read = yield* Files.io(ids, sources[toSend[at.k]!]!.file!, "read", () => readFully(file.handle, chunk.data, at.offset))
-            if (read < n) return yield* changed(entry, `the file shrank to ${at.offset + read} bytes while it was sent`)
-            file.hash.update(chunk.data)
-            yield* deliver(chunk.seal())
-            at = { k: at.k, offset: at.offset + n }
-            sent += n
-            yield* running.update((p) => ({ ...p, bytes: sent }))
-            continue
+          const item = yield* Effect.promise(() => reader.next())
+          if (item === undefined) return yield* Effect.dieMessage(`spacedrop: the reading ended before file ${at.k}`)
+          switch (item._tag) {
+            case "Chunk": {
+              yield* window(item.length)
+              // what was read ahead is dropped: the reading starts again at the rewind
+              if (rewind !== undefined) continue
+              if (item.k !== at.k || item.offset !== at.offset) return yield* Effect.dieMessage(`spacedrop: read ahead out of order (${item.k}:${item.offset}, at ${at.k}:${at.offset})`)
+              yield* deliver(item.frame)
+              at = { k: at.k, offset: at.offset + item.length }
+              sent += item.length
+              // a small file's progress goes with its end, a larger one's with each chunk
+              const entry = entries[toSend[at.k]!]!
+              if (entry.size > Read.SMALL_FILE_BYTES) yield* running.update((p) => ({ ...p, bytes: sent, current: entry.path }))
+              break
+            }
+            case "End": {
+              if (item.k !== at.k) return yield* Effect.dieMessage(`spacedrop: read ahead out of order (end of ${item.k}, at ${at.k})`)
+              yield* deliver(Wire.fileEndFrame(toSend[at.k]!))
+              at = { k: at.k + 1, offset: 0 }
+              filesSent++
+              const coming = at.k < toSend.length ? entries[toSend[at.k]!]!.path : undefined
+              yield* running.update((p) => ({ ...p, bytes: sent, files: filesSent, current: coming }))
+              break
+            }
+            case "Changed":
+              return yield* changed(item.entry, item.detail)
+            case "Failed":
+              return yield* item.error
           }
-          const after = yield* Files.io(ids, sources[toSend[at.k]!]!.file!, "stat", () => file.handle.stat())
-          if (after.size !== entry.size || after.mtimeMs !== entry.mtime) return yield* changed(entry, "the file changed while it was sent")
-          if (file.hash.digest("hex") !== entry.hash) return yield* changed(entry, "the file's content changed while it was sent")
-          yield* close
-          yield* deliver(Wire.messageFrame({ type: "FileEnd", index: toSend[at.k]! }))
-          at = { k: at.k + 1, offset: 0 }
-          filesSent++
-          yield* running.update((p) => ({ ...p, files: filesSent, current: undefined }))
         }
         sentDone = true
         yield* deliver(Wire.messageFrame({ type: "Done" }))
@@ -415,7 +433,7 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
       }
     })
 
-    const finished = yield* Effect.raceFirst(pump, Effect.raceFirst(failed, onCancel))
+    const finished = yield* Effect.raceFirst(pump, Effect.raceFirst(failed, Effect.raceFirst(onCancel, stuck)))
     yield* wire.end
     return {
       transfer: ids.transfer,
@@ -425,14 +443,3 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
       bytes: finished.bytes
     } satisfies Running.Summary
   })
-
-/** Reads into `buffer` from `position` until it is full or the file ends; the bytes read. */
-const readFully = async (handle: fs.FileHandle, buffer: Uint8Array, position: number): Promise<number> => {
-  let filled = 0
-  while (filled < buffer.length) {
-    const { bytesRead } = await handle.read(buffer, filled, buffer.length - filled, position + filled)
-    if (bytesRead === 0) break
-    filled += bytesRead
-  }
-  return filled
-}

@@ -69,8 +69,9 @@ export const messageFrame = (message: Protocol.Message): Uint8Array =>
  * straight into the frame that is written.
  */
 export const chunkFrame = (index: number, offset: number, length: number) => {
-  const frame = new Uint8Array(4 + Protocol.CHUNK_HEADER_BYTES + length)
-  const view = new DataView(frame.buffer)
+  // not zeroed (a chunk is read over it whole, or never sent), and not from the shared pool
+  const frame: Uint8Array = Buffer.allocUnsafeSlow(4 + Protocol.CHUNK_HEADER_BYTES + length)
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
   view.setUint32(0, Protocol.CHUNK_HEADER_BYTES + length)
   frame[4] = Protocol.CHUNK_KIND
   view.setUint32(5, index)
@@ -84,9 +85,19 @@ export const chunkFrame = (index: number, offset: number, length: number) => {
     seal: (dataLength: number = length) => {
       createHash("sha256").update(data.subarray(0, dataLength)).digest().copy(frame, 17)
       return frame
-    }
+    },
+    /** The hash `seal` wrote, in hex (for a file sent in one chunk, its whole hash: no second pass over it). */
+    hash: () => Buffer.from(frame.buffer, frame.byteOffset + 17, 32).toString("hex")
   }
 }
+
+/**
+ * The frame of `{"type":"FileEnd","index":…}`, written without the Schema
+ * encoder (one per file: thousands a second); the same bytes as
+ * `messageFrame` gives for it.
+ */
+export const fileEndFrame = (index: number): Uint8Array =>
+  Framing.encode(encoder.encode(`{"version":${Protocol.VERSION},"type":"FileEnd","index":${index}}`))
 
 /** Frames of `stream`, each at most `maxFrameBytes`, until the scope closes. */
 export const make = (stream: Duplex, maxFrameBytes: number): Effect.Effect<Wire, never, Scope.Scope> =>
