@@ -52,6 +52,20 @@ describe("Spacedrop over the memory transport", () => {
       expect(Math.abs(a!.mtimeMs - b!.mtimeMs)).toBeLessThan(1)
     }), 60_000)
 
+  it.scopedLive("a file between one chunk and the read-whole size goes in several chunks: 100 000 bytes in chunks of 64 KiB", () =>
+    Effect.gen(function*() {
+      const { sender, receiver } = yield* Peers.make()
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      yield* write(nodePath.join(source, "notes.bin"), randomBytes(100_000))
+      expect(Send.chunkBytesFor(100_000)).toBe(64 * 1024)
+      const transfers = yield* Peers.acceptAll(receiver, target)
+      const sent = yield* (yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "notes.bin")])).result
+      expect((yield* (yield* Queue.take(transfers)).result).bytes).toBe(100_000)
+      expect(sent.bytes).toBe(100_000)
+      expect(yield* Peers.snapshot(target)).toEqual(yield* Peers.snapshot(source))
+    }), 60_000)
+
   it.scopedLive("2 000 small files move in one pipelined stream: the receiver sends a handful of frames, not one per file", () =>
     Effect.gen(function*() {
       const { network, sender, receiver } = yield* Peers.make()

@@ -134,7 +134,9 @@ export const make = (where: Files.Where, files: ReadonlyArray<ToSend>, chunkByte
     }
   }
 
-  const isSmall = (k: number) => !(k === from.k && from.offset > 0) && files[k]!.entry.size <= SMALL_FILE_BYTES
+  // read whole only what fits one chunk of this transfer: the receiver refuses a chunk longer than the offer's chunk size
+  const smallBytes = Math.min(SMALL_FILE_BYTES, chunkBytes)
+  const isSmall = (k: number) => !(k === from.k && from.offset > 0) && files[k]!.entry.size <= smallBytes
   async function* all(): AsyncGenerator<Item> {
     const ahead = new Map<number, Promise<ReadonlyArray<Item>>>()
     for (let k = from.k; k < files.length && !stopped; k++) {
