@@ -6,13 +6,16 @@
  *     tcp-echo                       node:net echo
  *     tcp-sink                       node:net: counts bytes, answers the count at the end
  *     aead-sink <key>                node:net: decrypts ChaCha20-Poly1305 frames, answers the count
- *     weft-ping-serve                libp2p transport + plugin host + ping plugin
+ *     weft-ping-serve                libp2p transport + plugin host + ping plugin; also OPEN (writes one
+ *                                    byte on each stream opened) and CPU (answers its CPU ms so far)
  *     weft-sink <window>             libp2p transport: a protocol that counts bytes, answers the count
  *     libp2p-sink <window>           js-libp2p itself, no Weft: the same protocol on its stream events
  *     sync-serve <dir> <window>      libp2p transport: serves sync sessions from <dir>/full.db
  *   clients (print one JSON line with their figures)
  *     tcp-rtt <port> <count>                     32-byte round trips
  *     weft-ping <address> <count>                pings through the ping plugin, one kept stream
+ *     weft-open <address> <count>                opens a stream, reads its first byte, closes it; and pings
+ *                                                    on the same connection
  *     tcp-send <port> <bytes> <write>            bulk bytes
  *     aead-send <port> <key> <bytes> <frame>     bulk bytes in encrypted frames
  *     weft-send <address> <bytes> <write> <window> <pinging>   bulk bytes on one stream (pinging 1: and
@@ -62,6 +65,10 @@ const [role, ...args] = process.argv.slice(2) as [string, ...Array<string>]
 const LOOPBACK = "127.0.0.1"
 const SINK = "/weft-bench/sink/1.0.0"
 const SYNC = "/weft-bench/sync/1.0.0"
+/** A stream whose opener reads one byte (the request/response pattern's least). */
+const OPEN = "/weft-bench/open/1.0.0"
+/** Answers the serving process's CPU ms so far, as decimal text. */
+const CPU = "/weft-bench/cpu/1.0.0"
 const PING_BYTES = 32
 /** How long one @libp2p/ping call may take before it counts as failed. */
 const PING_TIMEOUT_MS = 10_000
@@ -384,6 +391,11 @@ const roles: Record<string, () => unknown> = {
     serveForever(Effect.gen(function*() {
       const { address, transport } = yield* weftNode(Libp2pTransport.DEFAULT_STREAM_WINDOW_BYTES)
       yield* withPing(transport)
+      yield* transport.handle(OPEN, (stream) =>
+        Effect.zipRight(stream.write(new Uint8Array([1])), Stream.runDrain(stream.source)))
+      yield* transport.handle(CPU, (stream) =>
+        // after the opener ended its side
+        Effect.zipRight(Stream.runDrain(stream.source), Effect.zipRight(stream.write(new TextEncoder().encode(String(cpuMs()))), stream.end)))
       ready({ address, peer: transport.peerId })
     })),
 
@@ -434,6 +446,44 @@ const roles: Record<string, () => unknown> = {
       yield* client.ping(peer, { count: 200 })
       const result = yield* client.ping(peer, { count: Number(count) })
       done({ medianMs: result.median, minMs: result.min, pings: result.rtts.length })
+    }))),
+
+  "weft-open": () =>
+    Effect.runPromise(Effect.scoped(Effect.gen(function*() {
+      const [address, count] = args as [string, string]
+      const { transport } = yield* weftNode(Libp2pTransport.DEFAULT_STREAM_WINDOW_BYTES)
+      const client = yield* withPing(transport)
+      const peer = yield* transport.connect(address)
+      const serverCpuMs = Effect.scoped(Effect.gen(function*() {
+        const stream = yield* transport.open(peer, CPU)
+        yield* stream.end
+        const bytes = Buffer.concat(Chunk.toReadonlyArray(yield* Stream.runCollect(stream.source)))
+        return Number(bytes.toString("utf8"))
+      }))
+      // one stream opened, its first byte read, the stream closed (its scope resets it, as a client done
+      // with a response does)
+      const openOnce = Effect.scoped(Effect.flatMap(transport.open(peer, OPEN), (stream) => Stream.runHead(stream.source)))
+      // warm up: JIT, and the peer store learning the protocol
+      yield* Effect.repeatN(openOnce, 199)
+      yield* client.ping(peer, { count: 200 })
+      const times: Array<number> = []
+      const serverStart = yield* serverCpuMs
+      const started = start()
+      for (let i = 0; i < Number(count); i++) {
+        const t0 = performance.now()
+        yield* openOnce
+        times.push(performance.now() - t0)
+      }
+      const clientCpu = cpuMs() - started.cpu
+      const serverCpu = (yield* serverCpuMs) - serverStart
+      const pings = yield* client.ping(peer, { count: Number(count) })
+      done({
+        ...percentiles(times, "open"),
+        cpuPerOpenMs: (clientCpu + serverCpu) / times.length,
+        clientCpuPerOpenMs: clientCpu / times.length,
+        serverCpuPerOpenMs: serverCpu / times.length,
+        pingMedianMs: pings.median
+      })
     }))),
 
   "weft-send": () =>

@@ -5,6 +5,10 @@
  *
  * - ping: the median round trip of the ping plugin on a kept libp2p stream,
  *   beside a raw node:net round trip of the same 32 bytes;
+ * - stream open: a stream opened, its first byte (written by the handler)
+ *   read, the stream closed, p50 and p99 and CPU per open (both ends), beside
+ *   the ping plugin's round trip on the same connection: what every
+ *   request/response protocol pays above a round trip;
  * - ping behind a bulk transfer: pings through the ping plugin while one
  *   stream of the same connection carries `bytes` (1 GiB; `WEFT_BENCH_BULK_BYTES`
  *   sets it) as fast as it goes, beside js-libp2p's own `@libp2p/ping`
@@ -98,6 +102,8 @@ const interleaved = (rounds: number, clients: ReadonlyArray<Effect.Effect<Line, 
 export interface Settings {
   /** Pings per series (after 200 to warm up). */
   readonly pings: number
+  /** Streams opened per series of the stream-open figure (after 200 to warm up). */
+  readonly opens: number
   /** Bytes per bulk transfer (`WEFT_BENCH_BULK_BYTES`, default 1 GiB). */
   readonly bytes: number
   /** Bytes per write of the Weft sender (its best measured size: smaller pays more per write, larger pipelines worse). */
@@ -128,6 +134,7 @@ const bulkBytes = (): number => {
 
 export const defaults: Settings = {
   pings: 5_000,
+  opens: 2_000,
   bytes: bulkBytes(),
   writeBytes: 512 * 1024,
   rawWriteBytes: 1024 * 1024,
@@ -171,6 +178,30 @@ export const pingFigure = (settings: Settings) =>
         weftMinMs: round3(Math.min(...weftRuns!.map((line) => Number(line.minMs)))),
         tcpMediansMs: tcpRuns!.map((line) => round3(Number(line.medianMs))).join(" "),
         weftMediansMs: weftRuns!.map((line) => round3(Number(line.medianMs))).join(" ")
+      }
+    } satisfies Figure
+  }))
+
+/** Stream open + first byte, beside the ping round trip on the same connection, in the same client. */
+export const openFigure = (settings: Settings) =>
+  Effect.scoped(Effect.gen(function*() {
+    const weft = (yield* server(["weft-ping-serve"])).info
+    const [runs] = yield* interleaved(settings.rounds, [client(["weft-open", String(weft.address), String(settings.opens)])])
+    return {
+      name: "stream open + first byte p50 (libp2p transport)",
+      unit: "ms",
+      value: medianOf(runs!, "openP50Ms"),
+      baseline: medianOf(runs!, "pingMedianMs"),
+      baselineName: "ping plugin round trip on the same connection, same client",
+      extra: {
+        opens: settings.opens,
+        rounds: settings.rounds,
+        openP99Ms: round3(medianOf(runs!, "openP99Ms")),
+        // both ends, all threads, GC included
+        cpuPerOpenMs: round3(medianOf(runs!, "cpuPerOpenMs")),
+        clientCpuPerOpenMs: round3(medianOf(runs!, "clientCpuPerOpenMs")),
+        serverCpuPerOpenMs: round3(medianOf(runs!, "serverCpuPerOpenMs")),
+        openP50RunsMs: runsOf(runs!, "openP50Ms")
       }
     } satisfies Figure
   }))
@@ -390,6 +421,7 @@ export const syncFigures = (settings: Settings) =>
 export const run = (settings: Settings = defaults) =>
   Effect.gen(function*() {
     const figures: Array<Figure> = [yield* pingFigure(settings)]
+    figures.push(yield* openFigure(settings))
     figures.push(...(yield* pingBehindBulkFigures(settings)))
     figures.push(...(yield* throughputFigures(settings)))
     figures.push(...(yield* syncFigures(settings)))

@@ -36,6 +36,12 @@ import * as Stream from "effect/Stream"
 import { type Duplex, type PeerId, TransportError } from "../Transport.js"
 import { fromLibp2p } from "./libp2pError.js"
 
+// what a reset by this side aborts the libp2p stream with: one for all, as its stack says nothing
+const resetByThisPeer = new Error("reset by this peer")
+
+/** Why `source` failed, made when first asked for. */
+type Failure = () => TransportError
+
 /** How much a stream buffers. */
 export interface Settings {
   /** Bytes received and not yet pulled from `source` at which reading pauses. */
@@ -53,6 +59,13 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
   const protocol = stream.protocol
   const context = { peer: remote, protocol }
   const resetError = (detail: string) => new TransportError({ reason: "Reset", ...context, detail })
+  // how `source` fails, built only if it is read: every stream ends with a close event, most of them a
+  // reset by one side once it is done, and a `TransportError` (a stack trace) costs more than the rest of
+  // the close
+  const lazily = (make: () => TransportError): Failure => {
+    let error: TransportError | undefined
+    return () => (error ??= make())
+  }
 
   // received, not yet pulled
   let chunks: Array<Uint8Array> = []
@@ -60,7 +73,7 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
   // the remote ended its side (FIN seen)
   let remoteEnded = false
   // how `source` ends once `chunks` is drained
-  let outcome: "end" | TransportError | undefined = undefined
+  let outcome: "end" | Failure | undefined = undefined
   // the pull waiting for data, if any
   let wake: (() => void) | undefined = undefined
   // inside `stream.resume()`, which delivers what libp2p held back and then grants the sender
@@ -72,7 +85,7 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
     wake = undefined
     waiting?.()
   }
-  const finish = (result: "end" | TransportError) => {
+  const finish = (result: "end" | Failure) => {
     if (outcome !== undefined) return
     outcome = result
     notify()
@@ -119,18 +132,20 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
   }
   const onClose = (event: StreamCloseEvent) => {
     if (writers.length > 0) {
-      resumeWriters(Effect.fail(
-        event.error === undefined
+      const error = event.error
+      resumeWriters(Effect.failSync(() =>
+        error === undefined
           ? resetError("the stream closed while a write waited")
-          : fromLibp2p(event.error, { operation: "write", ...context })
+          : fromLibp2p(error, { operation: "write", ...context })
       ))
     }
     if (event.error !== undefined) {
       // a remote reset after its FIN: the data is complete, 'end' comes once it is delivered
       if (remoteEnded && event.local !== true && stream.status === "reset") return
-      finish(fromLibp2p(event.error, { operation: "stream", ...context }))
+      const error = event.error
+      finish(lazily(() => fromLibp2p(error, { operation: "stream", ...context })))
     } else if (!remoteEnded) {
-      finish(resetError("the connection closed before the remote ended the stream"))
+      finish(lazily(() => resetError("the connection closed before the remote ended the stream")))
     }
   }
 
@@ -145,12 +160,12 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
     case "aborted":
     case "reset":
     case "closed": // before our side closed anything: its connection went away
-      finish(resetError(`the stream was ${stream.status} before it was read`))
+      finish(lazily(() => resetError(`the stream was ${stream.status} before it was read`)))
       break
     default:
       if (stream.remoteWriteStatus === "closed") remoteEnded = true
       if (stream.readableEnded && stream.readBufferLength === 0) {
-        finish(remoteEnded ? "end" : resetError("the stream closed before it was read"))
+        finish(remoteEnded ? "end" : lazily(() => resetError("the stream closed before it was read")))
       }
   }
 
@@ -178,7 +193,7 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
       if (stream.readStatus === "paused") {
         // resuming may deliver what libp2p held back into `chunks` right away
         const error = resumeReading()
-        if (error !== undefined) finish(error)
+        if (error !== undefined) finish(() => error)
       }
       return Effect.succeed(out)
     }
@@ -188,7 +203,7 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
       finish("end")
     }
     if (outcome === "end") return Effect.succeed(undefined)
-    if (outcome !== undefined) return Effect.fail(outcome)
+    if (outcome !== undefined) return Effect.fail(outcome())
     if (stream.readStatus === "paused") {
       const error = resumeReading()
       return error === undefined ? pull : Effect.fail(error)
@@ -257,9 +272,9 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
     if (outcome === undefined) {
       chunks = []
       buffered = 0
-      finish(resetError("reset by this peer"))
+      finish(lazily(() => resetError("reset by this peer")))
     }
-    stream.abort(new Error("reset by this peer"))
+    stream.abort(resetByThisPeer)
   })
 
   const release: Effect.Effect<void> = Effect.suspend(() =>

@@ -51,6 +51,7 @@ import * as PeerAddress from "../PeerAddress.js"
 import type { ProtocolError } from "../ProtocolError.js"
 import * as Libp2pDuplex from "./libp2pDuplex.js"
 import { connectionEnding, fromLibp2p } from "./libp2pError.js"
+import { loggerFor } from "./quietLogger.js"
 import * as Slots from "./slots.js"
 import { guardedYamux } from "./yamuxGuard.js"
 
@@ -239,11 +240,14 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
       host: PeerAddress.host(address.toString())
     })
 
+    const logger = loggerFor(process.env)
     const node = yield* Effect.acquireRelease(
       Effect.tryPromise({
         try: () =>
           createLibp2p({
             privateKey,
+            // libp2p's logger costs a few `isatty` calls and closures per stream even when nothing is logged
+            ...(logger === undefined ? {} : { logger }),
             // identify tells connected peers this, instead of the Node and OS versions
             nodeInfo: { name: "weft", version: "0.1.0", userAgent: "weft/0.1.0" },
             addresses: {
