@@ -46,6 +46,7 @@ import * as Plugin from "../Plugin.js"
 import { PluginHost } from "../PluginHost.js"
 import * as Indexer from "./Indexer.js"
 import * as Files from "./internal/files.js"
+import * as Pool from "./internal/pool.js"
 import * as Read from "./internal/read.js"
 import type * as Models from "./Models.js"
 import { Mounts } from "./Mounts.js"
@@ -72,6 +73,10 @@ export interface Options {
   readonly maxInboundStreams?: number
   /** How long a reader waits for a peer's answer, and then for each piece of its bytes, before trying the next peer (default 10 s). */
   readonly answerTimeout?: Duration.DurationInput
+  /** Most idle streams kept per peer for the next reads (default 4; 0: a new stream per read). */
+  readonly idleStreams?: number
+  /** How long an idle stream is kept (default 10 s; the server keeps it `Protocol.IDLE_TIMEOUT`). */
+  readonly idleTimeout?: Duration.DurationInput
 }
 
 /** Media on a node. */
@@ -94,6 +99,12 @@ export class Media extends Context.Tag("weft/plugins/media/Media")<Media, Servic
 
 /** Chunks a served read holds read ahead of the transport (disk reads overlap network writes). */
 export const READ_AHEAD = 2
+
+/** Idle streams kept per peer, by default. */
+export const DEFAULT_IDLE_STREAMS = 4
+
+/** How long an idle stream is kept, by default. */
+export const DEFAULT_IDLE_TIMEOUT = Duration.seconds(10)
 
 /** Most inbound reads of one peer at once, by default. */
 export const DEFAULT_MAX_INBOUND_STREAMS = 16
@@ -129,12 +140,9 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         return yield* Effect.fail(refusals.sort((a, b) => Read.rank(a.reason) - Read.rank(b.reason))[0]!)
       })
 
-    const handle = (stream: Duplex, context: Plugin.StreamContext) =>
-      Effect.gen(function*() {
-        const library = context.library!
-        const channel = yield* Messages.make(stream, Protocol.Requests)
-        const request = yield* channel.next("a Read", Protocol.REQUEST_TIMEOUT)
-        const framed = Framing.make(stream, Protocol.Answers.maxFrameBytes)
+    // one Read, answered; the stream is then ready for the next
+    const serve = (stream: Duplex, library: string, framed: Framing.Framed, request: Protocol.Read) =>
+      Effect.scoped(Effect.gen(function*() {
         const served = yield* Effect.either(Effect.gen(function*() {
           const engine = yield* Effect.mapError(options.engine(library), (e) => Files.refusal("Failed", `the library could not be opened: ${e.message}`))
           const candidates = yield* Files.records(engine, request.file)
@@ -142,7 +150,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         }))
         if (Either.isLeft(served)) {
           yield* framed.send(json(Protocol.VERSION, encodeAnswer({ type: "Error", reason: served.left.reason, detail: served.left.detail.slice(0, 1024) })))
-          return yield* stream.end
+          return true
         }
         const { opened, range } = served.right
         const { record } = opened
@@ -159,8 +167,23 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         // the next chunk is read from disk while this one is written: at most READ_AHEAD chunks wait
         const sent = yield* Effect.either(Stream.runForEach(Files.chunks(opened.handle, range, chunkBytes).pipe(Stream.buffer({ capacity: READ_AHEAD })), stream.write))
         // a file that changed under the read: the reader sees the stream cut, and asks elsewhere
-        if (Either.isLeft(sent) || !(yield* Files.stillSame(opened))) return yield* stream.reset
-        yield* stream.end
+        return Either.isRight(sent) && (yield* Files.stillSame(opened))
+      }))
+
+    const handle = (stream: Duplex, context: Plugin.StreamContext) =>
+      Effect.gen(function*() {
+        const library = context.library!
+        const channel = yield* Messages.make(stream, Protocol.Requests)
+        const framed = Framing.make(stream, Protocol.Answers.maxFrameBytes)
+        let request = yield* channel.next("a Read", Protocol.REQUEST_TIMEOUT)
+        for (let served = 1;; served++) {
+          if (!(yield* serve(stream, library, framed, request))) return yield* stream.reset
+          if (served >= Protocol.MAX_READS_PER_STREAM) return yield* stream.end
+          // the reader keeps the stream for its next read, for a while; its end (or silence) ends ours
+          const following = yield* channel.receive.pipe(Effect.timeout(Protocol.IDLE_TIMEOUT), Effect.option, Effect.map(Option.flatten))
+          if (Option.isNone(following)) return yield* stream.end
+          request = following.value
+        }
       }).pipe(
         // a reader that goes away or says nothing in time is no violation
         Effect.catchIf((e): e is Messages.MessageError => e instanceof Messages.MessageError && e.reason !== "VersionMismatch", () => stream.reset)
@@ -173,7 +196,11 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
       handle
     }))
 
-    const read = Read.make({ host, mounts, presence, engine: options.engine, chunkBytes, answerTimeout })
+    const pool = yield* Pool.make(host, {
+      maxIdle: Math.max(0, Math.floor(options.idleStreams ?? DEFAULT_IDLE_STREAMS)),
+      idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT
+    })
+    const read = Read.make({ host, pool, mounts, presence, engine: options.engine, chunkBytes, answerTimeout })
 
     const storage = (root: string) => (e: StorageError | ValidationError) => new Indexer.IndexError({ reason: "Storage", path: root, detail: e.message, cause: e })
 

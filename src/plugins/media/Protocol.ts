@@ -21,7 +21,8 @@
  * ends, fails, goes silent for `idleTimeout`, or the connection drops, and
  * then forgets it. Nothing is persisted.
  *
- * Media (`/weft/media/1.0.0`), one stream per read, opened by the reader:
+ * Media (`/weft/media/1.0.0`), a stream opened by the reader, for one read
+ * after another:
  *
  *   reader → {"version":1,"type":"Read","file":{"id":"f…"}|{"hash":"<sha256>"},"offset":0,"length":65536,"verify":false}
  *   server → {"version":1,"type":"Header","id":"f…","size":…,"mtime":…,"hash":"…","mime":"…","offset":…,"length":…}
@@ -123,6 +124,12 @@ export const ErrorMessage = Schema.Struct({
 
 /** Answers (server → reader), before the bytes. */
 export const Answers = Messages.protocol({ version: VERSION, schema: Schema.Union(Header, ErrorMessage), maxFrameBytes: 4096 })
+
+/** How long a server waits for the next Read on a stream that answered one (then ends it). */
+export const IDLE_TIMEOUT = Duration.seconds(30)
+
+/** Most Reads answered on one stream (then the server ends it). */
+export const MAX_READS_PER_STREAM = 4096
 
 /** How long a server waits for the request once the stream is open. */
 export const REQUEST_TIMEOUT = Duration.seconds(10)

@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import * as Chunk from "effect/Chunk"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
@@ -19,7 +20,7 @@ import type { ValidationError } from "../../../engine/EngineError.js"
 import * as ParseError from "../../../internal/parseError.js"
 import * as Framing from "../../../transport/Framing.js"
 import { ProtocolError } from "../../../transport/ProtocolError.js"
-import type { PeerId } from "../../../transport/Transport.js"
+import { type PeerId, TransportError } from "../../../transport/Transport.js"
 import * as Messages from "../../Messages.js"
 import type { PluginHost } from "../../PluginHost.js"
 import type * as Models from "../Models.js"
@@ -27,6 +28,7 @@ import type { Mounts } from "../Mounts.js"
 import type { Presence } from "../Presence.js"
 import * as Protocol from "../Protocol.js"
 import * as Files from "./files.js"
+import type * as Pool from "./pool.js"
 
 const MediaError = Protocol.MediaError
 type MediaError = Protocol.MediaError
@@ -56,6 +58,8 @@ export interface Reading {
 /** What a read needs. */
 export interface Deps {
   readonly host: PluginHost["Type"]
+  /** Idle streams to peers, reused by reads. */
+  readonly pool: Pool.Pool
   readonly mounts: Mounts["Type"]
   readonly presence: Presence["Type"]
   readonly engine: (library: string) => Effect.Effect<Engine.Service, StorageError | ValidationError, Scope.Scope>
@@ -79,7 +83,7 @@ type Source =
 export const rank = (reason: Protocol.Reason): number => RANK.indexOf(reason)
 
 /** Reads over `deps`. */
-export const make = ({ host, mounts, presence, chunkBytes, answerTimeout, ...deps }: Deps) =>
+export const make = ({ host, pool, mounts, presence, chunkBytes, answerTimeout, ...deps }: Deps) =>
 (library: string, ref: FileRef, readOptions: ReadOptions = {}): Effect.Effect<Reading, MediaError> =>
       Effect.gen(function*() {
         const fileName = "id" in ref ? ref.id : ref.hash
@@ -110,13 +114,23 @@ export const make = ({ host, mounts, presence, chunkBytes, answerTimeout, ...dep
           Stream.unwrapScoped(Effect.gen(function*() {
             const failed = (detail: string) => fail("Failed", detail, { peer })
             const where = { peer, protocol: Protocol.MEDIA_ID }
-            const stream = yield* Effect.mapError(host.open(peer, Protocol.media, library), (e) => failed(e.message))
-            const request = encodeRead({ type: "Read", file: { id: record.id }, offset: part.offset, length: Math.max(1, part.length), verify })
-            yield* Effect.mapError(Framing.make(stream, Protocol.Requests.maxFrameBytes).send(json(Protocol.VERSION, request)), (e) => failed(e.message))
-            const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.Answers.maxFrameBytes })
+            const request = Framing.encode(json(Protocol.VERSION, encodeRead({ type: "Read", file: { id: record.id }, offset: part.offset, length: Math.max(1, part.length), verify })))
             const violation = (error: ProtocolError) => Effect.zipRight(host.violation(peer, Protocol.MEDIA_ID, error), Effect.fail(failed(error.message)))
-            const frame = yield* reader.frame.pipe(
-              Effect.timeoutFail({ duration: answerTimeout, onTimeout: () => failed("no answer in time") }),
+            const take = (fresh: boolean) => Effect.mapError(pool.take(peer, library, fresh), (e) => failed(e.message))
+            const ask = (conn: Pool.Conn) =>
+              Effect.zipRight(
+                conn.stream.write(request),
+                conn.frame(Protocol.Answers.maxFrameBytes).pipe(Effect.timeoutFail({ duration: answerTimeout, onTimeout: () => failed("no answer in time") }))
+              )
+            let conn = yield* take(false)
+            let asked = yield* Effect.either(ask(conn))
+            // an idle stream the peer closed meanwhile (or a server that answers one read per stream): once more on a new one
+            if (conn.reused && (Either.isLeft(asked) ? asked.left instanceof TransportError : Option.isNone(asked.right))) {
+              yield* conn.discard
+              conn = yield* take(true)
+              asked = yield* Effect.either(ask(conn))
+            }
+            const frame = yield* asked.pipe(
               Effect.catchIf((e): e is ProtocolError => e instanceof ProtocolError, violation),
               Effect.mapError((e) => (e instanceof MediaError ? e : failed(e.message)))
             )
@@ -126,34 +140,40 @@ export const make = ({ host, mounts, presence, chunkBytes, answerTimeout, ...dep
               return yield* (answer.left instanceof ProtocolError ? violation(answer.left) : Effect.fail(failed(answer.left.message)))
             }
             const header = answer.right
-            if (header.type === "Error") return yield* fail(header.reason, header.detail, { peer })
+            if (header.type === "Error") {
+              // the stream is ready for the next read
+              yield* conn.done
+              return yield* fail(header.reason, header.detail, { peer })
+            }
             if (header.offset !== part.offset || header.length !== Math.min(part.length, header.size - part.offset)) {
               return yield* violation(new ProtocolError({ reason: "Unexpected", ...where, detail: "a Header for another range than asked" }))
             }
             if (header.id !== record.id || header.size !== record.size || header.mtime !== record.mtime || header.hash !== record.hash) {
               return yield* fail("Changed", "the peer's record of the file differs from this node's", { peer })
             }
-            if (part.length === 0) return Stream.empty
-            // cut statefully, element by element: a chunk of the stream may hold several pieces
+            if (part.length === 0) {
+              yield* conn.done
+              return Stream.empty
+            }
+            // exactly part.length bytes, each pull timed (a peer alive but stalled is replaced like a dead one; a slow consumer is not);
+            // the stream goes back to the pool only once they all came
             let delivered = 0
-            const short = Effect.suspend(() =>
-              delivered < part.length ? Effect.fail(failed(`the stream ended ${part.length - delivered} bytes short`)) : Effect.void
-            )
-            return reader.rest.pipe(
-              Stream.mapError((e) => failed(e.message)),
-              // a peer alive but stalled is replaced like a dead one (each pull is timed: a slow consumer is not)
-              Stream.timeoutFail(() => failed(`no bytes for ${Duration.format(Duration.decode(answerTimeout))}`), answerTimeout),
-              Stream.mapAccum(part.length, (left, chunk) => {
-                const piece = chunk.length <= left ? chunk : chunk.subarray(0, left)
-                return [left - piece.length, { piece, left: left - piece.length }] as const
-              }),
-              Stream.takeUntil(({ left }) => left === 0),
-              Stream.map(({ piece }) => {
-                delivered += piece.length
-                return piece
-              }),
-              Stream.concat(Stream.drain(Stream.fromEffect(short)))
-            )
+            const taken = conn
+            const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<MediaError>> = Effect.suspend(() => {
+              if (delivered >= part.length) return Effect.fail(Option.none())
+              return taken.pieces(part.length - delivered).pipe(
+                Effect.timeoutFail({ duration: answerTimeout, onTimeout: () => failed(`no bytes for ${Duration.format(Duration.decode(answerTimeout))}`) }),
+                Effect.mapError((e) => Option.some(e instanceof MediaError ? e : failed(e.message))),
+                Effect.flatMap(Option.match({
+                  onNone: () => Effect.fail(Option.some(failed(`the stream ended ${part.length - delivered} bytes short`))),
+                  onSome: (pieces) => {
+                    for (const piece of pieces) delivered += piece.length
+                    return Effect.as(delivered >= part.length ? taken.done : Effect.void, Chunk.unsafeFromArray(pieces as Array<Uint8Array>))
+                  }
+                }))
+              )
+            })
+            return Stream.repeatEffectChunkOption(pull)
           }))
 
         // sources are chosen as they are needed, so a peer that came online during the read is one

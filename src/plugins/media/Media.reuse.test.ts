@@ -1,0 +1,122 @@
+import { describe, expect, it } from "@effect/vitest"
+import * as Chunk from "effect/Chunk"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Queue from "effect/Queue"
+import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
+import * as Stream from "effect/Stream"
+import * as nodePath from "node:path"
+import type { MemoryNetwork, NetworkEvent } from "../../transport/MemoryTransport.js"
+import type * as Media from "./Media.js"
+import * as Models from "./Models.js"
+import * as Protocol from "./Protocol.js"
+import { pattern, sha256, tempDir, write } from "./testing/Files.js"
+import * as Nodes from "./testing/Nodes.js"
+
+const L = Nodes.LIBRARY
+const members = ["alice", "bob"]
+const SIZE = 300_000
+const content = pattern(SIZE)
+const id = Models.fileId("loc1", "videos/clip.mp4")
+
+const digest = (bytes: Uint8Array) => `${bytes.length} bytes, sha256 ${sha256(bytes)}`
+const concat = (chunks: Chunk.Chunk<Uint8Array>) => {
+  const all = Chunk.toReadonlyArray(chunks)
+  const out = new Uint8Array(all.reduce((n, c) => n + c.length, 0))
+  let at = 0
+  for (const c of all) {
+    out.set(c, at)
+    at += c.length
+  }
+  return out
+}
+const read = (node: Nodes.Node, options?: Media.ReadOptions) =>
+  Effect.either(Effect.flatMap(node.media.read(L, { id }, options), (reading) => Effect.map(Stream.runCollect(reading.bytes), (c) => digest(concat(c)))))
+
+/** Media streams seen on the network from now on (distinct ids), and the ones seen ended by `from`. */
+const mediaStreams = (network: MemoryNetwork) =>
+  Effect.gen(function*() {
+    const events = yield* network.subscribe
+    const seen = yield* Ref.make({ opened: new Set<number>(), ended: new Set<string>() })
+    yield* Effect.forkScoped(Stream.runForEach(Stream.fromQueue(events), (e: NetworkEvent) =>
+      e._tag === "Delivered" && e.protocol === Protocol.MEDIA_ID
+        ? Ref.update(seen, ({ opened, ended }) => ({
+          opened: new Set(opened).add(e.stream),
+          ended: e.end ? new Set(ended).add(`${e.from}:${e.stream}`) : ended
+        }))
+        : Effect.void))
+    return Effect.zipRight(Effect.repeat(Queue.size(events), { until: (n) => n === 0 }), Ref.get(seen))
+  })
+
+/** Media streams `node` holds open to its peers. */
+const held = (node: Nodes.Node) =>
+  Effect.map(node.host.streams, (all) => all.filter((s) => s.protocol === Protocol.MEDIA_ID).reduce((n, s) => n + s.outbound, 0))
+
+const setup = (media?: Omit<Media.Options, "engine">) =>
+  Effect.gen(function*() {
+    const net = yield* Nodes.network(media === undefined ? {} : { media })
+    const alice = yield* net.node("alice", members)
+    const bob = yield* net.node("bob", members)
+    const root = yield* tempDir()
+    yield* write(nodePath.join(root, "videos/clip.mp4"), content)
+    yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Alice's videos" }, root))
+    yield* Nodes.share(alice, [bob])
+    yield* alice.connect(bob)
+    const changes = yield* Effect.scoped(Effect.gen(function*() {
+      const changes = yield* bob.presence.changes
+      if ((yield* bob.presence.peers(L, "loc1")).length > 0) return
+      yield* Stream.runDrain(Stream.take(Stream.filter(changes, (c) => c._tag === "Online" && c.peer === "alice"), 1))
+    }))
+    void changes
+    return { net, alice, bob }
+  })
+
+describe("Media: streams reused between reads", () => {
+  it.scopedLive("reads in a row to the same peer, and a refused one between them, go over one stream", () =>
+    Effect.gen(function*() {
+      const { bob, net } = yield* setup()
+      const streams = yield* mediaStreams(net.network)
+      expect(yield* read(bob, { offset: 1000, length: 65_536 })).toEqual(Either.right(digest(content.slice(1000, 66_536))))
+      const past = yield* read(bob, { offset: SIZE })
+      expect(Either.isLeft(past) && past.left.reason).toBe("RangeNotSatisfiable")
+      expect(yield* read(bob)).toEqual(Either.right(digest(content)))
+      expect(yield* read(bob, { offset: SIZE - 7 })).toEqual(Either.right(digest(content.slice(SIZE - 7))))
+      expect((yield* streams).opened.size).toBe(1)
+    }))
+
+  it.scopedLive("a read dropped mid-answer closes its stream: the next read gets its own bytes on a new one", () =>
+    Effect.gen(function*() {
+      const { bob, net } = yield* setup()
+      const streams = yield* mediaStreams(net.network)
+      const reading = yield* bob.media.read(L, { id })
+      // a few bytes of the whole file, then the consumer goes away with most of the answer unread
+      const first = yield* Stream.runCollect(Stream.take(reading.bytes, 1))
+      expect(concat(first).length).toBeGreaterThan(0)
+      expect(yield* read(bob, { offset: 200_000, length: 1234 })).toEqual(Either.right(digest(content.slice(200_000, 201_234))))
+      expect(yield* read(bob, { offset: 5, length: 100_000 })).toEqual(Either.right(digest(content.slice(5, 100_005))))
+      // the dropped read's stream, then one for both others
+      expect((yield* streams).opened.size).toBe(2)
+    }))
+
+  it.scopedLive("an idle stream is closed after the idle timeout, and the next read opens a new one", () =>
+    Effect.gen(function*() {
+      const { bob, net } = yield* setup({ idleTimeout: "200 millis" })
+      const streams = yield* mediaStreams(net.network)
+      expect(yield* read(bob, { length: 10 })).toEqual(Either.right(digest(content.slice(0, 10))))
+      expect(yield* held(bob)).toBe(1)
+      yield* Effect.repeat(held(bob), { until: (n) => n === 0, schedule: Schedule.spaced("50 millis") })
+      expect(yield* read(bob, { length: 10 })).toEqual(Either.right(digest(content.slice(0, 10))))
+      expect((yield* streams).opened.size).toBe(2)
+    }))
+
+  it.scopedLive("an idle stream is closed when its connection drops", () =>
+    Effect.gen(function*() {
+      const { bob, net } = yield* setup()
+      expect(yield* read(bob, { length: 10 })).toEqual(Either.right(digest(content.slice(0, 10))))
+      expect(yield* held(bob)).toBe(1)
+      yield* net.network.disconnect("alice", "bob")
+      // (presence announces again only on its refresh after a reconnect: a read after it is the stale-stream case, untested here)
+      yield* Effect.repeat(held(bob), { until: (n) => n === 0, schedule: Schedule.spaced("20 millis") })
+    }))
+})

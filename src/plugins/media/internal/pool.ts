@@ -1,0 +1,280 @@
+/**
+ * Idle media streams to each peer, kept for the next read (the stream open
+ * costs far more than a read's round trip). A read takes a stream (an idle
+ * one, or a new one) and gives it back only when it read its answer whole:
+ * one dropped mid-answer is closed, so no read ever sees another's bytes.
+ * At most `maxIdle` idle streams per peer and library, each closed after
+ * `idleTimeout`, or as soon as its peer ends or resets it (a dropped
+ * connection), and all with the pool's scope.
+ *
+ * Each stream's bytes are pumped into a bounded queue (`QUEUE` chunks), so
+ * an idle stream's end is seen while nobody reads it.
+ *
+ * @since 0.1.0
+ */
+import * as Cause from "effect/Cause"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { PermissionError, PluginHost } from "../../PluginHost.js"
+import { ProtocolError } from "../../../transport/ProtocolError.js"
+import { type Duplex, type PeerId, TransportError } from "../../../transport/Transport.js"
+import * as Protocol from "../Protocol.js"
+
+/** Chunks of a stream held ahead of its reader. */
+export const QUEUE = 8
+
+type Item =
+  | { readonly _tag: "Data"; readonly bytes: Uint8Array }
+  | { readonly _tag: "End" }
+  | { readonly _tag: "Fail"; readonly cause: Cause.Cause<TransportError> }
+
+/** A stream taken from the pool, for one read. */
+export interface Conn {
+  readonly stream: Duplex
+  /** Whether it served an earlier read (it may have gone stale since). */
+  readonly reused: boolean
+  /** The next frame (at most `maxBytes`): `None` when the stream ended between frames. */
+  readonly frame: (maxBytes: number) => Effect.Effect<Option.Option<Uint8Array>, TransportError | ProtocolError>
+  /** Bytes that came (at most `max` in all, at least one piece): `None` once the stream ended. */
+  readonly pieces: (max: number) => Effect.Effect<Option.Option<ReadonlyArray<Uint8Array>>, TransportError>
+  /** Marks the answer read whole: the stream goes back to the pool when released. */
+  readonly done: Effect.Effect<void>
+  /** Closes the stream now. */
+  readonly discard: Effect.Effect<void>
+}
+
+/** Idle streams per peer. */
+export interface Pool {
+  /** A stream to `peer` for `library` (`fresh`: a new one), until the scope closes. */
+  readonly take: (peer: PeerId, library: string, fresh?: boolean) => Effect.Effect<Conn, TransportError | PermissionError, Scope.Scope>
+  /** Idle streams now, over all peers. */
+  readonly idle: Effect.Effect<number>
+}
+
+/** Options of a pool. */
+export interface Options {
+  /** Most idle streams per peer and library (0: none kept). */
+  readonly maxIdle: number
+  /** How long an idle stream is kept. */
+  readonly idleTimeout: Duration.DurationInput
+}
+
+interface Entry {
+  readonly key: string
+  readonly scope: Scope.CloseableScope
+  readonly conn: (reused: boolean) => Conn
+  dead: boolean
+  clean: boolean
+  timer: Fiber.RuntimeFiber<void> | undefined
+  readonly buffered: () => number
+}
+
+/** A pool over `host`, until the scope closes. */
+export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<Pool, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const scope = yield* Effect.scope
+    const idle = new Map<string, Array<Entry>>()
+    let closed = false
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closed = true
+        idle.clear()
+      })
+    )
+
+    /** Removes `entry` from the idle ones; true when it was there. */
+    const unlist = (entry: Entry) => {
+      const list = idle.get(entry.key)
+      const at = list === undefined ? -1 : list.indexOf(entry)
+      if (at < 0) return false
+      list!.splice(at, 1)
+      if (list!.length === 0) idle.delete(entry.key)
+      return true
+    }
+    const close = (entry: Entry) => Scope.close(entry.scope, Exit.void)
+
+    const open = (peer: PeerId, library: string, key: string) =>
+      Effect.gen(function*() {
+        const connScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+        const stream = yield* host.open(peer, Protocol.media, library).pipe(
+          Scope.extend(connScope),
+          Effect.onError(() => Scope.close(connScope, Exit.void))
+        )
+        const queue = yield* Queue.bounded<Item>(QUEUE)
+        const where = { peer, protocol: Protocol.MEDIA_ID }
+        const chunks: Array<Uint8Array> = []
+        let buffered = 0
+        let ended = false
+
+        const more: Effect.Effect<boolean, TransportError> = Effect.suspend(() =>
+          ended ? Effect.succeed(false) : Effect.flatMap(Queue.take(queue), (item) => {
+            switch (item._tag) {
+              case "Data":
+                chunks.push(item.bytes)
+                buffered += item.bytes.length
+                return Effect.succeed(true)
+              case "End":
+                ended = true
+                return Effect.succeed(false)
+              case "Fail":
+                ended = true
+                return Effect.failCause(item.cause)
+            }
+          })
+        )
+        const take = (n: number): Uint8Array => {
+          buffered -= n
+          const head = chunks[0]!
+          if (head.length === n) return chunks.shift()!
+          if (head.length > n) {
+            chunks[0] = head.subarray(n)
+            return head.subarray(0, n)
+          }
+          const out = new Uint8Array(n)
+          let at = 0
+          while (at < n) {
+            const c = chunks[0]!
+            const k = Math.min(c.length, n - at)
+            out.set(c.subarray(0, k), at)
+            at += k
+            if (k === c.length) chunks.shift()
+            else chunks[0] = c.subarray(k)
+          }
+          return out
+        }
+        const peekUint32 = () => {
+          const four = new Uint8Array(4)
+          let at = 0
+          for (const c of chunks) {
+            const k = Math.min(c.length, 4 - at)
+            four.set(c.subarray(0, k), at)
+            at += k
+            if (at === 4) break
+          }
+          return new DataView(four.buffer).getUint32(0)
+        }
+
+        const frame = (maxBytes: number): Effect.Effect<Option.Option<Uint8Array>, TransportError | ProtocolError> =>
+          Effect.suspend(() => {
+            if (buffered >= 4) {
+              const length = peekUint32()
+              if (length > maxBytes) {
+                return Effect.fail(new ProtocolError({ reason: "Oversize", detail: `frame of ${length} bytes exceeds the bound of ${maxBytes}`, ...where }))
+              }
+              if (buffered >= 4 + length) {
+                take(4)
+                return Effect.succeed(Option.some(take(length)))
+              }
+            }
+            return Effect.flatMap(more, (pulled) => {
+              if (pulled) return frame(maxBytes)
+              return buffered === 0
+                ? Effect.succeed(Option.none())
+                : Effect.fail(new TransportError({ reason: "Reset", detail: `stream ended inside a frame (${buffered} bytes pending)`, ...where }))
+            })
+          })
+
+        const pieces = (max: number): Effect.Effect<Option.Option<ReadonlyArray<Uint8Array>>, TransportError> =>
+          Effect.suspend(() => {
+            if (buffered === 0) return Effect.flatMap(more, (pulled) => (pulled ? pieces(max) : Effect.succeed(Option.none())))
+            const out: Array<Uint8Array> = []
+            let left = max
+            while (left > 0 && chunks.length > 0) {
+              const piece = take(Math.min(left, chunks[0]!.length))
+              out.push(piece)
+              left -= piece.length
+            }
+            return Effect.succeed(Option.some(out))
+          })
+
+        const entry: Entry = {
+          key,
+          scope: connScope,
+          dead: false,
+          clean: false,
+          timer: undefined,
+          buffered: () => buffered,
+          conn: (reused) => ({
+            stream,
+            reused,
+            frame,
+            pieces,
+            done: Effect.sync(() => {
+              entry.clean = true
+            }),
+            discard: Effect.suspend(() => {
+              entry.dead = true
+              return close(entry)
+            })
+          })
+        }
+        // the peer's end or reset is seen at once, even while the stream is idle
+        const pump = Stream.runForEach(stream.source, (bytes) => Queue.offer(queue, { _tag: "Data", bytes })).pipe(
+          Effect.exit,
+          Effect.flatMap((exit) =>
+            Effect.suspend(() => {
+              entry.dead = true
+              const drop = unlist(entry) ? Effect.asVoid(Effect.forkIn(close(entry), scope)) : Effect.void
+              const last: Item = Exit.isSuccess(exit) ? { _tag: "End" } : { _tag: "Fail", cause: exit.cause }
+              return Effect.zipRight(drop, Queue.offer(queue, last))
+            })
+          )
+        )
+        // forked from an acquire or release (uninterruptible): made interruptible again, so closing the scope stops it
+        yield* Effect.forkIn(Effect.interruptible(pump), connScope)
+        return entry
+      })
+
+    const giveBack = (entry: Entry) =>
+      Effect.suspend(() => {
+        const list = idle.get(entry.key) ?? []
+        if (closed || entry.dead || !entry.clean || entry.buffered() > 0 || list.length >= options.maxIdle) return close(entry)
+        list.push(entry)
+        idle.set(entry.key, list)
+        const expire = Effect.suspend(() => (unlist(entry) ? close(entry) : Effect.void))
+        // (a release is uninterruptible, and so would be its forks)
+        return Effect.map(Effect.forkIn(Effect.interruptible(Effect.delay(expire, options.idleTimeout)), scope), (timer) => {
+          entry.timer = timer
+        })
+      })
+
+    const reuse = (key: string): Option.Option<Entry> => {
+      const list = idle.get(key)
+      while (list !== undefined && list.length > 0) {
+        const entry = list.pop()!
+        if (list.length === 0) idle.delete(key)
+        if (!entry.dead) return Option.some(entry)
+      }
+      return Option.none()
+    }
+
+    const take = (peer: PeerId, library: string, fresh = false) => {
+      const key = `${peer}\u0000${library}`
+      return Effect.acquireRelease(
+        Effect.suspend(() => {
+          const found = fresh ? Option.none<Entry>() : reuse(key)
+          if (Option.isSome(found)) {
+            const entry = found.value
+            const timer = entry.timer
+            entry.timer = undefined
+            entry.clean = false
+            return Effect.as(timer === undefined ? Effect.void : Effect.asVoid(Fiber.interruptFork(timer)), [entry, entry.conn(true)] as const)
+          }
+          return Effect.map(open(peer, library, key), (entry) => [entry, entry.conn(false)] as const)
+        }),
+        ([entry]) => giveBack(entry)
+      ).pipe(Effect.map(([, conn]) => conn))
+    }
+
+    return {
+      take,
+      idle: Effect.sync(() => [...idle.values()].reduce((n, list) => n + list.length, 0))
+    }
+  })
