@@ -80,6 +80,8 @@ export interface Options {
   readonly maxSourceBytes?: number
   /** Most inbound fetches of one peer at once (default 8). */
   readonly maxInboundStreams?: number
+  /** How a fetch pipelines its requests on a peer's stream: hashes per `Get`, `Get`s in flight (default 32 and 4). */
+  readonly fetchPipeline?: { readonly chunk: number; readonly window: number }
 }
 
 /** Where a `generate` is. */
@@ -292,7 +294,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
             Effect.zipRight(
               Effect.mapError(cache.put(hash, bytes), stored(library, hash)),
               Effect.sync(() => got.set(hash, peer))
-            )))
+            ), options.fetchPipeline ?? Wire.PIPELINE))
           // a peer that failed or lied: what it did deliver (verified) is kept, the rest asked of the next
           if (Either.isLeft(outcome) && !(outcome.left instanceof Wire.PeerFailure)) return yield* outcome.left
           left = left.filter((h) => !got.has(h))
