@@ -292,7 +292,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
           // one stream per peer, its Gets pipelined (`Wire.PIPELINE`): no round trip per batch, no stream per batch
           const outcome = yield* Effect.either(Wire.get(host, peer, library, left, (hash, bytes) =>
             Effect.zipRight(
-              Effect.mapError(cache.put(hash, bytes), stored(library, hash)),
+              // `Wire.get` hands over only bytes it has just hashed to `hash`
+              Effect.mapError(cache.put(hash, bytes, { hashed: true }), stored(library, hash)),
               Effect.sync(() => got.set(hash, peer))
             ), options.fetchPipeline ?? Wire.PIPELINE))
           // a peer that failed or lied: what it did deliver (verified) is kept, the rest asked of the next
