@@ -1,6 +1,7 @@
 /**
  * Both ends of `/weft/preview/1.0.0` (see `Protocol.ts`): `get` asks one
- * peer for a batch and checks each answer, `serve` answers one stream.
+ * peer for many thumbnails on one stream (pipelined `Get`s) and checks each
+ * answer, `serve` answers the `Get`s of one stream.
  *
  * @since 0.1.0
  */
