@@ -36,8 +36,12 @@ export interface Cache {
   readonly get: (hash: string) => Effect.Effect<Option.Option<Uint8Array>, CacheError>
   /** Whether `hash` is held (no read, no recency change). */
   readonly has: (hash: string) => Effect.Effect<boolean>
-  /** Stores `bytes` under `hash` (refused unless they hash to it), then evicts down to the budget. */
-  readonly put: (hash: string, bytes: Uint8Array) => Effect.Effect<void, CacheError>
+  /**
+   * Stores `bytes` under `hash` (refused unless they hash to it), then evicts down to the budget.
+   * With `hashed`, the caller has just hashed these very bytes to `hash` (a fetch checks each answer
+   * as it reads it) and they are not hashed again.
+   */
+  readonly put: (hash: string, bytes: Uint8Array, options?: { readonly hashed?: boolean }) => Effect.Effect<void, CacheError>
   /** Removes every entry whose hash `keep` does not hold; returns how many. */
   readonly retain: (keep: (hash: string) => boolean) => Effect.Effect<number, CacheError>
   /** Bytes held now. */
@@ -143,10 +147,10 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
       return true
     }
 
-    const put = (hash: string, bytes: Uint8Array) =>
+    const put = (hash: string, bytes: Uint8Array, options?: { readonly hashed?: boolean }) =>
       Effect.gen(function*() {
         if (bytes.length > MAX_THUMBNAIL_BYTES) return yield* new CacheError({ reason: "TooLarge", detail: `${bytes.length} bytes` })
-        if (!HASH.test(hash) || sha256(bytes) !== hash) return yield* new CacheError({ reason: "HashMismatch", detail: `the bytes do not hash to ${hash}` })
+        if (!HASH.test(hash) || (options?.hashed !== true && sha256(bytes) !== hash)) return yield* new CacheError({ reason: "HashMismatch", detail: `the bytes do not hash to ${hash}` })
         if (touch(hash)) return
         // a file is only ever renamed into place whole, so a second writer of the same hash
         // writes the same bytes

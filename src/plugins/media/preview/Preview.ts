@@ -80,6 +80,8 @@ export interface Options {
   readonly maxSourceBytes?: number
   /** Most inbound fetches of one peer at once (default 8). */
   readonly maxInboundStreams?: number
+  /** How a fetch pipelines its requests on a peer's stream: hashes per `Get`, `Get`s in flight (default 32 and 4). */
+  readonly fetchPipeline?: { readonly chunk: number; readonly window: number }
 }
 
 /** Where a `generate` is. */
@@ -132,10 +134,11 @@ export interface Service {
 /** Preview on a node. */
 export class Preview extends Context.Tag("weft/plugins/media/Preview")<Preview, Service>() {}
 
-// `fetchAll` asks in batches of this many, this many batches at once: a peer's disk reads, the
-// network and this node's writes overlap, and no batch waits long behind another
-const FETCH_BATCH = 128
-const FETCHES = 4
+// `fetchAll` goes through the lacking hashes in groups of this many (its progress steps, and the
+// hashes one pipelined stream per peer carries), this many groups at once (so the drain at the end of
+// one group leaves the connection busy with the other)
+const FETCH_BATCH = 1024
+const FETCHES = 2
 
 /** Originals up to this size are read in one synchronous call. */
 const SYNC_READ_BYTES = 4 * 1024 * 1024
@@ -286,19 +289,15 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         let left = [...new Set(hashes)]
         for (const peer of yield* holders(library)) {
           if (left.length === 0) break
-          for (let i = 0; i < left.length; i += Protocol.MAX_BATCH) {
-            const batch = left.slice(i, i + Protocol.MAX_BATCH)
-            const outcome = yield* Effect.either(Wire.get(host, peer, library, batch, (hash, bytes) =>
-              Effect.zipRight(
-                Effect.mapError(cache.put(hash, bytes), stored(library, hash)),
-                Effect.sync(() => got.set(hash, peer))
-              )))
-            // a peer that failed or lied: what it did deliver (verified) is kept, the rest asked of the next
-            if (Either.isLeft(outcome)) {
-              if (outcome.left instanceof Wire.PeerFailure) break
-              return yield* outcome.left
-            }
-          }
+          // one stream per peer, its Gets pipelined (`Wire.PIPELINE`): no round trip per batch, no stream per batch
+          const outcome = yield* Effect.either(Wire.get(host, peer, library, left, (hash, bytes) =>
+            Effect.zipRight(
+              // `Wire.get` hands over only bytes it has just hashed to `hash`
+              Effect.mapError(cache.put(hash, bytes, { hashed: true }), stored(library, hash)),
+              Effect.sync(() => got.set(hash, peer))
+            ), options.fetchPipeline ?? Wire.PIPELINE))
+          // a peer that failed or lied: what it did deliver (verified) is kept, the rest asked of the next
+          if (Either.isLeft(outcome) && !(outcome.left instanceof Wire.PeerFailure)) return yield* outcome.left
           left = left.filter((h) => !got.has(h))
         }
         return got

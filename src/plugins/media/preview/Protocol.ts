@@ -8,13 +8,19 @@
  * Wire format: length-prefixed frames (`Framing`: a 4-byte big-endian
  * length, then that many bytes). JSON frames are objects in UTF-8 whose
  * first field is the version; a `Thumbnail` header is followed by exactly
- * one raw frame of `size` bytes. One stream per batch, opened by the reader:
+ * one raw frame of `size` bytes. One stream per peer, opened by the reader,
+ * carrying one `Get` or several (pipelined: a reader sends the next before
+ * the previous is answered, a bounded number ahead):
  *
  *   reader → {"version":1,"type":"Get","hashes":["<sha256>",…]}         1 to MAX_BATCH hashes
  *   server → for each hash, in order:
  *              {"version":1,"type":"Thumbnail","hash":"…","size":n} then a frame of n bytes
  *            | {"version":1,"type":"Missing","hash":"…"}
- *            then ends
+ *   … more Gets, each answered in full, in the order they came
+ *   reader ends its side → server ends
+ *
+ * Answers are matched to requests by order: the answers of each `Get`, in
+ * the order of its hashes, then those of the next `Get`.
  *
  * A server answers only hashes that are thumbnails of the stream's library
  * (a member of one library cannot probe another's by hash) and that it
@@ -42,7 +48,7 @@ export const MAX_BATCH = 256
 export const MAX_THUMBNAIL_BYTES = 1024 * 1024
 /** Largest JSON frame (a `Get` of `MAX_BATCH` hashes fits). */
 export const MAX_MESSAGE_BYTES = 64 + MAX_BATCH * 67
-/** How long a server waits for the `Get`, and a reader for each answer. */
+/** How long a server waits for each `Get` (or the reader's end), and a reader for each answer. */
 export const TIMEOUT = Duration.seconds(10)
 
 export const Get = Schema.Struct({

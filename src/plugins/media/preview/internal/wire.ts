@@ -1,6 +1,7 @@
 /**
  * Both ends of `/weft/preview/1.0.0` (see `Protocol.ts`): `get` asks one
- * peer for a batch and checks each answer, `serve` answers one stream.
+ * peer for many thumbnails on one stream (pipelined `Get`s) and checks each
+ * answer, `serve` answers the `Get`s of one stream.
  *
  * @since 0.1.0
  */
@@ -33,31 +34,58 @@ const WRITE_BYTES = 64 * 1024
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
+/** How a reader pipelines its `Get`s on one stream. */
+export interface Pipeline {
+  /** Hashes per `Get` (at most `MAX_BATCH`). */
+  readonly chunk: number
+  /** Most `Get`s sent and not yet fully answered: bounds what is in flight (`window × chunk` thumbnails). */
+  readonly window: number
+}
+
+/** Default pipeline: 32 hashes a `Get`, 4 `Get`s in flight (about 128 thumbnails, ≤ 5 MB here). */
+export const PIPELINE: Pipeline = { chunk: 32, window: 4 }
+
 /**
- * Asks `peer` for `hashes` in `library`, handing each thumbnail whose bytes
- * hash to what was asked to `keep`, in order. Fails `PeerFailure` when the
- * peer goes or breaks the protocol (wrong bytes included: it is reported to
- * the host, which disconnects it); what was kept before stays kept.
+ * Asks `peer` for `hashes` in `library` on one stream, handing each
+ * thumbnail whose bytes hash to what was asked to `keep`, in order. The
+ * hashes go in `Get`s of `pipeline.chunk`, up to `pipeline.window` of them
+ * unanswered at once (so the peer is never idle waiting for the next
+ * request, and what is in flight is bounded); the answers come in the
+ * order asked, which is how each is matched to its hash. Fails
+ * `PeerFailure` when the peer goes or breaks the protocol (wrong bytes
+ * included: it is reported to the host, which disconnects it); what was
+ * kept before stays kept.
  */
 export const get = <E>(
   host: PluginHost["Type"],
   peer: PeerId,
   library: string,
   hashes: ReadonlyArray<string>,
-  keep: (hash: string, bytes: Uint8Array) => Effect.Effect<void, E>
+  keep: (hash: string, bytes: Uint8Array) => Effect.Effect<void, E>,
+  pipeline: Pipeline = PIPELINE
 ): Effect.Effect<void, E | PeerFailure> =>
   Effect.scoped(Effect.gen(function*() {
+    if (hashes.length === 0) return
     const where = { peer, protocol: Protocol.PREVIEW_ID }
     const failed = (detail: string) => new PeerFailure({ peer, detail })
     const violation = (detail: string) => {
       const e = new ProtocolError({ reason: "Unexpected", ...where, detail })
       return Effect.zipRight(host.violation(peer, Protocol.PREVIEW_ID, e), Effect.fail(failed(detail)))
     }
+    const size = Math.max(1, Math.min(Protocol.MAX_BATCH, Math.floor(pipeline.chunk)))
+    const chunks: Array<ReadonlyArray<string>> = []
+    for (let i = 0; i < hashes.length; i += size) chunks.push(hashes.slice(i, i + size))
     const stream = yield* Effect.mapError(host.open(peer, Protocol.preview, library), (e) => failed(e.message))
-    yield* Effect.mapError(
-      Framing.make(stream, Protocol.MAX_MESSAGE_BYTES).send(json(encodeGet({ type: "Get", hashes }))),
-      (e) => failed(e.message)
-    )
+    const framed = Framing.make(stream, Protocol.MAX_MESSAGE_BYTES)
+    const window = yield* Effect.makeSemaphore(Math.max(1, Math.floor(pipeline.window)))
+    // requests run ahead of answers by at most `window` Gets; the last one ends our side
+    const send = Effect.gen(function*() {
+      for (const chunk of chunks) {
+        yield* window.take(1)
+        yield* Effect.mapError(framed.send(json(encodeGet({ type: "Get", hashes: chunk }))), (e) => failed(e.message))
+      }
+      yield* stream.end
+    })
     const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.MAX_THUMBNAIL_BYTES })
     const frame = Effect.flatMap(
       reader.frame.pipe(
@@ -66,20 +94,27 @@ export const get = <E>(
       ),
       Option.match({ onNone: () => Effect.fail(failed("the peer ended the stream early")), onSome: Effect.succeed })
     )
-    for (const asked of hashes) {
-      const answer = Messages.decodeJson(yield* frame, Protocol.VERSION, decodeAnswer, where)
-      if (Either.isLeft(answer)) return yield* violation(answer.left.message)
-      if (answer.right.hash !== asked) return yield* violation(`an answer for ${answer.right.hash} where ${asked} was asked`)
-      if (answer.right.type === "Missing") continue
-      const bytes = yield* frame
-      if (bytes.length !== answer.right.size) return yield* violation(`${bytes.length} bytes where ${answer.right.size} were announced`)
-      if (sha256(bytes) !== asked) return yield* violation(`bytes that do not hash to ${asked}`)
-      yield* keep(asked, bytes)
-    }
+    const receive = Effect.gen(function*() {
+      for (const chunk of chunks) {
+        for (const asked of chunk) {
+          const answer = Messages.decodeJson(yield* frame, Protocol.VERSION, decodeAnswer, where)
+          if (Either.isLeft(answer)) return yield* violation(answer.left.message)
+          if (answer.right.hash !== asked) return yield* violation(`an answer for ${answer.right.hash} where ${asked} was asked`)
+          if (answer.right.type === "Missing") continue
+          const bytes = yield* frame
+          if (bytes.length !== answer.right.size) return yield* violation(`${bytes.length} bytes where ${answer.right.size} were announced`)
+          if (sha256(bytes) !== asked) return yield* violation(`bytes that do not hash to ${asked}`)
+          yield* keep(asked, bytes)
+        }
+        yield* window.release(1)
+      }
+    })
+    // either failing stops the other
+    yield* Effect.all([send, receive], { concurrency: 2, discard: true })
   }))
 
 /**
- * Answers one `Get` on `stream`: `known` says which of the hashes are
+ * Answers the `Get`s on `stream`, in order, until the reader ends its side: `known` says which of the hashes are
  * thumbnails of the stream's library, `read` gives the bytes of one (read
  * one at a time, so a batch never sits in memory whole).
  */
@@ -92,15 +127,6 @@ export const serve = (
   Effect.gen(function*() {
     const where = { peer: context.peer, protocol: stream.protocol }
     const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
-    const frame = yield* reader.frame.pipe(
-      Effect.timeoutFail({
-        duration: Protocol.TIMEOUT,
-        onTimeout: () => new Messages.MessageError({ reason: "Timeout", ...where, detail: "no Get in time" })
-      })
-    )
-    if (Option.isNone(frame)) return yield* stream.end
-    const request = Messages.decodeJson(frame.value, Protocol.VERSION, decodeGet, where)
-    if (Either.isLeft(request)) return yield* request.left
     // frames are gathered into writes of about `WRITE_BYTES`: each write costs the transport
     // about as much as its bytes, and a header alone would be one
     let pending: Array<Uint8Array> = []
@@ -118,15 +144,30 @@ export const serve = (
       pendingBytes += encoded.length
       return pendingBytes >= WRITE_BYTES ? flush : Effect.void
     }
-    const held = yield* known(request.right.hashes)
-    for (const hash of request.right.hashes) {
-      const bytes = held.has(hash) ? yield* read(hash) : Option.none<Uint8Array>()
-      if (Option.isNone(bytes) || bytes.value.length > Protocol.MAX_THUMBNAIL_BYTES) {
-        yield* queue(json(encodeAnswer({ type: "Missing", hash })))
-        continue
+    const nextGet = reader.frame.pipe(
+      Effect.timeoutFail({
+        duration: Protocol.TIMEOUT,
+        onTimeout: () => new Messages.MessageError({ reason: "Timeout", ...where, detail: "no Get in time" })
+      })
+    )
+    // one Get after another, each answered in full and in order, until the reader ends its side
+    // (a reader pipelines them: the next is usually here before this one is answered)
+    while (true) {
+      const frame = yield* nextGet
+      if (Option.isNone(frame)) break
+      const request = Messages.decodeJson(frame.value, Protocol.VERSION, decodeGet, where)
+      if (Either.isLeft(request)) return yield* request.left
+      const held = yield* known(request.right.hashes)
+      for (const hash of request.right.hashes) {
+        const bytes = held.has(hash) ? yield* read(hash) : Option.none<Uint8Array>()
+        if (Option.isNone(bytes) || bytes.value.length > Protocol.MAX_THUMBNAIL_BYTES) {
+          yield* queue(json(encodeAnswer({ type: "Missing", hash })))
+          continue
+        }
+        yield* queue(json(encodeAnswer({ type: "Thumbnail", hash, size: bytes.value.length })))
+        yield* queue(bytes.value)
       }
-      yield* queue(json(encodeAnswer({ type: "Thumbnail", hash, size: bytes.value.length })))
-      yield* queue(bytes.value)
+      yield* flush
     }
     yield* flush
     yield* stream.end
