@@ -9,28 +9,20 @@
  * installs it).
  */
 import { describe, expect, it } from "@effect/vitest"
-import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import { chromium } from "playwright-core"
-import * as Engine from "../../engine/Engine.js"
-import * as Libraries from "../../library/Libraries.js"
 import * as Identity from "../../transport/Identity.js"
-import * as Libp2pTransport from "../../transport/Libp2pTransport.js"
-import * as Transport from "../../transport/Transport.js"
-import * as PluginHost from "../PluginHost.js"
 import * as Http from "./Http.js"
 import * as Media from "./Media.js"
 import * as Models from "./Models.js"
-import * as Mounts from "./Mounts.js"
-import * as Presence from "./Presence.js"
 import { tempDir } from "./testing/Files.js"
+import * as Libp2pPeers from "./testing/Libp2pPeers.js"
 import * as Nodes from "./testing/Nodes.js"
 
 const CHROMIUM = "/usr/bin/chromium"
@@ -48,28 +40,6 @@ const ARGS = [
 /** A 10 s, 320×240, 25 fps VP8 WebM with cues (made once with ffmpeg: see the commit that added it). */
 const FIXTURE = new URL("./testing/fixtures/clip.webm", import.meta.url)
 
-const peer = (identity: Identity.Identity["Type"], members: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const transport = yield* Libp2pTransport.make({ identity, listen: ["/ip4/127.0.0.1/tcp/0"] })
-    const context = yield* Layer.build(Layer.provideMerge(
-      PluginHost.layer({ connectDiscovered: false }),
-      Layer.merge(Layer.succeed(Transport.Transport, transport), Libraries.layerMemory([Nodes.library(members)]))
-    ))
-    const host = Context.get(context, PluginHost.PluginHost)
-    const engine = yield* Engine.makeSqlite({ models: Models.models, node: identity.peerId, filename: ":memory:" })
-    const mounts = yield* Mounts.make({ checkInterval: Duration.days(1) })
-    const presence = yield* Presence.make().pipe(
-      Effect.provide(context),
-      Effect.provideService(Mounts.Mounts, mounts)
-    )
-    const media = yield* Media.make({ engine: () => Effect.succeed(engine) }).pipe(
-      Effect.provideService(PluginHost.PluginHost, host),
-      Effect.provideService(Mounts.Mounts, mounts),
-      Effect.provideService(Presence.Presence, presence)
-    )
-    const [address] = yield* transport.addresses
-    return { id: identity.peerId, address: address!, host, engine, mounts, presence, media }
-  })
 
 /** A browser on a fresh profile, closed with the scope. */
 const browser = Effect.gen(function*() {
@@ -111,8 +81,8 @@ describe.skipIf(!present)(present ? `Media over HTTP in Chromium (${CHROMIUM})` 
     Effect.gen(function*() {
       const [aliceId, bobId] = [yield* Identity.generate(), yield* Identity.generate()]
       const members = [aliceId.peerId, bobId.peerId]
-      const alice = yield* peer(aliceId, members)
-      const bob = yield* peer(bobId, members)
+      const alice = yield* Libp2pPeers.make(aliceId, members)
+      const bob = yield* Libp2pPeers.make(bobId, members)
       const root = yield* tempDir()
       const video = yield* Effect.promise(() => fs.readFile(FIXTURE))
       yield* Effect.promise(() => fs.writeFile(nodePath.join(root, "clip.webm"), video))

@@ -14,7 +14,7 @@ import * as Http from "./Http.js"
 import * as Headers from "./http/headers.js"
 import * as Media from "./Media.js"
 import * as Models from "./Models.js"
-import { pattern, sha256, tempDir, write } from "./testing/Files.js"
+import { digest, pattern, sha256, tempDir, write } from "./testing/Files.js"
 import * as Nodes from "./testing/Nodes.js"
 
 const L = Nodes.LIBRARY
@@ -25,7 +25,6 @@ const id = Models.fileId("loc1", "videos/clip.mp4")
 const note = Models.fileId("loc1", "note.txt")
 const TOKEN = "test-token-0123456789abcdef"
 
-const digest = (bytes: Uint8Array) => `${bytes.length} bytes, sha256 ${sha256(bytes)}`
 
 interface Answer {
   readonly status: number

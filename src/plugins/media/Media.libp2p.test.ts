@@ -4,59 +4,25 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Chunk from "effect/Chunk"
-import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as nodePath from "node:path"
-import * as Engine from "../../engine/Engine.js"
-import * as Libraries from "../../library/Libraries.js"
 import * as Identity from "../../transport/Identity.js"
-import * as Libp2pTransport from "../../transport/Libp2pTransport.js"
-import * as Transport from "../../transport/Transport.js"
-import * as PluginHost from "../PluginHost.js"
 import * as Media from "./Media.js"
 import * as Models from "./Models.js"
-import * as Mounts from "./Mounts.js"
-import * as Presence from "./Presence.js"
 import { pattern, sha256, tempDir, write } from "./testing/Files.js"
+import * as Libp2pPeers from "./testing/Libp2pPeers.js"
 import * as Nodes from "./testing/Nodes.js"
 
-const LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 
-const peer = (identity: Identity.Identity["Type"], members: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const transport = yield* Libp2pTransport.make({ identity, listen: [LOOPBACK] })
-    const context = yield* Layer.build(Layer.provideMerge(
-      PluginHost.layer({ connectDiscovered: false }),
-      Layer.merge(Layer.succeed(Transport.Transport, transport), Libraries.layerMemory([Nodes.library(members)]))
-    ))
-    const host = Context.get(context, PluginHost.PluginHost)
-    const libraries = Context.get(context, Libraries.Libraries)
-    const engine = yield* Engine.makeSqlite({ models: Models.models, node: identity.peerId, filename: ":memory:" })
-    const mounts = yield* Mounts.make({ checkInterval: Duration.days(1) })
-    const presence = yield* Presence.make().pipe(
-      Effect.provideService(PluginHost.PluginHost, host),
-      Effect.provideService(Libraries.Libraries, libraries),
-      Effect.provideService(Mounts.Mounts, mounts)
-    )
-    const media = yield* Media.make({ engine: () => Effect.succeed(engine) }).pipe(
-      Effect.provideService(PluginHost.PluginHost, host),
-      Effect.provideService(Mounts.Mounts, mounts),
-      Effect.provideService(Presence.Presence, presence)
-    )
-    const [address] = yield* transport.addresses
-    return { id: identity.peerId, address: address!, host, engine, presence, media }
-  })
 
 describe("Media over libp2p", () => {
   it.scopedLive("a file held by one peer reads on the other, whole and by a range in the middle", () =>
     Effect.gen(function*() {
       const [aliceId, bobId] = [yield* Identity.generate(), yield* Identity.generate()]
       const members = [aliceId.peerId, bobId.peerId]
-      const alice = yield* peer(aliceId, members)
-      const bob = yield* peer(bobId, members)
+      const alice = yield* Libp2pPeers.make(aliceId, members)
+      const bob = yield* Libp2pPeers.make(bobId, members)
       const root = yield* tempDir()
       const content = pattern(3 * 1024 * 1024 + 17)
       yield* write(nodePath.join(root, "film.mp4"), content)

@@ -1,5 +1,4 @@
 import { describe, expect, it } from "@effect/vitest"
-import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Queue from "effect/Queue"
@@ -11,7 +10,7 @@ import type { MemoryNetwork, NetworkEvent } from "../../transport/MemoryTranspor
 import type * as Media from "./Media.js"
 import * as Models from "./Models.js"
 import * as Protocol from "./Protocol.js"
-import { pattern, sha256, tempDir, write } from "./testing/Files.js"
+import { digest, joined, pattern, tempDir, write } from "./testing/Files.js"
 import * as Nodes from "./testing/Nodes.js"
 
 const L = Nodes.LIBRARY
@@ -20,19 +19,8 @@ const SIZE = 300_000
 const content = pattern(SIZE)
 const id = Models.fileId("loc1", "videos/clip.mp4")
 
-const digest = (bytes: Uint8Array) => `${bytes.length} bytes, sha256 ${sha256(bytes)}`
-const concat = (chunks: Chunk.Chunk<Uint8Array>) => {
-  const all = Chunk.toReadonlyArray(chunks)
-  const out = new Uint8Array(all.reduce((n, c) => n + c.length, 0))
-  let at = 0
-  for (const c of all) {
-    out.set(c, at)
-    at += c.length
-  }
-  return out
-}
 const read = (node: Nodes.Node, options?: Media.ReadOptions) =>
-  Effect.either(Effect.flatMap(node.media.read(L, { id }, options), (reading) => Effect.map(Stream.runCollect(reading.bytes), (c) => digest(concat(c)))))
+  Effect.either(Effect.flatMap(node.media.read(L, { id }, options), (reading) => Effect.map(Stream.runCollect(reading.bytes), (c) => digest(joined(c)))))
 
 /** Media streams seen on the network from now on (distinct ids), and the ones seen ended by `from`. */
 const mediaStreams = (network: MemoryNetwork) =>
@@ -92,7 +80,7 @@ describe("Media: streams reused between reads", () => {
       const reading = yield* bob.media.read(L, { id })
       // a few bytes of the whole file, then the consumer goes away with most of the answer unread
       const first = yield* Stream.runCollect(Stream.take(reading.bytes, 1))
-      expect(concat(first).length).toBeGreaterThan(0)
+      expect(joined(first).length).toBeGreaterThan(0)
       expect(yield* read(bob, { offset: 200_000, length: 1234 })).toEqual(Either.right(digest(content.slice(200_000, 201_234))))
       expect(yield* read(bob, { offset: 5, length: 100_000 })).toEqual(Either.right(digest(content.slice(5, 100_005))))
       // the dropped read's stream, then one for both others

@@ -19,7 +19,7 @@ import * as Models from "./Models.js"
 import * as Mounts from "./Mounts.js"
 import * as Presence from "./Presence.js"
 import * as Protocol from "./Protocol.js"
-import { pattern, sha256, tempDir, write } from "./testing/Files.js"
+import { digest, joined, pattern, sha256, tempDir, write } from "./testing/Files.js"
 import * as Nodes from "./testing/Nodes.js"
 
 const L = Nodes.LIBRARY
@@ -28,23 +28,11 @@ const SIZE = 300_000
 const content = pattern(SIZE)
 const id = Models.fileId("loc1", "videos/clip.mp4")
 
-/** Bytes as something cheap to compare (vitest's deep equality walks typed arrays an element at a time). */
-const digest = (bytes: Uint8Array) => `${bytes.length} bytes, sha256 ${sha256(bytes)}`
 
-const concat = (chunks: Chunk.Chunk<Uint8Array>) => {
-  const all = Chunk.toReadonlyArray(chunks)
-  const out = new Uint8Array(all.reduce((n, c) => n + c.length, 0))
-  let at = 0
-  for (const c of all) {
-    out.set(c, at)
-    at += c.length
-  }
-  return out
-}
 
 /** The bytes `node` reads, or its error. */
 const read = (node: Nodes.Node, file: Media.FileRef, options?: Media.ReadOptions) =>
-  Effect.either(Effect.flatMap(node.media.read(L, file, options), (reading) => Effect.map(Stream.runCollect(reading.bytes), (c) => digest(concat(c)))))
+  Effect.either(Effect.flatMap(node.media.read(L, file, options), (reading) => Effect.map(Stream.runCollect(reading.bytes), (c) => digest(joined(c)))))
 
 const reason = <A>(outcome: Either.Either<A, Media.MediaError>) => (Either.isLeft(outcome) ? outcome.left.reason : "read")
 
@@ -211,7 +199,7 @@ describe("Media: reading", () => {
         if (Option.isNone(next)) break
         rest.push(...Chunk.toReadonlyArray(next.value))
       }
-      expect(digest(concat(Chunk.unsafeFromArray(rest)))).toEqual(digest(big))
+      expect(digest(joined(Chunk.unsafeFromArray(rest)))).toEqual(digest(big))
       const sent = yield* senders
       expect(sent.get("alice")).toBeLessThan(big.length)
       expect(sent.get("carol")).toBeGreaterThan(0)

@@ -4,12 +4,14 @@
  *
  * @since 0.1.0
  */
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
 import { createHash } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as os from "node:os"
 import * as nodePath from "node:path"
+import { concat } from "../../../internal/bytes.js"
 
 /** A fresh temporary directory, removed when the scope closes. */
 export const tempDir = (prefix = "weft-media-"): Effect.Effect<string, never, Scope.Scope> =>
@@ -34,3 +36,9 @@ export const pattern = (n: number): Uint8Array => {
   for (let i = 0; i < n; i++) out[i] = (i * 31 + (i >>> 8) * 7) & 0xff
   return out
 }
+
+/** Bytes as something cheap to compare (vitest's deep equality walks typed arrays an element at a time). */
+export const digest = (bytes: Uint8Array): string => `${bytes.length} bytes, sha256 ${sha256(bytes)}`
+
+/** The chunks a stream gave, joined. */
+export const joined = (chunks: Chunk.Chunk<Uint8Array>): Uint8Array => concat(Chunk.toReadonlyArray(chunks))

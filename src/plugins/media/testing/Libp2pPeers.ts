@@ -1,0 +1,43 @@
+/**
+ * Media peers on the real transport for tests: libp2p on loopback (TCP,
+ * Noise, Yamux), a plugin host, an in-memory engine of the media models,
+ * mounts, presence and `Media`, all in the caller's scope.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Engine from "../../../engine/Engine.js"
+import * as Libraries from "../../../library/Libraries.js"
+import type * as Identity from "../../../transport/Identity.js"
+import * as Libp2pTransport from "../../../transport/Libp2pTransport.js"
+import * as Transport from "../../../transport/Transport.js"
+import * as PluginHost from "../../PluginHost.js"
+import * as Media from "../Media.js"
+import * as Models from "../Models.js"
+import * as Mounts from "../Mounts.js"
+import * as Presence from "../Presence.js"
+import * as Nodes from "./Nodes.js"
+
+/** A peer of `Nodes.LIBRARY` (with `members`) listening on loopback; nothing connected yet. */
+export const make = (identity: Identity.Identity["Type"], members: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const transport = yield* Libp2pTransport.make({ identity, listen: ["/ip4/127.0.0.1/tcp/0"] })
+    const context = yield* Layer.build(Layer.provideMerge(
+      PluginHost.layer({ connectDiscovered: false }),
+      Layer.merge(Layer.succeed(Transport.Transport, transport), Libraries.layerMemory([Nodes.library(members)]))
+    ))
+    const host = Context.get(context, PluginHost.PluginHost)
+    const engine = yield* Engine.makeSqlite({ models: Models.models, node: identity.peerId, filename: ":memory:" })
+    const mounts = yield* Mounts.make({ checkInterval: Duration.days(1) })
+    const presence = yield* Presence.make().pipe(Effect.provide(context), Effect.provideService(Mounts.Mounts, mounts))
+    const media = yield* Media.make({ engine: () => Effect.succeed(engine) }).pipe(
+      Effect.provideService(PluginHost.PluginHost, host),
+      Effect.provideService(Mounts.Mounts, mounts),
+      Effect.provideService(Presence.Presence, presence)
+    )
+    const [address] = yield* transport.addresses
+    return { id: identity.peerId, address: address!, host, engine, mounts, presence, media }
+  })
