@@ -17,7 +17,6 @@ import { existsSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import { chromium } from "playwright-core"
-import * as Identity from "../../transport/Identity.js"
 import * as Http from "./Http.js"
 import * as Media from "./Media.js"
 import * as Models from "./Models.js"
@@ -79,19 +78,10 @@ if (!present) console.warn(`Http.browser.test: skipped, ${CHROMIUM} is absent (a
 describe.skipIf(!present)(present ? `Media over HTTP in Chromium (${CHROMIUM})` : `Media over HTTP in Chromium: SKIPPED, ${CHROMIUM} is absent`, () => {
   it.scopedLive("a <video> served by bob plays a file only alice holds, seeks to the middle (a Range answered from alice) and plays on", () =>
     Effect.gen(function*() {
-      const [aliceId, bobId] = [yield* Identity.generate(), yield* Identity.generate()]
-      const members = [aliceId.peerId, bobId.peerId]
-      const alice = yield* Libp2pPeers.make(aliceId, members)
-      const bob = yield* Libp2pPeers.make(bobId, members)
       const root = yield* tempDir()
       const video = yield* Effect.promise(() => fs.readFile(FIXTURE))
       yield* Effect.promise(() => fs.writeFile(nodePath.join(root, "clip.webm"), video))
-      yield* Stream.runDrain(alice.media.index(Nodes.LIBRARY, { id: "loc1", name: "Films" }, root))
-      const files = yield* alice.engine.query(Models.files)
-      yield* bob.engine.mutate([Models.locations.create("loc1", { name: "Films" }), ...files.map(({ id, ...values }) => Models.files.create(id, values))])
-      const changes = yield* bob.presence.changes
-      yield* bob.host.connect(alice.address)
-      yield* Stream.runDrain(Stream.take(Stream.filter(changes, (c) => c._tag === "Online"), 1))
+      const { bob } = yield* Libp2pPeers.aliceHolding(root)
 
       // bob's reads, as the server asked for them, with the bytes each delivered
       const reads: Array<{ offset: number; length: number; delivered: number }> = []

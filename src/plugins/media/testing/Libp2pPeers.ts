@@ -9,9 +9,10 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
 import * as Engine from "../../../engine/Engine.js"
 import * as Libraries from "../../../library/Libraries.js"
-import type * as Identity from "../../../transport/Identity.js"
+import * as Identity from "../../../transport/Identity.js"
 import * as Libp2pTransport from "../../../transport/Libp2pTransport.js"
 import * as Transport from "../../../transport/Transport.js"
 import * as PluginHost from "../../PluginHost.js"
@@ -40,4 +41,24 @@ export const make = (identity: Identity.Identity["Type"], members: ReadonlyArray
     )
     const [address] = yield* transport.addresses
     return { id: identity.peerId, address: address!, host, engine, mounts, presence, media }
+  })
+
+/**
+ * Two members on loopback: alice indexes `root` as location `loc1`
+ * ("Films"), bob holds its records (copied, not synced) and is connected to
+ * alice, who is online for him.
+ */
+export const aliceHolding = (root: string) =>
+  Effect.gen(function*() {
+    const [aliceId, bobId] = [yield* Identity.generate(), yield* Identity.generate()]
+    const members = [aliceId.peerId, bobId.peerId]
+    const alice = yield* make(aliceId, members)
+    const bob = yield* make(bobId, members)
+    yield* Stream.runDrain(alice.media.index(Nodes.LIBRARY, { id: "loc1", name: "Films" }, root))
+    const files = yield* alice.engine.query(Models.files)
+    yield* bob.engine.mutate([Models.locations.create("loc1", { name: "Films" }), ...files.map(({ id, ...values }) => Models.files.create(id, values))])
+    const changes = yield* bob.presence.changes
+    yield* bob.host.connect(alice.address)
+    yield* Stream.runDrain(Stream.take(Stream.filter(changes, (c) => c._tag === "Online"), 1))
+    return { alice, bob }
   })
