@@ -57,6 +57,15 @@ describe("SortedVector", () => {
       expect(contents(joined)).toEqual(contents(mapUnion(pages)))
     }), { numRuns: 300 }))
 
+  it("equals is false when one vector is ahead on an origin both hold, whichever is asked first", () => {
+    const ts = 1 as unknown as Timestamp
+    const ahead = VersionVector.fromEntries([["alice", { seq: 5, ts }], ["bob", { seq: 5, ts }]])
+    const behind = VersionVector.fromEntries([["alice", { seq: 3, ts }], ["bob", { seq: 5, ts }]])
+    expect(VersionVector.equals(ahead, behind)).toBe(false)
+    expect(VersionVector.equals(behind, ahead)).toBe(false)
+    expect(VersionVector.equals(ahead, VersionVector.fromEntries(ahead))).toBe(true)
+  })
+
   it("merge, covers and equals give the same answers on sorted columns as on Maps", () =>
     fc.assert(fc.property(uniqueEntries, uniqueEntries, (x, y) => {
       const [a, b] = [decoded(x), decoded(y)]

@@ -112,8 +112,8 @@ export const covers = (a: VersionVector, b: VersionVector): boolean => {
   return true
 }
 
-/** Whether two vectors hold the same. */
-export const equals = (a: VersionVector, b: VersionVector): boolean => a.size === b.size && covers(a, b)
+/** Whether two vectors hold the same: each covers the other (same origins, but one ahead on one of them, is not equal). */
+export const equals = (a: VersionVector, b: VersionVector): boolean => a.size === b.size && covers(a, b) && covers(b, a)
 
 /** Bytes allowed in a node id (`NODE_ID_PATTERN`), by byte value. */
 const NODE_ID_BYTES = (() => {
