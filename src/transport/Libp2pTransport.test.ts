@@ -100,7 +100,7 @@ describe("Libp2pTransport", () => {
     // says 'end' before it delivers the bytes, and `source` must end all the same
     Effect.gen(function*() {
       const { a, b } = yield* connected
-      // the handler stays until the opener is done with the stream (returning would reset it)
+      // the handler stays until the opener is done with the stream
       yield* b.handle(greetProtocol, (stream) =>
         Effect.zipRight(Effect.zipRight(stream.write(new TextEncoder().encode("hello")), stream.end), Effect.ignore(Stream.runDrain(stream.source))))
       for (let i = 0; i < 40; i++) {
@@ -110,6 +110,41 @@ describe("Libp2pTransport", () => {
         expect(new TextDecoder().decode(received)).toBe("hello")
       }
     }), 120_000)
+
+  it.scopedLive("a handler that writes, ends and returns at once: the opener still gets every byte and the end", () =>
+    // returning used to reset the stream at once, and a reset that reached the opener while it still
+    // negotiated the protocol failed its `open` (libp2p: "Cannot push data onto a stream that is closed")
+    Effect.gen(function*() {
+      const { a, b } = yield* connected
+      yield* b.handle(greetProtocol, (stream) => Effect.zipRight(stream.write(new TextEncoder().encode("hello")), stream.end))
+      for (let i = 0; i < 100; i++) {
+        const received = yield* Effect.scoped(Effect.flatMap(a.open(b.peerId, greetProtocol), TransportSuite.readAll)).pipe(
+          within(`the end of stream ${i}`, "2 seconds")
+        )
+        expect(new TextDecoder().decode(received)).toBe("hello")
+      }
+    }), 120_000)
+
+  it.scopedLive("a stream left to its opener after the handler returned is reset once `linger` passes", () =>
+    Effect.gen(function*() {
+      const a = yield* node()
+      const b = yield* node({ linger: "200 millis" })
+      const [address] = yield* b.addresses
+      yield* a.connect(address!)
+      const handlerDone = yield* Deferred.make<void>()
+      yield* b.handle(greetProtocol, (stream) =>
+        Effect.zipRight(Effect.zipRight(stream.write(new TextEncoder().encode("hello")), stream.end), Deferred.succeed(handlerDone, undefined)))
+      const stream = yield* a.open(b.peerId, greetProtocol)
+      expect(new TextDecoder().decode(yield* TransportSuite.readAll(stream))).toBe("hello")
+      yield* Deferred.await(handlerDone)
+      // the opener never ends its side: its writes are taken while the stream lingers, refused once it is reset
+      yield* stream.write(new TextEncoder().encode("still there?"))
+      const refused = yield* eventually(
+        "the lingering stream to be reset",
+        Effect.map(Effect.either(stream.write(new TextEncoder().encode("x"))), Either.isLeft)
+      ).pipe(Effect.zipRight(Effect.either(stream.write(new TextEncoder().encode("x")))))
+      expect(failureOf(refused).reason).toBe("Reset")
+    }))
 
   it.scopedLive("refuses an unknown protocol quickly with UnsupportedProtocol", () =>
     Effect.gen(function*() {

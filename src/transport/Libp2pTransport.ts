@@ -20,6 +20,10 @@
  * never speak cannot keep others out; a protocol runs at most `maxInboundStreams`
  * handlers per peer at once, over all its connections.
  *
+ * Streams: closing a stream's scope resets it, as the contract says, but for
+ * one case: a handler that ended its stream (`end`) and returned leaves it to
+ * the opener until the opener ends or resets it, for at most `linger`.
+ *
  * Slots: peers that are not members (`isMember`), strangers, hold at most
  * `maxStrangerConnections` inbound connections, and at most
  * `maxStrangerConnectionsPerHost` from one host, so throwaway identities
@@ -70,6 +74,13 @@ export interface Options {
   readonly streamWindowBytes?: number
   /** How long `connect`, or `open` (connecting if needed, then agreeing on the protocol), may take (default 10 s). */
   readonly dialTimeout?: Duration.DurationInput
+  /**
+   * How long an inbound stream whose handler ended it and then returned
+   * stays open for the opener to read the rest, before it is reset (default
+   * 10 s). Resetting it at once could reach an opener that is still agreeing
+   * on the protocol, whose `open` would then fail and lose the answer.
+   */
+  readonly linger?: Duration.DurationInput
 }
 
 /** The default bytes in flight per stream. */

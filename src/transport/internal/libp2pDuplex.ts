@@ -38,6 +38,7 @@ import { fromLibp2p } from "./libp2pError.js"
 
 // what a reset by this side aborts the libp2p stream with: one for all, as its stack says nothing
 const resetByThisPeer = new Error("reset by this peer")
+const lingeredTooLong = new Error("reset by this peer: the remote did not end the stream in time")
 
 /** Why `source` failed, made when first asked for. */
 type Failure = () => TransportError
@@ -52,6 +53,15 @@ export interface Settings {
 export interface Libp2pDuplex extends Duplex {
   /** Resets the stream unless both sides have already closed it (for scope finalizers). */
   readonly release: Effect.Effect<void>
+  /**
+   * For a handler that returned: when this side ended the stream and the
+   * remote has not, leaves it to the remote for at most `millis` (reading
+   * paused, so the remote sends at most one more window) and resets it then;
+   * otherwise as `release`. A reset right after the end can reach an opener
+   * that is still negotiating the protocol, and libp2p (7.4) then fails its
+   * open and loses the bytes (`Cannot push data onto a stream that is closed`).
+   */
+  readonly linger: (millis: number) => Effect.Effect<void>
 }
 
 /** Wraps `stream`, whose remote end is `remote`. Attach it as soon as the stream exists. */
@@ -281,6 +291,18 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
     stream.status === "open" || stream.status === "closing" ? reset : Effect.void
   )
 
+  const linger = (millis: number): Effect.Effect<void> =>
+    Effect.suspend(() => {
+      if (!ended || stream.writeStatus !== "closed" || stream.status !== "open") return release
+      chunks = []
+      buffered = 0
+      if (stream.readStatus === "readable") stream.pause()
+      const timer = setTimeout(() => stream.abort(lingeredTooLong), millis)
+      timer.unref()
+      stream.addEventListener("close", () => clearTimeout(timer), { once: true })
+      return Effect.void
+    })
+
   return {
     protocol,
     remote,
@@ -288,6 +310,7 @@ export const make = (stream: Libp2pStream, remote: PeerId, settings: Settings): 
     write,
     end,
     reset,
-    release
+    release,
+    linger
   }
 }

@@ -29,6 +29,7 @@ import { multiaddr } from "@multiformats/multiaddr"
 import * as Cause from "effect/Cause"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
 import * as FiberSet from "effect/FiberSet"
 import * as PubSub from "effect/PubSub"
@@ -155,6 +156,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
     const window = Math.max(MIN_STREAM_WINDOW_BYTES, options.streamWindowBytes ?? DEFAULT_STREAM_WINDOW_BYTES)
     const settings: Libp2pDuplex.Settings = { highWaterBytes: window }
     const dialTimeout = Duration.decode(options.dialTimeout ?? Duration.seconds(10))
+    const lingerMillis = Duration.toMillis(options.linger ?? Duration.seconds(10))
     // libp2p drops its own dial and negotiation timeouts when given a signal (ours, for interruption)
     const timeLimit = (what: string, context: { readonly peer?: string; readonly protocol?: string }) =>
       Effect.timeoutFail({
@@ -456,7 +458,11 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, S
       })
 
     const runHandler = (handler: Handler, duplex: Libp2pDuplex.Libp2pDuplex): Effect.Effect<void> =>
-      Effect.scoped(Effect.zipRight(Effect.addFinalizer(() => duplex.release), handler(duplex))).pipe(
+      Effect.scoped(Effect.zipRight(
+        // a handler that ended its stream and returned leaves the opener time to read it all
+        Effect.addFinalizer((exit) => Exit.isSuccess(exit) ? duplex.linger(lingerMillis) : duplex.release),
+        handler(duplex)
+      )).pipe(
         Effect.catchAllCause((cause) =>
           isQuietEnd(cause) ? Effect.void : Effect.logWarning("a protocol handler failed", cause)
         ),
