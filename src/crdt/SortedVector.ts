@@ -72,18 +72,39 @@ export interface Columns {
   readonly buffers: ReadonlyArray<Buffer>
 }
 
+/**
+ * Columns from their parts. Every `Columns` is made here, so all have one shape: the loops over
+ * them are optimised once, not deoptimised by each new object layout they meet.
+ */
+export const makeColumns = (
+  length: number,
+  hashes: Uint32Array,
+  seqs: Float64Array,
+  tsHigh: Uint32Array,
+  tsLow: Uint32Array,
+  sources: Uint32Array,
+  starts: Uint32Array,
+  lengths: Uint8Array,
+  buffers: ReadonlyArray<Buffer>
+): Columns => ({ length, hashes, seqs, tsHigh, tsLow, sources, starts, lengths, buffers })
+
+/** The same columns with `length` or `buffers` changed. */
+export const withColumns = (c: Columns, length: number, buffers: ReadonlyArray<Buffer> = c.buffers): Columns =>
+  makeColumns(length, c.hashes, c.seqs, c.tsHigh, c.tsLow, c.sources, c.starts, c.lengths, buffers)
+
 /** Columns of `n` zeroed rows over `buffers`. */
-const allocate = (n: number, buffers: ReadonlyArray<Buffer>): Columns => ({
-  length: n,
-  hashes: new Uint32Array(n),
-  seqs: new Float64Array(n),
-  tsHigh: new Uint32Array(n),
-  tsLow: new Uint32Array(n),
-  sources: new Uint32Array(n),
-  starts: new Uint32Array(n),
-  lengths: new Uint8Array(n),
-  buffers
-})
+const allocate = (n: number, buffers: ReadonlyArray<Buffer>): Columns =>
+  makeColumns(
+    n,
+    new Uint32Array(n),
+    new Float64Array(n),
+    new Uint32Array(n),
+    new Uint32Array(n),
+    new Uint32Array(n),
+    new Uint32Array(n),
+    new Uint8Array(n),
+    buffers
+  )
 
 /** Copies row `i` of `from` to row `k` of `to` (the same buffers). */
 const copyRow = (to: Columns, k: number, from: Columns, i: number): void => {
@@ -148,7 +169,7 @@ export const gatherColumns = (capacity: number, buffers: ReadonlyArray<Buffer>):
     ? allocate(rows, buffers)
     : scratchColumns
   if (!fresh) scratchColumns = c
-  return { ...c, buffers }
+  return withColumns(c, c.length, buffers)
 }
 
 /** Row numbers ordered by (hash, origin): LSD radix sort on the hashes, then runs of equal hashes by origin. */
@@ -225,17 +246,18 @@ export const fromColumns = (c: Columns, repeated: Repeated): SortedVector | { re
   return new SortedVector(rows === n ? out : truncate(out, rows))
 }
 
-const truncate = (c: Columns, length: number): Columns => ({
-  length,
-  hashes: c.hashes.subarray(0, length),
-  seqs: c.seqs.subarray(0, length),
-  tsHigh: c.tsHigh.subarray(0, length),
-  tsLow: c.tsLow.subarray(0, length),
-  sources: c.sources.subarray(0, length),
-  starts: c.starts.subarray(0, length),
-  lengths: c.lengths.subarray(0, length),
-  buffers: c.buffers
-})
+const truncate = (c: Columns, length: number): Columns =>
+  makeColumns(
+    length,
+    c.hashes.subarray(0, length),
+    c.seqs.subarray(0, length),
+    c.tsHigh.subarray(0, length),
+    c.tsLow.subarray(0, length),
+    c.sources.subarray(0, length),
+    c.starts.subarray(0, length),
+    c.lengths.subarray(0, length),
+    c.buffers
+  )
 
 const originAt = (c: Columns, i: number): string => c.buffers[c.sources[i]!]!.toString("latin1", c.starts[i]!, c.starts[i]! + c.lengths[i]!)
 
@@ -550,7 +572,7 @@ const bounded = (c: Columns): Columns => {
     starts[i] = at
     at += length
   }
-  return { ...c, sources: new Uint32Array(c.length), starts, buffers: [buffer] }
+  return makeColumns(c.length, c.hashes, c.seqs, c.tsHigh, c.tsLow, new Uint32Array(c.length), starts, c.lengths, [buffer])
 }
 
 const TABLE_AFTER = 64
