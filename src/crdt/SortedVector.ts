@@ -72,18 +72,39 @@ export interface Columns {
   readonly buffers: ReadonlyArray<Buffer>
 }
 
+/**
+ * Columns from their parts. Every `Columns` is made here, so all have one shape: the loops over
+ * them are optimised once, not deoptimised by each new object layout they meet.
+ */
+export const makeColumns = (
+  length: number,
+  hashes: Uint32Array,
+  seqs: Float64Array,
+  tsHigh: Uint32Array,
+  tsLow: Uint32Array,
+  sources: Uint32Array,
+  starts: Uint32Array,
+  lengths: Uint8Array,
+  buffers: ReadonlyArray<Buffer>
+): Columns => ({ length, hashes, seqs, tsHigh, tsLow, sources, starts, lengths, buffers })
+
+/** The same columns with `length` or `buffers` changed. */
+export const withColumns = (c: Columns, length: number, buffers: ReadonlyArray<Buffer> = c.buffers): Columns =>
+  makeColumns(length, c.hashes, c.seqs, c.tsHigh, c.tsLow, c.sources, c.starts, c.lengths, buffers)
+
 /** Columns of `n` zeroed rows over `buffers`. */
-const allocate = (n: number, buffers: ReadonlyArray<Buffer>): Columns => ({
-  length: n,
-  hashes: new Uint32Array(n),
-  seqs: new Float64Array(n),
-  tsHigh: new Uint32Array(n),
-  tsLow: new Uint32Array(n),
-  sources: new Uint32Array(n),
-  starts: new Uint32Array(n),
-  lengths: new Uint8Array(n),
-  buffers
-})
+const allocate = (n: number, buffers: ReadonlyArray<Buffer>): Columns =>
+  makeColumns(
+    n,
+    new Uint32Array(n),
+    new Float64Array(n),
+    new Uint32Array(n),
+    new Uint32Array(n),
+    new Uint32Array(n),
+    new Uint32Array(n),
+    new Uint8Array(n),
+    buffers
+  )
 
 /** Copies row `i` of `from` to row `k` of `to` (the same buffers). */
 const copyRow = (to: Columns, k: number, from: Columns, i: number): void => {
@@ -133,7 +154,7 @@ const DIGITS = 1 << DIGIT_BITS
  * are synchronous): a page allocates only the columns it keeps.
  */
 export const SCRATCH_ROWS = 8192
-const scratchRows = { index: new Uint32Array(SCRATCH_ROWS), keys: new Uint32Array(SCRATCH_ROWS), nextIndex: new Uint32Array(SCRATCH_ROWS), nextKeys: new Uint32Array(SCRATCH_ROWS) }
+const scratchRows = { picks: new Uint32Array(SCRATCH_ROWS), index: new Uint32Array(SCRATCH_ROWS), keys: new Uint32Array(SCRATCH_ROWS), nextIndex: new Uint32Array(SCRATCH_ROWS), nextKeys: new Uint32Array(SCRATCH_ROWS) }
 const counts = new Uint32Array(DIGITS)
 let scratchColumns: Columns | undefined
 
@@ -148,18 +169,21 @@ export const gatherColumns = (capacity: number, buffers: ReadonlyArray<Buffer>):
     ? allocate(rows, buffers)
     : scratchColumns
   if (!fresh) scratchColumns = c
-  return { ...c, buffers }
+  return withColumns(c, c.length, buffers)
 }
 
-/** Row numbers ordered by (hash, origin): LSD radix sort on the hashes, then runs of equal hashes by origin. */
-const order = (c: Columns): Uint32Array => {
+/**
+ * Row numbers ordered by (hash, origin), and the hashes in that order: LSD radix sort on the hashes,
+ * then runs of equal hashes by origin. Scratch arrays (reused by the next call) up to `SCRATCH_ROWS`.
+ */
+const order = (c: Columns): { readonly index: Uint32Array; readonly keys: Uint32Array } => {
   const n = c.length
   const scratch = n <= SCRATCH_ROWS
   let index = scratch ? scratchRows.index.subarray(0, n) : new Uint32Array(n)
   for (let i = 0; i < n; i++) index[i] = i
-  if (n < 2) return index
   let keys = scratch ? scratchRows.keys.subarray(0, n) : new Uint32Array(n)
   keys.set(c.hashes.subarray(0, n))
+  if (n < 2) return { index, keys }
   // already in order (a vector encoded from sorted columns): nothing to sort
   let sorted = true
   for (let i = 1; i < n && sorted; i++) sorted = keys[i - 1]! <= keys[i]!
@@ -192,7 +216,7 @@ const order = (c: Columns): Uint32Array => {
     if (j - i > 1) index.set(Array.from(index.subarray(i, j)).sort((x, y) => compareRows(c, x, c, y)), i)
     i = j
   }
-  return index
+  return { index, keys }
 }
 
 /** How `fromColumns` treats an origin named more than once. */
@@ -203,39 +227,63 @@ export type Repeated = "refuse" | "max"
  * (`"max"`: pages of one vector, joined), or is refused and returned (`"refuse"`: one page).
  */
 export const fromColumns = (c: Columns, repeated: Repeated): SortedVector | { readonly repeated: string } => {
-  const index = order(c)
+  const { index, keys } = order(c)
   const n = c.length
-  const out = allocate(n, c.buffers)
+  // the rows kept, in order (of an origin named more than once, the one of largest seq, the first on
+  // equal seqs), and their hashes; then each column gathered by them in a loop of its own
+  const picks = n <= SCRATCH_ROWS ? scratchRows.picks.subarray(0, n) : new Uint32Array(n)
+  // the kept rows' hashes are moved down in `keys` itself (a kept row is never after the one read)
+  const hashes = keys
+  const seqs = c.seqs
   let rows = 0
   for (let k = 0; k < n; k++) {
     const i = index[k]!
-    const seq = c.seqs[i]!
-    if (rows > 0 && out.hashes[rows - 1] === c.hashes[i] && compareRows(out, rows - 1, c, i) === 0) {
+    const hash = keys[k]!
+    if (rows > 0 && hashes[rows - 1] === hash && compareRows(c, picks[rows - 1]!, c, i) === 0) {
       if (repeated === "refuse") return { repeated: originAt(c, i) }
-      if (out.seqs[rows - 1]! < seq) {
-        out.seqs[rows - 1] = seq
-        out.tsHigh[rows - 1] = c.tsHigh[i]!
-        out.tsLow[rows - 1] = c.tsLow[i]!
-      }
+      if (seqs[picks[rows - 1]!]! < seqs[i]!) picks[rows - 1] = i
       continue
     }
-    copyRow(out, rows, c, i)
+    picks[rows] = i
+    hashes[rows] = hash
     rows++
   }
-  return new SortedVector(rows === n ? out : truncate(out, rows))
+  const out = allocate(rows, c.buffers)
+  // one column at a time: each loop reads one column (a few MB at a million rows) and writes another
+  const outSeqs = out.seqs
+  for (let k = 0; k < rows; k++) outSeqs[k] = seqs[picks[k]!]!
+  const tsHigh = c.tsHigh
+  const outHigh = out.tsHigh
+  for (let k = 0; k < rows; k++) outHigh[k] = tsHigh[picks[k]!]!
+  const tsLow = c.tsLow
+  const outLow = out.tsLow
+  for (let k = 0; k < rows; k++) outLow[k] = tsLow[picks[k]!]!
+  const sources = c.sources
+  const outSources = out.sources
+  for (let k = 0; k < rows; k++) outSources[k] = sources[picks[k]!]!
+  const starts = c.starts
+  const outStarts = out.starts
+  for (let k = 0; k < rows; k++) outStarts[k] = starts[picks[k]!]!
+  const lengths = c.lengths
+  const outLengths = out.lengths
+  for (let k = 0; k < rows; k++) outLengths[k] = lengths[picks[k]!]!
+  out.hashes.set(hashes.subarray(0, rows))
+  return new SortedVector(out)
 }
 
-const truncate = (c: Columns, length: number): Columns => ({
-  length,
-  hashes: c.hashes.subarray(0, length),
-  seqs: c.seqs.subarray(0, length),
-  tsHigh: c.tsHigh.subarray(0, length),
-  tsLow: c.tsLow.subarray(0, length),
-  sources: c.sources.subarray(0, length),
-  starts: c.starts.subarray(0, length),
-  lengths: c.lengths.subarray(0, length),
-  buffers: c.buffers
-})
+
+const truncate = (c: Columns, length: number): Columns =>
+  makeColumns(
+    length,
+    c.hashes.subarray(0, length),
+    c.seqs.subarray(0, length),
+    c.tsHigh.subarray(0, length),
+    c.tsLow.subarray(0, length),
+    c.sources.subarray(0, length),
+    c.starts.subarray(0, length),
+    c.lengths.subarray(0, length),
+    c.buffers
+  )
 
 const originAt = (c: Columns, i: number): string => c.buffers[c.sources[i]!]!.toString("latin1", c.starts[i]!, c.starts[i]! + c.lengths[i]!)
 
@@ -550,7 +598,7 @@ const bounded = (c: Columns): Columns => {
     starts[i] = at
     at += length
   }
-  return { ...c, sources: new Uint32Array(c.length), starts, buffers: [buffer] }
+  return makeColumns(c.length, c.hashes, c.seqs, c.tsHigh, c.tsLow, new Uint32Array(c.length), starts, c.lengths, [buffer])
 }
 
 const TABLE_AFTER = 64

@@ -157,67 +157,111 @@ export const fromStored = (rows: Iterable<StoredEntry>): Either.Either<Map<strin
 /** Most entries one page of a vector on the wire holds (about 1.2 MB at 128-character origins). */
 export const PAGE_ENTRIES = 8192
 
-// A page on the wire is one byte string of entries, each: origin length (1 byte), the origin
-// (ASCII), seq (a float64, big-endian) and the timestamp (its 16 hex digits, ASCII). Plain
-// loops over bytes, no call into the runtime per entry: the decoder reads the page once as a
-// latin1 string and slices origins and timestamps out of it, and hashes each origin in the
-// loop that checks its bytes, for the sorted columns it decodes to (no `Map` is built).
+// A page on the wire is one byte string in columns, each a run of bytes (the decoder reads each in
+// a plain loop and copies the origins' column out whole; a timestamp is a number, so any 8 bytes
+// are one and need no check):
+//
+//   count        uint32, big-endian: how many entries
+//   lengths      count bytes: each origin's length (1…128)
+//   origins      the origins back to back (ASCII: node ids)
+//   seqs         count float64s, big-endian
+//   timestamps   count 8-byte values, big-endian: each timestamp's 16 hex digits as the number they write
+//
+// The decoder hashes each origin in the loop that checks its bytes, for the sorted columns it
+// decodes to (no `Map` is built, no string per entry), and copies the origins' column out whole.
+const COUNT_BYTES = 4
 const SEQ_BYTES = 8
-const TS_CHARS = 16
+const TS_BYTES = 8
 /** The fewest bytes an entry takes (a one-character origin). */
-const MIN_ENTRY_BYTES = 1 + 1 + SEQ_BYTES + TS_CHARS
+const MIN_ENTRY_BYTES = 1 + 1 + SEQ_BYTES + TS_BYTES
 
-/** Value of each hex digit byte (lowercase, as timestamps are written); 0xff for any other byte. */
-const HEX_VALUES = (() => {
-  const table = new Uint8Array(256).fill(0xff)
-  for (const [i, c] of [..."0123456789abcdef"].entries()) table[c.charCodeAt(0)] = i
-  return table
-})()
-
-// A page is written into a scratch buffer, reused (encoding is synchronous), each string by one
-// native call, then copied out at its size: nothing is allocated per entry.
-const MAX_ENTRY_BYTES = 1 + 255 + SEQ_BYTES + TS_CHARS
-let scratch = Buffer.alloc(0)
-let scratchView = new DataView(scratch.buffer)
-
-// Buffer's own latin1 writer, without `write`'s argument handling (a third of the time of an encode);
-// `write` where a runtime lacks it
+// Buffer's own latin1 writer, without `write`'s argument handling; `write` where a runtime lacks it
 const nativeLatin1Write = (Buffer.prototype as unknown as { latin1Write?: (s: string, at: number) => number }).latin1Write
 const latin1Write: (into: Buffer, s: string, at: number) => number = typeof nativeLatin1Write === "function"
   ? (into, s, at) => nativeLatin1Write.call(into, s, at)
   : (into, s, at) => into.write(s, at, "latin1")
 
+/** Value of each hex digit's code (lowercase, as timestamps are written); 0 for any other. */
+const HEX_VALUES = (() => {
+  const table = new Uint8Array(256)
+  for (const [i, c] of [..."0123456789abcdef"].entries()) table[c.charCodeAt(0)] = i
+  return table
+})()
+
+// A page's columns are gathered in scratch columns, reused (encoding is synchronous): each origin
+// by one native call, each seq and timestamp as the numbers they are on the wire; the page is then
+// the columns copied one after another. Nothing is allocated per entry.
+let originColumn = Buffer.alloc(0)
+let seqColumn = new DataView(new ArrayBuffer(0))
+let tsColumn = new DataView(new ArrayBuffer(0))
+let lengthColumn = new Uint8Array(0)
+
+/** Room for `entries` entries in the number columns (their contents kept). */
+const reserve = (entries: number): void => {
+  const grow = (view: DataView, bytes: number) => {
+    const grown = new Uint8Array(bytes)
+    grown.set(new Uint8Array(view.buffer))
+    return new DataView(grown.buffer)
+  }
+  const capacity = Math.max(2 * lengthColumn.length, entries, 1024)
+  seqColumn = grow(seqColumn, capacity * SEQ_BYTES)
+  tsColumn = grow(tsColumn, capacity * TS_BYTES)
+  const lengths = new Uint8Array(capacity)
+  lengths.set(lengthColumn)
+  lengthColumn = lengths
+}
+
 /** Builds pages of at most `size` entries from entries given one at a time. */
 const pageWriter = (size: number) => {
   const out: Array<Uint8Array> = []
-  let at = 0
-  let count = 0
+  let n = 0
+  let originBytes = 0
   const flush = () => {
-    out.push(new Uint8Array(scratch.subarray(0, at)))
-    at = 0
-    count = 0
+    const page = new Uint8Array(COUNT_BYTES + n + originBytes + (SEQ_BYTES + TS_BYTES) * n)
+    new DataView(page.buffer).setUint32(0, n)
+    let at = COUNT_BYTES
+    page.set(lengthColumn.subarray(0, n), at)
+    at += n
+    page.set(originColumn.subarray(0, originBytes), at)
+    at += originBytes
+    page.set(new Uint8Array(seqColumn.buffer, 0, SEQ_BYTES * n), at)
+    at += SEQ_BYTES * n
+    page.set(new Uint8Array(tsColumn.buffer, 0, TS_BYTES * n), at)
+    out.push(page)
+    n = 0
+    originBytes = 0
   }
   return {
     add: (origin: string, seq: number, ts: string) => {
-      if (at + MAX_ENTRY_BYTES > scratch.length) {
-        const grown = Buffer.allocUnsafe(Math.max(2 * scratch.length, 1 << 16))
-        scratch.copy(grown, 0, 0, at)
-        scratch = grown
-        scratchView = new DataView(scratch.buffer, scratch.byteOffset, scratch.byteLength)
+      if (originBytes + 255 > originColumn.length) {
+        const grown = Buffer.allocUnsafe(Math.max(2 * originColumn.length, 1 << 16))
+        originColumn.copy(grown, 0, 0, originBytes)
+        originColumn = grown
       }
-      // an origin is at most 128 ASCII characters (a node id); the byte says how many follow
-      scratch[at++] = origin.length
-      at += latin1Write(scratch, origin, at)
-      scratchView.setFloat64(at, seq)
-      at += SEQ_BYTES
-      for (let i = 0; i < TS_CHARS; i++) scratch[at++] = ts.charCodeAt(i)
-      if (++count >= size) flush()
+      if (n >= lengthColumn.length) reserve(n + 1)
+      // an origin is at most 128 ASCII characters (a node id): its length fits a byte, a character a byte
+      lengthColumn[n] = origin.length
+      originBytes += latin1Write(originColumn, origin, originBytes)
+      seqColumn.setFloat64(n * SEQ_BYTES, seq)
+      // a timestamp's 16 hex digits as two 32-bit numbers (a timestamp is always 16 lowercase hex digits)
+      let high = 0
+      let low = 0
+      for (let i = 0; i < 8; i++) high = (high << 4) | HEX_VALUES[ts.charCodeAt(i) & 0xff]!
+      for (let i = 8; i < 16; i++) low = (low << 4) | HEX_VALUES[ts.charCodeAt(i) & 0xff]!
+      tsColumn.setUint32(n * TS_BYTES, high >>> 0)
+      tsColumn.setUint32(n * TS_BYTES + 4, low >>> 0)
+      if (++n >= size) flush()
     },
     /** The pages (one empty page for no entries). */
     done: (): Array<Uint8Array> => {
-      if (count > 0 || out.length === 0) flush()
-      // a vector larger than a few pages does not keep its size of memory held after it
-      if (scratch.length > 4 * PAGE_ENTRIES * 64) scratch = Buffer.alloc(0)
+      if (n > 0 || out.length === 0) flush()
+      // a vector of large pages does not keep their size of memory held after it
+      if (lengthColumn.length > 4 * PAGE_ENTRIES) {
+        lengthColumn = new Uint8Array(0)
+        seqColumn = new DataView(new ArrayBuffer(0))
+        tsColumn = new DataView(new ArrayBuffer(0))
+        originColumn = Buffer.alloc(0)
+      }
       return out
     }
   }
@@ -238,57 +282,78 @@ export const encodePages = (vector: VersionVector, size = PAGE_ENTRIES): Array<U
 }
 
 /**
- * Decodes one page: every origin a node id, named once, every seq positive, every timestamp 16
- * hex digits; at most `maxEntries`. The result is sorted columns (`SortedVector`) over a copy of
- * the page's bytes (a frame's buffer may be reused once it is read).
+ * Decodes one page: every origin a node id, named once, every seq positive (a timestamp is any
+ * 64-bit value); at most `maxEntries`. The result is sorted columns (`SortedVector`) over a copy of
+ * the page's origins (a frame's buffer may be reused once it is read).
  */
-export const decodePage = (input: Uint8Array, maxEntries: number): Either.Either<SortedVector.SortedVector, string> => {
-  const bytes = Buffer.from(input)
-  // every entry takes MIN_ENTRY_BYTES at least: the columns are bounded by the bytes given
-  const capacity = Math.max(0, Math.min(maxEntries, Math.floor(bytes.length / MIN_ENTRY_BYTES)))
-  const columns = SortedVector.gatherColumns(capacity, [bytes])
-  const { hashes, seqs, tsHigh, tsLow, starts, lengths, sources } = columns
+export const decodePage = (bytes: Uint8Array, maxEntries: number): Either.Either<SortedVector.SortedVector, string> => {
+  if (bytes.length < COUNT_BYTES) return Either.left("truncated: no entry count")
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  let n = 0
-  let at = 0
-  while (at < bytes.length) {
-    if (n >= maxEntries) return Either.left(`more than ${maxEntries} entries in one page`)
-    const length = bytes[at]!
-    const end = at + 1 + length
-    if (length === 0 || length > 128 || end + SEQ_BYTES + TS_CHARS > bytes.length) return Either.left(`entry ${n}: truncated or too long`)
+  const n = view.getUint32(0)
+  if (n > maxEntries) return Either.left(`more than ${maxEntries} entries in one page`)
+  // every entry takes MIN_ENTRY_BYTES at least: the columns are bounded by the bytes given
+  if (COUNT_BYTES + n * MIN_ENTRY_BYTES > bytes.length) return Either.left(`${n} entries announced in ${bytes.length} bytes: truncated`)
+  const originsAt = COUNT_BYTES + n
+  const originBytes = originBytesOf(bytes, n)
+  if (originBytes < 0) return Either.left(`entry ${-originBytes - 1}: an origin of ${bytes[COUNT_BYTES - originBytes - 1]} characters`)
+  const seqsAt = originsAt + originBytes
+  const tsAt = seqsAt + SEQ_BYTES * n
+  if (tsAt + TS_BYTES * n !== bytes.length) return Either.left(`${n} entries take ${tsAt + TS_BYTES * n} bytes, not ${bytes.length}: truncated or trailing bytes`)
+  const columns = SortedVector.gatherColumns(n, [Buffer.from(bytes.subarray(originsAt, seqsAt))])
+  const failure = readEntries(bytes, n, columns)
+  if (failure !== undefined) return Either.left(failure)
+  const vector = SortedVector.fromColumns(SortedVector.withColumns(columns, n), "refuse")
+  return vector instanceof SortedVector.SortedVector ? Either.right(vector) : Either.left(`origin ${vector.repeated} named twice`)
+}
+
+const mixHash = SortedVector.mixHash
+
+/** The bytes of a page's `n` origins, by its lengths' column; -(k + 1) if origin k's length is not 1…128. */
+const originBytesOf = (bytes: Uint8Array, n: number): number => {
+  let total = 0
+  for (let k = 0; k < n; k++) {
+    const length = bytes[COUNT_BYTES + k]!
+    if (length === 0 || length > 128) return -(k + 1)
+    total += length
+  }
+  return total
+}
+
+/**
+ * Reads the `n` entries of a page whose columns' sizes were checked into `columns`: each origin
+ * checked and hashed, each seq checked. Why the first that fails does, or undefined. (The loop alone
+ * in a function: it is optimised while it runs, and nothing after it is left without feedback.)
+ */
+const readEntries = (bytes: Uint8Array, n: number, columns: SortedVector.Columns): string | undefined => {
+  const { hashes, seqs, tsHigh, tsLow, sources, starts, lengths } = columns
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const originsAt = COUNT_BYTES + n
+  let at = originsAt
+  for (let k = 0; k < n; k++) {
+    const length = bytes[COUNT_BYTES + k]!
+    const end = at + length
     let h = 0x811c9dc5 | 0 // an int32 from the start: a double here keeps the loop off the fast path
-    for (let i = at + 1; i < end; i++) {
+    for (let i = at; i < end; i++) {
       const b = bytes[i]!
-      if (NODE_ID_BYTES[b] === 0) return Either.left(`entry ${n}: the origin is not a node id`)
+      if (NODE_ID_BYTES[b] === 0) return `entry ${k}: the origin is not a node id`
       h = Math.imul(h ^ b, 0x01000193)
     }
-    const seq = view.getFloat64(end)
-    if (!Number.isSafeInteger(seq) || seq < 1) return Either.left(`entry ${n}: seq is not a positive integer`)
-    const tsAt = end + SEQ_BYTES
-    let high = 0
-    let low = 0
-    for (let i = tsAt; i < tsAt + 8; i++) {
-      const v = HEX_VALUES[bytes[i]!]!
-      if (v === 0xff) return Either.left(`entry ${n}: ts is not a timestamp`)
-      high = (high << 4) | v
-    }
-    for (let i = tsAt + 8; i < tsAt + TS_CHARS; i++) {
-      const v = HEX_VALUES[bytes[i]!]!
-      if (v === 0xff) return Either.left(`entry ${n}: ts is not a timestamp`)
-      low = (low << 4) | v
-    }
-    hashes[n] = SortedVector.mixHash(h)
-    seqs[n] = seq
-    tsHigh[n] = high
-    tsLow[n] = low
-    starts[n] = at + 1
-    lengths[n] = length
-    n++
-    at = tsAt + TS_CHARS
+    starts[k] = at - originsAt
+    lengths[k] = length
+    hashes[k] = mixHash(h)
+    sources[k] = 0
+    at = end
   }
-  sources.fill(0, 0, n)
-  const vector = SortedVector.fromColumns({ ...columns, length: n }, "refuse")
-  return vector instanceof SortedVector.SortedVector ? Either.right(vector) : Either.left(`origin ${vector.repeated} named twice`)
+  const seqsAt = at
+  const tsAt = seqsAt + SEQ_BYTES * n
+  for (let k = 0; k < n; k++) {
+    const seq = view.getFloat64(seqsAt + k * SEQ_BYTES)
+    if (!Number.isSafeInteger(seq) || seq < 1) return `entry ${k}: seq is not a positive integer`
+    seqs[k] = seq
+    tsHigh[k] = view.getUint32(tsAt + k * TS_BYTES)
+    tsLow[k] = view.getUint32(tsAt + k * TS_BYTES + 4)
+  }
+  return undefined
 }
 
 /** The pages of one vector as one vector (an origin named on two pages keeps its largest seq). */

@@ -3,9 +3,11 @@
  *
  * A session runs over one byte stream cut into length-prefixed frames. Each
  * frame is one MessagePack array; its first element is the protocol version,
- * its second the message type. A vector travels as pages of entries
- * (`[origin, seq, ts, …]`, at most `VersionVector.PAGE_ENTRIES` entries per
- * page), so a vector of any size fits bounded frames:
+ * its second the message type. A vector travels as pages of entries (each a
+ * MessagePack `bin` of columns: count, origin lengths, origins, seqs,
+ * timestamps; see `VersionVector.encodePage`), at most
+ * `VersionVector.PAGE_ENTRIES` entries per page, so a vector of any size fits
+ * bounded frames:
  *
  *   [2, 0, node, library, entries, more]   Hello   who I am, which library, what I hold
  *   [2, 1, batch, hasMore]                 Ops     operations the other side lacks (batch wire form
