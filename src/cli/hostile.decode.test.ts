@@ -12,6 +12,7 @@ import * as Libraries from "../library/Libraries.js"
 import * as Pair from "../plugins/pair/Pair.js"
 import * as PluginHost from "../plugins/PluginHost.js"
 import * as SyncPlugin from "../plugins/sync/Protocol.js"
+import * as SyncProtocol from "../sync/SyncProtocol.js"
 import * as Framing from "../transport/Framing.js"
 import * as Identity from "../transport/Identity.js"
 import * as Libp2pTransport from "../transport/Libp2pTransport.js"
@@ -23,12 +24,12 @@ const { eventually } = Processes
 const { LOOPBACK, serve, twoDirs, weftJson } = Cli
 
 /**
- * A sync frame `[2, Ops, …, false]` (protocol version 2) whose batch is twenty nested array32
+ * A sync frame `[VERSION, Ops, …, false]` whose batch is twenty nested array32
  * headers, each announcing 33 554 431 elements: 105 bytes. A reader that
  * trusts headers allocates ~250 MB per level before reading an element.
  */
 const NESTED_HEADERS = Uint8Array.from([
-  0x94, 0x02, 0x01,
+  0x94, SyncProtocol.VERSION, 0x01,
   ...Array.from({ length: 20 }, () => [0xdd, 0x01, 0xff, 0xff, 0xff]).flat(),
   0xc0, 0xc2
 ])

@@ -1,5 +1,5 @@
 /**
- * The sync protocol, version 2 (protocol id `/weft/sync/2.0.0`).
+ * The sync protocol, version 3 (protocol id `/weft/sync/3.0.0`; version 2 sent vector pages as MessagePack maps).
  *
  * A session runs over one byte stream cut into length-prefixed frames. Each
  * frame is one MessagePack array; its first element is the protocol version,
@@ -9,16 +9,16 @@
  * `VersionVector.PAGE_ENTRIES` entries per page, so a vector of any size fits
  * bounded frames:
  *
- *   [2, 0, node, library, entries, more]   Hello   who I am, which library, what I hold
- *   [2, 1, batch, hasMore]                 Ops     operations the other side lacks (batch wire form
+ *   [3, 0, node, library, entries, more]   Hello   who I am, which library, what I hold
+ *   [3, 1, batch, hasMore]                 Ops     operations the other side lacks (batch wire form
  *                                                  of `Operation`), per origin in order; hasMore:
  *                                                  the sender knows of more
- *   [2, 2, entries]                        Ack     the batch is applied; what I now hold of the
+ *   [3, 2, entries]                        Ack     the batch is applied; what I now hold of the
  *                                                  origins it named and of those that moved since
  *                                                  (one credit back)
- *   [2, 3, entries, more]                  Vector  anti-entropy: what I hold now
- *   [2, 4, reason, detail]                 Abort   why I end the session
- *   [2, 5, entries, more]                  More    the next page of the Hello or Vector before it
+ *   [3, 3, entries, more]                  Vector  anti-entropy: what I hold now
+ *   [3, 4, reason, detail]                 Abort   why I end the session
+ *   [3, 5, entries, more]                  More    the next page of the Hello or Vector before it
  *
  * `more` says a `More` frame follows at once: the pages of one vector are
  * sent back to back, and a vector counts once its last page is in.
@@ -41,10 +41,10 @@ import * as ParseError from "../internal/parseError.js"
 import { LibraryId } from "../library/LibraryId.js"
 
 /** The protocol id sessions run on. */
-export const PROTOCOL_ID = "/weft/sync/2.0.0"
+export const PROTOCOL_ID = "/weft/sync/3.0.0"
 
 /** The protocol version every message starts with. */
-export const VERSION = 2
+export const VERSION = 3
 
 const Entries = VersionVector.Page
 

@@ -187,14 +187,14 @@ describe("SyncSession: bad input ends the session with a typed error and writes 
 
   it.scopedLive("a small frame nested thousands deep, or one with a huge wrong value: a Malformed ProtocolError with a short detail, not a defect", () =>
     Effect.gen(function*() {
-      // [2, Vector, [[[[…1]]]], false]: 10 KB, deeper than the error formatter's stack reaches
+      // [VERSION, Vector, [[[[…1]]]], false]: 10 KB, deeper than the error formatter's stack reaches
       const nested = new Uint8Array(3 + 10_000 + 1)
-      nested.set([0x94, 0x02, 0x03])
+      nested.set([0x94, SyncProtocol.VERSION, 0x03])
       nested.fill(0x91, 3, 3 + 10_000)
       nested[3 + 10_000] = 0x01
       const nestedFrame = new Uint8Array([...nested, 0xc2])
       const wide = Array.from({ length: 50_000 }, (_, i) => `not a vector ${i}`)
-      for (const frame of [nestedFrame, Binary.encode([2, 3, wide, false])]) {
+      for (const frame of [nestedFrame, Binary.encode([SyncProtocol.VERSION, 3, wide, false])]) {
         const { exit, unchanged } = yield* against([hello(), frame])
         const error = errorOf(exit) as { _tag: string; reason: string; detail: string } | undefined
         expect(error).toMatchObject({ _tag: "ProtocolError", reason: "Malformed" })

@@ -1,5 +1,5 @@
 /**
- * The sync plugin's protocol: `/weft/sync/2.0.0`, library-scoped. Its wire
+ * The sync plugin's protocol: `/weft/sync/3.0.0`, library-scoped. Its wire
  * format is `SyncProtocol` (`src/sync`), carried in length-prefixed frames
  * (`Framing`) after the host's library header.
  *
