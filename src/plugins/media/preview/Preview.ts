@@ -111,6 +111,15 @@ export interface Shown {
   readonly from: "cache" | PeerId
 }
 
+/** A file and its thumbnail's record, as `list` gives them. */
+export interface Listed {
+  readonly file: MediaModels.File
+  readonly thumbnail: Models.Thumbnail
+}
+
+/** Most files one `list` returns. */
+export const MAX_LIST = 1000
+
 /** Preview on a node. */
 export interface Service {
   /** The recipe thumbnails are made and looked up with. */
@@ -121,6 +130,14 @@ export interface Service {
   readonly thumbnail: (library: string, file: MediaModels.File["id"] | { readonly hash: string }) => Effect.Effect<Shown, PreviewError>
   /** The record of a file's thumbnail, if there is one yet. */
   readonly record: (library: string, file: MediaModels.File["id"] | { readonly hash: string }) => Effect.Effect<Option.Option<Models.Thumbnail>, PreviewError>
+  /**
+   * The library's files that have a ready thumbnail, by path (then id), at most `limit` (default 200, at most
+   * `MAX_LIST`) after `after` (a path and id, for the next page): what a gallery shows. Only records are read.
+   */
+  readonly list: (
+    library: string,
+    options?: { readonly limit?: number; readonly after?: { readonly path: string; readonly id: string } }
+  ) => Effect.Effect<ReadonlyArray<Listed>, PreviewError>
   /** Fetches every thumbnail of the library this node lacks, from whichever members hold them. */
   readonly fetchAll: (library: string) => Stream.Stream<FetchProgress, PreviewError>
   /** Removes from the cache the thumbnails of originals the library no longer has; returns how many. */
@@ -139,6 +156,9 @@ export class Preview extends Context.Tag("weft/plugins/media/Preview")<Preview, 
 // one group leaves the connection busy with the other)
 const FETCH_BATCH = 1024
 const FETCHES = 2
+
+/** Files `list` reads at once. */
+const LIST_PAGE = 512
 
 /** Originals up to this size are read in one synchronous call. */
 const SYNC_READ_BYTES = 4 * 1024 * 1024
@@ -322,6 +342,38 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         return { record: thumb, bytes: bytes.value, from: peer } satisfies Shown
       })
 
+    const list = (
+      library: string,
+      listOptions: { readonly limit?: number; readonly after?: { readonly path: string; readonly id: string } } = {}
+    ) =>
+      withEngine(library, (engine) =>
+        Effect.gen(function*() {
+          const limit = Math.max(1, Math.min(MAX_LIST, Math.floor(listOptions.limit ?? 200)))
+          const out: Array<Listed> = []
+          let after = listOptions.after
+          // files a page at a time (most have no thumbnail when they are not images), until `limit` are found
+          while (out.length < limit) {
+            const from = after
+            const page = yield* engine.query(MediaModels.files, (q) =>
+              (from === undefined ? q : q.where((eb) =>
+                eb.or([eb("path", ">", from.path), eb.and([eb("path", "=", from.path), eb("id", ">", from.id)])])
+              )).orderBy("path").orderBy("id").limit(LIST_PAGE))
+            if (page.length === 0) break
+            const sources = [...new Set(page.map((f) => f.hash))]
+            const ready = new Map((yield* engine.query(Models.thumbnails, (q) =>
+              q.where("source", "in", sources).where("recipe", "=", recipe.id).where("state", "=", "ready")
+            )).map((t) => [t.source, t] as const))
+            for (const file of page) {
+              const thumbnail = ready.get(file.hash)
+              if (thumbnail !== undefined && out.length < limit) out.push({ file, thumbnail })
+            }
+            const last = page[page.length - 1]!
+            after = { path: last.path, id: last.id }
+            if (page.length < LIST_PAGE) break
+          }
+          return out
+        }).pipe(Effect.mapError(stored(library, "files"))))
+
     const fetchAll = (library: string): Stream.Stream<FetchProgress, PreviewError> =>
       Stream.unwrap(Effect.gen(function*() {
         const cache = yield* cacheOf(library)
@@ -402,6 +454,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
       generate,
       thumbnail,
       record,
+      list,
       fetchAll,
       collect,
       watch,
