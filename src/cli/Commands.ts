@@ -218,7 +218,7 @@ const serve = Command.make(
         `files     received into ${node.acceptDir}`,
         `mdns      ${args.noMdns ? "off" : "on"}; pairing requests and files ${args.yes ? "approved automatically (--yes)" : "asked on this terminal"}`,
         ...(node.http === undefined ? [] : [
-          `http      ${node.http.origin}/files/<library>/<file id>, /hash/<library>/<sha256>, /play/<library>/<file id>`,
+          `http      ${node.http.origin}/files/<library>/<file id>, /hash/<library>/<sha256>, /play/<library>/<file id>, /thumbnail/<library>/<file id>, /gallery/<library>`,
           `token     ${node.http.token} (as ?token=, which sets a cookie, or Authorization: Bearer)`
         ])
       ].join("\n"))

@@ -25,6 +25,8 @@ import * as Node from "../node/Node.js"
 import * as ControlSocket from "../node/ControlSocket.js"
 import { Consent } from "../plugins/Consent.js"
 import * as Http from "../plugins/media/Http.js"
+import * as PreviewHttp from "../plugins/media/preview/Http.js"
+import { Preview } from "../plugins/media/preview/Preview.js"
 import * as Grants from "../plugins/rspc/Grants.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
@@ -158,7 +160,9 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
       // interrupted transfers resume after a restart too (`weft transfers resume`)
       spacedrop: { stateDir: join(paths.dir, "spacedrop") },
       // locations (`weft location …`), presence and remote reads; mounts kept in media/mounts.json
-      media: {}
+      media: {},
+      // thumbnails of the images of locations held here, made in the background; the cache in media/previews
+      preview: {}
     })
     const handlers = Layer.mergeAll(Node.controlHandlers, notesHandlers, RemoteServe.controlHandlers, Transfers.controlHandlers, Locations.controlHandlers).pipe(
       Layer.provideMerge(Transfers.layer)
@@ -185,10 +189,11 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
     }
   })
 
-/** The libraries' files over HTTP (local or remote, transparently), behind a token made for this run. */
+/** The libraries' files and thumbnails over HTTP (local or remote, transparently), behind a token made for this run. */
 const serveHttp = (address: { readonly hostname: string; readonly port: number }) =>
   Effect.gen(function*() {
     const token = Http.makeToken()
-    const http = yield* Http.make({ token, hostname: address.hostname, port: address.port })
+    const routes = PreviewHttp.routes(yield* Preview)
+    const http = yield* Http.make({ token, hostname: address.hostname, port: address.port, routes })
     return { origin: http.origin, token }
   })
