@@ -21,6 +21,7 @@ import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import { Libraries } from "../library/Libraries.js"
 import type { Mounts } from "../plugins/media/Mounts.js"
+import type { Presence } from "../plugins/media/Presence.js"
 import * as Preview from "../plugins/media/preview/Preview.js"
 import type { PluginHost } from "../plugins/PluginHost.js"
 import type { TransportError } from "../transport/Transport.js"
@@ -62,7 +63,7 @@ const background = (preview: Preview.Service, options: Options) =>
   })
 
 /** The preview plugin on the node's host and engines, with its background passes. */
-export const layer = (options: Options): Layer.Layer<Preview.Preview, TransportError, PluginHost | Libraries | Engines | Mounts> =>
+export const layer = (options: Options): Layer.Layer<Preview.Preview, TransportError, PluginHost | Libraries | Engines | Mounts | Presence> =>
   Layer.scoped(
     Preview.Preview,
     Effect.gen(function*() {

@@ -22,6 +22,7 @@ import * as Http from "../Http.js"
 import * as Media from "../Media.js"
 import * as MediaModels from "../Models.js"
 import { Mounts } from "../Mounts.js"
+import { Presence } from "../Presence.js"
 import { tempDir, write } from "../testing/Files.js"
 import * as Libp2pPeers from "../testing/Libp2pPeers.js"
 import * as Nodes from "../testing/Nodes.js"
@@ -71,7 +72,8 @@ describe.skipIf(!present)(present ? `Thumbnails in Chromium (${CHROMIUM})` : `Th
           return yield* Preview.make({ engine: () => Effect.succeed(peer.engine), directory }).pipe(
             Effect.provideService(PluginHost, peer.host),
             Effect.provideService(Libraries, peer.libraries),
-            Effect.provideService(Mounts, peer.mounts)
+            Effect.provideService(Mounts, peer.mounts),
+            Effect.provideService(Presence, peer.presence)
           )
         })
       const alicePreview = yield* previewOf(alice)

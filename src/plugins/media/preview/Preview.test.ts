@@ -125,17 +125,19 @@ describe("Preview", () => {
 
   it.scopedLive("a peer that answers wrong bytes is refused, and the next one asked", () =>
     Effect.gen(function*() {
-      // "abel" sorts before "alice": he is asked first
+      // "abel" sorts before "alice": with no location online on either, he is asked first
       const members = ["abel", "alice", "dave"]
       const net = yield* Nodes.network()
       const alice = yield* net.node("alice", members)
       const dave = yield* net.node("dave", members)
       const abel = yield* net.bare("abel", members)
+      let lied = 0
       yield* abel.host.register(Plugin.make({
         name: "liar",
         ...Protocol.preview,
         handle: (stream) =>
           Effect.gen(function*() {
+            lied++
             const reader = yield* Framing.reader(stream.source, { maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
             const get = JSON.parse(new TextDecoder().decode(Option.getOrThrow(yield* reader.frame))) as { hashes: Array<string> }
             const framed = Framing.make(stream, Protocol.MAX_THUMBNAIL_BYTES)
@@ -150,6 +152,8 @@ describe("Preview", () => {
       yield* write(nodePath.join(root, "a.png"), yield* picture(1, 64, 64, (s) => s.png()))
       yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Pictures" }, root))
       yield* Stream.runDrain(alice.preview.generate(L))
+      // alice's location offline: she is not preferred as a holder of originals, and abel is asked first
+      yield* alice.mounts.unmount(L, "loc1")
       yield* dave.connect(alice)
       yield* Nodes.thumbnailRecords(dave, 1)
       yield* Nodes.fileRecords(dave, 1)
@@ -157,6 +161,7 @@ describe("Preview", () => {
 
       const shown = yield* dave.preview.thumbnail(L, fileOf("loc1", "a.png"))
       expect(shown.from).toBe("alice")
+      expect(lied).toBe(1)
       expect(sha256(shown.bytes)).toBe(shown.record.hash)
       const cache = yield* dave.preview.cache(L)
       expect(yield* cache.hashes).toEqual([shown.record.hash])
@@ -171,6 +176,48 @@ describe("Preview", () => {
       const refused = yield* Effect.either(alone.preview.thumbnail(L, fileOf("loc1", "a.png")))
       expect(Either.isLeft(refused) && refused.left.reason).toBe("Unavailable")
       expect(yield* (yield* alone.preview.cache(L)).hashes).toEqual([])
+    }), { timeout: 60_000 })
+
+  it.scopedLive("a member with a location of the library online is asked before the others, whatever their ids", () =>
+    Effect.gen(function*() {
+      const members = ["abel", "alice", "dave"]
+      const net = yield* Nodes.network()
+      const alice = yield* net.node("alice", members)
+      const dave = yield* net.node("dave", members)
+      // abel holds no location and no thumbnail: he answers Missing, and counts how often he is asked
+      const abel = yield* net.bare("abel", members)
+      let asked = 0
+      yield* abel.host.register(Plugin.make({
+        name: "empty",
+        ...Protocol.preview,
+        handle: (stream) =>
+          Effect.gen(function*() {
+            asked++
+            const reader = yield* Framing.reader(stream.source, { maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
+            const framed = Framing.make(stream, Protocol.MAX_THUMBNAIL_BYTES)
+            while (true) {
+              const frame = yield* reader.frame
+              if (Option.isNone(frame)) break
+              const get = JSON.parse(new TextDecoder().decode(frame.value)) as { hashes: Array<string> }
+              for (const hash of get.hashes) yield* framed.send(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Missing", hash })))
+            }
+            yield* stream.end
+          })
+      }))
+      const root = yield* tempDir()
+      yield* write(nodePath.join(root, "a.png"), yield* picture(1, 64, 64, (s) => s.png()))
+      yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Pictures" }, root))
+      yield* Stream.runDrain(alice.preview.generate(L))
+      const changes = yield* dave.presence.changes
+      yield* dave.connect(abel)
+      yield* dave.connect(alice)
+      yield* Stream.runDrain(Stream.take(Stream.filter(changes, (c) => c._tag === "Online" && c.peer === "alice"), 1))
+      yield* Nodes.thumbnailRecords(dave, 1)
+      yield* Nodes.fileRecords(dave, 1)
+
+      const shown = yield* dave.preview.thumbnail(L, fileOf("loc1", "a.png"))
+      expect(shown.from).toBe("alice")
+      expect(asked).toBe(0)
     }), { timeout: 60_000 })
 
   it.scopedLive("a deleted file's thumbnail is collected from the cache; a kept one stays", () =>

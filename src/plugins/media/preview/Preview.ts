@@ -52,6 +52,7 @@ import { PluginHost } from "../../PluginHost.js"
 import * as Files from "../internal/files.js"
 import * as MediaModels from "../Models.js"
 import { Mounts } from "../Mounts.js"
+import { Presence } from "../Presence.js"
 import * as Cache from "./Cache.js"
 import * as Wire from "./internal/wire.js"
 import * as Models from "./Models.js"
@@ -166,11 +167,12 @@ const SYNC_READ_BYTES = 4 * 1024 * 1024
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
 /** Registers the protocol on the host in context and provides the service; unregistered with the scope. */
-export const make = (options: Options): Effect.Effect<Service, TransportError, PluginHost | Libraries | Mounts | Scope.Scope> =>
+export const make = (options: Options): Effect.Effect<Service, TransportError, PluginHost | Libraries | Mounts | Presence | Scope.Scope> =>
   Effect.gen(function*() {
     const host = yield* PluginHost
     const libraries = yield* Libraries
     const mounts = yield* Mounts
+    const presence = yield* Presence
     const recipe = options.recipe ?? Thumbnailer.DEFAULT_RECIPE
     const concurrency = Math.max(1, Math.floor(options.concurrency ?? 2))
     const maxSourceBytes = Math.max(0, options.maxSourceBytes ?? 64 * 1024 * 1024)
@@ -291,15 +293,29 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
           return yield* Effect.mapError(engine.get(Models.thumbnails, Models.thumbnailId(source.value, recipe.id)), stored(library, source.value))
         }))
 
-    /** Members of `library` available now, but this node. */
+    /**
+     * Members of `library` available now, but this node, in the order they are asked: first those with a
+     * location of the library online (they hold originals, so they made, or can make, its thumbnails), then
+     * the others (who may have fetched them); within each, fastest first by presence's round trip, then by id.
+     */
     const holders = (library: string) =>
       Effect.gen(function*() {
         const available = new Set(yield* host.available)
         const found = yield* libraries.get(library)
-        return Option.match(found, {
-          onNone: () => [] as Array<PeerId>,
-          onSome: (l) => l.members.filter((m) => m !== host.peerId && available.has(m)).sort()
-        })
+        if (Option.isNone(found)) return [] as Array<PeerId>
+        const holding = new Set<PeerId>()
+        const rtt = new Map<PeerId, number>()
+        for (const location of ((yield* presence.table).get(library) ?? new Map()).keys()) {
+          for (const holder of yield* presence.peers(library, location)) {
+            holding.add(holder.peer)
+            if (holder.rtt !== undefined) rtt.set(holder.peer, Math.min(rtt.get(holder.peer) ?? holder.rtt, holder.rtt))
+          }
+        }
+        const rank = (peer: PeerId) => (holding.has(peer) ? 0 : 1)
+        const time = (peer: PeerId) => rtt.get(peer) ?? Number.MAX_VALUE
+        return found.value.members
+          .filter((m) => m !== host.peerId && available.has(m))
+          .sort((a, b) => rank(a) - rank(b) || time(a) - time(b) || (a < b ? -1 : a > b ? 1 : 0))
       })
 
     /** Fetches `hashes` into the cache from the members that hold them; returns which peer gave each. */
@@ -463,4 +479,4 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
   })
 
 /** Layer of the plugin and its service. */
-export const layer = (options: Options): Layer.Layer<Preview, TransportError, PluginHost | Libraries | Mounts> => Layer.scoped(Preview, make(options))
+export const layer = (options: Options): Layer.Layer<Preview, TransportError, PluginHost | Libraries | Mounts | Presence> => Layer.scoped(Preview, make(options))
