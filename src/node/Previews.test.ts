@@ -5,7 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { existsSync, mkdirSync, readdirSync } from "node:fs"
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs"
 import { join } from "node:path"
 import sharp from "sharp"
 import { Libraries } from "../library/Libraries.js"
@@ -28,7 +28,7 @@ const startNode = (name: string, scope: Scope.Scope, prefetch: boolean) =>
       models: [],
       listen: ["/ip4/127.0.0.1/tcp/0"],
       media: { mounts: { checkInterval: Duration.millis(100) } },
-      preview: { prefetch, debounce: Duration.millis(50) }
+      preview: { prefetch, debounce: Duration.millis(50), orphanGrace: Duration.millis(200), collectEvery: Duration.millis(500) }
     })).pipe(Scope.extend(scope))
     return { directory, get: <I, S>(tag: Context.Tag<I, S>) => Context.get(context as Context.Context<I>, tag) }
   })
@@ -36,7 +36,7 @@ const startNode = (name: string, scope: Scope.Scope, prefetch: boolean) =>
 const PICTURES = [["one.png", 800, 600], ["two.png", 100, 300], ["three.png", 64, 64]] as const
 
 describe("preview in an embedded node", () => {
-  it.scopedLive("alice's node makes the thumbnails of a location in the background; bob's, paired in later, prefetches them into its directory", () =>
+  it.scopedLive("alice's node makes the thumbnails of a location in the background; bob's, paired in later, prefetches them into its directory; a picture removed loses its thumbnail and its record", () =>
     Effect.gen(function*() {
       const scope = yield* Effect.scope
       const alice = yield* startNode("alice", scope, false)
@@ -72,5 +72,17 @@ describe("preview in an embedded node", () => {
         expect([shown.from, shown.record.hash]).toEqual(["cache", record.hash])
       }
       expect(readdirSync(join(bob.directory, "media", "previews"), { recursive: true }).length).toBeGreaterThan(PICTURES.length)
+
+      // a picture removed from the location: its thumbnail leaves alice's cache, then its record the library (bob's copy too)
+      rmSync(join(root, "one.png"))
+      const location = (yield* alice.get(Locations).list(library.id))[0]!.id
+      yield* Stream.runDrain(alice.get(Locations).rescan(library.id, location))
+      const one = records.find((r) => r.width === 512)!
+      const left = (node: typeof alice) =>
+        Effect.scoped(Effect.flatMap(node.get(Node.Node).library(library.id), ({ engine }) => engine.query(PreviewModels.thumbnails)))
+      yield* Processes.eventually("the record gone on alice", left(alice), (rows) => rows.length === PICTURES.length - 1)
+      yield* Processes.eventually("and on bob", left(bob), (rows) => rows.length === PICTURES.length - 1)
+      expect((yield* left(bob)).some((r) => r.id === one.id)).toBe(false)
+      expect(yield* aliceCache.hashes).not.toContain(one.hash)
     }), 60_000)
 })

@@ -5,7 +5,8 @@
  * (`layerDirectory`: `media/previews`), and, in the background, for every
  * library the node has or joins while it runs, `Preview.watch`: the
  * thumbnails of the images held here made as their locations are indexed,
- * the cache kept to what the library still holds, and, with `prefetch`,
+ * the cache and the thumbnail records kept to what the library still holds
+ * (`Preview.collect`, after each burst of changes and every `collectEvery`), and, with `prefetch`,
  * every thumbnail of the library fetched from the members that hold them.
  *
  * A pass that fails (a library that cannot be read) is logged and tried
@@ -37,6 +38,8 @@ export interface Options extends Omit<Preview.Options, "engine" | "directory"> {
   readonly prefetch?: boolean
   /** How long the library stays quiet before a background pass (default 500 ms). */
   readonly debounce?: Duration.DurationInput
+  /** How often the background collects with nothing changed (default 10 minutes; see `Preview.Options.orphanGrace`). */
+  readonly collectEvery?: Duration.DurationInput
   /** How soon a failed background pass is tried again (default 30 s). */
   readonly retry?: Duration.DurationInput
 }
@@ -48,9 +51,11 @@ const background = (preview: Preview.Service, options: Options) =>
     const running = yield* FiberMap.make<string>()
     const watch = (library: string) =>
       preview.watch(library, { prefetch: options.prefetch ?? false, debounce: options.debounce ?? Duration.millis(500) }).pipe(
-        // once a burst of changes has settled, the cache is kept to what the library still holds
+        // once a burst of changes has settled, the cache (and the records) are kept to what the library still holds
         Stream.debounce(Duration.seconds(2)),
-        Stream.tap(() => Effect.ignore(preview.collect(library))),
+        // and now and then with nothing changed: an orphan record outlives its grace only until the next collect
+        Stream.merge(Stream.tick(options.collectEvery ?? Duration.minutes(10))),
+        Stream.tap(() => Effect.catchAll(preview.collect(library), (e) => Effect.logWarning(`preview of library ${library}: collect: ${e.message}`))),
         Stream.runDrain,
         Effect.tapError((e) => Effect.logWarning(`preview of library ${library}: ${e.message}`)),
         Effect.retry(Schedule.spaced(options.retry ?? Duration.seconds(30)))
@@ -68,7 +73,7 @@ export const layer = (options: Options): Layer.Layer<Preview.Preview, TransportE
     Preview.Preview,
     Effect.gen(function*() {
       const engines = yield* Engines
-      const { background: on, debounce: _, prefetch: __, retry: ___, ...rest } = options
+      const { background: on, collectEvery: _, debounce: __, prefetch: ___, retry: ____, ...rest } = options
       const preview = yield* Preview.make({ ...rest, engine: engines.get })
       if (on ?? true) yield* background(preview, options)
       return preview

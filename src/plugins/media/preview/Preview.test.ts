@@ -220,24 +220,32 @@ describe("Preview", () => {
       expect(asked).toBe(0)
     }), { timeout: 60_000 })
 
-  it.scopedLive("a deleted file's thumbnail is collected from the cache; a kept one stays", () =>
+  it.scopedLive("a deleted file's thumbnail is collected: from the cache at once, its record once an orphan for orphanGrace; a kept one stays", () =>
     Effect.gen(function*() {
       const net = yield* Nodes.network()
-      const alice = yield* net.node("alice", ["alice"])
+      const alice = yield* net.node("alice", ["alice"], { preview: { orphanGrace: Duration.millis(300) } })
       const root = yield* tempDir()
       yield* write(nodePath.join(root, "keep.png"), yield* picture(1, 64, 64, (s) => s.png()))
       yield* write(nodePath.join(root, "gone.png"), yield* picture(2, 64, 64, (s) => s.png()))
       yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Pictures" }, root))
       yield* Stream.runDrain(alice.preview.generate(L))
       const keep = Option.getOrThrow(yield* alice.preview.record(L, fileOf("loc1", "keep.png")))
+      const gone = Option.getOrThrow(yield* alice.preview.record(L, fileOf("loc1", "gone.png")))
       const cache = yield* alice.preview.cache(L)
       expect((yield* cache.hashes).length).toBe(2)
 
       yield* Effect.promise(() => fs.rm(nodePath.join(root, "gone.png")))
       yield* Stream.runDrain(alice.media.rescan(L, "loc1"))
-      expect(yield* alice.preview.collect(L)).toBe(1)
+      expect(yield* alice.preview.collect(L)).toEqual({ cached: 1, records: 0 })
       expect(yield* cache.hashes).toEqual([keep.hash])
+      // the record stays until it has been an orphan for the grace (its file's record might be on its way)
+      expect(Option.isSome(yield* alice.preview.record(L, { hash: gone.source }))).toBe(true)
+      yield* Effect.sleep(Duration.millis(400))
+      expect(yield* alice.preview.collect(L)).toEqual({ cached: 0, records: 1 })
+      expect(yield* alice.preview.record(L, { hash: gone.source })).toEqual(Option.none())
+      expect((yield* Effect.orDie(alice.engine.query(Models.thumbnails))).map((t) => t.id)).toEqual([keep.id])
       expect((yield* alice.preview.thumbnail(L, fileOf("loc1", "keep.png"))).from).toBe("cache")
+      expect(yield* alice.preview.collect(L)).toEqual({ cached: 0, records: 0 })
     }))
 })
 

@@ -18,8 +18,11 @@
  *   violation: refused, the peer reported, the next one asked.
  * - Everything at once (`fetchAll`), and the cache kept to what the
  *   library still holds (`collect`): thumbnails of originals no file of the
- *   library has any more are removed from the cache (their records stay, so
- *   the same picture added again needs no new decode).
+ *   library has any more are removed from the cache at once, and their
+ *   records from the library once they have been orphans for `orphanGrace`
+ *   (seen by this node's `collect`s): records sync per origin, so a
+ *   thumbnail's record may arrive before the record of the file it shows,
+ *   and must not be taken for an orphan and deleted library-wide then.
  * - In the background (`watch`): `generate` (and `fetchAll` when asked)
  *   again whenever the library's files or thumbnails change.
  *
@@ -31,6 +34,7 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -83,6 +87,19 @@ export interface Options {
   readonly maxInboundStreams?: number
   /** How a fetch pipelines its requests on a peer's stream: hashes per `Get`, `Get`s in flight (default 32 and 4). */
   readonly fetchPipeline?: { readonly chunk: number; readonly window: number }
+  /**
+   * How long `collect` sees a thumbnail record's original in no file of the library before it deletes the
+   * record (default 10 minutes): long enough for the file records that sync behind it to arrive.
+   */
+  readonly orphanGrace?: Duration.DurationInput
+}
+
+/** What a `collect` removed. */
+export interface Collected {
+  /** Thumbnails removed from this node's cache. */
+  readonly cached: number
+  /** Thumbnail records deleted from the library (orphans for `orphanGrace`). */
+  readonly records: number
 }
 
 /** Where a `generate` is. */
@@ -141,8 +158,11 @@ export interface Service {
   ) => Effect.Effect<ReadonlyArray<Listed>, PreviewError>
   /** Fetches every thumbnail of the library this node lacks, from whichever members hold them. */
   readonly fetchAll: (library: string) => Stream.Stream<FetchProgress, PreviewError>
-  /** Removes from the cache the thumbnails of originals the library no longer has; returns how many. */
-  readonly collect: (library: string) => Effect.Effect<number, PreviewError>
+  /**
+   * Removes from the cache the thumbnails of originals the library no longer has, and from the library
+   * their records once they have been orphans for `orphanGrace`.
+   */
+  readonly collect: (library: string) => Effect.Effect<Collected, PreviewError>
   /** `generate` (and `fetchAll` with `prefetch`) now and whenever the library's files or thumbnails change, until interrupted. */
   readonly watch: (library: string, options?: { readonly prefetch?: boolean; readonly debounce?: Duration.DurationInput }) => Stream.Stream<Progress | FetchProgress, PreviewError>
   /** The cache of a library, for inspection. */
@@ -157,6 +177,9 @@ export class Preview extends Context.Tag("weft/plugins/media/Preview")<Preview, 
 // one group leaves the connection busy with the other)
 const FETCH_BATCH = 1024
 const FETCHES = 2
+
+/** Thumbnail records `collect` deletes per transaction. */
+const COLLECT_BATCH = 256
 
 /** Files `list` reads at once. */
 const LIST_PAGE = 512
@@ -411,16 +434,35 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         )
       }))
 
+    // per library, since when each orphan record (by id) has been seen as one by `collect`
+    const orphansSince = new Map<string, Map<string, number>>()
+    const grace = Duration.toMillis(options.orphanGrace ?? Duration.minutes(10))
     const collect = (library: string) =>
       Effect.gen(function*() {
         const cache = yield* cacheOf(library)
-        const keep = yield* withEngine(library, (engine) =>
-          engine.readCommitted(Effect.gen(function*() {
-            const sources = new Set((yield* engine.query(MediaModels.files)).map((f) => f.hash))
-            const ready = yield* engine.query(Models.thumbnails, (q) => q.where("state", "=", "ready"))
-            return new Set(ready.filter((t) => sources.has(t.source) && t.hash !== undefined).map((t) => t.hash!))
-          })).pipe(Effect.mapError(stored(library, "thumbnails"))))
-        return yield* Effect.mapError(cache.retain((hash) => keep.has(hash)), stored(library, "cache"))
+        const now = yield* Clock.currentTimeMillis
+        const removed = yield* withEngine(library, (engine) =>
+          Effect.gen(function*() {
+            const { keep, orphans } = yield* engine.readCommitted(Effect.gen(function*() {
+              const sources = new Set((yield* engine.query(MediaModels.files)).map((f) => f.hash))
+              const all = yield* engine.query(Models.thumbnails)
+              return {
+                keep: new Set(all.filter((t) => t.state === "ready" && sources.has(t.source) && t.hash !== undefined).map((t) => t.hash!)),
+                orphans: all.filter((t) => !sources.has(t.source)).map((t) => t.id)
+              }
+            }))
+            const seen = orphansSince.get(library) ?? new Map<string, number>()
+            const since = new Map(orphans.map((id) => [id, seen.get(id) ?? now] as const))
+            const expired = orphans.filter((id) => now - since.get(id)! >= grace)
+            for (let i = 0; i < expired.length; i += COLLECT_BATCH) {
+              yield* engine.mutate(expired.slice(i, i + COLLECT_BATCH).map((id) => Models.thumbnails.delete(id)))
+            }
+            for (const id of expired) since.delete(id)
+            orphansSince.set(library, since)
+            return { keep, records: expired.length }
+          }).pipe(Effect.mapError(stored(library, "thumbnails"))))
+        const cached = yield* Effect.mapError(cache.retain((hash) => removed.keep.has(hash)), stored(library, "cache"))
+        return { cached, records: removed.records } satisfies Collected
       })
 
     const watch = (library: string, watchOptions: { readonly prefetch?: boolean; readonly debounce?: Duration.DurationInput } = {}) =>
