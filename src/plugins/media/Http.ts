@@ -13,6 +13,8 @@
  *   /hash/<library>/<sha256 hex>      a file by its content (any copy)
  *   /play/<library>/<file id>         a page whose <video> plays /files/<library>/<file id>
  *
+ * and the `routes` given (preview's `/thumbnail` and `/gallery`: `preview/Http.ts`), behind the same checks.
+ *
  * A file's answer: `200` with the whole file, or `206` for one satisfiable
  * `Range: bytes=…` (`first-last`, `first-`, `-suffix`) with `Content-Range`;
  * `416` with `Content-Range: bytes *\/size` when no range of a well-formed

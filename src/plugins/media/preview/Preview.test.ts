@@ -246,6 +246,15 @@ describe("Preview", () => {
       expect((yield* Effect.orDie(alice.engine.query(Models.thumbnails))).map((t) => t.id)).toEqual([keep.id])
       expect((yield* alice.preview.thumbnail(L, fileOf("loc1", "keep.png"))).from).toBe("cache")
       expect(yield* alice.preview.collect(L)).toEqual({ cached: 0, records: 0 })
+
+      // bytes no record names (yet: a thumbnail just made, its record not committed) are kept for the grace, then removed
+      const stray = new Uint8Array([1, 2, 3])
+      yield* cache.put(sha256(stray), stray)
+      expect(yield* alice.preview.collect(L)).toEqual({ cached: 0, records: 0 })
+      expect(yield* cache.hashes).toContain(sha256(stray))
+      yield* Effect.sleep(Duration.millis(400))
+      expect(yield* alice.preview.collect(L)).toEqual({ cached: 1, records: 0 })
+      expect(yield* cache.hashes).toEqual([keep.hash])
     }))
 })
 

@@ -434,35 +434,46 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         )
       }))
 
-    // per library, since when each orphan record (by id) has been seen as one by `collect`
+    // per library, since when each orphan record (by id), and each cached thumbnail no record names (by
+    // hash), has been seen as one by `collect`
     const orphansSince = new Map<string, Map<string, number>>()
+    const unnamedSince = new Map<string, Map<string, number>>()
     const grace = Duration.toMillis(options.orphanGrace ?? Duration.minutes(10))
+    /** Marks the `ids` seen now in `table`'s entry for `library`, and returns those seen for `grace` already. */
+    const aged = (table: Map<string, Map<string, number>>, library: string, ids: ReadonlyArray<string>, now: number) => {
+      const seen = table.get(library) ?? new Map<string, number>()
+      const since = new Map(ids.map((id) => [id, seen.get(id) ?? now] as const))
+      table.set(library, since)
+      return new Set(ids.filter((id) => now - since.get(id)! >= grace))
+    }
     const collect = (library: string) =>
       Effect.gen(function*() {
         const cache = yield* cacheOf(library)
         const now = yield* Clock.currentTimeMillis
-        const removed = yield* withEngine(library, (engine) =>
+        // the cache's entries before the records are read: one put after that (its record on its way) is not looked at
+        const held = yield* cache.hashes
+        const found = yield* withEngine(library, (engine) =>
           Effect.gen(function*() {
-            const { keep, orphans } = yield* engine.readCommitted(Effect.gen(function*() {
-              const sources = new Set((yield* engine.query(MediaModels.files)).map((f) => f.hash))
-              const all = yield* engine.query(Models.thumbnails)
+            const { all, sources } = yield* engine.readCommitted(Effect.gen(function*() {
               return {
-                keep: new Set(all.filter((t) => t.state === "ready" && sources.has(t.source) && t.hash !== undefined).map((t) => t.hash!)),
-                orphans: all.filter((t) => !sources.has(t.source)).map((t) => t.id)
+                sources: new Set((yield* engine.query(MediaModels.files)).map((f) => f.hash)),
+                all: yield* engine.query(Models.thumbnails)
               }
             }))
-            const seen = orphansSince.get(library) ?? new Map<string, number>()
-            const since = new Map(orphans.map((id) => [id, seen.get(id) ?? now] as const))
-            const expired = orphans.filter((id) => now - since.get(id)! >= grace)
-            for (let i = 0; i < expired.length; i += COLLECT_BATCH) {
-              yield* engine.mutate(expired.slice(i, i + COLLECT_BATCH).map((id) => Models.thumbnails.delete(id)))
+            const expired = aged(orphansSince, library, all.filter((t) => !sources.has(t.source)).map((t) => t.id), now)
+            for (let i = 0; i < expired.size; i += COLLECT_BATCH) {
+              yield* engine.mutate([...expired].slice(i, i + COLLECT_BATCH).map((id) => Models.thumbnails.delete(id)))
             }
-            for (const id of expired) since.delete(id)
-            orphansSince.set(library, since)
-            return { keep, records: expired.length }
+            return { all, sources, records: expired.size }
           }).pipe(Effect.mapError(stored(library, "thumbnails"))))
-        const cached = yield* Effect.mapError(cache.retain((hash) => removed.keep.has(hash)), stored(library, "cache"))
-        return { cached, records: removed.records } satisfies Collected
+        // each hash a record names: whether one of those records shows an original the library still has
+        const named = new Map<string, boolean>()
+        for (const t of found.all) if (t.hash !== undefined) named.set(t.hash, named.get(t.hash) === true || found.sources.has(t.source))
+        // a thumbnail no record names yet may be one just made or fetched whose record is not committed: only gone after the grace
+        const unnamed = aged(unnamedSince, library, held.filter((h) => !named.has(h)), now)
+        const drop = new Set(held.filter((h) => named.get(h) === false || unnamed.has(h)))
+        const cached = yield* Effect.mapError(cache.retain((hash) => !drop.has(hash)), stored(library, "cache"))
+        return { cached, records: found.records } satisfies Collected
       })
 
     const watch = (library: string, watchOptions: { readonly prefetch?: boolean; readonly debounce?: Duration.DurationInput } = {}) =>
