@@ -452,6 +452,13 @@ interface Open {
   /** Set once the file is created (or reopened). */
   handle: Files.FileHandle | undefined
   io: Promise<void>
+  /**
+   * A checkpoint's sync of what was written before it, run beside the
+   * writes queued after it (a sync of many MiB in the queue held every
+   * write behind it, and the reading with them); waited for before the
+   * file is closed. Never rejects either.
+   */
+  syncing: Promise<void>
   failure: Protocol.SpacedropError | undefined
   hash: Hash
   /** The whole file's hash, when it came in one chunk (that chunk's verified hash: no second pass). */
@@ -515,12 +522,15 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       final: finalOf(index),
       handle,
       io: Promise.resolve(),
+      syncing: Promise.resolve(),
       failure: undefined,
       hash: createHash("sha256"),
       whole: undefined,
       written
     })
     /** Queues `op` on the file's handle, after what is queued already; `bytes` count against `MAX_QUEUED_BYTES` until it is done. */
+    // the reading, waiting for the queued writes to drain to half the bound
+    let drained: (() => void) | undefined
     const enqueue = (file: Open, what: string, op: (handle: Files.FileHandle) => Promise<unknown>, bytes = 0) => {
       queued += bytes
       file.io = file.io.then(async () => {
@@ -530,16 +540,39 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           file.failure ??= Files.ioError(ids, file.temp, what)(cause)
         } finally {
           queued -= bytes
+          if (drained !== undefined && queued <= MAX_QUEUED_BYTES / 2) {
+            const resume = drained
+            drained = undefined
+            resume()
+          }
         }
       })
     }
+    /** Syncs what is written of the file so far, beside the writes queued after this (see `Open.syncing`). */
+    const syncBeside = (file: Open) => {
+      const upTo = file.io
+      const before = file.syncing
+      file.syncing = Promise.all([upTo, before]).then(async () => {
+        try {
+          if (file.failure === undefined && file.handle !== undefined) await file.handle.sync()
+        } catch (cause) {
+          file.failure ??= Files.ioError(ids, file.temp, "sync")(cause)
+        }
+      })
+    }
+    /** All of the file's work: its queue and its sync beside it. */
+    const idle = (file: Open) => Promise.all([file.io, file.syncing])
     /** Waits for the file's queued work; fails with its first failure. */
     const settle = (file: Open) =>
-      Effect.flatMap(Effect.promise(() => file.io), () => (file.failure === undefined ? Effect.void : Effect.fail(file.failure)))
-    const settleAll = (open: ReadonlyArray<Open>) => Effect.promise(() => Promise.all(open.map((f) => f.io)))
-    /** Past the bound, waits until everything queued is written. */
+      Effect.flatMap(Effect.promise(() => idle(file)), () => (file.failure === undefined ? Effect.void : Effect.fail(file.failure)))
+    const settleAll = (open: ReadonlyArray<Open>) => Effect.promise(() => Promise.all(open.map(idle)))
+    /**
+     * Past the bound, waits until the queued writes drain to half of it: the
+     * reading goes on while the rest is written (waiting for all of it left
+     * the stream unread, and the sender's window shut, until the disk was idle).
+     */
     const backpressure = Effect.suspend(() =>
-      queued <= MAX_QUEUED_BYTES ? Effect.void : settleAll(current === undefined ? group : [...group, current])
+      queued <= MAX_QUEUED_BYTES ? Effect.void : Effect.promise(() => new Promise<void>((resume) => (drained = resume)))
     )
 
     /** Opens the temporary file of a resumed entry, its first `offset` bytes verified before; `undefined` if it is not usable. */
@@ -643,7 +676,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           // the modification time is kept where the file system allows it
           enqueue(file, "utimes", (handle) => handle.utimes(mtime, mtime).catch(() => undefined))
           enqueue(file, "sync", (handle) => handle.sync())
-          enqueue(file, "close", (handle) => {
+          enqueue(file, "close", async (handle) => {
+            await file.syncing
             file.handle = undefined
             return handle.close()
           })
@@ -697,7 +731,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         const record = recordAt()
         const file = current
         const dirs = takeUnsynced()
-        if (file !== undefined) enqueue(file, "sync", (handle) => handle.sync())
+        if (file !== undefined) syncBeside(file)
         const work = Effect.gen(function*() {
           if (file !== undefined) yield* settle(file)
           yield* Effect.promise(() => Promise.all(dirs.map(Files.syncDirectory)))
@@ -746,7 +780,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
     const remove = (open: ReadonlyArray<Open>) =>
       Effect.promise(() =>
         Promise.all(open.map(async (file) => {
-          await file.io
+          await idle(file)
           await file.handle?.close().catch(() => undefined)
           file.handle = undefined
           await fs.rm(file.temp, { force: true }).catch(() => undefined)
@@ -964,7 +998,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             const file = current
             if (file !== undefined) {
               enqueue(file, "sync", (handle) => handle.sync())
-              yield* Effect.promise(() => file.io)
+              yield* Effect.promise(() => idle(file))
               if (file.failure !== undefined) yield* discard
               else yield* Effect.promise(() => file.handle?.close().catch(() => undefined) ?? Promise.resolve())
             }
