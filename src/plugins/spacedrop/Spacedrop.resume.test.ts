@@ -108,14 +108,76 @@ const expectNoVerifiedChunkResent = (runs: ReadonlyArray<ReadonlyArray<{ index: 
 const names = (dir: string) => Effect.promise(() => fs.readdir(dir))
 
 describe("Spacedrop resume", () => {
-  it.scopedLive("the connection killed at about 50% and resumed by the sender: no verified chunk is sent again (counted), the files arrive whole", () =>
+  it.scopedLive("the connection killed at about 50%: the sender reconnects on its own and goes on from the last verified chunk (counted), the same transfer's progress showing it; the files arrive whole", () =>
     Effect.gen(function*() {
       const tap = yield* wiretap(HOLD)
       const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
       const transfers = yield* Peers.acceptAll(receiver, target)
+      // the default attempts and delay (1 s, then doubled)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const states: Array<string> = []
+      yield* Effect.forkScoped(Stream.runForEach(outgoing.progress, (p) => Effect.sync(() => void (states.at(-1) === p.state || states.push(p.state)))))
+      const incoming = yield* Queue.take(transfers)
+      yield* tap.held
+      yield* Stream.runDrain(incoming.progress.pipe(Stream.takeUntil((p) => p.bytes >= BEFORE_HOLD)))
+      yield* network.disconnect(sender.id, receiver.id)
+      Peers.failure(yield* Effect.either(incoming.result))
+      // what the receiver kept verified as its run ended
+      const kept = yield* Stream.runLast(incoming.progress)
+      expect(Option.getOrThrow(kept).state).toBe("interrupted")
+      // the first run is over (its frames stopped) once the sender waits to reconnect: the rest is counted as the second run
+      yield* Effect.sync(() => states.includes("reconnecting")).pipe(
+        Effect.repeat({ until: (seen) => seen, schedule: Schedule.spaced("10 millis") }),
+        Effect.timeout("10 seconds")
+      )
+      yield* tap.release
+      const sent = yield* outgoing.result
+      expect(sent.files.map((f) => f.path)).toEqual(["f/0-small.txt", "f/big.bin"])
+      expect(yield* Peers.snapshot(target)).toEqual(yield* Peers.snapshot(source))
+      expectNoVerifiedChunkResent(tap.runs, Option.getOrThrow(kept).bytes)
+      expect(states.slice(states.indexOf("reconnecting"))).toEqual(["reconnecting", "transferring", "done"])
+      yield* receiver.spacedrop.transfers.pipe(Effect.repeat({ until: (all) => all.length === 0, schedule: Schedule.spaced("10 millis") }), Effect.timeout("5 seconds"))
+      expect(yield* sender.spacedrop.transfers).toEqual([])
+    }))
+
+  it.scopedLive("a receiver out of reach: the sender tries reconnectAttempts times, then ends interrupted with what was verified kept, resumable by hand", () =>
+    Effect.gen(function*() {
+      const tap = yield* wiretap(HOLD)
+      const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* Peers.acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectAttempts: 2, reconnectDelay: "20 millis" })
+      const states: Array<string> = []
+      yield* Effect.forkScoped(Stream.runForEach(outgoing.progress, (p) => Effect.sync(() => void (states.at(-1) === p.state || states.push(p.state)))))
+      const incoming = yield* Queue.take(transfers)
+      yield* tap.held
+      yield* network.partition([sender.id], [receiver.id])
+      Peers.failure(yield* Effect.either(incoming.result))
+      const failed = Peers.failure(yield* Effect.either(outgoing.result))
+      expect(failed._tag === "TransportError" ? failed.reason : failed._tag).toBe("Unreachable")
+      expect(states).toContain("reconnecting")
+      expect(states.at(-1)).toBe("interrupted")
+      const kept = yield* interrupted(receiver)
+      expect((yield* interrupted(sender)).transfer).toBe(outgoing.id)
+      yield* network.heal
+      yield* tap.release
+      yield* sender.spacedrop.resume(outgoing.id)
+      yield* (yield* sender.spacedrop.transfer(outgoing.id)).result
+      expect(yield* Peers.snapshot(target)).toEqual(yield* Peers.snapshot(source))
+      expectNoVerifiedChunkResent(tap.runs, kept.bytes)
+    }))
+
+  it.scopedLive("the connection killed at about 50% and resumed by hand (reconnectAttempts 0): no verified chunk is sent again (counted), the files arrive whole", () =>
+    Effect.gen(function*() {
+      const tap = yield* wiretap(HOLD)
+      const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* Peers.acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectAttempts: 0 })
       const incoming = yield* Queue.take(transfers)
       yield* tap.held
       // what the receiver verified, once the last chunk before the held one is in
@@ -146,7 +208,7 @@ describe("Spacedrop resume", () => {
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
       const transfers = yield* Peers.acceptAll(receiver, target)
-      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectAttempts: 0 })
       yield* Queue.take(transfers)
       yield* tap.held
       yield* network.disconnect(sender.id, receiver.id)
@@ -171,7 +233,7 @@ describe("Spacedrop resume", () => {
       const first = yield* Scope.make()
       const receiver = yield* Scope.extend(Peers.peer(network, "receiver", { name: "Receiver", stateDir: receiverState }), first)
       const transfers = yield* Scope.extend(Peers.acceptAll(receiver, target), first)
-      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectAttempts: 0 })
       const incoming = yield* Queue.take(transfers)
       yield* tap.held
       yield* Stream.runDrain(incoming.progress.pipe(Stream.takeUntil((p) => p.bytes >= BEFORE_HOLD)))
@@ -205,7 +267,7 @@ describe("Spacedrop resume", () => {
       const first = yield* Scope.make()
       const receiver = yield* Scope.extend(Peers.peer(network, "receiver", { name: "Receiver", stateDir: state }), first)
       const transfers = yield* Scope.extend(Peers.acceptAll(receiver, target), first)
-      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectAttempts: 0 })
       const incoming = yield* Queue.take(transfers)
       yield* tap.held
       yield* Stream.runDrain(incoming.progress.pipe(Stream.takeUntil((p) => p.bytes >= BEFORE_HOLD)))
@@ -248,7 +310,7 @@ describe("Spacedrop resume", () => {
       const transfers = yield* Peers.acceptAll(receiver, target)
       const first = yield* Scope.make()
       const sender = yield* Scope.extend(Peers.peer(network, "sender", { name: "Sender", stateDir: senderState }, tap.onWrite), first)
-      const outgoing = yield* Scope.extend(sender.spacedrop.send(receiver.id, [yield* files(source)]), first)
+      const outgoing = yield* Scope.extend(sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectAttempts: 0 }), first)
       const incoming = yield* Queue.take(transfers)
       yield* tap.held
       yield* Stream.runDrain(incoming.progress.pipe(Stream.takeUntil((p) => p.bytes >= BEFORE_HOLD)))
@@ -322,7 +384,7 @@ describe("Spacedrop resume", () => {
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
       const transfers = yield* Peers.acceptAll(receiver, target)
-      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectAttempts: 0 })
       yield* Queue.take(transfers)
       yield* tap.held
       yield* network.disconnect(sender.id, receiver.id)
