@@ -48,6 +48,10 @@ export interface Options {
   readonly frontEnd: Effect.Effect<void, never, Consent | Scope.Scope>
   /** Where files sent to this node are received, once its user (or `--yes`) accepts them (default: `received` in the data directory). */
   readonly acceptDir?: string
+  /** Peers whose files are accepted without asking (`--accept-from`); see `Inbox.Options`. */
+  readonly acceptFrom?: ReadonlyArray<string>
+  /** With `acceptFrom`: the files of every other peer are refused, not asked (`--yes`). */
+  readonly refuseOthers?: boolean
   /** Serve the libraries' files over HTTP on this address (`weft serve --http 127.0.0.1:PORT`), with a per-run token. */
   readonly http?: { readonly hostname: string; readonly port: number }
 }
@@ -171,7 +175,11 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
     const context = yield* Layer.build(Layer.provideMerge(rspc, control).pipe(Layer.provideMerge(grants), Layer.provideMerge(node)))
     yield* options.frontEnd.pipe(Effect.provide(context))
     const acceptDir = resolve(options.acceptDir ?? join(paths.dir, "received"))
-    yield* Inbox.receive({ acceptDir }).pipe(Effect.provide(context))
+    yield* Inbox.receive({
+      acceptDir,
+      ...(options.acceptFrom === undefined ? {} : { acceptFrom: options.acceptFrom }),
+      ...(options.refuseOthers === undefined ? {} : { refuseOthers: options.refuseOthers })
+    }).pipe(Effect.provide(context))
     const http = options.http === undefined ? undefined : yield* serveHttp(options.http).pipe(Effect.provide(context))
     const running = yield* Effect.provide(Node.Node, context)
     const status = yield* running.status

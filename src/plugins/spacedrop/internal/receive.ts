@@ -87,9 +87,16 @@ export interface IncomingOffer {
    * timed out or was withdrawn).
    */
   readonly accept: (target: string, options?: AcceptOptions) => Effect.Effect<Running.Transfer, Protocol.DecisionError | Protocol.SpacedropError>
-  /** Refuses the offer; the sender's `send` fails with `Declined`. */
-  readonly reject: (detail?: string) => Effect.Effect<void, Protocol.DecisionError>
+  /**
+   * Refuses the offer; the sender's `send` fails with `reason` (default
+   * `Declined`: the user said no; `NoListener`: nobody was there to ask,
+   * `Timeout`: nobody answered in time, `Busy`: too many questions wait).
+   */
+  readonly reject: (detail?: string, reason?: RefusalReason) => Effect.Effect<void, Protocol.DecisionError>
 }
+
+/** Why an app refuses an offer (the other reasons are the plugin's own checks). */
+export type RefusalReason = Extract<Protocol.RejectReason, "Declined" | "NoListener" | "Timeout" | "Busy">
 
 /** What the plugin shares between its handler and its watchers. */
 export interface Shared {
@@ -323,7 +330,7 @@ export const handle = (shared: Shared) =>
       entries,
       count: offer.count,
       totalBytes: offer.totalBytes,
-      reject: (detail) => claimed(decide({ _tag: "Reject", reason: "Declined", detail: detail ?? "the user declined" })),
+      reject: (detail, reason = "Declined") => claimed(decide({ _tag: "Reject", reason, detail: detail ?? "the user declined" })),
       accept: (target, options = {}) =>
         Effect.gen(function*() {
           const indices = select(entries, options.entries)
