@@ -204,12 +204,24 @@ const SUPERSEDE_TIMEOUT = Duration.seconds(10)
 /** A temporary file's name: beside its target, named by transfer and entry, so a resume finds it. */
 const tempName = (transfer: string, index: number) => `.weft-${transfer}-${index}.part`
 
-/** Removes what an interrupted receive kept: its temporary file (only one of ours, by name) and its record. */
+/** Whether `name` is one of the temporary files of `transfer` (`tempName`). */
+const isTempOf = (transfer: string, name: string) => name.startsWith(`.weft-${transfer}-`) && /^\.weft-[A-Za-z0-9_-]{1,64}-\d+\.part$/.test(name)
+
+/**
+ * Removes what an interrupted receive kept: its temporary files (only ours,
+ * by name: `temp`, and those in the `scratch` directories inside the
+ * target, which a crash may have left) and its record.
+ */
 export const forget = (store: Records.Store, record: Records.ReceiveRecord): Effect.Effect<void> =>
   Effect.gen(function*() {
     const temp = record.temp
-    if (temp !== undefined && /^\.weft-[A-Za-z0-9_-]{1,64}-\d+\.part$/.test(nodePath.basename(temp)) && nodePath.basename(temp).startsWith(`.weft-${record.transfer}-`)) {
-      yield* Files.removeQuietly(temp)
+    if (temp !== undefined && isTempOf(record.transfer, nodePath.basename(temp))) yield* Files.removeQuietly(temp)
+    for (const dir of record.scratch ?? []) {
+      // only inside the target: the record is ours, but a file on disk
+      const inside = nodePath.relative(record.root, dir)
+      if (inside.startsWith("..") || nodePath.isAbsolute(inside)) continue
+      const names = yield* Effect.promise(() => fs.readdir(dir).catch(() => [] as Array<string>))
+      for (const name of names) if (isTempOf(record.transfer, name)) yield* Files.removeQuietly(nodePath.join(dir, name))
     }
     yield* store.remove("receive", record.transfer)
   })
@@ -639,11 +651,24 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       onExisting,
       position: { files: results.length, offset: group.length === 0 ? current?.written ?? 0 : 0 },
       ...(current === undefined || group.length > 0 ? {} : { temp: current.temp }),
+      scratch: scratchDirs(),
       renamed: [...renamed],
       bytes: group.length === 0 ? bytes : placedBytes,
       totalBytes: files.reduce((n, i) => n + entries[i]!.size, 0),
       totalFiles: files.length
     })
+    /**
+     * The directories of the files that may be written before the next
+     * record: from the first not in place, as many as two checkpoints apart
+     * and a group (a checkpoint may be skipped while the last one runs).
+     */
+    const scratchDirs = () => {
+      const from = results.length
+      const upTo = Math.min(files.length, from + 2 * Math.max(CHECKPOINT_FILES, renamed.size) + GROUP_FILES + 1)
+      const dirs = new Set<string>()
+      for (let k = from; k < upTo; k++) dirs.add(nodePath.dirname(finalOf(files[k]!)))
+      return [...dirs]
+    }
     const put = (record: Records.ReceiveRecord) =>
       store.put(record).pipe(
         Effect.as(true),
