@@ -122,7 +122,7 @@ describe("weft send (two real nodes)", () => {
       yield* nodeB.answer("n")
       const refused = yield* sending.await.pipe(Effect.flatten)
       expect(refused.code).toBe(1)
-      expect(refused.stderr).toMatch(/^weft: SpacedropError: spacedrop Declined by the receiver \(peer 12D3KooW\S+, transfer \S+\): the user declined\n$/)
+      expect(refused.stderr).toMatch(/^weft: SpacedropError: spacedrop Declined by the receiver \(peer 12D3KooW\S+, transfer \S+\): the user declined\. The user of that node said no, or it takes files only from the peers it names \(`weft serve --accept-from`\): nothing was sent\n$/)
       expect(readdirSync(inbox)).toEqual([])
     }), 120_000)
 
