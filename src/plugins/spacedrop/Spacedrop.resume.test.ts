@@ -142,6 +142,22 @@ describe("Spacedrop resume", () => {
       expect(yield* sender.spacedrop.transfers).toEqual([])
     }))
 
+  it.scopedLive("a transfer the receiver paused, then its connection dropped: the sender reconnects and the new run is not held by the old pause", () =>
+    Effect.gen(function*() {
+      const { network, sender, receiver } = yield* Peers.make()
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* Peers.acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectDelay: "20 millis" })
+      const incoming = yield* Queue.take(transfers)
+      yield* incoming.pause
+      yield* Stream.runDrain(outgoing.progress.pipe(Stream.takeUntil((p) => p.pausedBy.includes("receiver"))))
+      yield* network.disconnect(sender.id, receiver.id)
+      const sent = yield* outgoing.result.pipe(Effect.timeout("20 seconds"))
+      expect(sent.files.map((f) => f.path)).toEqual(["f/0-small.txt", "f/big.bin"])
+      expect(yield* Peers.snapshot(target)).toEqual(yield* Peers.snapshot(source))
+    }))
+
   it.scopedLive("a receiver out of reach: the sender tries reconnectAttempts times, then ends interrupted with what was verified kept, resumable by hand", () =>
     Effect.gen(function*() {
       const tap = yield* wiretap(HOLD)

@@ -312,6 +312,8 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
     let sent = before[at.k]! + at.offset
     let filesSent = at.k
     yield* running.update((p) => ({ ...p, totalBytes: total, totalFiles: toSend.length, bytes: sent, files: filesSent }))
+    // a receiver's pause held the run before a reconnect: its new run starts unpaused (and says so if it pauses)
+    yield* running.holdRemote(false)
     yield* running.start
 
     // the receiver's side of the transfer: acknowledgements, pauses, rewinds, then Complete (or a Cancel)
