@@ -189,6 +189,28 @@ describe("weft send (two real nodes)", () => {
       expect(late.stderr).toBe(`weft: TransfersError: transfer Ended (${id}): it ended already (done)\n`)
     }), 180_000)
 
+  it.scopedLive("the receiving node killed mid-transfer and started again on its address: weft send says it reconnects, goes on, and the file arrives whole", () =>
+    Effect.gen(function*() {
+      const { a, b, inbox, big, nodeB, addressB } = yield* bigFileBetweenTwoNodes("reconnect")
+      const sending = yield* Effect.fork(weftWithin("200 seconds", "send", addressB, big, "--dir", a))
+      // held by b as soon as it runs (a pause is a checkpoint on b's disk), so it is surely under way when b dies
+      const underWay = yield* eventually("the transfer under way on b", nodeB.call({ _tag: "Transfers" }), (all) =>
+        all.some((t) => t.state === "transferring"), nodeB.output, "60 seconds")
+      const id = underWay[0]!.transfer
+      yield* nodeB.call({ _tag: "TransferPause", id })
+      yield* eventually("paused, as a lists it", weftJson<Array<{ readonly state: string }>>("transfers", "--dir", a), (all) => all[0]?.state === "paused")
+      nodeB.child.kill("SIGKILL")
+      yield* eventually("reconnecting, as a lists it", weftJson<Array<{ readonly state: string }>>("transfers", "--dir", a), (all) => all[0]?.state === "reconnecting")
+      const port = /\/tcp\/(\d+)\//.exec(addressB)![1]!
+      yield* serve(b, "--accept-dir", inbox, "--yes", "--listen", `/ip4/127.0.0.1/tcp/${port}`)
+      const sent = yield* sending.await.pipe(Effect.flatten)
+      expect(sent.code, sent.stderr).toBe(0)
+      // the sender's terminal said so, and went on (not a new transfer: the same id)
+      expect(sent.stdout).toContain("connection lost: reconnecting, to go on from the last verified chunk")
+      expect(sent.stdout).toContain(`(transfer ${id})`)
+      expect(readFileSync(join(inbox, "big.bin")).equals(readFileSync(big))).toBe(true)
+    }), 300_000)
+
   it.scopedLive("cancel from each side: weft transfers cancel at the receiver fails the send (exit 1, by whom); Ctrl-C on weft send cancels it at the receiver", () =>
     Effect.gen(function*() {
       const { a, b, inbox, big, nodeB, addressB } = yield* bigFileBetweenTwoNodes("cancel")
