@@ -59,7 +59,9 @@ const node = (identity: Identity.Identity["Type"], members: ReadonlyArray<string
       effect.pipe(Effect.provide(context), Effect.provideService(Mounts.Mounts, mounts))
     const presence = yield* provide(Presence.make())
     const media = yield* provide(Media.make({ engine: () => Effect.succeed(engine) })).pipe(Effect.provideService(Presence.Presence, presence))
-    const preview = yield* provide(Preview.make({ engine: () => Effect.succeed(engine), directory: yield* tempDir("weft-bench-preview-"), budget: 2 ** 30, concurrency: CONCURRENCY }))
+    const preview = yield* provide(Preview.make({ engine: () => Effect.succeed(engine), directory: yield* tempDir("weft-bench-preview-"), budget: 2 ** 30, concurrency: CONCURRENCY })).pipe(
+      Effect.provideService(Presence.Presence, presence)
+    )
     const [address] = yield* transport.addresses
     return { id: identity.peerId, address: address!, host: Context.get(context, PluginHost.PluginHost), engine, media, preview }
   })

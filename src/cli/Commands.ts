@@ -22,7 +22,7 @@ import { existsSync } from "node:fs"
 import { resolve as resolvePath } from "node:path"
 import * as ControlSocket from "../node/ControlSocket.js"
 import * as DataDir from "../node/DataDir.js"
-import type { PeerId } from "../transport/Transport.js"
+import { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
 import * as LocationCommand from "./LocationCommand.js"
 import * as Remote from "./Remote.js"
@@ -188,6 +188,11 @@ const serve = Command.make(
       Options.optional,
       Options.withDescription("where files sent to this node are received (default: received/ in the data directory)")
     ),
+    acceptFrom: Options.text("accept-from").pipe(
+      Options.repeated,
+      Options.withSchema(Schema.mutable(Schema.Array(PeerId))),
+      Options.withDescription("a peer id whose files are accepted without asking (repeatable); with --yes, files from any other peer are refused")
+    ),
     http: Options.text("http").pipe(
       Options.withSchema(HttpAddress),
       Options.optional,
@@ -206,6 +211,7 @@ const serve = Command.make(
         peers: args.peers,
         frontEnd: args.yes ? Consent.approveAll : Approval.terminal,
         ...(Option.isSome(args.acceptDir) ? { acceptDir: args.acceptDir.value } : {}),
+        ...(args.acceptFrom.length === 0 ? {} : { acceptFrom: args.acceptFrom, refuseOthers: args.yes }),
         ...(Option.isSome(args.http) ? { http: args.http.value } : {})
       })
       const paths = DataDir.layout(args.dir)
@@ -217,8 +223,11 @@ const serve = Command.make(
         `control   ${paths.socket}`,
         `files     received into ${node.acceptDir}`,
         `mdns      ${args.noMdns ? "off" : "on"}; pairing requests and files ${args.yes ? "approved automatically (--yes)" : "asked on this terminal"}`,
+        ...(args.acceptFrom.length === 0 ? [] : [
+          `accept    files from ${args.acceptFrom.join(", ")} without asking; from other peers ${args.yes ? "refused" : "asked on this terminal"}`
+        ]),
         ...(node.http === undefined ? [] : [
-          `http      ${node.http.origin}/files/<library>/<file id>, /hash/<library>/<sha256>, /play/<library>/<file id>`,
+          `http      ${node.http.origin}/files/<library>/<file id>, /hash/<library>/<sha256>, /play/<library>/<file id>, /thumbnail/<library>/<file id>, /gallery/<library>`,
           `token     ${node.http.token} (as ?token=, which sets a cookie, or Authorization: Bearer)`
         ])
       ].join("\n"))

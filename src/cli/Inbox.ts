@@ -7,9 +7,15 @@
  * size; an approved offer is received into the accept directory, its
  * progress logged every few seconds, and listed by `weft transfers`.
  *
+ * With `acceptFrom` (`--accept-from <peer>`, repeatable), offers from
+ * those peers are accepted without asking; the others are still asked, or
+ * refused when `refuseOthers` (`--yes` beside `--accept-from`: the peers
+ * named are the only ones let in unattended).
+ *
  * An offer the user does not approve is refused, and the sender is told
- * why: declined, nobody there to answer, no answer in time, too many
- * offers waiting.
+ * why, as its own reason: `Declined` (the user said no, or the peer is not
+ * one accepted), `NoListener` (nobody there to answer), `Timeout` (no
+ * answer in time), `Busy` (too many offers waiting).
  *
  * @since 0.1.0
  */
@@ -37,6 +43,28 @@ export const LOG_EVERY = Duration.seconds(2)
 export interface Options {
   /** The directory files are received into (made if missing). */
   readonly acceptDir: string
+  /** Peers whose offers are accepted without asking (default: none). */
+  readonly acceptFrom?: ReadonlyArray<string>
+  /** Refuse the offers of every other peer, without asking (`--yes --accept-from`). */
+  readonly refuseOthers?: boolean
+}
+
+/** Why an offer from a peer not in `acceptFrom` is refused, with `refuseOthers`. */
+export const NOT_ACCEPTED = "this node accepts files only from the peers it names (--accept-from)"
+
+/** The reason a refusal is sent with, as the sender's error. */
+const reasonOf = (decision: Exclude<Decision, "approved">): Spacedrop.RefusalReason => {
+  switch (decision) {
+    case "declined":
+    case "coolingDown":
+      return "Declined"
+    case "busy":
+      return "Busy"
+    case "timeout":
+      return "Timeout"
+    case "unattended":
+      return "NoListener"
+  }
 }
 
 /** Why an offer the user did not approve is refused, as the sender reads it. */
@@ -62,12 +90,25 @@ export const question = (offer: Spacedrop.IncomingOffer, target: string): string
   return `"${offer.sender}" (peer ${offer.peer}) wants to send ${TransferOutput.contents(files, folders, offer.totalBytes)} into ${target}`
 }
 
-const receiveOne = (offer: Spacedrop.IncomingOffer, target: string) =>
+/** Who decides on an offer: accepted at once, refused at once, or asked through `Consent`. */
+type Gate = (peer: string) => "accept" | "refuse" | "ask"
+
+const gateOf = (options: Options): Gate => {
+  const accepted = new Set(options.acceptFrom ?? [])
+  return (peer) => (accepted.has(peer) ? "accept" : accepted.size > 0 && options.refuseOthers === true ? "refuse" : "ask")
+}
+
+const receiveOne = (offer: Spacedrop.IncomingOffer, target: string, gate: Gate) =>
   Effect.gen(function*() {
     const consent = yield* Consent
     const transfers = yield* Transfers
     const who = `"${Output.printable(offer.sender)}" (${offer.peer})`
-    const decision = yield* consent.ask({
+    const gated = gate(offer.peer)
+    if (gated === "refuse") {
+      yield* Effect.logInfo(`refused files from ${who}: ${NOT_ACCEPTED}`)
+      return yield* offer.reject(NOT_ACCEPTED, "Declined")
+    }
+    const decision = gated === "accept" ? "approved" : yield* consent.ask({
       kind: CONSENT_KIND,
       peer: offer.peer,
       text: question(offer, target),
@@ -75,7 +116,7 @@ const receiveOne = (offer: Spacedrop.IncomingOffer, target: string) =>
     })
     if (decision !== "approved") {
       yield* Effect.logInfo(`refused files from ${who}: ${refusal(decision)}`)
-      return yield* offer.reject(refusal(decision))
+      return yield* offer.reject(refusal(decision), reasonOf(decision))
     }
     const made = yield* Effect.either(Effect.tryPromise(() => mkdir(target, { recursive: true })))
     if (made._tag === "Left") {
@@ -110,10 +151,11 @@ export const receive = (options: Options): Effect.Effect<void, never, Spacedrop.
   Effect.gen(function*() {
     const spacedrop = yield* Spacedrop.Spacedrop
     const target = resolve(options.acceptDir)
+    const gate = gateOf(options)
     const running = yield* FiberSet.make()
     // subscribed before this returns: an offer that comes right after is asked
     const offers = yield* spacedrop.offers
     const context = yield* Effect.context<Consent | Transfers>()
     yield* Effect.forkScoped(Stream.runForEach(offers, (offer) =>
-      FiberSet.run(running, receiveOne(offer, target).pipe(Effect.provide(context)))))
+      FiberSet.run(running, receiveOne(offer, target, gate).pipe(Effect.provide(context)))))
   })

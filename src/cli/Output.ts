@@ -107,7 +107,9 @@ const nextStep = (record: Record<string, unknown>, message: string): string | un
       return undefined
     case "SpacedropError":
       return record.reason === "NoListener"
-        ? "Nobody at that node receives files now: its user can run `weft serve` there"
+        ? "Nobody at that node answers for files now: its user can run `weft serve` there in a terminal (or with --accept-from naming this node), or answer with `weft requests watch`"
+        : record.reason === "Declined"
+        ? "The user of that node said no, or it takes files only from the peers it names (`weft serve --accept-from`): nothing was sent"
         : record.reason === "Closed" || record.reason === "Timeout"
         ? "`weft transfers` says whether it was interrupted; `weft transfers resume <id>` then goes on from the last verified chunk"
         : undefined

@@ -54,7 +54,7 @@ const lines = (): Display => {
         if (progress.state === "waiting") return changed ? Console.log(waiting(progress)) : Effect.void
         // how it failed follows, as the error
         if (progress.state === "failed" || progress.state === "cancelled" || progress.state === "interrupted") return Effect.void
-        if (progress.state === "paused") return changed ? Console.log(`${TransferOutput.state(progress)}`) : Effect.void
+        if (progress.state === "paused" || progress.state === "reconnecting") return changed ? Console.log(`${TransferOutput.state(progress)}`) : Effect.void
         if (!changed && now - last < LINE_EVERY_MS) return Effect.void
         last = now
         return Console.log(TransferOutput.line(progress))
@@ -85,7 +85,7 @@ const bar = Effect.gen(function*() {
     size: TransferOutput.size(progress.totalBytes),
     files: `${progress.files}/${progress.totalFiles} files`,
     rate: TransferOutput.rate(progress.bytesPerSecond),
-    left: progress.state === "paused" ? TransferOutput.state(progress) : TransferOutput.eta(progress.etaSeconds),
+    left: progress.state === "paused" || progress.state === "reconnecting" ? TransferOutput.state(progress) : TransferOutput.eta(progress.etaSeconds),
     file: Output.printable(shorten(progress.current ?? "", Math.max(10, width - 75)))
   })
   const display: Display = {

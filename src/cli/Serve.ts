@@ -25,6 +25,8 @@ import * as Node from "../node/Node.js"
 import * as ControlSocket from "../node/ControlSocket.js"
 import { Consent } from "../plugins/Consent.js"
 import * as Http from "../plugins/media/Http.js"
+import * as PreviewHttp from "../plugins/media/preview/Http.js"
+import { Preview } from "../plugins/media/preview/Preview.js"
 import * as Grants from "../plugins/rspc/Grants.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
@@ -48,6 +50,10 @@ export interface Options {
   readonly frontEnd: Effect.Effect<void, never, Consent | Scope.Scope>
   /** Where files sent to this node are received, once its user (or `--yes`) accepts them (default: `received` in the data directory). */
   readonly acceptDir?: string
+  /** Peers whose files are accepted without asking (`--accept-from`); see `Inbox.Options`. */
+  readonly acceptFrom?: ReadonlyArray<string>
+  /** With `acceptFrom`: the files of every other peer are refused, not asked (`--yes`). */
+  readonly refuseOthers?: boolean
   /** Serve the libraries' files over HTTP on this address (`weft serve --http 127.0.0.1:PORT`), with a per-run token. */
   readonly http?: { readonly hostname: string; readonly port: number }
 }
@@ -158,7 +164,9 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
       // interrupted transfers resume after a restart too (`weft transfers resume`)
       spacedrop: { stateDir: join(paths.dir, "spacedrop") },
       // locations (`weft location …`), presence and remote reads; mounts kept in media/mounts.json
-      media: {}
+      media: {},
+      // thumbnails of the images of locations held here, made in the background; the cache in media/previews
+      preview: {}
     })
     const handlers = Layer.mergeAll(Node.controlHandlers, notesHandlers, RemoteServe.controlHandlers, Transfers.controlHandlers, Locations.controlHandlers).pipe(
       Layer.provideMerge(Transfers.layer)
@@ -171,7 +179,11 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
     const context = yield* Layer.build(Layer.provideMerge(rspc, control).pipe(Layer.provideMerge(grants), Layer.provideMerge(node)))
     yield* options.frontEnd.pipe(Effect.provide(context))
     const acceptDir = resolve(options.acceptDir ?? join(paths.dir, "received"))
-    yield* Inbox.receive({ acceptDir }).pipe(Effect.provide(context))
+    yield* Inbox.receive({
+      acceptDir,
+      ...(options.acceptFrom === undefined ? {} : { acceptFrom: options.acceptFrom }),
+      ...(options.refuseOthers === undefined ? {} : { refuseOthers: options.refuseOthers })
+    }).pipe(Effect.provide(context))
     const http = options.http === undefined ? undefined : yield* serveHttp(options.http).pipe(Effect.provide(context))
     const running = yield* Effect.provide(Node.Node, context)
     const status = yield* running.status
@@ -185,10 +197,11 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
     }
   })
 
-/** The libraries' files over HTTP (local or remote, transparently), behind a token made for this run. */
+/** The libraries' files and thumbnails over HTTP (local or remote, transparently), behind a token made for this run. */
 const serveHttp = (address: { readonly hostname: string; readonly port: number }) =>
   Effect.gen(function*() {
     const token = Http.makeToken()
-    const http = yield* Http.make({ token, hostname: address.hostname, port: address.port })
+    const routes = PreviewHttp.routes(yield* Preview)
+    const http = yield* Http.make({ token, hostname: address.hostname, port: address.port, routes })
     return { origin: http.origin, token }
   })

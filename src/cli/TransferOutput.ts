@@ -64,6 +64,8 @@ export const state = (progress: TransfersControl.Progress): string =>
     ? `paused by the ${progress.pausedBy.join(" and the ")}`
     : progress.state === "interrupted"
     ? "interrupted (`weft transfers resume` goes on from the last verified chunk)"
+    : progress.state === "reconnecting"
+    ? "connection lost: reconnecting, to go on from the last verified chunk"
     : progress.state
 
 /** `weft transfers`. */

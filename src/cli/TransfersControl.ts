@@ -43,7 +43,7 @@ export const Progress = Schema.Struct({
   direction: Schema.Literal("send", "receive"),
   peer: Schema.String,
   /** `interrupted`: its connection dropped or a process stopped; `weft transfers resume` goes on from the last verified chunk. */
-  state: Schema.Literal("waiting", "transferring", "paused", "done", "failed", "cancelled", "interrupted"),
+  state: Schema.Literal("waiting", "transferring", "paused", "reconnecting", "done", "failed", "cancelled", "interrupted"),
   bytes: Count,
   totalBytes: Count,
   files: Count,

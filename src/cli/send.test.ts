@@ -11,7 +11,7 @@ import { join, relative } from "node:path"
 import * as Cli from "./testing/Cli.js"
 import * as Processes from "./testing/Processes.js"
 
-const { serve, tempDir, weft, weftJson, weftWithin } = Cli
+const { serve, serveWith, tempDir, weft, weftJson, weftWithin } = Cli
 const { eventually } = Processes
 
 /** Every entry under `root` (relative path, and the bytes of a file), sorted. */
@@ -122,9 +122,44 @@ describe("weft send (two real nodes)", () => {
       yield* nodeB.answer("n")
       const refused = yield* sending.await.pipe(Effect.flatten)
       expect(refused.code).toBe(1)
-      expect(refused.stderr).toMatch(/^weft: SpacedropError: spacedrop Declined by the receiver \(peer 12D3KooW\S+, transfer \S+\): the user declined\n$/)
+      expect(refused.stderr).toMatch(/^weft: SpacedropError: spacedrop Declined by the receiver \(peer 12D3KooW\S+, transfer \S+\): the user declined\. The user of that node said no, or it takes files only from the peers it names \(`weft serve --accept-from`\): nothing was sent\n$/)
       expect(readdirSync(inbox)).toEqual([])
     }), 120_000)
+
+  it.scopedLive("--accept-from: the named peer's files are accepted without asking; another's are asked (nobody at the terminal: NoListener), or refused with --yes (Declined), each told apart", () =>
+    Effect.gen(function*() {
+      const [a, b, c, source, inbox] = [yield* tempDir("from-a"), yield* tempDir("from-b"), yield* tempDir("from-c"), yield* tempDir("from-src"), yield* tempDir("from-inbox")]
+      const peerA = (yield* weftJson("init", "--dir", a)).peerId as string
+      yield* weftJson("init", "--dir", b)
+      yield* weftJson("init", "--dir", c)
+      const file = join(source, "hello.txt")
+      writeFileSync(file, "hello from a")
+      yield* serve(a)
+      yield* serve(c)
+      // nobody at b's terminal: only a's files come in unasked (this b stops with the inner scope)
+      yield* Effect.scoped(Effect.gen(function*() {
+        const asking = yield* serveWith({ dir: b, closeInput: true }, "--accept-dir", inbox, "--accept-from", peerA)
+        expect(asking.output()).toContain(`accept    files from ${peerA} without asking; from other peers asked on this terminal`)
+        const addressB = (yield* asking.status).addresses[0]!
+        const fromA = yield* weft("send", addressB, file, "--dir", a)
+        expect(fromA.code, fromA.stderr).toBe(0)
+        expect(readFileSync(join(inbox, "hello.txt"), "utf8")).toBe("hello from a")
+        const fromC = yield* weft("send", addressB, file, "--dir", c)
+        expect(fromC.code).toBe(1)
+        expect(fromC.stderr).toMatch(/^weft: SpacedropError: spacedrop NoListener by the receiver \(peer 12D3KooW\S+, transfer \S+\): nobody is there to accept it/)
+        expect(fromC.stderr).toContain("Nobody at that node answers for files now")
+      }))
+
+      // --yes beside --accept-from: the others are refused, not let in
+      const refusing = yield* serve(b, "--accept-dir", inbox, "--yes", "--accept-from", peerA)
+      expect(refusing.output()).toContain("from other peers refused")
+      const addressB2 = (yield* refusing.status).addresses[0]!
+      const refused = yield* weft("send", addressB2, file, "--dir", c)
+      expect(refused.code).toBe(1)
+      expect(refused.stderr).toMatch(/^weft: SpacedropError: spacedrop Declined by the receiver \(peer 12D3KooW\S+, transfer \S+\): this node accepts files only from the peers it names \(--accept-from\)/)
+      expect(refused.stderr).toContain("The user of that node said no, or it takes files only from the peers it names")
+      expect(readdirSync(inbox)).toEqual(["hello.txt"])
+    }), 240_000)
 
   it.scopedLive("weft transfers pause and resume a transfer under way from the receiving node; the file arrives whole", () =>
     Effect.gen(function*() {
@@ -153,6 +188,28 @@ describe("weft send (two real nodes)", () => {
       expect(late.code).toBe(1)
       expect(late.stderr).toBe(`weft: TransfersError: transfer Ended (${id}): it ended already (done)\n`)
     }), 180_000)
+
+  it.scopedLive("the receiving node killed mid-transfer and started again on its address: weft send says it reconnects, goes on, and the file arrives whole", () =>
+    Effect.gen(function*() {
+      const { a, b, inbox, big, nodeB, addressB } = yield* bigFileBetweenTwoNodes("reconnect")
+      const sending = yield* Effect.fork(weftWithin("200 seconds", "send", addressB, big, "--dir", a))
+      // held by b as soon as it runs (a pause is a checkpoint on b's disk), so it is surely under way when b dies
+      const underWay = yield* eventually("the transfer under way on b", nodeB.call({ _tag: "Transfers" }), (all) =>
+        all.some((t) => t.state === "transferring"), nodeB.output, "60 seconds")
+      const id = underWay[0]!.transfer
+      yield* nodeB.call({ _tag: "TransferPause", id })
+      yield* eventually("paused, as a lists it", weftJson<Array<{ readonly state: string }>>("transfers", "--dir", a), (all) => all[0]?.state === "paused")
+      nodeB.child.kill("SIGKILL")
+      yield* eventually("reconnecting, as a lists it", weftJson<Array<{ readonly state: string }>>("transfers", "--dir", a), (all) => all[0]?.state === "reconnecting")
+      const port = /\/tcp\/(\d+)\//.exec(addressB)![1]!
+      yield* serve(b, "--accept-dir", inbox, "--yes", "--listen", `/ip4/127.0.0.1/tcp/${port}`)
+      const sent = yield* sending.await.pipe(Effect.flatten)
+      expect(sent.code, sent.stderr).toBe(0)
+      // the sender's terminal said so, and went on (not a new transfer: the same id)
+      expect(sent.stdout).toContain("connection lost: reconnecting, to go on from the last verified chunk")
+      expect(sent.stdout).toContain(`(transfer ${id})`)
+      expect(readFileSync(join(inbox, "big.bin")).equals(readFileSync(big))).toBe(true)
+    }), 300_000)
 
   it.scopedLive("cancel from each side: weft transfers cancel at the receiver fails the send (exit 1, by whom); Ctrl-C on weft send cancels it at the receiver", () =>
     Effect.gen(function*() {

@@ -53,6 +53,8 @@ import type { ValidationError } from "../engine/EngineError.js"
 import type * as Model from "../engine/Model.js"
 import * as Libraries from "../library/Libraries.js"
 import * as MediaModels from "../plugins/media/Models.js"
+import * as PreviewModels from "../plugins/media/preview/Models.js"
+import type * as Preview from "../plugins/media/preview/Preview.js"
 import * as Consent from "../plugins/Consent.js"
 import * as Pair from "../plugins/pair/Pair.js"
 import * as Grants from "../plugins/rspc/Grants.js"
@@ -72,6 +74,7 @@ import * as DataDir from "./DataDir.js"
 import * as DirectoryLock from "./DirectoryLock.js"
 import * as Engines from "./Engines.js"
 import * as Locations from "./Locations.js"
+import * as Previews from "./Previews.js"
 import * as internal from "./internal/node.js"
 import * as Reconnect from "./Reconnect.js"
 
@@ -111,6 +114,12 @@ export interface Options {
    * locations; the media models are declared by every library's engine. Off when absent.
    */
   readonly media?: Locations.Options
+  /**
+   * Preview media (`Previews`): thumbnails of the libraries' images, made here in the background for the
+   * locations held here, recorded in the log, and their bytes fetched from any member that holds them; the
+   * thumbnail model is declared by every library's engine. Needs `media`. Off when absent.
+   */
+  readonly preview?: Previews.Options
   /** The app's procedures served to the peers it grants them to (see `RspcOptions`); none by default. */
   readonly rspc?: RspcOptions
 }
@@ -181,8 +190,14 @@ export type StartError = TransportError | StorageError | ValidationError | Locat
 /** The media services, in a node's output when its options have `media`. */
 export type MediaOf<O> = O extends { readonly media: object } ? Locations.Services : never
 
-/** `Services`, with `RspcServices` when the options have `rspc` and the media services when they have `media`. */
-export type ServicesOf<O extends Options> = Services | (O["rspc"] extends RspcOptions ? RspcServices : never) | MediaOf<O>
+/** The preview service, in a node's output when its options have `media` and `preview`. */
+export type PreviewOf<O> = O extends { readonly media: object; readonly preview: object } ? Preview.Preview : never
+
+/**
+ * `Services`, with `RspcServices` when the options have `rspc`, the media services when they have `media`,
+ * and preview when they have `media` and `preview`.
+ */
+export type ServicesOf<O extends Options> = Services | (O["rspc"] extends RspcOptions ? RspcServices : never) | MediaOf<O> | PreviewOf<O>
 
 /** A node over the identity, libraries and address book in context; it runs for the layer's lifetime. */
 export const layer = <const O extends Options>(
@@ -198,7 +213,8 @@ export const layer = <const O extends Options>(
   )
   // discovered peers are dialled by Reconnect, which knows which ones wait out a penalty
   const host = PluginHost.layer({ connectDiscovered: false })
-  const models = options.media === undefined ? options.models : [...options.models, ...MediaModels.models.filter((m) => !options.models.includes(m))]
+  const mediaModels = options.media === undefined ? [] : [...MediaModels.models, ...(options.preview === undefined ? [] : PreviewModels.models)]
+  const models = [...options.models, ...mediaModels.filter((m) => !options.models.includes(m))]
   const engines = Engines.layer({ models, database: options.database, ...(options.engine === undefined ? {} : { engine: options.engine }) })
   const plugins = Layer.mergeAll(
     Sync.layer({ ...options.sync, libraries: [] }),
@@ -213,7 +229,11 @@ export const layer = <const O extends Options>(
     Layer.provideMerge(transport)
   )
   // media, when asked for: on the graph's host, libraries and engines
-  const withMedia = options.media === undefined ? graph : Locations.layer(options.media).pipe(Layer.provideMerge(graph))
+  const media = options.media === undefined ? graph : Locations.layer(options.media).pipe(Layer.provideMerge(graph))
+  // preview, when asked for (with media): on the graph's host, libraries, engines and media's mounts
+  const withMedia = options.media === undefined || options.preview === undefined
+    ? media
+    : Previews.layer(options.preview).pipe(Layer.provideMerge(media))
   return (options.rspc === undefined ? withMedia : Layer.provideMerge(rspcLayer(options.rspc), withMedia)) as Layer.Layer<
     ServicesOf<O>,
     StartError,
@@ -228,9 +248,11 @@ const rspcLayer = (options: RspcOptions): Layer.Layer<RspcServices, StartError, 
     Layer.provideMerge(options.grants === undefined ? Grants.layerMemory() : Grants.layerFile(options.grants))
   )
 
-/** How a node runs on a data directory: `Options`, with the databases in the directory. */
-export interface DirectoryOptions extends Omit<Options, "database"> {
+/** How a node runs on a data directory: `Options`, with the databases (and preview's cache) in the directory. */
+export interface DirectoryOptions extends Omit<Options, "database" | "preview"> {
   readonly directory: string
+  /** Preview (`Options.preview`), its cache in `media/previews` in the directory unless it says where. */
+  readonly preview?: Omit<Previews.Options, "directory"> & { readonly directory?: string }
   /**
    * How long to wait for the directory's lock while another process holds it (an init under way holds
    * it briefly; default 10 s). A node answering on the directory's control socket is not waited for.
@@ -266,12 +288,14 @@ export const layerDirectory = <const O extends DirectoryOptions>(
       wait: options.lockWait ?? Duration.seconds(10),
       keepWaiting: Effect.map(ControlSocket.answers(paths.socket), (serving) => !serving)
     })
-    const { directory: _, lockWait: __, ...rest }: DirectoryOptions = options
+    const { directory: _, lockWait: __, preview: previewOptions, ...rest }: DirectoryOptions = options
     // a node's mounts are its own: kept in its directory, never synced
     const media = options.media === undefined ? {} : { media: { mountsFile: join(paths.dir, "media", "mounts.json"), ...options.media } }
+    // a node's thumbnails too: a cache of its own, with a byte budget
+    const preview = previewOptions === undefined ? {} : { preview: { ...previewOptions, directory: previewOptions.directory ?? join(paths.dir, "media", "previews") } }
     // an app's grants are kept in the directory unless it says where
     const rspc = rest.rspc === undefined ? {} : { rspc: { grants: join(paths.dir, "grants.json"), ...rest.rspc } }
-    return (layer({ ...rest, ...media, ...rspc, database: paths.database }) as Layer.Layer<
+    return (layer({ ...rest, ...media, ...preview, ...rspc, database: paths.database }) as Layer.Layer<
       ServicesOf<O & Options>,
       StartError,
       Identity.Identity | Libraries.Libraries | AddressBook.AddressBook

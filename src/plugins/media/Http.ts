@@ -13,6 +13,8 @@
  *   /hash/<library>/<sha256 hex>      a file by its content (any copy)
  *   /play/<library>/<file id>         a page whose <video> plays /files/<library>/<file id>
  *
+ * and the `routes` given (preview's `/thumbnail` and `/gallery`: `preview/Http.ts`), behind the same checks.
+ *
  * A file's answer: `200` with the whole file, or `206` for one satisfiable
  * `Range: bytes=…` (`first-last`, `first-`, `-suffix`) with `Content-Range`;
  * `416` with `Content-Range: bytes *\/size` when no range of a well-formed
@@ -84,6 +86,8 @@ export interface Options {
   readonly hostname?: string
   /** The port (default 0: any free one; the bound one is in `address`). */
   readonly port?: number
+  /** More routes (preview's `/thumbnail` and `/gallery`: `preview/Http.ts`), served behind the same checks. */
+  readonly routes?: HttpRouter.HttpRouter
 }
 
 /** A running server. */
@@ -214,8 +218,11 @@ const router = (media: Media["Type"]) =>
  * The HTTP app of a server bound to `address`: the access checks (Host,
  * method, token), then the routes. For a server of one's own; `make` runs it.
  */
-export const app = (media: Media["Type"], options: { readonly token: string; readonly address: Service["address"] }) => {
-  const routes = router(media)
+export const app = (
+  media: Media["Type"],
+  options: { readonly token: string; readonly address: Service["address"]; readonly routes?: HttpRouter.HttpRouter }
+) => {
+  const routes = options.routes === undefined ? router(media) : HttpRouter.concat(router(media), options.routes)
   const allowed = Headers.allowedHosts(options.address.hostname, options.address.port)
   const cookie = Headers.cookieName(options.address.port)
   return Effect.gen(function*() {
@@ -244,7 +251,7 @@ export const make = (options: Options): Effect.Effect<Service, HttpServerError.S
     const server = yield* NodeHttpServer.make(() => NodeHttp.createServer(), { host: hostname, port: options.port ?? 0 })
     const port = server.address._tag === "TcpAddress" ? server.address.port : 0
     const address = { hostname, port }
-    yield* server.serve(app(media, { token: options.token, address }))
+    yield* server.serve(app(media, { token: options.token, address, ...(options.routes === undefined ? {} : { routes: options.routes }) }))
     const host = hostname.includes(":") ? `[${hostname}]` : hostname
     const origin = `http://${host}:${port}`
     return {

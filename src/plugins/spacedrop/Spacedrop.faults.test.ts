@@ -246,7 +246,7 @@ describe("Spacedrop faults", () => {
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
       const transfers = yield* Peers.acceptAll(receiver, target)
-      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectAttempts: 0 })
       const incoming = yield* Queue.take(transfers)
       expect(Peers.failure(yield* Effect.either(incoming.result))).toMatchObject({ _tag: "SpacedropError", reason: "Timeout" })
       // a quiet sender is most likely a connection gone half-open: the receiver ends its side and keeps what it verified
@@ -264,7 +264,7 @@ describe("Spacedrop faults", () => {
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
       const transfers = yield* Peers.acceptAll(receiver, target)
-      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)])
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectAttempts: 0 })
       const incoming = yield* Queue.take(transfers)
       yield* gate.held
       yield* network.disconnect(sender.id, receiver.id)
@@ -371,7 +371,7 @@ describe("Spacedrop faults", () => {
       yield* sender.host.connect(`memory://${raw.id}`)
       const source = yield* Peers.tempDir()
       yield* Effect.promise(() => fs.writeFile(nodePath.join(source, "big.bin"), randomBytes(8 * 1024 * 1024)))
-      const outgoing = yield* sender.spacedrop.send(raw.id, [nodePath.join(source, "big.bin")], { windowBytes: 4 * 1024 * 1024, idleTimeout: "500 millis" })
+      const outgoing = yield* sender.spacedrop.send(raw.id, [nodePath.join(source, "big.bin")], { windowBytes: 4 * 1024 * 1024, idleTimeout: "500 millis", reconnectAttempts: 0 })
       expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ _tag: "SpacedropError", reason: "Timeout", detail: expect.stringMatching(/acknowledgement/) })
     }))
 })

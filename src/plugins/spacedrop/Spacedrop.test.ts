@@ -121,6 +121,18 @@ describe("Spacedrop over the memory transport", () => {
       expect(yield* Peers.snapshot(target)).toEqual({})
     }))
 
+  it.scopedLive("an app refusing with a reason (nobody at its front end) fails the sender with that reason, not Declined", () =>
+    Effect.gen(function*() {
+      const { sender, receiver } = yield* Peers.make()
+      const source = yield* Peers.tempDir()
+      yield* write(nodePath.join(source, "a.txt"), "a")
+      const offers = yield* receiver.spacedrop.offers
+      yield* Effect.forkScoped(Stream.runForEach(offers, (offer) => offer.reject("nobody at the terminal", "NoListener")))
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [nodePath.join(source, "a.txt")])
+      const error = Peers.failure(yield* Effect.either(outgoing.result))
+      expect(error).toMatchObject({ _tag: "SpacedropError", reason: "NoListener", by: "receiver", detail: "nobody at the terminal" })
+    }))
+
   it.scoped("an unanswered offer is refused Timeout after decisionTimeout; a late answer gets Expired", () =>
     Effect.gen(function*() {
       const { sender, receiver } = yield* Peers.make({ receiver: { decisionTimeout: "5 seconds" } })

@@ -24,7 +24,10 @@
  *   until the side that paused resumes. The service does the same by
  *   transfer id (`transfers`, `pause`, `resume`, `cancel`), for a front end
  *   that did not start the transfer (a CLI).
- * - Resume: a transfer whose connection drops, or whose process stops,
+ * - Resume: a sender whose connection drops offers the transfer again on
+ *   its own (`SendOptions.reconnectAttempts`, with a growing delay), from
+ *   the receiver's last verified chunk, its progress `reconnecting`
+ *   meanwhile. A transfer whose attempts ran out, or whose process stops,
  *   ends `interrupted` with what was verified kept (resume records in
  *   memory, or in `stateDir` to outlive a restart). `resume(id)` goes on
  *   from the last verified chunk (the sender offers it again under the same
@@ -98,6 +101,7 @@ export type Summary = Running.Summary
 export type TransferError = Running.TransferError
 export type IncomingOffer = Receive.IncomingOffer
 export type AcceptOptions = Receive.AcceptOptions
+export type RefusalReason = Receive.RefusalReason
 export type SendOptions = Send.SendOptions
 export type Limits = Receive.Limits
 export type OnExisting = Files.OnExisting

@@ -125,17 +125,19 @@ describe("Preview", () => {
 
   it.scopedLive("a peer that answers wrong bytes is refused, and the next one asked", () =>
     Effect.gen(function*() {
-      // "abel" sorts before "alice": he is asked first
+      // "abel" sorts before "alice": with no location online on either, he is asked first
       const members = ["abel", "alice", "dave"]
       const net = yield* Nodes.network()
       const alice = yield* net.node("alice", members)
       const dave = yield* net.node("dave", members)
       const abel = yield* net.bare("abel", members)
+      let lied = 0
       yield* abel.host.register(Plugin.make({
         name: "liar",
         ...Protocol.preview,
         handle: (stream) =>
           Effect.gen(function*() {
+            lied++
             const reader = yield* Framing.reader(stream.source, { maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
             const get = JSON.parse(new TextDecoder().decode(Option.getOrThrow(yield* reader.frame))) as { hashes: Array<string> }
             const framed = Framing.make(stream, Protocol.MAX_THUMBNAIL_BYTES)
@@ -150,6 +152,8 @@ describe("Preview", () => {
       yield* write(nodePath.join(root, "a.png"), yield* picture(1, 64, 64, (s) => s.png()))
       yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Pictures" }, root))
       yield* Stream.runDrain(alice.preview.generate(L))
+      // alice's location offline: she is not preferred as a holder of originals, and abel is asked first
+      yield* alice.mounts.unmount(L, "loc1")
       yield* dave.connect(alice)
       yield* Nodes.thumbnailRecords(dave, 1)
       yield* Nodes.fileRecords(dave, 1)
@@ -157,6 +161,7 @@ describe("Preview", () => {
 
       const shown = yield* dave.preview.thumbnail(L, fileOf("loc1", "a.png"))
       expect(shown.from).toBe("alice")
+      expect(lied).toBe(1)
       expect(sha256(shown.bytes)).toBe(shown.record.hash)
       const cache = yield* dave.preview.cache(L)
       expect(yield* cache.hashes).toEqual([shown.record.hash])
@@ -173,24 +178,83 @@ describe("Preview", () => {
       expect(yield* (yield* alone.preview.cache(L)).hashes).toEqual([])
     }), { timeout: 60_000 })
 
-  it.scopedLive("a deleted file's thumbnail is collected from the cache; a kept one stays", () =>
+  it.scopedLive("a member with a location of the library online is asked before the others, whatever their ids", () =>
+    Effect.gen(function*() {
+      const members = ["abel", "alice", "dave"]
+      const net = yield* Nodes.network()
+      const alice = yield* net.node("alice", members)
+      const dave = yield* net.node("dave", members)
+      // abel holds no location and no thumbnail: he answers Missing, and counts how often he is asked
+      const abel = yield* net.bare("abel", members)
+      let asked = 0
+      yield* abel.host.register(Plugin.make({
+        name: "empty",
+        ...Protocol.preview,
+        handle: (stream) =>
+          Effect.gen(function*() {
+            asked++
+            const reader = yield* Framing.reader(stream.source, { maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
+            const framed = Framing.make(stream, Protocol.MAX_THUMBNAIL_BYTES)
+            while (true) {
+              const frame = yield* reader.frame
+              if (Option.isNone(frame)) break
+              const get = JSON.parse(new TextDecoder().decode(frame.value)) as { hashes: Array<string> }
+              for (const hash of get.hashes) yield* framed.send(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Missing", hash })))
+            }
+            yield* stream.end
+          })
+      }))
+      const root = yield* tempDir()
+      yield* write(nodePath.join(root, "a.png"), yield* picture(1, 64, 64, (s) => s.png()))
+      yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Pictures" }, root))
+      yield* Stream.runDrain(alice.preview.generate(L))
+      const changes = yield* dave.presence.changes
+      yield* dave.connect(abel)
+      yield* dave.connect(alice)
+      yield* Stream.runDrain(Stream.take(Stream.filter(changes, (c) => c._tag === "Online" && c.peer === "alice"), 1))
+      yield* Nodes.thumbnailRecords(dave, 1)
+      yield* Nodes.fileRecords(dave, 1)
+
+      const shown = yield* dave.preview.thumbnail(L, fileOf("loc1", "a.png"))
+      expect(shown.from).toBe("alice")
+      expect(asked).toBe(0)
+    }), { timeout: 60_000 })
+
+  it.scopedLive("a deleted file's thumbnail is collected: from the cache at once, its record once an orphan for orphanGrace; a kept one stays", () =>
     Effect.gen(function*() {
       const net = yield* Nodes.network()
-      const alice = yield* net.node("alice", ["alice"])
+      const alice = yield* net.node("alice", ["alice"], { preview: { orphanGrace: Duration.millis(300) } })
       const root = yield* tempDir()
       yield* write(nodePath.join(root, "keep.png"), yield* picture(1, 64, 64, (s) => s.png()))
       yield* write(nodePath.join(root, "gone.png"), yield* picture(2, 64, 64, (s) => s.png()))
       yield* Stream.runDrain(alice.media.index(L, { id: "loc1", name: "Pictures" }, root))
       yield* Stream.runDrain(alice.preview.generate(L))
       const keep = Option.getOrThrow(yield* alice.preview.record(L, fileOf("loc1", "keep.png")))
+      const gone = Option.getOrThrow(yield* alice.preview.record(L, fileOf("loc1", "gone.png")))
       const cache = yield* alice.preview.cache(L)
       expect((yield* cache.hashes).length).toBe(2)
 
       yield* Effect.promise(() => fs.rm(nodePath.join(root, "gone.png")))
       yield* Stream.runDrain(alice.media.rescan(L, "loc1"))
-      expect(yield* alice.preview.collect(L)).toBe(1)
+      expect(yield* alice.preview.collect(L)).toEqual({ cached: 1, records: 0 })
       expect(yield* cache.hashes).toEqual([keep.hash])
+      // the record stays until it has been an orphan for the grace (its file's record might be on its way)
+      expect(Option.isSome(yield* alice.preview.record(L, { hash: gone.source }))).toBe(true)
+      yield* Effect.sleep(Duration.millis(400))
+      expect(yield* alice.preview.collect(L)).toEqual({ cached: 0, records: 1 })
+      expect(yield* alice.preview.record(L, { hash: gone.source })).toEqual(Option.none())
+      expect((yield* Effect.orDie(alice.engine.query(Models.thumbnails))).map((t) => t.id)).toEqual([keep.id])
       expect((yield* alice.preview.thumbnail(L, fileOf("loc1", "keep.png"))).from).toBe("cache")
+      expect(yield* alice.preview.collect(L)).toEqual({ cached: 0, records: 0 })
+
+      // bytes no record names (yet: a thumbnail just made, its record not committed) are kept for the grace, then removed
+      const stray = new Uint8Array([1, 2, 3])
+      yield* cache.put(sha256(stray), stray)
+      expect(yield* alice.preview.collect(L)).toEqual({ cached: 0, records: 0 })
+      expect(yield* cache.hashes).toContain(sha256(stray))
+      yield* Effect.sleep(Duration.millis(400))
+      expect(yield* alice.preview.collect(L)).toEqual({ cached: 1, records: 0 })
+      expect(yield* cache.hashes).toEqual([keep.hash])
     }))
 })
 

@@ -18,8 +18,11 @@
  *   violation: refused, the peer reported, the next one asked.
  * - Everything at once (`fetchAll`), and the cache kept to what the
  *   library still holds (`collect`): thumbnails of originals no file of the
- *   library has any more are removed from the cache (their records stay, so
- *   the same picture added again needs no new decode).
+ *   library has any more are removed from the cache at once, and their
+ *   records from the library once they have been orphans for `orphanGrace`
+ *   (seen by this node's `collect`s): records sync per origin, so a
+ *   thumbnail's record may arrive before the record of the file it shows,
+ *   and must not be taken for an orphan and deleted library-wide then.
  * - In the background (`watch`): `generate` (and `fetchAll` when asked)
  *   again whenever the library's files or thumbnails change.
  *
@@ -31,6 +34,7 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -52,6 +56,7 @@ import { PluginHost } from "../../PluginHost.js"
 import * as Files from "../internal/files.js"
 import * as MediaModels from "../Models.js"
 import { Mounts } from "../Mounts.js"
+import { Presence } from "../Presence.js"
 import * as Cache from "./Cache.js"
 import * as Wire from "./internal/wire.js"
 import * as Models from "./Models.js"
@@ -82,6 +87,19 @@ export interface Options {
   readonly maxInboundStreams?: number
   /** How a fetch pipelines its requests on a peer's stream: hashes per `Get`, `Get`s in flight (default 32 and 4). */
   readonly fetchPipeline?: { readonly chunk: number; readonly window: number }
+  /**
+   * How long `collect` sees a thumbnail record's original in no file of the library before it deletes the
+   * record (default 10 minutes): long enough for the file records that sync behind it to arrive.
+   */
+  readonly orphanGrace?: Duration.DurationInput
+}
+
+/** What a `collect` removed. */
+export interface Collected {
+  /** Thumbnails removed from this node's cache. */
+  readonly cached: number
+  /** Thumbnail records deleted from the library (orphans for `orphanGrace`). */
+  readonly records: number
 }
 
 /** Where a `generate` is. */
@@ -111,6 +129,15 @@ export interface Shown {
   readonly from: "cache" | PeerId
 }
 
+/** A file and its thumbnail's record, as `list` gives them. */
+export interface Listed {
+  readonly file: MediaModels.File
+  readonly thumbnail: Models.Thumbnail
+}
+
+/** Most files one `list` returns. */
+export const MAX_LIST = 1000
+
 /** Preview on a node. */
 export interface Service {
   /** The recipe thumbnails are made and looked up with. */
@@ -121,10 +148,21 @@ export interface Service {
   readonly thumbnail: (library: string, file: MediaModels.File["id"] | { readonly hash: string }) => Effect.Effect<Shown, PreviewError>
   /** The record of a file's thumbnail, if there is one yet. */
   readonly record: (library: string, file: MediaModels.File["id"] | { readonly hash: string }) => Effect.Effect<Option.Option<Models.Thumbnail>, PreviewError>
+  /**
+   * The library's files that have a ready thumbnail, by path (then id), at most `limit` (default 200, at most
+   * `MAX_LIST`) after `after` (a path and id, for the next page): what a gallery shows. Only records are read.
+   */
+  readonly list: (
+    library: string,
+    options?: { readonly limit?: number; readonly after?: { readonly path: string; readonly id: string } }
+  ) => Effect.Effect<ReadonlyArray<Listed>, PreviewError>
   /** Fetches every thumbnail of the library this node lacks, from whichever members hold them. */
   readonly fetchAll: (library: string) => Stream.Stream<FetchProgress, PreviewError>
-  /** Removes from the cache the thumbnails of originals the library no longer has; returns how many. */
-  readonly collect: (library: string) => Effect.Effect<number, PreviewError>
+  /**
+   * Removes from the cache the thumbnails of originals the library no longer has, and from the library
+   * their records once they have been orphans for `orphanGrace`.
+   */
+  readonly collect: (library: string) => Effect.Effect<Collected, PreviewError>
   /** `generate` (and `fetchAll` with `prefetch`) now and whenever the library's files or thumbnails change, until interrupted. */
   readonly watch: (library: string, options?: { readonly prefetch?: boolean; readonly debounce?: Duration.DurationInput }) => Stream.Stream<Progress | FetchProgress, PreviewError>
   /** The cache of a library, for inspection. */
@@ -140,17 +178,24 @@ export class Preview extends Context.Tag("weft/plugins/media/Preview")<Preview, 
 const FETCH_BATCH = 1024
 const FETCHES = 2
 
+/** Thumbnail records `collect` deletes per transaction. */
+const COLLECT_BATCH = 256
+
+/** Files `list` reads at once. */
+const LIST_PAGE = 512
+
 /** Originals up to this size are read in one synchronous call. */
 const SYNC_READ_BYTES = 4 * 1024 * 1024
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
 /** Registers the protocol on the host in context and provides the service; unregistered with the scope. */
-export const make = (options: Options): Effect.Effect<Service, TransportError, PluginHost | Libraries | Mounts | Scope.Scope> =>
+export const make = (options: Options): Effect.Effect<Service, TransportError, PluginHost | Libraries | Mounts | Presence | Scope.Scope> =>
   Effect.gen(function*() {
     const host = yield* PluginHost
     const libraries = yield* Libraries
     const mounts = yield* Mounts
+    const presence = yield* Presence
     const recipe = options.recipe ?? Thumbnailer.DEFAULT_RECIPE
     const concurrency = Math.max(1, Math.floor(options.concurrency ?? 2))
     const maxSourceBytes = Math.max(0, options.maxSourceBytes ?? 64 * 1024 * 1024)
@@ -271,15 +316,29 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
           return yield* Effect.mapError(engine.get(Models.thumbnails, Models.thumbnailId(source.value, recipe.id)), stored(library, source.value))
         }))
 
-    /** Members of `library` available now, but this node. */
+    /**
+     * Members of `library` available now, but this node, in the order they are asked: first those with a
+     * location of the library online (they hold originals, so they made, or can make, its thumbnails), then
+     * the others (who may have fetched them); within each, fastest first by presence's round trip, then by id.
+     */
     const holders = (library: string) =>
       Effect.gen(function*() {
         const available = new Set(yield* host.available)
         const found = yield* libraries.get(library)
-        return Option.match(found, {
-          onNone: () => [] as Array<PeerId>,
-          onSome: (l) => l.members.filter((m) => m !== host.peerId && available.has(m)).sort()
-        })
+        if (Option.isNone(found)) return [] as Array<PeerId>
+        const holding = new Set<PeerId>()
+        const rtt = new Map<PeerId, number>()
+        for (const location of ((yield* presence.table).get(library) ?? new Map()).keys()) {
+          for (const holder of yield* presence.peers(library, location)) {
+            holding.add(holder.peer)
+            if (holder.rtt !== undefined) rtt.set(holder.peer, Math.min(rtt.get(holder.peer) ?? holder.rtt, holder.rtt))
+          }
+        }
+        const rank = (peer: PeerId) => (holding.has(peer) ? 0 : 1)
+        const time = (peer: PeerId) => rtt.get(peer) ?? Number.MAX_VALUE
+        return found.value.members
+          .filter((m) => m !== host.peerId && available.has(m))
+          .sort((a, b) => rank(a) - rank(b) || time(a) - time(b) || (a < b ? -1 : a > b ? 1 : 0))
       })
 
     /** Fetches `hashes` into the cache from the members that hold them; returns which peer gave each. */
@@ -322,6 +381,38 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         return { record: thumb, bytes: bytes.value, from: peer } satisfies Shown
       })
 
+    const list = (
+      library: string,
+      listOptions: { readonly limit?: number; readonly after?: { readonly path: string; readonly id: string } } = {}
+    ) =>
+      withEngine(library, (engine) =>
+        Effect.gen(function*() {
+          const limit = Math.max(1, Math.min(MAX_LIST, Math.floor(listOptions.limit ?? 200)))
+          const out: Array<Listed> = []
+          let after = listOptions.after
+          // files a page at a time (most have no thumbnail when they are not images), until `limit` are found
+          while (out.length < limit) {
+            const from = after
+            const page = yield* engine.query(MediaModels.files, (q) =>
+              (from === undefined ? q : q.where((eb) =>
+                eb.or([eb("path", ">", from.path), eb.and([eb("path", "=", from.path), eb("id", ">", from.id)])])
+              )).orderBy("path").orderBy("id").limit(LIST_PAGE))
+            if (page.length === 0) break
+            const sources = [...new Set(page.map((f) => f.hash))]
+            const ready = new Map((yield* engine.query(Models.thumbnails, (q) =>
+              q.where("source", "in", sources).where("recipe", "=", recipe.id).where("state", "=", "ready")
+            )).map((t) => [t.source, t] as const))
+            for (const file of page) {
+              const thumbnail = ready.get(file.hash)
+              if (thumbnail !== undefined && out.length < limit) out.push({ file, thumbnail })
+            }
+            const last = page[page.length - 1]!
+            after = { path: last.path, id: last.id }
+            if (page.length < LIST_PAGE) break
+          }
+          return out
+        }).pipe(Effect.mapError(stored(library, "files"))))
+
     const fetchAll = (library: string): Stream.Stream<FetchProgress, PreviewError> =>
       Stream.unwrap(Effect.gen(function*() {
         const cache = yield* cacheOf(library)
@@ -343,16 +434,46 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         )
       }))
 
+    // per library, since when each orphan record (by id), and each cached thumbnail no record names (by
+    // hash), has been seen as one by `collect`
+    const orphansSince = new Map<string, Map<string, number>>()
+    const unnamedSince = new Map<string, Map<string, number>>()
+    const grace = Duration.toMillis(options.orphanGrace ?? Duration.minutes(10))
+    /** Marks the `ids` seen now in `table`'s entry for `library`, and returns those seen for `grace` already. */
+    const aged = (table: Map<string, Map<string, number>>, library: string, ids: ReadonlyArray<string>, now: number) => {
+      const seen = table.get(library) ?? new Map<string, number>()
+      const since = new Map(ids.map((id) => [id, seen.get(id) ?? now] as const))
+      table.set(library, since)
+      return new Set(ids.filter((id) => now - since.get(id)! >= grace))
+    }
     const collect = (library: string) =>
       Effect.gen(function*() {
         const cache = yield* cacheOf(library)
-        const keep = yield* withEngine(library, (engine) =>
-          engine.readCommitted(Effect.gen(function*() {
-            const sources = new Set((yield* engine.query(MediaModels.files)).map((f) => f.hash))
-            const ready = yield* engine.query(Models.thumbnails, (q) => q.where("state", "=", "ready"))
-            return new Set(ready.filter((t) => sources.has(t.source) && t.hash !== undefined).map((t) => t.hash!))
-          })).pipe(Effect.mapError(stored(library, "thumbnails"))))
-        return yield* Effect.mapError(cache.retain((hash) => keep.has(hash)), stored(library, "cache"))
+        const now = yield* Clock.currentTimeMillis
+        // the cache's entries before the records are read: one put after that (its record on its way) is not looked at
+        const held = yield* cache.hashes
+        const found = yield* withEngine(library, (engine) =>
+          Effect.gen(function*() {
+            const { all, sources } = yield* engine.readCommitted(Effect.gen(function*() {
+              return {
+                sources: new Set((yield* engine.query(MediaModels.files)).map((f) => f.hash)),
+                all: yield* engine.query(Models.thumbnails)
+              }
+            }))
+            const expired = aged(orphansSince, library, all.filter((t) => !sources.has(t.source)).map((t) => t.id), now)
+            for (let i = 0; i < expired.size; i += COLLECT_BATCH) {
+              yield* engine.mutate([...expired].slice(i, i + COLLECT_BATCH).map((id) => Models.thumbnails.delete(id)))
+            }
+            return { all, sources, records: expired.size }
+          }).pipe(Effect.mapError(stored(library, "thumbnails"))))
+        // each hash a record names: whether one of those records shows an original the library still has
+        const named = new Map<string, boolean>()
+        for (const t of found.all) if (t.hash !== undefined) named.set(t.hash, named.get(t.hash) === true || found.sources.has(t.source))
+        // a thumbnail no record names yet may be one just made or fetched whose record is not committed: only gone after the grace
+        const unnamed = aged(unnamedSince, library, held.filter((h) => !named.has(h)), now)
+        const drop = new Set(held.filter((h) => named.get(h) === false || unnamed.has(h)))
+        const cached = yield* Effect.mapError(cache.retain((hash) => !drop.has(hash)), stored(library, "cache"))
+        return { cached, records: found.records } satisfies Collected
       })
 
     const watch = (library: string, watchOptions: { readonly prefetch?: boolean; readonly debounce?: Duration.DurationInput } = {}) =>
@@ -402,6 +523,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
       generate,
       thumbnail,
       record,
+      list,
       fetchAll,
       collect,
       watch,
@@ -410,4 +532,4 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
   })
 
 /** Layer of the plugin and its service. */
-export const layer = (options: Options): Layer.Layer<Preview, TransportError, PluginHost | Libraries | Mounts> => Layer.scoped(Preview, make(options))
+export const layer = (options: Options): Layer.Layer<Preview, TransportError, PluginHost | Libraries | Mounts | Presence> => Layer.scoped(Preview, make(options))

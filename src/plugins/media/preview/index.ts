@@ -6,6 +6,7 @@
  * @since 0.1.0
  */
 export * as Cache from "./Cache.js"
+export * as Http from "./Http.js"
 export * as Models from "./Models.js"
 export * as Preview from "./Preview.js"
 export * as Protocol from "./Protocol.js"

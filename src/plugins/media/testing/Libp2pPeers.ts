@@ -11,6 +11,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as Engine from "../../../engine/Engine.js"
+import type * as Model from "../../../engine/Model.js"
 import * as Libraries from "../../../library/Libraries.js"
 import * as Identity from "../../../transport/Identity.js"
 import * as Libp2pTransport from "../../../transport/Libp2pTransport.js"
@@ -22,8 +23,13 @@ import * as Mounts from "../Mounts.js"
 import * as Presence from "../Presence.js"
 import * as Nodes from "./Nodes.js"
 
+/** What a peer's engine declares beyond the media models (preview's, say). */
+export interface Options {
+  readonly models?: ReadonlyArray<Model.Any>
+}
+
 /** A peer of `Nodes.LIBRARY` (with `members`) listening on loopback; nothing connected yet. */
-export const make = (identity: Identity.Identity["Type"], members: ReadonlyArray<string>) =>
+export const make = (identity: Identity.Identity["Type"], members: ReadonlyArray<string>, options: Options = {}) =>
   Effect.gen(function*() {
     const transport = yield* Libp2pTransport.make({ identity, listen: ["/ip4/127.0.0.1/tcp/0"] })
     const context = yield* Layer.build(Layer.provideMerge(
@@ -31,7 +37,7 @@ export const make = (identity: Identity.Identity["Type"], members: ReadonlyArray
       Layer.merge(Layer.succeed(Transport.Transport, transport), Libraries.layerMemory([Nodes.library(members)]))
     ))
     const host = Context.get(context, PluginHost.PluginHost)
-    const engine = yield* Engine.makeSqlite({ models: Models.models, node: identity.peerId, filename: ":memory:" })
+    const engine = yield* Engine.makeSqlite({ models: [...Models.models, ...(options.models ?? [])], node: identity.peerId, filename: ":memory:" })
     const mounts = yield* Mounts.make({ checkInterval: Duration.days(1) })
     const presence = yield* Presence.make().pipe(Effect.provide(context), Effect.provideService(Mounts.Mounts, mounts))
     const media = yield* Media.make({ engine: () => Effect.succeed(engine) }).pipe(
@@ -40,7 +46,8 @@ export const make = (identity: Identity.Identity["Type"], members: ReadonlyArray
       Effect.provideService(Presence.Presence, presence)
     )
     const [address] = yield* transport.addresses
-    return { id: identity.peerId, address: address!, host, engine, mounts, presence, media }
+    const libraries = Context.get(context, Libraries.Libraries)
+    return { id: identity.peerId, address: address!, host, libraries, engine, mounts, presence, media }
   })
 
 /**
@@ -48,12 +55,12 @@ export const make = (identity: Identity.Identity["Type"], members: ReadonlyArray
  * ("Films"), bob holds its records (copied, not synced) and is connected to
  * alice, who is online for him.
  */
-export const aliceHolding = (root: string) =>
+export const aliceHolding = (root: string, options: Options = {}) =>
   Effect.gen(function*() {
     const [aliceId, bobId] = [yield* Identity.generate(), yield* Identity.generate()]
     const members = [aliceId.peerId, bobId.peerId]
-    const alice = yield* make(aliceId, members)
-    const bob = yield* make(bobId, members)
+    const alice = yield* make(aliceId, members, options)
+    const bob = yield* make(bobId, members, options)
     yield* Stream.runDrain(alice.media.index(Nodes.LIBRARY, { id: "loc1", name: "Films" }, root))
     const files = yield* alice.engine.query(Models.files)
     yield* bob.engine.mutate([Models.locations.create("loc1", { name: "Films" }), ...files.map(({ id, ...values }) => Models.files.create(id, values))])

@@ -87,9 +87,16 @@ export interface IncomingOffer {
    * timed out or was withdrawn).
    */
   readonly accept: (target: string, options?: AcceptOptions) => Effect.Effect<Running.Transfer, Protocol.DecisionError | Protocol.SpacedropError>
-  /** Refuses the offer; the sender's `send` fails with `Declined`. */
-  readonly reject: (detail?: string) => Effect.Effect<void, Protocol.DecisionError>
+  /**
+   * Refuses the offer; the sender's `send` fails with `reason` (default
+   * `Declined`: the user said no; `NoListener`: nobody was there to ask,
+   * `Timeout`: nobody answered in time, `Busy`: too many questions wait).
+   */
+  readonly reject: (detail?: string, reason?: RefusalReason) => Effect.Effect<void, Protocol.DecisionError>
 }
+
+/** Why an app refuses an offer (the other reasons are the plugin's own checks). */
+export type RefusalReason = Extract<Protocol.RejectReason, "Declined" | "NoListener" | "Timeout" | "Busy">
 
 /** What the plugin shares between its handler and its watchers. */
 export interface Shared {
@@ -197,12 +204,24 @@ const SUPERSEDE_TIMEOUT = Duration.seconds(10)
 /** A temporary file's name: beside its target, named by transfer and entry, so a resume finds it. */
 const tempName = (transfer: string, index: number) => `.weft-${transfer}-${index}.part`
 
-/** Removes what an interrupted receive kept: its temporary file (only one of ours, by name) and its record. */
+/** Whether `name` is one of the temporary files of `transfer` (`tempName`). */
+const isTempOf = (transfer: string, name: string) => name.startsWith(`.weft-${transfer}-`) && /^\.weft-[A-Za-z0-9_-]{1,64}-\d+\.part$/.test(name)
+
+/**
+ * Removes what an interrupted receive kept: its temporary files (only ours,
+ * by name: `temp`, and those in the `scratch` directories inside the
+ * target, which a crash may have left) and its record.
+ */
 export const forget = (store: Records.Store, record: Records.ReceiveRecord): Effect.Effect<void> =>
   Effect.gen(function*() {
     const temp = record.temp
-    if (temp !== undefined && /^\.weft-[A-Za-z0-9_-]{1,64}-\d+\.part$/.test(nodePath.basename(temp)) && nodePath.basename(temp).startsWith(`.weft-${record.transfer}-`)) {
-      yield* Files.removeQuietly(temp)
+    if (temp !== undefined && isTempOf(record.transfer, nodePath.basename(temp))) yield* Files.removeQuietly(temp)
+    for (const dir of record.scratch ?? []) {
+      // only inside the target: the record is ours, but a file on disk
+      const inside = nodePath.relative(record.root, dir)
+      if (inside.startsWith("..") || nodePath.isAbsolute(inside)) continue
+      const names = yield* Effect.promise(() => fs.readdir(dir).catch(() => [] as Array<string>))
+      for (const name of names) if (isTempOf(record.transfer, name)) yield* Files.removeQuietly(nodePath.join(dir, name))
     }
     yield* store.remove("receive", record.transfer)
   })
@@ -323,7 +342,7 @@ export const handle = (shared: Shared) =>
       entries,
       count: offer.count,
       totalBytes: offer.totalBytes,
-      reject: (detail) => claimed(decide({ _tag: "Reject", reason: "Declined", detail: detail ?? "the user declined" })),
+      reject: (detail, reason = "Declined") => claimed(decide({ _tag: "Reject", reason, detail: detail ?? "the user declined" })),
       accept: (target, options = {}) =>
         Effect.gen(function*() {
           const indices = select(entries, options.entries)
@@ -452,6 +471,13 @@ interface Open {
   /** Set once the file is created (or reopened). */
   handle: Files.FileHandle | undefined
   io: Promise<void>
+  /**
+   * A checkpoint's sync of what was written before it, run beside the
+   * writes queued after it (a sync of many MiB in the queue held every
+   * write behind it, and the reading with them); waited for before the
+   * file is closed. Never rejects either.
+   */
+  syncing: Promise<void>
   failure: Protocol.SpacedropError | undefined
   hash: Hash
   /** The whole file's hash, when it came in one chunk (that chunk's verified hash: no second pass). */
@@ -515,12 +541,15 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       final: finalOf(index),
       handle,
       io: Promise.resolve(),
+      syncing: Promise.resolve(),
       failure: undefined,
       hash: createHash("sha256"),
       whole: undefined,
       written
     })
     /** Queues `op` on the file's handle, after what is queued already; `bytes` count against `MAX_QUEUED_BYTES` until it is done. */
+    // the reading, waiting for the queued writes to drain to half the bound
+    let drained: (() => void) | undefined
     const enqueue = (file: Open, what: string, op: (handle: Files.FileHandle) => Promise<unknown>, bytes = 0) => {
       queued += bytes
       file.io = file.io.then(async () => {
@@ -530,16 +559,39 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           file.failure ??= Files.ioError(ids, file.temp, what)(cause)
         } finally {
           queued -= bytes
+          if (drained !== undefined && queued <= MAX_QUEUED_BYTES / 2) {
+            const resume = drained
+            drained = undefined
+            resume()
+          }
         }
       })
     }
+    /** Syncs what is written of the file so far, beside the writes queued after this (see `Open.syncing`). */
+    const syncBeside = (file: Open) => {
+      const upTo = file.io
+      const before = file.syncing
+      file.syncing = Promise.all([upTo, before]).then(async () => {
+        try {
+          if (file.failure === undefined && file.handle !== undefined) await file.handle.sync()
+        } catch (cause) {
+          file.failure ??= Files.ioError(ids, file.temp, "sync")(cause)
+        }
+      })
+    }
+    /** All of the file's work: its queue and its sync beside it. */
+    const idle = (file: Open) => Promise.all([file.io, file.syncing])
     /** Waits for the file's queued work; fails with its first failure. */
     const settle = (file: Open) =>
-      Effect.flatMap(Effect.promise(() => file.io), () => (file.failure === undefined ? Effect.void : Effect.fail(file.failure)))
-    const settleAll = (open: ReadonlyArray<Open>) => Effect.promise(() => Promise.all(open.map((f) => f.io)))
-    /** Past the bound, waits until everything queued is written. */
+      Effect.flatMap(Effect.promise(() => idle(file)), () => (file.failure === undefined ? Effect.void : Effect.fail(file.failure)))
+    const settleAll = (open: ReadonlyArray<Open>) => Effect.promise(() => Promise.all(open.map(idle)))
+    /**
+     * Past the bound, waits until the queued writes drain to half of it: the
+     * reading goes on while the rest is written (waiting for all of it left
+     * the stream unread, and the sender's window shut, until the disk was idle).
+     */
     const backpressure = Effect.suspend(() =>
-      queued <= MAX_QUEUED_BYTES ? Effect.void : settleAll(current === undefined ? group : [...group, current])
+      queued <= MAX_QUEUED_BYTES ? Effect.void : Effect.promise(() => new Promise<void>((resume) => (drained = resume)))
     )
 
     /** Opens the temporary file of a resumed entry, its first `offset` bytes verified before; `undefined` if it is not usable. */
@@ -599,11 +651,24 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       onExisting,
       position: { files: results.length, offset: group.length === 0 ? current?.written ?? 0 : 0 },
       ...(current === undefined || group.length > 0 ? {} : { temp: current.temp }),
+      scratch: scratchDirs(),
       renamed: [...renamed],
       bytes: group.length === 0 ? bytes : placedBytes,
       totalBytes: files.reduce((n, i) => n + entries[i]!.size, 0),
       totalFiles: files.length
     })
+    /**
+     * The directories of the files that may be written before the next
+     * record: from the first not in place, as many as two checkpoints apart
+     * and a group (a checkpoint may be skipped while the last one runs).
+     */
+    const scratchDirs = () => {
+      const from = results.length
+      const upTo = Math.min(files.length, from + 2 * Math.max(CHECKPOINT_FILES, renamed.size) + GROUP_FILES + 1)
+      const dirs = new Set<string>()
+      for (let k = from; k < upTo; k++) dirs.add(nodePath.dirname(finalOf(files[k]!)))
+      return [...dirs]
+    }
     const put = (record: Records.ReceiveRecord) =>
       store.put(record).pipe(
         Effect.as(true),
@@ -643,7 +708,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           // the modification time is kept where the file system allows it
           enqueue(file, "utimes", (handle) => handle.utimes(mtime, mtime).catch(() => undefined))
           enqueue(file, "sync", (handle) => handle.sync())
-          enqueue(file, "close", (handle) => {
+          enqueue(file, "close", async (handle) => {
+            await file.syncing
             file.handle = undefined
             return handle.close()
           })
@@ -697,7 +763,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         const record = recordAt()
         const file = current
         const dirs = takeUnsynced()
-        if (file !== undefined) enqueue(file, "sync", (handle) => handle.sync())
+        if (file !== undefined) syncBeside(file)
         const work = Effect.gen(function*() {
           if (file !== undefined) yield* settle(file)
           yield* Effect.promise(() => Promise.all(dirs.map(Files.syncDirectory)))
@@ -746,7 +812,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
     const remove = (open: ReadonlyArray<Open>) =>
       Effect.promise(() =>
         Promise.all(open.map(async (file) => {
-          await file.io
+          await idle(file)
           await file.handle?.close().catch(() => undefined)
           file.handle = undefined
           await fs.rm(file.temp, { force: true }).catch(() => undefined)
@@ -964,7 +1030,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             const file = current
             if (file !== undefined) {
               enqueue(file, "sync", (handle) => handle.sync())
-              yield* Effect.promise(() => file.io)
+              yield* Effect.promise(() => idle(file))
               if (file.failure !== undefined) yield* discard
               else yield* Effect.promise(() => file.handle?.close().catch(() => undefined) ?? Promise.resolve())
             }

@@ -71,6 +71,14 @@ export const ReceiveRecord = Schema.Struct({
   position: Protocol.Position,
   /** The temporary file holding the next file's verified bytes (removed with the record). */
   temp: Schema.optional(LocalPath),
+  /**
+   * The directories where this transfer's temporary files may be, beyond
+   * `temp`: those of the files that may be written before the next record
+   * (verified files waiting in a group to be put in place, which a hard
+   * crash leaves behind). Cancelling the record removes this transfer's
+   * temporary files there.
+   */
+  scratch: Schema.optional(Schema.Array(LocalPath).pipe(Schema.maxItems(MAX_RECORD_ENTRIES))),
   /** Files saved under another name than their own (`a (1).txt`): [entry index, saved as]. */
   renamed: Schema.Array(Schema.Tuple(Count, LocalPath)).pipe(Schema.maxItems(MAX_RECORD_ENTRIES)),
   bytes: Count,

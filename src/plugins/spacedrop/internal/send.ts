@@ -3,9 +3,11 @@
  * the accepted files chunk after chunk within its window, never waiting for
  * a reply per chunk or per file (see `Protocol`).
  */
+import * as Cause from "effect/Cause"
 import * as Deferred from "effect/Deferred"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -37,7 +39,21 @@ export interface SendOptions {
   readonly windowBytes?: number
   /** The chunk size (default: fitted to the total, see `chunkBytesFor`). */
   readonly chunkBytes?: number
+  /**
+   * How many times an accepted transfer whose connection dropped (or whose
+   * receiver went quiet) is offered again on its own, from the receiver's
+   * last verified chunk, before it ends `interrupted` (default 5; 0: never,
+   * `Service.resume` then goes on by hand).
+   */
+  readonly reconnectAttempts?: number
+  /** The wait before the first of those attempts, doubled after each (default 1 s, at most 30 s). */
+  readonly reconnectDelay?: Duration.DurationInput
 }
+
+/** Attempts to go on after a dropped connection, by default. */
+export const DEFAULT_RECONNECT_ATTEMPTS = 5
+/** The longest wait between two attempts. */
+const MAX_RECONNECT_DELAY = Duration.seconds(30)
 
 /** The sender's own settings. */
 export interface SenderSettings {
@@ -161,7 +177,28 @@ const start = (
     })
     const accepted = Effect.flatMap(running.current, (p) =>
       recorded ? Effect.void : Effect.map(keep(recordOf(p)), (kept) => void (recorded = kept)))
-    const run = Effect.scoped(exchange({ host, settings, plan, running, options, accepted })).pipe(
+    const attempts = Math.max(0, options.reconnectAttempts ?? DEFAULT_RECONNECT_ATTEMPTS)
+    const firstDelay = Duration.decode(options.reconnectDelay ?? Duration.seconds(1))
+    const cancelled = new Protocol.SpacedropError({ reason: "Cancelled", peer: plan.peer, transfer: plan.transfer, by: "sender", detail: "cancelled by the sender" })
+    // the exchange again on a new stream (and connection) after a drop: the receiver's record says where to go on,
+    // so nothing it verified comes again; the same `Transfer` (its progress, its result) follows every attempt
+    const runs = Effect.gen(function*() {
+      for (let attempt = 1;; attempt++) {
+        const exit = yield* Effect.exit(Effect.scoped(exchange({ host, settings, plan, running, options, accepted })))
+        const retry = attempt <= attempts && recorded && Exit.isFailure(exit) && !Exit.isInterrupted(exit) &&
+          !(yield* Deferred.isDone(running.cancelled)) && Running.isResumable(exit, { timeout: true })
+        if (!retry) return yield* exit
+        const delay = Duration.min(Duration.times(firstDelay, 2 ** (attempt - 1)), MAX_RECONNECT_DELAY)
+        const why = Option.match(Cause.failureOption(exit.cause), { onNone: () => "interrupted", onSome: (e) => e.message })
+        yield* Effect.logInfo(`spacedrop: transfer ${plan.transfer} stopped (${why}); attempt ${attempt} of ${attempts} to go on in ${Duration.format(delay)}`)
+        // kept where it is now, should this process stop while it waits
+        yield* keep(recordOf(yield* running.current))
+        yield* running.update((p) => ({ ...p, state: "reconnecting", current: undefined, bytesPerSecond: 0, etaSeconds: undefined }))
+        const stopped = yield* Effect.raceFirst(Effect.as(Effect.sleep(delay), false), Effect.as(Deferred.await(running.cancelled), true))
+        if (stopped) return yield* cancelled
+      }
+    })
+    const run = runs.pipe(
       Effect.onExit((exit) =>
         Effect.gen(function*() {
           // a cancel asked for here is final, even when the connection failed first
@@ -275,6 +312,8 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
     let sent = before[at.k]! + at.offset
     let filesSent = at.k
     yield* running.update((p) => ({ ...p, totalBytes: total, totalFiles: toSend.length, bytes: sent, files: filesSent }))
+    // a receiver's pause held the run before a reconnect: its new run starts unpaused (and says so if it pauses)
+    yield* running.holdRemote(false)
     yield* running.start
 
     // the receiver's side of the transfer: acknowledgements, pauses, rewinds, then Complete (or a Cancel)

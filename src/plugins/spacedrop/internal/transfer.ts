@@ -15,11 +15,13 @@ import type { PeerId, TransportError } from "../../../transport/Transport.js"
 import * as Protocol from "../Protocol.js"
 
 /**
- * Where a transfer is. `paused`: either side holds it paused. `interrupted`:
+ * Where a transfer is. `paused`: either side holds it paused.
+ * `reconnecting` (sender): its connection dropped, and it waits to offer
+ * the transfer again from the receiver's last verified chunk. `interrupted`:
  * it stopped (its connection dropped, its process stopped) with what it
  * verified kept, and can be resumed (`Service.resume`).
  */
-export type State = "waiting" | "transferring" | "paused" | "done" | "failed" | "cancelled" | "interrupted"
+export type State = "waiting" | "transferring" | "paused" | "reconnecting" | "done" | "failed" | "cancelled" | "interrupted"
 
 /** A transfer's progress, on either side. */
 export interface Progress {
@@ -158,7 +160,7 @@ export const make = (
         update((p) => ({
           ...p,
           pausedBy: holders(h),
-          state: p.state === "waiting" ? p.state : h.sender || h.receiver ? "paused" : "transferring"
+          state: p.state === "waiting" || p.state === "reconnecting" ? p.state : h.sender || h.receiver ? "paused" : "transferring"
         })))
     // checked first without a subscription: the sender asks before every chunk
     const whenHolds = (f: (h: Holds) => boolean) =>

@@ -60,7 +60,10 @@ export const network = (): Effect.Effect<Network, never, Scope.Scope> =>
         yield* host.provide(Sync.make({ libraries: [{ id: LIBRARY, engine }], retry: Schedule.spaced(Duration.millis(50)) }))
         const directory = yield* tempDir("weft-preview-")
         const preview = yield* host.provide(
-          Preview.make({ ...options.preview, engine: () => Effect.succeed(engine), directory }).pipe(Effect.provideService(Mounts.Mounts, mounts))
+          Preview.make({ ...options.preview, engine: () => Effect.succeed(engine), directory }).pipe(
+            Effect.provideService(Mounts.Mounts, mounts),
+            Effect.provideService(Presence.Presence, presence)
+          )
         )
         return { ...host, engine, mounts, presence, media, preview } satisfies Node
       })
