@@ -125,9 +125,10 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
 
     const pool = yield* Pool.make(host, {
       maxIdle: Math.max(0, Math.floor(options.idleStreams ?? DEFAULT_IDLE_STREAMS)),
-      idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT
+      idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
+      answerTimeout
     })
-    const read = Read.make({ host, pool, mounts, presence, engine: options.engine, chunkBytes, answerTimeout })
+    const read = Read.make({ host, pool, mounts, presence, engine: options.engine, chunkBytes })
 
     const storage = (root: string) => (e: StorageError | ValidationError) => new Indexer.IndexError({ reason: "Storage", path: root, detail: e.message, cause: e })
 

@@ -7,7 +7,6 @@
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
@@ -64,7 +63,6 @@ export interface Deps {
   readonly presence: Presence["Type"]
   readonly engine: (library: string) => Effect.Effect<Engine.Service, StorageError | ValidationError, Scope.Scope>
   readonly chunkBytes: number
-  readonly answerTimeout: Duration.DurationInput
 }
 
 const encoder = new TextEncoder()
@@ -83,7 +81,7 @@ type Source =
 export const rank = (reason: Protocol.Reason): number => RANK.indexOf(reason)
 
 /** Reads over `deps`. */
-export const make = ({ host, pool, mounts, presence, chunkBytes, answerTimeout, ...deps }: Deps) =>
+export const make = ({ host, pool, mounts, presence, chunkBytes, ...deps }: Deps) =>
 (library: string, ref: FileRef, readOptions: ReadOptions = {}): Effect.Effect<Reading, MediaError> =>
       Effect.gen(function*() {
         const fileName = "id" in ref ? ref.id : ref.hash
@@ -117,22 +115,18 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, answerTimeout, 
             const request = Framing.encode(json(Protocol.VERSION, encodeRead({ type: "Read", file: { id: record.id }, offset: part.offset, length: Math.max(1, part.length), verify })))
             const violation = (error: ProtocolError) => Effect.zipRight(host.violation(peer, Protocol.MEDIA_ID, error), Effect.fail(failed(error.message)))
             const take = (fresh: boolean) => Effect.mapError(pool.take(peer, library, fresh), (e) => failed(e.message))
-            const ask = (conn: Pool.Conn) =>
-              Effect.zipRight(
-                conn.stream.write(request),
-                conn.frame(Protocol.Answers.maxFrameBytes).pipe(Effect.timeoutFail({ duration: answerTimeout, onTimeout: () => failed("no answer in time") }))
-              )
+            const ask = (conn: Pool.Conn) => Effect.zipRight(conn.stream.write(request), conn.frame(Protocol.Answers.maxFrameBytes))
             let conn = yield* take(false)
             let asked = yield* Effect.either(ask(conn))
             // an idle stream the peer closed meanwhile (or a server that answers one read per stream): once more on a new one
-            if (conn.reused && (Either.isLeft(asked) ? asked.left instanceof TransportError : Option.isNone(asked.right))) {
+            if (conn.reused && (Either.isLeft(asked) ? asked.left instanceof TransportError && asked.left.reason !== "Timeout" : Option.isNone(asked.right))) {
               yield* conn.discard
               conn = yield* take(true)
               asked = yield* Effect.either(ask(conn))
             }
             const frame = yield* asked.pipe(
               Effect.catchIf((e): e is ProtocolError => e instanceof ProtocolError, violation),
-              Effect.mapError((e) => (e instanceof MediaError ? e : failed(e.message)))
+              Effect.mapError((e) => (e instanceof MediaError ? e : failed(e.reason === "Timeout" ? "no answer in time" : e.message)))
             )
             if (Option.isNone(frame)) return yield* failed("the peer ended the stream before answering")
             const answer = Messages.decodeJson(frame.value, Protocol.VERSION, decodeAnswer, where)
@@ -155,15 +149,14 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, answerTimeout, 
               yield* conn.done
               return Stream.empty
             }
-            // exactly part.length bytes, each pull timed (a peer alive but stalled is replaced like a dead one; a slow consumer is not);
+            // exactly part.length bytes, each pull timed by the pool (a peer alive but stalled is replaced like a dead one; a slow consumer is not);
             // the stream goes back to the pool only once they all came
             let delivered = 0
             const taken = conn
             const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<MediaError>> = Effect.suspend(() => {
               if (delivered >= part.length) return Effect.fail(Option.none())
               return taken.pieces(part.length - delivered).pipe(
-                Effect.timeoutFail({ duration: answerTimeout, onTimeout: () => failed(`no bytes for ${Duration.format(Duration.decode(answerTimeout))}`) }),
-                Effect.mapError((e) => Option.some(e instanceof MediaError ? e : failed(e.message))),
+                Effect.mapError((e) => Option.some(failed(e.reason === "Timeout" ? e.detail : e.message))),
                 Effect.flatMap(Option.match({
                   onNone: () => Effect.fail(Option.some(failed(`the stream ended ${part.length - delivered} bytes short`))),
                   onSome: (pieces) => {
