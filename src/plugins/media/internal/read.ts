@@ -9,9 +9,11 @@
 import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { StorageError } from "../../../engine/Database.js"
 import type * as Engine from "../../../engine/Engine.js"
@@ -73,6 +75,9 @@ const json = (version: number, message: object) => encoder.encode(JSON.stringify
 // which error a failed read reports when every source failed: the most telling
 export const RANK: ReadonlyArray<Protocol.Reason> = ["Changed", "Unsafe", "RangeNotSatisfiable", "NotFound", "Failed", "Offline"]
 
+/** The next bytes of a source: `None` at its end. */
+type Pull = Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<MediaError>>
+
 type Source =
   | { readonly _tag: "Local"; readonly record: Models.File }
   | { readonly _tag: "Remote"; readonly record: Models.File; readonly peer: PeerId }
@@ -101,15 +106,15 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, ...deps }: Deps
         const range = resolved.value
         const end = range.offset + range.length
 
-        const local = (record: Models.File, part: Range): Stream.Stream<Uint8Array, MediaError> =>
-          Stream.unwrapScoped(Effect.gen(function*() {
+        const local = (record: Models.File, part: Range): Effect.Effect<Pull, MediaError, Scope.Scope> =>
+          Effect.gen(function*() {
             const opened = yield* Effect.mapError(Files.open(mounts, library, record, verify), fromRefusal(undefined))
             const unchanged = Effect.flatMap(Files.stillSame(opened), (same) => (same ? Effect.void : Effect.fail(fail("Changed", "the file changed while it was read"))))
-            return Stream.concat(Stream.mapError(Files.chunks(opened.handle, part, chunkBytes), fromRefusal(undefined)), Stream.drain(Stream.fromEffect(unchanged)))
-          }))
+            return yield* Stream.toPull(Stream.concat(Stream.mapError(Files.chunks(opened.handle, part, chunkBytes), fromRefusal(undefined)), Stream.drain(Stream.fromEffect(unchanged))))
+          })
 
-        const remote = (peer: PeerId, record: Models.File, part: Range): Stream.Stream<Uint8Array, MediaError> =>
-          Stream.unwrapScoped(Effect.gen(function*() {
+        const remote = (peer: PeerId, record: Models.File, part: Range): Effect.Effect<Pull, MediaError, Scope.Scope> =>
+          Effect.gen(function*() {
             const failed = (detail: string) => fail("Failed", detail, { peer })
             const where = { peer, protocol: Protocol.MEDIA_ID }
             const request = Framing.encode(json(Protocol.VERSION, encodeRead({ type: "Read", file: { id: record.id }, offset: part.offset, length: Math.max(1, part.length), verify })))
@@ -147,7 +152,7 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, ...deps }: Deps
             }
             if (part.length === 0) {
               yield* conn.done
-              return Stream.empty
+              return Effect.fail(Option.none())
             }
             // exactly part.length bytes, each pull timed by the pool (a peer alive but stalled is replaced like a dead one; a slow consumer is not);
             // the stream goes back to the pool only once they all came
@@ -166,8 +171,8 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, ...deps }: Deps
                 }))
               )
             })
-            return Stream.repeatEffectChunkOption(pull)
-          }))
+            return pull
+          })
 
         // sources are chosen as they are needed, so a peer that came online during the read is one
         const tried = new Set<string>()
@@ -190,23 +195,49 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, ...deps }: Deps
         })
         let reached = range.offset
         const errors: Array<MediaError> = []
-        const attempt: Stream.Stream<Uint8Array, MediaError> = Stream.unwrap(Effect.gen(function*() {
-          if (reached >= end && tried.size > 0) return Stream.empty
-          const source = yield* next
-          if (Option.isNone(source)) {
-            const worst = [...errors].sort((a, b) => RANK.indexOf(a.reason) - RANK.indexOf(b.reason))[0]
-            return Stream.fail(worst ?? fail("Offline", `location ${file.location} is online nowhere this node reaches`))
-          }
-          const part = { offset: reached, length: end - reached }
-          const bytes = source.value._tag === "Local" ? local(source.value.record, part) : remote(source.value.peer, source.value.record, part)
-          return bytes.pipe(
-            Stream.tap((chunk) => Effect.sync(() => { reached += chunk.length })),
-            Stream.catchAll((error) => {
-              errors.push(error)
-              return attempt
+        // the source being read, in a scope of its own within the read's
+        let current: { readonly pull: Pull; readonly scope: Scope.CloseableScope } | undefined = undefined
+        // the next bytes from the current source, or from the next one when it fails: one flat pull, not a stream per source
+        const pullAny = (scope: Scope.Scope): Pull =>
+          Effect.suspend(() => {
+            const source = current
+            if (source !== undefined) {
+              return source.pull.pipe(
+                Effect.map((chunk) => {
+                  for (const piece of chunk) reached += piece.length
+                  return chunk
+                }),
+                Effect.catchAll((error) => {
+                  current = undefined
+                  if (Option.isSome(error)) errors.push(error.value)
+                  // a source ends cleanly only with all its bytes
+                  return Effect.zipRight(Scope.close(source.scope, Exit.void), Option.isNone(error) ? Effect.fail(error) : pullAny(scope))
+                })
+              )
+            }
+            if (reached >= end && tried.size > 0) return Effect.fail(Option.none())
+            return Effect.gen(function*() {
+              const chosen = yield* next
+              if (Option.isNone(chosen)) {
+                const worst = [...errors].sort((a, b) => RANK.indexOf(a.reason) - RANK.indexOf(b.reason))[0]
+                return yield* Effect.fail(Option.some(worst ?? fail("Offline", `location ${file.location} is online nowhere this node reaches`)))
+              }
+              const part = { offset: reached, length: end - reached }
+              const sourceScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+              const opened = yield* Effect.either(Scope.extend(
+                chosen.value._tag === "Local" ? local(chosen.value.record, part) : remote(chosen.value.peer, chosen.value.record, part),
+                sourceScope
+              ))
+              if (Either.isLeft(opened)) {
+                errors.push(opened.left)
+                yield* Scope.close(sourceScope, Exit.void)
+              } else {
+                current = { pull: opened.right, scope: sourceScope }
+              }
+              return yield* pullAny(scope)
             })
-          )
-        }))
+          })
+        const attempt = Stream.unwrapScoped(Effect.map(Effect.scope, (scope) => Stream.repeatEffectChunkOption(pullAny(scope))))
         return { file, range, bytes: attempt }
       })
 
