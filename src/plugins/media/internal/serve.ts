@@ -35,7 +35,7 @@ import type { StorageError } from "../../../engine/Database.js"
 import type * as Engine from "../../../engine/Engine.js"
 import type { ValidationError } from "../../../engine/EngineError.js"
 import * as Framing from "../../../transport/Framing.js"
-import type { Duplex } from "../../../transport/Transport.js"
+import { type Duplex, TransportError } from "../../../transport/Transport.js"
 import * as Messages from "../../Messages.js"
 import type * as Plugin from "../../Plugin.js"
 import type * as Models from "../Models.js"
@@ -239,7 +239,8 @@ export const handler = ({ chunkBytes, engine, mounts }: Deps) => (stream: Duplex
         }
         if (served >= Protocol.MAX_READS_PER_STREAM) return yield* stream.end
         // the reader keeps the stream for its next read, for a while; its end (or silence: `watch`) ends ours
-        const following = yield* channel.receive
+        // (a reader that closes an idle stream resets it: that is its end, no failure)
+        const following = yield* Effect.catchIf(channel.receive, (e): e is TransportError => e instanceof TransportError, () => Effect.succeedNone)
         if (Option.isNone(following)) return yield* stream.end
         request = following.value
       }
