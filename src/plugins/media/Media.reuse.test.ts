@@ -42,9 +42,9 @@ const mediaStreams = (network: MemoryNetwork) =>
 const held = (node: Nodes.Node) =>
   Effect.map(node.host.streams, (all) => all.filter((s) => s.protocol === Protocol.MEDIA_ID).reduce((n, s) => n + s.outbound, 0))
 
-const setup = (media?: Omit<Media.Options, "engine">) =>
+const setup = (media?: Omit<Media.Options, "engine">, engine?: Nodes.Options["engine"]) =>
   Effect.gen(function*() {
-    const net = yield* Nodes.network(media === undefined ? {} : { media })
+    const net = yield* Nodes.network({ ...(media === undefined ? {} : { media }), ...(engine === undefined ? {} : { engine }) })
     const alice = yield* net.node("alice", members)
     const bob = yield* net.node("bob", members)
     const root = yield* tempDir()
@@ -107,6 +107,17 @@ describe("Media: streams reused between reads", () => {
       const shorter = yield* read(bob, { offset: 3000, length: 10 })
       expect(Either.isLeft(shorter) && shorter.left.reason).toBe("Changed")
       expect((yield* streams).opened.size).toBe(1)
+    }))
+
+  it.scopedLive("reads in a row hold the library's engine between them, on both ends, instead of opening it for each", () =>
+    Effect.gen(function*() {
+      const opened = new Map<string, number>()
+      const counting: Nodes.Options["engine"] = (node, plain) => (library) =>
+        Effect.zipRight(Effect.acquireRelease(Effect.sync(() => opened.set(node, (opened.get(node) ?? 0) + 1)), () => Effect.void), plain(library))
+      const { bob } = yield* setup(undefined, counting)
+      opened.clear() // (alice's indexing opened it once)
+      for (let i = 0; i < 5; i++) expect(yield* read(bob, { offset: 1000 * i, length: 10 })).toEqual(Either.right(digest(content.slice(1000 * i, 1000 * i + 10))))
+      expect([opened.get("alice"), opened.get("bob")]).toEqual([1, 1])
     }))
 
   it.scopedLive("an idle stream is closed after the idle timeout, and the next read opens a new one", () =>

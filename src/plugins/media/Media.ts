@@ -32,6 +32,7 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as RcMap from "effect/RcMap"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { StorageError } from "../../engine/Database.js"
@@ -105,6 +106,13 @@ export const DEFAULT_IDLE_TIMEOUT = Duration.seconds(10)
 /** Most inbound reads of one peer at once, by default. */
 export const DEFAULT_MAX_INBOUND_STREAMS = 16
 
+/**
+ * How long a library's engine that reads (served or made here) got from `Options.engine` is held
+ * after the last of them: reads in a row (a player seeking) would otherwise open and close it each,
+ * when nothing else holds it.
+ */
+export const ENGINE_IDLE: Duration.Duration = Duration.seconds(30)
+
 /** Registers the plugin on the host in context and provides the service; unregistered with the scope. */
 export const make = (options: Options): Effect.Effect<Service, TransportError, PluginHost | Mounts | Presence | Scope.Scope> =>
   Effect.gen(function*() {
@@ -112,9 +120,11 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
     const mounts = yield* Mounts
     const presence = yield* Presence
     const chunkBytes = Math.max(1, Math.floor(options.chunkBytes ?? 64 * 1024))
+    const engines = yield* RcMap.make({ lookup: options.engine, idleTimeToLive: ENGINE_IDLE })
+    const engine: EngineOf = (library) => RcMap.get(engines, library)
     const answerTimeout = options.answerTimeout ?? Protocol.REQUEST_TIMEOUT
 
-    const handle = Serve.handler({ mounts, engine: options.engine, chunkBytes })
+    const handle = Serve.handler({ mounts, engine, chunkBytes })
 
     yield* host.register(Plugin.make({
       name: "media",
@@ -128,7 +138,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
       idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
       answerTimeout
     })
-    const read = Read.make({ host, pool, mounts, presence, engine: options.engine, chunkBytes })
+    const read = Read.make({ host, pool, mounts, presence, engine, chunkBytes })
 
     const storage = (root: string) => (e: StorageError | ValidationError) => new Indexer.IndexError({ reason: "Storage", path: root, detail: e.message, cause: e })
 
