@@ -25,6 +25,7 @@
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
@@ -94,6 +95,8 @@ export const handler = ({ chunkBytes, engine, mounts }: Deps) => (stream: Duplex
   Effect.gen(function*() {
     const library = context.library!
     const clock = yield* Effect.clock
+    // the stream's: a held file's scope is its child, so nothing opened outlives the stream, even when interrupted
+    const streamScope = yield* Effect.scope
     const channel = yield* Messages.make(stream, Protocol.Requests)
     let held: Held | undefined
     const release = Effect.suspend(() => {
@@ -118,7 +121,7 @@ export const handler = ({ chunkBytes, engine, mounts }: Deps) => (stream: Duplex
         const kept = yield* reusable(record, verify)
         if (kept !== undefined) return Either.right(kept)
         yield* release
-        const scope = yield* Scope.make()
+        const scope = yield* Scope.fork(streamScope, ExecutionStrategy.sequential)
         const opened = yield* Effect.either(Scope.extend(Files.open(mounts, library, record, verify), scope))
         const root = yield* mounts.root(library, record.location)
         if (Either.isLeft(opened) || Option.isNone(root)) {
