@@ -21,16 +21,33 @@
  *   root each `mounts.checkInterval` (default 5 s), and at once on a change
  *   here or a `list`.
  *
+ * - With `watch`, every location held here is watched for changes as they
+ *   happen (`@parcel/watcher`, through `@effect/platform`'s `FileSystem.watch`:
+ *   inotify on Linux, FSEvents on macOS, recursive and reliable where Node's
+ *   `fs.watch` is not), and rescanned once its changes have been quiet for
+ *   `watch.debounce` (default 1 s): a burst of changes (a folder copied in) is
+ *   one rescan, and changes during a rescan bring one more after it, never a
+ *   queue of them. A root that cannot be watched (gone, unplugged) is tried
+ *   again every 5 s. At start, each location is rescanned once, for what
+ *   changed while the node was not running.
+ *
  * A mount is recorded before its scan starts: a scan stopped half way
  * (Ctrl-C, a crash) leaves a location that `rescan` completes.
  *
  * @since 0.1.0
  */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
+import * as ParcelWatcher from "@effect/platform-node/NodeFileSystem/ParcelWatcher"
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as FiberMap from "effect/FiberMap"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
+import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -64,7 +81,18 @@ export interface Options {
   readonly media?: Omit<Media.Options, "engine">
   /** Changes per transaction of a scan (default 256). */
   readonly batchSize?: number
+  /** Watches the locations held here and rescans each after changes (off when absent). */
+  readonly watch?: Watch
 }
+
+/** Watching held locations for changes. */
+export interface Watch {
+  /** How long a location's changes must be quiet before it is rescanned (default 1 s). */
+  readonly debounce?: Duration.DurationInput
+}
+
+/** How long a watched location's changes must be quiet before its rescan, by default. */
+export const DEFAULT_DEBOUNCE: Duration.Duration = Duration.seconds(1)
 
 /** Most locations one node holds. */
 export const MAX_MOUNTS = 4096
@@ -143,6 +171,35 @@ export const make = (
     const lock = yield* Effect.makeSemaphore(1)
     for (const mount of initial) yield* mounts.mount(mount.library, mount.location, mount.root)
 
+    // a watcher per held location, when watching: changes mark it dirty (one pending mark at most), and a
+    // dirty location is rescanned once its changes were quiet for the debounce
+    const watchers = yield* FiberMap.make<string>()
+    const watchKey = (library: string, location: string) => `${library}\u0000${location}`
+    const watch = options.watch
+    const watching = watch === undefined ? undefined : yield* Effect.provide(FileSystem.FileSystem, NodeFileSystem.layer.pipe(Layer.provide(ParcelWatcher.layer)))
+    const debounce = Duration.decode(watch?.debounce ?? DEFAULT_DEBOUNCE)
+    const startWatching = (mount: Mount, catchUp: boolean) =>
+      watching === undefined ? Effect.void : Effect.asVoid(FiberMap.run(watchers, watchKey(mount.library, mount.location), Effect.scoped(Effect.gen(function*() {
+        const dirty = yield* Queue.sliding<void>(1)
+        // at start, what changed while the node was not running
+        if (catchUp) yield* Queue.offer(dirty, undefined)
+        yield* Effect.forkScoped(watching.watch(mount.root, { recursive: true }).pipe(
+          Stream.runForEach(() => Queue.offer(dirty, undefined)),
+          Effect.tapError((e) => Effect.logWarning(`cannot watch ${mount.root} (tried again in 5 s)`, e)),
+          Effect.retry(Schedule.spaced(Duration.seconds(5)))
+        ))
+        while (true) {
+          yield* Queue.take(dirty)
+          // quiet for the debounce: what came meanwhile is part of this batch
+          do yield* Effect.sleep(debounce)
+          while ((yield* Queue.takeAll(dirty)).length > 0)
+          yield* Stream.runDrain(media.rescan(mount.library, mount.location, indexOptions)).pipe(
+            Effect.catchAll((e) => Effect.logWarning(`rescan of ${mount.root} after a change failed`, e))
+          )
+        }
+      }))))
+    for (const mount of initial) yield* startWatching(mount, true)
+
     // once the write starts, memory and the mounts follow it
     const save = (next: ReadonlyArray<Mount>, then: Effect.Effect<void>) =>
       Effect.uninterruptible(Effect.zipRight(
@@ -153,13 +210,13 @@ export const make = (
       lock.withPermits(1)(Effect.gen(function*() {
         const others = (yield* Ref.get(held)).filter((m) => !(m.library === mount.library && m.location === mount.location))
         if (others.length >= MAX_MOUNTS) return yield* fail("Io", `this node holds ${MAX_MOUNTS} locations already`)
-        yield* save([...others, mount], mounts.mount(mount.library, mount.location, mount.root))
+        yield* save([...others, mount], Effect.zipRight(mounts.mount(mount.library, mount.location, mount.root), startWatching(mount, false)))
       }))
     const release = (library: string, location: string) =>
       lock.withPermits(1)(Effect.gen(function*() {
         const all = yield* Ref.get(held)
         const rest = all.filter((m) => !(m.library === library && m.location === location))
-        if (rest.length < all.length) yield* save(rest, mounts.unmount(library, location))
+        if (rest.length < all.length) yield* save(rest, Effect.zipRight(FiberMap.remove(watchers, watchKey(library, location)), mounts.unmount(library, location)))
       }))
 
     const findLibrary = (ref: string) =>

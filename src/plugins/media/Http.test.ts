@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
 import * as fs from "node:fs/promises"
 import * as NodeHttp from "node:http"
+import * as net from "node:net"
 import * as nodePath from "node:path"
 import * as Http from "./Http.js"
 import * as Headers from "./http/headers.js"
@@ -181,6 +182,47 @@ describe("Media over HTTP", () => {
       }))
       yield* offline
       expect((yield* get(`/files/${L}/${id}`)).status).toBe(503)
+      expect((yield* get(`/files/${L}/${id}`, {}, "HEAD")).status).toBe(503)
+    }))
+
+  it.scopedLive("HEAD is answered as GET would be: a file changed on the node that holds it is 409", () =>
+    Effect.gen(function*() {
+      const { get, root } = yield* setup
+      expect((yield* get(`/files/${L}/${note}`, {}, "HEAD")).status).toBe(200)
+      yield* write(nodePath.join(root, "note.txt"), "hello, longer")
+      expect((yield* get(`/files/${L}/${note}`, {}, "HEAD")).status).toBe(409)
+    }))
+
+  it.scopedLive("a read that fails after the status was sent cuts the connection: the client sees it cut, not a short body that looks complete (nor the next answer on the connection)", () =>
+    Effect.gen(function*() {
+      // every source fails after the first bytes (as when the last holder drops mid-stream)
+      const failing = (media: Media.Service): Media.Service => ({
+        ...media,
+        read: (library, file, options) =>
+          Effect.map(media.read(library, file, options), (reading) => ({
+            ...reading,
+            bytes: Stream.concat(
+              Stream.take(reading.bytes, 1),
+              Stream.fail(new Media.MediaError({ reason: "Failed", library, file: "id" in file ? file.id : file.hash, detail: "every source failed" }))
+            )
+          }))
+      })
+      const { port } = yield* setupWith({}, failing)
+      // two requests pipelined on one keep-alive connection, the second for a small file that reads fine: a server that
+      // ended the first response short would go on with the second on the same connection, its bytes read by the client
+      // as the rest of the first body; cut, the connection carries the start of the first answer and nothing more
+      const auth = `authorization: Bearer ${TOKEN}\r\nhost: 127.0.0.1:${port}`
+      const sent = `GET /files/${L}/${id} HTTP/1.1\r\n${auth}\r\n\r\nGET /files/${L}/${note} HTTP/1.1\r\n${auth}\r\nconnection: close\r\n\r\n`
+      const received = yield* Effect.async<string, Error>((resume) => {
+        const chunks: Array<Buffer> = []
+        const socket = net.connect(port, "127.0.0.1", () => socket.write(sent))
+        socket.on("data", (c: Buffer) => chunks.push(c))
+        socket.on("error", () => {}) // a reset is a cut too: what arrived is checked
+        socket.on("close", () => resume(Effect.succeed(Buffer.concat(chunks).toString("latin1"))))
+      })
+      expect(received.startsWith("HTTP/1.1 200 OK")).toBe(true)
+      expect(received.split("HTTP/1.1 ").length - 1).toBe(1)
+      expect(received.length).toBeLessThan(SIZE)
     }))
 
   it.scopedLive("without the token 401; the token as Bearer, in the URL (which sets an HttpOnly SameSite=Strict cookie) or as that cookie", () =>

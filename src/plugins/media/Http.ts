@@ -32,8 +32,11 @@
  * failed) 502; a malformed library, id or hash in the URL is 400. A `GET`
  * waits for the first bytes before it answers, so a file that cannot be
  * read gets its status; a source that fails later is replaced as `Media`
- * does, and when none is left the connection is cut (the client sees a
- * short body). A `HEAD` is answered from the record alone.
+ * does, and when none is left the connection is cut (Node's response is
+ * destroyed: the client sees the connection aborted short of the
+ * `Content-Length`, never a complete-looking body). A `HEAD` is answered as
+ * a `GET` would be: a holder serves one byte of the file first, so a file
+ * online nowhere is `503` (and a changed one `409`) there too.
  *
  * Access, checked on every request, before anything else:
  * - `Host` must be the bound address (`127.0.0.1:PORT`, and for a loopback
@@ -63,6 +66,7 @@ import type * as HttpServerError from "@effect/platform/HttpServerError"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import * as NodeHttpServerRequest from "@effect/platform-node/NodeHttpServerRequest"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -173,12 +177,19 @@ const file = (media: Media["Type"], library: string, ref: Protocol.FileRef) =>
       ...(partial ? { "content-range": `bytes ${range.offset}-${range.offset + range.length - 1}/${reading.file.size}` } : {})
     }
     const status = partial ? 206 : 200
-    if (!get) return HttpServerResponse.empty({ status, headers: answer })
+    if (!get) {
+      // answered as a GET would be: some holder must serve a byte of the file (else Offline, Changed … as for a GET)
+      yield* Stream.runDrain((yield* media.read(library, ref, { length: 1 })).bytes)
+      return HttpServerResponse.empty({ status, headers: answer })
+    }
     const pull = yield* Stream.toPull(reading.bytes)
     const first = yield* firstChunk(pull)
+    // once the status is sent, a read that fails must not look like a complete body: the connection is cut
+    // (Node's response destroyed), so the client sees it aborted short of its Content-Length
+    const abort = Effect.sync(() => NodeHttpServerRequest.toServerResponse(request)?.destroy())
     const body = Option.match(first, {
       onNone: () => Stream.empty,
-      onSome: (chunk) => Stream.concat(Stream.fromChunk(chunk), Stream.repeatEffectChunkOption(pull))
+      onSome: (chunk) => Stream.concat(Stream.fromChunk(chunk), Stream.repeatEffectChunkOption(pull)).pipe(Stream.tapError(() => abort))
     })
     return HttpServerResponse.stream(body, { status, headers: answer, contentType: answer["content-type"], contentLength: range.length })
   }).pipe(Effect.catchTag("MediaError", (e) => Effect.succeed(failure(e))))

@@ -5,6 +5,7 @@ import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
+import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import type { MemoryNetwork, NetworkEvent } from "../../transport/MemoryTransport.js"
 import type * as Media from "./Media.js"
@@ -41,9 +42,9 @@ const mediaStreams = (network: MemoryNetwork) =>
 const held = (node: Nodes.Node) =>
   Effect.map(node.host.streams, (all) => all.filter((s) => s.protocol === Protocol.MEDIA_ID).reduce((n, s) => n + s.outbound, 0))
 
-const setup = (media?: Omit<Media.Options, "engine">) =>
+const setup = (media?: Omit<Media.Options, "engine">, engine?: Nodes.Options["engine"]) =>
   Effect.gen(function*() {
-    const net = yield* Nodes.network(media === undefined ? {} : { media })
+    const net = yield* Nodes.network({ ...(media === undefined ? {} : { media }), ...(engine === undefined ? {} : { engine }) })
     const alice = yield* net.node("alice", members)
     const bob = yield* net.node("bob", members)
     const root = yield* tempDir()
@@ -57,7 +58,7 @@ const setup = (media?: Omit<Media.Options, "engine">) =>
       yield* Stream.runDrain(Stream.take(Stream.filter(changes, (c) => c._tag === "Online" && c.peer === "alice"), 1))
     }))
     void changes
-    return { net, alice, bob }
+    return { net, alice, bob, root }
   })
 
 describe("Media: streams reused between reads", () => {
@@ -85,6 +86,38 @@ describe("Media: streams reused between reads", () => {
       expect(yield* read(bob, { offset: 5, length: 100_000 })).toEqual(Either.right(digest(content.slice(5, 100_005))))
       // the dropped read's stream, then one for both others
       expect((yield* streams).opened.size).toBe(2)
+    }))
+
+  it.scopedLive("a file changed on disk between two reads on one stream (the server holds it open) is refused Changed, before any byte", () =>
+    Effect.gen(function*() {
+      const { bob, net, root } = yield* setup()
+      const streams = yield* mediaStreams(net.network)
+      const path = nodePath.join(root, "videos/clip.mp4")
+      expect(yield* read(bob, { offset: 1000, length: 10 })).toEqual(Either.right(digest(content.slice(1000, 1010))))
+      // same size, another time: only the time tells
+      yield* Effect.promise(async () => {
+        await fs.writeFile(path, pattern(SIZE).reverse())
+        const later = new Date(Date.now() + 60_000)
+        await fs.utimes(path, later, later)
+      })
+      const changed = yield* read(bob, { offset: 2000, length: 10 })
+      expect(Either.isLeft(changed) && changed.left.reason).toBe("Changed")
+      // cut short by a few bytes: the size tells
+      yield* Effect.promise(() => fs.truncate(path, SIZE - 3))
+      const shorter = yield* read(bob, { offset: 3000, length: 10 })
+      expect(Either.isLeft(shorter) && shorter.left.reason).toBe("Changed")
+      expect((yield* streams).opened.size).toBe(1)
+    }))
+
+  it.scopedLive("reads in a row hold the library's engine between them, on both ends, instead of opening it for each", () =>
+    Effect.gen(function*() {
+      const opened = new Map<string, number>()
+      const counting: Nodes.Options["engine"] = (node, plain) => (library) =>
+        Effect.zipRight(Effect.acquireRelease(Effect.sync(() => opened.set(node, (opened.get(node) ?? 0) + 1)), () => Effect.void), plain(library))
+      const { bob } = yield* setup(undefined, counting)
+      opened.clear() // (alice's indexing opened it once)
+      for (let i = 0; i < 5; i++) expect(yield* read(bob, { offset: 1000 * i, length: 10 })).toEqual(Either.right(digest(content.slice(1000 * i, 1000 * i + 10))))
+      expect([opened.get("alice"), opened.get("bob")]).toEqual([1, 1])
     }))
 
   it.scopedLive("an idle stream is closed after the idle timeout, and the next read opens a new one", () =>

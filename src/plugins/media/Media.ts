@@ -30,25 +30,22 @@
 import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
+import * as RcMap from "effect/RcMap"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { StorageError } from "../../engine/Database.js"
 import type * as Engine from "../../engine/Engine.js"
 import type { ValidationError } from "../../engine/EngineError.js"
-import * as Framing from "../../transport/Framing.js"
-import type { Duplex, TransportError } from "../../transport/Transport.js"
-import * as Messages from "../Messages.js"
+import type { TransportError } from "../../transport/Transport.js"
 import * as Plugin from "../Plugin.js"
 import { PluginHost } from "../PluginHost.js"
 import * as Indexer from "./Indexer.js"
 import * as Files from "./internal/files.js"
 import * as Pool from "./internal/pool.js"
 import * as Read from "./internal/read.js"
-import type * as Models from "./Models.js"
+import * as Serve from "./internal/serve.js"
 import { Mounts } from "./Mounts.js"
 import { Presence } from "./Presence.js"
 import * as Protocol from "./Protocol.js"
@@ -98,7 +95,7 @@ export interface Service {
 export class Media extends Context.Tag("weft/plugins/media/Media")<Media, Service>() {}
 
 /** Chunks a served read holds read ahead of the transport (disk reads overlap network writes). */
-export const READ_AHEAD = 2
+export const READ_AHEAD = Serve.READ_AHEAD
 
 /** Idle streams kept per peer, by default. */
 export const DEFAULT_IDLE_STREAMS = 4
@@ -109,9 +106,12 @@ export const DEFAULT_IDLE_TIMEOUT = Duration.seconds(10)
 /** Most inbound reads of one peer at once, by default. */
 export const DEFAULT_MAX_INBOUND_STREAMS = 16
 
-const encoder = new TextEncoder()
-const encodeAnswer = Schema.encodeSync(Protocol.Answers.schema)
-const json = (version: number, message: object) => encoder.encode(JSON.stringify({ version, ...message }))
+/**
+ * How long a library's engine that reads (served or made here) got from `Options.engine` is held
+ * after the last of them: reads in a row (a player seeking) would otherwise open and close it each,
+ * when nothing else holds it.
+ */
+export const ENGINE_IDLE: Duration.Duration = Duration.seconds(30)
 
 /** Registers the plugin on the host in context and provides the service; unregistered with the scope. */
 export const make = (options: Options): Effect.Effect<Service, TransportError, PluginHost | Mounts | Presence | Scope.Scope> =>
@@ -120,74 +120,11 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
     const mounts = yield* Mounts
     const presence = yield* Presence
     const chunkBytes = Math.max(1, Math.floor(options.chunkBytes ?? 64 * 1024))
+    const engines = yield* RcMap.make({ lookup: options.engine, idleTimeToLive: ENGINE_IDLE })
+    const engine: EngineOf = (library) => RcMap.get(engines, library)
     const answerTimeout = options.answerTimeout ?? Protocol.REQUEST_TIMEOUT
 
-    // opens the first of `candidates` this node can serve, with the range resolved against it
-    const openFirst = (library: string, candidates: ReadonlyArray<Models.File>, offset: number, length: number | undefined, verify: boolean) =>
-      Effect.gen(function*() {
-        if (candidates.length === 0) return yield* Effect.fail(Files.refusal("NotFound", "no such file in the library"))
-        const refusals: Array<Files.Refusal> = []
-        for (const record of candidates) {
-          const range = Files.resolveRange(record.size, offset, length)
-          if (Option.isNone(range)) {
-            refusals.push(Files.refusal("RangeNotSatisfiable", `the file has ${record.size} bytes`, record.size))
-            continue
-          }
-          const opened = yield* Effect.either(Files.open(mounts, library, record, verify))
-          if (Either.isRight(opened)) return { opened: opened.right, range: range.value }
-          refusals.push(opened.left)
-        }
-        return yield* Effect.fail(refusals.sort((a, b) => Read.rank(a.reason) - Read.rank(b.reason))[0]!)
-      })
-
-    // one Read, answered; the stream is then ready for the next
-    const serve = (stream: Duplex, library: string, framed: Framing.Framed, request: Protocol.Read) =>
-      Effect.scoped(Effect.gen(function*() {
-        const served = yield* Effect.either(Effect.gen(function*() {
-          const engine = yield* Effect.mapError(options.engine(library), (e) => Files.refusal("Failed", `the library could not be opened: ${e.message}`))
-          const candidates = yield* Files.records(engine, request.file)
-          return yield* openFirst(library, candidates, request.offset, request.length, request.verify)
-        }))
-        if (Either.isLeft(served)) {
-          yield* framed.send(json(Protocol.VERSION, encodeAnswer({ type: "Error", reason: served.left.reason, detail: served.left.detail.slice(0, 1024) })))
-          return true
-        }
-        const { opened, range } = served.right
-        const { record } = opened
-        yield* framed.send(json(Protocol.VERSION, encodeAnswer({
-          type: "Header",
-          id: record.id,
-          size: record.size,
-          mtime: record.mtime,
-          hash: record.hash,
-          mime: record.mime,
-          offset: range.offset,
-          length: range.length
-        })))
-        // the next chunk is read from disk while this one is written: at most READ_AHEAD chunks wait
-        const sent = yield* Effect.either(Stream.runForEach(Files.chunks(opened.handle, range, chunkBytes).pipe(Stream.buffer({ capacity: READ_AHEAD })), stream.write))
-        // a file that changed under the read: the reader sees the stream cut, and asks elsewhere
-        return Either.isRight(sent) && (yield* Files.stillSame(opened))
-      }))
-
-    const handle = (stream: Duplex, context: Plugin.StreamContext) =>
-      Effect.gen(function*() {
-        const library = context.library!
-        const channel = yield* Messages.make(stream, Protocol.Requests)
-        const framed = Framing.make(stream, Protocol.Answers.maxFrameBytes)
-        let request = yield* channel.next("a Read", Protocol.REQUEST_TIMEOUT)
-        for (let served = 1;; served++) {
-          if (!(yield* serve(stream, library, framed, request))) return yield* stream.reset
-          if (served >= Protocol.MAX_READS_PER_STREAM) return yield* stream.end
-          // the reader keeps the stream for its next read, for a while; its end (or silence) ends ours
-          const following = yield* channel.receive.pipe(Effect.timeout(Protocol.IDLE_TIMEOUT), Effect.option, Effect.map(Option.flatten))
-          if (Option.isNone(following)) return yield* stream.end
-          request = following.value
-        }
-      }).pipe(
-        // a reader that goes away or says nothing in time is no violation
-        Effect.catchIf((e): e is Messages.MessageError => e instanceof Messages.MessageError && e.reason !== "VersionMismatch", () => stream.reset)
-      )
+    const handle = Serve.handler({ mounts, engine, chunkBytes })
 
     yield* host.register(Plugin.make({
       name: "media",
@@ -198,9 +135,10 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
 
     const pool = yield* Pool.make(host, {
       maxIdle: Math.max(0, Math.floor(options.idleStreams ?? DEFAULT_IDLE_STREAMS)),
-      idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT
+      idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
+      answerTimeout
     })
-    const read = Read.make({ host, pool, mounts, presence, engine: options.engine, chunkBytes, answerTimeout })
+    const read = Read.make({ host, pool, mounts, presence, engine, chunkBytes })
 
     const storage = (root: string) => (e: StorageError | ValidationError) => new Indexer.IndexError({ reason: "Storage", path: root, detail: e.message, cause: e })
 

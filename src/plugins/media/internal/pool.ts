@@ -8,7 +8,10 @@
  * connection), and all with the pool's scope.
  *
  * Each stream's bytes are pumped into a bounded queue (`QUEUE` chunks), so
- * an idle stream's end is seen while nobody reads it.
+ * an idle stream's end is seen while nobody reads it. A read that waits for
+ * bytes longer than `answerTimeout` fails `Timeout` (and the stream is not
+ * reused): one timer per stream, re-armed as it goes, instead of one per wait
+ * (a timer costs about as much as a small read's round trip on loopback).
  *
  * @since 0.1.0
  */
@@ -34,15 +37,16 @@ type Item =
   | { readonly _tag: "Data"; readonly bytes: Uint8Array }
   | { readonly _tag: "End" }
   | { readonly _tag: "Fail"; readonly cause: Cause.Cause<TransportError> }
+  | { readonly _tag: "Timeout" }
 
 /** A stream taken from the pool, for one read. */
 export interface Conn {
   readonly stream: Duplex
   /** Whether it served an earlier read (it may have gone stale since). */
   readonly reused: boolean
-  /** The next frame (at most `maxBytes`): `None` when the stream ended between frames. */
+  /** The next frame (at most `maxBytes`): `None` when the stream ended between frames; `Timeout` after `answerTimeout` without bytes. */
   readonly frame: (maxBytes: number) => Effect.Effect<Option.Option<Uint8Array>, TransportError | ProtocolError>
-  /** Bytes that came (at most `max` in all, at least one piece): `None` once the stream ended. */
+  /** Bytes that came (at most `max` in all, at least one piece): `None` once the stream ended; `Timeout` after `answerTimeout` without any. */
   readonly pieces: (max: number) => Effect.Effect<Option.Option<ReadonlyArray<Uint8Array>>, TransportError>
   /** Marks the answer read whole: the stream goes back to the pool when released. */
   readonly done: Effect.Effect<void>
@@ -64,6 +68,8 @@ export interface Options {
   readonly maxIdle: number
   /** How long an idle stream is kept. */
   readonly idleTimeout: Duration.DurationInput
+  /** How long a read waits for the next bytes of a taken stream before it fails `Timeout`. */
+  readonly answerTimeout: Duration.DurationInput
 }
 
 interface Entry {
@@ -80,6 +86,9 @@ interface Entry {
 export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<Pool, never, Scope.Scope> =>
   Effect.gen(function*() {
     const scope = yield* Effect.scope
+    const clock = yield* Effect.clock
+    const timeoutMillis = Duration.toMillis(Duration.decode(options.answerTimeout))
+    const timeoutDetail = `no bytes for ${Duration.format(Duration.decode(options.answerTimeout))}`
     const idle = new Map<string, Array<Entry>>()
     let closed = false
     yield* Effect.addFinalizer(() =>
@@ -112,9 +121,14 @@ export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<
         const chunks: Array<Uint8Array> = []
         let buffered = 0
         let ended = false
+        // since when a read waits for bytes (the clock's millis), if one does
+        let waitingSince: number | undefined = undefined
 
-        const more: Effect.Effect<boolean, TransportError> = Effect.suspend(() =>
-          ended ? Effect.succeed(false) : Effect.flatMap(Queue.take(queue), (item) => {
+        const more: Effect.Effect<boolean, TransportError> = Effect.suspend(() => {
+          if (ended) return Effect.succeed(false)
+          waitingSince = clock.unsafeCurrentTimeMillis()
+          return Effect.flatMap(Queue.take(queue), (item) => {
+            waitingSince = undefined
             switch (item._tag) {
               case "Data":
                 chunks.push(item.bytes)
@@ -126,9 +140,12 @@ export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<
               case "Fail":
                 ended = true
                 return Effect.failCause(item.cause)
+              case "Timeout":
+                ended = true
+                return Effect.fail(new TransportError({ reason: "Timeout", ...where, detail: timeoutDetail }))
             }
           })
-        )
+        })
         const take = (n: number): Uint8Array => {
           buffered -= n
           const head = chunks[0]!
@@ -227,8 +244,21 @@ export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<
             })
           )
         )
-        // forked from an acquire or release (uninterruptible): made interruptible again, so closing the scope stops it
+        // a read waiting longer than the timeout: the stream is given up (not reused) and the read fails
+        const watch = Effect.gen(function*() {
+          while (true) {
+            const since = waitingSince
+            const left = since === undefined ? timeoutMillis : since + timeoutMillis - clock.unsafeCurrentTimeMillis()
+            if (left <= 0) {
+              entry.dead = true
+              return yield* Queue.offer(queue, { _tag: "Timeout" })
+            }
+            yield* Effect.sleep(Duration.millis(left))
+          }
+        })
+        // forked from an acquire or release (uninterruptible): made interruptible again, so closing the scope stops them
         yield* Effect.forkIn(Effect.interruptible(pump), connScope)
+        yield* Effect.forkIn(Effect.interruptible(watch), connScope)
         return entry
       })
 

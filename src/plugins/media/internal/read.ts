@@ -7,12 +7,13 @@
  * @since 0.1.0
  */
 import * as Chunk from "effect/Chunk"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as ExecutionStrategy from "effect/ExecutionStrategy"
+import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
-import type * as Scope from "effect/Scope"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { StorageError } from "../../../engine/Database.js"
 import type * as Engine from "../../../engine/Engine.js"
@@ -64,7 +65,6 @@ export interface Deps {
   readonly presence: Presence["Type"]
   readonly engine: (library: string) => Effect.Effect<Engine.Service, StorageError | ValidationError, Scope.Scope>
   readonly chunkBytes: number
-  readonly answerTimeout: Duration.DurationInput
 }
 
 const encoder = new TextEncoder()
@@ -75,6 +75,9 @@ const json = (version: number, message: object) => encoder.encode(JSON.stringify
 // which error a failed read reports when every source failed: the most telling
 export const RANK: ReadonlyArray<Protocol.Reason> = ["Changed", "Unsafe", "RangeNotSatisfiable", "NotFound", "Failed", "Offline"]
 
+/** The next bytes of a source: `None` at its end. */
+type Pull = Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<MediaError>>
+
 type Source =
   | { readonly _tag: "Local"; readonly record: Models.File }
   | { readonly _tag: "Remote"; readonly record: Models.File; readonly peer: PeerId }
@@ -83,7 +86,7 @@ type Source =
 export const rank = (reason: Protocol.Reason): number => RANK.indexOf(reason)
 
 /** Reads over `deps`. */
-export const make = ({ host, pool, mounts, presence, chunkBytes, answerTimeout, ...deps }: Deps) =>
+export const make = ({ host, pool, mounts, presence, chunkBytes, ...deps }: Deps) =>
 (library: string, ref: FileRef, readOptions: ReadOptions = {}): Effect.Effect<Reading, MediaError> =>
       Effect.gen(function*() {
         const fileName = "id" in ref ? ref.id : ref.hash
@@ -103,36 +106,32 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, answerTimeout, 
         const range = resolved.value
         const end = range.offset + range.length
 
-        const local = (record: Models.File, part: Range): Stream.Stream<Uint8Array, MediaError> =>
-          Stream.unwrapScoped(Effect.gen(function*() {
+        const local = (record: Models.File, part: Range): Effect.Effect<Pull, MediaError, Scope.Scope> =>
+          Effect.gen(function*() {
             const opened = yield* Effect.mapError(Files.open(mounts, library, record, verify), fromRefusal(undefined))
             const unchanged = Effect.flatMap(Files.stillSame(opened), (same) => (same ? Effect.void : Effect.fail(fail("Changed", "the file changed while it was read"))))
-            return Stream.concat(Stream.mapError(Files.chunks(opened.handle, part, chunkBytes), fromRefusal(undefined)), Stream.drain(Stream.fromEffect(unchanged)))
-          }))
+            return yield* Stream.toPull(Stream.concat(Stream.mapError(Files.chunks(opened.handle, part, chunkBytes), fromRefusal(undefined)), Stream.drain(Stream.fromEffect(unchanged))))
+          })
 
-        const remote = (peer: PeerId, record: Models.File, part: Range): Stream.Stream<Uint8Array, MediaError> =>
-          Stream.unwrapScoped(Effect.gen(function*() {
+        const remote = (peer: PeerId, record: Models.File, part: Range): Effect.Effect<Pull, MediaError, Scope.Scope> =>
+          Effect.gen(function*() {
             const failed = (detail: string) => fail("Failed", detail, { peer })
             const where = { peer, protocol: Protocol.MEDIA_ID }
             const request = Framing.encode(json(Protocol.VERSION, encodeRead({ type: "Read", file: { id: record.id }, offset: part.offset, length: Math.max(1, part.length), verify })))
             const violation = (error: ProtocolError) => Effect.zipRight(host.violation(peer, Protocol.MEDIA_ID, error), Effect.fail(failed(error.message)))
             const take = (fresh: boolean) => Effect.mapError(pool.take(peer, library, fresh), (e) => failed(e.message))
-            const ask = (conn: Pool.Conn) =>
-              Effect.zipRight(
-                conn.stream.write(request),
-                conn.frame(Protocol.Answers.maxFrameBytes).pipe(Effect.timeoutFail({ duration: answerTimeout, onTimeout: () => failed("no answer in time") }))
-              )
+            const ask = (conn: Pool.Conn) => Effect.zipRight(conn.stream.write(request), conn.frame(Protocol.Answers.maxFrameBytes))
             let conn = yield* take(false)
             let asked = yield* Effect.either(ask(conn))
             // an idle stream the peer closed meanwhile (or a server that answers one read per stream): once more on a new one
-            if (conn.reused && (Either.isLeft(asked) ? asked.left instanceof TransportError : Option.isNone(asked.right))) {
+            if (conn.reused && (Either.isLeft(asked) ? asked.left instanceof TransportError && asked.left.reason !== "Timeout" : Option.isNone(asked.right))) {
               yield* conn.discard
               conn = yield* take(true)
               asked = yield* Effect.either(ask(conn))
             }
             const frame = yield* asked.pipe(
               Effect.catchIf((e): e is ProtocolError => e instanceof ProtocolError, violation),
-              Effect.mapError((e) => (e instanceof MediaError ? e : failed(e.message)))
+              Effect.mapError((e) => (e instanceof MediaError ? e : failed(e.reason === "Timeout" ? "no answer in time" : e.message)))
             )
             if (Option.isNone(frame)) return yield* failed("the peer ended the stream before answering")
             const answer = Messages.decodeJson(frame.value, Protocol.VERSION, decodeAnswer, where)
@@ -153,17 +152,16 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, answerTimeout, 
             }
             if (part.length === 0) {
               yield* conn.done
-              return Stream.empty
+              return Effect.fail(Option.none())
             }
-            // exactly part.length bytes, each pull timed (a peer alive but stalled is replaced like a dead one; a slow consumer is not);
+            // exactly part.length bytes, each pull timed by the pool (a peer alive but stalled is replaced like a dead one; a slow consumer is not);
             // the stream goes back to the pool only once they all came
             let delivered = 0
             const taken = conn
             const pull: Effect.Effect<Chunk.Chunk<Uint8Array>, Option.Option<MediaError>> = Effect.suspend(() => {
               if (delivered >= part.length) return Effect.fail(Option.none())
               return taken.pieces(part.length - delivered).pipe(
-                Effect.timeoutFail({ duration: answerTimeout, onTimeout: () => failed(`no bytes for ${Duration.format(Duration.decode(answerTimeout))}`) }),
-                Effect.mapError((e) => Option.some(e instanceof MediaError ? e : failed(e.message))),
+                Effect.mapError((e) => Option.some(failed(e.reason === "Timeout" ? e.detail : e.message))),
                 Effect.flatMap(Option.match({
                   onNone: () => Effect.fail(Option.some(failed(`the stream ended ${part.length - delivered} bytes short`))),
                   onSome: (pieces) => {
@@ -173,8 +171,8 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, answerTimeout, 
                 }))
               )
             })
-            return Stream.repeatEffectChunkOption(pull)
-          }))
+            return pull
+          })
 
         // sources are chosen as they are needed, so a peer that came online during the read is one
         const tried = new Set<string>()
@@ -197,23 +195,49 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, answerTimeout, 
         })
         let reached = range.offset
         const errors: Array<MediaError> = []
-        const attempt: Stream.Stream<Uint8Array, MediaError> = Stream.unwrap(Effect.gen(function*() {
-          if (reached >= end && tried.size > 0) return Stream.empty
-          const source = yield* next
-          if (Option.isNone(source)) {
-            const worst = [...errors].sort((a, b) => RANK.indexOf(a.reason) - RANK.indexOf(b.reason))[0]
-            return Stream.fail(worst ?? fail("Offline", `location ${file.location} is online nowhere this node reaches`))
-          }
-          const part = { offset: reached, length: end - reached }
-          const bytes = source.value._tag === "Local" ? local(source.value.record, part) : remote(source.value.peer, source.value.record, part)
-          return bytes.pipe(
-            Stream.tap((chunk) => Effect.sync(() => { reached += chunk.length })),
-            Stream.catchAll((error) => {
-              errors.push(error)
-              return attempt
+        // the source being read, in a scope of its own within the read's
+        let current: { readonly pull: Pull; readonly scope: Scope.CloseableScope } | undefined = undefined
+        // the next bytes from the current source, or from the next one when it fails: one flat pull, not a stream per source
+        const pullAny = (scope: Scope.Scope): Pull =>
+          Effect.suspend(() => {
+            const source = current
+            if (source !== undefined) {
+              return source.pull.pipe(
+                Effect.map((chunk) => {
+                  for (const piece of chunk) reached += piece.length
+                  return chunk
+                }),
+                Effect.catchAll((error) => {
+                  current = undefined
+                  if (Option.isSome(error)) errors.push(error.value)
+                  // a source ends cleanly only with all its bytes
+                  return Effect.zipRight(Scope.close(source.scope, Exit.void), Option.isNone(error) ? Effect.fail(error) : pullAny(scope))
+                })
+              )
+            }
+            if (reached >= end && tried.size > 0) return Effect.fail(Option.none())
+            return Effect.gen(function*() {
+              const chosen = yield* next
+              if (Option.isNone(chosen)) {
+                const worst = [...errors].sort((a, b) => RANK.indexOf(a.reason) - RANK.indexOf(b.reason))[0]
+                return yield* Effect.fail(Option.some(worst ?? fail("Offline", `location ${file.location} is online nowhere this node reaches`)))
+              }
+              const part = { offset: reached, length: end - reached }
+              const sourceScope = yield* Scope.fork(scope, ExecutionStrategy.sequential)
+              const opened = yield* Effect.either(Scope.extend(
+                chosen.value._tag === "Local" ? local(chosen.value.record, part) : remote(chosen.value.peer, chosen.value.record, part),
+                sourceScope
+              ))
+              if (Either.isLeft(opened)) {
+                errors.push(opened.left)
+                yield* Scope.close(sourceScope, Exit.void)
+              } else {
+                current = { pull: opened.right, scope: sourceScope }
+              }
+              return yield* pullAny(scope)
             })
-          )
-        }))
+          })
+        const attempt = Stream.unwrapScoped(Effect.map(Effect.scope, (scope) => Stream.repeatEffectChunkOption(pullAny(scope))))
         return { file, range, bytes: attempt }
       })
 

@@ -37,6 +37,8 @@ export interface Options {
   readonly network?: Partial<MemoryTransport.Options>
   readonly presence?: Presence.Options
   readonly media?: Omit<Media.Options, "engine">
+  /** What each node's `Media` gets as its engine, made from the plain one (to watch how it is used). */
+  readonly engine?: (node: string, plain: Media.EngineOf) => Media.EngineOf
 }
 
 /** A network to put nodes on. */
@@ -64,7 +66,8 @@ export const network = (options: Options = {}): Effect.Effect<Network, never, Sc
         // checked by the tests themselves (`check`), never on a timer they would race
         const mounts = yield* Mounts.make({ checkInterval: Duration.days(1) })
         const presence = yield* host.provide(Presence.make(options.presence).pipe(Effect.provideService(Mounts.Mounts, mounts)))
-        const media = yield* host.provide(Media.make({ ...options.media, engine: () => Effect.succeed(engine) }).pipe(
+        const plain: Media.EngineOf = () => Effect.succeed(engine)
+        const media = yield* host.provide(Media.make({ ...options.media, engine: options.engine?.(name, plain) ?? plain }).pipe(
           Effect.provideService(Mounts.Mounts, mounts),
           Effect.provideService(Presence.Presence, presence)
         ))
