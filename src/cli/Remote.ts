@@ -43,7 +43,7 @@ export const call = <R extends NotesRequest | NodeRequest>(path: string, peer: P
     const { _tag, library, ...payload } = body
     const answer = yield* Control.call(path, { _tag: "Remote", peer, tag: _tag, payload, ...(library === undefined ? {} : { library }) })
     const rpc = (NotesControl.Control.requests.get(_tag) ?? RemoteNode.group.requests.get(_tag))!
-    return yield* Schema.decodeUnknown(rpc.successSchema as Schema.Schema<unknown>)(answer).pipe(
+    return yield* ParseError.decodeUnknown(rpc.successSchema as Schema.Schema<unknown>)(answer).pipe(
       Effect.mapError((error) => new RpcError({ reason: "Malformed", detail: `the answer of ${_tag} from ${peer}: ${ParseError.describe(error)}` }))
     )
   })

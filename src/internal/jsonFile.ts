@@ -47,7 +47,7 @@ export const read = <A, I, E>(
     if (file === undefined) return Option.none()
     const json = parse(file.text)
     if (Either.isLeft(json)) return yield* Effect.fail(errors.corrupt(`${path}: ${json.left}`))
-    return yield* Schema.decodeUnknown(schema)(json.right).pipe(
+    return yield* ParseError.decodeUnknown(schema)(json.right).pipe(
       Effect.map(Option.some),
       Effect.mapError((error) => errors.corrupt(`${path}: ${ParseError.describe(error)}`))
     )

@@ -150,6 +150,10 @@ const requireDirectory = (root: string) =>
 
 const PAGE = 1024
 
+/** The mounts kept in `path` (none when it does not exist); a file that is not one is `Corrupt`. */
+export const loadMounts = (path: string): Effect.Effect<ReadonlyArray<Mount>, LocationError> =>
+  Effect.map(JsonFile.read(path, MountsFile, fileErrors, MAX_FILE_BYTES), Option.match({ onNone: () => [], onSome: (f) => f.mounts }))
+
 /** The service over the media plugin, the libraries and engines in context; mounts of `mountsFile` are mounted now. */
 export const make = (
   options: Options = {}
@@ -163,10 +167,7 @@ export const make = (
     const file = options.mountsFile
     const indexOptions = options.batchSize === undefined ? {} : { batchSize: options.batchSize }
 
-    const initial = file === undefined ? [] : Option.match(yield* JsonFile.read(file, MountsFile, fileErrors, MAX_FILE_BYTES), {
-      onNone: () => [],
-      onSome: (f) => f.mounts
-    })
+    const initial = file === undefined ? [] : yield* loadMounts(file)
     const held = yield* Ref.make<ReadonlyArray<Mount>>(initial)
     const lock = yield* Effect.makeSemaphore(1)
     for (const mount of initial) yield* mounts.mount(mount.library, mount.location, mount.root)

@@ -121,7 +121,7 @@ export const encode = (identity: Service): string =>
 export const decode = (text: string, path?: string): Effect.Effect<Service, IdentityError> =>
   Effect.gen(function*() {
     const context = path === undefined ? {} : { path }
-    const file = yield* Schema.decodeUnknown(IdentityJson)(text).pipe(
+    const file = yield* ParseError.decodeUnknown(IdentityJson)(text).pipe(
       Effect.mapError((error) =>
         new IdentityError({ reason: "Corrupt", ...context, detail: ParseError.describe(error) })
       )
