@@ -197,6 +197,9 @@ const serve = Command.make(
       Options.withSchema(HttpAddress),
       Options.optional,
       Options.withDescription("serve the libraries' files over HTTP on HOST:PORT (e.g. 127.0.0.1:8080; port 0 picks one), behind a token printed at start")
+    ),
+    watch: Options.boolean("watch").pipe(
+      Options.withDescription("watch the locations held here and rescan each once its changes settle (not needed for `weft location rescan`)")
     )
   },
   (args) =>
@@ -212,7 +215,8 @@ const serve = Command.make(
         frontEnd: args.yes ? Consent.approveAll : Approval.terminal,
         ...(Option.isSome(args.acceptDir) ? { acceptDir: args.acceptDir.value } : {}),
         ...(args.acceptFrom.length === 0 ? {} : { acceptFrom: args.acceptFrom, refuseOthers: args.yes }),
-        ...(Option.isSome(args.http) ? { http: args.http.value } : {})
+        ...(Option.isSome(args.http) ? { http: args.http.value } : {}),
+        watch: args.watch
       })
       const paths = DataDir.layout(args.dir)
       yield* Console.log([
@@ -226,6 +230,7 @@ const serve = Command.make(
         ...(args.acceptFrom.length === 0 ? [] : [
           `accept    files from ${args.acceptFrom.join(", ")} without asking; from other peers ${args.yes ? "refused" : "asked on this terminal"}`
         ]),
+        ...(args.watch ? ["watch     the locations held here, rescanned as they change"] : []),
         ...(node.http === undefined ? [] : [
           `http      ${node.http.origin}/files/<library>/<file id>, /hash/<library>/<sha256>, /play/<library>/<file id>, /thumbnail/<library>/<file id>, /gallery/<library>`,
           `token     ${node.http.token} (as ?token=, which sets a cookie, or Authorization: Bearer)`

@@ -52,6 +52,8 @@ export interface Options {
   readonly acceptDir?: string
   /** Peers whose files are accepted without asking (`--accept-from`); see `Inbox.Options`. */
   readonly acceptFrom?: ReadonlyArray<string>
+  /** Watch the locations held here and rescan each after changes (`--watch`). */
+  readonly watch?: boolean
   /** With `acceptFrom`: the files of every other peer are refused, not asked (`--yes`). */
   readonly refuseOthers?: boolean
   /** Serve the libraries' files over HTTP on this address (`weft serve --http 127.0.0.1:PORT`), with a per-run token. */
@@ -164,7 +166,7 @@ export const run = (options: Options): Effect.Effect<Running, StartError, Scope.
       // interrupted transfers resume after a restart too (`weft transfers resume`)
       spacedrop: { stateDir: join(paths.dir, "spacedrop") },
       // locations (`weft location …`), presence and remote reads; mounts kept in media/mounts.json
-      media: {},
+      media: options.watch === true ? { watch: {} } : {},
       // thumbnails of the images of locations held here, made in the background; the cache in media/previews
       preview: {}
     })

@@ -72,4 +72,23 @@ describe("weft location (two real nodes)", () => {
       expect(removed.stdout).toMatch(/^removed: Holiday \(l[0-9a-f]{32}\)\n$/)
       yield* Processes.eventually("removed on B", nodeB.call({ _tag: "LocationList", library: "Alpha" }), (all) => all.length === 0)
     }), 180_000)
+
+  it.scopedLive("weft serve --watch: a file written into a held location is recorded without a rescan, and served", () =>
+    Effect.gen(function*() {
+      const { a, alpha } = yield* twoDirs
+      const photos = join(yield* tempDir("watched"), "Photos")
+      mkdirSync(photos, { recursive: true })
+      writeFileSync(join(photos, "a.txt"), "first\n")
+      const nodeA = yield* serve(a, "--watch", "--http", "127.0.0.1:0")
+      const banner = yield* Processes.eventually("A's http banner", Effect.sync(() => nodeA.output()), (out) => /^token {5}\S+/m.test(out))
+      expect(banner).toMatch(/^watch {5}the locations held here/m)
+      const origin = /^http {6}(http:\/\/127\.0\.0\.1:\d+)\//m.exec(banner)![1]!
+      const token = /^token {5}(\S+)/m.exec(banner)![1]!
+      expect((yield* weft("location", "add", "Alpha", photos, "--dir", a)).code).toBe(0)
+      // written after the add: only the watcher can record it
+      writeFileSync(join(photos, "later.txt"), "written while watched\n")
+      const url = `${origin}/hash/${alpha}/${createHash("sha256").update("written while watched\n").digest("hex")}`
+      const status = Effect.promise(() => fetch(url, { headers: { authorization: `Bearer ${token}` } }).then(async (r) => (await r.text(), r.status)))
+      expect(yield* Processes.eventually("the new file served", status, (code) => code === 200)).toBe(200)
+    }), 120_000)
 })
