@@ -66,6 +66,23 @@ describe("Engine: remote operations with bad content", () => {
       expect((yield* engine.query(notes)).map((note) => note.id)).toEqual(["n1"])
     }))
 
+  it.scoped("a field of an app's discriminated union holding {toString: 1} as its tag is refused (a ValidationError, not a defect)", () =>
+    Effect.gen(function*() {
+      // Schema's union parser turns the tag into a string to pick a member: String({toString: 1}) throws
+      const shapes = Model.make("shapes", Schema.Struct({
+        shape: Schema.Union(
+          Schema.Struct({ kind: Schema.Literal("circle"), r: Schema.Number }),
+          Schema.Struct({ kind: Schema.Literal("square"), side: Schema.Number })
+        )
+      }))
+      const engine = yield* Engines.open({ models: [shapes], node: "peer-a" })
+      const op = { ...remote({ _tag: "Create", record: "s1", fields: { shape: { kind: { toString: 1 }, r: 1 } } }), model: "shapes" } as Operation.Operation
+      const refused = failureOf(yield* Effect.exit(engine.ingest([op])))
+      expect(refused).toMatchObject({ _tag: "ValidationError" })
+      yield* engine.mutate([shapes.create("s2", { shape: { kind: "circle", r: 2 } })])
+      expect((yield* engine.query(shapes)).map((s) => s.id)).toEqual(["s2"])
+    }))
+
   for (
     const [name, mutate] of [
       ["removes the text", (doc: any) => {

@@ -177,7 +177,8 @@ const fieldOf = (signature: AST.PropertySignature): Field => {
   const schema = Schema.make(signature.type)
   const encoded = Schema.encodedSchema(schema)
   const encode = Schema.encodeUnknownEither(schema)
-  const check = Schema.decodeUnknownEither(schema)
+  // a remote value: what the parser throws on a hostile one (String({toString: 1}) on a union tag) is a ParseError
+  const check = ParseError.decodeUnknownEither(schema)
   const column = kindOf(signature.type, AST.encodedAST(signature.type))
   const fits = representable(column)
   // a field that is a bare string, number or boolean encodes to itself: checked by its type, no
@@ -215,7 +216,7 @@ export const make = <const Name extends string, F extends Schema.Struct.Fields>(
   for (const signature of (schema.ast as AST.TypeLiteral).propertySignatures) {
     fields.set(String(signature.name), fieldOf(signature))
   }
-  const decode = Schema.decodeUnknownEither(schema as unknown as Schema.Schema<Schema.Struct.Type<F>, unknown>)
+  const decode = ParseError.decodeUnknownEither(schema as unknown as Schema.Schema<Schema.Struct.Type<F>, unknown>)
   const modelName = name as unknown as ModelName
   return {
     name,
