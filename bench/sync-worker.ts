@@ -32,12 +32,7 @@ import type * as Engine from "../src/engine/Engine.js"
 import * as SyncSession from "../src/sync/SyncSession.js"
 import * as ChannelPair from "../src/sync/testing/ChannelPair.js"
 import * as Engines from "../src/engine/testing/Engines.js"
-import * as Libraries from "../src/library/Libraries.js"
-import * as PluginHost from "../src/plugins/PluginHost.js"
-import * as Sync from "../src/plugins/sync/Sync.js"
-import * as Identity from "../src/transport/Identity.js"
-import * as Libp2pTransport from "../src/transport/Libp2pTransport.js"
-import { Transport } from "../src/transport/Transport.js"
+import type * as Identity from "../src/transport/Identity.js"
 import { files } from "./engine.js"
 
 const [phase, dir, count] = process.argv.slice(2) as [string, string, string | undefined]
@@ -93,9 +88,24 @@ const summary = (samples: Array<number>, cpu: number) => {
   return { samples: samples.length, p50Ms: at(0.5), p99Ms: at(0.99), cpuMsPerUpdate: cpu / samples.length }
 }
 
+/**
+ * The live phase's stack, loaded by that phase only: libp2p and the plugin host add ~22 MB of RSS
+ * (and ~12 MB of live heap, which V8's heap limit grows with) to a process that imports them, and
+ * the other phases' peak RSS is to be their own.
+ */
+const liveStack = Effect.promise(async () => ({
+  Libraries: await import("../src/library/Libraries.js"),
+  PluginHost: await import("../src/plugins/PluginHost.js"),
+  Sync: await import("../src/plugins/sync/Sync.js"),
+  Identity: await import("../src/transport/Identity.js"),
+  Libp2pTransport: await import("../src/transport/Libp2pTransport.js"),
+  Transport: (await import("../src/transport/Transport.js")).Transport
+}))
+
 /** One node of the live phase: libp2p on loopback, the plugin host and the sync plugin with its defaults. */
-const node = (identity: Identity.Service, members: ReadonlyArray<string>, name: string) =>
+const node = (stack: Effect.Effect.Success<typeof liveStack>, identity: Identity.Service, members: ReadonlyArray<string>, name: string) =>
   Effect.gen(function*() {
+    const { Libraries, Libp2pTransport, PluginHost, Sync, Transport } = stack
     const transport = yield* Libp2pTransport.make({ identity, listen: ["/ip4/127.0.0.1/tcp/0"] })
     const libraries = yield* Effect.provide(Libraries.Libraries, Libraries.layerMemory([{ id: "bench", name: "bench", members: members as any }]))
     const host = yield* PluginHost.make({ connectDiscovered: false }).pipe(
@@ -112,10 +122,11 @@ const node = (identity: Identity.Service, members: ReadonlyArray<string>, name: 
 
 const live = Effect.gen(function*() {
   const samples = Number(count)
-  const identities = [yield* Identity.generate(), yield* Identity.generate()] as const
+  const stack = yield* liveStack
+  const identities = [yield* stack.Identity.generate(), yield* stack.Identity.generate()] as const
   const members = identities.map((i) => i.peerId)
-  const a = yield* node(identities[0], members, `live-a-${process.pid}`)
-  const b = yield* node(identities[1], members, `live-b-${process.pid}`)
+  const a = yield* node(stack, identities[0], members, `live-a-${process.pid}`)
+  const b = yield* node(stack, identities[1], members, `live-b-${process.pid}`)
   let expected = ""
   let seen = yield* Deferred.make<number>()
   yield* Effect.forkScoped(Stream.runForEach(b.engine.subscribe({ model: files.name }), (change) =>

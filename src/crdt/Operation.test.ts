@@ -97,4 +97,14 @@ describe("Operation codec", () => {
     const result = Operation.decodeBatch(bytes)
     expect(Either.isLeft(result) && result.left.detail).toMatch(/no origin at index 1/)
   })
+
+  it("refuses a batch of more than MAX_BATCH_SIZE rows, and a row that is not an array", () => {
+    const row = [2, 0, 1, "018bcfe568000000", "notes", "r1", null]
+    const rows = (n: number) => Array.from({ length: n }, (_, i) => [...row.slice(0, 2), i + 1, ...row.slice(3)])
+    expect(Either.isRight(Operation.decodeBatch(Binary.encode([["peer-a"], rows(Operation.MAX_BATCH_SIZE)])))).toBe(true)
+    for (const bad of [rows(Operation.MAX_BATCH_SIZE + 1), [row, "2,0,1,x"], [row, { 0: 2, length: 7 }], "rows"]) {
+      const result = Operation.decodeBatch(Binary.encode([["peer-a"], bad]))
+      expect(Either.isLeft(result) && result.left.reason).toBe("InvalidOperation")
+    }
+  })
 })

@@ -54,6 +54,11 @@ export interface Sync {
    * `body` must not start anything asynchronous that touches the database.
    */
   readonly transaction: <A>(body: () => A, keep: (a: A) => boolean) => A
+  /**
+   * Runs a read on a prepared statement, synchronously. It sees whatever the connection holds:
+   * run it only while no asynchronous transaction is open on it (between writes).
+   */
+  readonly all: <Row>(sql: string, parameters: ReadonlyArray<unknown>) => Array<Row>
 }
 
 /** The engine's database. */
@@ -109,7 +114,7 @@ export const make = (
             : Effect.ignore(Effect.tryPromise(() => trx.rollback().execute()))
       )
     const bulk = Bulk.make(capabilities.maxParameters, direct)
-    const sync = direct === undefined || bulk.sync === undefined ? undefined : { bulk: bulk.sync, transaction: direct.transaction }
+    const sync = direct === undefined || bulk.sync === undefined ? undefined : { bulk: bulk.sync, transaction: direct.transaction, all: direct.all }
     return { kysely, capabilities, bulk, sync, execute, transaction }
   })
 

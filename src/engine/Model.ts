@@ -195,7 +195,11 @@ const fieldOf = (signature: AST.PropertySignature): Field => {
     optional: signature.isOptional,
     // the encoded form must also be a Value, so that every peer and every store reads it back the same
     encode: bare === undefined ? encodeFully : (value) => bare(value) ? Either.right(value) : encodeFully(value),
-    validate: (value) => Either.flatMap(check(value), () => fits(value) ? Either.right(value) : Either.left(notRepresentable(encoded.ast, value)))
+    // the same shortcut for remote values: a bare type's check and `fits` both hold of what `bare` accepts
+    // (the Schema decode was ~0.5 KB and a few hundred ns per field of every operation ingested)
+    validate: (value) =>
+      bare !== undefined && bare(value) ? Either.right(value)
+        : Either.flatMap(check(value), () => fits(value) ? Either.right(value) : Either.left(notRepresentable(encoded.ast, value)))
   }
 }
 

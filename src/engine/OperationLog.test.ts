@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as fc from "fast-check"
 import * as Timestamp from "../crdt/Timestamp.js"
@@ -40,5 +42,36 @@ describe("OperationLog: timestamps as 8 bytes", () => {
       yield* Effect.promise(() => engine.kysely.updateTable("weft_log").set({ ts: new Uint8Array(3) }).execute())
       const read = yield* Effect.either(engine.opsSince(new Map(), 10))
       expect(Either.isLeft(read) && read.left._tag === "StorageError" && read.left.reason === "Corrupt").toBe(true)
+    }))
+})
+
+const pages = Model.make("pages", Schema.Struct({ title: Schema.String, body: Model.RichText }))
+
+describe("OperationLog: reading what a peer lacks", () => {
+  it.scopedLive("a read while a rich-text write holds the connection in its transaction returns committed operations only", () =>
+    Effect.gen(function*() {
+      const engine = yield* Engines.open({ models: [pages], node: "peer-a" })
+      yield* engine.mutate([pages.create("p0", { title: "t", body: "x" })])
+      const committed = (yield* engine.opsSince(new Map(), 1000)).ops.length
+      // a rich-text write runs its transaction across turns of the event loop: reads go on meanwhile
+      const write = yield* Effect.fork(engine.mutate(Array.from({ length: 200 }, (_, i) => pages.create(`p${i + 1}`, { title: "t", body: "y".repeat(50) }))))
+      const seen: Array<number> = []
+      while (Option.isNone(yield* Fiber.poll(write))) {
+        seen.push((yield* engine.opsSince(new Map(), 10_000)).ops.length)
+        yield* Effect.yieldNow()
+      }
+      const after = (yield* Fiber.join(write)).ops.length
+      expect(seen.length).toBeGreaterThan(1)
+      for (const n of seen) expect(n === committed || n === committed + after).toBe(true)
+      expect((yield* engine.opsSince(new Map(), 10_000)).ops.length).toBe(committed + after)
+    }))
+
+  it.scopedLive("a log shorter than the version vector says is a corrupt log (StorageError)", () =>
+    Effect.gen(function*() {
+      const engine = yield* Engines.open({ models: [notes], node: "peer-a" })
+      yield* engine.mutate([notes.create("n1", { title: "x" }), notes.create("n2", { title: "y" })])
+      yield* Effect.promise(() => engine.kysely.deleteFrom("weft_log").where("seq", "=", 2).execute())
+      const read = yield* Effect.either(engine.opsSince(new Map(), 10))
+      expect(Either.isLeft(read) && read.left._tag === "StorageError" && read.left.reason === "Corrupt" && read.left.detail.includes("ends at 1")).toBe(true)
     }))
 })

@@ -224,7 +224,7 @@ const fromRow = (origins: Origins, row: OperationRow): Either.Either<Operation.O
   const fields = kind === 0 || kind === 1 ? unpackFields(origins.words, payload.right) : payload.right
   if (typeof fields === "string") return Either.left(corrupt(`operation ${origin}/${row.seq}: ${fields}`))
   return Either.mapLeft(
-    Operation.decodeTuple([kind, origin, row.seq, ts, model, record, fields]),
+    Operation.fromTuple([kind, origin, row.seq, ts, model, record, fields]),
     (e) => corrupt(`operation ${origin}/${row.seq}: ${ParseError.describe(e)}`)
   )
 }
@@ -267,6 +267,28 @@ export interface Page {
   readonly hasMore: boolean
 }
 
+/** Per origin that `theirs` lacks operations of: (origin, the last seq it holds, our last seq), by origin. */
+const lacking = (
+  mine: VersionVector.VersionVector,
+  theirs: VersionVector.VersionVector
+): Array<readonly [origin: string, after: number, target: number]> => {
+  // what to reach, read now: `mine` may be the engine's live vector, which moves on after each commit
+  const behind: Array<readonly [origin: string, after: number, target: number]> = []
+  for (const [origin, entry] of mine) {
+    const after = VersionVector.seqOf(theirs, origin)
+    if (entry.seq > after) behind.push([origin, after, entry.seq])
+  }
+  behind.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+  return behind
+}
+
+/** What a page read of one origin says: go on to the next origin, the page is full, or the log is short. */
+const reachedOrigin = (origin: string, read: number, reached: number, wanted: number, target: number) => {
+  if (reached >= target) return "next" as const
+  if (read < wanted) return corrupt(`log of ${origin} ends at ${reached}, the version vector says ${target}`)
+  return "full" as const
+}
+
 /**
  * Operations that `mine` holds and `theirs` lacks: per origin in sequence
  * order, origins one after another, at most `limit`. Applying a page keeps
@@ -280,13 +302,7 @@ export const since = (
   limit: number
 ): Effect.Effect<Page, StorageError> =>
   Effect.suspend(() => {
-    // what to reach, read now: `mine` may be the engine's live vector, which moves on after each commit
-    const behind: Array<readonly [origin: string, after: number, target: number]> = []
-    for (const [origin, entry] of mine) {
-      const after = VersionVector.seqOf(theirs, origin)
-      if (entry.seq > after) behind.push([origin, after, entry.seq])
-    }
-    behind.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    const behind = lacking(mine, theirs)
     return Effect.gen(function*() {
       const ops: Array<Operation.Operation> = []
       for (const [origin, after, target] of behind) {
@@ -295,17 +311,52 @@ export const since = (
         const wanted = Math.min(remaining, target - after)
         const page = yield* readOrigin(db, origins, origin, after, wanted)
         ops.push(...page)
-        const reached = page.length === 0 ? after : page[page.length - 1]!.seq
-        if (reached < target) {
-          if (page.length < wanted) {
-            return yield* corrupt(`log of ${origin} ends at ${reached}, the version vector says ${target}`)
-          }
-          return { ops, hasMore: true }
-        }
+        const reached = reachedOrigin(origin, page.length, page.length === 0 ? after : page[page.length - 1]!.seq, wanted, target)
+        if (reached instanceof StorageError) return yield* reached
+        if (reached === "full") return { ops, hasMore: true }
       }
       return { ops, hasMore: false }
     })
   })
+
+const SELECT_ORIGIN = `select "origin", "seq", "ts", "kind", "model", "record", "payload" from "${LOG}" where "origin" = ? and "seq" > ? order by "seq" limit ?`
+
+/**
+ * `since` in this turn of the event loop, on a database whose statements run synchronously
+ * (`Database.Sync`): one prepared statement per origin read, no query built and no promise per
+ * page, so a page's rows are garbage as soon as they are operations (read through Kysely, a page
+ * lived across several turns of the event loop and its rows were promoted to the old generation).
+ * A write's transaction may be open on the connection meanwhile (its rows are visible to this
+ * read): each origin is read only up to its seq in `mine`, which must hold committed operations only.
+ */
+export const sinceSync = (
+  all: <Row>(sql: string, parameters: ReadonlyArray<unknown>) => Array<Row>,
+  origins: Origins,
+  mine: VersionVector.VersionVector,
+  theirs: VersionVector.VersionVector,
+  limit: number
+): Either.Either<Page, StorageError> => {
+  const ops: Array<Operation.Operation> = []
+  for (const [origin, after, target] of lacking(mine, theirs)) {
+    const remaining = limit - ops.length
+    if (remaining <= 0) return Either.right({ ops, hasMore: true })
+    const wanted = Math.min(remaining, target - after)
+    const n = origins.numbers.get(origin)
+    const start = ops.length
+    if (n !== undefined) {
+      for (const row of all<OperationRow>(SELECT_ORIGIN, [n, after, wanted])) {
+        const op = fromRow(origins, row)
+        if (Either.isLeft(op)) return Either.left(op.left)
+        ops.push(op.right)
+      }
+    }
+    const read = ops.length - start
+    const reached = reachedOrigin(origin, read, read === 0 ? after : ops[ops.length - 1]!.seq, wanted, target)
+    if (reached instanceof StorageError) return Either.left(reached)
+    if (reached === "full") return Either.right({ ops, hasMore: true })
+  }
+  return Either.right({ ops, hasMore: false })
+}
 
 /** Every operation, page by page, in (origin number, seq) order. */
 export const scan = <E>(

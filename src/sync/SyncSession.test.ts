@@ -218,7 +218,10 @@ describe("SyncSession: bad input ends the session with a typed error and writes 
   it.scopedLive("out-of-protocol messages", () =>
     Effect.gen(function*() {
       expect(errorOf((yield* against([SyncProtocol.encode({ _tag: "Ack", entries: VersionVector.empty })])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
-      expect(errorOf((yield* against([hello(), SyncProtocol.encode({ _tag: "Ack", entries: VersionVector.empty })])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
+      // after the Hello, the session may have sent its one batch (3 operations) before it reads the
+      // first Ack, which then acknowledges it: a second Ack has none in flight either way
+      const ack = SyncProtocol.encode({ _tag: "Ack", entries: VersionVector.empty })
+      expect(errorOf((yield* against([hello(), ack, ack])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
       expect(errorOf((yield* against([hello(), hello()])).exit)).toMatchObject({ _tag: "ProtocolError", reason: "Unexpected" })
     }))
 

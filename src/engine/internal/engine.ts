@@ -360,7 +360,15 @@ export const make = (options: Engine.Options) =>
         })),
       commits: PubSub.subscribe(pubsub),
       versionVector: Effect.sync(() => (snapshot ??= new Map(vector))),
-      opsSince: (theirs, limit) => OperationLog.since(kysely, origins, vector, theirs, Math.max(1, Math.min(limit, maxBatchSize))),
+      opsSince: (theirs, limit) => {
+        const most = Math.max(1, Math.min(limit, maxBatchSize))
+        const sync = database.sync
+        if (sync === undefined) return OperationLog.since(kysely, origins, vector, theirs, most)
+        // no need to wait for a write: a rich-text write may hold the connection in a transaction
+        // across turns of the event loop, but the read takes each origin only up to the committed
+        // vector's seq, and an uncommitted write only appends after it (the log is append-only)
+        return Effect.suspend(() => OperationLog.sinceSync(sync.all, origins, vector, theirs, most))
+      },
       rebuild: writer.withPermits(1)(
         database.transaction((trx) =>
           Effect.gen(function*() {
