@@ -203,6 +203,10 @@ export type ServicesOf<O extends Options> = Services | (O["rspc"] extends RspcOp
 export const layer = <const O extends Options>(
   options: O
 ): Layer.Layer<ServicesOf<O>, StartError, Identity.Identity | Libraries.Libraries | AddressBook.AddressBook> => {
+  // a programming error, told at once rather than a node that quietly shows no thumbnails
+  if (options.preview !== undefined && options.media === undefined) {
+    return Layer.effectDiscard(Effect.dieMessage("Node: the preview option needs the media option (thumbnails are made of the locations media indexes)")) as never
+  }
   const transport = Layer.scoped(
     Transport,
     Effect.gen(function*() {

@@ -36,6 +36,14 @@ const startNode = (name: string, scope: Scope.Scope, prefetch: boolean) =>
 const PICTURES = [["one.png", 800, 600], ["two.png", 100, 300], ["three.png", 64, 64]] as const
 
 describe("preview in an embedded node", () => {
+  it.scoped("the preview option without media is refused when the node starts, saying why", () =>
+    Effect.gen(function*() {
+      const directory = yield* Processes.tempDir("weft-preview-node-nomedia")
+      const exit = yield* Effect.exit(Layer.build(Node.layerDirectory({ directory, models: [], listen: [], preview: {} })))
+      expect(exit._tag).toBe("Failure")
+      expect(String(exit._tag === "Failure" ? exit.cause : "")).toContain("the preview option needs the media option")
+    }))
+
   it.scopedLive("alice's node makes the thumbnails of a location in the background; bob's, paired in later, prefetches them into its directory; a picture removed loses its thumbnail and its record", () =>
     Effect.gen(function*() {
       const scope = yield* Effect.scope
