@@ -87,13 +87,34 @@ export const get = <E>(
       yield* stream.end
     })
     const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.MAX_THUMBNAIL_BYTES })
+    // the wait for each frame is bounded by one watchdog for the stream rather than a timeout per frame
+    // (a timer and two fibers for each of thousands of frames): it fails the fetch once a whole
+    // `TIMEOUT` passed within one wait for a frame (so after `TIMEOUT` to twice that); `steps` counts
+    // the starts and ends of waits, so a wait that began since the last look is not taken for a long one
+    let steps = 0
+    let awaiting = false
     const frame = Effect.flatMap(
-      reader.frame.pipe(
-        Effect.timeoutFail({ duration: Protocol.TIMEOUT, onTimeout: () => failed("no answer in time") }),
-        Effect.mapError((e) => (e instanceof PeerFailure ? e : failed(e.message)))
+      Effect.suspend(() => {
+        awaiting = true
+        steps++
+        return reader.frame
+      }).pipe(
+        Effect.mapError((e) => failed(e.message)),
+        Effect.ensuring(Effect.sync(() => {
+          awaiting = false
+          steps++
+        }))
       ),
       Option.match({ onNone: () => Effect.fail(failed("the peer ended the stream early")), onSome: Effect.succeed })
     )
+    const watchdog = Effect.gen(function*() {
+      let seen = steps
+      while (true) {
+        yield* Effect.sleep(Protocol.TIMEOUT)
+        if (awaiting && steps === seen) return yield* Effect.fail(failed("no answer in time"))
+        seen = steps
+      }
+    })
     const receive = Effect.gen(function*() {
       for (const chunk of chunks) {
         for (const asked of chunk) {
@@ -109,8 +130,8 @@ export const get = <E>(
         yield* window.release(1)
       }
     })
-    // either failing stops the other
-    yield* Effect.all([send, receive], { concurrency: 2, discard: true })
+    // either failing stops the other; the watchdog lasts as long as the receiving
+    yield* Effect.all([send, Effect.raceFirst(receive, watchdog)], { concurrency: 2, discard: true })
   }))
 
 /**
