@@ -524,7 +524,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
       maxInboundStreams: options.maxInboundStreams ?? 8,
       handle: (stream, context) => {
         const library = context.library!
-        return Wire.serve(
+        // the cache looked up once per stream (its first read), not once per thumbnail read
+        return Effect.flatMap(Effect.cached(cacheOf(library)), (cache) => Wire.serve(
           stream,
           context,
           // only thumbnails of this library: a member of one cannot probe another's cache by hash
@@ -533,8 +534,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
               Effect.map((known) => new Set(known.flatMap((t) => (t.hash === undefined ? [] : [t.hash])))),
               Effect.orElseSucceed(() => new Set<string>())
             ),
-          (hash) => Effect.orElseSucceed(Effect.flatMap(cacheOf(library), (cache) => cache.get(hash)), () => Option.none<Uint8Array>())
-        )
+          (hash) => Effect.orElseSucceed(Effect.flatMap(cache, (c) => c.get(hash)), () => Option.none<Uint8Array>())
+        ))
       }
     }))
 

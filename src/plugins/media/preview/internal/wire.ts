@@ -26,7 +26,6 @@ export class PeerFailure extends Data.TaggedError("PeerFailure")<{ readonly peer
 const encoder = new TextEncoder()
 const json = (message: object) => encoder.encode(JSON.stringify({ version: Protocol.VERSION, ...message }))
 const encodeGet = Schema.encodeSync(Protocol.Get)
-const encodeAnswer = Schema.encodeSync(Protocol.Answer)
 const decodeGet = ParseError.decodeUnknownEither(Protocol.Get)
 const decodeAnswer = ParseError.decodeUnknownEither(Protocol.Answer)
 /** About how many bytes the server writes at once. */
@@ -182,10 +181,11 @@ export const serve = (
       for (const hash of request.right.hashes) {
         const bytes = held.has(hash) ? yield* read(hash) : Option.none<Uint8Array>()
         if (Option.isNone(bytes) || bytes.value.length > Protocol.MAX_THUMBNAIL_BYTES) {
-          yield* queue(json(encodeAnswer({ type: "Missing", hash })))
+          yield* queue(json({ type: "Missing", hash } satisfies typeof Protocol.Missing.Encoded))
           continue
         }
-        yield* queue(json(encodeAnswer({ type: "Thumbnail", hash, size: bytes.value.length })))
+        // answers are plain records whose encoded form is themselves (typed as such): no Schema encode per answer
+        yield* queue(json({ type: "Thumbnail", hash, size: bytes.value.length } satisfies typeof Protocol.Thumbnail.Encoded))
         yield* queue(bytes.value)
       }
       yield* flush
