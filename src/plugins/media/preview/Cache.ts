@@ -9,9 +9,17 @@
  * seeded from the files' modification times when the cache opens.
  *
  * Entries are small (at most `MAX_THUMBNAIL_BYTES`) and land in the page
- * cache: they are read and written with synchronous calls, which cost a
- * fraction of the thread-pool round trips of `fs/promises` per file (the
- * fetch of thousands of thumbnails was bound by them).
+ * cache: they are read with synchronous calls, which cost a fraction of the
+ * thread-pool round trips of `fs/promises` per file. `put` writes the same
+ * way; `write` (for a fetch, which receives thousands) writes through the
+ * thread pool instead, so the thread that decrypts and checks the next
+ * answers does not wait for the file system, several files in flight.
+ *
+ * No write is synced to disk: a crash can at worst leave a file under its
+ * hash whose bytes are not (yet) those of the hash (renamed before its data
+ * reached the disk). Every read hashes again and drops such a file, and the
+ * thumbnail is fetched again and verified again; so a cache entry is the
+ * only thing a crash can lose, never a reason to serve wrong bytes.
  *
  * @since 0.1.0
  */
@@ -42,6 +50,11 @@ export interface Cache {
    * as it reads it) and they are not hashed again.
    */
   readonly put: (hash: string, bytes: Uint8Array, options?: { readonly hashed?: boolean }) => Effect.Effect<void, CacheError>
+  /**
+   * As `put`, the file written through the thread pool rather than in a blocking call: several can be in flight,
+   * and the caller's thread goes on meanwhile (a fetch writes while it reads the next answers).
+   */
+  readonly write: (hash: string, bytes: Uint8Array, options?: { readonly hashed?: boolean }) => Effect.Effect<void, CacheError>
   /** Removes every entry whose hash `keep` does not hold; returns how many. */
   readonly retain: (keep: (hash: string) => boolean) => Effect.Effect<number, CacheError>
   /** Bytes held now. */
@@ -147,7 +160,7 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
       return true
     }
 
-    const put = (hash: string, bytes: Uint8Array, options?: { readonly hashed?: boolean }) =>
+    const store = (blocking: boolean) => (hash: string, bytes: Uint8Array, options?: { readonly hashed?: boolean }) =>
       Effect.gen(function*() {
         if (bytes.length > MAX_THUMBNAIL_BYTES) return yield* new CacheError({ reason: "TooLarge", detail: `${bytes.length} bytes` })
         if (!HASH.test(hash) || (options?.hashed !== true && sha256(bytes) !== hash)) return yield* new CacheError({ reason: "HashMismatch", detail: `the bytes do not hash to ${hash}` })
@@ -156,13 +169,22 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
         // writes the same bytes
         const path = pathOf(hash)
         const temporary = `${path}.${randomBytes(6).toString("hex")}.tmp`
-        yield* Effect.try({
-          try: () => {
-            fsSync.writeFileSync(temporary, bytes)
-            fsSync.renameSync(temporary, path)
-          },
-          catch: storage("a cache entry could not be written")
-        }).pipe(Effect.tapError(() => Effect.sync(() => fsSync.rmSync(temporary, { force: true }))))
+        const removeTemporary = Effect.sync(() => fsSync.rmSync(temporary, { force: true }))
+        yield* (blocking
+          ? Effect.try({
+            try: () => {
+              fsSync.writeFileSync(temporary, bytes)
+              fsSync.renameSync(temporary, path)
+            },
+            catch: storage("a cache entry could not be written")
+          })
+          : Effect.tryPromise({
+            try: async () => {
+              await fs.writeFile(temporary, bytes)
+              await fs.rename(temporary, path)
+            },
+            catch: storage("a cache entry could not be written")
+          })).pipe(Effect.onExit((exit) => (exit._tag === "Failure" ? removeTemporary : Effect.void)))
         yield* lock.withPermits(1)(Effect.suspend(() => {
           if (touch(hash)) return Effect.void
           entries.set(hash, bytes.length)
@@ -174,7 +196,8 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
     return {
       get,
       has: (hash) => Effect.sync(() => entries.has(hash)),
-      put,
+      put: store(true),
+      write: store(false),
       retain: (keep) =>
         lock.withPermits(1)(Effect.gen(function*() {
           const gone = [...entries.keys()].filter((hash) => !keep(hash))

@@ -104,6 +104,23 @@ const failing = (host: Hosts.Host, bytes: ReadonlyMap<string, Uint8Array>, good:
     return counts
   })
 
+/** A server that reads the Gets and never answers (nor ends). */
+const silent = (host: Hosts.Host) =>
+  Effect.gen(function*() {
+    const counts = { streams: 0 }
+    yield* host.host.register(Plugin.make({
+      name: "silent",
+      ...Protocol.preview,
+      handle: (stream) =>
+        Effect.gen(function*() {
+          counts.streams++
+          yield* Stream.runDrain(stream.source)
+          return yield* Effect.never
+        })
+    }))
+    return counts
+  })
+
 /** Every thumbnail is in dave's cache, intact. */
 const holdsAll = (dave: Nodes.Node, bytes: ReadonlyMap<string, Uint8Array>) =>
   Effect.gen(function*() {
@@ -183,6 +200,24 @@ describe("Preview fetch, pipelined", () => {
       expect(dropper.streams).toBe(1)
       // a reset may discard what was in flight: bert gives what abel's answers did not
       expect(counts.read).toBeGreaterThanOrEqual(COUNT - 7)
+      yield* holdsAll(dave, bytes)
+    }), { timeout: 60_000 })
+
+  it.scopedLive("a peer that falls silent is given up after the answer timeout (one watchdog for the stream), and the next one asked", () =>
+    Effect.gen(function*() {
+      const members = ["abel", "alice", "bert", "dave"]
+      const { net, dave, bytes } = yield* setup(members)
+      const abel = yield* net.bare("abel", members)
+      const bert = yield* net.bare("bert", members)
+      const mute = yield* silent(abel)
+      const counts = yield* honest(bert, bytes)
+      yield* dave.connect(abel)
+      yield* dave.connect(bert)
+
+      const progress = yield* Stream.runCollect(dave.preview.fetchAll(L))
+      expect([...progress].at(-1)).toEqual({ total: COUNT, fetched: COUNT, unavailable: 0 })
+      expect(mute.streams).toBe(1)
+      expect(counts.read).toBe(COUNT)
       yield* holdsAll(dave, bytes)
     }), { timeout: 60_000 })
 })

@@ -278,6 +278,46 @@ describe("Cache", () => {
       expect(new Set(yield* reopened.hashes)).toEqual(new Set([a, c, d].map(sha256)))
     }))
 
+  it.scopedLive("write (through the thread pool, several at once) keeps what put keeps; after a crash that renamed a file before its bytes reached the disk, the file is dropped on read, never returned, and a leftover temporary is removed", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir()
+      const cache = yield* Cache.make({ directory, budget: 250 })
+      const [a, b, c] = [bytes(100, 1), bytes(100, 2), bytes(100, 3)]
+      yield* Effect.all([a, b].map((x) => cache.write(sha256(x), x)), { concurrency: "unbounded", discard: true })
+      expect(yield* cache.size).toBe(200)
+      expect(Option.getOrThrow(yield* cache.get(sha256(a)))).toEqual(a)
+      const wrong = yield* Effect.either(cache.write(sha256(c), a))
+      expect(Either.isLeft(wrong) && wrong.left.reason).toBe("HashMismatch")
+      // over the budget: b (least recently used) goes
+      yield* cache.write(sha256(c), c, { hashed: true })
+      expect(new Set(yield* cache.hashes)).toEqual(new Set([a, c].map(sha256)))
+
+      // the crash: a's file holds only part of its bytes, and a write was cut before its rename
+      yield* Effect.promise(() => fs.writeFile(nodePath.join(directory, sha256(a)), a.subarray(0, 40)))
+      const leftover = nodePath.join(directory, `${sha256(b)}.0123456789ab.tmp`)
+      yield* Effect.promise(() => fs.writeFile(leftover, b))
+      const reopened = yield* Cache.make({ directory, budget: 250 })
+      expect(yield* Effect.promise(() => fs.readdir(directory))).not.toContain(nodePath.basename(leftover))
+      expect(yield* reopened.get(sha256(a))).toEqual(Option.none())
+      expect(yield* Effect.promise(() => fs.readdir(directory))).toEqual([sha256(c)])
+      expect(Option.getOrThrow(yield* reopened.get(sha256(c)))).toEqual(c)
+      // written again (as a fetch would, checked against its hash), it is served again
+      yield* reopened.write(sha256(a), a)
+      expect(Option.getOrThrow(yield* reopened.get(sha256(a)))).toEqual(a)
+    }))
+
+  it.scopedLive("a write that cannot be made fails with Storage and leaves nothing behind", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir()
+      const cache = yield* Cache.make({ directory })
+      const a = bytes(100, 1)
+      yield* Effect.promise(() => fs.rm(directory, { recursive: true }))
+      const failed = yield* Effect.either(cache.write(sha256(a), a))
+      expect(Either.isLeft(failed) && failed.left.reason).toBe("Storage")
+      expect(yield* cache.hashes).toEqual([])
+      expect(yield* cache.size).toBe(0)
+    }))
+
   it.scopedLive("refuses bytes that do not match their hash, and drops an entry corrupted on disk", () =>
     Effect.gen(function*() {
       const directory = yield* tempDir()

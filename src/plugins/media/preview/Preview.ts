@@ -39,6 +39,7 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -177,6 +178,8 @@ export class Preview extends Context.Tag("weft/plugins/media/Preview")<Preview, 
 // one group leaves the connection busy with the other)
 const FETCH_BATCH = 1024
 const FETCHES = 2
+/** Cache files one fetch writes at once (received and checked, not yet in place). */
+const WRITES = 16
 
 /** Thumbnail records `collect` deletes per transaction. */
 const COLLECT_BATCH = 256
@@ -348,13 +351,30 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         let left = [...new Set(hashes)]
         for (const peer of yield* holders(library)) {
           if (left.length === 0) break
-          // one stream per peer, its Gets pipelined (`Wire.PIPELINE`): no round trip per batch, no stream per batch
-          const outcome = yield* Effect.either(Wire.get(host, peer, library, left, (hash, bytes) =>
-            Effect.zipRight(
-              // `Wire.get` hands over only bytes it has just hashed to `hash`
-              Effect.mapError(cache.put(hash, bytes, { hashed: true }), stored(library, hash)),
-              Effect.sync(() => got.set(hash, peer))
-            ), options.fetchPipeline ?? Wire.PIPELINE))
+          const outcome = yield* Effect.either(Effect.scoped(Effect.gen(function*() {
+            // each verified answer is written while the next ones are read: at most WRITES files in
+            // flight (and their bytes held), a hash counted as got once its file is in place
+            const writes = yield* FiberSet.make<void>()
+            const slots = yield* Effect.makeSemaphore(WRITES)
+            let failedWrite: PreviewError | undefined
+            // one stream per peer, its Gets pipelined (`Wire.PIPELINE`): no round trip per batch, no stream per batch
+            const received = yield* Effect.either(Wire.get(host, peer, library, left, (hash, bytes) =>
+              Effect.zipRight(
+                slots.take(1),
+                FiberSet.run(writes, Effect.zipRight(
+                  // `Wire.get` hands over only bytes it has just hashed to `hash`
+                  Effect.mapError(cache.write(hash, bytes, { hashed: true }), stored(library, hash)),
+                  Effect.sync(() => got.set(hash, peer))
+                ).pipe(
+                  Effect.catchAll((e) => Effect.sync(() => (failedWrite ??= e))),
+                  Effect.ensuring(slots.release(1))
+                ))
+              ), options.fetchPipeline ?? Wire.PIPELINE))
+            // what the peer delivered before it failed is written all the same; a write that failed fails the fetch
+            yield* slots.take(WRITES)
+            if (failedWrite !== undefined) return yield* failedWrite
+            return yield* received
+          })))
           // a peer that failed or lied: what it did deliver (verified) is kept, the rest asked of the next
           if (Either.isLeft(outcome) && !(outcome.left instanceof Wire.PeerFailure)) return yield* outcome.left
           left = left.filter((h) => !got.has(h))
@@ -504,7 +524,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
       maxInboundStreams: options.maxInboundStreams ?? 8,
       handle: (stream, context) => {
         const library = context.library!
-        return Wire.serve(
+        // the cache looked up once per stream (its first read), not once per thumbnail read
+        return Effect.flatMap(Effect.cached(cacheOf(library)), (cache) => Wire.serve(
           stream,
           context,
           // only thumbnails of this library: a member of one cannot probe another's cache by hash
@@ -513,8 +534,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
               Effect.map((known) => new Set(known.flatMap((t) => (t.hash === undefined ? [] : [t.hash])))),
               Effect.orElseSucceed(() => new Set<string>())
             ),
-          (hash) => Effect.orElseSucceed(Effect.flatMap(cacheOf(library), (cache) => cache.get(hash)), () => Option.none<Uint8Array>())
-        )
+          (hash) => Effect.orElseSucceed(Effect.flatMap(cache, (c) => c.get(hash)), () => Option.none<Uint8Array>())
+        ))
       }
     }))
 

@@ -26,7 +26,6 @@ export class PeerFailure extends Data.TaggedError("PeerFailure")<{ readonly peer
 const encoder = new TextEncoder()
 const json = (message: object) => encoder.encode(JSON.stringify({ version: Protocol.VERSION, ...message }))
 const encodeGet = Schema.encodeSync(Protocol.Get)
-const encodeAnswer = Schema.encodeSync(Protocol.Answer)
 const decodeGet = ParseError.decodeUnknownEither(Protocol.Get)
 const decodeAnswer = ParseError.decodeUnknownEither(Protocol.Answer)
 /** About how many bytes the server writes at once. */
@@ -87,13 +86,34 @@ export const get = <E>(
       yield* stream.end
     })
     const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.MAX_THUMBNAIL_BYTES })
+    // the wait for each frame is bounded by one watchdog for the stream rather than a timeout per frame
+    // (a timer and two fibers for each of thousands of frames): it fails the fetch once a whole
+    // `TIMEOUT` passed within one wait for a frame (so after `TIMEOUT` to twice that); `steps` counts
+    // the starts and ends of waits, so a wait that began since the last look is not taken for a long one
+    let steps = 0
+    let awaiting = false
     const frame = Effect.flatMap(
-      reader.frame.pipe(
-        Effect.timeoutFail({ duration: Protocol.TIMEOUT, onTimeout: () => failed("no answer in time") }),
-        Effect.mapError((e) => (e instanceof PeerFailure ? e : failed(e.message)))
+      Effect.suspend(() => {
+        awaiting = true
+        steps++
+        return reader.frame
+      }).pipe(
+        Effect.mapError((e) => failed(e.message)),
+        Effect.ensuring(Effect.sync(() => {
+          awaiting = false
+          steps++
+        }))
       ),
       Option.match({ onNone: () => Effect.fail(failed("the peer ended the stream early")), onSome: Effect.succeed })
     )
+    const watchdog = Effect.gen(function*() {
+      let seen = steps
+      while (true) {
+        yield* Effect.sleep(Protocol.TIMEOUT)
+        if (awaiting && steps === seen) return yield* Effect.fail(failed("no answer in time"))
+        seen = steps
+      }
+    })
     const receive = Effect.gen(function*() {
       for (const chunk of chunks) {
         for (const asked of chunk) {
@@ -109,8 +129,8 @@ export const get = <E>(
         yield* window.release(1)
       }
     })
-    // either failing stops the other
-    yield* Effect.all([send, receive], { concurrency: 2, discard: true })
+    // either failing stops the other; the watchdog lasts as long as the receiving
+    yield* Effect.all([send, Effect.raceFirst(receive, watchdog)], { concurrency: 2, discard: true })
   }))
 
 /**
@@ -161,10 +181,11 @@ export const serve = (
       for (const hash of request.right.hashes) {
         const bytes = held.has(hash) ? yield* read(hash) : Option.none<Uint8Array>()
         if (Option.isNone(bytes) || bytes.value.length > Protocol.MAX_THUMBNAIL_BYTES) {
-          yield* queue(json(encodeAnswer({ type: "Missing", hash })))
+          yield* queue(json({ type: "Missing", hash } satisfies typeof Protocol.Missing.Encoded))
           continue
         }
-        yield* queue(json(encodeAnswer({ type: "Thumbnail", hash, size: bytes.value.length })))
+        // answers are plain records whose encoded form is themselves (typed as such): no Schema encode per answer
+        yield* queue(json({ type: "Thumbnail", hash, size: bytes.value.length } satisfies typeof Protocol.Thumbnail.Encoded))
         yield* queue(bytes.value)
       }
       yield* flush
