@@ -200,7 +200,12 @@ let originColumn = Buffer.alloc(0)
 let lengthColumn = new Uint8Array(0)
 let seqColumn = new Float64Array(0)
 let tsColumn = new Uint8Array(0)
-let written: Array<Uint8Array> = []
+// one array for good, emptied by each vector: a fresh `[]` per vector changed its map at its first page
+// and deoptimised the page loop that pushes to it, on every vector (`--trace-deopt`: "wrong map")
+const written: Array<Uint8Array> = []
+
+/** Whether this host stores a number's bytes least significant first (the wire's are most significant first). */
+const LITTLE_ENDIAN = new Uint8Array(new Float64Array([1]).buffer)[7] === 0x3f
 
 /** Room for `rows` entries in the scratch columns (their contents kept). */
 const reserve = (rows: number): void => {
@@ -220,7 +225,7 @@ const startPages = (limit: number, expected: number): void => {
   gathered = 0
   originBytes = 0
   pageLimit = limit
-  written = []
+  written.length = 0
   const rows = Math.min(limit, Math.max(expected, 1024))
   if (lengthColumn.length < rows) reserve(rows)
 }
@@ -258,8 +263,10 @@ const flushPage = (): void => {
   view.setUint32(0, n)
   page.set(lengthColumn.subarray(0, n), COUNT_BYTES)
   page.set(originColumn.subarray(0, originBytes), originsAt)
-  const seqs = seqColumn
-  for (let k = 0; k < n; k++) view.setFloat64(seqsAt + k * SEQ_BYTES, seqs[k]!)
+  // the seqs in this host's byte order, copied whole and then made big-endian by one native swap (no
+  // loop here: an OSR'd loop in this function deoptimised at every page, "wrong map")
+  page.set(new Uint8Array(seqColumn.buffer, 0, SEQ_BYTES * n), seqsAt)
+  if (LITTLE_ENDIAN) Buffer.from(page.buffer, seqsAt, SEQ_BYTES * n).swap64()
   page.set(tsColumn.subarray(0, TS_BYTES * n), tsAt)
   written.push(page)
   gathered = 0
@@ -269,8 +276,7 @@ const flushPage = (): void => {
 /** The pages written (one empty page for no entries); nothing of them is kept here. */
 const endPages = (): Array<Uint8Array> => {
   if (gathered > 0 || written.length === 0) flushPage()
-  const out = written
-  written = []
+  const out = written.splice(0, written.length)
   // a vector of large pages does not keep their size of memory held after it
   if (lengthColumn.length > 4 * PAGE_ENTRIES) {
     lengthColumn = new Uint8Array(0)
