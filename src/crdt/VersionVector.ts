@@ -188,97 +188,117 @@ const HEX_VALUES = (() => {
   return table
 })()
 
-// A page's columns are gathered in scratch columns, reused (encoding is synchronous): each origin
-// by one native call, each seq and timestamp as the numbers they are on the wire; the page is then
-// the columns copied one after another. Nothing is allocated per entry.
+// The encoder's state, module-wide (encoding is synchronous and never re-entered): the page being
+// gathered, in scratch columns reused from page to page and vector to vector. `gather` is one
+// function, passed to `forEach` as it is (no closure per vector, no second call per entry), so it is
+// optimised once; it writes each origin's bytes by one native call and each timestamp's 8 bytes as
+// it parses them, and `flushPage` copies the columns into the page whole. Nothing is allocated per entry.
+let gathered = 0
+let pageLimit = PAGE_ENTRIES
+let originBytes = 0
 let originColumn = Buffer.alloc(0)
-let seqColumn = new DataView(new ArrayBuffer(0))
-let tsColumn = new DataView(new ArrayBuffer(0))
 let lengthColumn = new Uint8Array(0)
+let seqColumn = new Float64Array(0)
+let tsColumn = new Uint8Array(0)
+// one array for good, emptied by each vector: a fresh `[]` per vector changed its map at its first page
+// and deoptimised the page loop that pushes to it, on every vector (`--trace-deopt`: "wrong map")
+const written: Array<Uint8Array> = []
 
-/** Room for `entries` entries in the number columns (their contents kept). */
-const reserve = (entries: number): void => {
-  const grow = (view: DataView, bytes: number) => {
-    const grown = new Uint8Array(bytes)
-    grown.set(new Uint8Array(view.buffer))
-    return new DataView(grown.buffer)
-  }
-  const capacity = Math.max(2 * lengthColumn.length, entries, 1024)
-  seqColumn = grow(seqColumn, capacity * SEQ_BYTES)
-  tsColumn = grow(tsColumn, capacity * TS_BYTES)
-  const lengths = new Uint8Array(capacity)
+/** Whether this host stores a number's bytes least significant first (the wire's are most significant first). */
+const LITTLE_ENDIAN = new Uint8Array(new Float64Array([1]).buffer)[7] === 0x3f
+
+/** Room for `rows` entries in the scratch columns (their contents kept). */
+const reserve = (rows: number): void => {
+  const lengths = new Uint8Array(rows)
   lengths.set(lengthColumn)
   lengthColumn = lengths
+  const seqs = new Float64Array(rows)
+  seqs.set(seqColumn)
+  seqColumn = seqs
+  const stamps = new Uint8Array(rows * TS_BYTES)
+  stamps.set(tsColumn)
+  tsColumn = stamps
 }
 
-/** Builds pages of at most `size` entries from entries given one at a time. */
-const pageWriter = (size: number) => {
-  const out: Array<Uint8Array> = []
-  let n = 0
-  let originBytes = 0
-  const flush = () => {
-    const page = new Uint8Array(COUNT_BYTES + n + originBytes + (SEQ_BYTES + TS_BYTES) * n)
-    new DataView(page.buffer).setUint32(0, n)
-    let at = COUNT_BYTES
-    page.set(lengthColumn.subarray(0, n), at)
-    at += n
-    page.set(originColumn.subarray(0, originBytes), at)
-    at += originBytes
-    page.set(new Uint8Array(seqColumn.buffer, 0, SEQ_BYTES * n), at)
-    at += SEQ_BYTES * n
-    page.set(new Uint8Array(tsColumn.buffer, 0, TS_BYTES * n), at)
-    out.push(page)
-    n = 0
-    originBytes = 0
+/** Starts encoding pages of at most `limit` entries, `expected` in all. */
+const startPages = (limit: number, expected: number): void => {
+  gathered = 0
+  originBytes = 0
+  pageLimit = limit
+  written.length = 0
+  const rows = Math.min(limit, Math.max(expected, 1024))
+  if (lengthColumn.length < rows) reserve(rows)
+}
+
+/** Adds one entry to the page being gathered. */
+const gather = (entry: Entry, origin: string): void => {
+  const k = gathered
+  if (k === lengthColumn.length) reserve(2 * k)
+  // an origin is a node id, at most 128 ASCII characters: its length fits a byte, a character a byte
+  if (originBytes + 255 > originColumn.length) {
+    const grown = Buffer.allocUnsafe(Math.max(2 * originColumn.length, 1 << 16))
+    originColumn.copy(grown, 0, 0, originBytes)
+    originColumn = grown
   }
-  return {
-    add: (origin: string, seq: number, ts: string) => {
-      if (originBytes + 255 > originColumn.length) {
-        const grown = Buffer.allocUnsafe(Math.max(2 * originColumn.length, 1 << 16))
-        originColumn.copy(grown, 0, 0, originBytes)
-        originColumn = grown
-      }
-      if (n >= lengthColumn.length) reserve(n + 1)
-      // an origin is at most 128 ASCII characters (a node id): its length fits a byte, a character a byte
-      lengthColumn[n] = origin.length
-      originBytes += latin1Write(originColumn, origin, originBytes)
-      seqColumn.setFloat64(n * SEQ_BYTES, seq)
-      // a timestamp's 16 hex digits as two 32-bit numbers (a timestamp is always 16 lowercase hex digits)
-      let high = 0
-      let low = 0
-      for (let i = 0; i < 8; i++) high = (high << 4) | HEX_VALUES[ts.charCodeAt(i) & 0xff]!
-      for (let i = 8; i < 16; i++) low = (low << 4) | HEX_VALUES[ts.charCodeAt(i) & 0xff]!
-      tsColumn.setUint32(n * TS_BYTES, high >>> 0)
-      tsColumn.setUint32(n * TS_BYTES + 4, low >>> 0)
-      if (++n >= size) flush()
-    },
-    /** The pages (one empty page for no entries). */
-    done: (): Array<Uint8Array> => {
-      if (n > 0 || out.length === 0) flush()
-      // a vector of large pages does not keep their size of memory held after it
-      if (lengthColumn.length > 4 * PAGE_ENTRIES) {
-        lengthColumn = new Uint8Array(0)
-        seqColumn = new DataView(new ArrayBuffer(0))
-        tsColumn = new DataView(new ArrayBuffer(0))
-        originColumn = Buffer.alloc(0)
-      }
-      return out
-    }
+  lengthColumn[k] = origin.length
+  originBytes += latin1Write(originColumn, origin, originBytes)
+  seqColumn[k] = entry.seq
+  // a timestamp's 16 hex digits as the 8 bytes they write (a timestamp is always 16 lowercase hex digits)
+  const ts = entry.ts
+  const at = k * TS_BYTES
+  for (let i = 0; i < TS_BYTES; i++) {
+    tsColumn[at + i] = (HEX_VALUES[ts.charCodeAt(2 * i) & 0xff]! << 4) | HEX_VALUES[ts.charCodeAt(2 * i + 1) & 0xff]!
   }
+  if (++gathered >= pageLimit) flushPage()
+}
+
+/** Writes the entries gathered as one page. */
+const flushPage = (): void => {
+  const n = gathered
+  const originsAt = COUNT_BYTES + n
+  const seqsAt = originsAt + originBytes
+  const tsAt = seqsAt + SEQ_BYTES * n
+  const page = new Uint8Array(tsAt + TS_BYTES * n)
+  const view = new DataView(page.buffer)
+  view.setUint32(0, n)
+  page.set(lengthColumn.subarray(0, n), COUNT_BYTES)
+  page.set(originColumn.subarray(0, originBytes), originsAt)
+  // the seqs in this host's byte order, copied whole and then made big-endian by one native swap (no
+  // loop here: an OSR'd loop in this function deoptimised at every page, "wrong map")
+  page.set(new Uint8Array(seqColumn.buffer, 0, SEQ_BYTES * n), seqsAt)
+  if (LITTLE_ENDIAN) Buffer.from(page.buffer, seqsAt, SEQ_BYTES * n).swap64()
+  page.set(tsColumn.subarray(0, TS_BYTES * n), tsAt)
+  written.push(page)
+  gathered = 0
+  originBytes = 0
+}
+
+/** The pages written (one empty page for no entries); nothing of them is kept here. */
+const endPages = (): Array<Uint8Array> => {
+  if (gathered > 0 || written.length === 0) flushPage()
+  const out = written.splice(0, written.length)
+  // a vector of large pages does not keep their size of memory held after it
+  if (lengthColumn.length > 4 * PAGE_ENTRIES) {
+    lengthColumn = new Uint8Array(0)
+    seqColumn = new Float64Array(0)
+    tsColumn = new Uint8Array(0)
+    originColumn = Buffer.alloc(0)
+  }
+  return out
 }
 
 /** Encodes entries as one page. */
 export const encodePage = (entries: Iterable<readonly [string, Entry]>): Uint8Array => {
-  const writer = pageWriter(Infinity)
-  for (const [origin, entry] of entries) writer.add(origin, entry.seq, entry.ts)
-  return writer.done()[0]!
+  startPages(Infinity, 0)
+  for (const [origin, entry] of entries) gather(entry, origin)
+  return endPages()[0]!
 }
 
 /** Encodes a vector as pages of at most `size` entries (one empty page for an empty vector), in one pass over it. */
 export const encodePages = (vector: VersionVector, size = PAGE_ENTRIES): Array<Uint8Array> => {
-  const writer = pageWriter(Math.max(1, size))
-  vector.forEach((entry, origin) => writer.add(origin, entry.seq, entry.ts))
-  return writer.done()
+  startPages(Math.max(1, size), vector.size)
+  vector.forEach(gather)
+  return endPages()
 }
 
 /**
