@@ -16,6 +16,7 @@ import * as Headers from "./http/headers.js"
 import * as Media from "./Media.js"
 import * as Models from "./Models.js"
 import { digest, pattern, sha256, tempDir, write } from "./testing/Files.js"
+import * as HttpTesting from "./testing/Http.js"
 import * as Nodes from "./testing/Nodes.js"
 
 const L = Nodes.LIBRARY
@@ -33,22 +34,12 @@ interface Answer {
   readonly body: string
 }
 
-/** One request to 127.0.0.1:`port`, as raw as Node sends it (the path is not normalised; any Host may be set). */
+/** One request to 127.0.0.1:`port` (see `testing/Http`); a text body as text, any other as its digest. */
 const request = (port: number, path: string, options: { readonly method?: string; readonly headers?: Record<string, string> } = {}) =>
-  Effect.async<Answer, Error>((resume) => {
-    const req = NodeHttp.request({ host: "127.0.0.1", port, path, method: options.method ?? "GET", headers: options.headers ?? {}, agent: false }, (res) => {
-      const chunks: Array<Buffer> = []
-      res.on("data", (c: Buffer) => chunks.push(c))
-      res.on("error", (e) => resume(Effect.fail(e)))
-      res.on("end", () => {
-        const bytes = Buffer.concat(chunks)
-        const textual = (res.headers["content-type"] ?? "").startsWith("text/")
-        resume(Effect.succeed({ status: res.statusCode!, headers: res.headers, body: textual ? bytes.toString("utf8") : digest(bytes) }))
-      })
-    })
-    req.on("error", (e) => resume(Effect.fail(e)))
-    req.end()
-  })
+  Effect.map(HttpTesting.request(port, path, options), (answer): Answer => ({
+    ...answer,
+    body: (answer.headers["content-type"] ?? "").startsWith("text/") ? answer.body.toString("utf8") : digest(answer.body)
+  }))
 
 /**
  * alice holds loc1 (a clip, a note and `more` files); bob has the records, is connected to alice, and serves HTTP

@@ -10,38 +10,19 @@ import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import * as NodeHttp from "node:http"
 import * as nodePath from "node:path"
 import sharp from "sharp"
 import * as Http from "../Http.js"
 import * as Media from "../Media.js"
 import * as MediaModels from "../Models.js"
 import { sha256, tempDir, write } from "../testing/Files.js"
+import { request } from "../testing/Http.js"
 import * as PreviewHttp from "./Http.js"
 import * as Nodes from "./testing/Nodes.js"
 
 const L = Nodes.LIBRARY
 const TOKEN = "test-token-0123456789abcdef"
 const fileOf = (path: string) => MediaModels.fileId("loc1", path)
-
-interface Answer {
-  readonly status: number
-  readonly headers: NodeHttp.IncomingHttpHeaders
-  readonly body: Buffer
-}
-
-/** One request to 127.0.0.1:`port`, with any headers (Host too). */
-const request = (port: number, path: string, options: { readonly method?: string; readonly headers?: Record<string, string> } = {}) =>
-  Effect.async<Answer, Error>((resume) => {
-    const req = NodeHttp.request({ host: "127.0.0.1", port, path, method: options.method ?? "GET", headers: options.headers ?? {}, agent: false }, (res) => {
-      const chunks: Array<Buffer> = []
-      res.on("data", (c: Buffer) => chunks.push(c))
-      res.on("error", (e) => resume(Effect.fail(e)))
-      res.on("end", () => resume(Effect.succeed({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks) })))
-    })
-    req.on("error", (e) => resume(Effect.fail(e)))
-    req.end()
-  })
 
 const png = (shade: number, width: number, height: number) =>
   Effect.promise(() => sharp({ create: { width, height, channels: 3, background: { r: shade, g: 90, b: 200 } } }).png().toBuffer())
