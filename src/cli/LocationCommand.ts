@@ -34,6 +34,7 @@ import * as DataDir from "../node/DataDir.js"
 import type * as LocationControl from "../node/LocationControl.js"
 import * as Control from "./Control.js"
 import * as Output from "./Output.js"
+import * as ProgressBar from "./ProgressBar.js"
 import * as TransferOutput from "./TransferOutput.js"
 
 /** How progress is shown. */
@@ -43,8 +44,6 @@ interface Display {
   /** Draws the last state and lets the terminal go (also when the command fails or is stopped). */
   readonly stop: Effect.Effect<void>
 }
-
-const LINE_EVERY_MS = 1000
 
 const done = (p: LocationControl.Progress) => p.added + p.changed + p.unchanged
 
@@ -75,7 +74,7 @@ const lines = (): Display => {
     update: (progress) =>
       Effect.suspend(() => {
         const now = Date.now()
-        if (progress.done || now - last < LINE_EVERY_MS) return Effect.void
+        if (progress.done || now - last < ProgressBar.LINE_EVERY_MS) return Effect.void
         last = now
         return Console.log(line(progress, total))
       }),
@@ -83,43 +82,35 @@ const lines = (): Display => {
   }
 }
 
-const bar = Effect.gen(function*() {
-  const { Presets, SingleBar } = yield* Effect.promise(() => import("cli-progress"))
-  const width = process.stdout.columns ?? 80
-  const progressBar = new SingleBar({
-    stream: process.stdout,
+const bar = Effect.map(
+  ProgressBar.make<ReturnType<typeof payloadOf>>({
     format: "{bar} {percentage}% | {value}/{total} files | {hashed} hashed | {added} added, {changed} changed, {removed} removed",
-    barsize: Math.max(10, Math.min(30, width - 80)),
-    hideCursor: true,
-    fps: 10
-  }, Presets.shades_classic)
-  let started = false
-  const payload = (p: LocationControl.Progress) => ({ hashed: TransferOutput.size(p.hashedBytes), added: p.added, changed: p.changed, removed: p.removed })
-  const display: Display = {
-    started: (event) =>
-      Effect.sync(() => {
-        started = true
-        progressBar.start(Math.max(1, event.files), 0, { hashed: "0 B", added: 0, changed: 0, removed: 0 })
-      }),
-    update: (progress) =>
-      Effect.sync(() => {
-        if (!started) return
-        // files can appear while the scan runs: the total grows with them
-        if (progress.seen > progressBar.getTotal()) progressBar.setTotal(progress.seen)
-        progressBar.update(progress.done ? progressBar.getTotal() : progress.seen, payload(progress))
-      }),
-    stop: Effect.sync(() => {
-      if (started) progressBar.stop()
-    })
+    reserve: 80
+  }),
+  (progressBar): Display => {
+    let started = false
+    return {
+      started: (event) =>
+        Effect.sync(() => {
+          started = true
+          progressBar.show(0, Math.max(1, event.files), { hashed: "0 B", added: 0, changed: 0, removed: 0 })
+        }),
+      update: (progress) =>
+        Effect.sync(() => {
+          if (!started) return
+          // files can appear while the scan runs: the total grows with them
+          const total = Math.max(progressBar.total(), progress.seen)
+          progressBar.show(progress.done ? total : progress.seen, total, payloadOf(progress))
+        }),
+      stop: Effect.sync(progressBar.stop)
+    }
   }
-  return display
-})
+)
+
+const payloadOf = (p: LocationControl.Progress) => ({ hashed: TransferOutput.size(p.hashedBytes), added: p.added, changed: p.changed, removed: p.removed })
 
 const display = (json: boolean): Effect.Effect<Display, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    json ? Effect.succeed<Display>({ started: () => Effect.void, update: () => Effect.void, stop: Effect.void }) : process.stdout.isTTY ? bar : Effect.sync(lines),
-    (shown) => shown.stop
-  )
+  ProgressBar.display({ json, quiet: { started: () => Effect.void, update: () => Effect.void, stop: Effect.void }, bar, lines })
 
 /** Runs a scan (`LocationAdd` or `LocationRescan`) on the node at `socket`, showing its progress, and prints how it ended. */
 export const scan = (

@@ -16,6 +16,7 @@ import * as ControlSocket from "../node/ControlSocket.js"
 import type { PeerId } from "../transport/Transport.js"
 import * as Control from "./Control.js"
 import * as Output from "./Output.js"
+import * as ProgressBar from "./ProgressBar.js"
 import * as TransferOutput from "./TransferOutput.js"
 import type * as TransfersControl from "./TransfersControl.js"
 
@@ -36,9 +37,6 @@ interface Display {
   readonly stop: Effect.Effect<void>
 }
 
-/** At most one plain progress line a second. */
-const LINE_EVERY_MS = 1000
-
 const waiting = (progress: TransfersControl.Progress) => `waiting for ${progress.peer} to accept ${progress.totalFiles} file(s), ${TransferOutput.size(progress.totalBytes)}…`
 
 /** Plain lines, for output that is not a terminal. */
@@ -55,7 +53,7 @@ const lines = (): Display => {
         // how it failed follows, as the error
         if (progress.state === "failed" || progress.state === "cancelled" || progress.state === "interrupted") return Effect.void
         if (progress.state === "paused" || progress.state === "reconnecting") return changed ? Console.log(`${TransferOutput.state(progress)}`) : Effect.void
-        if (!changed && now - last < LINE_EVERY_MS) return Effect.void
+        if (!changed && now - last < ProgressBar.LINE_EVERY_MS) return Effect.void
         last = now
         return Console.log(TransferOutput.line(progress))
       }),
@@ -66,62 +64,45 @@ const lines = (): Display => {
 const shorten = (text: string, most: number) => (text.length <= most ? text : `…${text.slice(text.length - most + 1)}`)
 
 /** A progress bar on the terminal. */
-const bar = Effect.gen(function*() {
-  const { Presets, SingleBar } = yield* Effect.promise(() => import("cli-progress"))
-  const width = process.stdout.columns ?? 80
-  const progressBar = new SingleBar({
-    stream: process.stdout,
+const bar = Effect.map(
+  ProgressBar.make<ReturnType<typeof payloadOf>>({
     // `left`, not the library's own `eta`: the node's rate and time left are the ones to show
     format: "{bar} {percentage}% | {done} of {size} | {files} | {rate} | ETA {left} | {file}",
-    barsize: Math.max(10, Math.min(30, width - 70)),
-    hideCursor: true,
-    fps: 10,
+    reserve: 70,
     etaBuffer: 1
-  }, Presets.shades_classic)
-  let started = false
-  let shown = ""
-  const payload = (progress: TransfersControl.Progress) => ({
-    done: TransferOutput.size(progress.bytes),
-    size: TransferOutput.size(progress.totalBytes),
-    files: `${progress.files}/${progress.totalFiles} files`,
-    rate: TransferOutput.rate(progress.bytesPerSecond),
-    left: progress.state === "paused" || progress.state === "reconnecting" ? TransferOutput.state(progress) : TransferOutput.eta(progress.etaSeconds),
-    file: Output.printable(shorten(progress.current ?? "", Math.max(10, width - 75)))
-  })
-  const display: Display = {
-    update: (progress) =>
-      Effect.suspend(() => {
-        if (progress.state === "waiting") {
-          if (shown === "waiting") return Effect.void
-          shown = "waiting"
-          return Console.log(waiting(progress))
-        }
-        if (progress.state === "failed" || progress.state === "cancelled" || progress.state === "interrupted") return Effect.void
-        shown = progress.state
-        // a transfer of empty files only has nothing to count in bytes: it counts files
-        const [value, total] = progress.totalBytes === 0 ? [progress.files, Math.max(1, progress.totalFiles)] : [progress.bytes, progress.totalBytes]
-        return Effect.sync(() => {
-          if (!started) {
-            started = true
-            progressBar.start(total, value, payload(progress))
-          } else {
-            progressBar.setTotal(total)
-            progressBar.update(value, payload(progress))
+  }),
+  (progressBar): Display => {
+    let shown = ""
+    return {
+      update: (progress) =>
+        Effect.suspend(() => {
+          if (progress.state === "waiting") {
+            if (shown === "waiting") return Effect.void
+            shown = "waiting"
+            return Console.log(waiting(progress))
           }
-        })
-      }),
-    stop: Effect.sync(() => {
-      if (started) progressBar.stop()
-    })
+          if (progress.state === "failed" || progress.state === "cancelled" || progress.state === "interrupted") return Effect.void
+          shown = progress.state
+          // a transfer of empty files only has nothing to count in bytes: it counts files
+          const [value, total] = progress.totalBytes === 0 ? [progress.files, Math.max(1, progress.totalFiles)] : [progress.bytes, progress.totalBytes]
+          return Effect.sync(() => progressBar.show(value, total, payloadOf(progress, progressBar.width)))
+        }),
+      stop: Effect.sync(progressBar.stop)
+    }
   }
-  return display
+)
+
+const payloadOf = (progress: TransfersControl.Progress, width: number) => ({
+  done: TransferOutput.size(progress.bytes),
+  size: TransferOutput.size(progress.totalBytes),
+  files: `${progress.files}/${progress.totalFiles} files`,
+  rate: TransferOutput.rate(progress.bytesPerSecond),
+  left: progress.state === "paused" || progress.state === "reconnecting" ? TransferOutput.state(progress) : TransferOutput.eta(progress.etaSeconds),
+  file: Output.printable(shorten(progress.current ?? "", Math.max(10, width - 75)))
 })
 
 const display = (json: boolean): Effect.Effect<Display, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    json ? Effect.succeed<Display>({ update: () => Effect.void, stop: Effect.void }) : process.stdout.isTTY ? bar : Effect.sync(lines),
-    (shown) => shown.stop
-  )
+  ProgressBar.display({ json, quiet: { update: () => Effect.void, stop: Effect.void }, bar, lines })
 
 /** Sends, showing progress, and prints what was sent. */
 export const run = (options: Options) =>
