@@ -92,25 +92,12 @@ export const listNotes = (
   library?: string,
   options: CallOptions = {}
 ): Effect.Effect<ReadonlyArray<NotesControl.Note>, Failure<{ readonly _tag: "NotesList" }>> =>
-  Effect.gen(function*() {
-    // by id: a note changed between two pages may come again at its new place, and is shown there only
-    const notes = new Map<string, NotesControl.Note>()
-    let after: NotesControl.NoteCursor | undefined = undefined
-    do {
-      const page: NotesControl.NotesPage = yield* call(path, {
+  NotesControl.allNotes(
+    (after) =>
+      call(path, {
         _tag: "NotesList",
         ...(library === undefined ? {} : { library }),
         ...(after === undefined ? {} : { after })
-      }, options)
-      // a page that promises more but holds nothing would repeat forever
-      if (page.next !== undefined && page.notes.length === 0) {
-        return yield* new ControlError({ reason: "Io", path, detail: "a page of notes with a next cursor but no notes" })
-      }
-      for (const note of page.notes) {
-        notes.delete(note.id)
-        notes.set(note.id, note)
-      }
-      after = page.next
-    } while (after !== undefined)
-    return [...notes.values()]
-  })
+      }, options),
+    () => new ControlError({ reason: "Io", path, detail: "a page of notes with a next cursor but no notes" })
+  )

@@ -21,6 +21,7 @@
  */
 import * as Rpc from "@effect/rpc/Rpc"
 import * as RpcGroup from "@effect/rpc/RpcGroup"
+import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { RecordId } from "../crdt/Names.js"
 import { ClockDriftError } from "../crdt/Hlc.js"
@@ -64,6 +65,31 @@ export const NOTES_PAGE_BYTES = 512 * 1024
 /** One page of notes; `next` is absent on the last page. */
 export const NotesPage = Schema.Struct({ notes: Schema.Array(Note), next: Schema.optional(NoteCursor) })
 export type NotesPage = typeof NotesPage.Type
+
+/**
+ * Every note, following pages from `page(undefined)` until the last; a note
+ * changed between two pages may come again at its new place and is listed
+ * once, as last seen. A page that promises more but holds none would repeat
+ * forever: it fails with `empty()`.
+ */
+export const allNotes = <E, E2>(
+  page: (after: NoteCursor | undefined) => Effect.Effect<NotesPage, E>,
+  empty: () => E2
+): Effect.Effect<ReadonlyArray<Note>, E | E2> =>
+  Effect.gen(function*() {
+    const notes = new Map<string, Note>()
+    let after: NoteCursor | undefined = undefined
+    do {
+      const next: NotesPage = yield* page(after)
+      if (next.next !== undefined && next.notes.length === 0) return yield* Effect.fail(empty())
+      for (const note of next.notes) {
+        notes.delete(note.id)
+        notes.set(note.id, note)
+      }
+      after = next.next
+    } while (after !== undefined)
+    return [...notes.values()]
+  })
 
 const NotesFailure = Schema.Union(NodeError, NoteError, StorageError, ValidationError, MutationError, ClockDriftError)
 const library = Schema.optional(LibraryId)

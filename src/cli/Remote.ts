@@ -50,24 +50,12 @@ export const call = <R extends NotesRequest | NodeRequest>(path: string, peer: P
 
 /** Every note of `peer` in `library` (default: this node's default library), page by page. */
 export const listNotes = (path: string, peer: PeerId, library?: string) =>
-  Effect.gen(function*() {
-    const notes = new Map<string, NotesControl.Note>()
-    let after: NotesControl.NoteCursor | undefined = undefined
-    do {
-      const page = (yield* call(path, peer, {
+  NotesControl.allNotes(
+    (after) =>
+      call(path, peer, {
         _tag: "NotesList",
         ...(library === undefined ? {} : { library }),
         ...(after === undefined ? {} : { after })
-      })) as NotesControl.NotesPage
-      // a page that promises more but holds nothing would repeat forever
-      if (page.next !== undefined && page.notes.length === 0) {
-        return yield* new RpcError({ reason: "Malformed", detail: "a page of notes with a next cursor but no notes" })
-      }
-      for (const note of page.notes) {
-        notes.delete(note.id)
-        notes.set(note.id, note)
-      }
-      after = page.next
-    } while (after !== undefined)
-    return [...notes.values()]
-  })
+      }) as Effect.Effect<NotesControl.NotesPage, Effect.Effect.Error<ReturnType<typeof call>>>,
+    () => new RpcError({ reason: "Malformed", detail: "a page of notes with a next cursor but no notes" })
+  )
