@@ -16,7 +16,6 @@ import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { StorageError } from "../../../engine/Database.js"
-import type * as Engine from "../../../engine/Engine.js"
 import type { ValidationError } from "../../../engine/EngineError.js"
 import * as ParseError from "../../../internal/parseError.js"
 import * as Framing from "../../../transport/Framing.js"
@@ -29,6 +28,7 @@ import type { Mounts } from "../Mounts.js"
 import type { Presence } from "../Presence.js"
 import * as Protocol from "../Protocol.js"
 import * as Files from "./files.js"
+import type * as Library from "./library.js"
 import type * as Pool from "./pool.js"
 
 const MediaError = Protocol.MediaError
@@ -63,7 +63,8 @@ export interface Deps {
   readonly pool: Pool.Pool
   readonly mounts: Mounts["Type"]
   readonly presence: Presence["Type"]
-  readonly engine: (library: string) => Effect.Effect<Engine.Service, StorageError | ValidationError, Scope.Scope>
+  /** The library's engine and records, held for as long as the scope. */
+  readonly library: (library: string) => Effect.Effect<Library.Library, StorageError | ValidationError, Scope.Scope>
   readonly chunkBytes: number
 }
 
@@ -96,8 +97,8 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, ...deps }: Deps
           fail(r.reason, r.detail, { ...(peer === undefined ? {} : { peer }), ...(r.size === undefined ? {} : { size: r.size }) })
         const verify = readOptions.verify ?? false
         const candidates = yield* Effect.scoped(Effect.gen(function*() {
-          const engine = yield* Effect.mapError(deps.engine(library), (e) => fail("Failed", `the library could not be opened: ${e.message}`))
-          return yield* Effect.mapError(Files.records(engine, ref), fromRefusal(undefined))
+          const held = yield* Effect.mapError(deps.library(library), (e) => fail("Failed", `the library could not be opened: ${e.message}`))
+          return yield* Effect.mapError(held.records(ref), fromRefusal(undefined))
         }))
         const file = candidates[0]
         if (file === undefined) return yield* fail("NotFound", "no such file in the library")

@@ -33,7 +33,6 @@ import * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { FileHandle } from "node:fs/promises"
 import type { StorageError } from "../../../engine/Database.js"
-import type * as Engine from "../../../engine/Engine.js"
 import type { ValidationError } from "../../../engine/EngineError.js"
 import * as Framing from "../../../transport/Framing.js"
 import { type Duplex, TransportError } from "../../../transport/Transport.js"
@@ -43,6 +42,7 @@ import type * as Models from "../Models.js"
 import type { Mounts } from "../Mounts.js"
 import * as Protocol from "../Protocol.js"
 import * as Files from "./files.js"
+import type * as Library from "./library.js"
 
 /** Reads of a served file in flight ahead of the transport (disk reads overlap network writes). */
 export const READ_AHEAD = 2
@@ -53,7 +53,8 @@ export const HOLD: Duration.Duration = Duration.seconds(2)
 /** What serving needs. */
 export interface Deps {
   readonly mounts: Mounts["Type"]
-  readonly engine: (library: string) => Effect.Effect<Engine.Service, StorageError | ValidationError, Scope.Scope>
+  /** The library's engine and records, held for as long as the scope. */
+  readonly library: (library: string) => Effect.Effect<Library.Library, StorageError | ValidationError, Scope.Scope>
   readonly chunkBytes: number
 }
 
@@ -91,7 +92,7 @@ const readInto = (handle: FileHandle, into: Uint8Array, at: number, want: number
   )
 
 /** The handler of media streams over `deps`: Reads answered until the reader ends the stream or goes quiet. */
-export const handler = ({ chunkBytes, engine, mounts }: Deps) => (stream: Duplex, context: Plugin.StreamContext) =>
+export const handler = ({ chunkBytes, library: libraryOf, mounts }: Deps) => (stream: Duplex, context: Plugin.StreamContext) =>
   Effect.gen(function*() {
     const library = context.library!
     const clock = yield* Effect.clock
@@ -105,6 +106,19 @@ export const handler = ({ chunkBytes, engine, mounts }: Deps) => (stream: Duplex
       return was === undefined ? Effect.void : Scope.close(was.scope, Exit.void)
     })
     yield* Effect.addFinalizer(() => release)
+    // the library, held from the stream's first read to its end (not looked up again for each read)
+    let lib: Library.Library | undefined
+    const records = (ref: Protocol.FileRef) =>
+      Effect.suspend(() => {
+        if (lib !== undefined) return lib.records(ref)
+        return Effect.flatMap(
+          Effect.mapError(Scope.extend(libraryOf(library), streamScope), (e) => Files.refusal("Failed", `the library could not be opened: ${e.message}`)),
+          (got) => {
+            lib = got
+            return got.records(ref)
+          }
+        )
+      })
     const send = (answer: typeof Protocol.Answers.schema.Type) => stream.write(frameOf(answer))
 
     // the held file, if it still serves `record`: same record, its location still online at the same root
@@ -156,10 +170,7 @@ export const handler = ({ chunkBytes, engine, mounts }: Deps) => (stream: Duplex
     // one Read answered; false when the stream must be reset (the file failed or changed after its header)
     const serve = (request: Protocol.Read) =>
       Effect.gen(function*() {
-        const candidates = yield* Effect.either(Effect.scoped(Effect.flatMap(
-          Effect.mapError(engine(library), (e) => Files.refusal("Failed", `the library could not be opened: ${e.message}`)),
-          (engine) => Files.records(engine, request.file)
-        )))
+        const candidates = yield* Effect.either(records(request.file))
         if (Either.isLeft(candidates)) return yield* refuse(candidates.left)
         const chosen = yield* openFirst(candidates.right, request)
         if (Either.isLeft(chosen)) return yield* refuse(chosen.left)
