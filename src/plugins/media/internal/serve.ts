@@ -208,7 +208,7 @@ export const handler = ({ chunkBytes, library: libraryOf, mounts }: Deps) => (st
         }
         if (first._tag === "Bytes") readAhead()
         // checked after the first chunk was read: a file changed before or during that read is refused before any byte
-        if (first._tag === "Failed" || !(yield* Files.stillSame(opened))) {
+        if (first._tag === "Failed" || !Files.stillSameNow(opened)) {
           yield* release
           return yield* refuse(first._tag === "Failed" ? first.refusal : Files.refusal("Changed", "the file on disk no longer matches its record"))
         }
@@ -221,7 +221,7 @@ export const handler = ({ chunkBytes, library: libraryOf, mounts }: Deps) => (st
           yield* stream.write(chunk.bytes)
         }
         // a file that changed under the read: the reader sees the stream cut, and asks elsewhere
-        return yield* Files.stillSame(opened)
+        return Files.stillSameNow(opened)
       }).pipe(Effect.catchAll(() => Effect.succeed(false)))
 
     // the held file is let go once the stream idled for HOLD, and the stream ended once it idled for IDLE_TIMEOUT:
