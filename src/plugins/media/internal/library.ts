@@ -47,17 +47,24 @@ export const make = (engine: Engine.Service): Effect.Effect<Library, never, Scop
     let generation = 0
 
     // takes the commits waiting, all at once (nothing runs in between), and forgets every record if one touched a file
-    const settle = () => {
+    // (true while records may be held: not once the subscription ended with the engine)
+    const settle = (): boolean => {
       const waiting = commits.unsafeSize()
-      if (waiting._tag === "None" || waiting.value === 0) return
+      if (waiting._tag === "None") {
+        held.clear()
+        generation++
+        return false
+      }
+      if (waiting.value === 0) return true
       const taken = Effect.runSync(Queue.takeAll(commits))
       for (const commit of taken) {
         if (commit.changes.some((change) => change.model === Models.files.name)) {
           held.clear()
           generation++
-          return
+          return true
         }
       }
+      return true
     }
     yield* Effect.forkScoped(Effect.forever(Effect.zipRight(Effect.sleep(SWEEP), Effect.sync(settle))))
 
@@ -69,8 +76,7 @@ export const make = (engine: Engine.Service): Effect.Effect<Library, never, Scop
         if (found !== undefined) return Effect.succeed(found)
         const since = generation
         return Effect.map(Files.records(engine, ref), (answer) => {
-          settle()
-          if (generation === since) {
+          if (settle() && generation === since) {
             if (held.size >= MAX_HELD) held.clear()
             held.set(key, answer)
           }

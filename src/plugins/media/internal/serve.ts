@@ -9,8 +9,9 @@
  * that chunk is read, so a file changed before or while it was read is
  * still refused `Changed` before any byte. The file of the last read stays
  * open on the stream (`HOLD`), so the next read of it (a player seeking)
- * costs a read and a stat: no record lookup on disk beyond the engine's,
- * no path resolution, no open. It is let go once the stream has been idle
+ * costs a read and an fstat (done in place: the inode is in memory): the
+ * record comes from the library's memory (`Library`, held by the stream
+ * from its first read), no path resolution, no open. It is let go once the stream has been idle
  * for `HOLD`, when a read names another file or asks for a hash check,
  * when its location is no longer online at the same root, and with the
  * stream.
