@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
@@ -118,6 +119,48 @@ describe("Media: streams reused between reads", () => {
       opened.clear() // (alice's indexing opened it once)
       for (let i = 0; i < 5; i++) expect(yield* read(bob, { offset: 1000 * i, length: 10 })).toEqual(Either.right(digest(content.slice(1000 * i, 1000 * i + 10))))
       expect([opened.get("alice"), opened.get("bob")]).toEqual([1, 1])
+    }))
+
+  it.scopedLive("reads in a row look the file's record up once on each end, and again after a commit that touched a file", () =>
+    Effect.gen(function*() {
+      const lookups = new Map<string, number>()
+      const count = (node: string) => Effect.sync(() => lookups.set(node, (lookups.get(node) ?? 0) + 1))
+      const counting: Nodes.Options["engine"] = (node, plain) => (library) =>
+        Effect.map(plain(library), (engine) => ({
+          ...engine,
+          get: (model, recordId) => Effect.zipRight(count(node), engine.get(model, recordId)),
+          query: (model, build) => Effect.zipRight(count(node), engine.query(model, build))
+        }))
+      const { alice, bob } = yield* setup(undefined, counting)
+      lookups.clear()
+      for (let i = 0; i < 5; i++) expect(yield* read(bob, { offset: 1000 * i, length: 10 })).toEqual(Either.right(digest(content.slice(1000 * i, 1000 * i + 10))))
+      expect([lookups.get("alice"), lookups.get("bob")]).toEqual([1, 1])
+      // a commit that touches no file keeps what is held; one that touches a file (on each node) does not
+      yield* Nodes.everywhere([alice, bob], [Models.locations.create("loc2", { name: "Other" })])
+      expect(yield* read(bob, { length: 10 })).toEqual(Either.right(digest(content.slice(0, 10))))
+      expect([lookups.get("alice"), lookups.get("bob")]).toEqual([1, 1])
+      yield* Nodes.everywhere([alice, bob], [Models.files.create(Models.fileId("loc2", "x"), { location: "loc2", path: "x", size: 1, mtime: 1, mime: "text/plain", hash: "0".repeat(64) })])
+      expect(yield* read(bob, { length: 10 })).toEqual(Either.right(digest(content.slice(0, 10))))
+      expect([lookups.get("alice"), lookups.get("bob")]).toEqual([2, 2])
+    }))
+
+  it.scopedLive("a file rewritten and its record brought up to date between two reads reads anew on both ends: its new bytes, not Changed", () =>
+    Effect.gen(function*() {
+      const { alice, bob, root } = yield* setup()
+      const path = nodePath.join(root, "videos/clip.mp4")
+      expect(yield* read(bob, { offset: 10, length: 100 })).toEqual(Either.right(digest(content.slice(10, 110))))
+      const longer = pattern(SIZE + 5000).reverse()
+      yield* Effect.promise(() => fs.writeFile(path, longer))
+      yield* Stream.runDrain(alice.media.rescan(L, "loc1"))
+      // as sync would bring it to bob
+      const { id: _, ...updated } = Option.getOrThrow(yield* alice.engine.get(Models.files, id))
+      yield* bob.engine.mutate([Models.files.update(id, updated)])
+      expect(yield* read(bob, { offset: SIZE, length: 5000 })).toEqual(Either.right(digest(longer.slice(SIZE))))
+      expect(yield* read(bob)).toEqual(Either.right(digest(longer)))
+      // and removed: NotFound, not the record held
+      yield* Nodes.everywhere([alice, bob], [Models.files.delete(id)])
+      const gone = yield* read(bob)
+      expect(Either.isLeft(gone) && gone.left.reason).toBe("NotFound")
     }))
 
   it.scopedLive("an idle stream is closed after the idle timeout, and the next read opens a new one", () =>

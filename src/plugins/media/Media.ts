@@ -43,6 +43,7 @@ import * as Plugin from "../Plugin.js"
 import { PluginHost } from "../PluginHost.js"
 import * as Indexer from "./Indexer.js"
 import * as Files from "./internal/files.js"
+import * as Library from "./internal/library.js"
 import * as Pool from "./internal/pool.js"
 import * as Read from "./internal/read.js"
 import * as Serve from "./internal/serve.js"
@@ -120,11 +121,11 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
     const mounts = yield* Mounts
     const presence = yield* Presence
     const chunkBytes = Math.max(1, Math.floor(options.chunkBytes ?? 64 * 1024))
-    const engines = yield* RcMap.make({ lookup: options.engine, idleTimeToLive: ENGINE_IDLE })
-    const engine: EngineOf = (library) => RcMap.get(engines, library)
+    const libraries = yield* RcMap.make({ lookup: (library: string) => Effect.flatMap(options.engine(library), Library.make), idleTimeToLive: ENGINE_IDLE })
+    const library = (id: string) => RcMap.get(libraries, id)
     const answerTimeout = options.answerTimeout ?? Protocol.REQUEST_TIMEOUT
 
-    const handle = Serve.handler({ mounts, engine, chunkBytes })
+    const handle = Serve.handler({ mounts, library, chunkBytes })
 
     yield* host.register(Plugin.make({
       name: "media",
@@ -138,7 +139,7 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
       idleTimeout: options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT,
       answerTimeout
     })
-    const read = Read.make({ host, pool, mounts, presence, engine, chunkBytes })
+    const read = Read.make({ host, pool, mounts, presence, library, chunkBytes })
 
     const storage = (root: string) => (e: StorageError | ValidationError) => new Indexer.IndexError({ reason: "Storage", path: root, detail: e.message, cause: e })
 

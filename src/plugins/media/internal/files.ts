@@ -10,7 +10,7 @@ import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
-import { constants } from "node:fs"
+import { constants, fstatSync } from "node:fs"
 import * as fs from "node:fs/promises"
 import type * as Engine from "../../../engine/Engine.js"
 import * as Confine from "../../internal/confine.js"
@@ -111,6 +111,15 @@ export const chunks = (handle: fs.FileHandle, range: Range, chunkBytes: number):
     )
   })
 
-/** Whether an open file still matches its record (after its bytes were read: a change meanwhile shows). */
-export const stillSame = (opened: Opened): Effect.Effect<boolean> =>
-  Effect.promise(() => opened.handle.stat().then((stat) => sameStat(opened.record, stat), () => false))
+/** Whether an open file still matches its record, now (after its bytes were read: a change meanwhile shows). */
+export const stillSameNow = (opened: Opened): boolean => {
+  // an fstat of an open file reads its inode, held in memory: done in place, not as a round trip through libuv's thread pool
+  try {
+    return sameStat(opened.record, fstatSync(opened.handle.fd))
+  } catch {
+    return false
+  }
+}
+
+/** `stillSameNow` as an Effect. */
+export const stillSame = (opened: Opened): Effect.Effect<boolean> => Effect.sync(() => stillSameNow(opened))

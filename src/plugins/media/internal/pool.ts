@@ -3,15 +3,17 @@
  * costs far more than a read's round trip). A read takes a stream (an idle
  * one, or a new one) and gives it back only when it read its answer whole:
  * one dropped mid-answer is closed, so no read ever sees another's bytes.
- * At most `maxIdle` idle streams per peer and library, each closed after
- * `idleTimeout`, or as soon as its peer ends or resets it (a dropped
- * connection), and all with the pool's scope.
+ * At most `maxIdle` idle streams per peer and library, each closed once
+ * idle for `idleTimeout` (seen by the stream's one timer, so before twice
+ * that), or as soon as its peer ends or resets it (a dropped connection),
+ * and all with the pool's scope.
  *
  * Each stream's bytes are pumped into a bounded queue (`QUEUE` chunks), so
  * an idle stream's end is seen while nobody reads it. A read that waits for
  * bytes longer than `answerTimeout` fails `Timeout` (and the stream is not
  * reused): one timer per stream, re-armed as it goes, instead of one per wait
- * (a timer costs about as much as a small read's round trip on loopback).
+ * or per stay in the pool (a timer costs about as much as a small read's
+ * round trip on loopback).
  *
  * @since 0.1.0
  */
@@ -20,7 +22,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
-import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
 import * as Queue from "effect/Queue"
 import * as Scope from "effect/Scope"
@@ -78,7 +79,8 @@ interface Entry {
   readonly conn: (reused: boolean) => Conn
   dead: boolean
   clean: boolean
-  timer: Fiber.RuntimeFiber<void> | undefined
+  /** Since when it is idle in the pool (the clock's millis), if it is. */
+  idleSince: number | undefined
   readonly buffered: () => number
 }
 
@@ -88,6 +90,7 @@ export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<
     const scope = yield* Effect.scope
     const clock = yield* Effect.clock
     const timeoutMillis = Duration.toMillis(Duration.decode(options.answerTimeout))
+    const idleMillis = Math.max(1, Duration.toMillis(Duration.decode(options.idleTimeout)))
     const timeoutDetail = `no bytes for ${Duration.format(Duration.decode(options.answerTimeout))}`
     const idle = new Map<string, Array<Entry>>()
     let closed = false
@@ -216,7 +219,7 @@ export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<
           scope: connScope,
           dead: false,
           clean: false,
-          timer: undefined,
+          idleSince: undefined,
           buffered: () => buffered,
           conn: (reused) => ({
             stream,
@@ -245,15 +248,25 @@ export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<
           )
         )
         // a read waiting longer than the timeout: the stream is given up (not reused) and the read fails
+        // and an idle one kept past `idleTimeout` is closed: one timer per stream for both, none per read
         const watch = Effect.gen(function*() {
           while (true) {
+            const now = clock.unsafeCurrentTimeMillis()
             const since = waitingSince
-            const left = since === undefined ? timeoutMillis : since + timeoutMillis - clock.unsafeCurrentTimeMillis()
+            const left = since === undefined ? timeoutMillis : since + timeoutMillis - now
             if (left <= 0) {
               entry.dead = true
               return yield* Queue.offer(queue, { _tag: "Timeout" })
             }
-            yield* Effect.sleep(Duration.millis(left))
+            const idleSince = entry.idleSince
+            const idleLeft = idleSince === undefined ? idleMillis : idleSince + idleMillis - now
+            if (idleLeft <= 0) {
+              // (closed from the pool's scope: this fiber is in the stream's, which the close interrupts)
+              if (unlist(entry)) return yield* Effect.asVoid(Effect.forkIn(close(entry), scope))
+              entry.idleSince = undefined
+              continue
+            }
+            yield* Effect.sleep(Duration.millis(Math.min(left, idleLeft)))
           }
         })
         // forked from an acquire or release (uninterruptible): made interruptible again, so closing the scope stops them
@@ -268,11 +281,9 @@ export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<
         if (closed || entry.dead || !entry.clean || entry.buffered() > 0 || list.length >= options.maxIdle) return close(entry)
         list.push(entry)
         idle.set(entry.key, list)
-        const expire = Effect.suspend(() => (unlist(entry) ? close(entry) : Effect.void))
-        // (a release is uninterruptible, and so would be its forks)
-        return Effect.map(Effect.forkIn(Effect.interruptible(Effect.delay(expire, options.idleTimeout)), scope), (timer) => {
-          entry.timer = timer
-        })
+        // its stream's watch closes it once idle for `idleTimeout`
+        entry.idleSince = clock.unsafeCurrentTimeMillis()
+        return Effect.void
       })
 
     const reuse = (key: string): Option.Option<Entry> => {
@@ -292,10 +303,9 @@ export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<
           const found = fresh ? Option.none<Entry>() : reuse(key)
           if (Option.isSome(found)) {
             const entry = found.value
-            const timer = entry.timer
-            entry.timer = undefined
+            entry.idleSince = undefined
             entry.clean = false
-            return Effect.as(timer === undefined ? Effect.void : Effect.asVoid(Fiber.interruptFork(timer)), [entry, entry.conn(true)] as const)
+            return Effect.succeed([entry, entry.conn(true)] as const)
           }
           return Effect.map(open(peer, library, key), (entry) => [entry, entry.conn(false)] as const)
         }),

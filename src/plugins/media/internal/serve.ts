@@ -9,8 +9,9 @@
  * that chunk is read, so a file changed before or while it was read is
  * still refused `Changed` before any byte. The file of the last read stays
  * open on the stream (`HOLD`), so the next read of it (a player seeking)
- * costs a read and a stat: no record lookup on disk beyond the engine's,
- * no path resolution, no open. It is let go once the stream has been idle
+ * costs a read and an fstat (done in place: the inode is in memory): the
+ * record comes from the library's memory (`Library`, held by the stream
+ * from its first read), no path resolution, no open. It is let go once the stream has been idle
  * for `HOLD`, when a read names another file or asks for a hash check,
  * when its location is no longer online at the same root, and with the
  * stream.
@@ -33,7 +34,6 @@ import * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import type { FileHandle } from "node:fs/promises"
 import type { StorageError } from "../../../engine/Database.js"
-import type * as Engine from "../../../engine/Engine.js"
 import type { ValidationError } from "../../../engine/EngineError.js"
 import * as Framing from "../../../transport/Framing.js"
 import { type Duplex, TransportError } from "../../../transport/Transport.js"
@@ -43,6 +43,7 @@ import type * as Models from "../Models.js"
 import type { Mounts } from "../Mounts.js"
 import * as Protocol from "../Protocol.js"
 import * as Files from "./files.js"
+import type * as Library from "./library.js"
 
 /** Reads of a served file in flight ahead of the transport (disk reads overlap network writes). */
 export const READ_AHEAD = 2
@@ -53,7 +54,8 @@ export const HOLD: Duration.Duration = Duration.seconds(2)
 /** What serving needs. */
 export interface Deps {
   readonly mounts: Mounts["Type"]
-  readonly engine: (library: string) => Effect.Effect<Engine.Service, StorageError | ValidationError, Scope.Scope>
+  /** The library's engine and records, held for as long as the scope. */
+  readonly library: (library: string) => Effect.Effect<Library.Library, StorageError | ValidationError, Scope.Scope>
   readonly chunkBytes: number
 }
 
@@ -91,7 +93,7 @@ const readInto = (handle: FileHandle, into: Uint8Array, at: number, want: number
   )
 
 /** The handler of media streams over `deps`: Reads answered until the reader ends the stream or goes quiet. */
-export const handler = ({ chunkBytes, engine, mounts }: Deps) => (stream: Duplex, context: Plugin.StreamContext) =>
+export const handler = ({ chunkBytes, library: libraryOf, mounts }: Deps) => (stream: Duplex, context: Plugin.StreamContext) =>
   Effect.gen(function*() {
     const library = context.library!
     const clock = yield* Effect.clock
@@ -105,6 +107,19 @@ export const handler = ({ chunkBytes, engine, mounts }: Deps) => (stream: Duplex
       return was === undefined ? Effect.void : Scope.close(was.scope, Exit.void)
     })
     yield* Effect.addFinalizer(() => release)
+    // the library, held from the stream's first read to its end (not looked up again for each read)
+    let lib: Library.Library | undefined
+    const records = (ref: Protocol.FileRef) =>
+      Effect.suspend(() => {
+        if (lib !== undefined) return lib.records(ref)
+        return Effect.flatMap(
+          Effect.mapError(Scope.extend(libraryOf(library), streamScope), (e) => Files.refusal("Failed", `the library could not be opened: ${e.message}`)),
+          (got) => {
+            lib = got
+            return got.records(ref)
+          }
+        )
+      })
     const send = (answer: typeof Protocol.Answers.schema.Type) => stream.write(frameOf(answer))
 
     // the held file, if it still serves `record`: same record, its location still online at the same root
@@ -156,10 +171,7 @@ export const handler = ({ chunkBytes, engine, mounts }: Deps) => (stream: Duplex
     // one Read answered; false when the stream must be reset (the file failed or changed after its header)
     const serve = (request: Protocol.Read) =>
       Effect.gen(function*() {
-        const candidates = yield* Effect.either(Effect.scoped(Effect.flatMap(
-          Effect.mapError(engine(library), (e) => Files.refusal("Failed", `the library could not be opened: ${e.message}`)),
-          (engine) => Files.records(engine, request.file)
-        )))
+        const candidates = yield* Effect.either(records(request.file))
         if (Either.isLeft(candidates)) return yield* refuse(candidates.left)
         const chosen = yield* openFirst(candidates.right, request)
         if (Either.isLeft(chosen)) return yield* refuse(chosen.left)
@@ -197,7 +209,7 @@ export const handler = ({ chunkBytes, engine, mounts }: Deps) => (stream: Duplex
         }
         if (first._tag === "Bytes") readAhead()
         // checked after the first chunk was read: a file changed before or during that read is refused before any byte
-        if (first._tag === "Failed" || !(yield* Files.stillSame(opened))) {
+        if (first._tag === "Failed" || !Files.stillSameNow(opened)) {
           yield* release
           return yield* refuse(first._tag === "Failed" ? first.refusal : Files.refusal("Changed", "the file on disk no longer matches its record"))
         }
@@ -210,7 +222,7 @@ export const handler = ({ chunkBytes, engine, mounts }: Deps) => (stream: Duplex
           yield* stream.write(chunk.bytes)
         }
         // a file that changed under the read: the reader sees the stream cut, and asks elsewhere
-        return yield* Files.stillSame(opened)
+        return Files.stillSameNow(opened)
       }).pipe(Effect.catchAll(() => Effect.succeed(false)))
 
     // the held file is let go once the stream idled for HOLD, and the stream ended once it idled for IDLE_TIMEOUT:
