@@ -385,6 +385,66 @@ describe("Engine on a file", () => {
     }).pipe(Effect.scoped))
 })
 
+describe("Engine: the clock after an ingest", () => {
+  it.effect("an ingest stores no clock row: the clock restarts after the newest timestamp it took, from the log", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "weft-engine-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const filename = join(dir, "peer.db")
+      yield* TestClock.setTime(5_000_000)
+      const plain = Model.make("plain", Schema.Struct({ name: Schema.String }))
+      const clockRow = (engine: Engine.Service) =>
+        Effect.promise(() => engine.kysely.selectFrom("weft_meta").select("value").where("key", "=", "clock").executeTakeFirst())
+      // a remote operation 30 s ahead of our wall clock (within the drift bound)
+      const remote = yield* Effect.scoped(Effect.gen(function*() {
+        const a = yield* Engine.makeSqlite({ models: [plain], node: "peer-a", filename: ":memory:" })
+        yield* TestClock.setTime(5_030_000)
+        const made = yield* a.mutate([plain.create("r1", { name: "remote" })])
+        yield* TestClock.setTime(5_000_000)
+        return made.ops
+      }))
+      const before = yield* Effect.scoped(Effect.gen(function*() {
+        const b = yield* Engine.makeSqlite({ models: [plain], node: "peer-b", filename })
+        yield* b.mutate([plain.create("l1", { name: "local" })])
+        const before = yield* clockRow(b)
+        expect((yield* b.ingest(remote)).applied).toBe(1)
+        // the ingest wrote no clock: its newest timestamp is the vector entry it stored
+        expect(yield* clockRow(b)).toEqual(before)
+        const next = yield* b.mutate([plain.update("l1", { name: "after" })])
+        expect(next.ops[0]!.ts > remote[0]!.ts).toBe(true)
+        return next.ops[0]!.ts
+      }))
+      // reopened: the clock still restarts after everything it issued or took
+      yield* Effect.scoped(Effect.gen(function*() {
+        const b = yield* Engine.makeSqlite({ models: [plain], node: "peer-b", filename })
+        const next = yield* b.mutate([plain.update("r1", { name: "reopened" })])
+        expect(next.ops[0]!.ts > before).toBe(true)
+      }))
+    }).pipe(Effect.scoped))
+})
+
+describe("Engine: writes and readCommitted", () => {
+  it.scopedLive("a synchronous write waits for a readCommitted read to end, and commits after it", () =>
+    Effect.gen(function*() {
+      const plain = Model.make("plain", Schema.Struct({ name: Schema.String }))
+      const engine = yield* Engine.makeSqlite({ models: [plain], node: "peer-a", filename: ":memory:" })
+      const inside = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const reading = yield* Effect.fork(engine.readCommitted(Effect.zipRight(Deferred.succeed(inside, undefined), Deferred.await(release))))
+      yield* Deferred.await(inside)
+      const writing = yield* Effect.fork(engine.mutate([plain.create("p1", { name: "x" })]))
+      // the write cannot commit while the read holds the writer
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+      expect(yield* engine.versionVector).toEqual(new Map())
+      expect(Option.isNone(yield* Fiber.poll(writing))).toBe(true)
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(reading)
+      const done = yield* Fiber.join(writing)
+      expect(done.ops.length).toBe(1)
+      expect((yield* engine.versionVector).get("peer-a")?.seq).toBe(1)
+    }))
+})
+
 describe("Engine layer", () => {
   it.effect("layerSqlite provides the Engine tag", () =>
     Effect.gen(function*() {
