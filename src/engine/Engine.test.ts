@@ -8,6 +8,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as fc from "fast-check"
@@ -421,6 +422,30 @@ describe("Engine: the clock after an ingest", () => {
         expect(next.ops[0]!.ts > before).toBe(true)
       }))
     }).pipe(Effect.scoped))
+})
+
+describe("Engine: observe", () => {
+  it.scoped("calls the observer with each commit before the write returns, local and remote, until its scope closes", () =>
+    Effect.gen(function*() {
+      const plain = Model.make("plain", Schema.Struct({ name: Schema.String }))
+      const a = yield* Engine.makeSqlite({ models: [plain], node: "peer-a", filename: ":memory:" })
+      const b = yield* Engine.makeSqlite({ models: [plain], node: "peer-b", filename: ":memory:" })
+      const seen: Array<Engine.Commit> = []
+      const scope = yield* Scope.make()
+      yield* Scope.extend(b.observe((commit) => seen.push(commit)), scope)
+      const local = yield* b.mutate([plain.create("l1", { name: "local" })])
+      // no yield between the commit and the observer
+      expect(seen).toEqual([local])
+      const remote = yield* a.mutate([plain.create("r1", { name: "remote" })])
+      yield* b.ingest(remote.ops)
+      expect(seen.map((c) => [c.source, c.ops.length])).toEqual([["local", 1], ["remote", 1]])
+      // nothing new: no commit observed
+      yield* b.ingest(remote.ops)
+      expect(seen.length).toBe(2)
+      yield* Scope.close(scope, Exit.void)
+      yield* b.mutate([plain.update("l1", { name: "after" })])
+      expect(seen.length).toBe(2)
+    }))
 })
 
 describe("Engine: writes and readCommitted", () => {

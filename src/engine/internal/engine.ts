@@ -118,6 +118,7 @@ export const make = (options: Engine.Options) =>
     // not left holding every change since
     const subscriberBuffer = Math.max(1, options.subscriberBuffer ?? 2 * Operation.MAX_BATCH_SIZE)
     const subscribers = new Set<Subscriber>()
+    const observers = new Set<(commit: Engine.Commit) => void>()
     const deliver = (commit: Engine.Commit) => {
       for (const subscriber of subscribers) {
         for (const change of commit.changes) {
@@ -201,6 +202,7 @@ export const make = (options: Engine.Options) =>
       writerState = { clock: next.clock, vector }
       const done: Engine.Commit = { source, ops, changes }
       if (ops.length === 0) return done
+      for (const observer of observers) observer(done)
       deliver(done)
       // unbounded: an offer always succeeds, at once (false only once the engine is closing)
       pubsub.unsafeOffer(done)
@@ -387,6 +389,16 @@ export const make = (options: Engine.Options) =>
           return Stream.repeatEffectOption(next)
         })),
       commits: PubSub.subscribe(pubsub),
+      observe: (f) =>
+        Effect.asVoid(Effect.acquireRelease(
+          Effect.sync(() => {
+            // a function observing twice is called twice
+            const observer = (commit: Engine.Commit) => f(commit)
+            observers.add(observer)
+            return observer
+          }),
+          (observer) => Effect.sync(() => observers.delete(observer))
+        )),
       versionVector: Effect.sync(() => (snapshot ??= new Map(vector))),
       opsSince: (theirs, limit) => {
         const most = Math.max(1, Math.min(limit, maxBatchSize))
