@@ -174,8 +174,11 @@ export const run = <E>(
       for (const mark of waits) if (now - mark.since >= stallMillis) return yield* stalled(mark.what)
     }))
     // the frames of one message (the pages of a vector) go out back to back
+    // (one frame, the live case, is sent as it is: no loop over a list of one)
     const sendFrames = (frames: ReadonlyArray<Uint8Array>) =>
-      lock.withPermits(1)(Effect.forEach(frames, (frame) => channel.send(frame), { discard: true })).pipe(watched("read what was sent"))
+      lock.withPermits(1)(
+        frames.length === 1 ? channel.send(frames[0]!) : Effect.forEach(frames, (frame) => channel.send(frame), { discard: true })
+      ).pipe(watched("read what was sent"))
     const send = (message: SyncProtocol.Message) => sendFrames([SyncProtocol.encode(message)])
     const violation = (reason: ProtocolError["reason"], detail: string) =>
       new ProtocolError({ reason, ...(options.remote === undefined ? {} : { peer: options.remote }), protocol: SyncProtocol.PROTOCOL_ID, detail })
