@@ -332,6 +332,19 @@ describe("Engine: bad input gets a typed error and writes nothing", () => {
       expect(Timestamp.millis(next.ops[0]!.ts)).toBe(1_000_000)
     }).pipe(Effect.scoped))
 
+  it.effect("the drift bound is exact: a timestamp at it passes whatever its counter, one millisecond past is refused, in any order", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(1_000_000)
+      const { engine, before } = yield* seed
+      const past = remote({ size: 3 }, { seq: 2, ts: Timestamp.make(1_000_000 + 60_001, 0) })
+      const at = remote({ size: 2 }, { ts: Timestamp.make(1_000_000 + 60_000, Timestamp.MAX_COUNTER) })
+      // out of order: the refused one comes first
+      const error = yield* Effect.flip(engine.ingest([past, at]))
+      expect(error).toMatchObject({ _tag: "ClockDriftError", reason: "AheadOfWallClock", remote: past.ts, driftMillis: 60_001 })
+      expect(yield* snapshotOf(engine)).toEqual(before)
+      expect(yield* engine.ingest([at])).toEqual({ applied: 1, duplicates: 0 })
+    }).pipe(Effect.scoped))
+
   it.scoped("garbage bytes", () =>
     Effect.gen(function*() {
       const { engine, before } = yield* seed
