@@ -44,6 +44,22 @@ describe("Engine: origins are data", () => {
       expect([...(yield* engine.versionVector).keys()].sort()).toEqual(["__proto__", "constructor", "hasOwnProperty", "toString"])
     }))
 
+  it.scopedLive("weft_origins holds numbers only: no copy of the vector there to go stale; the vector read back on reopen is the log's", () =>
+    Effect.gen(function*() {
+      const filename = join(mkdtempSync(join(tmpdir(), "weft-origins-")), "peer.db")
+      const now = Date.now()
+      yield* Effect.scoped(Effect.gen(function*() {
+        const engine = yield* Engines.open({ models: [notes], node: "here", filename })
+        yield* engine.ingest([create("far", 1, "f1", Timestamp.make(now, 1))])
+        yield* engine.ingest([create("far", 2, "f2", Timestamp.make(now, 2)), create("far", 3, "f3", Timestamp.make(now, 3))])
+        const rows = yield* Effect.promise(() => engine.kysely.selectFrom("weft_origins").selectAll().execute())
+        // before 0005 a row also said seq 1 (its first commit's) while the log held 3
+        expect(rows).toEqual([{ n: 1, origin: "far" }])
+      }))
+      const engine = yield* Engines.open({ models: [notes], node: "here", filename })
+      expect((yield* engine.versionVector).get("far")).toEqual({ seq: 3, ts: Timestamp.make(now, 3) })
+    }))
+
   it.scopedLive("10 000 operations from 10 000 new origins are ingested in batches without copying the vector per operation", () =>
     Effect.gen(function*() {
       const engine = yield* Engines.open({ models: [notes], node: "here" })

@@ -8,6 +8,7 @@ import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
+import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as TestClock from "effect/TestClock"
 import * as fc from "fast-check"
@@ -331,6 +332,19 @@ describe("Engine: bad input gets a typed error and writes nothing", () => {
       expect(Timestamp.millis(next.ops[0]!.ts)).toBe(1_000_000)
     }).pipe(Effect.scoped))
 
+  it.effect("the drift bound is exact: a timestamp at it passes whatever its counter, one millisecond past is refused, in any order", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(1_000_000)
+      const { engine, before } = yield* seed
+      const past = remote({ size: 3 }, { seq: 2, ts: Timestamp.make(1_000_000 + 60_001, 0) })
+      const at = remote({ size: 2 }, { ts: Timestamp.make(1_000_000 + 60_000, Timestamp.MAX_COUNTER) })
+      // out of order: the refused one comes first
+      const error = yield* Effect.flip(engine.ingest([past, at]))
+      expect(error).toMatchObject({ _tag: "ClockDriftError", reason: "AheadOfWallClock", remote: past.ts, driftMillis: 60_001 })
+      expect(yield* snapshotOf(engine)).toEqual(before)
+      expect(yield* engine.ingest([at])).toEqual({ applied: 1, duplicates: 0 })
+    }).pipe(Effect.scoped))
+
   it.scoped("garbage bytes", () =>
     Effect.gen(function*() {
       const { engine, before } = yield* seed
@@ -383,6 +397,90 @@ describe("Engine on a file", () => {
       const exit = yield* Effect.exit(Effect.scoped(open("peer-b", filename)))
       expect(Exit.isFailure(exit) && JSON.stringify(exit.cause)).toContain("NodeMismatch")
     }).pipe(Effect.scoped))
+})
+
+describe("Engine: the clock after an ingest", () => {
+  it.effect("an ingest stores no clock row: the clock restarts after the newest timestamp it took, from the log", () =>
+    Effect.gen(function*() {
+      const dir = mkdtempSync(join(tmpdir(), "weft-engine-"))
+      yield* Effect.addFinalizer(() => Effect.sync(() => rmSync(dir, { recursive: true, force: true })))
+      const filename = join(dir, "peer.db")
+      yield* TestClock.setTime(5_000_000)
+      const plain = Model.make("plain", Schema.Struct({ name: Schema.String }))
+      const clockRow = (engine: Engine.Service) =>
+        Effect.promise(() => engine.kysely.selectFrom("weft_meta").select("value").where("key", "=", "clock").executeTakeFirst())
+      // a remote operation 30 s ahead of our wall clock (within the drift bound)
+      const remote = yield* Effect.scoped(Effect.gen(function*() {
+        const a = yield* Engine.makeSqlite({ models: [plain], node: "peer-a", filename: ":memory:" })
+        yield* TestClock.setTime(5_030_000)
+        const made = yield* a.mutate([plain.create("r1", { name: "remote" })])
+        yield* TestClock.setTime(5_000_000)
+        return made.ops
+      }))
+      const before = yield* Effect.scoped(Effect.gen(function*() {
+        const b = yield* Engine.makeSqlite({ models: [plain], node: "peer-b", filename })
+        yield* b.mutate([plain.create("l1", { name: "local" })])
+        const before = yield* clockRow(b)
+        expect((yield* b.ingest(remote)).applied).toBe(1)
+        // the ingest wrote no clock: its newest timestamp is the vector entry it stored
+        expect(yield* clockRow(b)).toEqual(before)
+        const next = yield* b.mutate([plain.update("l1", { name: "after" })])
+        expect(next.ops[0]!.ts > remote[0]!.ts).toBe(true)
+        return next.ops[0]!.ts
+      }))
+      // reopened: the clock still restarts after everything it issued or took
+      yield* Effect.scoped(Effect.gen(function*() {
+        const b = yield* Engine.makeSqlite({ models: [plain], node: "peer-b", filename })
+        const next = yield* b.mutate([plain.update("r1", { name: "reopened" })])
+        expect(next.ops[0]!.ts > before).toBe(true)
+      }))
+    }).pipe(Effect.scoped))
+})
+
+describe("Engine: observe", () => {
+  it.scoped("calls the observer with each commit before the write returns, local and remote, until its scope closes", () =>
+    Effect.gen(function*() {
+      const plain = Model.make("plain", Schema.Struct({ name: Schema.String }))
+      const a = yield* Engine.makeSqlite({ models: [plain], node: "peer-a", filename: ":memory:" })
+      const b = yield* Engine.makeSqlite({ models: [plain], node: "peer-b", filename: ":memory:" })
+      const seen: Array<Engine.Commit> = []
+      const scope = yield* Scope.make()
+      yield* Scope.extend(b.observe((commit) => seen.push(commit)), scope)
+      const local = yield* b.mutate([plain.create("l1", { name: "local" })])
+      // no yield between the commit and the observer
+      expect(seen).toEqual([local])
+      const remote = yield* a.mutate([plain.create("r1", { name: "remote" })])
+      yield* b.ingest(remote.ops)
+      expect(seen.map((c) => [c.source, c.ops.length])).toEqual([["local", 1], ["remote", 1]])
+      // nothing new: no commit observed
+      yield* b.ingest(remote.ops)
+      expect(seen.length).toBe(2)
+      yield* Scope.close(scope, Exit.void)
+      yield* b.mutate([plain.update("l1", { name: "after" })])
+      expect(seen.length).toBe(2)
+    }))
+})
+
+describe("Engine: writes and readCommitted", () => {
+  it.scopedLive("a synchronous write waits for a readCommitted read to end, and commits after it", () =>
+    Effect.gen(function*() {
+      const plain = Model.make("plain", Schema.Struct({ name: Schema.String }))
+      const engine = yield* Engine.makeSqlite({ models: [plain], node: "peer-a", filename: ":memory:" })
+      const inside = yield* Deferred.make<void>()
+      const release = yield* Deferred.make<void>()
+      const reading = yield* Effect.fork(engine.readCommitted(Effect.zipRight(Deferred.succeed(inside, undefined), Deferred.await(release))))
+      yield* Deferred.await(inside)
+      const writing = yield* Effect.fork(engine.mutate([plain.create("p1", { name: "x" })]))
+      // the write cannot commit while the read holds the writer
+      for (let i = 0; i < 20; i++) yield* Effect.yieldNow()
+      expect(yield* engine.versionVector).toEqual(new Map())
+      expect(Option.isNone(yield* Fiber.poll(writing))).toBe(true)
+      yield* Deferred.succeed(release, undefined)
+      yield* Fiber.join(reading)
+      const done = yield* Fiber.join(writing)
+      expect(done.ops.length).toBe(1)
+      expect((yield* engine.versionVector).get("peer-a")?.seq).toBe(1)
+    }))
 })
 
 describe("Engine layer", () => {

@@ -137,6 +137,13 @@ export interface Service {
   readonly subscribe: (filter?: { readonly model?: string; readonly record?: string }) => Stream.Stream<Change, LaggedError>
   /** Every commit from now on, subscribed at once (no commit after this returns is missed). */
   readonly commits: Effect.Effect<Queue.Dequeue<Commit>, never, Scope.Scope>
+  /**
+   * Calls `f` with every commit from now on, synchronously as it commits (before the write's effect
+   * returns; no commit after this returns is missed), until the scope closes: no queue and no fiber
+   * per commit, for bookkeeping that must follow every commit (a sync session's). `f` runs while the
+   * writer is held: it must be quick and must not throw.
+   */
+  readonly observe: (f: (commit: Commit) => void) => Effect.Effect<void, never, Scope.Scope>
   /** Appends remote operations atomically: validated, deduplicated, gap-free per origin. */
   readonly ingest: (
     ops: ReadonlyArray<Operation>

@@ -5,8 +5,10 @@
  *
  * Tables:
  * - `weft_origins` — each origin known, numbered (`n`) so that the log and
- *   record states name it by a small integer, with the last operation held
- *   (seq and timestamp): the version vector.
+ *   record states name it by a small integer. Until 0005 it also held each
+ *   origin's last seq and timestamp (the version vector); since 0004 those
+ *   were written only when the origin was first stored, and went stale, so
+ *   0005 drops them: the vector is each origin's last row in the log.
  * - `weft_log` — the append-only log, keyed by (origin number, seq) and
  *   stored as that key's B-tree alone where the dialect can (`WITHOUT
  *   ROWID`): each origin's operations are a contiguous, time-ordered range,
@@ -127,6 +129,19 @@ const migrations = (capabilities: Capabilities): Record<string, Migration> => ({
     },
     async down(db: Kysely<any>) {
       await db.schema.dropTable("weft_names").ifExists().execute()
+    }
+  },
+  // weft_origins' seq and ts were written only when an origin was first stored (since 0004) and
+  // went stale at its next commit: the vector is read from the log, so the columns go
+  "0005_origins_without_vector": {
+    async up(db: Kysely<any>) {
+      await db.schema.alterTable("weft_origins").dropColumn("seq").execute()
+      await db.schema.alterTable("weft_origins").dropColumn("ts").execute()
+    },
+    async down(db: Kysely<any>) {
+      // the vector as the log holds it (what the columns said when they were right)
+      await db.schema.alterTable("weft_origins").addColumn("seq", "integer", (c) => c.notNull().defaultTo(0)).execute()
+      await db.schema.alterTable("weft_origins").addColumn("ts", "text", (c) => c.notNull().defaultTo("")).execute()
     }
   }
 })

@@ -3,7 +3,7 @@
  *
  * Rows are keyed by (origin number, seq); each origin's operations are a
  * contiguous range in sequence (and time) order. Origins are numbered in
- * `weft_origins` (`Origins`), which also holds the version vector, and
+ * `weft_origins` (`Origins`), and
  * timestamps are stored as their 8 bytes. Since migration 0004 model and
  * field names are numbered in `weft_names` (`Words`): a row's model is its
  * number, a create's or update's payload is `[field number, value, …]`
@@ -60,7 +60,7 @@ export const unpackTimestamp = (bytes: Uint8Array): string | undefined => {
  * first time an origin is appended and never changes. One given in a
  * transaction that rolls back stays given in memory (readers may hold it) and
  * is stored by the next commit that appends its origin (every commit stores
- * the vector entry, number included, of each origin it appends), or never:
+ * the number of each origin it appends that is not stored yet), or never:
  * stored numbers may have gaps, and new ones continue after the largest ever given.
  */
 export interface Origins {
@@ -399,8 +399,8 @@ interface OriginRow {
 
 /**
  * The version vector and the origins' numbers (and the numbered names). Each origin's entry is its
- * last row in the log, read by key: since 0004 `weft_origins` is written only when an origin is first
- * stored, its `seq` and `ts` as of then (a commit stores no vector besides the log rows it appends).
+ * last row in the log, read by key: `weft_origins` holds numbers only (a commit stores no vector
+ * besides the log rows it appends).
  */
 export const readOrigins = (
   db: Kysely<any>
@@ -467,14 +467,15 @@ export const numberWords = (trx: Kysely<any>, origins: Origins, names: Iterable<
 
 const originRows = (origins: Origins, advanced: VersionVector.VersionVector) => {
   const rows: Array<ReadonlyArray<unknown>> = []
-  for (const [origin, entry] of advanced) {
+  for (const origin of advanced.keys()) {
     const n = originNumber(origins, origin)
-    if (!origins.stored.has(n)) rows.push([n, origin, entry.seq, entry.ts])
+    if (!origins.stored.has(n)) rows.push([n, origin])
   }
   return rows
 }
-const ORIGIN_CONFLICT = { target: ["n"], update: ["seq", "ts"] }
-const ORIGIN_COLUMNS = ["n", "origin", "seq", "ts"]
+// a number given in a transaction that rolled back is stored by a later one: the same row again, kept
+const ORIGIN_CONFLICT = { target: ["n"], update: ["origin"] }
+const ORIGIN_COLUMNS = ["n", "origin"]
 
 /**
  * Stores the origins that a commit appends and `weft_origins` lacks (each with its number); the

@@ -174,14 +174,20 @@ export const run = <E>(
       for (const mark of waits) if (now - mark.since >= stallMillis) return yield* stalled(mark.what)
     }))
     // the frames of one message (the pages of a vector) go out back to back
+    // (one frame, the live case, is sent as it is: no loop over a list of one)
     const sendFrames = (frames: ReadonlyArray<Uint8Array>) =>
-      lock.withPermits(1)(Effect.forEach(frames, (frame) => channel.send(frame), { discard: true })).pipe(watched("read what was sent"))
+      lock.withPermits(1)(
+        frames.length === 1 ? channel.send(frames[0]!) : Effect.forEach(frames, (frame) => channel.send(frame), { discard: true })
+      ).pipe(watched("read what was sent"))
     const send = (message: SyncProtocol.Message) => sendFrames([SyncProtocol.encode(message)])
     const violation = (reason: ProtocolError["reason"], detail: string) =>
       new ProtocolError({ reason, ...(options.remote === undefined ? {} : { peer: options.remote }), protocol: SyncProtocol.PROTOCOL_ID, detail })
 
-    // subscribe before reading our vector, so no commit falls between the two
-    const commits = yield* engine.commits
+    // observe commits before reading our vector, so no commit falls between the two; those before the
+    // session is set up wait in `early`
+    const early: Array<Engine.Commit> = []
+    let onCommit = (commit: Engine.Commit): void => void early.push(commit)
+    yield* engine.observe((commit) => onCommit(commit))
     const hello = SyncProtocol.vectorFrames(
       yield* engine.versionVector,
       (entries, more) => ({ _tag: "Hello", node: engine.node, library: options.library, entries, more }),
@@ -357,8 +363,8 @@ export const run = <E>(
       if (page.hasMore) yield* Queue.offer(wake, undefined)
     }))
 
-    const watcher = Effect.forever(Effect.gen(function*() {
-      const commit = yield* Queue.take(commits)
+    // each commit, as it commits (called by the engine: no fiber, no queue per commit)
+    const watch = (commit: Engine.Commit): void => {
       // bounded: past a page, the remote learns of the rest from the next Vector
       if (moved.size < VersionVector.PAGE_ENTRIES) VersionVector.advanceInPlace(moved, commit.ops)
       // the remote's own operations (it sent them: `theirs` holds them already) wake nothing
@@ -374,8 +380,11 @@ export const run = <E>(
           fresh.push(op)
         }
       }
-      if (news) yield* Queue.offer(wake, undefined)
-    }))
+      // a sliding queue of one: a wake already pending is enough
+      if (news) wake.unsafeOffer(undefined)
+    }
+    onCommit = watch
+    for (const commit of early.splice(0)) watch(commit)
 
     const antiEntropy = Effect.forever(Effect.gen(function*() {
       yield* Effect.sleep(antiEntropyInterval)
@@ -441,7 +450,7 @@ export const run = <E>(
       }
     })
 
-    const background = Effect.all([sender, watcher, antiEntropy, watchdog], { concurrency: "unbounded", discard: true })
+    const background = Effect.all([sender, antiEntropy, watchdog], { concurrency: "unbounded", discard: true })
     yield* Effect.raceFirst(receiver, background).pipe(
       Effect.tapError((error) => {
         const tag = typeof error === "object" && error !== null && "_tag" in error && typeof error._tag === "string" ? error._tag : "Error"

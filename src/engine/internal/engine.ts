@@ -118,6 +118,7 @@ export const make = (options: Engine.Options) =>
     // not left holding every change since
     const subscriberBuffer = Math.max(1, options.subscriberBuffer ?? 2 * Operation.MAX_BATCH_SIZE)
     const subscribers = new Set<Subscriber>()
+    const observers = new Set<(commit: Engine.Commit) => void>()
     const deliver = (commit: Engine.Commit) => {
       for (const subscriber of subscribers) {
         for (const change of commit.changes) {
@@ -167,33 +168,70 @@ export const make = (options: Engine.Options) =>
 
     /**
      * The same write from BEGIN to COMMIT in this turn of the event loop (SQLite, no rich text): plain
-     * calls on prepared statements, one Effect for the whole batch instead of one per statement.
+     * calls on prepared statements, no Effect per statement. Returns the failure, or what was written;
+     * a driver exception is thrown on (the caller translates it).
      */
     const writeSync = <E>(
       sync: Database["Type"]["sync"] & {},
       current: WriterState,
       body: (bulk: Bulk.SyncBulk, current: WriterState, loaded: Projection.Loaded) => Either.Either<Made, E>
-    ): Effect.Effect<Written, E | ValidationError | StorageError> =>
-      Effect.flatten(Effect.try({
-        try: () =>
-          sync.transaction((): Either.Either<Written, E | ValidationError | StorageError> => {
-            const loaded: Projection.Loaded = new Map()
-            const made = body(sync.bulk, current, loaded)
-            if (Either.isLeft(made)) return Either.left(made.left)
-            const { folded, next, ops } = made.right
-            const advanced = new Map<string, VersionVector.Entry>()
-            if (ops.length === 0) return Either.right({ advanced, changes: [], next, ops })
-            const tooLarge = OperationLog.appendSync(kysely, sync.bulk, origins, ops, maxOperationBytes)
-            if (tooLarge !== undefined) return Either.left(tooLarge)
-            const changes = Projection.applySync(kysely, sync.bulk, origins, models, ops, loaded, folded)
-            if (Either.isLeft(changes)) return Either.left(changes.left)
-            VersionVector.advanceInPlace(advanced, ops)
-            OperationLog.writeVectorSync(kysely, sync.bulk, origins, advanced)
-            if (storesClock(current, next, advanced)) OperationLog.writeMetaSync(kysely, sync.bulk, OperationLog.META_CLOCK, next.clock.last)
-            return Either.right({ advanced, changes: changes.right, next, ops })
-          }, Either.isRight),
-        catch: queryError
-      }))
+    ): Either.Either<Written, E | ValidationError | StorageError> =>
+      sync.transaction((): Either.Either<Written, E | ValidationError | StorageError> => {
+        const loaded: Projection.Loaded = new Map()
+        const made = body(sync.bulk, current, loaded)
+        if (Either.isLeft(made)) return Either.left(made.left)
+        const { folded, next, ops } = made.right
+        const advanced = new Map<string, VersionVector.Entry>()
+        if (ops.length === 0) return Either.right({ advanced, changes: [], next, ops })
+        const tooLarge = OperationLog.appendSync(kysely, sync.bulk, origins, ops, maxOperationBytes)
+        if (tooLarge !== undefined) return Either.left(tooLarge)
+        const changes = Projection.applySync(kysely, sync.bulk, origins, models, ops, loaded, folded)
+        if (Either.isLeft(changes)) return Either.left(changes.left)
+        VersionVector.advanceInPlace(advanced, ops)
+        OperationLog.writeVectorSync(kysely, sync.bulk, origins, advanced)
+        if (storesClock(current, next, advanced)) OperationLog.writeMetaSync(kysely, sync.bulk, OperationLog.META_CLOCK, next.clock.last)
+        return Either.right({ advanced, changes: changes.right, next, ops })
+      }, Either.isRight)
+
+    /** After a commit: the vector, the clock and the subscribers follow it (synchronous: nothing can come between). */
+    const committed = (source: Engine.Commit["source"], { advanced, changes, next, ops }: Written): Engine.Commit => {
+      // the vector changes in place (the writer is the only one changing it)
+      for (const [origin, entry] of advanced) vector.set(origin, entry)
+      OperationLog.originsStored(origins, advanced)
+      if (advanced.size > 0) snapshot = undefined
+      writerState = { clock: next.clock, vector }
+      const done: Engine.Commit = { source, ops, changes }
+      if (ops.length === 0) return done
+      for (const observer of observers) observer(done)
+      deliver(done)
+      // unbounded: an offer always succeeds, at once (false only once the engine is closing)
+      pubsub.unsafeOffer(done)
+      return done
+    }
+
+    /**
+     * Whether a write holds the writer through `writer` (an asynchronous write, a rebuild, a
+     * `readCommitted` read). A synchronous write needs no permit while none does: it runs from
+     * BEGIN to COMMIT, and updates the engine's state after it, in one step that nothing can interleave with.
+     */
+    let held = 0
+    const holding = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+      writer.withPermits(1)(Effect.acquireUseRelease(Effect.sync(() => held++), () => effect, () => Effect.sync(() => held--)))
+
+    /** A synchronous write from start to end, the commit's follow-up included: no yield, no interruption point. */
+    const runSync = <E>(
+      source: Engine.Commit["source"],
+      sync: Database["Type"]["sync"] & {},
+      syncBody: (bulk: Bulk.SyncBulk, current: WriterState, loaded: Projection.Loaded) => Either.Either<Made, E>
+    ): Either.Either<Engine.Commit, E | ValidationError | StorageError> => {
+      let written: Either.Either<Written, E | ValidationError | StorageError>
+      try {
+        written = writeSync(sync, writerState, syncBody)
+      } catch (cause) {
+        return Either.left(queryError(cause))
+      }
+      return Either.map(written, (w) => committed(source, w))
+    }
 
     /**
      * Runs one write: a transaction, then the in-memory state and subscribers follow the commit.
@@ -205,30 +243,19 @@ export const make = (options: Engine.Options) =>
       touched: Iterable<string>,
       body: (trx: Kysely<any>, current: WriterState, loaded: Projection.Loaded) => Effect.Effect<Made, E>,
       syncBody?: (bulk: Bulk.SyncBulk, current: WriterState, loaded: Projection.Loaded) => Either.Either<Made, E>
-    ) =>
-      // uninterruptible once it holds the writer: an interruption while the COMMIT is on its way would
-      // leave the database committed and the engine's vector and clock behind it (and every later write
-      // reusing their numbers); the write is bounded, so the interruption only waits for it
-      writer.withPermits(1)(Effect.uninterruptible(
-        Effect.suspend(() => {
-          const current = writerState
-          const sync = database.sync
-          const written = sync !== undefined && syncBody !== undefined && Projection.canApplySync(models, touched)
-            ? writeSync(sync, current, syncBody)
-            : writeAsync(current, body)
-          return Effect.flatMap(written, ({ advanced, changes, next, ops }) => {
-            // committed: the vector follows, in place (the writer is the only one changing it)
-            for (const [origin, entry] of advanced) vector.set(origin, entry)
-            OperationLog.originsStored(origins, advanced)
-            if (advanced.size > 0) snapshot = undefined
-            writerState = { clock: next.clock, vector }
-            const done: Engine.Commit = { source, ops, changes }
-            if (ops.length === 0) return Effect.succeed(done)
-            deliver(done)
-            return Effect.as(PubSub.publish(pubsub, done), done)
-          })
-        })
-      ))
+    ): Effect.Effect<Engine.Commit, E | ValidationError | StorageError> =>
+      Effect.suspend(() => {
+        const sync = database.sync
+        if (sync === undefined || syncBody === undefined || !Projection.canApplySync(models, touched)) {
+          // uninterruptible once it holds the writer: an interruption while the COMMIT is on its way would
+          // leave the database committed and the engine's vector and clock behind it (and every later write
+          // reusing their numbers); the write is bounded, so the interruption only waits for it
+          return holding(Effect.uninterruptible(Effect.suspend(() => Effect.map(writeAsync(writerState, body), (w) => committed(source, w)))))
+        }
+        // no permit, no fiber step between BEGIN and the state following the COMMIT: one synchronous call
+        if (held === 0) return runSync(source, sync, syncBody)
+        return holding(Effect.suspend(() => runSync(source, sync, syncBody)))
+      })
 
     const mutate = (changes: ReadonlyArray<Model.Change>) =>
       Effect.suspend(() => {
@@ -270,7 +297,9 @@ export const make = (options: Engine.Options) =>
         let duplicates = 0
         return Effect.flatMap(Clock.currentTimeMillis, (now) => {
           const accept = (current: WriterState): Either.Either<Made, IngestError | Hlc.ClockDriftError> => {
-            const sorted = [...incoming].sort((a, b) => (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : a.seq - b.seq))
+            // a batch from a session comes in this order already: checked in one pass, copied and sorted only if not
+            const sorted = inOrder(incoming) ? incoming : [...incoming].sort(byOriginSeq)
+            const ceiling = driftCeiling(current.clock, now)
             const accepted: Array<Operation.Operation> = []
             // what this batch moves each origin to: held = the batch's last accepted, else the vector's
             const pending = new Map<string, VersionVector.Entry>()
@@ -290,8 +319,10 @@ export const make = (options: Engine.Options) =>
               if (held !== undefined && op.ts <= held.ts) {
                 return Either.left(new IngestError({ reason: "TimestampNotIncreasing", origin: op.origin, seq: op.seq, detail: `timestamp ${op.ts} is not after ${held.ts}` }))
               }
-              const drift = Hlc.checkDrift(current.clock, op.ts, now)
-              if (Either.isLeft(drift)) return Either.left(drift.left)
+              if (ceiling === null || (ceiling !== undefined && op.ts > ceiling)) {
+                const drift = Hlc.checkDrift(current.clock, op.ts, now)
+                if (Either.isLeft(drift)) return Either.left(drift.left)
+              }
               // until signed operations tie origins to members, anyone can make up origins: bound them
               if (held === undefined && ++origins > maxOrigins) {
                 return Either.left(new IngestError({ reason: "TooManyOrigins", origin: op.origin, seq: op.seq, detail: `the library would hold operations of more than ${maxOrigins} origins (maxOrigins)` }))
@@ -300,8 +331,11 @@ export const make = (options: Engine.Options) =>
               newest = Timestamp.max(newest, op.ts)
               accepted.push(op)
             }
-            if (accepted.length === 0) return Either.right({ next: { clock: current.clock }, ops: accepted })
-            return Either.map(Hlc.receive(current.clock, newest, now), ([, clock]) => ({ next: { clock }, ops: accepted }))
+            // an ingest issues no timestamp of its own: the clock need only restart after what it saw (the
+            // next local timestamp is issued after it), and the newest timestamp seen is the last entry of
+            // its origin, which this commit stores anyway: no clock row written (each op's drift was checked)
+            const clock = Timestamp.max(current.clock.last, newest) === current.clock.last ? current.clock : { ...current.clock, last: newest }
+            return Either.right({ next: { clock }, ops: accepted })
           }
           return Effect.map(
             commit("remote", touched, (_trx, current) => accept(current), (_bulk, current) => accept(current)),
@@ -312,7 +346,7 @@ export const make = (options: Engine.Options) =>
 
     // a read of several statements (the log, then the origins it names) runs between writes: a write
     // committing between two of its statements would leave it with rows its earlier reads do not explain
-    const readCommitted = <A, E, R>(read: Effect.Effect<A, E, R>) => writer.withPermits(1)(read)
+    const readCommitted = <A, E, R>(read: Effect.Effect<A, E, R>) => holding(read)
 
     const query = <M extends Model.Any>(model: M, build?: Engine.QueryBuilder<M>) =>
       database.execute((db) => {
@@ -359,6 +393,16 @@ export const make = (options: Engine.Options) =>
           return Stream.repeatEffectOption(next)
         })),
       commits: PubSub.subscribe(pubsub),
+      observe: (f) =>
+        Effect.asVoid(Effect.acquireRelease(
+          Effect.sync(() => {
+            // a function observing twice is called twice
+            const observer = (commit: Engine.Commit) => f(commit)
+            observers.add(observer)
+            return observer
+          }),
+          (observer) => Effect.sync(() => observers.delete(observer))
+        )),
       versionVector: Effect.sync(() => (snapshot ??= new Map(vector))),
       opsSince: (theirs, limit) => {
         const most = Math.max(1, Math.min(limit, maxBatchSize))
@@ -369,7 +413,7 @@ export const make = (options: Engine.Options) =>
         // vector's seq, and an uncommitted write only appends after it (the log is append-only)
         return Effect.suspend(() => OperationLog.sinceSync(sync.all, origins, vector, theirs, most))
       },
-      rebuild: writer.withPermits(1)(
+      rebuild: holding(
         database.transaction((trx) =>
           Effect.gen(function*() {
             documents.clear()
@@ -381,6 +425,25 @@ export const make = (options: Engine.Options) =>
     }
     return service
   })
+
+const byOriginSeq = (a: Operation.Operation, b: Operation.Operation) => (a.origin < b.origin ? -1 : a.origin > b.origin ? 1 : a.seq - b.seq)
+
+const inOrder = (ops: ReadonlyArray<Operation.Operation>): boolean => {
+  for (let i = 1; i < ops.length; i++) if (byOriginSeq(ops[i - 1]!, ops[i]!) > 0) return false
+  return true
+}
+
+/**
+ * The largest timestamp `Hlc.checkDrift` lets through at `now`, so that a batch compares each
+ * timestamp as a string instead of parsing it (timestamps sort as they compare): `undefined` when
+ * every timestamp passes, `null` when the bound is below any timestamp (each is checked).
+ */
+const driftCeiling = (clock: Hlc.Hlc, now: number): Timestamp.Timestamp | undefined | null => {
+  // a timestamp passes when its millis - wall(now) <= maxDriftMillis (see Hlc.checkDrift)
+  const bound = Math.floor(Math.min(Math.max(Math.floor(now), 0), Timestamp.MAX_MILLIS) + clock.maxDriftMillis)
+  if (!(bound >= 0)) return null
+  return bound >= Timestamp.MAX_MILLIS ? undefined : Timestamp.make(bound, Timestamp.MAX_COUNTER)
+}
 
 /** A change checked against its model, values encoded. */
 type Prepared =

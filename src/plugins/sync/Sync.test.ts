@@ -262,14 +262,14 @@ const historyOf = (node: string, origins: ReadonlyArray<string>) =>
     yield* Effect.scoped(Engines.open({ models: [notes], node, filename }))
     const db = new Sqlite(filename)
     const ts = Timestamp.make(Date.now() - 60_000, 0)
-    // the layout of migration 0003: origins numbered in weft_origins (with the vector), timestamps as 8 bytes
+    // the layout since migration 0005: origins numbered in weft_origins (the vector is the log's), timestamps as 8 bytes
     const op = db.prepare("INSERT INTO weft_log (origin, seq, ts, kind, model, record, payload) VALUES (?, 1, ?, ?, 'notes', ?, ?)")
-    const entry = db.prepare("INSERT INTO weft_origins (n, origin, seq, ts) VALUES (?, ?, 1, ?)")
+    const entry = db.prepare("INSERT INTO weft_origins (n, origin) VALUES (?, ?)")
     const payload = Buffer.from(Binary.encode(null))
     db.transaction(() => {
       for (const [i, origin] of origins.entries()) {
         op.run(i + 1, Buffer.from(ts, "hex"), Operation.kindOf({ _tag: "Delete" }), `r${i}`, payload)
-        entry.run(i + 1, origin, ts)
+        entry.run(i + 1, origin)
       }
     })()
     db.close()
