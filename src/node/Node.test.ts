@@ -5,6 +5,7 @@ import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
@@ -37,7 +38,12 @@ describe("an embedded node (no CLI)", () => {
     Effect.gen(function*() {
       const scope = yield* Effect.scope
       const alice = yield* startNode("alice", scope)
-      const bob = yield* startNode("bob", scope)
+      // what bob's node logs
+      const logged: Array<string> = []
+      const capture = Logger.make(({ message }) => {
+        logged.push((Array.isArray(message) ? message : [message]).map(String).join(" "))
+      })
+      const bob = yield* startNode("bob", scope).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
       // bob's app approves pairing requests
       yield* Consent.approveAll.pipe(Effect.provideService(Consent.Consent, bob.get(Consent.Consent)))
 
@@ -55,7 +61,14 @@ describe("an embedded node (no CLI)", () => {
         yield* onAlice.mutate([notes.create("n1", { title: "from alice", body: "hello" })])
         const { engine: onBob } = yield* bob.get(Node.Node).library(library.id)
         yield* Processes.eventually("alice's note on bob", Effect.map(onBob.get(notes, "n1"), Option.isSome), (there) => there)
+        // bob's node says what sync applied from alice, and nothing of its own writes
+        const applied = () => logged.filter((line) => line.includes("from sync"))
+        yield* Processes.eventually("bob's log of alice's note", Effect.sync(applied), (lines) => lines.length > 0)
+        expect(applied()[0]).toMatch(/^library Team notes: applied \d+ operation\(s\) from sync, 1 record\(s\) changed$/)
+        const before = applied().length
         yield* onBob.mutate([notes.update("n1", { title: "edited by bob" })])
+        yield* onBob.mutate([notes.create("n2", { title: "bob's own", body: "" })])
+        expect(applied().length).toBe(before)
         yield* Processes.eventually("bob's edit on alice", Effect.map(onAlice.get(notes, "n1"), Option.map((n) => n.title)), (title) =>
           Option.getOrUndefined(title) === "edited by bob")
       }))

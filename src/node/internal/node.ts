@@ -8,7 +8,7 @@
 import * as Duration from "effect/Duration"
 import * as Option from "effect/Option"
 import * as Effect from "effect/Effect"
-import * as Queue from "effect/Queue"
+import * as Runtime from "effect/Runtime"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
@@ -74,13 +74,14 @@ export const make = (options: { readonly peers?: ReadonlyArray<string> }) =>
         if (opened.has(library.id)) return
         const engine = yield* engines.get(library.id).pipe(Scope.extend(scope))
         opened.set(library.id, engine)
-        // sync progress: what remote operations did here
-        const commits = yield* engine.commits.pipe(Scope.extend(scope))
-        yield* Effect.forkIn(Effect.forever(Effect.gen(function*() {
-          const commit = yield* Queue.take(commits)
+        // sync progress: what remote operations did here (an observer, not a fiber woken by every commit)
+        const runtime = yield* Effect.runtime<never>()
+        yield* engine.observe((commit) => {
           if (commit.source !== "remote") return
-          yield* Effect.logInfo(`library ${library.name}: applied ${commit.ops.length} operation(s) from sync, ${commit.changes.length} record(s) changed`)
-        })), scope)
+          Runtime.runFork(runtime)(
+            Effect.logInfo(`library ${library.name}: applied ${commit.ops.length} operation(s) from sync, ${commit.changes.length} record(s) changed`)
+          )
+        }).pipe(Scope.extend(scope))
         yield* sync.add({ id: library.id, engine })
       })
     for (const library of yield* libraries.list) yield* open(library)
