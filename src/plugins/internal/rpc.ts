@@ -447,30 +447,34 @@ export const makeServer = <Rpcs extends Rpc.Any>(
         })))
 
         const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes })
+        // a call the caller may make: its payload is decoded, then it starts or waits its turn
+        const admit = (message: Extract<FromClient, { _tag: "Request" }>): Effect.Effect<void, ProtocolError> => {
+          const refuse = (detail: string) =>
+            options.malformedCall === "answer"
+              ? Effect.asVoid(send({ _tag: "Refused", requestId: message.id, reason: "Malformed", detail: detail.slice(0, 4096) }))
+              : Effect.fail(violation("Malformed", detail))
+          const call = schemas(message.tag)
+          if (call === undefined) return refuse(`no procedure ${message.tag.slice(0, 64)}`)
+          const start = (payload: Either.Either<unknown, ParseResult.ParseError>) => {
+            if (Either.isLeft(payload)) return refuse(`the payload of ${message.tag}: ${describe(payload.left)}`)
+            client.calls.set(message.id, call)
+            return enqueue({ _tag: "Request", id: message.id, tag: message.tag, payload: payload.right })
+          }
+          const decoded = call.decodePayload(message.payload)
+          const now = settled(decoded)
+          return now === undefined ? Effect.flatMap(Effect.either(decoded), start) : start(now)
+        }
         const handle = (message: FromClient): Effect.Effect<void, ProtocolError> => {
           switch (message._tag) {
-            case "Request":
-              return Effect.gen(function*() {
-                const call = schemas(message.tag)
-                if (client.calls.has(message.id)) return yield* violation("Unexpected", `call ${message.id} is in flight already`)
-                if (endOfCalls) return yield* violation("Unexpected", "a call after the end of calls")
-                if (options.authorize !== undefined) {
-                  const refusal = yield* options.authorize(message.tag, caller)
-                  if (Option.isSome(refusal)) {
-                    return yield* Effect.asVoid(send({ _tag: "Exit", requestId: message.id, exit: { _tag: "Failure", cause: { _tag: "Fail", error: refusal.value } } }))
-                  }
-                }
-                const refuse = (detail: string) =>
-                  options.malformedCall === "answer"
-                    ? Effect.asVoid(send({ _tag: "Refused", requestId: message.id, reason: "Malformed", detail: detail.slice(0, 4096) }))
-                    : Effect.fail(violation("Malformed", detail))
-                if (call === undefined) return yield* refuse(`no procedure ${message.tag.slice(0, 64)}`)
-                const decoded = call.decodePayload(message.payload)
-                const payload = settled(decoded) ?? (yield* Effect.either(decoded))
-                if (Either.isLeft(payload)) return yield* refuse(`the payload of ${message.tag}: ${describe(payload.left)}`)
-                client.calls.set(message.id, call)
-                yield* enqueue({ _tag: "Request", id: message.id, tag: message.tag, payload: payload.right })
-              })
+            case "Request": {
+              if (client.calls.has(message.id)) return Effect.fail(violation("Unexpected", `call ${message.id} is in flight already`))
+              if (endOfCalls) return Effect.fail(violation("Unexpected", "a call after the end of calls"))
+              if (options.authorize === undefined) return admit(message)
+              return Effect.flatMap(options.authorize(message.tag, caller), (refusal) =>
+                Option.isSome(refusal)
+                  ? Effect.asVoid(send({ _tag: "Exit", requestId: message.id, exit: { _tag: "Failure", cause: { _tag: "Fail", error: refusal.value } } }))
+                  : admit(message))
+            }
             case "Ack":
               return server.write(id, { _tag: "Ack", requestId: RpcMessage.RequestId(message.requestId) })
             case "Interrupt":
