@@ -6,7 +6,8 @@
  * - call round trip: one small call at a time through rspc over the real
  *   libp2p transport (TCP loopback, Noise, Yamux), p50 and p99, beside the
  *   ping plugin's round trip on the same connection (goal: p50 at most 2×
- *   ping's);
+ *   ping's), with the CPU time of each round trip (both peers, µs), which a
+ *   loaded machine disturbs less than wall time;
  * - small-call throughput with 32 calls in flight on one rspc client, beside
  *   the same `@effect/rpc` group served by the same kit over a plain Unix
  *   socket with no grants, no encryption and no multiplexing (goal ≥ 0.5).
@@ -141,14 +142,25 @@ export const run = (): Effect.Effect<ReadonlyArray<Figure>, unknown> =>
     yield* Effect.forEach(Array.from({ length: 200 }, (_, i) => i), (n) => client.Echo({ n, text: "warm" }), { discard: true })
     const pings: Array<number> = []
     const calls: Array<number> = []
+    // CPU time (both peers: one process) of each, a steadier figure than wall time on a loaded machine
+    let pingCpu = 0
+    let callCpu = 0
+    const cpu = () => {
+      const used = process.cpuUsage()
+      return used.user + used.system
+    }
     const rounds = 10
     for (let round = 0; round < rounds; round++) {
+      const beforePings = cpu()
       pings.push(...(yield* ping.ping(bobId, { count: ROUND_TRIPS / rounds })).rtts)
+      const beforeCalls = cpu()
+      pingCpu += beforeCalls - beforePings
       for (let i = 0; i < ROUND_TRIPS / rounds; i++) {
         const start = performance.now()
         yield* client.Echo({ n: i, text: "x" })
         calls.push(performance.now() - start)
       }
+      callCpu += cpu() - beforeCalls
     }
     // the same group through the kit alone (no grants, no Guard) on the same connection: what of the
     // round trip is rspc's own, and what the kit's over libp2p
@@ -184,7 +196,15 @@ export const run = (): Effect.Effect<ReadonlyArray<Figure>, unknown> =>
         baselineName: "ping plugin round trip p50, same connection",
         goal: 0.5,
         lowerIsBetter: true,
-        extra: { rspcP99: percentile(calls, 0.99), pingP99: percentile(pings, 0.99), socketP50: median(socketCalls), kitOverLibp2pP50: median(kitCalls), samples: calls.length }
+        extra: {
+          rspcCpuMicros: callCpu / calls.length,
+          pingCpuMicros: pingCpu / pings.length,
+          rspcP99: percentile(calls, 0.99),
+          pingP99: percentile(pings, 0.99),
+          socketP50: median(socketCalls),
+          kitOverLibp2pP50: median(kitCalls),
+          samples: calls.length
+        }
       },
       {
         name: "rspc small calls, 32 in flight",

@@ -8,9 +8,11 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Fiber from "effect/Fiber"
 import * as Option from "effect/Option"
+import * as ParseResult from "effect/ParseResult"
 import * as Ref from "effect/Ref"
 import * as Schedule from "effect/Schedule"
 import * as Schema from "effect/Schema"
+import type * as SchemaAST from "effect/SchemaAST"
 import * as Stream from "effect/Stream"
 import * as Framing from "../transport/Framing.js"
 import type { PeerId } from "../transport/Transport.js"
@@ -189,5 +191,35 @@ describe("RpcPlugin", () => {
       }))
       yield* eventually(bob.host.streams, (streams) => JSON.stringify(streams) === JSON.stringify(before[0]))
       yield* eventually(alice.host.streams, (streams) => JSON.stringify(streams) === JSON.stringify(before[1]))
+    }))
+  it.scopedLive("schemas that need an effect to run (an async check) still encode and decode calls and answers, and refuse what they refuse", () =>
+    Effect.gen(function*() {
+      // an even number, checked only after a promise settles: a schema the synchronous codecs cannot run
+      const check = (n: number, ast: SchemaAST.AST) =>
+        Effect.zipRight(Effect.promise(() => Promise.resolve()), n % 2 === 0 ? ParseResult.succeed(n) : ParseResult.fail(new ParseResult.Type(ast, n, "odd")))
+      const Even = Schema.transformOrFail(Schema.Number, Schema.Number, {
+        strict: true,
+        decode: (n, _, ast) => check(n, ast),
+        encode: (n, _, ast) => check(n, ast)
+      })
+      class Evens extends RpcGroup.make(
+        Rpc.make("Double", { payload: { n: Even }, success: Even })
+      ).middleware(RpcPlugin.CallerMiddleware) {}
+      const network = yield* Hosts.network({ seed: 5 })
+      const alice = yield* network.host("alice")
+      const bob = yield* network.host("bob")
+      const evens = { protocol: "/weft-test/evens/1.0.0", permission: "authenticated", group: Evens } as const
+      const entered = yield* Ref.make(0)
+      yield* bob.provide(RpcPlugin.serve({ name: "evens", ...evens })).pipe(
+        Effect.provide(Evens.toLayer({ Double: ({ n }) => Effect.as(Ref.update(entered, (k) => k + 1), n * 2) }))
+      )
+      yield* alice.connect(bob)
+      const client = yield* alice.provide(RpcPlugin.client(evens, bob.id))
+      expect(yield* client.Double({ n: 4 })).toBe(8)
+      expect(yield* client.Double({ n: 10 })).toBe(20)
+      const refused = yield* Effect.flip(client.Double({ n: 3 }))
+      expect(refused).toBeInstanceOf(RpcPlugin.RpcError)
+      expect((refused as RpcPlugin.RpcError).reason).toBe("Malformed")
+      expect(yield* Ref.get(entered)).toBe(2)
     }))
 })

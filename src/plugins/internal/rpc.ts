@@ -104,7 +104,6 @@ type FromServer = typeof FromServer.Type
 const decodeFromClient = ParseError.decodeUnknownEither(FromClient)
 const decodeFromServer = ParseError.decodeUnknownEither(FromServer)
 
-const encoder = new TextEncoder()
 const decoder = new TextDecoder("utf-8", { fatal: true })
 
 const parse = (frame: Uint8Array): Either.Either<unknown, string> => {
@@ -120,11 +119,62 @@ const parse = (frame: Uint8Array): Either.Either<unknown, string> => {
   return isWellFormedJson(text, json) ? Either.right(json) : Either.left("not well-formed: a string holds a lone surrogate")
 }
 
-const serialize = (message: unknown): Uint8Array => encoder.encode(JSON.stringify(message))
+/**
+ * `message` as one frame, length prefix included (`Framing.encode`'s
+ * layout), written once into one buffer: no separate body to copy.
+ */
+const serialize = (message: unknown): Uint8Array => {
+  const text = JSON.stringify(message)
+  const bytes = Buffer.byteLength(text, "utf8")
+  const frame = Buffer.allocUnsafe(4 + bytes)
+  frame.writeUInt32BE(bytes, 0)
+  frame.write(text, 4, "utf8")
+  return frame
+}
+
+/** The bytes of a frame made by `serialize`, prefix left out. */
+const bodyBytes = (frame: Uint8Array) => frame.length - 4
 
 const describe = (error: ParseResult.ParseError) => ParseError.describe(error, 1024)
 
-/** The schemas of one procedure, cached. */
+/** Whether `issue` says a schema needs an effect to run (an async transformation, or one with requirements). */
+const needsEffect = (issue: ParseResult.ParseIssue, depth = 0): boolean => {
+  if (issue._tag === "Forbidden") return true
+  if (depth > 32) return false
+  switch (issue._tag) {
+    case "Composite":
+      return Array.isArray(issue.issues) ? issue.issues.some((i: ParseResult.ParseIssue) => needsEffect(i, depth + 1)) : needsEffect(issue.issues as ParseResult.ParseIssue, depth + 1)
+    case "Pointer":
+    case "Refinement":
+    case "Transformation":
+      return needsEffect(issue.issue, depth + 1)
+    default:
+      return false
+  }
+}
+
+/**
+ * A codec that runs synchronously and answers an `Either` (itself an
+ * effect, so callers may branch on it without running one), unless the
+ * schema needs an effect: then it runs as one.
+ */
+const codec = <A, I>(
+  sync: (input: I) => Either.Either<A, ParseResult.ParseError>,
+  effect: (input: I) => Effect.Effect<A, ParseResult.ParseError>
+) =>
+(input: I): Effect.Effect<A, ParseResult.ParseError> => {
+  const result = sync(input)
+  return Either.isLeft(result) && needsEffect(result.left.issue) ? effect(input) : result
+}
+
+/** The outcome of a codec, as an `Either` when it ran synchronously (nearly always), else the effect to run. */
+const settled = <A>(result: Effect.Effect<A, ParseResult.ParseError>): Either.Either<A, ParseResult.ParseError> | undefined =>
+  Either.isEither(result) ? result as Either.Either<A, ParseResult.ParseError> : undefined
+
+/**
+ * The schemas of one procedure, compiled once per procedure (each codec
+ * synchronous unless its schema needs an effect).
+ */
 interface Schemas {
   readonly rpc: Rpc.AnyWithProps
   readonly decodePayload: (u: unknown) => Effect.Effect<unknown, ParseResult.ParseError>
@@ -145,14 +195,15 @@ const schemasOf = (group: RpcGroup.RpcGroup<any>) => {
     const stream = RpcSchema.getStreamSchemas(rpc.successSchema.ast)
     const exit = RpcApi.exitSchema(rpc as any) as unknown as Schema.Schema<Exit.Exit<unknown, unknown>, unknown>
     const chunk = Option.isSome(stream) ? Schema.Array(stream.value.success as Schema.Schema<unknown, unknown>) : undefined
+    const payload = rpc.payloadSchema as Schema.Schema<unknown, unknown>
     const schemas: Schemas = {
       rpc,
-      decodePayload: ParseError.decodeUnknown(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
-      encodePayload: Schema.encodeUnknown(rpc.payloadSchema as Schema.Schema<unknown, unknown>),
-      encodeExit: Schema.encode(exit),
-      decodeExit: ParseError.decodeUnknown(exit),
-      encodeChunk: chunk === undefined ? undefined : Schema.encode(chunk),
-      decodeChunk: chunk === undefined ? undefined : ParseError.decodeUnknown(chunk)
+      decodePayload: codec(ParseError.decodeUnknownEither(payload), ParseError.decodeUnknown(payload)),
+      encodePayload: codec(Schema.encodeUnknownEither(payload), Schema.encodeUnknown(payload)),
+      encodeExit: codec(Schema.encodeEither(exit), Schema.encode(exit)),
+      decodeExit: codec(ParseError.decodeUnknownEither(exit), ParseError.decodeUnknown(exit)),
+      encodeChunk: chunk === undefined ? undefined : codec(Schema.encodeEither(chunk), Schema.encode(chunk)),
+      decodeChunk: chunk === undefined ? undefined : codec(ParseError.decodeUnknownEither(chunk), ParseError.decodeUnknown(chunk))
     }
     cache.set(tag, schemas)
     return schemas
@@ -244,19 +295,22 @@ export const makeServer = <Rpcs extends Rpc.Any>(
           if (call === undefined) return Effect.void
           // the slot is freed once the answer is written: a client that does not read its answers
           // holds at most maxInFlight of them here, and is not read meanwhile
-          return call.encodeExit(response.exit).pipe(
-            Effect.flatMap((exit) => client.send({ _tag: "Exit", requestId, exit })),
-            Effect.flatMap((fits) =>
+          const write = (exit: unknown) =>
+            Effect.flatMap(client.send({ _tag: "Exit", requestId, exit }), (fits) =>
               fits ? Effect.void : Effect.asVoid(client.send({
                 _tag: "Refused",
                 requestId,
                 reason: "TooLarge",
                 detail: `the answer does not fit a frame of ${maxFrameBytes} bytes`
-              }))
-            ),
-            Effect.catchAll((error) => failCall(client, requestId, error)),
-            Effect.ensuring(client.done(requestId))
-          )
+              })))
+          const encoded = call.encodeExit(response.exit)
+          const now = settled(encoded)
+          const answered = now === undefined
+            ? Effect.matchEffect(encoded, { onFailure: (error) => failCall(client, requestId, error), onSuccess: write })
+            : Either.isRight(now)
+            ? write(now.right)
+            : failCall(client, requestId, now.left)
+          return Effect.ensuring(answered, client.done(requestId))
         }
         case "Defect":
           // with fatal defects off, a handler's defect ends its own call; this one is the server's own
@@ -321,9 +375,9 @@ export const makeServer = <Rpcs extends Rpc.Any>(
         // false when the message does not fit a frame (nothing was written)
         const send = (message: FromServer): Effect.Effect<boolean> => {
           const frame = serialize(message)
-          if (frame.length > maxFrameBytes) return Effect.succeed(false)
+          if (bodyBytes(frame) > maxFrameBytes) return Effect.succeed(false)
           // a stream that broke is seen by the reader; answers to it are dropped
-          return writing.withPermits(1)(Effect.as(Effect.ignore(stream.write(Framing.encode(frame))), true))
+          return writing.withPermits(1)(Effect.as(Effect.ignore(stream.write(frame)), true))
         }
         const client: Client = {
           caller,
@@ -393,29 +447,34 @@ export const makeServer = <Rpcs extends Rpc.Any>(
         })))
 
         const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes })
+        // a call the caller may make: its payload is decoded, then it starts or waits its turn
+        const admit = (message: Extract<FromClient, { _tag: "Request" }>): Effect.Effect<void, ProtocolError> => {
+          const refuse = (detail: string) =>
+            options.malformedCall === "answer"
+              ? Effect.asVoid(send({ _tag: "Refused", requestId: message.id, reason: "Malformed", detail: detail.slice(0, 4096) }))
+              : Effect.fail(violation("Malformed", detail))
+          const call = schemas(message.tag)
+          if (call === undefined) return refuse(`no procedure ${message.tag.slice(0, 64)}`)
+          const start = (payload: Either.Either<unknown, ParseResult.ParseError>) => {
+            if (Either.isLeft(payload)) return refuse(`the payload of ${message.tag}: ${describe(payload.left)}`)
+            client.calls.set(message.id, call)
+            return enqueue({ _tag: "Request", id: message.id, tag: message.tag, payload: payload.right })
+          }
+          const decoded = call.decodePayload(message.payload)
+          const now = settled(decoded)
+          return now === undefined ? Effect.flatMap(Effect.either(decoded), start) : start(now)
+        }
         const handle = (message: FromClient): Effect.Effect<void, ProtocolError> => {
           switch (message._tag) {
-            case "Request":
-              return Effect.gen(function*() {
-                const call = schemas(message.tag)
-                if (client.calls.has(message.id)) return yield* violation("Unexpected", `call ${message.id} is in flight already`)
-                if (endOfCalls) return yield* violation("Unexpected", "a call after the end of calls")
-                if (options.authorize !== undefined) {
-                  const refusal = yield* options.authorize(message.tag, caller)
-                  if (Option.isSome(refusal)) {
-                    return yield* Effect.asVoid(send({ _tag: "Exit", requestId: message.id, exit: { _tag: "Failure", cause: { _tag: "Fail", error: refusal.value } } }))
-                  }
-                }
-                const refuse = (detail: string) =>
-                  options.malformedCall === "answer"
-                    ? Effect.asVoid(send({ _tag: "Refused", requestId: message.id, reason: "Malformed", detail: detail.slice(0, 4096) }))
-                    : Effect.fail(violation("Malformed", detail))
-                if (call === undefined) return yield* refuse(`no procedure ${message.tag.slice(0, 64)}`)
-                const payload = yield* Effect.either(call.decodePayload(message.payload))
-                if (Either.isLeft(payload)) return yield* refuse(`the payload of ${message.tag}: ${describe(payload.left)}`)
-                client.calls.set(message.id, call)
-                yield* enqueue({ _tag: "Request", id: message.id, tag: message.tag, payload: payload.right })
-              })
+            case "Request": {
+              if (client.calls.has(message.id)) return Effect.fail(violation("Unexpected", `call ${message.id} is in flight already`))
+              if (endOfCalls) return Effect.fail(violation("Unexpected", "a call after the end of calls"))
+              if (options.authorize === undefined) return admit(message)
+              return Effect.flatMap(options.authorize(message.tag, caller), (refusal) =>
+                Option.isSome(refusal)
+                  ? Effect.asVoid(send({ _tag: "Exit", requestId: message.id, exit: { _tag: "Failure", cause: { _tag: "Fail", error: refusal.value } } }))
+                  : admit(message))
+            }
             case "Ack":
               return server.write(id, { _tag: "Ack", requestId: RpcMessage.RequestId(message.requestId) })
             case "Interrupt":
@@ -490,10 +549,10 @@ export const makeClient = <Rpcs extends Rpc.Any>(
       Effect.suspend(() => {
         if (closed !== undefined) return Effect.fail(closed)
         const frame = serialize(message)
-        if (frame.length > maxFrameBytes) {
-          return Effect.fail(new RpcError({ reason: "TooLarge", detail: `the call takes ${frame.length} bytes; a frame holds at most ${maxFrameBytes}` }))
+        if (bodyBytes(frame) > maxFrameBytes) {
+          return Effect.fail(new RpcError({ reason: "TooLarge", detail: `the call takes ${bodyBytes(frame)} bytes; a frame holds at most ${maxFrameBytes}` }))
         }
-        return writing.withPermits(1)(stream.write(Framing.encode(frame))).pipe(
+        return writing.withPermits(1)(stream.write(frame)).pipe(
           Effect.mapError((error) => new RpcError({ reason: "Closed", detail: error.message }))
         )
       })
@@ -513,18 +572,22 @@ export const makeClient = <Rpcs extends Rpc.Any>(
           case "Request": {
             const requestId = String(message.id)
             const call = schemas(message.tag)!
-            return call.encodePayload(message.payload).pipe(
-              // a payload that does not fit its schema never leaves: the caller learns where it is wrong
-              Effect.mapError((error) => new RpcError({ reason: "Malformed", detail: `the call of ${message.tag} does not fit its schema: ${describe(error)}` })),
-              Effect.tap(() =>
-                Effect.zipRight(permits.take(1), Effect.sync(() => {
+            // a payload that does not fit its schema never leaves: the caller learns where it is wrong
+            const malformed = (error: ParseResult.ParseError) =>
+              new RpcError({ reason: "Malformed", detail: `the call of ${message.tag} does not fit its schema: ${describe(error)}` })
+            const sent = (payload: unknown) =>
+              Effect.zipRight(
+                permits.take(1),
+                Effect.suspend(() => {
                   holding.add(requestId)
                   calls.set(requestId, call)
-                }))
-              ),
-              Effect.flatMap((payload) => send({ _tag: "Request", id: requestId, tag: message.tag, payload })),
-              Effect.tapError(() => settle(requestId))
-            )
+                  return send({ _tag: "Request", id: requestId, tag: message.tag, payload })
+                })
+              ).pipe(Effect.tapError(() => settle(requestId)))
+            const encoded = call.encodePayload(message.payload)
+            const now = settled(encoded)
+            if (now === undefined) return Effect.flatMap(Effect.mapError(encoded, malformed), sent)
+            return Either.isRight(now) ? sent(now.right) : Effect.fail(malformed(now.left))
           }
           case "Ack":
             return send({ _tag: "Ack", requestId: String(message.requestId) })
@@ -593,9 +656,13 @@ export const makeClient = <Rpcs extends Rpc.Any>(
           const call = calls.get(message.requestId)
           if (call === undefined) return Effect.void
           // a call whose answer does not decode is failed with the others when the stream closes on it
-          return call.decodeExit(message.exit).pipe(
+          const answered = (value: Exit.Exit<unknown, unknown>) => Effect.zipRight(settle(message.requestId), exit(message.requestId, value))
+          const decoded = call.decodeExit(message.exit)
+          const now = settled(decoded)
+          if (now !== undefined && Either.isRight(now)) return answered(now.right)
+          return decoded.pipe(
             Effect.mapError((error) => violation(`the answer of ${call.rpc._tag}: ${describe(error)}`)),
-            Effect.flatMap((value) => Effect.zipRight(settle(message.requestId), exit(message.requestId, value)))
+            Effect.flatMap(answered)
           )
         }
         case "Refused": {

@@ -149,20 +149,18 @@ export const serve = <Rpcs extends Rpc.Any>(
     })))
     // the per-peer bound: a peer's calls beyond it wait (on whichever streams they came) before their handler runs
     const peers = new Map<string, PeerCalls>()
-    const enter = (peer: string) =>
-      Effect.sync(() => {
-        let entry = peers.get(peer)
-        if (entry === undefined) {
-          entry = { slots: Effect.unsafeMakeSemaphore(limits.maxCallsPerPeer), users: 0 }
-          peers.set(peer, entry)
-        }
-        entry.users++
-        return entry
-      })
-    const leave = (peer: string, entry: PeerCalls) =>
-      Effect.sync(() => {
-        if (--entry.users === 0) peers.delete(peer)
-      })
+    const enter = (peer: string) => {
+      let entry = peers.get(peer)
+      if (entry === undefined) {
+        entry = { slots: Effect.unsafeMakeSemaphore(limits.maxCallsPerPeer), users: 0 }
+        peers.set(peer, entry)
+      }
+      entry.users++
+      return entry
+    }
+    const leave = (peer: string, entry: PeerCalls) => {
+      if (--entry.users === 0) peers.delete(peer)
+    }
 
     const allowed = (peer: string, library: string, capability: Option.Option<Protocol.Capability>) =>
       Option.isNone(capability)
@@ -184,10 +182,35 @@ export const serve = <Rpcs extends Rpc.Any>(
     yield* Effect.forkScoped(Stream.runForEach(yield* grants.changes, () => sweep))
     yield* Effect.forkScoped(Stream.runForEach(yield* libraries.changes, () => sweep))
 
+    // the handler, once its caller holds a slot of its peer: it runs in a fiber of its own (one fork,
+    // cheaper than a race), which the sweep or the watchdog interrupts; its interruption is then
+    // answered with the reason
+    const run = <A, E>(running: Running, next: Effect.Effect<A, E>, plain: boolean): Effect.Effect<A, E | Protocol.Forbidden | Protocol.CallTimeout> =>
+      Effect.suspend(() => {
+        // ended by the sweep while it waited for a slot
+        if (running.ended !== undefined) return Effect.fail(running.ended)
+        return Effect.flatMap(allowed(running.peer, running.library, running.capability), (ok) => {
+          if (!ok) return Effect.fail(Protocol.notGranted(running.procedure))
+          return Effect.flatMap(Effect.fork(next), (child) => {
+            running.fiber = child
+            if (plain) {
+              running.deadline = clock.unsafeCurrentTimeMillis() + callMillis
+              timed.add(running)
+              timedAdded.unsafeOpen()
+            }
+            const answer = Effect.flatMap(
+              Effect.onInterrupt(Fiber.await(child), () => Fiber.interrupt(child)),
+              (exit): Effect.Effect<A, E | Protocol.Forbidden | Protocol.CallTimeout> =>
+                Exit.isFailure(exit) && running.ended !== undefined && Cause.isInterruptedOnly(exit.cause) ? Effect.fail(running.ended) : exit
+            )
+            return running.ended === undefined ? answer : Effect.zipRight(Fiber.interruptFork(child), answer)
+          })
+        })
+      })
+
     const guard: Context.Tag.Service<Protocol.Guard> = ({ next, rpc }) =>
-      Effect.gen(function*() {
-        const caller = yield* Effect.serviceOption(RpcPlugin.Caller)
-        if (Option.isNone(caller) || caller.value.library === undefined) return yield* Protocol.notGranted(rpc._tag)
+      Effect.flatMap(Effect.serviceOption(RpcPlugin.Caller), (caller) => {
+        if (Option.isNone(caller) || caller.value.library === undefined) return Effect.fail(Protocol.notGranted(rpc._tag))
         const running: Running = {
           peer: caller.value.peer,
           library: caller.value.library,
@@ -198,38 +221,27 @@ export const serve = <Rpcs extends Rpc.Any>(
           deadline: undefined
         }
         const plain = !RpcSchema.isStreamSchema(rpc.successSchema)
-        // listed before the check: a revoke between the two is seen by the sweep. The handler runs in
-        // a fiber of its own (one fork, cheaper than a race), which the sweep or the watchdog interrupts;
-        // its interruption is then answered with the reason
-        return yield* Effect.acquireUseRelease(
-          Effect.zipLeft(enter(running.peer), Effect.sync(() => calls.add(running))),
-          (entry) =>
-            entry.slots.withPermits(1)(Effect.gen(function*() {
-              // ended by the sweep while it waited for a slot
-              const before = running.ended
-              if (before !== undefined) return yield* before
-              if (!(yield* allowed(running.peer, running.library, running.capability))) return yield* Protocol.notGranted(rpc._tag)
-              const child = yield* Effect.fork(next)
-              running.fiber = child
-              if (plain) {
-                running.deadline = clock.unsafeCurrentTimeMillis() + callMillis
-                timed.add(running)
-                timedAdded.unsafeOpen()
-              }
-              if (running.ended !== undefined) yield* Fiber.interruptFork(child)
-              const exit = yield* Effect.onInterrupt(Fiber.await(child), () => Fiber.interrupt(child))
-              if (Exit.isFailure(exit) && running.ended !== undefined && Cause.isInterruptedOnly(exit.cause)) return yield* running.ended
-              return yield* exit
-            })),
-          (entry) =>
-            Effect.zipRight(
-              Effect.sync(() => {
-                calls.delete(running)
-                timed.delete(running)
-              }),
-              leave(running.peer, entry)
-            )
-        )
+        // listed before the check (a revoke between the two is seen by the sweep), and unlisted, with
+        // its peer's slot given back, however the call ends: nothing between can be interrupted
+        return Effect.uninterruptibleMask((restore) => {
+          const entry = enter(running.peer)
+          calls.add(running)
+          let held = false
+          const release = Effect.suspend(() => {
+            calls.delete(running)
+            timed.delete(running)
+            const given = held ? entry.slots.release(1) : Effect.void
+            leave(running.peer, entry)
+            return given
+          })
+          const body = Effect.zipRight(
+            Effect.tap(restore(entry.slots.take(1)), () => {
+              held = true
+            }),
+            restore(run(running, next, plain))
+          )
+          return Effect.ensuring(body, release)
+        })
       })
 
     const server = yield* RpcPlugin.makeServer(options.group, {
