@@ -15,6 +15,7 @@ import * as Plugin from "../../Plugin.js"
 import * as MediaModels from "../Models.js"
 import { sha256, tempDir, write } from "../testing/Files.js"
 import * as Cache from "./Cache.js"
+import * as Wire from "./internal/wire.js"
 import * as Models from "./Models.js"
 import * as Protocol from "./Protocol.js"
 import * as Nodes from "./testing/Nodes.js"
@@ -140,10 +141,8 @@ describe("Preview", () => {
             lied++
             const reader = yield* Framing.reader(stream.source, { maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
             const get = JSON.parse(new TextDecoder().decode(Option.getOrThrow(yield* reader.frame))) as { hashes: Array<string> }
-            const framed = Framing.make(stream, Protocol.MAX_THUMBNAIL_BYTES)
             for (const hash of get.hashes) {
-              yield* framed.send(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Thumbnail", hash, size: 4 })))
-              yield* framed.send(new Uint8Array([1, 2, 3, 4]))
+              yield* stream.write(Wire.answerFrame(hash, new Uint8Array([1, 2, 3, 4])))
             }
             yield* stream.end
           })
@@ -194,12 +193,11 @@ describe("Preview", () => {
           Effect.gen(function*() {
             asked++
             const reader = yield* Framing.reader(stream.source, { maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
-            const framed = Framing.make(stream, Protocol.MAX_THUMBNAIL_BYTES)
             while (true) {
               const frame = yield* reader.frame
               if (Option.isNone(frame)) break
               const get = JSON.parse(new TextDecoder().decode(frame.value)) as { hashes: Array<string> }
-              for (const hash of get.hashes) yield* framed.send(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Missing", hash })))
+              for (const hash of get.hashes) yield* stream.write(Wire.answerFrame(hash, undefined))
             }
             yield* stream.end
           })
