@@ -106,20 +106,19 @@ export const get = <E>(
     // the starts and ends of waits, so a wait that began since the last look is not taken for a long one
     let steps = 0
     let awaiting = false
-    const frame = Effect.flatMap(
-      Effect.suspend(() => {
-        awaiting = true
+    // three steps per frame (a failed wait fails the fetch, which ends the watchdog too: no `ensuring` needed)
+    const frame = Effect.suspend(() => {
+      awaiting = true
+      steps++
+      return reader.frame
+    }).pipe(Effect.matchEffect({
+      onFailure: (e) => Effect.fail(failed(e.message)),
+      onSuccess: (got) => {
+        awaiting = false
         steps++
-        return reader.frame
-      }).pipe(
-        Effect.mapError((e) => failed(e.message)),
-        Effect.ensuring(Effect.sync(() => {
-          awaiting = false
-          steps++
-        }))
-      ),
-      Option.match({ onNone: () => Effect.fail(failed("the peer ended the stream early")), onSome: Effect.succeed })
-    )
+        return Option.isSome(got) ? Effect.succeed(got.value) : Effect.fail(failed("the peer ended the stream early"))
+      }
+    }))
     const watchdog = Effect.gen(function*() {
       let seen = steps
       while (true) {
@@ -174,10 +173,11 @@ export const serve = (
       pendingBytes = 0
       return stream.write(joined)
     })
+    /** Queues a framed answer; whether a write is due. */
     const queue = (framed: Uint8Array) => {
       pending.push(framed)
       pendingBytes += framed.length
-      return pendingBytes >= WRITE_BYTES ? flush : Effect.void
+      return pendingBytes >= WRITE_BYTES
     }
     const nextGet = reader.frame.pipe(
       Effect.timeoutFail({
@@ -195,7 +195,7 @@ export const serve = (
       const held = yield* known(request.right.hashes)
       for (const hash of request.right.hashes) {
         const bytes = held.has(hash) ? yield* read(hash) : Option.none<Uint8Array>()
-        yield* queue(answerFrame(hash, Option.isSome(bytes) && bytes.value.length <= Protocol.MAX_THUMBNAIL_BYTES ? bytes.value : undefined))
+        if (queue(answerFrame(hash, Option.isSome(bytes) && bytes.value.length <= Protocol.MAX_THUMBNAIL_BYTES ? bytes.value : undefined))) yield* flush
       }
       yield* flush
     }
