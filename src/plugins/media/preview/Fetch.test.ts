@@ -70,8 +70,11 @@ const honest = (host: Hosts.Host, bytes: ReadonlyMap<string, Uint8Array>) =>
     return counts
   })
 
-/** A server that answers its first `good` thumbnails truly, then lies once (wrong bytes) and falls silent, or drops the stream. */
-const failing = (host: Hosts.Host, bytes: ReadonlyMap<string, Uint8Array>, good: number, how: "lie" | "end" | "reset") =>
+/**
+ * A server that answers its first `good` thumbnails truly, then lies once (wrong bytes) and falls silent, or drops
+ * the stream; or ("v1") answers as version 1 did: a JSON header, then the bytes in a frame of their own.
+ */
+const failing = (host: Hosts.Host, bytes: ReadonlyMap<string, Uint8Array>, good: number, how: "lie" | "end" | "reset" | "v1") =>
   Effect.gen(function*() {
     const counts = { streams: 0, answered: 0 }
     const encoder = new TextEncoder()
@@ -93,8 +96,12 @@ const failing = (host: Hosts.Host, bytes: ReadonlyMap<string, Uint8Array>, good:
               if (counts.answered >= good && how === "end") return yield* Effect.zipRight(stream.end, Effect.never)
               const truth = counts.answered < good ? bytes.get(hash)! : new Uint8Array([1, 2, 3, 4])
               counts.answered++
-              yield* framed.send(encoder.encode(JSON.stringify({ version: 1, type: "Thumbnail", hash, size: truth.length })))
-              yield* framed.send(truth)
+              if (how === "v1") {
+                yield* framed.send(encoder.encode(JSON.stringify({ version: 1, type: "Thumbnail", hash, size: truth.length })))
+                yield* framed.send(truth)
+              } else {
+                yield* stream.write(Wire.answerFrame(hash, truth))
+              }
               // one lie, then silence: the reader must see it and stop
               if (counts.answered > good) return yield* Effect.never
             }
@@ -163,6 +170,47 @@ describe("Preview fetch, pipelined", () => {
       // the five true ones were kept: bert is asked only for the other seven (the lied one included)
       expect(counts.read).toBe(COUNT - 5)
       expect(counts.streams).toBe(1)
+      yield* holdsAll(dave, bytes)
+    }), { timeout: 60_000 })
+
+  it.scopedLive("answers are binary frames, as Protocol.ts lays them out: version, kind, hash, then the bytes of a Thumbnail", () =>
+    Effect.gen(function*() {
+      const members = ["alice", "bert", "dave"]
+      const { net, dave, bytes } = yield* setup(members)
+      const bert = yield* net.bare("bert", members)
+      yield* honest(bert, bytes)
+      yield* dave.connect(bert)
+      const [held] = [...bytes.keys()]
+      const absent = "ab".repeat(32)
+      const stream = yield* dave.host.open(bert.id, Protocol.preview, L)
+      yield* Framing.make(stream).send(new TextEncoder().encode(JSON.stringify({ version: 2, type: "Get", hashes: [held, absent] })))
+      yield* stream.end
+      const reader = yield* Framing.reader(stream.source, { maxFrameBytes: Protocol.MAX_ANSWER_BYTES })
+      const thumbnail = Option.getOrThrow(yield* reader.frame)
+      expect([...thumbnail.subarray(0, 2)]).toEqual([2, 1])
+      expect(Buffer.from(thumbnail.subarray(2, 34)).toString("hex")).toBe(held)
+      expect(thumbnail.subarray(34)).toEqual(bytes.get(held!))
+      const missing = Option.getOrThrow(yield* reader.frame)
+      expect([...missing.subarray(0, 2)]).toEqual([2, 0])
+      expect(Buffer.from(missing.subarray(2)).toString("hex")).toBe(absent)
+      expect(yield* reader.frame).toEqual(Option.none())
+    }), { timeout: 60_000 })
+
+  it.scopedLive("a peer answering as version 1 did (a JSON header, then the bytes) is refused, and the next one asked for all", () =>
+    Effect.gen(function*() {
+      const members = ["abel", "alice", "bert", "dave"]
+      const { net, dave, bytes } = yield* setup(members)
+      const abel = yield* net.bare("abel", members)
+      const bert = yield* net.bare("bert", members)
+      const old = yield* failing(abel, bytes, COUNT, "v1")
+      const counts = yield* honest(bert, bytes)
+      yield* dave.connect(abel)
+      yield* dave.connect(bert)
+
+      const progress = yield* Stream.runCollect(dave.preview.fetchAll(L))
+      expect([...progress].at(-1)).toEqual({ total: COUNT, fetched: COUNT, unavailable: 0 })
+      expect(old.streams).toBe(1)
+      expect(counts.read).toBe(COUNT)
       yield* holdsAll(dave, bytes)
     }), { timeout: 60_000 })
 

@@ -15,6 +15,7 @@ import * as Plugin from "../../Plugin.js"
 import * as MediaModels from "../Models.js"
 import { sha256, tempDir, write } from "../testing/Files.js"
 import * as Cache from "./Cache.js"
+import * as Wire from "./internal/wire.js"
 import * as Models from "./Models.js"
 import * as Protocol from "./Protocol.js"
 import * as Nodes from "./testing/Nodes.js"
@@ -140,10 +141,8 @@ describe("Preview", () => {
             lied++
             const reader = yield* Framing.reader(stream.source, { maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
             const get = JSON.parse(new TextDecoder().decode(Option.getOrThrow(yield* reader.frame))) as { hashes: Array<string> }
-            const framed = Framing.make(stream, Protocol.MAX_THUMBNAIL_BYTES)
             for (const hash of get.hashes) {
-              yield* framed.send(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Thumbnail", hash, size: 4 })))
-              yield* framed.send(new Uint8Array([1, 2, 3, 4]))
+              yield* stream.write(Wire.answerFrame(hash, new Uint8Array([1, 2, 3, 4])))
             }
             yield* stream.end
           })
@@ -194,12 +193,11 @@ describe("Preview", () => {
           Effect.gen(function*() {
             asked++
             const reader = yield* Framing.reader(stream.source, { maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
-            const framed = Framing.make(stream, Protocol.MAX_THUMBNAIL_BYTES)
             while (true) {
               const frame = yield* reader.frame
               if (Option.isNone(frame)) break
               const get = JSON.parse(new TextDecoder().decode(frame.value)) as { hashes: Array<string> }
-              for (const hash of get.hashes) yield* framed.send(new TextEncoder().encode(JSON.stringify({ version: 1, type: "Missing", hash })))
+              for (const hash of get.hashes) yield* stream.write(Wire.answerFrame(hash, undefined))
             }
             yield* stream.end
           })
@@ -304,6 +302,87 @@ describe("Cache", () => {
       // written again (as a fetch would, checked against its hash), it is served again
       yield* reopened.write(sha256(a), a)
       expect(Option.getOrThrow(yield* reopened.get(sha256(a)))).toEqual(a)
+    }))
+
+  const packsIn = (directory: string) => Effect.promise(async () => (await fs.readdir(directory)).filter((n) => n.endsWith(".pack")).sort())
+
+  it.scopedLive("putMany of UNPACK_LIMIT or more appends to one pack (fewer are loose files); evicts the least recently used across packs; what was removed stays removed after a reopen", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir()
+      const cache = yield* Cache.make({ directory, budget: 1400 })
+      const many = Array.from({ length: Cache.UNPACK_LIMIT }, (_, i) => bytes(100, 10 + i))
+      const few = [bytes(100, 1), bytes(100, 2)]
+      yield* cache.putMany(many.map((x) => ({ hash: sha256(x), bytes: x })))
+      yield* cache.putMany(few.map((x) => ({ hash: sha256(x), bytes: x })))
+      const names = yield* Effect.promise(() => fs.readdir(directory))
+      expect(yield* packsIn(directory)).toEqual(["000001.pack"])
+      expect(names.filter((n) => !n.endsWith(".pack")).sort()).toEqual(few.map(sha256).sort())
+      expect(yield* cache.size).toBe(100 * (many.length + few.length))
+      for (const x of many) expect(Option.getOrThrow(yield* cache.get(sha256(x)))).toEqual(x)
+      // `many` least recently used now, in order (each was read above, then `few` are read again)
+      yield* cache.get(sha256(few[0]!))
+      yield* cache.get(sha256(few[1]!))
+      const more = Array.from({ length: Cache.UNPACK_LIMIT }, (_, i) => bytes(100, 50 + i))
+      yield* cache.putMany(more.map((x) => ({ hash: sha256(x), bytes: x })))
+      // 1400 bytes hold 14 of the 18 entries: the 4 least recently used went, `many`'s first 4
+      expect(new Set(yield* cache.hashes)).toEqual(new Set([...many.slice(4), ...few, ...more].map(sha256)))
+      const reopened = yield* Cache.make({ directory, budget: 1400 })
+      expect(new Set(yield* reopened.hashes)).toEqual(new Set([...many.slice(4), ...few, ...more].map(sha256)))
+      for (const x of [...many.slice(4), ...more]) expect(Option.getOrThrow(yield* reopened.get(sha256(x)))).toEqual(x)
+      expect(yield* reopened.get(sha256(many[0]!))).toEqual(Option.none())
+    }))
+
+  it.scopedLive("a pack mostly removed is compacted: its live entries move to the open pack, in their place of recency, and it is deleted; an emptied pack is deleted", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir()
+      const cache = yield* Cache.make({ directory, packBytes: 1000 })
+      const first = Array.from({ length: 10 }, (_, i) => bytes(100, i))
+      const second = Array.from({ length: 10 }, (_, i) => bytes(100, 20 + i))
+      yield* cache.putMany(first.map((x) => ({ hash: sha256(x), bytes: x })))
+      yield* cache.putMany(second.map((x) => ({ hash: sha256(x), bytes: x })))
+      expect(yield* packsIn(directory)).toEqual(["000001.pack", "000002.pack"])
+      // 6 of the first pack's 10 gone: less than half of it is live
+      const keep = new Set([first[2], first[5], first[7], first[9], ...second].map((x) => sha256(x!)))
+      expect(yield* cache.retain((h) => keep.has(h))).toBe(6)
+      // moved to a third pack: the second is full (past packBytes)
+      expect(yield* packsIn(directory)).toEqual(["000002.pack", "000003.pack"])
+      expect(yield* cache.hashes).toEqual([first[2], first[5], first[7], first[9], ...second].map((x) => sha256(x!)))
+      for (const h of keep) expect(sha256(Option.getOrThrow(yield* cache.get(h)))).toBe(h)
+      const reopened = yield* Cache.make({ directory, packBytes: 1000 })
+      expect(new Set(yield* reopened.hashes)).toEqual(keep)
+      expect(yield* reopened.retain(() => false)).toBe(14)
+      expect(yield* packsIn(directory)).toEqual([])
+      expect(yield* reopened.size).toBe(0)
+    }))
+
+  it.scopedLive("a pack whose tail a crash cut or left with other bytes loses that tail when the cache opens; a record corrupted in the middle is dropped on read; putMany with one wrong hash stores none", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir()
+      const cache = yield* Cache.make({ directory })
+      const xs = Array.from({ length: 10 }, (_, i) => bytes(100, i))
+      const wrong = yield* Effect.either(cache.putMany(xs.map((x, i) => ({ hash: sha256(i === 9 ? xs[0]! : x), bytes: x }))))
+      expect(Either.isLeft(wrong) && wrong.left.reason).toBe("HashMismatch")
+      expect(yield* cache.size).toBe(0)
+      yield* cache.putMany(xs.map((x) => ({ hash: sha256(x), bytes: x })))
+      const pack = nodePath.join(directory, "000001.pack")
+      const record = Cache.RECORD_HEADER + 100
+      // the last record's bytes not those of its hash (a crash after the append, before its data reached the disk)
+      const handle = yield* Effect.promise(() => fs.open(pack, "r+"))
+      yield* Effect.promise(() => handle.write(new Uint8Array(100).fill(99), 0, 100, 9 * record + Cache.RECORD_HEADER))
+      // a record in the middle tampered with
+      yield* Effect.promise(() => handle.write(new Uint8Array(10).fill(99), 0, 10, 3 * record + Cache.RECORD_HEADER))
+      yield* Effect.promise(() => handle.close())
+      const reopened = yield* Cache.make({ directory })
+      expect((yield* Effect.promise(() => fs.stat(pack))).size).toBe(9 * record)
+      expect(yield* reopened.size).toBe(900)
+      expect(yield* reopened.get(sha256(xs[3]!))).toEqual(Option.none())
+      expect(yield* reopened.size).toBe(800)
+      // a header cut short: dropped too
+      yield* Effect.promise(() => fs.truncate(pack, 8 * record + 20))
+      const again = yield* Cache.make({ directory })
+      expect((yield* Effect.promise(() => fs.stat(pack))).size).toBe(8 * record)
+      expect(new Set(yield* again.hashes)).toEqual(new Set([0, 1, 2, 4, 5, 6, 7].map((i) => sha256(xs[i]!))))
+      for (const i of [0, 1, 2, 4, 5, 6, 7]) expect(Option.getOrThrow(yield* again.get(sha256(xs[i]!)))).toEqual(xs[i])
     }))
 
   it.scopedLive("a write that cannot be made fails with Storage and leaves nothing behind", () =>

@@ -39,7 +39,6 @@ import * as Context from "effect/Context"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
@@ -178,8 +177,9 @@ export class Preview extends Context.Tag("weft/plugins/media/Preview")<Preview, 
 // one group leaves the connection busy with the other)
 const FETCH_BATCH = 1024
 const FETCHES = 2
-/** Cache files one fetch writes at once (received and checked, not yet in place). */
-const WRITES = 16
+/** Thumbnails (and bytes) one fetch holds, received and checked, before it stores them in one `Cache.putMany`. */
+const STORE_BATCH = 32
+const STORE_BYTES = 4 * 1024 * 1024
 
 /** Thumbnail records `collect` deletes per transaction. */
 const COLLECT_BATCH = 256
@@ -351,30 +351,30 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         let left = [...new Set(hashes)]
         for (const peer of yield* holders(library)) {
           if (left.length === 0) break
-          const outcome = yield* Effect.either(Effect.scoped(Effect.gen(function*() {
-            // each verified answer is written while the next ones are read: at most WRITES files in
-            // flight (and their bytes held), a hash counted as got once its file is in place
-            const writes = yield* FiberSet.make<void>()
-            const slots = yield* Effect.makeSemaphore(WRITES)
-            let failedWrite: PreviewError | undefined
-            // one stream per peer, its Gets pipelined (`Wire.PIPELINE`): no round trip per batch, no stream per batch
-            const received = yield* Effect.either(Wire.get(host, peer, library, left, (hash, bytes) =>
-              Effect.zipRight(
-                slots.take(1),
-                FiberSet.run(writes, Effect.zipRight(
-                  // `Wire.get` hands over only bytes it has just hashed to `hash`
-                  Effect.mapError(cache.write(hash, bytes, { hashed: true }), stored(library, hash)),
-                  Effect.sync(() => got.set(hash, peer))
-                ).pipe(
-                  Effect.catchAll((e) => Effect.sync(() => (failedWrite ??= e))),
-                  Effect.ensuring(slots.release(1))
-                ))
-              ), options.fetchPipeline ?? Wire.PIPELINE))
-            // what the peer delivered before it failed is written all the same; a write that failed fails the fetch
-            yield* slots.take(WRITES)
-            if (failedWrite !== undefined) return yield* failedWrite
-            return yield* received
-          })))
+          // verified answers are stored a batch at a time (`Cache.putMany`: one append to a pack), at most
+          // `STORE_BATCH` of them (and their bytes) held meanwhile; a hash is counted as got once stored
+          let pending: Array<{ readonly hash: string; readonly bytes: Uint8Array }> = []
+          let pendingBytes = 0
+          const store = Effect.suspend(() => {
+            if (pending.length === 0) return Effect.void
+            const batch = pending
+            pending = []
+            pendingBytes = 0
+            // `Wire.get` hands over only bytes it has just hashed to their hash
+            return Effect.map(Effect.mapError(cache.putMany(batch, { hashed: true }), stored(library, "cache")), () => {
+              for (const { hash } of batch) got.set(hash, peer)
+            })
+          })
+          // one stream per peer, its Gets pipelined (`Wire.PIPELINE`): no round trip per batch, no stream per batch
+          const received = yield* Effect.either(Wire.get(host, peer, library, left, (hash, bytes) =>
+            Effect.suspend(() => {
+              pending.push({ hash, bytes })
+              pendingBytes += bytes.length
+              return pending.length >= STORE_BATCH || pendingBytes >= STORE_BYTES ? store : Effect.void
+            }), options.fetchPipeline ?? Wire.PIPELINE))
+          // what the peer delivered before it failed is stored all the same; a store that failed fails the fetch
+          yield* store
+          const outcome = received
           // a peer that failed or lied: what it did deliver (verified) is kept, the rest asked of the next
           if (Either.isLeft(outcome) && !(outcome.left instanceof Wire.PeerFailure)) return yield* outcome.left
           left = left.filter((h) => !got.has(h))

@@ -1,7 +1,7 @@
 /**
  * Preview media: thumbnails made once from a library's images, recorded in
  * its log, and their bytes fetched from any member that holds them
- * (`/weft/preview/1.0.0`).
+ * (`/weft/preview/2.0.0`).
  *
  * @since 0.1.0
  */

@@ -1,5 +1,5 @@
 /**
- * Both ends of `/weft/preview/1.0.0` (see `Protocol.ts`): `get` asks one
+ * Both ends of `/weft/preview/2.0.0` (see `Protocol.ts`): `get` asks one
  * peer for many thumbnails on one stream (pipelined `Get`s) and checks each
  * answer, `serve` answers the `Get`s of one stream.
  *
@@ -27,11 +27,25 @@ const encoder = new TextEncoder()
 const json = (message: object) => encoder.encode(JSON.stringify({ version: Protocol.VERSION, ...message }))
 const encodeGet = Schema.encodeSync(Protocol.Get)
 const decodeGet = ParseError.decodeUnknownEither(Protocol.Get)
-const decodeAnswer = ParseError.decodeUnknownEither(Protocol.Answer)
 /** About how many bytes the server writes at once. */
 const WRITE_BYTES = 64 * 1024
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
+
+/**
+ * One answer, framed (length prefix included): a `Thumbnail` of `bytes`, or `Missing` without them. The bytes are
+ * copied once, into the frame.
+ */
+export const answerFrame = (hash: string, bytes: Uint8Array | undefined): Uint8Array => {
+  const length = Protocol.ANSWER_HEADER + (bytes?.length ?? 0)
+  const out = Buffer.allocUnsafe(4 + length)
+  out.writeUInt32BE(length, 0)
+  out[4] = Protocol.VERSION
+  out[5] = bytes === undefined ? Protocol.MISSING : Protocol.THUMBNAIL
+  out.write(hash, 6, 32, "hex")
+  if (bytes !== undefined) out.set(bytes, 4 + Protocol.ANSWER_HEADER)
+  return out
+}
 
 /** How a reader pipelines its `Get`s on one stream. */
 export interface Pipeline {
@@ -85,27 +99,26 @@ export const get = <E>(
       }
       yield* stream.end
     })
-    const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.MAX_THUMBNAIL_BYTES })
+    const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.MAX_ANSWER_BYTES })
     // the wait for each frame is bounded by one watchdog for the stream rather than a timeout per frame
     // (a timer and two fibers for each of thousands of frames): it fails the fetch once a whole
     // `TIMEOUT` passed within one wait for a frame (so after `TIMEOUT` to twice that); `steps` counts
     // the starts and ends of waits, so a wait that began since the last look is not taken for a long one
     let steps = 0
     let awaiting = false
-    const frame = Effect.flatMap(
-      Effect.suspend(() => {
-        awaiting = true
+    // three steps per frame (a failed wait fails the fetch, which ends the watchdog too: no `ensuring` needed)
+    const frame = Effect.suspend(() => {
+      awaiting = true
+      steps++
+      return reader.frame
+    }).pipe(Effect.matchEffect({
+      onFailure: (e) => Effect.fail(failed(e.message)),
+      onSuccess: (got) => {
+        awaiting = false
         steps++
-        return reader.frame
-      }).pipe(
-        Effect.mapError((e) => failed(e.message)),
-        Effect.ensuring(Effect.sync(() => {
-          awaiting = false
-          steps++
-        }))
-      ),
-      Option.match({ onNone: () => Effect.fail(failed("the peer ended the stream early")), onSome: Effect.succeed })
-    )
+        return Option.isSome(got) ? Effect.succeed(got.value) : Effect.fail(failed("the peer ended the stream early"))
+      }
+    }))
     const watchdog = Effect.gen(function*() {
       let seen = steps
       while (true) {
@@ -117,12 +130,14 @@ export const get = <E>(
     const receive = Effect.gen(function*() {
       for (const chunk of chunks) {
         for (const asked of chunk) {
-          const answer = Messages.decodeJson(yield* frame, Protocol.VERSION, decodeAnswer, where)
-          if (Either.isLeft(answer)) return yield* violation(answer.left.message)
-          if (answer.right.hash !== asked) return yield* violation(`an answer for ${answer.right.hash} where ${asked} was asked`)
-          if (answer.right.type === "Missing") continue
-          const bytes = yield* frame
-          if (bytes.length !== answer.right.size) return yield* violation(`${bytes.length} bytes where ${answer.right.size} were announced`)
+          const answer = yield* frame
+          if (answer.length < Protocol.ANSWER_HEADER) return yield* violation(`an answer of ${answer.length} bytes`)
+          if (answer[0] !== Protocol.VERSION) return yield* violation(`an answer of version ${answer[0]}, we speak ${Protocol.VERSION}`)
+          const hash = Buffer.from(answer.buffer, answer.byteOffset + 2, 32).toString("hex")
+          if (hash !== asked) return yield* violation(`an answer for ${hash} where ${asked} was asked`)
+          if (answer[1] === Protocol.MISSING && answer.length === Protocol.ANSWER_HEADER) continue
+          if (answer[1] !== Protocol.THUMBNAIL) return yield* violation(`an answer of kind ${answer[1]} and ${answer.length} bytes`)
+          const bytes = answer.subarray(Protocol.ANSWER_HEADER)
           if (sha256(bytes) !== asked) return yield* violation(`bytes that do not hash to ${asked}`)
           yield* keep(asked, bytes)
         }
@@ -158,11 +173,11 @@ export const serve = (
       pendingBytes = 0
       return stream.write(joined)
     })
-    const queue = (bytes: Uint8Array) => {
-      const encoded = Framing.encode(bytes)
-      pending.push(encoded)
-      pendingBytes += encoded.length
-      return pendingBytes >= WRITE_BYTES ? flush : Effect.void
+    /** Queues a framed answer; whether a write is due. */
+    const queue = (framed: Uint8Array) => {
+      pending.push(framed)
+      pendingBytes += framed.length
+      return pendingBytes >= WRITE_BYTES
     }
     const nextGet = reader.frame.pipe(
       Effect.timeoutFail({
@@ -180,13 +195,7 @@ export const serve = (
       const held = yield* known(request.right.hashes)
       for (const hash of request.right.hashes) {
         const bytes = held.has(hash) ? yield* read(hash) : Option.none<Uint8Array>()
-        if (Option.isNone(bytes) || bytes.value.length > Protocol.MAX_THUMBNAIL_BYTES) {
-          yield* queue(json({ type: "Missing", hash } satisfies typeof Protocol.Missing.Encoded))
-          continue
-        }
-        // answers are plain records whose encoded form is themselves (typed as such): no Schema encode per answer
-        yield* queue(json({ type: "Thumbnail", hash, size: bytes.value.length } satisfies typeof Protocol.Thumbnail.Encoded))
-        yield* queue(bytes.value)
+        if (queue(answerFrame(hash, Option.isSome(bytes) && bytes.value.length <= Protocol.MAX_THUMBNAIL_BYTES ? bytes.value : undefined))) yield* flush
       }
       yield* flush
     }
