@@ -1,5 +1,5 @@
 /**
- * The Spacedrop protocol, version 1 (protocol id `/weft/spacedrop/1.0.0`,
+ * The Spacedrop protocol, version 2 (protocol id `/weft/spacedrop/2.0.0`,
  * open to any authenticated peer: a peer need not share a library to send).
  *
  * Wire format: length-prefixed frames (`Framing`: a 4-byte big-endian
@@ -8,23 +8,23 @@
  * never re-encoded); any other frame is one JSON object in UTF-8 whose first
  * field is the protocol version, as the kit's `Messages` writes them:
  *
- *   sender   → {"version":1,"type":"Offer","transfer":"…","sender":"Ada's laptop","count":3,"totalBytes":1234,"chunkBytes":65536}
- *   sender   → {"version":1,"type":"Entries","entries":[{"path":"photos","kind":"directory","size":0,"mtime":…},
+ *   sender   → {"version":2,"type":"Offer","transfer":"…","sender":"Ada's laptop","count":3,"totalBytes":1234,"chunkBytes":65536}
+ *   sender   → {"version":2,"type":"Entries","entries":[{"path":"photos","kind":"directory","size":0,"mtime":…},
  *                                                      {"path":"photos/a.jpg","kind":"file","size":1234,"mtime":…,"hash":"<sha256 hex>"}]}
  *              … pages of entries until `count` have come
- *   receiver → {"version":1,"type":"Accepted","entries":[0,2]}     (`entries`: the subset, by index; absent = all)
- *            | {"version":1,"type":"Rejected","reason":"Declined"|"NoListener"|"Timeout"|…,"detail":"…"}  then ends
+ *   receiver → {"version":2,"type":"Accepted","entries":[0,2]}     (`entries`: the subset, by index; absent = all)
+ *            | {"version":2,"type":"Rejected","reason":"Declined"|"NoListener"|"Timeout"|…,"detail":"…"}  then ends
  *   sender   → chunk frames and FileEnd, file after file in manifest order, without waiting:
  *              [0x01][file index: u32][offset: u64][sha256 of data: 32 bytes][data]
- *              {"version":1,"type":"FileEnd","index":2}
- *   receiver → {"version":1,"type":"Ack","bytes":…,"files":…}   verified so far (every quarter window, or 256 files)
- *   sender   → {"version":1,"type":"Done"}
- *   receiver → {"version":1,"type":"Complete","bytes":…,"files":…}  then ends
- *   either   → {"version":1,"type":"Cancel","reason":"User"|"SourceChanged"|"Corrupt"|"Failed","detail":"…"} then ends
- *   either   → {"version":1,"type":"Pause"} … {"version":1,"type":"Resume"}   the transfer waits while either side holds
+ *              {"version":2,"type":"FileEnd","index":2}
+ *   receiver → {"version":2,"type":"Ack","bytes":…,"files":…}   verified so far (every quarter window, or 256 files)
+ *   sender   → {"version":2,"type":"Done"}
+ *   receiver → {"version":2,"type":"Complete","bytes":…,"files":…}  then ends
+ *   either   → {"version":2,"type":"Cancel","reason":"User"|"SourceChanged"|"Corrupt"|"Failed","detail":"…"} then ends
+ *   either   → {"version":2,"type":"Pause"} … {"version":2,"type":"Resume"}   the transfer waits while either side holds
  *              it paused; each side lifts only its own pause. The sender sends no chunk while paused; frames
  *              already in flight are still taken, and the receiver's idle timeout does not run.
- *   receiver → {"version":1,"type":"Rewind","index":2,"offset":131072}   a chunk (or, with offset 0, a whole file)
+ *   receiver → {"version":2,"type":"Rewind","index":2,"offset":131072}   a chunk (or, with offset 0, a whole file)
  *              failed its hash: the sender goes back there; the receiver skips what was in flight until the
  *              chunk at that place comes again. A bounded number of times per chunk, then `Cancel` `Corrupt`.
  *
@@ -33,15 +33,27 @@
  * A receiver holding a record of it (peer, transfer id, SHA-256 of the
  * manifest) answers at once, without asking its user again:
  *
- *   receiver → {"version":1,"type":"Accepted","entries":[…],"from":{"files":12,"offset":4194304}}
+ *   receiver → {"version":2,"type":"Accepted","entries":[…],"from":{"files":12,"offset":4194304}}
  *
  * meaning the first 12 accepted files are in place and the 13th has its
  * first 4 MiB verified (and synced, for a record on disk); the sender starts
  * there and never sends those bytes again. A receiver may ask for that
  * offer itself: it opens a stream whose only message is
- * `{"version":1,"type":"Reoffer","transfer":"…"}`; the sender answers
+ * `{"version":2,"type":"Reoffer","transfer":"…"}`; the sender answers
  * `Accepted` (and offers the transfer again, on a stream of its own) or
- * `Rejected` (no such interrupted transfer to that peer), then ends.
+ * `Rejected` (`UnknownTransfer`: no such interrupted transfer to that peer,
+ * it was cancelled or it is done; the receiver then forgets its record),
+ * then ends.
+ *
+ * Cancel while interrupted (new in version 2): a sender that cancels a
+ * transfer it could not reach (it waited to reconnect, or it was
+ * interrupted) tells the receiver on a stream of its own whose only
+ * message is `{"version":2,"type":"Forget","transfer":"…"}`; the receiver
+ * drops what it kept of that transfer from that peer (its temporary files,
+ * its record) and ends the stream. If the receiver cannot be reached then,
+ * it learns it when it next asks for the transfer (`Reoffer` answered
+ * `UnknownTransfer`): a record is never kept for a transfer that cannot go
+ * on.
  *
  * A receiver whose sender went quiet for its idle timeout, or whose
  * connection dropped, ends its side without a `Cancel` and keeps the
@@ -86,10 +98,10 @@ import * as Schema from "effect/Schema"
 import type { Protocol } from "../Plugin.js"
 
 /** The protocol id. */
-export const PROTOCOL_ID = "/weft/spacedrop/1.0.0"
+export const PROTOCOL_ID = "/weft/spacedrop/2.0.0"
 
 /** The version every JSON message starts with. */
-export const VERSION = 1
+export const VERSION = 2
 
 /** Any authenticated peer may offer files; the receiving app decides. */
 export const protocol: Protocol = { protocol: PROTOCOL_ID, permission: "authenticated" }
@@ -139,7 +151,8 @@ export const RejectReason = Schema.Literal(
   "Exists", // a file exists where the offer needs a directory, or refusal of existing files was asked
   "NoSpace", // the target's file system has too little free space
   "TooLarge", // the offer is over the receiver's bounds
-  "Failed" // the receiver could not prepare the target
+  "Failed", // the receiver could not prepare the target
+  "UnknownTransfer" // (answering a `Reoffer`) no interrupted transfer of that id to that peer is kept here
 )
 export type RejectReason = typeof RejectReason.Type
 
@@ -189,8 +202,11 @@ export const Rewind = Schema.Struct({ type: Schema.Literal("Rewind"), index: Cou
 /** The receiver asks the sender to offer an interrupted transfer again (the first and only message of its stream). */
 export const Reoffer = Schema.Struct({ type: Schema.Literal("Reoffer"), transfer: TransferId })
 
+/** The sender cancelled an interrupted transfer: the receiver forgets what it kept of it (the first and only message of its stream). */
+export const Forget = Schema.Struct({ type: Schema.Literal("Forget"), transfer: TransferId })
+
 /** Any JSON message. */
-export const Message = Schema.Union(Offer, Entries, Accepted, Rejected, FileEnd, Ack, Done, Complete, Cancel, Pause, Resume, Rewind, Reoffer)
+export const Message = Schema.Union(Offer, Entries, Accepted, Rejected, FileEnd, Ack, Done, Complete, Cancel, Pause, Resume, Rewind, Reoffer, Forget)
 export type Message = typeof Message.Type
 
 /** A chunk of file data, as read off the wire. */

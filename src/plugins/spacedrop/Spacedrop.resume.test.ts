@@ -21,6 +21,7 @@ import * as nodePath from "node:path"
 import * as MemoryTransport from "../../transport/MemoryTransport.js"
 import * as Wire from "./internal/wire.js"
 import * as Protocol from "./Protocol.js"
+import type * as Spacedrop from "./Spacedrop.js"
 import * as Peers from "./testing/Peers.js"
 
 
@@ -103,6 +104,17 @@ const expectNoVerifiedChunkResent = (runs: ReadonlyArray<ReadonlyArray<{ index: 
   console.log(`resume: ${first.length} chunks before the drop, ${verified} bytes verified, ${second.length} after it, ${again} of them sent in both runs (in flight, unverified)`)
   return again
 }
+
+/** Temporary files (`.weft-…part`) anywhere under `root`. */
+const tempFiles = (root: string) =>
+  Effect.promise(async () => (await fs.readdir(root, { recursive: true })).filter((name) => nodePath.basename(name).startsWith(".weft-")))
+
+/** Waits until `peer` lists no transfer (its record of an interrupted one dropped). */
+const forgotten = (peer: Peers.Peer) =>
+  peer.spacedrop.transfers.pipe(
+    Effect.repeat({ until: (all) => all.length === 0, schedule: Schedule.spaced("10 millis") }),
+    Effect.timeout("10 seconds")
+  )
 
 /** Files left in a directory (records, temporary files). */
 const names = (dir: string) => Effect.promise(() => fs.readdir(dir))
@@ -446,7 +458,7 @@ describe("Spacedrop resume", () => {
       yield* Scope.close(old, Exit.void)
     }))
 
-  it.scopedLive("a receiver asking for a transfer its sender no longer has fails typed, by the sender", () =>
+  it.scopedLive("a sender cancelling an interrupted transfer by id tells its receiver (Forget): the receiver drops what it kept", () =>
     Effect.gen(function*() {
       const tap = yield* wiretap(20)
       const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
@@ -459,10 +471,89 @@ describe("Spacedrop resume", () => {
       yield* network.disconnect(sender.id, receiver.id)
       yield* interrupted(receiver)
       yield* interrupted(sender)
+      expect(yield* tempFiles(target)).not.toEqual([])
       yield* sender.spacedrop.cancel(outgoing.id)
-      expect(Peers.failure(yield* Effect.either(receiver.spacedrop.resume(outgoing.id)))).toMatchObject({ _tag: "SpacedropError", reason: "Failed", by: "sender" })
-      // still kept, to resume later or cancel
+      yield* forgotten(receiver)
+      expect(yield* tempFiles(target)).toEqual([])
+      expect(Peers.failure(yield* Effect.either(receiver.spacedrop.resume(outgoing.id)))).toMatchObject({ _tag: "SpacedropError", reason: "UnknownTransfer" })
+    }))
+
+  it.scopedLive("a cancel while the sender waits to reconnect reaches the receiver once it can be reached: the receiver drops what it kept", () =>
+    Effect.gen(function*() {
+      const tap = yield* wiretap(HOLD)
+      const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* Peers.acceptAll(receiver, target)
+      // a long wait before the next attempt: the cancel lands while the sender is reconnecting
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectDelay: "20 seconds" })
+      const incoming = yield* Queue.take(transfers)
+      yield* tap.held
+      yield* network.disconnect(sender.id, receiver.id)
+      Peers.failure(yield* Effect.either(incoming.result))
+      yield* interrupted(receiver)
+      yield* Stream.runDrain(outgoing.progress.pipe(Stream.takeUntil((p) => p.state === "reconnecting")))
+      yield* outgoing.cancel
+      expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Cancelled", by: "sender" })
+      yield* forgotten(receiver)
+      expect(yield* tempFiles(target)).toEqual([])
+      expect(yield* sender.spacedrop.transfers).toEqual([])
+    }))
+
+  it.scopedLive("a cancel while the sender waits to reconnect and the receiver is out of reach: the receiver learns it when it asks for the transfer (UnknownTransfer) and drops what it kept", () =>
+    Effect.gen(function*() {
+      const tap = yield* wiretap(HOLD)
+      const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const transfers = yield* Peers.acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectDelay: "20 seconds" })
+      const incoming = yield* Queue.take(transfers)
+      yield* tap.held
+      yield* network.partition([sender.id], [receiver.id])
+      Peers.failure(yield* Effect.either(incoming.result))
+      yield* Stream.runDrain(outgoing.progress.pipe(Stream.takeUntil((p) => p.state === "reconnecting")))
+      yield* outgoing.cancel
+      // the sender tried to tell it (out of reach), then ended
+      expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Cancelled", by: "sender" })
       expect((yield* interrupted(receiver)).transfer).toBe(outgoing.id)
+      yield* network.heal
+      expect(Peers.failure(yield* Effect.either(receiver.spacedrop.resume(outgoing.id)))).toMatchObject({ _tag: "SpacedropError", reason: "UnknownTransfer", by: "sender" })
+      expect(yield* receiver.spacedrop.transfers).toEqual([])
+      expect(yield* tempFiles(target)).toEqual([])
+    }))
+
+  it.scopedLive("a resumed offer the receiver does not answer in time is not offered again and again: a receiver's silence is not a dropped connection", () =>
+    Effect.gen(function*() {
+      const tap = yield* wiretap(HOLD)
+      const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      // the first offer is accepted; any later one is seen (counted) and left unanswered
+      const offers = yield* receiver.spacedrop.offers
+      const accepted = yield* Queue.unbounded<Spacedrop.Transfer>()
+      let later = 0
+      yield* Effect.forkScoped(Stream.runForEach(offers, (offer) =>
+        later++ === 0 ? Effect.flatMap(offer.accept(target), (t) => Queue.offer(accepted, t)) : Effect.void))
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], {
+        answerTimeout: "300 millis",
+        reconnectAttempts: 6,
+        reconnectDelay: "100 millis"
+      })
+      const incoming = yield* Queue.take(accepted)
+      yield* tap.held
+      yield* network.partition([sender.id], [receiver.id])
+      Peers.failure(yield* Effect.either(incoming.result))
+      // the receiver drops its record meanwhile: the sender's next offer is a new question to its user
+      yield* interrupted(receiver)
+      yield* receiver.spacedrop.cancel(incoming.id)
+      yield* tap.release
+      yield* network.heal
+      const failed = Peers.failure(yield* Effect.either(outgoing.result.pipe(Effect.timeout("30 seconds"))))
+      expect(failed).toMatchObject({ _tag: "SpacedropError", reason: "Timeout" })
+      expect(later - 1, "offers after the first: the one unanswered re-offer, no more").toBe(1)
+      // kept, to resume by hand
+      expect((yield* interrupted(sender)).transfer).toBe(outgoing.id)
     }))
 
   it.scopedLive("a corrupt or foreign resume record is ignored and removed, never a crash; an id that is not one touches no file", () =>

@@ -243,6 +243,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, TransportErr
         yield* wire.end
         if (Option.isSome(answer) && answer.value._tag === "Message" && answer.value.message.type === "Accepted") return
         const refused = Option.isSome(answer) && answer.value._tag === "Message" && answer.value.message.type === "Rejected" ? answer.value.message : undefined
+        // the sender will never offer it again (it cancelled it, perhaps while this side was out of reach): kept for nothing
+        if (refused?.reason === "UnknownTransfer") yield* Receive.forget(store, record)
         return yield* new SpacedropError({ reason: refused?.reason ?? "Closed", ...ids, by: "sender", detail: refused?.detail ?? "the sender did not answer the request" })
       })).pipe(
         Effect.timeoutFail({
@@ -278,7 +280,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, TransportErr
           found._tag === "Live"
             ? found.running.transfer.cancel
             : found.record.direction === "send"
-            ? store.remove("send", id)
+            // its receiver kept it too: told in the background (bounded), or when it asks for it
+            ? Effect.zipRight(store.remove("send", id), Effect.asVoid(Effect.forkIn(Send.forget(host, found.record.peer as PeerId, id), scope)))
             : Receive.forget(store, found.record))
     }
   })

@@ -148,6 +148,7 @@ const select = (entries: ReadonlyArray<Protocol.Entry>, names: ReadonlyArray<str
 type Read =
   | { readonly _tag: "Ended" }
   | { readonly _tag: "Reoffer"; readonly transfer: string }
+  | { readonly _tag: "Forget"; readonly transfer: string }
   | { readonly _tag: "Refused"; readonly offer: typeof Protocol.Offer.Type; readonly reason: Protocol.RejectReason; readonly detail: string }
   | { readonly _tag: "Offered"; readonly offer: typeof Protocol.Offer.Type; readonly entries: ReadonlyArray<Protocol.Entry> }
 
@@ -164,6 +165,7 @@ const readOffer = (wire: Wire.Wire, where: Wire.Where, limits: Limits): Effect.E
     const first = yield* next("offer")
     if (Option.isNone(first)) return { _tag: "Ended" } as const
     if (first.value._tag === "Message" && first.value.message.type === "Reoffer") return { _tag: "Reoffer", transfer: first.value.message.transfer } as const
+    if (first.value._tag === "Message" && first.value.message.type === "Forget") return { _tag: "Forget", transfer: first.value.message.transfer } as const
     if (first.value._tag !== "Message" || first.value.message.type !== "Offer") {
       return yield* violation(where, "Unexpected", `expected an Offer, got ${first.value._tag === "Chunk" ? "a chunk" : first.value.message.type}`)
     }
@@ -244,13 +246,30 @@ export const handle = (shared: Shared) =>
     if (read._tag === "Ended") return
     if (read._tag === "Reoffer") {
       // the receiver of one of our sends asks for it again: only that peer, only an interrupted one
+      if (registry.live.has(read.transfer)) return yield* refuse("Busy", "a transfer of this id runs here now")
       const record = yield* store.get("send", read.transfer)
-      if (Option.isNone(record) || record.value.direction !== "send" || record.value.peer !== peer || registry.live.has(read.transfer)) {
-        return yield* refuse("Failed", "no interrupted transfer of this id to you here")
+      if (Option.isNone(record) || record.value.direction !== "send" || record.value.peer !== peer) {
+        // cancelled here (perhaps while the receiver was out of reach), or done: it will never go on
+        return yield* refuse("UnknownTransfer", "no interrupted transfer of this id to you here")
       }
       const offered = yield* Effect.either(shared.reoffer(record.value))
       if (Either.isLeft(offered)) return yield* refuse("Failed", offered.left.detail)
       yield* wire.send({ type: "Accepted" })
+      return yield* wire.end
+    }
+    if (read._tag === "Forget") {
+      // the sender cancelled a transfer it could not reach: what this side kept of it goes (only that peer's)
+      const live = registry.live.get(read.transfer)
+      if (live !== undefined && live.transfer.peer === peer && live.transfer.direction === "receive") {
+        // an old run still waiting on a half-open connection: stopped first (it keeps its record as it stops)
+        yield* Deferred.succeed(live.superseded, undefined)
+        yield* Effect.ignore(Effect.timeout(Effect.exit(live.transfer.result), SUPERSEDE_TIMEOUT))
+      }
+      const record = yield* store.get("receive", read.transfer)
+      if (Option.isSome(record) && record.value.direction === "receive" && record.value.peer === peer) {
+        yield* Effect.logInfo(`transfer ${read.transfer} from ${peer}: cancelled by the sender while interrupted; what was kept is removed`)
+        yield* forget(store, record.value)
+      }
       return yield* wire.end
     }
     if (read._tag === "Refused") {

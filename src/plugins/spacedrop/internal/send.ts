@@ -50,6 +50,31 @@ export interface SendOptions {
   readonly reconnectDelay?: Duration.DurationInput
 }
 
+/** How long a cancel made while the receiver was out of reach tries to tell it (`Forget`, see `Protocol`). */
+const FORGET_TIMEOUT = Duration.seconds(10)
+
+/**
+ * Tells `peer` that `transfer`, interrupted, was cancelled here, so that it
+ * drops what it kept (`Forget`). Best effort and bounded: a receiver out of
+ * reach learns it when it next asks for the transfer (`Reoffer` answered
+ * `UnknownTransfer`). Whether the receiver took it.
+ */
+export const forget = (host: PluginHost["Type"], peer: PeerId, transfer: string): Effect.Effect<boolean> =>
+  Effect.scoped(Effect.gen(function*() {
+    const stream = yield* host.open(peer, Protocol.protocol)
+    const wire = yield* Wire.make(stream, 64 * 1024)
+    yield* wire.send({ type: "Forget", transfer: transfer as Protocol.TransferId })
+    yield* wire.end
+    // the receiver ends its side once it has forgotten it
+    while (Option.isSome(yield* wire.next));
+  })).pipe(
+    Effect.timeoutFail({ duration: FORGET_TIMEOUT, onTimeout: () => new Error(`no answer within ${Duration.format(FORGET_TIMEOUT)}`) }),
+    Effect.as(true),
+    Effect.catchAll((e) =>
+      Effect.as(Effect.logInfo(`spacedrop: transfer ${transfer} cancelled; ${peer} not told now (${e.message}): it learns it when it asks for the transfer`), false)
+    )
+  )
+
 /** Attempts to go on after a dropped connection, by default. */
 export const DEFAULT_RECONNECT_ATTEMPTS = 5
 /** The longest wait between two attempts. */
@@ -180,13 +205,28 @@ const start = (
     const attempts = Math.max(0, options.reconnectAttempts ?? DEFAULT_RECONNECT_ATTEMPTS)
     const firstDelay = Duration.decode(options.reconnectDelay ?? Duration.seconds(1))
     const cancelled = new Protocol.SpacedropError({ reason: "Cancelled", peer: plan.peer, transfer: plan.transfer, by: "sender", detail: "cancelled by the sender" })
+    // whether a run ended with the receiver told of a cancel (a `Cancel` on its stream), or told us of one
+    const told = (exit: Exit.Exit<unknown, Running.TransferError>) =>
+      Option.exists(Cause.failureOption(Exit.isFailure(exit) ? exit.cause : Cause.empty), (e) => e._tag === "SpacedropError" && e.reason === "Cancelled")
     // the exchange again on a new stream (and connection) after a drop: the receiver's record says where to go on,
     // so nothing it verified comes again; the same `Transfer` (its progress, its result) follows every attempt
     const runs = Effect.gen(function*() {
       for (let attempt = 1;; attempt++) {
-        const exit = yield* Effect.exit(Effect.scoped(exchange({ host, settings, plan, running, options, accepted })))
-        const retry = attempt <= attempts && recorded && Exit.isFailure(exit) && !Exit.isInterrupted(exit) &&
-          !(yield* Deferred.isDone(running.cancelled)) && Running.isResumable(exit, { timeout: true })
+        let answered = false
+        const exit = yield* Effect.exit(Effect.scoped(exchange({ host, settings, plan, running, options, accepted, answered: () => void (answered = true) })))
+        // a receiver that did not answer the offer in time is not a dropped connection: offering again would only
+        // ask it again (its user, if it kept no record); the transfer stays resumable by hand
+        const unanswered = !answered && Option.exists(Cause.failureOption(Exit.isFailure(exit) ? exit.cause : Cause.empty), (e) =>
+          e._tag === "SpacedropError" && e.reason === "Timeout")
+        const cancelledHere = yield* Deferred.isDone(running.cancelled)
+        if (cancelledHere && recorded && Exit.isFailure(exit) && !Exit.isInterrupted(exit) && !told(exit)) {
+          // cancelled while this attempt could not reach the receiver (it was dialling, or the stream failed
+          // first): the receiver kept the transfer for a resume that will not come
+          yield* forget(host, plan.peer, plan.transfer)
+          return yield* cancelled
+        }
+        const retry = attempt <= attempts && recorded && Exit.isFailure(exit) && !Exit.isInterrupted(exit) && !unanswered &&
+          !cancelledHere && Running.isResumable(exit, { timeout: true })
         if (!retry) return yield* exit
         const delay = Duration.min(Duration.times(firstDelay, 2 ** (attempt - 1)), MAX_RECONNECT_DELAY)
         const why = Option.match(Cause.failureOption(exit.cause), { onNone: () => "interrupted", onSome: (e) => e.message })
@@ -195,7 +235,11 @@ const start = (
         yield* keep(recordOf(yield* running.current))
         yield* running.update((p) => ({ ...p, state: "reconnecting", current: undefined, bytesPerSecond: 0, etaSeconds: undefined }))
         const stopped = yield* Effect.raceFirst(Effect.as(Effect.sleep(delay), false), Effect.as(Deferred.await(running.cancelled), true))
-        if (stopped) return yield* cancelled
+        if (stopped) {
+          // the receiver kept the transfer for a resume that will not come: told now if it can be reached
+          yield* forget(host, plan.peer, plan.transfer)
+          return yield* cancelled
+        }
       }
     })
     const run = runs.pipe(
@@ -222,6 +266,8 @@ interface Exchange {
   readonly options: SendOptions
   /** Runs once the receiver accepted (the resume record is written). */
   readonly accepted: Effect.Effect<void>
+  /** Called once the receiver answered the offer. */
+  readonly answered: () => void
 }
 
 /** Where the sender is: the `k`th file to send, `offset` bytes into it. */
@@ -285,6 +331,7 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
       onCancel
     )
     if (Option.isNone(answer)) return yield* new Protocol.SpacedropError({ reason: "Closed", ...ids, detail: "the receiver ended the stream without answering" })
+    x.answered()
     const a = answer.value
     if (a._tag !== "Message" || (a.message.type !== "Accepted" && a.message.type !== "Rejected")) {
       return yield* new ProtocolError({ reason: "Unexpected", ...where, detail: "expected an answer to the offer" })
