@@ -272,7 +272,7 @@ describe("weft send (two real nodes)", () => {
       yield* serve(a)
       const unknown = yield* weft("send", peer, file, "--dir", a)
       expect(unknown.code).toBe(1)
-      expect(unknown.stderr).toMatch(/^weft: TransportError: transport Unreachable \(peer \S+\) \[\/weft\/spacedrop\/1\.0\.0\]: .*Connect to it first with `weft connect <multiaddr>`/)
+      expect(unknown.stderr).toMatch(/^weft: TransportError: transport Unreachable \(peer \S+\) \[\/weft\/spacedrop\/2\.0\.0\]: .*Connect to it first with `weft connect <multiaddr>`/)
       const cancel = yield* weft("transfers", "cancel", "nope", "--dir", a)
       expect(cancel.code).toBe(1)
       expect(cancel.stderr).toBe("weft: TransfersError: transfer NotFound (nope): no such transfer on this node (`weft transfers` lists them)\n")
