@@ -160,6 +160,9 @@ const largeFile = (settings: Settings, scratch: string) =>
         rounds: settings.rounds,
         senderPeakRssMb: Math.round(maxOf(spacedropRuns!, "peakRssMb")),
         receiverPeakRssMb: Math.round(maxOf(spacedropRuns!, "receiverPeakRssMb")),
+        // CPU per side (process.cpuUsage over the transfer): steadier than the rate on a loaded machine
+        senderCpuMs: Math.round(medianOf(spacedropRuns!, "senderCpuMs")),
+        receiverCpuMs: Math.round(medianOf(spacedropRuns!, "receiverCpuMs")),
         spacedropRunsMBps: runsOf(spacedropRuns!, "mbPerSec"),
         streamRunsMBps: runsOf(streamRuns!, "mbPerSec"),
         loadBefore,
@@ -199,6 +202,8 @@ const smallFiles = (settings: Settings, scratch: string) =>
         tarMBps: round3(Number(made.bytes) / 1e6 / tarSeconds),
         senderPeakRssMb: Math.round(maxOf(spacedropRuns!, "peakRssMb")),
         receiverPeakRssMb: Math.round(maxOf(spacedropRuns!, "receiverPeakRssMb")),
+        senderCpuMs: Math.round(medianOf(spacedropRuns!, "senderCpuMs")),
+        receiverCpuMs: Math.round(medianOf(spacedropRuns!, "receiverCpuMs")),
         spacedropRunsS: runsOf(spacedropRuns!, "seconds"),
         tarRunsS: runsOf(tarRuns!, "seconds"),
         loadBefore,
