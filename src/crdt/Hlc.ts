@@ -101,6 +101,18 @@ export const checkDrift = (clock: Hlc, remote: Timestamp.Timestamp, now: number)
 }
 
 /**
+ * The largest timestamp `checkDrift` lets through at `now`, so that a batch can compare each
+ * timestamp as a string instead of parsing it (timestamps sort as they compare): `undefined`
+ * when every timestamp passes, `null` when the bound is below any timestamp (check each).
+ */
+export const driftCeiling = (clock: Hlc, now: number): Timestamp.Timestamp | undefined | null => {
+  // a timestamp passes when its millis - wall(now) <= maxDriftMillis
+  const bound = Math.floor(wall(now) + clock.maxDriftMillis)
+  if (!(bound >= 0)) return null
+  return bound >= Timestamp.MAX_MILLIS ? undefined : Timestamp.make(bound, Timestamp.MAX_COUNTER)
+}
+
+/**
  * Timestamp for receiving a remote event stamped `remote` at wall-clock time
  * `now`: greater than both `remote` and everything this clock issued. Fails,
  * leaving the clock unchanged, when `remote` drifts too far ahead.

@@ -299,7 +299,7 @@ export const make = (options: Engine.Options) =>
           const accept = (current: WriterState): Either.Either<Made, IngestError | Hlc.ClockDriftError> => {
             // a batch from a session comes in this order already: checked in one pass, copied and sorted only if not
             const sorted = inOrder(incoming) ? incoming : [...incoming].sort(byOriginSeq)
-            const ceiling = driftCeiling(current.clock, now)
+            const ceiling = Hlc.driftCeiling(current.clock, now)
             const accepted: Array<Operation.Operation> = []
             // what this batch moves each origin to: held = the batch's last accepted, else the vector's
             const pending = new Map<string, VersionVector.Entry>()
@@ -431,18 +431,6 @@ const byOriginSeq = (a: Operation.Operation, b: Operation.Operation) => (a.origi
 const inOrder = (ops: ReadonlyArray<Operation.Operation>): boolean => {
   for (let i = 1; i < ops.length; i++) if (byOriginSeq(ops[i - 1]!, ops[i]!) > 0) return false
   return true
-}
-
-/**
- * The largest timestamp `Hlc.checkDrift` lets through at `now`, so that a batch compares each
- * timestamp as a string instead of parsing it (timestamps sort as they compare): `undefined` when
- * every timestamp passes, `null` when the bound is below any timestamp (each is checked).
- */
-const driftCeiling = (clock: Hlc.Hlc, now: number): Timestamp.Timestamp | undefined | null => {
-  // a timestamp passes when its millis - wall(now) <= maxDriftMillis (see Hlc.checkDrift)
-  const bound = Math.floor(Math.min(Math.max(Math.floor(now), 0), Timestamp.MAX_MILLIS) + clock.maxDriftMillis)
-  if (!(bound >= 0)) return null
-  return bound >= Timestamp.MAX_MILLIS ? undefined : Timestamp.make(bound, Timestamp.MAX_COUNTER)
 }
 
 /** A change checked against its model, values encoded. */
