@@ -248,3 +248,14 @@ describe("Framing.reader lines", () => {
       expect(yield* reader.line(16)).toEqual(Option.some({ _tag: "TooLong" }))
     })))
 })
+
+describe("Framing.encodeText", () => {
+  it("is the frame `encode` makes of the text's UTF-8 bytes, whatever the text", () => {
+    for (const text of ["", "{\"a\":1}", "é ü 日本 🎉", "x".repeat(70_000)]) {
+      expect(new Uint8Array(Framing.encodeText(text))).toEqual(Framing.encode(new TextEncoder().encode(text)))
+    }
+    fc.assert(fc.property(fc.string({ unit: "grapheme" }), (text) => {
+      expect(new Uint8Array(Framing.encodeText(text))).toEqual(Framing.encode(new TextEncoder().encode(text)))
+    }))
+  })
+})

@@ -44,11 +44,26 @@ export interface Framed {
   readonly send: (frame: Uint8Array) => Effect.Effect<void, TransportError>
 }
 
+/** Bytes of a frame's length prefix. */
+export const HEADER_BYTES = 4
+
 /** Encodes one frame (length prefix and bytes). */
 export const encode = (frame: Uint8Array): Uint8Array => {
-  const out = new Uint8Array(4 + frame.length)
+  const out = new Uint8Array(HEADER_BYTES + frame.length)
   new DataView(out.buffer).setUint32(0, frame.length)
-  out.set(frame, 4)
+  out.set(frame, HEADER_BYTES)
+  return out
+}
+
+/**
+ * Encodes one frame of `text` as UTF-8, written once into one buffer (no
+ * encoded body to copy behind the prefix); `encode` of its UTF-8 bytes.
+ */
+export const encodeText = (text: string): Uint8Array => {
+  const bytes = Buffer.byteLength(text, "utf8")
+  const out = Buffer.allocUnsafe(HEADER_BYTES + bytes)
+  out.writeUInt32BE(bytes, 0)
+  out.write(text, HEADER_BYTES, "utf8")
   return out
 }
 

@@ -119,21 +119,11 @@ const parse = (frame: Uint8Array): Either.Either<unknown, string> => {
   return isWellFormedJson(text, json) ? Either.right(json) : Either.left("not well-formed: a string holds a lone surrogate")
 }
 
-/**
- * `message` as one frame, length prefix included (`Framing.encode`'s
- * layout), written once into one buffer: no separate body to copy.
- */
-const serialize = (message: unknown): Uint8Array => {
-  const text = JSON.stringify(message)
-  const bytes = Buffer.byteLength(text, "utf8")
-  const frame = Buffer.allocUnsafe(4 + bytes)
-  frame.writeUInt32BE(bytes, 0)
-  frame.write(text, 4, "utf8")
-  return frame
-}
+/** `message` as one frame, length prefix included. */
+const serialize = (message: unknown): Uint8Array => Framing.encodeText(JSON.stringify(message))
 
 /** The bytes of a frame made by `serialize`, prefix left out. */
-const bodyBytes = (frame: Uint8Array) => frame.length - 4
+const bodyBytes = (frame: Uint8Array) => frame.length - Framing.HEADER_BYTES
 
 const describe = (error: ParseResult.ParseError) => ParseError.describe(error, 1024)
 
