@@ -6,7 +6,7 @@
  * which is what the commands do too.
  *
  * The commands run through tsx by default; `WEFT_CLI=dist` runs the compiled
- * build instead (`npm run build` first).
+ * build instead (`npm run build` first), as `npm test` does.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as Duration from "effect/Duration"
