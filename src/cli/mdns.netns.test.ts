@@ -159,7 +159,8 @@ const serve = (ns: string, dir: string, ...extra: ReadonlyArray<string>) =>
       peers: Control.call(socket, { _tag: "Peers" }).pipe(Effect.orDie),
       pair: (peer: string) => Control.call(socket, { _tag: "Pair", peer: peer as PeerId }).pipe(Effect.orDie)
     }
-    yield* eventually(`${dir} serving`, Effect.either(Control.call(socket, { _tag: "Status" })), Either.isRight, server.output)
+    // a node's start is CPU-bound: on a loaded machine it takes longer than the 15 s the conditions below get
+    yield* eventually(`${dir} serving`, Effect.either(Control.call(socket, { _tag: "Status" })), Either.isRight, server.output, "45 seconds")
     return node
   })
 
