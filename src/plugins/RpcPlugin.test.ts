@@ -227,7 +227,7 @@ describe("RpcPlugin", () => {
     Effect.gen(function*() {
       class Name extends Schema.Class<Name>("Name")({ first: Schema.String }) {}
       class Greetings extends RpcGroup.make(
-        Rpc.make("Greet", { payload: { name: Schema.String, greeting: Schema.optionalWith(Schema.String, { default: () => "hello" }) }, success: Schema.String }),
+        Rpc.make("Greet", { payload: Schema.Struct({ name: Schema.String, greeting: Schema.optionalWith(Schema.String, { default: () => "hello" }) }), success: Schema.String }),
         Rpc.make("Named", { payload: Name, success: Schema.String }),
         Rpc.make("Note", { payload: { text: Schema.String } })
       ).middleware(RpcPlugin.CallerMiddleware) {}
