@@ -222,4 +222,36 @@ describe("RpcPlugin", () => {
       expect((refused as RpcPlugin.RpcError).reason).toBe("Malformed")
       expect(yield* Ref.get(entered)).toBe(2)
     }))
+
+  it.scopedLive("a plain call's payload is made by its schema's constructor (defaults filled in, a class built) when it does not encode as given; a discarded call is sent and not awaited", () =>
+    Effect.gen(function*() {
+      class Name extends Schema.Class<Name>("Name")({ first: Schema.String }) {}
+      class Greetings extends RpcGroup.make(
+        Rpc.make("Greet", { payload: Schema.Struct({ name: Schema.String, greeting: Schema.optionalWith(Schema.String, { default: () => "hello" }) }), success: Schema.String }),
+        Rpc.make("Named", { payload: Name, success: Schema.String }),
+        Rpc.make("Note", { payload: { text: Schema.String } })
+      ).middleware(RpcPlugin.CallerMiddleware) {}
+      const network = yield* Hosts.network({ seed: 6 })
+      const alice = yield* network.host("alice")
+      const bob = yield* network.host("bob")
+      const greetings = { protocol: "/weft-test/greetings/1.0.0", permission: "authenticated", group: Greetings } as const
+      const noted = yield* Deferred.make<string>()
+      yield* bob.provide(RpcPlugin.serve({ name: "greetings", ...greetings })).pipe(
+        Effect.provide(Greetings.toLayer({
+          Greet: ({ greeting, name }) => Effect.succeed(`${greeting} ${name}`),
+          Named: (name) => Effect.succeed(name instanceof Name ? `a Name: ${name.first}` : "not a Name"),
+          Note: ({ text }) => Deferred.succeed(noted, text)
+        }))
+      )
+      yield* alice.connect(bob)
+      const client = yield* alice.provide(RpcPlugin.client(greetings, bob.id))
+      expect(yield* client.Greet({ name: "bob" })).toBe("hello bob")
+      expect(yield* client.Greet({ name: "bob", greeting: "hi" })).toBe("hi bob")
+      expect(yield* client.Named({ first: "bob" })).toBe("a Name: bob")
+      const refused = yield* Effect.flip(client.Greet({ name: 7 } as never))
+      expect(refused).toBeInstanceOf(RpcPlugin.RpcError)
+      expect((refused as RpcPlugin.RpcError).reason).toBe("Malformed")
+      yield* client.Note({ text: "sent" }, { discard: true })
+      expect(yield* Deferred.await(noted)).toBe("sent")
+    }))
 })

@@ -125,6 +125,18 @@ const serialize = (message: unknown): Uint8Array => Framing.encodeText(JSON.stri
 /** The bytes of a frame made by `serialize`, prefix left out. */
 const bodyBytes = (frame: Uint8Array) => frame.length - Framing.HEADER_BYTES
 
+/**
+ * Runs `effect` holding `lock` (one permit): at once when it is free, with
+ * no wait set up, else after the holders before it. The frames of one stream
+ * are written one at a time, and nearly every write finds the lock free.
+ */
+const exclusively = (lock: Effect.Semaphore) => {
+  const wait = lock.withPermits(1)
+  const now = lock.withPermitsIfAvailable(1)
+  return <A, E>(effect: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+    Effect.flatMap(now(effect), (done) => (Option.isSome(done) ? Effect.succeed(done.value) : wait(effect)))
+}
+
 const describe = (error: ParseResult.ParseError) => ParseError.describe(error, 1024)
 
 /** Whether `issue` says a schema needs an effect to run (an async transformation, or one with requirements). */
@@ -341,7 +353,7 @@ export const makeServer = <Rpcs extends Rpc.Any>(
         const where = { peer: stream.remote, protocol: stream.protocol }
         const violation = (reason: ProtocolError["reason"], detail: string) => new ProtocolError({ reason, ...where, detail })
         const id = nextClient++
-        const writing = yield* Effect.makeSemaphore(1)
+        const writing = exclusively(yield* Effect.makeSemaphore(1))
         // calls started and not answered yet, and calls in `waiting` not started yet; `slotFreed`
         // opens when an answer frees a slot
         let running = 0
@@ -367,7 +379,7 @@ export const makeServer = <Rpcs extends Rpc.Any>(
           const frame = serialize(message)
           if (bodyBytes(frame) > maxFrameBytes) return Effect.succeed(false)
           // a stream that broke is seen by the reader; answers to it are dropped
-          return writing.withPermits(1)(Effect.as(Effect.ignore(stream.write(frame)), true))
+          return writing(Effect.as(Effect.ignore(stream.write(frame)), true))
         }
         const client: Client = {
           caller,
@@ -524,6 +536,10 @@ export const makeClient = <Rpcs extends Rpc.Any>(
     const where = { peer: stream.remote, protocol: stream.protocol }
     const schemas = schemasOf(group)
     const calls = new Map<string, Schemas>()
+    // the plain calls made here (see `plain`): how each is handed its answer
+    const answers = new Map<string, (exit: Exit.Exit<unknown, unknown>) => void>()
+    // request ids, shared by the plain calls made here and the streams made by @effect/rpc's client
+    let nextId = 0
     // at most maxInFlight calls outstanding: the server takes no more at once, and a call beyond would
     // wait in front of the acknowledgements and interruptions sent after it
     const permits = yield* Effect.makeSemaphore(options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT)
@@ -531,9 +547,10 @@ export const makeClient = <Rpcs extends Rpc.Any>(
     const settle = (requestId: string) =>
       Effect.suspend(() => {
         calls.delete(requestId)
+        answers.delete(requestId)
         return holding.delete(requestId) ? permits.release(1) : Effect.void
       })
-    const writing = yield* Effect.makeSemaphore(1)
+    const writing = exclusively(yield* Effect.makeSemaphore(1))
     let closed: RpcError | undefined
     const send = (message: FromClient): Effect.Effect<void, RpcError> =>
       Effect.suspend(() => {
@@ -542,10 +559,69 @@ export const makeClient = <Rpcs extends Rpc.Any>(
         if (bodyBytes(frame) > maxFrameBytes) {
           return Effect.fail(new RpcError({ reason: "TooLarge", detail: `the call takes ${bodyBytes(frame)} bytes; a frame holds at most ${maxFrameBytes}` }))
         }
-        return writing.withPermits(1)(stream.write(frame)).pipe(
+        return writing(stream.write(frame)).pipe(
           Effect.mapError((error) => new RpcError({ reason: "Closed", detail: error.message }))
         )
       })
+    const interrupt = (requestId: string) =>
+      Effect.all([settle(requestId), stopDelivery(requestId), Effect.ignore(Effect.timeout(send({ _tag: "Interrupt", requestId }), Duration.seconds(1)))], {
+        discard: true
+      })
+
+    /**
+     * A plain call, made here rather than through @effect/rpc's client: no fiber, runtime or span
+     * of its own; the reader hands the answer straight to the caller. Interrupting the caller
+     * interrupts the call on the server.
+     */
+    const request = (call: Schemas, tag: string, payload: unknown): Effect.Effect<unknown, unknown> =>
+      Effect.suspend(() => {
+        const requestId = String(nextId++)
+        let answer: Exit.Exit<unknown, unknown> | undefined
+        let resume: ((exit: Exit.Exit<unknown, unknown>) => void) | undefined
+        // the answer may come while the request is still being written (the write waited for the window)
+        const answered = Effect.async<unknown, unknown>((callback) => {
+          if (answer === undefined) resume = callback
+          else callback(answer)
+        })
+        const sent = Effect.suspend(() => {
+          holding.add(requestId)
+          calls.set(requestId, call)
+          answers.set(requestId, (exit) => {
+            if (resume === undefined) answer = exit
+            else resume(exit)
+          })
+          return Effect.tapError(send({ _tag: "Request", id: requestId, tag, payload }), () => settle(requestId))
+        })
+        return Effect.onInterrupt(
+          Effect.zipRight(Effect.zipRight(permits.take(1), sent), answered),
+          () => (calls.has(requestId) ? interrupt(requestId) : Effect.void)
+        )
+      })
+    const plain = (rpc: Rpc.AnyWithProps) => {
+      const call = schemas(rpc._tag)!
+      const make = (rpc.payloadSchema as { readonly make?: (props: unknown) => unknown }).make
+      const malformed = (cause: unknown) =>
+        new RpcError({
+          reason: "Malformed",
+          detail: `the call of ${rpc._tag} does not fit its schema: ${ParseResult.isParseError(cause) ? describe(cause) : String(cause)}`
+        })
+      // the payload as given, or else as its schema's constructor makes it (defaults filled in), as
+      // @effect/rpc's client makes it before anything: a payload that fits neither is `Malformed`
+      const encode = (payload: unknown): Effect.Effect<unknown, RpcError> => {
+        const encoded = call.encodePayload(payload)
+        const now = settled(encoded)
+        if (now !== undefined && Either.isRight(now)) return Effect.succeed(now.right)
+        if (make === undefined) return Effect.mapError(encoded, malformed)
+        let made: unknown
+        try {
+          made = make(payload)
+        } catch (cause) {
+          return Effect.fail(malformed(cause))
+        }
+        return Effect.mapError(call.encodePayload(made), malformed)
+      }
+      return (payload: unknown) => Effect.flatMap(encode(payload), (encoded) => request(call, rpc._tag, encoded))
+    }
 
     // closing: the client's calls are interrupted first (below), then it says it has no more and
     // ends its side, so the server winds down instead of seeing a reset
@@ -583,29 +659,37 @@ export const makeClient = <Rpcs extends Rpc.Any>(
             return send({ _tag: "Ack", requestId: String(message.requestId) })
           case "Interrupt": {
             const requestId = String(message.requestId)
-            if (!calls.has(requestId)) return Effect.void
-            return Effect.all([settle(requestId), stopDelivery(requestId), Effect.ignore(send({ _tag: "Interrupt", requestId }))], { discard: true })
+            return calls.has(requestId) ? interrupt(requestId) : Effect.void
           }
           case "Eof":
             return Effect.ignore(send({ _tag: "Eof" }))
         }
       },
       supportsAck: true,
-      disableTracing: true
+      disableTracing: true,
+      generateRequestId: () => RpcMessage.RequestId(String(nextId++))
     })
     const { client, write } = yield* (made as unknown as Effect.Effect<{
       readonly client: RpcClient.RpcClient<Rpcs, RpcError>
       readonly write: (message: RpcMessage.FromServer<any>) => Effect.Effect<void>
     }, never, Scope.Scope>)
 
-    const exit = (requestId: string, value: Exit.Exit<unknown, unknown>) =>
-      write({ _tag: "Exit", clientId: 0, requestId: RpcMessage.RequestId(requestId), exit: value as any })
+    /** Settles the call and hands it its answer. */
+    const finish = (requestId: string, value: Exit.Exit<unknown, unknown>) =>
+      Effect.suspend(() => {
+        const plainCall = answers.get(requestId)
+        if (plainCall === undefined) {
+          return Effect.zipRight(settle(requestId), write({ _tag: "Exit", clientId: 0, requestId: RpcMessage.RequestId(requestId), exit: value as any }))
+        }
+        return Effect.zipRight(settle(requestId), Effect.sync(() => plainCall(value)))
+      })
     /** Ends every call in flight with `error`; later calls fail with it at once. */
     const close = (error: RpcError) =>
       Effect.suspend(() => {
         closed ??= error
-        return Effect.forEach([...calls.keys()], (requestId) =>
-          Effect.all([settle(requestId), stopDelivery(requestId), exit(requestId, Exit.fail(error))], { discard: true }), { discard: true })
+        return Effect.forEach([...calls.keys()], (requestId) => Effect.zipRight(stopDelivery(requestId), finish(requestId, Exit.fail(error))), {
+          discard: true
+        })
       })
 
     // a chunk is handed to its call's consumer in a fiber of its own: a consumer that stopped taking
@@ -646,7 +730,7 @@ export const makeClient = <Rpcs extends Rpc.Any>(
           const call = calls.get(message.requestId)
           if (call === undefined) return Effect.void
           // a call whose answer does not decode is failed with the others when the stream closes on it
-          const answered = (value: Exit.Exit<unknown, unknown>) => Effect.zipRight(settle(message.requestId), exit(message.requestId, value))
+          const answered = (value: Exit.Exit<unknown, unknown>) => finish(message.requestId, value)
           const decoded = call.decodeExit(message.exit)
           const now = settled(decoded)
           if (now !== undefined && Either.isRight(now)) return answered(now.right)
@@ -657,7 +741,7 @@ export const makeClient = <Rpcs extends Rpc.Any>(
         }
         case "Refused": {
           if (!calls.has(message.requestId)) return Effect.void
-          return Effect.zipRight(settle(message.requestId), exit(message.requestId, Exit.fail(new RpcError({ reason: message.reason, detail: `the server refused the call: ${message.detail}` }))))
+          return finish(message.requestId, Exit.fail(new RpcError({ reason: message.reason, detail: `the server refused the call: ${message.detail}` })))
         }
         case "End":
           return Effect.void
@@ -680,35 +764,48 @@ export const makeClient = <Rpcs extends Rpc.Any>(
       ),
       Effect.ensuring(Effect.suspend(() => close(new RpcError({ reason: "Closed", detail: "the client's scope closed" }))))
     ))
-    return guarded(client, group)
+    return procedures(client, group, plain, yield* Effect.context<never>())
   })
 
 /**
- * The client's procedures, with a payload that fails its schema's checks a
+ * The client's procedures: each plain one made by `plain` (unless a client
+ * middleware of it is in `context`: @effect/rpc's client runs those), the
+ * others @effect/rpc's, with a payload that fails its schema's checks a
  * typed `RpcError` `Malformed` (the client of `@effect/rpc` throws it from
- * the call, before there is an effect to fail).
+ * the call, before there is an effect to fail). A plain call asked to
+ * `discard` its answer is @effect/rpc's too.
  */
-const guarded = <C>(client: C, group: RpcGroup.RpcGroup<any>): C => {
+const procedures = <C>(
+  client: C,
+  group: RpcGroup.RpcGroup<any>,
+  plain: (rpc: Rpc.AnyWithProps) => (payload: unknown) => Effect.Effect<unknown, unknown>,
+  context: Context.Context<never>
+): C => {
   const malformed = (tag: string, cause: unknown) =>
     new RpcError({
       reason: "Malformed",
       detail: `the call of ${tag} does not fit its schema: ${ParseResult.isParseError(cause) ? describe(cause) : String(cause)}`
     })
-  const procedures = client as Record<string, unknown>
-  const out: Record<string, unknown> = { ...procedures }
-  for (const rpc of group.requests.values()) {
+  const out: Record<string, unknown> = { ...(client as Record<string, unknown>) }
+  for (const rpc of group.requests.values() as Iterable<Rpc.AnyWithProps>) {
     const [prefix, tag] = rpc._tag.includes(".") ? [rpc._tag.slice(0, rpc._tag.indexOf(".")), rpc._tag.slice(rpc._tag.indexOf(".") + 1)] : [undefined, rpc._tag]
     const target = (prefix === undefined ? out : ((out[prefix] = { ...(out[prefix] as object) }) as Record<string, unknown>))
-    const call = target[tag] as (payload: unknown, options?: unknown) => unknown
+    const call = target[tag] as (payload: unknown, options?: { readonly discard?: boolean }) => unknown
     const stream = RpcSchema.isStreamSchema(rpc.successSchema)
-    target[tag] = (payload: unknown, options?: unknown) => {
+    const guarded = (payload: unknown, options?: { readonly discard?: boolean }) => {
       try {
         return call(payload, options)
       } catch (cause) {
         return stream ? Stream.fail(malformed(rpc._tag, cause)) : Effect.fail(malformed(rpc._tag, cause))
       }
     }
+    const clientSide = [...rpc.middlewares].some((middleware) => context.unsafeMap.has(`${middleware.key}/Client`))
+    if (stream || clientSide) {
+      target[tag] = guarded
+      continue
+    }
+    const lean = plain(rpc)
+    target[tag] = (payload: unknown, options?: { readonly discard?: boolean }) => (options?.discard === true ? guarded(payload, options) : lean(payload))
   }
   return out as C
 }
-

@@ -20,9 +20,14 @@ describe("Grants", () => {
       const first = yield* open(path)
       expect(yield* first.list()).toEqual([])
       expect(yield* first.allows("bob", "lib", "notes.read")).toBe(false)
+      expect(first.unsafeAllows("bob", "lib", "notes.write")).toBe(false)
       yield* first.grant("bob", "lib", ["notes.read", "notes.write"])
+      // read at once, from memory, as soon as the grant is made
+      expect(first.unsafeAllows("bob", "lib", "notes.write")).toBe(true)
       yield* first.grant("carol", "other", ["notes.read"])
       yield* first.revoke("bob", "lib", ["notes.write"])
+      expect(first.unsafeAllows("bob", "lib", "notes.write")).toBe(false)
+      expect(first.unsafeAllows("bob", "lib", "notes.read")).toBe(true)
       const second = yield* open(path)
       expect(yield* second.list()).toEqual([
         { peer: "bob", library: "lib", capabilities: ["notes.read"] },
@@ -31,6 +36,7 @@ describe("Grants", () => {
       expect(yield* second.allows("bob", "lib", "notes.read")).toBe(true)
       expect(yield* second.allows("bob", "other", "notes.read")).toBe(false)
       expect(yield* second.allows("bob", "lib", "notes.write")).toBe(false)
+      expect(second.unsafeAllows("carol", "other", "notes.read")).toBe(true)
       // revoking everything removes the grant
       yield* second.revoke("bob", "lib")
       expect(yield* (yield* open(path)).list("lib")).toEqual([])

@@ -71,6 +71,8 @@ export interface Service {
   readonly list: (library?: string) => Effect.Effect<ReadonlyArray<Grant>>
   /** Whether `peer` holds `capability` in `library`. */
   readonly allows: (peer: string, library: string, capability: string) => Effect.Effect<boolean>
+  /** `allows`, answered at once from the grants held in memory (the check of every call: no effect to run). */
+  readonly unsafeAllows: (peer: string, library: string, capability: string) => boolean
   /** Every grant now, then after each change (subscribed at once). */
   readonly changes: Effect.Effect<Stream.Stream<Table>, never, Scope.Scope>
 }
@@ -86,7 +88,8 @@ const decodeGrant = Schema.decodeUnknownEither(Grant)
 
 const build = (initial: ReadonlyArray<Grant>, persist: (grants: ReadonlyArray<Grant>) => Effect.Effect<void, GrantsError>) =>
   Effect.gen(function*() {
-    const state = yield* SubscriptionRef.make<Table>(new Map(initial.map((g) => [key(g.peer, g.library), g])))
+    let current: Table = new Map(initial.map((g) => [key(g.peer, g.library), g]))
+    const state = yield* SubscriptionRef.make<Table>(current)
     const lock = yield* Effect.makeSemaphore(1)
     const valid = (grant: unknown) =>
       Either.match(decodeGrant(grant), {
@@ -102,7 +105,14 @@ const build = (initial: ReadonlyArray<Grant>, persist: (grants: ReadonlyArray<Gr
         if (grant.capabilities.length === 0) next.delete(key(peer, library))
         else next.set(key(peer, library), grant)
         // memory follows the file once the write starts: the two never disagree
-        yield* Effect.uninterruptible(Effect.zipRight(persist([...next.values()]), SubscriptionRef.set(state, next)))
+        // read at once by `unsafeAllows`: set before any subscriber hears of the change
+        yield* Effect.uninterruptible(Effect.zipRight(
+          persist([...next.values()]),
+          Effect.suspend(() => {
+            current = next
+            return SubscriptionRef.set(state, next)
+          })
+        ))
         return grant
       }))
     return Grants.of({
@@ -111,7 +121,8 @@ const build = (initial: ReadonlyArray<Grant>, persist: (grants: ReadonlyArray<Gr
         update(peer, library, (held) => (capabilities === undefined ? [] : held.filter((c) => !capabilities.includes(c)))),
       list: (library) =>
         Effect.map(SubscriptionRef.get(state), (table) => [...table.values()].filter((g) => library === undefined || g.library === library)),
-      allows: (peer, library, capability) => Effect.map(SubscriptionRef.get(state), (table) => allowedIn(table, peer, library, capability)),
+      allows: (peer, library, capability) => Effect.sync(() => allowedIn(current, peer, library, capability)),
+      unsafeAllows: (peer, library, capability) => allowedIn(current, peer, library, capability),
       changes: Effect.succeed(state.changes)
     })
   })

@@ -162,10 +162,9 @@ export const serve = <Rpcs extends Rpc.Any>(
       if (--entry.users === 0) peers.delete(peer)
     }
 
+    // the grant read at once from memory; the membership, only of a caller granted the capability
     const allowed = (peer: string, library: string, capability: Option.Option<Protocol.Capability>) =>
-      Option.isNone(capability)
-        ? Effect.succeed(false)
-        : Effect.zipWith(libraries.isMember(library, peer), grants.allows(peer, library, capability.value), (member, granted) => member && granted)
+      Option.isNone(capability) || !grants.unsafeAllows(peer, library, capability.value) ? Effect.succeed(false) : libraries.isMember(library, peer)
 
     // every change of grants or membership ends what it no longer allows
     const sweep = Effect.gen(function*() {
@@ -226,21 +225,18 @@ export const serve = <Rpcs extends Rpc.Any>(
         return Effect.uninterruptibleMask((restore) => {
           const entry = enter(running.peer)
           calls.add(running)
-          let held = false
-          const release = Effect.suspend(() => {
+          const release = Effect.sync(() => {
             calls.delete(running)
             timed.delete(running)
-            const given = held ? entry.slots.release(1) : Effect.void
             leave(running.peer, entry)
-            return given
           })
-          const body = Effect.zipRight(
-            Effect.tap(restore(entry.slots.take(1)), () => {
-              held = true
-            }),
-            restore(run(running, next, plain))
+          // a free slot is taken without a wait set up; else the call waits for one
+          const handler = run(running, next, plain)
+          const body = Effect.flatMap(
+            entry.slots.withPermitsIfAvailable(1)(handler),
+            (done) => Option.isSome(done) ? Effect.succeed(done.value) : entry.slots.withPermits(1)(handler)
           )
-          return Effect.ensuring(body, release)
+          return Effect.ensuring(restore(body), release)
         })
       })
 
