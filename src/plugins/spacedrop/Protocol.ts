@@ -215,7 +215,10 @@ export interface Chunk {
   readonly index: number
   readonly offset: number
   readonly hash: Uint8Array
-  readonly data: Uint8Array
+  /** The data, as the pieces it arrived in (views of what the transport delivered: no copy). */
+  readonly data: ReadonlyArray<Uint8Array>
+  /** Bytes of data, all pieces. */
+  readonly length: number
 }
 
 /** One frame: a message or a chunk. */

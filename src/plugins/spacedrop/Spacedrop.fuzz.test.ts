@@ -8,6 +8,7 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as fc from "fast-check"
+import { createHash } from "node:crypto"
 import { ProtocolError } from "../../transport/ProtocolError.js"
 import * as Framing from "../../transport/Framing.js"
 import * as Fuzz from "../../transport/testing/Fuzz.js"
@@ -100,9 +101,37 @@ describe("Spacedrop's decoders under structure-aware fuzzing", () => {
       allowIllFormed: true,
       checkValue: (frame, body) => {
         expect(frame._tag).toBe("Chunk")
-        if (frame._tag === "Chunk") expect(frame.data.length).toBe(body.length - Protocol.CHUNK_HEADER_BYTES)
+        if (frame._tag === "Chunk") expect(frame.length).toBe(body.length - Protocol.CHUNK_HEADER_BYTES)
       }
     }), Fuzz.testTimeout())
+
+  it("chunk frames and messages cut into pieces anywhere read back whole: a chunk's data is its pieces, in order", () =>
+    fc.assert(fc.property(
+      fc.array(fc.tuple(fc.nat({ max: 1000 }), fc.uint8Array({ maxLength: 600 })), { minLength: 1, maxLength: 6 }),
+      fc.array(fc.nat({ max: 700 }), { maxLength: 12 }),
+      (chunks, cuts) => {
+        const frames = chunks.flatMap(([index, data], k) => {
+          const chunk = Wire.chunkFrame(index, k * 1000, data.length)
+          chunk.data.set(data)
+          return [chunk.seal(), Wire.fileEndFrame(index)]
+        })
+        const bytes = Buffer.concat(frames)
+        const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)
+        const pieces = [0, ...points, bytes.length].slice(1).map((end, i, all) => bytes.subarray(i === 0 ? 0 : all[i - 1]!, end))
+        const read = Effect.runSync(readAll({ chunks: pieces } as unknown as Fuzz.FrameStream))
+        expect(read).toHaveLength(2 * chunks.length)
+        for (const [k, [index, data]] of chunks.entries()) {
+          const chunk = read[2 * k]!
+          const end = read[2 * k + 1]!
+          expect(chunk._tag).toBe("Chunk")
+          if (chunk._tag !== "Chunk") continue
+          expect({ index: chunk.index, offset: chunk.offset, length: chunk.length }).toEqual({ index, offset: k * 1000, length: data.length })
+          expect(Buffer.concat(chunk.data)).toEqual(Buffer.from(data))
+          expect(Buffer.from(chunk.hash)).toEqual(createHash("sha256").update(data).digest())
+          expect(end).toMatchObject({ _tag: "Message", message: { type: "FileEnd", index } })
+        }
+      }
+    )))
 
   it("the receiver's handler, fed an offer and a mutated page of entries, refuses or ends without a defect", () => {
     const shared = Effect.runSync(Effect.gen(function*() {

@@ -270,6 +270,24 @@ export const place = (where: Where, temp: string, final: string, onExisting: OnE
     throw new Error(`${MAX_NUMBER} numbered names are taken`)
   })
 
+/**
+ * Writes `pieces` at `position`, in one `writev` (and again for what a
+ * short write left).
+ */
+export const writeAll = async (handle: fs.FileHandle, pieces: ReadonlyArray<Uint8Array>, position: number): Promise<void> => {
+  let rest = pieces
+  let at = position
+  while (rest.length > 0) {
+    const { bytesWritten } = await handle.writev(rest as Array<Uint8Array>, at)
+    at += bytesWritten
+    let skip = bytesWritten
+    let i = 0
+    while (i < rest.length && skip >= rest[i]!.length) skip -= rest[i++]!.length
+    rest = i < rest.length && skip > 0 ? [rest[i]!.subarray(skip), ...rest.slice(i + 1)] : rest.slice(i)
+    if (bytesWritten === 0 && rest.length > 0) throw new Error("the disk took none of a write")
+  }
+}
+
 /** A new file to write, opened exclusively (never an existing name, never through a link). */
 export const createExclusive = (where: Where, path: string) => io(where, path, "create", () => openExclusive(path))
 

@@ -501,7 +501,15 @@ interface Open {
   hash: Hash
   /** The whole file's hash, when it came in one chunk (that chunk's verified hash: no second pass). */
   whole: string | undefined
+  /** Bytes verified (written, or gathered to be). */
   written: number
+  /**
+   * Verified data not yet handed to a write, as it arrived (views of the
+   * transport's pieces): written in one `writev` once `GATHER_BYTES` are
+   * in, at the file's end, and before any sync.
+   */
+  gathered: Array<Uint8Array>
+  gatheredBytes: number
 }
 
 /** A durable record is rewritten at most every this many verified bytes (after a sync of the file being written)… */
@@ -518,8 +526,14 @@ const MAX_REWINDS = 64
 const GROUP_FILES = 64
 /** …or this many bytes. */
 const GROUP_BYTES = 32 * 1024 * 1024
-/** Most bytes handed to writes not yet done: past it the reader waits for the disk. */
+/** Most bytes handed to writes not yet done (or gathered for one): past it the reader waits for the disk. */
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024
+/**
+ * Verified bytes gathered before they go to the disk in one write (under
+ * half of `MAX_QUEUED_BYTES`, so that the writes queued before them can
+ * always drain the reader's wait).
+ */
+const GATHER_BYTES = 2 * 1024 * 1024
 
 /**
  * Writes the accepted files as their chunks come, each verified, synced and
@@ -564,13 +578,14 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       failure: undefined,
       hash: createHash("sha256"),
       whole: undefined,
-      written
+      written,
+      gathered: [],
+      gatheredBytes: 0
     })
     /** Queues `op` on the file's handle, after what is queued already; `bytes` count against `MAX_QUEUED_BYTES` until it is done. */
     // the reading, waiting for the queued writes to drain to half the bound
     let drained: (() => void) | undefined
     const enqueue = (file: Open, what: string, op: (handle: Files.FileHandle) => Promise<unknown>, bytes = 0) => {
-      queued += bytes
       file.io = file.io.then(async () => {
         try {
           if (file.failure === undefined && file.handle !== undefined) await op(file.handle)
@@ -586,8 +601,26 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         }
       })
     }
+    /** Verified data of the file, taken as it came (counted in `queued` from now until it is written). */
+    const gather = (file: Open, data: ReadonlyArray<Uint8Array>, bytes: number) => {
+      for (const piece of data) file.gathered.push(piece)
+      file.gatheredBytes += bytes
+      queued += bytes
+      if (file.gatheredBytes >= GATHER_BYTES) writeOut(file)
+    }
+    /** Queues the write of what the file gathered: one `writev` at the offset it starts at. */
+    const writeOut = (file: Open) => {
+      if (file.gatheredBytes === 0) return
+      const pieces = file.gathered
+      const bytes = file.gatheredBytes
+      const at = file.written - bytes
+      file.gathered = []
+      file.gatheredBytes = 0
+      enqueue(file, "write", (handle) => Files.writeAll(handle, pieces, at), bytes)
+    }
     /** Syncs what is written of the file so far, beside the writes queued after this (see `Open.syncing`). */
     const syncBeside = (file: Open) => {
+      writeOut(file)
       const upTo = file.io
       const before = file.syncing
       file.syncing = Promise.all([upTo, before]).then(async () => {
@@ -922,7 +955,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         if (f._tag === "Chunk") {
           if (skipping !== undefined) {
             if (f.index !== skipping.index || f.offset !== skipping.offset) {
-              skipped += f.data.length
+              skipped += f.length
               if (skipped > maxSkipped) return yield* violation(where, "Unexpected", `over ${maxSkipped} bytes sent after a rewind`)
               continue
             }
@@ -932,22 +965,23 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           const entry = index === undefined ? undefined : entries[index]
           if (index === undefined || entry === undefined || f.index !== index) return yield* violation(where, "Unexpected", `a chunk of entry ${f.index}, expected ${index ?? "none"}`)
           const file = current ?? (yield* open(index))
-          if (f.offset !== file.written || f.data.length > offer.chunkBytes || f.offset + f.data.length > entry.size) {
-            return yield* violation(where, "Unexpected", `a chunk at ${f.offset}+${f.data.length} of ${JSON.stringify(entry.path)} (${file.written} written of ${entry.size}, chunks of ${offer.chunkBytes})`)
+          if (f.offset !== file.written || f.length > offer.chunkBytes || f.offset + f.length > entry.size) {
+            return yield* violation(where, "Unexpected", `a chunk at ${f.offset}+${f.length} of ${JSON.stringify(entry.path)} (${file.written} written of ${entry.size}, chunks of ${offer.chunkBytes})`)
           }
-          const digest = createHash("sha256").update(f.data).digest()
+          // hashed piece by piece as the data arrived (never gathered into one buffer)
+          const chunkHash = createHash("sha256")
+          for (const piece of f.data) chunkHash.update(piece)
+          const digest = chunkHash.digest()
           if (!digest.equals(f.hash)) {
             yield* rewind(index, f.offset, new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: `the chunk at ${f.offset} does not match its hash` }))
             continue
           }
-          const data = f.data
-          const offset = f.offset
-          enqueue(file, "write", (handle) => handle.write(data, 0, data.length, offset), data.length)
           // a file in one chunk: that chunk's hash is the file's
-          if (offset === 0 && data.length === entry.size) file.whole = digest.toString("hex")
-          else file.hash.update(data)
-          file.written += data.length
-          bytes += data.length
+          if (f.offset === 0 && f.length === entry.size) file.whole = digest.toString("hex")
+          else for (const piece of f.data) file.hash.update(piece)
+          file.written += f.length
+          gather(file, f.data, f.length)
+          bytes += f.length
           yield* running.update((p) => ({ ...p, bytes }))
           yield* backpressure
           yield* checkpoint(false)
@@ -962,6 +996,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             if (index === undefined || message.index !== index) return yield* violation(where, "Unexpected", `the end of entry ${message.index}, expected ${index ?? "none"}`)
             const entry = entries[index]!
             const file = current ?? (yield* open(index))
+            writeOut(file)
             if (file.written !== entry.size) return yield* violation(where, "Unexpected", `the end of ${JSON.stringify(entry.path)} after ${file.written} of ${entry.size} bytes`)
             if ((file.whole ?? file.hash.digest("hex")) !== entry.hash) {
               const error = new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: "the file does not match the hash in the offer" })
@@ -1048,6 +1083,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           if (recorded && !cancelledHere && Running.isResumable(exit, { timeout: true })) {
             const file = current
             if (file !== undefined) {
+              writeOut(file)
               enqueue(file, "sync", (handle) => handle.sync())
               yield* Effect.promise(() => idle(file))
               if (file.failure !== undefined) yield* discard
