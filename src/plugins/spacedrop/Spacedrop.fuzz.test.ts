@@ -15,6 +15,7 @@ import * as Fuzz from "../../transport/testing/Fuzz.js"
 import { PeerId } from "../../transport/Transport.js"
 import * as Messages from "../Messages.js"
 import * as Fuzzing from "../testing/Fuzzing.js"
+import * as Files from "./internal/files.js"
 import * as Receive from "./internal/receive.js"
 import * as Records from "./internal/records.js"
 import * as Registry from "./internal/registry.js"
@@ -132,6 +133,21 @@ describe("Spacedrop's decoders under structure-aware fuzzing", () => {
         }
       }
     )))
+
+  it("a file's hash is the SHA-256 of its chunks' SHA-256 digests, however its bytes are fed (and from the digests alone)", () =>
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 2000 }), fc.integer({ min: 1, max: 300 }), fc.array(fc.nat({ max: 2000 }), { maxLength: 8 }), (bytes, chunkBytes, cuts) => {
+      const digests: Array<Buffer> = []
+      for (let at = 0; at < bytes.length; at += chunkBytes) digests.push(createHash("sha256").update(bytes.subarray(at, at + chunkBytes)).digest())
+      const expected = createHash("sha256").update(Buffer.concat(digests)).digest("hex")
+      expect(Files.hashOfBytes(bytes, chunkBytes)).toBe(expected)
+      const points = [0, ...[...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b), bytes.length]
+      const fed = new Files.FileHash(chunkBytes)
+      for (let i = 1; i < points.length; i++) fed.update(bytes.subarray(points[i - 1]!, points[i]!))
+      expect(fed.digest()).toBe(expected)
+      const folded = new Files.FileHash(chunkBytes)
+      for (const digest of digests) folded.addChunk(digest)
+      expect(folded.digest()).toBe(expected)
+    })))
 
   it("the receiver's handler, fed an offer and a mutated page of entries, refuses or ends without a defect", () => {
     const shared = Effect.runSync(Effect.gen(function*() {

@@ -15,7 +15,7 @@ import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { createHash, type Hash } from "node:crypto"
+import { createHash } from "node:crypto"
 import { constants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
@@ -498,9 +498,8 @@ interface Open {
    */
   syncing: Promise<void>
   failure: Protocol.SpacedropError | undefined
-  hash: Hash
-  /** The whole file's hash, when it came in one chunk (that chunk's verified hash: no second pass). */
-  whole: string | undefined
+  /** The file's hash so far: the digests its chunks were verified with, folded in (no second pass over the bytes). */
+  hash: Files.FileHash
   /** Bytes verified (written, or gathered to be). */
   written: number
   /**
@@ -576,8 +575,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       io: Promise.resolve(),
       syncing: Promise.resolve(),
       failure: undefined,
-      hash: createHash("sha256"),
-      whole: undefined,
+      hash: new Files.FileHash(offer.chunkBytes),
       written,
       gathered: [],
       gatheredBytes: 0
@@ -965,7 +963,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           const entry = index === undefined ? undefined : entries[index]
           if (index === undefined || entry === undefined || f.index !== index) return yield* violation(where, "Unexpected", `a chunk of entry ${f.index}, expected ${index ?? "none"}`)
           const file = current ?? (yield* open(index))
-          if (f.offset !== file.written || f.length > offer.chunkBytes || f.offset + f.length > entry.size) {
+          // every chunk but a file's last is of the offer's size: the file's hash is made of those chunks' digests
+          if (f.offset !== file.written || f.length !== Math.min(offer.chunkBytes, entry.size - f.offset)) {
             return yield* violation(where, "Unexpected", `a chunk at ${f.offset}+${f.length} of ${JSON.stringify(entry.path)} (${file.written} written of ${entry.size}, chunks of ${offer.chunkBytes})`)
           }
           // hashed piece by piece as the data arrived (never gathered into one buffer)
@@ -976,9 +975,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             yield* rewind(index, f.offset, new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: `the chunk at ${f.offset} does not match its hash` }))
             continue
           }
-          // a file in one chunk: that chunk's hash is the file's
-          if (f.offset === 0 && f.length === entry.size) file.whole = digest.toString("hex")
-          else for (const piece of f.data) file.hash.update(piece)
+          file.hash.addChunk(digest)
           file.written += f.length
           gather(file, f.data, f.length)
           bytes += f.length
@@ -998,7 +995,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             const file = current ?? (yield* open(index))
             writeOut(file)
             if (file.written !== entry.size) return yield* violation(where, "Unexpected", `the end of ${JSON.stringify(entry.path)} after ${file.written} of ${entry.size} bytes`)
-            if ((file.whole ?? file.hash.digest("hex")) !== entry.hash) {
+            if (file.hash.digest() !== entry.hash) {
               const error = new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: "the file does not match the hash in the offer" })
               if (entry.size === 0) return yield* failWith("Corrupt", error)
               // every chunk matched its own hash, the whole did not: the whole file again
@@ -1006,8 +1003,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
               yield* Files.io(ids, file.temp, "truncate", () => file.handle!.truncate(0))
               bytes -= file.written
               file.written = 0
-              file.hash = createHash("sha256")
-              file.whole = undefined
+              file.hash = new Files.FileHash(offer.chunkBytes)
               yield* running.update((p) => ({ ...p, bytes }))
               yield* rewind(index, 0, error)
               continue

@@ -139,14 +139,13 @@ export const send = (
   Effect.gen(function*() {
     const transfer = randomBytes(12).toString("base64url")
     const ids = { peer, transfer }
-    const sources = yield* Files.manifest(ids, paths)
+    const { chunkBytes, sources } = yield* Files.manifest(ids, paths, (totalBytes) => options.chunkBytes ?? chunkBytesFor(totalBytes))
     const entries = sources.map((s) => s.entry)
     const problem = Paths.checkManifest(entries)
     if (Option.isSome(problem)) {
       return yield* new Protocol.SpacedropError({ reason: problem.value.reason, ...ids, path: problem.value.path, detail: problem.value.detail })
     }
-    const totalBytes = entries.reduce((n, e) => n + (e.kind === "file" ? e.size : 0), 0)
-    return yield* start(host, settings, { transfer, peer, sources, chunkBytes: options.chunkBytes ?? chunkBytesFor(totalBytes) }, options)
+    return yield* start(host, settings, { transfer, peer, sources, chunkBytes }, options)
   })
 
 /** Offers `plan` again, from its resume record (the receiver says where to go on). */

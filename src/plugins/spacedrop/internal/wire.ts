@@ -94,8 +94,8 @@ export const chunkFrame = (index: number, offset: number, length: number) => {
       createHash("sha256").update(data.subarray(0, dataLength)).digest().copy(frame, 17)
       return frame
     },
-    /** The hash `seal` wrote, in hex (for a file sent in one chunk, its whole hash: no second pass over it). */
-    hash: () => Buffer.from(frame.buffer, frame.byteOffset + 17, 32).toString("hex")
+    /** The digest `seal` wrote (a view of the header: what the file's hash folds in, see `Files.FileHash`). */
+    digest: () => frame.subarray(17, 49)
   }
 }
 
