@@ -18,7 +18,15 @@ import * as Wire from "./wire.js"
 
 /** What the reading hands the sending: a chunk frame, a file's end, or why it stopped. */
 export type Item =
-  | { readonly _tag: "Chunk"; readonly k: number; readonly offset: number; readonly length: number; readonly frame: Uint8Array }
+  | {
+    readonly _tag: "Chunk"
+    readonly k: number
+    readonly offset: number
+    readonly length: number
+    readonly frame: Uint8Array
+    /** The frame carries the file's `FileEnd` too (a small file read whole): no `End` item follows. */
+    readonly ends: boolean
+  }
   | { readonly _tag: "End"; readonly k: number }
   | { readonly _tag: "Changed"; readonly entry: Protocol.Entry; readonly detail: string }
   | { readonly _tag: "Failed"; readonly error: Protocol.SpacedropError }
@@ -78,23 +86,22 @@ export const make = (where: Files.Where, files: ReadonlyArray<ToSend>, chunkByte
       return [failed(path, "open")(cause)]
     }
     try {
-      const items: Array<Item> = []
+      let item: Item = { _tag: "End", k }
       if (entry.size > 0) {
-        const chunk = Wire.chunkFrame(index, 0, entry.size)
+        const chunk = Wire.chunkFrame(index, 0, entry.size, true)
         const read = await readFully(handle, chunk.data, 0)
         if (read < entry.size) return [{ _tag: "Changed", entry, detail: `the file shrank to ${read} bytes while it was sent` }]
         chunk.seal()
         const hash = new Files.FileHash(chunkBytes)
         hash.addChunk(chunk.digest())
         if (hash.digest() !== entry.hash) return [{ _tag: "Changed", entry, detail: "the file's content changed while it was sent" }]
-        items.push({ _tag: "Chunk", k, offset: 0, length: entry.size, frame: chunk.frame })
+        item = { _tag: "Chunk", k, offset: 0, length: entry.size, frame: chunk.frame, ends: true }
       } else if (entry.hash !== EMPTY_HASH) {
         return [{ _tag: "Changed", entry, detail: "the file's content changed while it was sent" }]
       }
       // a file that grew, or was written over, shows in its size or time once read
       if (!same(await handle.stat(), entry)) return [{ _tag: "Changed", entry, detail: "the file changed while it was sent" }]
-      items.push({ _tag: "End", k })
-      return items
+      return [item]
     } catch (cause) {
       return [failed(path, "read")(cause)]
     } finally {
@@ -125,7 +132,7 @@ export const make = (where: Files.Where, files: ReadonlyArray<ToSend>, chunkByte
         // each byte hashed once here: the chunk's digest, sent with it, is folded into the file's
         const frame = chunk.seal()
         hash.addChunk(chunk.digest())
-        yield { _tag: "Chunk", k, offset: at, length: n, frame }
+        yield { _tag: "Chunk", k, offset: at, length: n, frame, ends: false }
         at += n
       }
       if (!same(await handle.stat(), entry)) return yield { _tag: "Changed", entry, detail: "the file changed while it was sent" }

@@ -856,7 +856,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           }
         })()
         current = file
-        return Effect.as(running.update((p) => ({ ...p, current: file.entry.path })), file)
+        return Effect.succeed(file)
       })
     /** Closes and removes files not put in place (their work done first). */
     const remove = (open: ReadonlyArray<Open>) =>
@@ -979,7 +979,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           file.written += f.length
           gather(file, f.data, f.length)
           bytes += f.length
-          yield* running.update((p) => ({ ...p, bytes }))
+          // a file's last chunk shows with its end (one progress update per small file, not three)
+          if (file.written < entry.size) yield* running.update((p) => ({ ...p, bytes, current: entry.path }))
           yield* backpressure
           yield* checkpoint(false)
           yield* ack(false)
@@ -1014,7 +1015,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             groupBytes += entry.size
             next++
             if (group.length >= GROUP_FILES || groupBytes >= GROUP_BYTES) yield* flush
-            yield* running.update((p) => ({ ...p, current: undefined }))
+            yield* running.update((p) => ({ ...p, bytes, current: undefined }))
             yield* checkpoint(false)
             yield* ack(false)
             continue

@@ -74,18 +74,24 @@ export const messageFrame = (message: Protocol.Message): Uint8Array =>
 /**
  * A chunk frame with room for `length` data bytes: fill `data`, then `seal`
  * it (hashes the data into the header). One buffer: file bytes are read
- * straight into the frame that is written.
+ * straight into the frame that is written. `endsFile`: the file's `FileEnd`
+ * frame follows in the same buffer (a small file's one chunk and its end go
+ * out in one write, not two: a write is a trip through the muxer and the
+ * encryption per file).
  */
-export const chunkFrame = (index: number, offset: number, length: number) => {
+export const chunkFrame = (index: number, offset: number, length: number, endsFile = false) => {
+  const end = endsFile ? fileEndFrame(index) : undefined
+  const chunkBytes = 4 + Protocol.CHUNK_HEADER_BYTES + length
   // not zeroed (a chunk is read over it whole, or never sent), and not from the shared pool
-  const frame: Uint8Array = Buffer.allocUnsafeSlow(4 + Protocol.CHUNK_HEADER_BYTES + length)
+  const frame: Uint8Array = Buffer.allocUnsafeSlow(chunkBytes + (end?.length ?? 0))
+  if (end !== undefined) frame.set(end, chunkBytes)
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
   view.setUint32(0, Protocol.CHUNK_HEADER_BYTES + length)
   frame[4] = Protocol.CHUNK_KIND
   view.setUint32(5, index)
   view.setUint32(9, Math.floor(offset / 2 ** 32))
   view.setUint32(13, offset % 2 ** 32)
-  const data = frame.subarray(4 + Protocol.CHUNK_HEADER_BYTES)
+  const data = frame.subarray(4 + Protocol.CHUNK_HEADER_BYTES, chunkBytes)
   return {
     frame,
     data,
