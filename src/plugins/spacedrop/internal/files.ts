@@ -107,8 +107,10 @@ const hashWhole = async (path: string, chunkBytes: number): Promise<string> => {
     const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(READ_BYTES, size + 1)))
     while (true) {
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, null)
-      if (bytesRead === 0) return hash.digest()
       hash.update(buffer.subarray(0, bytesRead))
+      // a regular file reads short only at its end: a small file is one read, not a read and one more that
+      // finds nothing (what it is when sent is checked again then: its size, its time, its hash)
+      if (bytesRead < buffer.length) return hash.digest()
     }
   } finally {
     await handle.close().catch(() => undefined)
