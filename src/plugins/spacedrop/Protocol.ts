@@ -55,6 +55,12 @@
  * `UnknownTransfer`): a record is never kept for a transfer that cannot go
  * on.
  *
+ * A receiver that cancels a transfer while its sender is out of reach (the
+ * sender waits to reconnect) answers the sender's next offer of it
+ * `Rejected` `Declined` ("the receiver cancelled this transfer"), without
+ * asking its user again (it remembers the latest 1 024 such cancels, in
+ * memory).
+ *
  * A receiver whose sender went quiet for its idle timeout, or whose
  * connection dropped, ends its side without a `Cancel` and keeps the
  * transfer for a resume; a re-offer arriving while its old run still waits

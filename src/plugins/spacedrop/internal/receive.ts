@@ -279,6 +279,11 @@ export const handle = (shared: Shared) =>
     }
     const { offer, entries } = read
     const ids = { peer, transfer: offer.transfer }
+    if (Registry.wasCancelled(registry, peer, offer.transfer)) {
+      // the sender was out of reach when this side cancelled, and offers it again: not asked again
+      yield* Effect.logInfo(`refused offer ${offer.transfer} from ${peer}: cancelled here before`)
+      return yield* refuse("Declined", "the receiver cancelled this transfer")
+    }
     const live = registry.live.get(offer.transfer)
     if (live !== undefined) {
       // the sender is back on a new connection while this side still waits on the old one: the old run stops
@@ -1071,6 +1076,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           // a cancel asked for here is final even when the connection went first (the sender, told,
           // may reset the stream while the Cancel is still being sent): nothing is kept to resume
           const cancelledHere = yield* Deferred.isDone(running.cancelled)
+          // the sender may not have read the Cancel (the connection went first) and offer the transfer again
+          if (cancelledHere) yield* Registry.cancelledReceive(registry, ids.peer, offer.transfer)
           if (Exit.isFailure(exit)) {
             // files verified whole go in place whatever stopped the transfer, as each did on its own before
             // groups (and, for a resume, nothing verified is sent again); if they cannot, they go
