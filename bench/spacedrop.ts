@@ -148,6 +148,9 @@ const largeFile = (settings: Settings, scratch: string) =>
     ])
     rmSync(file, { force: true })
     const mib = Math.round(settings.bytes / 2 ** 20)
+    // the stream's CPU per side, from its shares of the wall time (`network-worker.ts` reports those)
+    const streamCpuMs = (line: Line, side: "senderCpu" | "receiverCpu") => Number(line[side]) * (Number(line.bytes) / 1e6 / Number(line.mbPerSec)) * 1000
+    const perGiB = (ms: number) => round3(ms / 1000 / (settings.bytes / 2 ** 30))
     return {
       name: `spacedrop: one ${mib} MiB file vs one encrypted stream`,
       unit: "MB/s",
@@ -163,6 +166,11 @@ const largeFile = (settings: Settings, scratch: string) =>
         // CPU per side (process.cpuUsage over the transfer): steadier than the rate on a loaded machine
         senderCpuMs: Math.round(medianOf(spacedropRuns!, "senderCpuMs")),
         receiverCpuMs: Math.round(medianOf(spacedropRuns!, "receiverCpuMs")),
+        // CPU seconds per GiB moved, Spacedrop's and the bare stream's, per side: what each side costs beyond the transport
+        senderCpuSPerGiB: perGiB(medianOf(spacedropRuns!, "senderCpuMs")),
+        receiverCpuSPerGiB: perGiB(medianOf(spacedropRuns!, "receiverCpuMs")),
+        streamSenderCpuSPerGiB: perGiB(median(streamRuns!.map((line) => streamCpuMs(line, "senderCpu")))),
+        streamReceiverCpuSPerGiB: perGiB(median(streamRuns!.map((line) => streamCpuMs(line, "receiverCpu")))),
         spacedropRunsMBps: runsOf(spacedropRuns!, "mbPerSec"),
         streamRunsMBps: runsOf(streamRuns!, "mbPerSec"),
         loadBefore,

@@ -85,7 +85,7 @@ const rawReceiver = (network: Peers.Network) =>
             const frame = yield* wire.next
             if (Option.isNone(frame)) return
             const f = frame.value
-            if (f._tag === "Chunk") yield* Ref.update(received, (n) => n + f.data.length)
+            if (f._tag === "Chunk") yield* Ref.update(received, (n) => n + f.length)
           }
         })
     }))

@@ -8,12 +8,14 @@ import * as Option from "effect/Option"
 import * as PubSub from "effect/PubSub"
 import * as Ref from "effect/Ref"
 import * as fc from "fast-check"
+import { createHash } from "node:crypto"
 import { ProtocolError } from "../../transport/ProtocolError.js"
 import * as Framing from "../../transport/Framing.js"
 import * as Fuzz from "../../transport/testing/Fuzz.js"
 import { PeerId } from "../../transport/Transport.js"
 import * as Messages from "../Messages.js"
 import * as Fuzzing from "../testing/Fuzzing.js"
+import * as Files from "./internal/files.js"
 import * as Receive from "./internal/receive.js"
 import * as Records from "./internal/records.js"
 import * as Registry from "./internal/registry.js"
@@ -100,9 +102,52 @@ describe("Spacedrop's decoders under structure-aware fuzzing", () => {
       allowIllFormed: true,
       checkValue: (frame, body) => {
         expect(frame._tag).toBe("Chunk")
-        if (frame._tag === "Chunk") expect(frame.data.length).toBe(body.length - Protocol.CHUNK_HEADER_BYTES)
+        if (frame._tag === "Chunk") expect(frame.length).toBe(body.length - Protocol.CHUNK_HEADER_BYTES)
       }
     }), Fuzz.testTimeout())
+
+  it("chunk frames and messages cut into pieces anywhere read back whole: a chunk's data is its pieces, in order", () =>
+    fc.assert(fc.property(
+      fc.array(fc.tuple(fc.nat({ max: 1000 }), fc.uint8Array({ maxLength: 600 })), { minLength: 1, maxLength: 6 }),
+      fc.array(fc.nat({ max: 700 }), { maxLength: 12 }),
+      (chunks, cuts) => {
+        const frames = chunks.flatMap(([index, data], k) => {
+          const chunk = Wire.chunkFrame(index, k * 1000, data.length)
+          chunk.data.set(data)
+          return [chunk.seal(), Wire.fileEndFrame(index)]
+        })
+        const bytes = Buffer.concat(frames)
+        const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b)
+        const pieces = [0, ...points, bytes.length].slice(1).map((end, i, all) => bytes.subarray(i === 0 ? 0 : all[i - 1]!, end))
+        const read = Effect.runSync(readAll({ chunks: pieces } as unknown as Fuzz.FrameStream))
+        expect(read).toHaveLength(2 * chunks.length)
+        for (const [k, [index, data]] of chunks.entries()) {
+          const chunk = read[2 * k]!
+          const end = read[2 * k + 1]!
+          expect(chunk._tag).toBe("Chunk")
+          if (chunk._tag !== "Chunk") continue
+          expect({ index: chunk.index, offset: chunk.offset, length: chunk.length }).toEqual({ index, offset: k * 1000, length: data.length })
+          expect(Buffer.concat(chunk.data)).toEqual(Buffer.from(data))
+          expect(Buffer.from(chunk.hash)).toEqual(createHash("sha256").update(data).digest())
+          expect(end).toMatchObject({ _tag: "Message", message: { type: "FileEnd", index } })
+        }
+      }
+    )))
+
+  it("a file's hash is the SHA-256 of its chunks' SHA-256 digests, however its bytes are fed (and from the digests alone)", () =>
+    fc.assert(fc.property(fc.uint8Array({ maxLength: 2000 }), fc.integer({ min: 1, max: 300 }), fc.array(fc.nat({ max: 2000 }), { maxLength: 8 }), (bytes, chunkBytes, cuts) => {
+      const digests: Array<Buffer> = []
+      for (let at = 0; at < bytes.length; at += chunkBytes) digests.push(createHash("sha256").update(bytes.subarray(at, at + chunkBytes)).digest())
+      const expected = createHash("sha256").update(Buffer.concat(digests)).digest("hex")
+      expect(Files.hashOfBytes(bytes, chunkBytes)).toBe(expected)
+      const points = [0, ...[...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b), bytes.length]
+      const fed = new Files.FileHash(chunkBytes)
+      for (let i = 1; i < points.length; i++) fed.update(bytes.subarray(points[i - 1]!, points[i]!))
+      expect(fed.digest()).toBe(expected)
+      const folded = new Files.FileHash(chunkBytes)
+      for (const digest of digests) folded.addChunk(digest)
+      expect(folded.digest()).toBe(expected)
+    })))
 
   it("the receiver's handler, fed an offer and a mutated page of entries, refuses or ends without a defect", () => {
     const shared = Effect.runSync(Effect.gen(function*() {

@@ -15,13 +15,13 @@ import * as Queue from "effect/Queue"
 import * as Schedule from "effect/Schedule"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { createHash, randomBytes } from "node:crypto"
+import { randomBytes } from "node:crypto"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
 import * as MemoryTransport from "../../transport/MemoryTransport.js"
+import * as Files from "./internal/files.js"
 import * as Wire from "./internal/wire.js"
 import * as Protocol from "./Protocol.js"
-import type * as Spacedrop from "./Spacedrop.js"
 import * as Peers from "./testing/Peers.js"
 
 
@@ -419,7 +419,7 @@ describe("Spacedrop resume", () => {
       const data = randomBytes(3 * CHUNK)
       const offer: ReadonlyArray<Protocol.Message> = [
         { type: "Offer", transfer: "halfopen" as Protocol.TransferId, sender: "raw", count: 1, totalBytes: data.length, chunkBytes: CHUNK },
-        { type: "Entries", entries: [{ path: "a.bin", kind: "file", size: data.length, mtime: 0, hash: createHash("sha256").update(data).digest("hex") }] }
+        { type: "Entries", entries: [{ path: "a.bin", kind: "file", size: data.length, mtime: 0, hash: Files.hashOfBytes(data, CHUNK) }] }
       ]
       const chunk = (offset: number) => {
         const frame = Wire.chunkFrame(0, offset, CHUNK)
@@ -523,35 +523,61 @@ describe("Spacedrop resume", () => {
       expect(yield* tempFiles(target)).toEqual([])
     }))
 
-  it.scopedLive("a resumed offer the receiver does not answer in time is not offered again and again: a receiver's silence is not a dropped connection", () =>
+  it.scopedLive("a receiver that cancels while the sender waits to reconnect is not offered the transfer again: the sender's offer is refused, it ends Declined by the receiver", () =>
     Effect.gen(function*() {
       const tap = yield* wiretap(HOLD)
       const { network, sender, receiver } = yield* Peers.make({ onWrite: tap.onWrite })
       const source = yield* Peers.tempDir()
       const target = yield* Peers.tempDir()
-      // the first offer is accepted; any later one is seen (counted) and left unanswered
-      const offers = yield* receiver.spacedrop.offers
-      const accepted = yield* Queue.unbounded<Spacedrop.Transfer>()
-      let later = 0
-      yield* Effect.forkScoped(Stream.runForEach(offers, (offer) =>
-        later++ === 0 ? Effect.flatMap(offer.accept(target), (t) => Queue.offer(accepted, t)) : Effect.void))
+      const transfers = yield* Peers.acceptAll(receiver, target)
+      const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], { reconnectAttempts: 3, reconnectDelay: "300 millis" })
+      const incoming = yield* Queue.take(transfers)
+      yield* tap.held
+      yield* network.partition([sender.id], [receiver.id])
+      Peers.failure(yield* Effect.either(incoming.result))
+      expect((yield* interrupted(receiver)).transfer).toBe(outgoing.id)
+      yield* receiver.spacedrop.cancel(outgoing.id)
+      yield* network.heal
+      yield* tap.release
+      expect(Peers.failure(yield* Effect.either(outgoing.result))).toMatchObject({ reason: "Declined", by: "receiver" })
+      // nobody was asked again, and nothing was kept or written
+      expect(yield* Queue.size(transfers)).toBe(0)
+      expect(yield* receiver.spacedrop.transfers).toEqual([])
+      expect(yield* sender.spacedrop.transfers).toEqual([])
+      expect(yield* tempFiles(target)).toEqual([])
+    }))
+
+  it.scopedLive("a resumed offer the receiver does not answer in time is not offered again and again: a receiver's silence is not a dropped connection", () =>
+    Effect.gen(function*() {
+      const network = yield* MemoryTransport.make({ seed: 1 })
+      const tap = yield* wiretap(HOLD)
+      const sender = yield* Peers.peer(network, "sender", { name: "Sender" }, tap.onWrite)
+      const source = yield* Peers.tempDir()
+      const target = yield* Peers.tempDir()
+      const first = yield* Scope.make()
+      const receiver = yield* Scope.extend(Peers.peer(network, "receiver", { name: "Receiver" }), first)
+      const transfers = yield* Scope.extend(Peers.acceptAll(receiver, target), first)
       const outgoing = yield* sender.spacedrop.send(receiver.id, [yield* files(source)], {
         answerTimeout: "300 millis",
         reconnectAttempts: 6,
         reconnectDelay: "100 millis"
       })
-      const incoming = yield* Queue.take(accepted)
+      const incoming = yield* Queue.take(transfers)
       yield* tap.held
       yield* network.partition([sender.id], [receiver.id])
       Peers.failure(yield* Effect.either(incoming.result))
-      // the receiver drops its record meanwhile: the sender's next offer is a new question to its user
-      yield* interrupted(receiver)
-      yield* receiver.spacedrop.cancel(incoming.id)
+      // the receiving node stops, its record in memory with it, and starts again: the sender's next offer is a
+      // new question to its user, seen (counted) and left unanswered
+      yield* Scope.close(first, Exit.void)
+      const again = yield* Peers.peer(network, "receiver", { name: "Receiver" })
+      const offers = yield* again.spacedrop.offers
+      let later = 0
+      yield* Effect.forkScoped(Stream.runForEach(offers, () => Effect.sync(() => void later++)))
       yield* tap.release
       yield* network.heal
       const failed = Peers.failure(yield* Effect.either(outgoing.result.pipe(Effect.timeout("30 seconds"))))
       expect(failed).toMatchObject({ _tag: "SpacedropError", reason: "Timeout" })
-      expect(later - 1, "offers after the first: the one unanswered re-offer, no more").toBe(1)
+      expect(later, "offers after the first: the one unanswered re-offer, no more").toBe(1)
       // kept, to resume by hand
       expect((yield* interrupted(sender)).transfer).toBe(outgoing.id)
     }))

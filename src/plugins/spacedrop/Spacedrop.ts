@@ -282,7 +282,8 @@ export const make = (options: Options = {}): Effect.Effect<Service, TransportErr
             : found.record.direction === "send"
             // its receiver kept it too: told in the background (bounded), or when it asks for it
             ? Effect.zipRight(store.remove("send", id), Effect.asVoid(Effect.forkIn(Send.forget(host, found.record.peer as PeerId, id), scope)))
-            : Receive.forget(store, found.record))
+            // its sender may be waiting to reconnect: its offer, when it comes, is refused
+            : Effect.zipRight(Registry.cancelledReceive(registry, found.record.peer, id), Receive.forget(store, found.record)))
     }
   })
 

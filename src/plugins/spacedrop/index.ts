@@ -1,5 +1,5 @@
 /**
- * The Spacedrop plugin (`/weft/spacedrop/2.0.0`): files and folders to any
+ * The Spacedrop plugin (`/weft/spacedrop/3.0.0`): files and folders to any
  * peer, verified chunk by chunk, confined to the folder the receiver chose.
  *
  * @since 0.1.0

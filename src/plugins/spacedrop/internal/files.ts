@@ -45,22 +45,72 @@ export const lstatOrNone = (where: Where, path: string) =>
 
 const READ_BYTES = 1024 * 1024
 
-/** SHA-256 of a file, read in bounded pieces through a handle that does not follow links. */
-export const hashFile = (where: Where, path: string): Effect.Effect<string, Protocol.SpacedropError> =>
-  io(where, path, "read", () => hashWhole(path))
+/**
+ * A file's hash as the manifest carries it (see `Protocol`): the SHA-256 of
+ * the SHA-256 digests of its chunks of `chunkBytes` (the last one shorter),
+ * one after the other. Fed bytes cut anywhere (`update`), or a chunk's
+ * digest already computed (`addChunk`, at a chunk's boundary): the receiver
+ * folds in the digests it verified its chunks with, so each byte is hashed
+ * once on arrival, not once for its chunk and once more for its file.
+ */
+export class FileHash {
+  private readonly outer = createHash("sha256")
+  private chunk = createHash("sha256")
+  /** Bytes of the current chunk fed so far. */
+  private filled = 0
 
-/** `hashFile` as a plain promise. */
-const hashWhole = async (path: string): Promise<string> => {
+  constructor(private readonly chunkBytes: number) {}
+
+  update(bytes: Uint8Array): void {
+    let at = 0
+    while (at < bytes.length) {
+      const n = Math.min(this.chunkBytes - this.filled, bytes.length - at)
+      this.chunk.update(at === 0 && n === bytes.length ? bytes : bytes.subarray(at, at + n))
+      this.filled += n
+      at += n
+      if (this.filled === this.chunkBytes) this.endChunk()
+    }
+  }
+
+  /** A whole chunk's digest (only at a chunk's boundary). */
+  addChunk(digest: Uint8Array): void {
+    this.outer.update(digest)
+  }
+
+  /** The file's hash, in hex. */
+  digest(): string {
+    if (this.filled > 0) this.endChunk()
+    return this.outer.digest("hex")
+  }
+
+  private endChunk(): void {
+    this.outer.update(this.chunk.digest())
+    this.chunk = createHash("sha256")
+    this.filled = 0
+  }
+}
+
+/** The manifest's hash of `bytes`, in chunks of `chunkBytes` (`FileHash`). */
+export const hashOfBytes = (bytes: Uint8Array, chunkBytes: number): string => {
+  const hash = new FileHash(chunkBytes)
+  hash.update(bytes)
+  return hash.digest()
+}
+
+/** The manifest's hash of a file (`FileHash`), read in bounded pieces through a handle that does not follow links. */
+const hashWhole = async (path: string, chunkBytes: number): Promise<string> => {
   const handle = await fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
   try {
-    const hash = createHash("sha256")
+    const hash = new FileHash(chunkBytes)
     // a small file's size (and one byte to see its end), not a whole MiB per file
     const size = (await handle.stat()).size
     const buffer = Buffer.allocUnsafe(Math.max(1, Math.min(READ_BYTES, size + 1)))
     while (true) {
       const { bytesRead } = await handle.read(buffer, 0, buffer.length, null)
-      if (bytesRead === 0) return hash.digest("hex")
       hash.update(buffer.subarray(0, bytesRead))
+      // a regular file reads short only at its end: a small file is one read, not a read and one more that
+      // finds nothing (what it is when sent is checked again then: its size, its time, its hash)
+      if (bytesRead < buffer.length) return hash.digest()
     }
   } finally {
     await handle.close().catch(() => undefined)
@@ -72,7 +122,7 @@ const hashWhole = async (path: string): Promise<string> => {
  * rewound file: its whole-file hash covers what was sent before); the bytes
  * read, less than `length` if the file is shorter.
  */
-export const hashPrefix = async (handle: fs.FileHandle, hash: ReturnType<typeof createHash>, length: number): Promise<number> => {
+export const hashPrefix = async (handle: fs.FileHandle, hash: FileHash, length: number): Promise<number> => {
   const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, Math.max(1, length)))
   let done = 0
   while (done < length) {
@@ -93,12 +143,20 @@ export interface Source {
 
 /**
  * The manifest of `paths` (files and folders, each sent under its own name,
- * folders with everything in them), hashed. A link, or anything neither file
- * nor folder, fails with `Unsupported`: Spacedrop never sends what a link
- * points to without being asked.
+ * folders with everything in them), hashed in chunks of the size
+ * `chunkBytesFor` gives for the files' total (`FileHash`). A link, or
+ * anything neither file nor folder, fails with `Unsupported`: Spacedrop
+ * never sends what a link points to without being asked.
  */
-export const manifest = (where: Where, paths: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<Source>, Protocol.SpacedropError> =>
-  Effect.flatMap(Effect.promise(() => walk(where, paths)), (walked) => (walked instanceof Protocol.SpacedropError ? Effect.fail(walked) : Effect.succeed(walked)))
+export const manifest = (
+  where: Where,
+  paths: ReadonlyArray<string>,
+  chunkBytesFor: (totalBytes: number) => number
+): Effect.Effect<{ readonly sources: ReadonlyArray<Source>; readonly chunkBytes: number }, Protocol.SpacedropError> =>
+  Effect.flatMap(
+    Effect.promise(() => walk(where, paths, chunkBytesFor)),
+    (walked) => (walked instanceof Protocol.SpacedropError ? Effect.fail(walked) : Effect.succeed(walked))
+  )
 
 /** Files (and folders) read at once while a manifest is made. */
 const MANIFEST_CONCURRENCY = 8
@@ -108,7 +166,11 @@ const MANIFEST_CONCURRENCY = 8
  * more than the step for thousands of small files): files hashed several at
  * a time, the order the walk's. The first failure, as a value.
  */
-const walk = async (where: Where, paths: ReadonlyArray<string>): Promise<Array<Source> | Protocol.SpacedropError> => {
+const walk = async (
+  where: Where,
+  paths: ReadonlyArray<string>,
+  chunkBytesFor: (totalBytes: number) => number
+): Promise<{ readonly sources: Array<Source>; readonly chunkBytes: number } | Protocol.SpacedropError> => {
   let failure: Protocol.SpacedropError | undefined
   // at most MANIFEST_CONCURRENCY steps touch the disk at once; a folder holds no place while its entries wait
   let active = 0
@@ -146,15 +208,23 @@ const walk = async (where: Where, paths: ReadonlyArray<string>): Promise<Array<S
       failure ??= new Protocol.SpacedropError({ reason: "Unsupported", ...where, path: absolute, detail: "neither a file nor a folder" })
       return []
     }
-    const hash = await step(absolute, "read", () => hashWhole(absolute))
-    return hash === undefined ? [] : [{ entry: { path: relative, kind: "file", size: stat.size, mtime, hash }, file: absolute }]
+    // hashed once the walk is done: the chunk size the hash is made in depends on the total
+    return [{ entry: { path: relative, kind: "file", size: stat.size, mtime }, file: absolute }]
   }
-  const out: Array<Source> = []
+  const walked: Array<Source> = []
   for (const path of paths) {
     const absolute = nodePath.resolve(path)
-    for (const source of await visit(absolute, nodePath.basename(absolute))) out.push(source)
+    for (const source of await visit(absolute, nodePath.basename(absolute))) walked.push(source)
   }
-  return failure ?? out
+  if (failure !== undefined) return failure
+  const chunkBytes = chunkBytesFor(walked.reduce((n, s) => n + (s.entry.kind === "file" ? s.entry.size : 0), 0))
+  const sources = await Promise.all(walked.map(async (source): Promise<Source> => {
+    if (source.file === undefined) return source
+    const file = source.file
+    const hash = await step(file, "read", () => hashWhole(file, chunkBytes))
+    return { entry: { ...source.entry, hash: hash ?? "" }, file }
+  }))
+  return failure ?? { sources, chunkBytes }
 }
 
 /** How the receiver treats a file that already exists where one arrives. */
@@ -269,6 +339,24 @@ export const place = (where: Where, temp: string, final: string, onExisting: OnE
     }
     throw new Error(`${MAX_NUMBER} numbered names are taken`)
   })
+
+/**
+ * Writes `pieces` at `position`, in one `writev` (and again for what a
+ * short write left).
+ */
+export const writeAll = async (handle: fs.FileHandle, pieces: ReadonlyArray<Uint8Array>, position: number): Promise<void> => {
+  let rest = pieces
+  let at = position
+  while (rest.length > 0) {
+    const { bytesWritten } = await handle.writev(rest as Array<Uint8Array>, at)
+    at += bytesWritten
+    let skip = bytesWritten
+    let i = 0
+    while (i < rest.length && skip >= rest[i]!.length) skip -= rest[i++]!.length
+    rest = i < rest.length && skip > 0 ? [rest[i]!.subarray(skip), ...rest.slice(i + 1)] : rest.slice(i)
+    if (bytesWritten === 0 && rest.length > 0) throw new Error("the disk took none of a write")
+  }
+}
 
 /** A new file to write, opened exclusively (never an existing name, never through a link). */
 export const createExclusive = (where: Where, path: string) => io(where, path, "create", () => openExclusive(path))

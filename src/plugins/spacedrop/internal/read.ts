@@ -18,7 +18,15 @@ import * as Wire from "./wire.js"
 
 /** What the reading hands the sending: a chunk frame, a file's end, or why it stopped. */
 export type Item =
-  | { readonly _tag: "Chunk"; readonly k: number; readonly offset: number; readonly length: number; readonly frame: Uint8Array }
+  | {
+    readonly _tag: "Chunk"
+    readonly k: number
+    readonly offset: number
+    readonly length: number
+    readonly frame: Uint8Array
+    /** The frame carries the file's `FileEnd` too (a small file read whole): no `End` item follows. */
+    readonly ends: boolean
+  }
   | { readonly _tag: "End"; readonly k: number }
   | { readonly _tag: "Changed"; readonly entry: Protocol.Entry; readonly detail: string }
   | { readonly _tag: "Failed"; readonly error: Protocol.SpacedropError }
@@ -31,7 +39,7 @@ const READ_AHEAD_FILES = 8
 const READ_AHEAD_BYTES = 4 * 1024 * 1024
 /** Items read ahead of the sending. */
 const READ_AHEAD_ITEMS = 256
-/** SHA-256 of no bytes. */
+/** The hash of an empty file (no chunks). */
 const EMPTY_HASH = createHash("sha256").digest("hex")
 
 /** One file to send: its entry index in the manifest, its entry, where it is read from. */
@@ -68,7 +76,7 @@ export const make = (where: Files.Where, files: ReadonlyArray<ToSend>, chunkByte
   const failed = (path: string, what: string) => (cause: unknown): Item => ({ _tag: "Failed", error: Files.ioError(where, path, what)(cause) })
   const open = (path: string) => fs.open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
 
-  /** A small file whole (open, read, stat, close). Its one chunk's hash is its whole hash: hashed once. */
+  /** A small file whole (open, read, stat, close), hashed once: its file hash is its one chunk's, hashed again (32 bytes). */
   const readSmall = async (k: number): Promise<ReadonlyArray<Item>> => {
     const { entry, index, path } = files[k]!
     let handle: fs.FileHandle
@@ -78,21 +86,22 @@ export const make = (where: Files.Where, files: ReadonlyArray<ToSend>, chunkByte
       return [failed(path, "open")(cause)]
     }
     try {
-      const items: Array<Item> = []
+      let item: Item = { _tag: "End", k }
       if (entry.size > 0) {
-        const chunk = Wire.chunkFrame(index, 0, entry.size)
+        const chunk = Wire.chunkFrame(index, 0, entry.size, true)
         const read = await readFully(handle, chunk.data, 0)
         if (read < entry.size) return [{ _tag: "Changed", entry, detail: `the file shrank to ${read} bytes while it was sent` }]
         chunk.seal()
-        if (chunk.hash() !== entry.hash) return [{ _tag: "Changed", entry, detail: "the file's content changed while it was sent" }]
-        items.push({ _tag: "Chunk", k, offset: 0, length: entry.size, frame: chunk.frame })
+        const hash = new Files.FileHash(chunkBytes)
+        hash.addChunk(chunk.digest())
+        if (hash.digest() !== entry.hash) return [{ _tag: "Changed", entry, detail: "the file's content changed while it was sent" }]
+        item = { _tag: "Chunk", k, offset: 0, length: entry.size, frame: chunk.frame, ends: true }
       } else if (entry.hash !== EMPTY_HASH) {
         return [{ _tag: "Changed", entry, detail: "the file's content changed while it was sent" }]
       }
       // a file that grew, or was written over, shows in its size or time once read
       if (!same(await handle.stat(), entry)) return [{ _tag: "Changed", entry, detail: "the file changed while it was sent" }]
-      items.push({ _tag: "End", k })
-      return items
+      return [item]
     } catch (cause) {
       return [failed(path, "read")(cause)]
     } finally {
@@ -112,7 +121,7 @@ export const make = (where: Files.Where, files: ReadonlyArray<ToSend>, chunkByte
     }
     try {
       if (!same(await handle.stat(), entry)) return yield { _tag: "Changed", entry, detail: "the file changed after it was offered" }
-      const hash = createHash("sha256")
+      const hash = new Files.FileHash(chunkBytes)
       const prefix = await Files.hashPrefix(handle, hash, offset)
       if (prefix < offset) return yield { _tag: "Changed", entry, detail: `the file shrank to ${prefix} bytes` }
       for (let at = offset; at < entry.size;) {
@@ -120,12 +129,14 @@ export const make = (where: Files.Where, files: ReadonlyArray<ToSend>, chunkByte
         const chunk = Wire.chunkFrame(index, at, n)
         const read = await readFully(handle, chunk.data, at)
         if (read < n) return yield { _tag: "Changed", entry, detail: `the file shrank to ${at + read} bytes while it was sent` }
-        hash.update(chunk.data)
-        yield { _tag: "Chunk", k, offset: at, length: n, frame: chunk.seal() }
+        // each byte hashed once here: the chunk's digest, sent with it, is folded into the file's
+        const frame = chunk.seal()
+        hash.addChunk(chunk.digest())
+        yield { _tag: "Chunk", k, offset: at, length: n, frame, ends: false }
         at += n
       }
       if (!same(await handle.stat(), entry)) return yield { _tag: "Changed", entry, detail: "the file changed while it was sent" }
-      if (hash.digest("hex") !== entry.hash) return yield { _tag: "Changed", entry, detail: "the file's content changed while it was sent" }
+      if (hash.digest() !== entry.hash) return yield { _tag: "Changed", entry, detail: "the file's content changed while it was sent" }
       yield { _tag: "End", k }
     } catch (cause) {
       yield failed(path, "read")(cause)

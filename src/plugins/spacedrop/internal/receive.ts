@@ -15,7 +15,7 @@ import * as Ref from "effect/Ref"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { createHash, type Hash } from "node:crypto"
+import { createHash } from "node:crypto"
 import { constants } from "node:fs"
 import * as fs from "node:fs/promises"
 import * as nodePath from "node:path"
@@ -279,6 +279,11 @@ export const handle = (shared: Shared) =>
     }
     const { offer, entries } = read
     const ids = { peer, transfer: offer.transfer }
+    if (Registry.wasCancelled(registry, peer, offer.transfer)) {
+      // the sender was out of reach when this side cancelled, and offers it again: not asked again
+      yield* Effect.logInfo(`refused offer ${offer.transfer} from ${peer}: cancelled here before`)
+      return yield* refuse("Declined", "the receiver cancelled this transfer")
+    }
     const live = registry.live.get(offer.transfer)
     if (live !== undefined) {
       // the sender is back on a new connection while this side still waits on the old one: the old run stops
@@ -498,10 +503,17 @@ interface Open {
    */
   syncing: Promise<void>
   failure: Protocol.SpacedropError | undefined
-  hash: Hash
-  /** The whole file's hash, when it came in one chunk (that chunk's verified hash: no second pass). */
-  whole: string | undefined
+  /** The file's hash so far: the digests its chunks were verified with, folded in (no second pass over the bytes). */
+  hash: Files.FileHash
+  /** Bytes verified (written, or gathered to be). */
   written: number
+  /**
+   * Verified data not yet handed to a write, as it arrived (views of the
+   * transport's pieces): written in one `writev` once `GATHER_BYTES` are
+   * in, at the file's end, and before any sync.
+   */
+  gathered: Array<Uint8Array>
+  gatheredBytes: number
 }
 
 /** A durable record is rewritten at most every this many verified bytes (after a sync of the file being written)… */
@@ -518,8 +530,14 @@ const MAX_REWINDS = 64
 const GROUP_FILES = 64
 /** …or this many bytes. */
 const GROUP_BYTES = 32 * 1024 * 1024
-/** Most bytes handed to writes not yet done: past it the reader waits for the disk. */
+/** Most bytes handed to writes not yet done (or gathered for one): past it the reader waits for the disk. */
 const MAX_QUEUED_BYTES = 8 * 1024 * 1024
+/**
+ * Verified bytes gathered before they go to the disk in one write (under
+ * half of `MAX_QUEUED_BYTES`, so that the writes queued before them can
+ * always drain the reader's wait).
+ */
+const GATHER_BYTES = 2 * 1024 * 1024
 
 /**
  * Writes the accepted files as their chunks come, each verified, synced and
@@ -562,15 +580,15 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
       io: Promise.resolve(),
       syncing: Promise.resolve(),
       failure: undefined,
-      hash: createHash("sha256"),
-      whole: undefined,
-      written
+      hash: new Files.FileHash(offer.chunkBytes),
+      written,
+      gathered: [],
+      gatheredBytes: 0
     })
     /** Queues `op` on the file's handle, after what is queued already; `bytes` count against `MAX_QUEUED_BYTES` until it is done. */
     // the reading, waiting for the queued writes to drain to half the bound
     let drained: (() => void) | undefined
     const enqueue = (file: Open, what: string, op: (handle: Files.FileHandle) => Promise<unknown>, bytes = 0) => {
-      queued += bytes
       file.io = file.io.then(async () => {
         try {
           if (file.failure === undefined && file.handle !== undefined) await op(file.handle)
@@ -586,8 +604,26 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         }
       })
     }
+    /** Verified data of the file, taken as it came (counted in `queued` from now until it is written). */
+    const gather = (file: Open, data: ReadonlyArray<Uint8Array>, bytes: number) => {
+      for (const piece of data) file.gathered.push(piece)
+      file.gatheredBytes += bytes
+      queued += bytes
+      if (file.gatheredBytes >= GATHER_BYTES) writeOut(file)
+    }
+    /** Queues the write of what the file gathered: one `writev` at the offset it starts at. */
+    const writeOut = (file: Open) => {
+      if (file.gatheredBytes === 0) return
+      const pieces = file.gathered
+      const bytes = file.gatheredBytes
+      const at = file.written - bytes
+      file.gathered = []
+      file.gatheredBytes = 0
+      enqueue(file, "write", (handle) => Files.writeAll(handle, pieces, at), bytes)
+    }
     /** Syncs what is written of the file so far, beside the writes queued after this (see `Open.syncing`). */
     const syncBeside = (file: Open) => {
+      writeOut(file)
       const upTo = file.io
       const before = file.syncing
       file.syncing = Promise.all([upTo, before]).then(async () => {
@@ -825,7 +861,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           }
         })()
         current = file
-        return Effect.as(running.update((p) => ({ ...p, current: file.entry.path })), file)
+        return Effect.succeed(file)
       })
     /** Closes and removes files not put in place (their work done first). */
     const remove = (open: ReadonlyArray<Open>) =>
@@ -922,7 +958,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
         if (f._tag === "Chunk") {
           if (skipping !== undefined) {
             if (f.index !== skipping.index || f.offset !== skipping.offset) {
-              skipped += f.data.length
+              skipped += f.length
               if (skipped > maxSkipped) return yield* violation(where, "Unexpected", `over ${maxSkipped} bytes sent after a rewind`)
               continue
             }
@@ -932,23 +968,24 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           const entry = index === undefined ? undefined : entries[index]
           if (index === undefined || entry === undefined || f.index !== index) return yield* violation(where, "Unexpected", `a chunk of entry ${f.index}, expected ${index ?? "none"}`)
           const file = current ?? (yield* open(index))
-          if (f.offset !== file.written || f.data.length > offer.chunkBytes || f.offset + f.data.length > entry.size) {
-            return yield* violation(where, "Unexpected", `a chunk at ${f.offset}+${f.data.length} of ${JSON.stringify(entry.path)} (${file.written} written of ${entry.size}, chunks of ${offer.chunkBytes})`)
+          // every chunk but a file's last is of the offer's size: the file's hash is made of those chunks' digests
+          if (f.offset !== file.written || f.length !== Math.min(offer.chunkBytes, entry.size - f.offset)) {
+            return yield* violation(where, "Unexpected", `a chunk at ${f.offset}+${f.length} of ${JSON.stringify(entry.path)} (${file.written} written of ${entry.size}, chunks of ${offer.chunkBytes})`)
           }
-          const digest = createHash("sha256").update(f.data).digest()
+          // hashed piece by piece as the data arrived (never gathered into one buffer)
+          const chunkHash = createHash("sha256")
+          for (const piece of f.data) chunkHash.update(piece)
+          const digest = chunkHash.digest()
           if (!digest.equals(f.hash)) {
             yield* rewind(index, f.offset, new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: `the chunk at ${f.offset} does not match its hash` }))
             continue
           }
-          const data = f.data
-          const offset = f.offset
-          enqueue(file, "write", (handle) => handle.write(data, 0, data.length, offset), data.length)
-          // a file in one chunk: that chunk's hash is the file's
-          if (offset === 0 && data.length === entry.size) file.whole = digest.toString("hex")
-          else file.hash.update(data)
-          file.written += data.length
-          bytes += data.length
-          yield* running.update((p) => ({ ...p, bytes }))
+          file.hash.addChunk(digest)
+          file.written += f.length
+          gather(file, f.data, f.length)
+          bytes += f.length
+          // a file's last chunk shows with its end (one progress update per small file, not three)
+          if (file.written < entry.size) yield* running.update((p) => ({ ...p, bytes, current: entry.path }))
           yield* backpressure
           yield* checkpoint(false)
           yield* ack(false)
@@ -962,8 +999,9 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             if (index === undefined || message.index !== index) return yield* violation(where, "Unexpected", `the end of entry ${message.index}, expected ${index ?? "none"}`)
             const entry = entries[index]!
             const file = current ?? (yield* open(index))
+            writeOut(file)
             if (file.written !== entry.size) return yield* violation(where, "Unexpected", `the end of ${JSON.stringify(entry.path)} after ${file.written} of ${entry.size} bytes`)
-            if ((file.whole ?? file.hash.digest("hex")) !== entry.hash) {
+            if (file.hash.digest() !== entry.hash) {
               const error = new Protocol.SpacedropError({ reason: "Corrupt", ...ids, path: entry.path, detail: "the file does not match the hash in the offer" })
               if (entry.size === 0) return yield* failWith("Corrupt", error)
               // every chunk matched its own hash, the whole did not: the whole file again
@@ -971,8 +1009,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
               yield* Files.io(ids, file.temp, "truncate", () => file.handle!.truncate(0))
               bytes -= file.written
               file.written = 0
-              file.hash = createHash("sha256")
-              file.whole = undefined
+              file.hash = new Files.FileHash(offer.chunkBytes)
               yield* running.update((p) => ({ ...p, bytes }))
               yield* rewind(index, 0, error)
               continue
@@ -983,7 +1020,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
             groupBytes += entry.size
             next++
             if (group.length >= GROUP_FILES || groupBytes >= GROUP_BYTES) yield* flush
-            yield* running.update((p) => ({ ...p, current: undefined }))
+            yield* running.update((p) => ({ ...p, bytes, current: undefined }))
             yield* checkpoint(false)
             yield* ack(false)
             continue
@@ -1039,6 +1076,8 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           // a cancel asked for here is final even when the connection went first (the sender, told,
           // may reset the stream while the Cancel is still being sent): nothing is kept to resume
           const cancelledHere = yield* Deferred.isDone(running.cancelled)
+          // the sender may not have read the Cancel (the connection went first) and offer the transfer again
+          if (cancelledHere) yield* Registry.cancelledReceive(registry, ids.peer, offer.transfer)
           if (Exit.isFailure(exit)) {
             // files verified whole go in place whatever stopped the transfer, as each did on its own before
             // groups (and, for a resume, nothing verified is sent again); if they cannot, they go
@@ -1048,6 +1087,7 @@ const receiveFiles = (r: Receiving): Effect.Effect<Running.Summary, Running.Tran
           if (recorded && !cancelledHere && Running.isResumable(exit, { timeout: true })) {
             const file = current
             if (file !== undefined) {
+              writeOut(file)
               enqueue(file, "sync", (handle) => handle.sync())
               yield* Effect.promise(() => idle(file))
               if (file.failure !== undefined) yield* discard

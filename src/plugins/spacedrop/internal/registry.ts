@@ -16,11 +16,32 @@ export interface Registry {
   readonly store: Records.Store
   /** Transfers running now (or paused, or waiting for an answer), by id. */
   readonly live: Map<string, Running.Running>
+  /**
+   * Receives this node cancelled (`peer transfer`), the latest
+   * `MAX_CANCELLED`: a sender that was reconnecting when the cancel came
+   * offers the transfer again, and that offer is refused, not asked again.
+   */
+  readonly cancelled: Set<string>
 }
+
+/** Most cancelled receives remembered. */
+export const MAX_CANCELLED = 1024
 
 const isTransferId = Schema.is(Protocol.TransferId)
 
-export const make = (store: Records.Store): Registry => ({ store, live: new Map() })
+export const make = (store: Records.Store): Registry => ({ store, live: new Map(), cancelled: new Set() })
+
+/** Remembers that this node cancelled the receive of `transfer` from `peer` (the oldest forgotten past the bound). */
+export const cancelledReceive = (registry: Registry, peer: string, transfer: string): Effect.Effect<void> =>
+  Effect.sync(() => {
+    const key = `${peer} ${transfer}`
+    registry.cancelled.delete(key)
+    registry.cancelled.add(key)
+    if (registry.cancelled.size > MAX_CANCELLED) registry.cancelled.delete(registry.cancelled.values().next().value!)
+  })
+
+/** Whether this node cancelled the receive of `transfer` from `peer` (lately: see `Registry.cancelled`). */
+export const wasCancelled = (registry: Registry, peer: string, transfer: string): boolean => registry.cancelled.has(`${peer} ${transfer}`)
 
 /**
  * Tracks `running` while it runs. Fails `Busy` if a transfer of its id runs

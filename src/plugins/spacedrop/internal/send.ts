@@ -139,14 +139,13 @@ export const send = (
   Effect.gen(function*() {
     const transfer = randomBytes(12).toString("base64url")
     const ids = { peer, transfer }
-    const sources = yield* Files.manifest(ids, paths)
+    const { chunkBytes, sources } = yield* Files.manifest(ids, paths, (totalBytes) => options.chunkBytes ?? chunkBytesFor(totalBytes))
     const entries = sources.map((s) => s.entry)
     const problem = Paths.checkManifest(entries)
     if (Option.isSome(problem)) {
       return yield* new Protocol.SpacedropError({ reason: problem.value.reason, ...ids, path: problem.value.path, detail: problem.value.detail })
     }
-    const totalBytes = entries.reduce((n, e) => n + (e.kind === "file" ? e.size : 0), 0)
-    return yield* start(host, settings, { transfer, peer, sources, chunkBytes: options.chunkBytes ?? chunkBytesFor(totalBytes) }, options)
+    return yield* start(host, settings, { transfer, peer, sources, chunkBytes }, options)
   })
 
 /** Offers `plan` again, from its resume record (the receiver says where to go on). */
@@ -463,6 +462,14 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
       reader = Read.make(ids, toRead, chunkBytes, at)
     })
 
+    /** The file at `at` went out whole (its `FileEnd` too): on to the next. */
+    const fileSent = Effect.suspend(() => {
+      at = { k: at.k + 1, offset: 0 }
+      filesSent++
+      const coming = at.k < toSend.length ? entries[toSend[at.k]!]!.path : undefined
+      return running.update((p) => ({ ...p, bytes: sent, files: filesSent, current: coming }))
+    })
+
     const pump = Effect.gen(function*() {
       while (true) {
         while (at.k < toSend.length) {
@@ -488,17 +495,18 @@ const exchange = (x: Exchange): Effect.Effect<Running.Summary, Running.TransferE
               at = { k: at.k, offset: at.offset + item.length }
               sent += item.length
               // a small file's progress goes with its end, a larger one's with each chunk
-              const entry = entries[toSend[at.k]!]!
-              if (entry.size > Read.SMALL_FILE_BYTES) yield* running.update((p) => ({ ...p, bytes: sent, current: entry.path }))
+              if (!item.ends) {
+                const entry = entries[toSend[at.k]!]!
+                if (entry.size > Read.SMALL_FILE_BYTES) yield* running.update((p) => ({ ...p, bytes: sent, current: entry.path }))
+                break
+              }
+              yield* fileSent
               break
             }
             case "End": {
               if (item.k !== at.k) return yield* Effect.dieMessage(`spacedrop: read ahead out of order (end of ${item.k}, at ${at.k})`)
               yield* deliver(Wire.fileEndFrame(toSend[at.k]!))
-              at = { k: at.k + 1, offset: 0 }
-              filesSent++
-              const coming = at.k < toSend.length ? entries[toSend[at.k]!]!.path : undefined
-              yield* running.update((p) => ({ ...p, bytes: sent, files: filesSent, current: coming }))
+              yield* fileSent
               break
             }
             case "Changed":

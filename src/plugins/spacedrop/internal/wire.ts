@@ -1,22 +1,29 @@
 /**
  * Spacedrop's frames on a stream (see `Protocol` for the format): JSON
  * messages, decoded as the kit's `Messages` decodes them (well-formed UTF-8
- * and strings, a version, then the Schema), and binary chunk frames, all
- * read through the kit's one bounded frame reader.
+ * and strings, a version, then the Schema), and binary chunk frames.
  *
  * `Messages` has no binary frames, and bulk data re-encoded as JSON would
- * cost a third more bytes and a copy: hence this reader beside it.
+ * cost a third more bytes and a copy: hence this reader beside it. It is
+ * the kit's frame reader (`Framing.reader`: the same bound, checked at the
+ * length prefix; the same errors) except for a chunk's data, which it hands
+ * on as the pieces the transport delivered (views, no copy): a chunk of a
+ * MiB was gathered into a fresh, zeroed buffer of its own before, a copy and
+ * an allocation per chunk that the receiver only hashed and wrote out (and
+ * the collector then freed).
  */
+import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import * as ParseError from "../../../internal/parseError.js"
 import * as Framing from "../../../transport/Framing.js"
 import { ProtocolError } from "../../../transport/ProtocolError.js"
-import type { Duplex, TransportError } from "../../../transport/Transport.js"
+import { type Duplex, TransportError } from "../../../transport/Transport.js"
 import { decodeJson, type MessageError } from "../../Messages.js"
 import * as Protocol from "../Protocol.js"
 
@@ -53,7 +60,8 @@ export const decodeFrame = (frame: Uint8Array, where: Where): Either.Either<Prot
       index: view.getUint32(1),
       offset,
       hash: frame.subarray(13, 45),
-      data: frame.subarray(45)
+      data: [frame.subarray(45)],
+      length: frame.length - Protocol.CHUNK_HEADER_BYTES
     })
   }
   return Either.map(decodeJson(frame, Protocol.VERSION, decodeMessage, where), (message) => ({ _tag: "Message", message, bytes: frame.length }))
@@ -66,18 +74,24 @@ export const messageFrame = (message: Protocol.Message): Uint8Array =>
 /**
  * A chunk frame with room for `length` data bytes: fill `data`, then `seal`
  * it (hashes the data into the header). One buffer: file bytes are read
- * straight into the frame that is written.
+ * straight into the frame that is written. `endsFile`: the file's `FileEnd`
+ * frame follows in the same buffer (a small file's one chunk and its end go
+ * out in one write, not two: a write is a trip through the muxer and the
+ * encryption per file).
  */
-export const chunkFrame = (index: number, offset: number, length: number) => {
+export const chunkFrame = (index: number, offset: number, length: number, endsFile = false) => {
+  const end = endsFile ? fileEndFrame(index) : undefined
+  const chunkBytes = 4 + Protocol.CHUNK_HEADER_BYTES + length
   // not zeroed (a chunk is read over it whole, or never sent), and not from the shared pool
-  const frame: Uint8Array = Buffer.allocUnsafeSlow(4 + Protocol.CHUNK_HEADER_BYTES + length)
+  const frame: Uint8Array = Buffer.allocUnsafeSlow(chunkBytes + (end?.length ?? 0))
+  if (end !== undefined) frame.set(end, chunkBytes)
   const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
   view.setUint32(0, Protocol.CHUNK_HEADER_BYTES + length)
   frame[4] = Protocol.CHUNK_KIND
   view.setUint32(5, index)
   view.setUint32(9, Math.floor(offset / 2 ** 32))
   view.setUint32(13, offset % 2 ** 32)
-  const data = frame.subarray(4 + Protocol.CHUNK_HEADER_BYTES)
+  const data = frame.subarray(4 + Protocol.CHUNK_HEADER_BYTES, chunkBytes)
   return {
     frame,
     data,
@@ -86,8 +100,8 @@ export const chunkFrame = (index: number, offset: number, length: number) => {
       createHash("sha256").update(data.subarray(0, dataLength)).digest().copy(frame, 17)
       return frame
     },
-    /** The hash `seal` wrote, in hex (for a file sent in one chunk, its whole hash: no second pass over it). */
-    hash: () => Buffer.from(frame.buffer, frame.byteOffset + 17, 32).toString("hex")
+    /** The digest `seal` wrote (a view of the header: what the file's hash folds in, see `Files.FileHash`). */
+    digest: () => frame.subarray(17, 49)
   }
 }
 
@@ -99,22 +113,143 @@ export const chunkFrame = (index: number, offset: number, length: number) => {
 export const fileEndFrame = (index: number): Uint8Array =>
   Framing.encode(encoder.encode(`{"version":${Protocol.VERSION},"type":"FileEnd","index":${index}}`))
 
-/** Frames of `stream`, each at most `maxFrameBytes`, until the scope closes. */
-export const make = (stream: Duplex, maxFrameBytes: number): Effect.Effect<Wire, never, Scope.Scope> =>
-  Effect.map(
-    Framing.reader(stream.source, { peer: stream.remote, protocol: stream.protocol, maxFrameBytes }),
-    (reader) => {
-      const where = { peer: stream.remote, protocol: stream.protocol }
-      return {
-        next: Effect.flatMap(reader.frame, Option.match({
-          onNone: () => Effect.succeedNone,
-          onSome: (frame) => Effect.map(decodeFrame(frame, where), Option.some)
-        })),
-        // each write is one whole frame, and the transports take a write whole: frames from
-        // several fibers (a Pause, a Cancel beside the chunks) never interleave
-        send: (message) => stream.write(messageFrame(message)),
-        sendRaw: stream.write,
-        end: stream.end
+/**
+ * Bytes received and not yet read: the transport's pieces, in order. Only
+ * a JSON message, or a header split between pieces, is copied out.
+ */
+class Pending {
+  private pieces: Array<Uint8Array> = []
+  private head = 0
+  length = 0
+
+  push(piece: Uint8Array): void {
+    if (piece.length === 0) return
+    this.pieces.push(piece)
+    this.length += piece.length
+  }
+
+  /** The first `n` bytes as views of the pieces (`n` at most `length`). */
+  views(n: number): Array<Uint8Array> {
+    const out: Array<Uint8Array> = []
+    this.length -= n
+    while (n > 0) {
+      const first = this.pieces[this.head]!
+      if (first.length <= n) {
+        out.push(first)
+        n -= first.length
+        this.head++
+      } else {
+        out.push(first.subarray(0, n))
+        this.pieces[this.head] = first.subarray(n)
+        n = 0
       }
     }
-  )
+    if (this.head > 64 && this.head * 2 > this.pieces.length) {
+      this.pieces = this.pieces.slice(this.head)
+      this.head = 0
+    }
+    return out
+  }
+
+  /** The first `n` bytes in one buffer (a view when they lie in one piece). */
+  take(n: number): Uint8Array {
+    const views = this.views(n)
+    if (views.length === 1) return views[0]!
+    const out = Buffer.allocUnsafe(n)
+    let at = 0
+    for (const view of views) {
+      out.set(view, at)
+      at += view.length
+    }
+    return out
+  }
+
+  /** The byte at `at` (`at` below `length`). */
+  byteAt(at: number): number {
+    for (let i = this.head; ; i++) {
+      const piece = this.pieces[i]!
+      if (at < piece.length) return piece[at]!
+      at -= piece.length
+    }
+  }
+
+  /** The big-endian u32 the buffer starts with (`length` at least 4). */
+  peekUint32(): number {
+    return ((this.byteAt(0) << 24) | (this.byteAt(1) << 16) | (this.byteAt(2) << 8) | this.byteAt(3)) >>> 0
+  }
+
+  clear(): void {
+    this.pieces = []
+    this.head = 0
+    this.length = 0
+  }
+}
+
+/** Frames of `stream`, each at most `maxFrameBytes`, until the scope closes. */
+export const make = (stream: Duplex, maxFrameBytes: number): Effect.Effect<Wire, never, Scope.Scope> =>
+  Effect.map(Stream.toPull(stream.source), (pull) => {
+    const where = { peer: stream.remote, protocol: stream.protocol }
+    const pending = new Pending()
+    let ended = false
+
+    /** Pulls one more delivery into `pending`; false once the stream has ended. */
+    const more: Effect.Effect<boolean, TransportError> = Effect.suspend(() =>
+      ended ? Effect.succeed(false) : Effect.matchEffect(pull, {
+        onFailure: Option.match({
+          onNone: () => {
+            ended = true
+            return Effect.succeed(false)
+          },
+          onSome: Effect.fail
+        }),
+        onSuccess: (chunk) => {
+          for (const piece of Chunk.toReadonlyArray(chunk)) pending.push(piece)
+          return Effect.succeed(true)
+        }
+      })
+    )
+
+    /** The frame at the head of `pending`, if it is all in (its length prefix checked against the bound). */
+    const ready = (): Either.Either<Option.Option<Protocol.Frame>, ProtocolError | MessageError> => {
+      if (pending.length < Framing.HEADER_BYTES) return Either.right(Option.none())
+      const length = pending.peekUint32()
+      // refused at the prefix: the body is never waited for
+      if (length > maxFrameBytes) {
+        return Either.left(new ProtocolError({ reason: "Oversize", ...where, detail: `frame of ${length} bytes exceeds the bound of ${maxFrameBytes}` }))
+      }
+      if (pending.length < Framing.HEADER_BYTES + length) return Either.right(Option.none())
+      pending.views(Framing.HEADER_BYTES)
+      if (length >= Protocol.CHUNK_HEADER_BYTES && pending.byteAt(0) === Protocol.CHUNK_KIND) {
+        // the header copied (45 bytes), the data handed on as it lies
+        const header = pending.take(Protocol.CHUNK_HEADER_BYTES)
+        const view = new DataView(header.buffer, header.byteOffset, header.byteLength)
+        const offset = view.getUint32(5) * 2 ** 32 + view.getUint32(9)
+        const dataBytes = length - Protocol.CHUNK_HEADER_BYTES
+        const data = pending.views(dataBytes)
+        if (!Number.isSafeInteger(offset)) return Either.left(new ProtocolError({ reason: "Malformed", ...where, detail: "a chunk offset past 2^53" }))
+        return Either.right(Option.some({ _tag: "Chunk", index: view.getUint32(1), offset, hash: header.subarray(13, 45), data, length: dataBytes }))
+      }
+      return Either.map(decodeFrame(pending.take(length), where), Option.some)
+    }
+
+    const next: Effect.Effect<Option.Option<Protocol.Frame>, ProtocolError | MessageError | TransportError> = Effect.suspend(() => {
+      const frame = ready()
+      if (Either.isLeft(frame)) return Effect.fail(frame.left)
+      if (Option.isSome(frame.right)) return Effect.succeed(frame.right)
+      return Effect.flatMap(more, (pulled) => {
+        if (pulled) return next
+        return pending.length === 0
+          ? Effect.succeedNone
+          : Effect.fail(new TransportError({ reason: "Reset", ...where, detail: `stream ended inside a frame (${pending.length} bytes pending)` }))
+      })
+    })
+
+    return {
+      next,
+      // each write is one whole frame, and the transports take a write whole: frames from
+      // several fibers (a Pause, a Cancel beside the chunks) never interleave
+      send: (message) => stream.write(messageFrame(message)),
+      sendRaw: stream.write,
+      end: stream.end
+    }
+  })
