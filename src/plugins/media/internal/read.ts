@@ -11,7 +11,6 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { StorageError } from "../../../engine/Database.js"
@@ -67,7 +66,6 @@ export interface Deps {
   readonly chunkBytes: number
 }
 
-const encodeRead = Schema.encodeSync(Protocol.Read)
 const decodeAnswer = ParseError.decodeUnknownEither(Protocol.Answers.schema)
 
 // which error a failed read reports when every source failed: the most telling
@@ -167,7 +165,11 @@ export const make = ({ host, pool, mounts, presence, chunkBytes, library: librar
         const failed = (detail: string) => fail("Failed", detail, { peer })
         const where = { peer, protocol: Protocol.MEDIA_ID }
         const request = Framing.encodeText(
-          JSON.stringify({ version: Protocol.VERSION, ...encodeRead({ type: "Read", file: { id: record.id }, offset: part.offset, length: Math.max(1, part.length), verify }) })
+          // a plain record whose encoded form is itself (typed as such): no Schema encode
+          JSON.stringify({
+            version: Protocol.VERSION,
+            ...({ type: "Read", file: { id: record.id }, offset: part.offset, length: Math.max(1, part.length), verify } satisfies typeof Protocol.Read.Encoded)
+          })
         )
         const violation = (error: ProtocolError) => Effect.zipRight(host.violation(peer, Protocol.MEDIA_ID, error), Effect.fail(failed(error.message)))
         // the stream taken, released (given back once its answer was read whole) when the source closes

@@ -30,7 +30,6 @@ import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { readSync } from "node:fs"
@@ -67,9 +66,8 @@ export interface Deps {
   readonly chunkBytes: number
 }
 
-const encodeAnswer = Schema.encodeSync(Protocol.Answers.schema)
-const frameOf = (answer: typeof Protocol.Answers.schema.Type) =>
-  Framing.encodeText(JSON.stringify({ version: Protocol.VERSION, ...(encodeAnswer(answer) as object) }))
+// answers are plain records whose encoded form is themselves (typed as such): no Schema encode per answer
+const frameOf = (answer: typeof Protocol.Answers.schema.Encoded) => Framing.encodeText(JSON.stringify({ version: Protocol.VERSION, ...answer }))
 
 const rank = (reason: Protocol.Reason) => ["Changed", "Unsafe", "RangeNotSatisfiable", "NotFound", "Failed", "Offline"].indexOf(reason)
 
@@ -100,15 +98,14 @@ const readInto = (handle: FileHandle, into: Uint8Array, at: number, want: number
   )
 
 /**
- * The header and the first `want` bytes at `position`, read in place into one buffer (fewer: the file
- * is shorter than its record says). One read of at most `FIRST_CHUNK` bytes, most often from the page
- * cache, blocks the loop no longer than a thread-pool round trip would take to schedule it.
+ * Reads `want` bytes at `position` into `into` from `at`, in place (fewer: the file is shorter than its
+ * record says). For the first `chunkBytes` of a read only: one such read, most often from the page
+ * cache, takes less than handing it to the thread pool (a wake-up of one of its threads, which under
+ * load costs the loop far more than the copy).
  */
-const readFirst = (handle: FileHandle, header: Uint8Array, want: number, position: number): Chunk => {
-  const buffer = new Uint8Array(header.length + want)
-  buffer.set(header)
+const readInPlace = (handle: FileHandle, into: Uint8Array, at: number, want: number, position: number): Chunk => {
   try {
-    return readSync(handle.fd, buffer, header.length, want, position) < want ? { _tag: "Failed", refusal: short } : { _tag: "Bytes", bytes: buffer }
+    return readSync(handle.fd, into, at, want, position) < want ? { _tag: "Failed", refusal: short } : { _tag: "Bytes", bytes: into }
   } catch (cause) {
     return { _tag: "Failed", refusal: unreadable(cause) }
   }
@@ -213,7 +210,9 @@ export const handler = ({ chunkBytes, library: libraryOf, mounts }: Deps) => (st
         // the header and a small first chunk in one buffer, one write, read in place: no thread-pool round trip
         // (which costs more than the read of a few pages) before the first byte
         const firstWant = Math.min(FIRST_CHUNK, chunkBytes, range.length)
-        const first = firstWant === 0 ? { _tag: "Bytes" as const, bytes: header } : readFirst(handle, header, firstWant, range.offset)
+        const buffer = new Uint8Array(header.length + firstWant)
+        buffer.set(header)
+        const first = firstWant === 0 ? { _tag: "Bytes" as const, bytes: buffer } : readInPlace(handle, buffer, header.length, firstWant, range.offset)
         let position = range.offset + firstWant
         // later chunks, read ahead through the thread pool while the ones before are written
         const ahead: Array<Promise<Chunk>> = []
@@ -229,10 +228,18 @@ export const handler = ({ chunkBytes, library: libraryOf, mounts }: Deps) => (st
           yield* release
           return yield* refuse(first._tag === "Failed" ? first.refusal : Files.refusal("Changed", "the file on disk no longer matches its record"))
         }
-        // the first bytes handed on before the read-ahead wakes the thread pool
         yield* stream.write(first.bytes)
         if (range.length <= firstWant) return true
-        readAhead()
+        // the rest of the first chunkBytes read in place too (the kernel most often read those pages ahead
+        // with the first), after the first bytes were handed on; later chunks read ahead
+        const restWant = Math.min(chunkBytes - firstWant, end - position)
+        if (restWant > 0) {
+          const rest = readInPlace(handle, new Uint8Array(restWant), 0, restWant, position)
+          position += restWant
+          if (rest._tag === "Failed") return false
+          readAhead()
+          yield* stream.write(rest.bytes)
+        } else readAhead()
         while (ahead.length > 0) {
           const chunk = yield* Effect.promise(() => ahead.shift()!)
           if (chunk._tag === "Failed") return false
