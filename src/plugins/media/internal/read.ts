@@ -93,7 +93,8 @@ interface Opened {
 /** Reads over `deps`. */
 export const make = ({ host, pool, mounts, presence, chunkBytes, library: libraryOf }: Deps) => {
   // the libraries reads looked records up in: a file read again (a player seeking) is found in place,
-  // with no lookup of the library (an RcMap get and release, a third of a small read's Effect steps)
+  // with no lookup of the library (an RcMap get and release, a third of a small read's Effect steps);
+  // one let go since (`ENGINE_IDLE` after the lookup that got it) holds nothing, and is looked up again
   const recent = new Map<string, Library.Library>()
 
   return (library: string, ref: FileRef, readOptions: ReadOptions = {}): Effect.Effect<Reading, MediaError> => {
