@@ -12,7 +12,8 @@
  *   memory, in chunks of the same size; goal ≥ 0.8;
  * - time to the first byte of a random 64 KiB range of that file read from
  *   the remote peer (`WEFT_BENCH_MEDIA_RANGES` reads, default 200), p50 and
- *   p99, beside the ping plugin's round trip on the same connection; goal
+ *   p99, beside the ping plugin's round trip on the same connection (pings
+ *   and reads taken in turns, `TURN` at a time, so both see the same load); goal
  *   p50 ≤ 3× the ping's p50 (shown too: the first byte of a new raw stream,
  *   how much of it is opening a stream);
  * - indexing `WEFT_BENCH_MEDIA_FILES` small files (default 20 000, of
@@ -54,6 +55,8 @@ const LIBRARY = "bench-media"
 const LOCATION = "lbench"
 const CHUNK = 64 * 1024
 const RANGE = 64 * 1024
+/** Pings, then range reads, taken in turns of this many. */
+const TURN = 20
 
 const fromEnv = (name: string, fallback: number) => {
   const set = Number(process.env[name])
@@ -213,20 +216,25 @@ export const run = (settings: Settings = defaults()): Effect.Effect<ReadonlyArra
       console.log(`media: round ${i + 1}: media ${mediaRates[i]!.toFixed(1)} MB/s, raw stream ${rawRates[i]!.toFixed(1)} MB/s`)
     }
 
-    // time to first byte of random ranges, beside ping's round trip on the same connection
-    const pings = yield* bob.ping.ping(alice.id, { count: Math.max(20, Math.min(settings.ranges, 200)) })
+    // time to first byte of random ranges, beside ping's round trip on the same connection, taken in
+    // turns (a block of pings, then a block of reads) so that both see the same load
+    const rtts: Array<number> = []
     const ttfb: Array<number> = []
     const lastStart = Math.max(0, settings.bytes - RANGE)
-    for (let i = 0; i < settings.ranges; i++) {
-      const offset = Math.floor(Math.random() * lastStart)
-      const start = performance.now()
-      const reading = yield* bob.media.read(LIBRARY, file, { offset, length: RANGE })
-      let first = 0
-      yield* Stream.runForEach(reading.bytes, () => Effect.sync(() => {
-        if (first === 0) first = performance.now() - start
-      }))
-      ttfb.push(first)
+    for (let done = 0; done < settings.ranges; done += TURN) {
+      rtts.push(...(yield* bob.ping.ping(alice.id, { count: TURN })).rtts)
+      for (let i = done; i < Math.min(settings.ranges, done + TURN); i++) {
+        const offset = Math.floor(Math.random() * lastStart)
+        const start = performance.now()
+        const reading = yield* bob.media.read(LIBRARY, file, { offset, length: RANGE })
+        let first = 0
+        yield* Stream.runForEach(reading.bytes, () => Effect.sync(() => {
+          if (first === 0) first = performance.now() - start
+        }))
+        ttfb.push(first)
+      }
     }
+    rtts.push(...(yield* bob.ping.ping(alice.id, { count: TURN })).rtts)
     // where the time goes: a new raw stream's first byte (stream open, the host's library header, one chunk)
     const rawFirst: Array<number> = []
     for (let i = 0; i < Math.min(settings.ranges, 100); i++) {
@@ -234,8 +242,6 @@ export const run = (settings: Settings = defaults()): Effect.Effect<ReadonlyArra
       yield* Effect.scoped(Effect.flatMap(bob.host.open(alice.id, SOURCE, LIBRARY), (s) => Stream.runHead(s.source)))
       rawFirst.push(performance.now() - start)
     }
-    const pingsAfter = yield* bob.ping.ping(alice.id, { count: Math.max(20, Math.min(settings.ranges, 200)) })
-    const rtts = [...pings.rtts, ...pingsAfter.rtts]
 
     // indexing, beside hashing the same tree
     const tree = join(work, "tree")

@@ -120,6 +120,3 @@ export const stillSameNow = (opened: Opened): boolean => {
     return false
   }
 }
-
-/** `stillSameNow` as an Effect. */
-export const stillSame = (opened: Opened): Effect.Effect<boolean> => Effect.sync(() => stillSameNow(opened))

@@ -28,6 +28,11 @@ export interface Library {
   readonly engine: Engine.Service
   /** The records `ref` names (`Files.records`), from memory when looked up since the last change to a file. */
   readonly records: (ref: FileRef) => Effect.Effect<ReadonlyArray<Models.File>, Files.Refusal>
+  /**
+   * The records `ref` names when held in memory, in place (no Effect, no engine); `undefined` when not
+   * held, and always once the library's scope closed (its engine may be gone: look it up again).
+   */
+  readonly held: (ref: FileRef) => ReadonlyArray<Models.File> | undefined
 }
 
 const keyOf = (ref: FileRef) => ("id" in ref ? `i${ref.id}` : `h${ref.hash}`)
@@ -38,6 +43,13 @@ export const make = (engine: Engine.Service): Effect.Effect<Library, never, Scop
     const held = new Map<string, ReadonlyArray<Models.File>>()
     // bumped whenever held records are forgotten: an engine lookup begun before keeps its answer out
     let generation = 0
+    let open = true
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        open = false
+        held.clear()
+      })
+    )
     yield* engine.observe((commit) => {
       for (const change of commit.changes) {
         if (change.model === Models.files.name) {
@@ -55,7 +67,7 @@ export const make = (engine: Engine.Service): Effect.Effect<Library, never, Scop
         if (found !== undefined) return Effect.succeed(found)
         const since = generation
         return Effect.map(Files.records(engine, ref), (answer) => {
-          if (generation === since) {
+          if (open && generation === since) {
             if (held.size >= MAX_HELD) held.clear()
             held.set(key, answer)
           }
@@ -63,5 +75,5 @@ export const make = (engine: Engine.Service): Effect.Effect<Library, never, Scop
         })
       })
 
-    return { engine, records }
+    return { engine, records, held: (ref) => (open ? held.get(keyOf(ref)) : undefined) }
   })

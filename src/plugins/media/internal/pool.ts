@@ -1,7 +1,8 @@
 /**
  * Idle media streams to each peer, kept for the next read (the stream open
  * costs far more than a read's round trip). A read takes a stream (an idle
- * one, or a new one) and gives it back only when it read its answer whole:
+ * one, in place, or a new one) and releases it: it goes back only when its
+ * answer was read whole:
  * one dropped mid-answer is closed, so no read ever sees another's bytes.
  * At most `maxIdle` idle streams per peer and library, each closed once
  * idle for `idleTimeout` (seen by the stream's one timer, so before twice
@@ -53,12 +54,19 @@ export interface Conn {
   readonly done: Effect.Effect<void>
   /** Closes the stream now. */
   readonly discard: Effect.Effect<void>
+  /** Gives the stream back: kept idle for the next read when its answer was read whole (`done`), else closed. */
+  readonly release: Effect.Effect<void>
 }
 
 /** Idle streams per peer. */
 export interface Pool {
-  /** A stream to `peer` for `library` (`fresh`: a new one), until the scope closes. */
-  readonly take: (peer: PeerId, library: string, fresh?: boolean) => Effect.Effect<Conn, TransportError | PermissionError, Scope.Scope>
+  /**
+   * An idle stream to `peer` for `library`, taken in place (no Effect: a read records it before anything
+   * can interrupt it); its taker must `release` it.
+   */
+  readonly reuse: (peer: PeerId, library: string) => Conn | undefined
+  /** A new stream to `peer` for `library`; its taker must `release` it (run it uninterruptibly up to that record). */
+  readonly open: (peer: PeerId, library: string) => Effect.Effect<Conn, TransportError | PermissionError>
   /** Idle streams now, over all peers. */
   readonly idle: Effect.Effect<number>
 }
@@ -221,19 +229,27 @@ export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<
           clean: false,
           idleSince: undefined,
           buffered: () => buffered,
-          conn: (reused) => ({
-            stream,
-            reused,
-            frame,
-            pieces,
-            done: Effect.sync(() => {
-              entry.clean = true
-            }),
-            discard: Effect.suspend(() => {
-              entry.dead = true
-              return close(entry)
-            })
-          })
+          conn: (reused) => {
+            let released = false
+            return {
+              stream,
+              reused,
+              frame,
+              pieces,
+              done: Effect.sync(() => {
+                entry.clean = true
+              }),
+              discard: Effect.suspend(() => {
+                entry.dead = true
+                return close(entry)
+              }),
+              release: Effect.suspend(() => {
+                if (released) return Effect.void
+                released = true
+                return giveBack(entry)
+              })
+            }
+          }
         }
         // the peer's end or reset is seen at once, even while the stream is idle
         const pump = Stream.runForEach(stream.source, (bytes) => Queue.offer(queue, { _tag: "Data", bytes })).pipe(
@@ -296,25 +312,20 @@ export const make = (host: PluginHost["Type"], options: Options): Effect.Effect<
       return Option.none()
     }
 
-    const take = (peer: PeerId, library: string, fresh = false) => {
-      const key = `${peer}\u0000${library}`
-      return Effect.acquireRelease(
-        Effect.suspend(() => {
-          const found = fresh ? Option.none<Entry>() : reuse(key)
-          if (Option.isSome(found)) {
-            const entry = found.value
-            entry.idleSince = undefined
-            entry.clean = false
-            return Effect.succeed([entry, entry.conn(true)] as const)
-          }
-          return Effect.map(open(peer, library, key), (entry) => [entry, entry.conn(false)] as const)
-        }),
-        ([entry]) => giveBack(entry)
-      ).pipe(Effect.map(([, conn]) => conn))
+    const keyOf = (peer: PeerId, library: string) => `${peer}\u0000${library}`
+    const reuseConn = (peer: PeerId, library: string): Conn | undefined => {
+      const found = reuse(keyOf(peer, library))
+      if (Option.isNone(found)) return undefined
+      const entry = found.value
+      entry.idleSince = undefined
+      entry.clean = false
+      return entry.conn(true)
     }
+    const openConn = (peer: PeerId, library: string) => Effect.map(open(peer, library, keyOf(peer, library)), (entry) => entry.conn(false))
 
     return {
-      take,
+      reuse: reuseConn,
+      open: openConn,
       idle: Effect.sync(() => [...idle.values()].reduce((n, list) => n + list.length, 0))
     }
   })

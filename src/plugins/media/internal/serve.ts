@@ -3,9 +3,10 @@
  * stream, each answered from this node's disk (see `Media` and `Protocol`).
  *
  * A read's first byte is what a player waits for, so the path to it does
- * little: the `Header` frame and the first chunk of the file go in one
- * write (one muxer frame), the chunk read straight into the buffer after
- * the header; the file is checked against its record (size and time) once
+ * little: the `Header` frame and a small first chunk of the file
+ * (`FIRST_CHUNK`) go in one write (one muxer frame), the chunk read in
+ * place (no thread-pool round trip) straight into the buffer after the
+ * header; the file is checked against its record (size and time) once
  * that chunk is read, so a file changed before or while it was read is
  * still refused `Changed` before any byte. The file of the last read stays
  * open on the stream (`HOLD`), so the next read of it (a player seeking)
@@ -29,9 +30,9 @@ import * as Either from "effect/Either"
 import * as ExecutionStrategy from "effect/ExecutionStrategy"
 import * as Exit from "effect/Exit"
 import * as Option from "effect/Option"
-import * as Schema from "effect/Schema"
 import * as Scope from "effect/Scope"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import { readSync } from "node:fs"
 import type { FileHandle } from "node:fs/promises"
 import type { StorageError } from "../../../engine/Database.js"
 import type { ValidationError } from "../../../engine/EngineError.js"
@@ -48,6 +49,12 @@ import type * as Library from "./library.js"
 /** Reads of a served file in flight ahead of the transport (disk reads overlap network writes). */
 export const READ_AHEAD = 2
 
+/**
+ * Most bytes of a read's first chunk, sent with its header: small, so it is read in place and its first
+ * byte reaches the reader early (the rest follows in `chunkBytes` chunks read ahead).
+ */
+export const FIRST_CHUNK = 16 * 1024
+
 /** How long a stream keeps the file of its last read open, idle. */
 export const HOLD: Duration.Duration = Duration.seconds(2)
 
@@ -59,10 +66,8 @@ export interface Deps {
   readonly chunkBytes: number
 }
 
-const encoder = new TextEncoder()
-const encodeAnswer = Schema.encodeSync(Protocol.Answers.schema)
-const frameOf = (answer: typeof Protocol.Answers.schema.Type) =>
-  Framing.encode(encoder.encode(JSON.stringify({ version: Protocol.VERSION, ...(encodeAnswer(answer) as object) })))
+// answers are plain records whose encoded form is themselves (typed as such): no Schema encode per answer
+const frameOf = (answer: typeof Protocol.Answers.schema.Encoded) => Framing.encodeText(JSON.stringify({ version: Protocol.VERSION, ...answer }))
 
 const rank = (reason: Protocol.Reason) => ["Changed", "Unsafe", "RangeNotSatisfiable", "NotFound", "Failed", "Offline"].indexOf(reason)
 
@@ -91,6 +96,20 @@ const readInto = (handle: FileHandle, into: Uint8Array, at: number, want: number
     ({ bytesRead }) => (bytesRead < want ? { _tag: "Failed", refusal: short } : { _tag: "Bytes", bytes: into }),
     (cause) => ({ _tag: "Failed", refusal: unreadable(cause) })
   )
+
+/**
+ * Reads `want` bytes at `position` into `into` from `at`, in place (fewer: the file is shorter than its
+ * record says). For the first `chunkBytes` of a read only: one such read, most often from the page
+ * cache, takes less than handing it to the thread pool (a wake-up of one of its threads, which under
+ * load costs the loop far more than the copy).
+ */
+const readInPlace = (handle: FileHandle, into: Uint8Array, at: number, want: number, position: number): Chunk => {
+  try {
+    return readSync(handle.fd, into, at, want, position) < want ? { _tag: "Failed", refusal: short } : { _tag: "Bytes", bytes: into }
+  } catch (cause) {
+    return { _tag: "Failed", refusal: unreadable(cause) }
+  }
+}
 
 /** The handler of media streams over `deps`: Reads answered until the reader ends the stream or goes quiet. */
 export const handler = ({ chunkBytes, library: libraryOf, mounts }: Deps) => (stream: Duplex, context: Plugin.StreamContext) =>
@@ -188,17 +207,14 @@ export const handler = ({ chunkBytes, library: libraryOf, mounts }: Deps) => (st
           length: range.length
         })
         const end = range.offset + range.length
-        // the header and the first chunk in one buffer, one write
-        const firstWant = Math.min(chunkBytes, range.length)
-        const first = firstWant === 0
-          ? { _tag: "Bytes" as const, bytes: header }
-          : yield* Effect.promise(() => {
-            const buffer = new Uint8Array(header.length + firstWant)
-            buffer.set(header)
-            return readInto(handle, buffer, header.length, firstWant, range.offset)
-          })
+        // the header and a small first chunk in one buffer, one write, read in place: no thread-pool round trip
+        // (which costs more than the read of a few pages) before the first byte
+        const firstWant = Math.min(FIRST_CHUNK, chunkBytes, range.length)
+        const buffer = new Uint8Array(header.length + firstWant)
+        buffer.set(header)
+        const first = firstWant === 0 ? { _tag: "Bytes" as const, bytes: buffer } : readInPlace(handle, buffer, header.length, firstWant, range.offset)
         let position = range.offset + firstWant
-        // later chunks, read ahead while the ones before are written
+        // later chunks, read ahead through the thread pool while the ones before are written
         const ahead: Array<Promise<Chunk>> = []
         const readAhead = () => {
           while (ahead.length < READ_AHEAD && position < end) {
@@ -207,7 +223,6 @@ export const handler = ({ chunkBytes, library: libraryOf, mounts }: Deps) => (st
             position += want
           }
         }
-        if (first._tag === "Bytes") readAhead()
         // checked after the first chunk was read: a file changed before or during that read is refused before any byte
         if (first._tag === "Failed" || !Files.stillSameNow(opened)) {
           yield* release
@@ -215,6 +230,16 @@ export const handler = ({ chunkBytes, library: libraryOf, mounts }: Deps) => (st
         }
         yield* stream.write(first.bytes)
         if (range.length <= firstWant) return true
+        // the rest of the first chunkBytes read in place too (the kernel most often read those pages ahead
+        // with the first), after the first bytes were handed on; later chunks read ahead
+        const restWant = Math.min(chunkBytes - firstWant, end - position)
+        if (restWant > 0) {
+          const rest = readInPlace(handle, new Uint8Array(restWant), 0, restWant, position)
+          position += restWant
+          if (rest._tag === "Failed") return false
+          readAhead()
+          yield* stream.write(rest.bytes)
+        } else readAhead()
         while (ahead.length > 0) {
           const chunk = yield* Effect.promise(() => ahead.shift()!)
           if (chunk._tag === "Failed") return false
