@@ -23,10 +23,17 @@
  *   order, and it is deleted), so the disk holds at most about twice the
  *   budget. A pack is closed for appends once past `PACK_BYTES`.
  *
- * Every read is hashed again before it is returned, and an entry that no
- * longer matches its hash is removed (the disk is not trusted more than the
- * network). Recency lives in memory, seeded when the cache opens from the
- * files' modification times (a pack's records in their order).
+ * Every `get` (what this node shows) is hashed again before it is
+ * returned, and an entry that no longer matches its hash is removed (the
+ * disk is not trusted more than the network). `readMany` (what a peer is
+ * sent, which it hashes itself before it keeps it) hashes an entry only
+ * until this process has seen it match: when it stored the entry (checked,
+ * or just hashed by the caller) or at its first read since the cache
+ * opened. A serving node so hashes each thumbnail once, not once per peer
+ * served; bytes changed on disk under a running cache reach no peer's
+ * cache, and are dropped at the next `get` here. Recency lives in memory,
+ * seeded when the cache opens from the files' modification times (a
+ * pack's records in their order).
  *
  * Nothing is synced to disk: a crash can at worst leave a loose file or a
  * pack record whose bytes are not (yet) those of its hash, which a read
@@ -63,6 +70,19 @@ export class CacheError extends Data.TaggedError("CacheError")<{
 export interface Cache {
   /** The bytes of `hash`, checked, marking them most recently used; `None` when absent (or found corrupt and removed). */
   readonly get: (hash: string) => Effect.Effect<Option.Option<Uint8Array>, CacheError>
+  /**
+   * For a peer that checks what it receives: hands the bytes of `hashes[from]`, `hashes[from + 1]` … to `each`
+   * in turn (`undefined` for a hash not held, or not asked: an `undefined` in `hashes`), marking them most
+   * recently used, until `each` returns `false` or the hashes end; returns the index after the last one
+   * handed. An entry is hashed only if this process has not yet seen it match (see the module doc); one
+   * that does not is removed and handed as `undefined`, as is one that cannot be read or removed now (the
+   * peer asks another). The bytes handed are `each`'s to keep.
+   */
+  readonly readMany: (
+    hashes: ReadonlyArray<string | undefined>,
+    from: number,
+    each: (hash: string | undefined, bytes: Uint8Array | undefined) => boolean
+  ) => Effect.Effect<number>
   /** Whether `hash` is held (no read, no recency change). */
   readonly has: (hash: string) => Effect.Effect<boolean>
   /**
@@ -119,11 +139,15 @@ const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest(
 const storage = (what: string) => (cause: unknown) =>
   new CacheError({ reason: "Storage", detail: `${what}: ${cause instanceof Error ? cause.message : String(cause)}` })
 
-/** Where an entry's bytes are: a loose file (`pack` undefined) or a pack record's bytes at `offset`. */
+/**
+ * Where an entry's bytes are: a loose file (`pack` undefined) or a pack record's bytes at `offset`; `verified`
+ * once this process has seen them hash to the entry's hash.
+ */
 interface Entry {
   readonly size: number
   pack: number | undefined
   offset: number
+  verified: boolean
 }
 
 /** A pack: its length on disk and the bytes of its live entries. */
@@ -150,8 +174,10 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
     const directory = options.directory
     const budget = Math.max(0, options.budget ?? 256 * 1024 * 1024)
     const packBytes = Math.max(1, options.packBytes ?? PACK_BYTES)
-    const pathOf = (hash: string) => nodePath.join(directory, hash)
-    const packPath = (seq: number) => nodePath.join(directory, `${String(seq).padStart(6, "0")}.pack`)
+    // a hash is a file name already (`HASH`): joined by hand, as `path.join` normalises each time
+    const prefix = nodePath.join(directory, nodePath.sep)
+    const pathOf = (hash: string) => prefix + hash
+    const packPath = (seq: number) => `${prefix}${String(seq).padStart(6, "0")}.pack`
     // insertion order is recency: the first key is the least recently used
     const entries = new Map<string, Entry>()
     const packs = new Map<number, Pack>()
@@ -183,7 +209,7 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
         for (const item of found) {
           if (item.loose !== undefined) {
             if (entries.has(item.loose.hash)) continue
-            entries.set(item.loose.hash, { size: item.loose.size, pack: undefined, offset: 0 })
+            entries.set(item.loose.hash, { size: item.loose.size, pack: undefined, offset: 0, verified: false })
             total += item.loose.size
           } else if (item.pack !== undefined) {
             scanPack(item.pack)
@@ -225,7 +251,7 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
           if (header[0] === LIVE) {
             if (entries.has(hash)) markRemoved(fd, position)
             else {
-              entries.set(hash, { size, pack: seq, offset: position + RECORD_HEADER })
+              entries.set(hash, { size, pack: seq, offset: position + RECORD_HEADER, verified: false })
               pack.live += size
               total += size
             }
@@ -274,7 +300,7 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
      * Appends `items` to the open pack (starting one when there is none or it is full), in one write, and indexes
      * them (an entry already indexed, being moved, keeps its place in recency).
      */
-    const append = (items: ReadonlyArray<{ readonly hash: string; readonly bytes: Uint8Array }>) => {
+    const append = (items: ReadonlyArray<{ readonly hash: string; readonly bytes: Uint8Array; readonly verified: boolean }>) => {
       if (open === undefined || packs.get(open)!.length >= packBytes) {
         open = nextSeq++
         packs.set(open, { length: 0, live: 0 })
@@ -312,8 +338,8 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
         fsSync.closeSync(fd)
       }
       let at = pack.length
-      for (const { hash, bytes } of items) {
-        entries.set(hash, { size: bytes.length, pack: seq, offset: at + RECORD_HEADER })
+      for (const { bytes, hash, verified } of items) {
+        entries.set(hash, { size: bytes.length, pack: seq, offset: at + RECORD_HEADER, verified })
         pack.live += bytes.length
         total += bytes.length
         at += RECORD_HEADER + bytes.length
@@ -333,7 +359,7 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
             const bytes = readAt(fd, entry.size, entry.offset)
             total -= entry.size
             pack.live -= entry.size
-            append([{ hash, bytes }])
+            append([{ hash, bytes, verified: entry.verified }])
           }
         } finally {
           fsSync.closeSync(fd)
@@ -353,35 +379,69 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
 
     const remove = (hash: string) => Effect.try({ try: () => removeNow(hash), catch: storage("a cache entry could not be removed") })
 
+    /** The bytes on disk of `entry` (a view of a buffer of their own), `undefined` when its loose file is gone. Throws on a storage failure. */
+    const readNow = (hash: string, entry: Entry): Uint8Array | undefined => {
+      let read: Buffer
+      if (entry.pack !== undefined) {
+        const fd = fsSync.openSync(packPath(entry.pack), "r")
+        try {
+          read = readAt(fd, entry.size, entry.offset)
+        } finally {
+          fsSync.closeSync(fd)
+        }
+      } else {
+        try {
+          read = fsSync.readFileSync(pathOf(hash))
+        } catch (cause) {
+          if ((cause as NodeJS.ErrnoException).code === "ENOENT") return undefined
+          throw cause
+        }
+      }
+      return new Uint8Array(read.buffer, read.byteOffset, read.length)
+    }
+
     const get = (hash: string) =>
       Effect.gen(function*() {
         const entry = entries.get(hash)
         if (entry === undefined) return Option.none<Uint8Array>()
-        const bytes = yield* Effect.try({
-          try: () => {
-            if (entry.pack !== undefined) {
-              const fd = fsSync.openSync(packPath(entry.pack), "r")
-              try {
-                return new Uint8Array(readAt(fd, entry.size, entry.offset))
-              } finally {
-                fsSync.closeSync(fd)
-              }
-            }
-            try {
-              return new Uint8Array(fsSync.readFileSync(pathOf(hash)))
-            } catch (cause) {
-              if ((cause as NodeJS.ErrnoException).code === "ENOENT") return undefined
-              throw cause
-            }
-          },
-          catch: storage("a cache entry could not be read")
-        })
+        const bytes = yield* Effect.try({ try: () => readNow(hash, entry), catch: storage("a cache entry could not be read") })
         if (bytes === undefined || sha256(bytes) !== hash) {
           yield* remove(hash)
           return Option.none<Uint8Array>()
         }
+        entry.verified = true
         touch(hash)
         return Option.some(bytes)
+      })
+
+    const readMany = (
+      hashes: ReadonlyArray<string | undefined>,
+      from: number,
+      each: (hash: string | undefined, bytes: Uint8Array | undefined) => boolean
+    ) =>
+      Effect.sync(() => {
+        let i = from
+        while (i < hashes.length) {
+          const hash = hashes[i++]
+          const entry = hash === undefined ? undefined : entries.get(hash)
+          let bytes: Uint8Array | undefined
+          if (hash !== undefined && entry !== undefined) {
+            try {
+              bytes = readNow(hash, entry)
+              if (bytes !== undefined && !entry.verified) {
+                if (sha256(bytes) === hash) entry.verified = true
+                else bytes = undefined
+              }
+              if (bytes === undefined) removeNow(hash)
+              else touch(hash)
+            } catch {
+              // a storage failure: answered as not held, and left for `get` to report
+              bytes = undefined
+            }
+          }
+          if (!each(hash, bytes)) break
+        }
+        return i
       })
 
     const touch = (hash: string) => {
@@ -429,7 +489,7 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
             // stored meanwhile in a pack: the loose copy is not needed
             if (held !== undefined && held.pack !== undefined) return void fsSync.rmSync(path, { force: true })
             if (touch(hash)) return
-            entries.set(hash, { size: bytes.length, pack: undefined, offset: 0 })
+            entries.set(hash, { size: bytes.length, pack: undefined, offset: 0, verified: true })
             total += bytes.length
             evictNow()
           },
@@ -455,7 +515,7 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
         return lock.withPermits(1)(Effect.try({
           try: () => {
             // a writev takes at most 1 024 buffers: two per entry
-            for (let i = 0; i < fresh.length; i += 256) append(fresh.slice(i, i + 256))
+            for (let i = 0; i < fresh.length; i += 256) append(fresh.slice(i, i + 256).map((item) => ({ ...item, verified: true })))
             evictNow()
           },
           catch: storage("cache entries could not be written")
@@ -464,6 +524,7 @@ export const make = (options: Options): Effect.Effect<Cache, CacheError> =>
 
     return {
       get,
+      readMany,
       has: (hash) => Effect.sync(() => entries.has(hash)),
       put: store(true),
       write: store(false),

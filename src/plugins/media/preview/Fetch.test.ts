@@ -63,7 +63,16 @@ const honest = (host: Hosts.Host, bytes: ReadonlyMap<string, Uint8Array>) =>
           stream,
           context,
           (hashes) => Effect.sync(() => (counts.gets++, new Set(hashes.filter((h) => bytes.has(h))))),
-          (hash) => Effect.sync(() => (counts.read++, Option.fromNullable(bytes.get(hash))))
+          (hashes, from, each) =>
+            Effect.sync(() => {
+              let i = from
+              while (i < hashes.length) {
+                const hash = hashes[i++]
+                if (hash !== undefined) counts.read++
+                if (!each(hash, hash === undefined ? undefined : bytes.get(hash))) break
+              }
+              return i
+            })
         )
       }
     }))

@@ -409,4 +409,41 @@ describe("Cache", () => {
       expect(yield* cache.get(sha256(a))).toEqual(Option.none())
       expect(yield* cache.hashes).toEqual([])
     }))
+
+  it.scopedLive("readMany hands the bytes in order (undefined where not held or not asked) until told to stop; an entry found on disk is hashed at its first read, and dropped if it does not match", () =>
+    Effect.gen(function*() {
+      const directory = yield* tempDir()
+      const [a, b, c] = [bytes(60, 1), bytes(70, 2), bytes(80, 3)]
+      const first = yield* Cache.make({ directory })
+      for (const x of [a, b, c]) yield* first.put(sha256(x), x)
+      const readAll = (cache: Cache.Cache, hashes: ReadonlyArray<string | undefined>, from = 0, stopAfter = Infinity) =>
+        Effect.gen(function*() {
+          const handed: Array<[string | undefined, Uint8Array | undefined]> = []
+          const next = yield* cache.readMany(hashes, from, (hash, got) => (handed.push([hash, got]), handed.length < stopAfter))
+          return { next, handed }
+        })
+      const missing = sha256(bytes(10, 9))
+      expect(yield* readAll(first, [sha256(a), undefined, missing, sha256(c)])).toEqual({
+        next: 4,
+        handed: [[sha256(a), a], [undefined, undefined], [missing, undefined], [sha256(c), c]]
+      })
+      // stopped after two, from the second: the index after the last handed
+      expect(yield* readAll(first, [sha256(a), sha256(b), sha256(c)], 1, 2)).toEqual({ next: 3, handed: [[sha256(b), b], [sha256(c), c]] })
+      expect(yield* readAll(first, [sha256(a), sha256(b), sha256(c)], 0, 1)).toEqual({ next: 1, handed: [[sha256(a), a]] })
+      // each read marks its entry most recently used (least recently used first)
+      expect(yield* first.hashes).toEqual([b, c, a].map(sha256))
+
+      // reopened: b tampered with on disk while closed is not handed, and is dropped
+      yield* Effect.promise(() => fs.writeFile(nodePath.join(directory, sha256(b)), bytes(70, 5)))
+      const reopened = yield* Cache.make({ directory })
+      expect((yield* readAll(reopened, [sha256(a), sha256(b)])).handed).toEqual([[sha256(a), a], [sha256(b), undefined]])
+      expect(new Set(yield* reopened.hashes)).toEqual(new Set([a, c].map(sha256)))
+      // what a peer is sent is hashed until seen to match, what this node shows always: c tampered with now
+      // is dropped by get (here c was never read since it reopened, so readMany drops it too)
+      yield* Effect.promise(() => fs.writeFile(nodePath.join(directory, sha256(c)), bytes(80, 6)))
+      expect((yield* readAll(reopened, [sha256(c)])).handed).toEqual([[sha256(c), undefined]])
+      yield* Effect.promise(() => fs.writeFile(nodePath.join(directory, sha256(a)), bytes(60, 6)))
+      expect(yield* reopened.get(sha256(a))).toEqual(Option.none())
+      expect(yield* reopened.hashes).toEqual([])
+    }))
 })

@@ -41,6 +41,7 @@ import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as RcMap from "effect/RcMap"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
@@ -58,6 +59,7 @@ import * as MediaModels from "../Models.js"
 import { Mounts } from "../Mounts.js"
 import { Presence } from "../Presence.js"
 import * as Cache from "./Cache.js"
+import * as Known from "./internal/known.js"
 import * as Wire from "./internal/wire.js"
 import * as Models from "./Models.js"
 import * as Protocol from "./Protocol.js"
@@ -181,6 +183,17 @@ const FETCHES = 2
 const STORE_BATCH = 32
 const STORE_BYTES = 4 * 1024 * 1024
 
+/** How long a library's index of thumbnail hashes (and its engine) is held after its last stream is served. */
+const INDEX_IDLE = Duration.seconds(30)
+
+/** A `Wire.Read` of a cache that cannot be opened: nothing held. */
+const missing: Wire.Read = (hashes, from, each) =>
+  Effect.sync(() => {
+    let i = from
+    while (i < hashes.length) if (!each(hashes[i++], undefined)) break
+    return i
+  })
+
 /** Thumbnail records `collect` deletes per transaction. */
 const COLLECT_BATCH = 256
 
@@ -254,7 +267,8 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
         const made = yield* Effect.either(Thumbnailer.make(bytes.value, recipe))
         if (Either.isLeft(made)) return failed(made.left.reason, made.left.detail)
         const hash = sha256(made.right.bytes)
-        yield* Effect.mapError(cache.put(hash, made.right.bytes), stored(library, file.id))
+        // just hashed: not hashed again by the cache
+        yield* Effect.mapError(cache.put(hash, made.right.bytes, { hashed: true }), stored(library, file.id))
         return Option.some(Models.thumbnails.create(Models.thumbnailId(file.hash, recipe.id), {
           source: file.hash,
           recipe: recipe.id,
@@ -518,24 +532,31 @@ export const make = (options: Options): Effect.Effect<Service, TransportError, P
 
     // ---- serving
 
+    // each library's thumbnail hashes, held while its streams are served and `INDEX_IDLE` after
+    const indexes = yield* RcMap.make({
+      lookup: (library: string) => Effect.flatMap(options.engine(library), Known.make),
+      idleTimeToLive: INDEX_IDLE
+    })
+
     yield* host.register(Plugin.make({
       name: "preview",
       ...Protocol.preview,
       maxInboundStreams: options.maxInboundStreams ?? 8,
       handle: (stream, context) => {
         const library = context.library!
-        // the cache looked up once per stream (its first read), not once per thumbnail read
-        return Effect.flatMap(Effect.cached(cacheOf(library)), (cache) => Wire.serve(
-          stream,
-          context,
-          // only thumbnails of this library: a member of one cannot probe another's cache by hash
-          (hashes) =>
-            withEngine(library, (engine) => engine.query(Models.thumbnails, (q) => q.where("hash", "in", [...hashes]))).pipe(
-              Effect.map((known) => new Set(known.flatMap((t) => (t.hash === undefined ? [] : [t.hash])))),
-              Effect.orElseSucceed(() => new Set<string>())
-            ),
-          (hash) => Effect.orElseSucceed(Effect.flatMap(cache, (c) => c.get(hash)), () => Option.none<Uint8Array>())
-        ))
+        // the cache and the library's index looked up once per stream; a library that cannot be read
+        // knows no thumbnail and a cache that cannot be opened holds none: every answer is Missing
+        return Effect.scoped(Effect.gen(function*() {
+          const index = yield* Effect.option(RcMap.get(indexes, library))
+          const cache = yield* Effect.option(cacheOf(library))
+          return yield* Wire.serve(
+            stream,
+            context,
+            // only thumbnails of this library: a member of one cannot probe another's cache by hash
+            (hashes) => Option.isNone(index) ? Effect.succeed(new Set<string>()) : Effect.orElseSucceed(index.value.of(hashes), () => new Set<string>()),
+            Option.isNone(cache) ? missing : cache.value.readMany
+          )
+        }))
       }
     }))
 

@@ -32,18 +32,23 @@ const WRITE_BYTES = 64 * 1024
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex")
 
-/**
- * One answer, framed (length prefix included): a `Thumbnail` of `bytes`, or `Missing` without them. The bytes are
- * copied once, into the frame.
- */
+/** One answer's framed size (length prefix included). */
+const framedSize = (bytes: Uint8Array | undefined) => 4 + Protocol.ANSWER_HEADER + (bytes?.length ?? 0)
+
+/** Writes one answer, framed, into `out` at `at`: a `Thumbnail` of `bytes`, or `Missing` without them; returns where it ends. */
+const writeAnswer = (out: Buffer, at: number, hash: string, bytes: Uint8Array | undefined): number => {
+  out.writeUInt32BE(Protocol.ANSWER_HEADER + (bytes?.length ?? 0), at)
+  out[at + 4] = Protocol.VERSION
+  out[at + 5] = bytes === undefined ? Protocol.MISSING : Protocol.THUMBNAIL
+  out.write(hash, at + 6, 32, "hex")
+  if (bytes !== undefined) out.set(bytes, at + 4 + Protocol.ANSWER_HEADER)
+  return at + framedSize(bytes)
+}
+
+/** One answer, framed (length prefix included): a `Thumbnail` of `bytes`, or `Missing` without them. */
 export const answerFrame = (hash: string, bytes: Uint8Array | undefined): Uint8Array => {
-  const length = Protocol.ANSWER_HEADER + (bytes?.length ?? 0)
-  const out = Buffer.allocUnsafe(4 + length)
-  out.writeUInt32BE(length, 0)
-  out[4] = Protocol.VERSION
-  out[5] = bytes === undefined ? Protocol.MISSING : Protocol.THUMBNAIL
-  out.write(hash, 6, 32, "hex")
-  if (bytes !== undefined) out.set(bytes, 4 + Protocol.ANSWER_HEADER)
+  const out = Buffer.allocUnsafe(framedSize(bytes))
+  writeAnswer(out, 0, hash, bytes)
   return out
 }
 
@@ -149,36 +154,44 @@ export const get = <E>(
   }))
 
 /**
+ * Reads thumbnails for `serve`, as `Cache.readMany` does: hands the bytes of `hashes[from]` … (`undefined` for a
+ * hash not held or `undefined`) to `each` until it returns `false`; returns the index after the last one handed.
+ */
+export type Read = (
+  hashes: ReadonlyArray<string | undefined>,
+  from: number,
+  each: (hash: string | undefined, bytes: Uint8Array | undefined) => boolean
+) => Effect.Effect<number>
+
+/**
  * Answers the `Get`s on `stream`, in order, until the reader ends its side: `known` says which of the hashes are
- * thumbnails of the stream's library, `read` gives the bytes of one (read
- * one at a time, so a batch never sits in memory whole).
+ * thumbnails of the stream's library, `read` gives the bytes of those, a write's worth at a time (so a batch
+ * never sits in memory whole, and there are a few Effect steps per write, not per thumbnail).
  */
 export const serve = (
   stream: Duplex,
   context: Plugin.StreamContext,
   known: (hashes: ReadonlyArray<string>) => Effect.Effect<ReadonlySet<string>>,
-  read: (hash: string) => Effect.Effect<Option.Option<Uint8Array>>
+  read: Read
 ) =>
   Effect.gen(function*() {
     const where = { peer: context.peer, protocol: stream.protocol }
     const reader = yield* Framing.reader(stream.source, { ...where, maxFrameBytes: Protocol.MAX_MESSAGE_BYTES })
-    // frames are gathered into writes of about `WRITE_BYTES`: each write costs the transport
-    // about as much as its bytes, and a header alone would be one
-    let pending: Array<Uint8Array> = []
+    // answers are gathered into writes of about `WRITE_BYTES` (each write costs the transport about as much
+    // as its bytes, and a header alone would be one), each answer's bytes copied once, into the write
+    let hashes: Array<string> = []
+    let answers: Array<Uint8Array | undefined> = []
     let pendingBytes = 0
     const flush = Effect.suspend(() => {
-      if (pending.length === 0) return Effect.void
-      const joined = Buffer.concat(pending)
-      pending = []
+      if (hashes.length === 0) return Effect.void
+      const out = Buffer.allocUnsafe(pendingBytes)
+      let at = 0
+      for (let i = 0; i < hashes.length; i++) at = writeAnswer(out, at, hashes[i]!, answers[i])
+      hashes = []
+      answers = []
       pendingBytes = 0
-      return stream.write(joined)
+      return stream.write(out)
     })
-    /** Queues a framed answer; whether a write is due. */
-    const queue = (framed: Uint8Array) => {
-      pending.push(framed)
-      pendingBytes += framed.length
-      return pendingBytes >= WRITE_BYTES
-    }
     const nextGet = reader.frame.pipe(
       Effect.timeoutFail({
         duration: Protocol.TIMEOUT,
@@ -192,12 +205,23 @@ export const serve = (
       if (Option.isNone(frame)) break
       const request = Messages.decodeJson(frame.value, Protocol.VERSION, decodeGet, where)
       if (Either.isLeft(request)) return yield* request.left
-      const held = yield* known(request.right.hashes)
-      for (const hash of request.right.hashes) {
-        const bytes = held.has(hash) ? yield* read(hash) : Option.none<Uint8Array>()
-        if (queue(answerFrame(hash, Option.isSome(bytes) && bytes.value.length <= Protocol.MAX_THUMBNAIL_BYTES ? bytes.value : undefined))) yield* flush
+      const asked = request.right.hashes
+      const held = yield* known(asked)
+      // each hash asked, in order; `undefined` where it is not one of the library's (answered Missing, not read)
+      const wanted = asked.map((hash) => (held.has(hash) ? hash : undefined))
+      for (let i = 0; i < asked.length;) {
+        let at = i
+        const next = yield* read(wanted, i, (_, bytes) => {
+          const answer = bytes !== undefined && bytes.length <= Protocol.MAX_THUMBNAIL_BYTES ? bytes : undefined
+          hashes.push(asked[at++]!)
+          answers.push(answer)
+          pendingBytes += framedSize(answer)
+          return pendingBytes < WRITE_BYTES
+        })
+        if (next <= i) return yield* Effect.dieMessage("a Read handed no thumbnail")
+        i = next
+        yield* flush
       }
-      yield* flush
     }
     yield* flush
     yield* stream.end
