@@ -168,6 +168,10 @@ export const makeSqlite = (options: SqliteOptions): Effect.Effect<Database["Type
     const direct = {
       run: (sql: string, parameters: ReadonlyArray<unknown>) => void statement(sql).run(parameters),
       all: <Row>(sql: string, parameters: ReadonlyArray<unknown>) => statement(sql).all(parameters) as Array<Row>,
+      runEach: (sql: string, rows: ReadonlyArray<ReadonlyArray<unknown>>) => {
+        const prepared = statement(sql)
+        for (const row of rows) prepared.run(row)
+      },
       transaction: <A>(body: () => A, keep: (a: A) => boolean): A => {
         begin.run()
         let result: A

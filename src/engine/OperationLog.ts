@@ -88,12 +88,24 @@ export interface Words {
 /** An empty numbering. */
 export const emptyOrigins = (): Origins => ({ numbers: new Map(), names: new Map(), next: 1, stored: new Set(), words: { numbers: new Map(), names: new Map() } })
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-
-/** A record id as stored in the log: a lowercase UUID as its 16 bytes (20 fewer than its text), any other id as text. */
+/**
+ * A record id as stored in the log: a lowercase UUID (8-4-4-4-12 lowercase hex digits) as its 16
+ * bytes (20 fewer than its text), any other id as text. Read in one pass over the characters: the
+ * regular expression, five slices, their concatenation and a hex decode per operation written cost
+ * about a microsecond.
+ */
 export const packRecordId = (id: string): string | Uint8Array => {
-  if (id.length !== 36 || !UUID.test(id)) return id
-  return Buffer.from(id.slice(0, 8) + id.slice(9, 13) + id.slice(14, 18) + id.slice(19, 23) + id.slice(24), "hex")
+  if (id.length !== 36 || id.charCodeAt(8) !== 45 || id.charCodeAt(13) !== 45 || id.charCodeAt(18) !== 45 || id.charCodeAt(23) !== 45) return id
+  const out = new Uint8Array(16)
+  let at = 0
+  for (let i = 0; i < 36; i += 2) {
+    if (i === 8 || i === 13 || i === 18 || i === 23) i++
+    const hi = DIGIT[id.charCodeAt(i)] ?? -1
+    const lo = DIGIT[id.charCodeAt(i + 1)] ?? -1
+    if (hi < 0 || lo < 0) return id
+    out[at++] = hi * 16 + lo
+  }
+  return out
 }
 
 /** The record id of a stored one (`undefined`: bytes that are not 16). */

@@ -9,13 +9,17 @@
  * in flight or the window is full; every `antiEntropyInterval`, re-announce
  * our vector.
  * Receiving: ingest each batch in one transaction, then acknowledge it with
- * our new vector.
+ * our new vector. Batches that arrived back to back (already read from the
+ * channel, nothing waited for) are ingested together in one transaction, up
+ * to `maxIngestOps` operations, and each is acknowledged after it: one commit
+ * for several batches of a catch-up instead of one each.
  *
  * Invariant kept: per origin the receiver always holds a prefix. Batches
  * carry each origin's operations in order from what the receiver holds; they
- * are applied one at a time, atomically, and the session ends at the first
- * batch that fails (its error is the session's error; nothing of it is
- * written). A dropped connection ends the session; the next one starts from
+ * are applied in order, atomically (alone, or with the batches ingested
+ * together with it), and the session ends at the first batch that fails (its
+ * error is the session's error; nothing of it, nor of the batches ingested
+ * with it, is written). A dropped connection ends the session; the next one starts from
  * the vectors both sides actually hold, so nothing is skipped or applied twice.
  *
  * @since 0.1.0
@@ -30,7 +34,7 @@ import * as Queue from "effect/Queue"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
 import type { ClockDriftError } from "../crdt/Hlc.js"
-import type * as Operation from "../crdt/Operation.js"
+import * as Operation from "../crdt/Operation.js"
 import type { NodeId } from "../crdt/Timestamp.js"
 import * as VersionVector from "../crdt/VersionVector.js"
 import type { StorageError } from "../engine/Database.js"
@@ -57,6 +61,12 @@ export interface Options {
   readonly batchSize?: number
   /** Most batches sent and not yet acknowledged (default 4). */
   readonly window?: number
+  /**
+   * Most operations ingested in one transaction when batches received back to back are ingested
+   * together (default 4000; keep it within the engine's `maxBatchSize`). A batch larger than it is
+   * ingested alone.
+   */
+  readonly maxIngestOps?: number
   /**
    * Opt-in: how long to gather local commits before pushing them (default none: a commit goes out
    * as soon as the session is free, and commits gather only while a send is in flight or the
@@ -100,6 +110,7 @@ interface Batch {
 export type Event =
   | { readonly _tag: "Started"; readonly remote: NodeId; readonly vector: VersionVector.VersionVector }
   | { readonly _tag: "Sent"; readonly ops: number; readonly hasMore: boolean }
+  /** One ingest: of one batch, or of the batches received back to back and ingested together. */
   | { readonly _tag: "Received"; readonly ops: number; readonly applied: number; readonly hasMore: boolean }
 
 /** A session ended because of the protocol. */
@@ -141,6 +152,7 @@ export const run = <E>(
   Effect.scoped(Effect.gen(function*() {
     const batchSize = Math.max(1, options.batchSize ?? 1000)
     const window = Math.max(1, options.window ?? 4)
+    const maxIngestOps = Math.max(1, Math.min(options.maxIngestOps ?? 4000, Operation.MAX_BATCH_SIZE))
     const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES
     const maxOrigins = options.maxOrigins ?? VersionVector.DEFAULT_MAX_ORIGINS
     const pageEntries = Math.max(1, Math.min(options.pageEntries ?? VersionVector.PAGE_ENTRIES, VersionVector.PAGE_ENTRIES))
@@ -392,27 +404,58 @@ export const run = <E>(
       yield* sendFrames(SyncProtocol.vectorFrames(vector, (entries, more) => ({ _tag: "Vector", entries, more }), pageEntries))
     }))
 
+    // a message decoded while looking for batches to ingest together, and not one of them: handled next
+    let aside: SyncProtocol.Message | undefined
+
+    /**
+     * The batches already received right behind `first` (no wait for the channel), while they fit
+     * `maxIngestOps` with it. A frame that does not decode is left for the receiver, which fails on it
+     * after these are in.
+     */
+    const together = (first: SyncProtocol.Message & { readonly _tag: "Ops" }) => {
+      const batches = [first]
+      let total = first.ops.length
+      while (buffered.length > 0 && total < maxIngestOps) {
+        const decoded = SyncProtocol.decode(buffered[0]!)
+        if (Either.isLeft(decoded)) break
+        buffered.shift()
+        const next = decoded.right
+        if (next._tag !== "Ops" || total + next.ops.length > maxIngestOps) {
+          aside = next
+          break
+        }
+        batches.push(next)
+        total += next.ops.length
+      }
+      return batches
+    }
+
     const handle = (message: SyncProtocol.Message): Effect.Effect<void, SessionError<E>> => {
       switch (message._tag) {
         case "Ops":
           return Effect.gen(function*() {
+            const batches = together(message)
+            const ops = batches.length === 1 ? message.ops : batches.flatMap((batch) => batch.ops)
             // the remote holds what it sends (marked before the ingest, so that its commit wakes no send;
             // if the ingest fails, the session ends)
-            VersionVector.advanceInPlace(theirs, message.ops)
+            VersionVector.advanceInPlace(theirs, ops)
             // an edit that expands past the engine's limits is the sender's violation: its own engine
             // would have refused to make it (local edits are split or refused by the same limits)
-            const result = yield* engine.ingest(message.ops).pipe(
+            const result = yield* engine.ingest(ops).pipe(
               Effect.catchIf(
                 (e): e is IngestError => e._tag === "IngestError" && e.reason === "TooLarge",
                 (e) => Effect.fail(violation("Oversize", e.message))
               )
             )
-            // after the ingest we hold every origin of the batch at least to its last operation there
-            const held = new Map(moved)
-            moved.clear()
-            VersionVector.advanceInPlace(held, message.ops)
-            yield* send({ _tag: "Ack", entries: held })
-            yield* onEvent({ _tag: "Received", ops: message.ops.length, applied: result.applied, hasMore: message.hasMore })
+            // after the ingest we hold every origin of each batch at least to its last operation there:
+            // one Ack per batch (a credit each), what moved since the last Ack told once, with the first
+            for (const batch of batches) {
+              const held = new Map(moved)
+              moved.clear()
+              VersionVector.advanceInPlace(held, batch.ops)
+              yield* send({ _tag: "Ack", entries: held })
+            }
+            yield* onEvent({ _tag: "Received", ops: ops.length, applied: result.applied, hasMore: batches[batches.length - 1]!.hasMore })
           })
         case "Ack":
           if (inflight === 0) return Effect.fail(violation("Unexpected", "Ack with no batch in flight"))
@@ -444,6 +487,12 @@ export const run = <E>(
 
     const receiver = Effect.gen(function*() {
       while (true) {
+        if (aside !== undefined) {
+          const message = aside
+          aside = undefined
+          yield* handle(message)
+          continue
+        }
         const frame = yield* nextFrame
         if (frame === undefined) return
         yield* handle(yield* decode(frame))

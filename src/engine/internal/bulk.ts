@@ -11,7 +11,12 @@
  * away, not through Kysely's executor (a connection hand-off and a few
  * promise turns per statement), and `sync` runs the same statements
  * synchronously, for a write that runs from BEGIN to COMMIT in one turn of
- * the event loop (`Database.sync`).
+ * the event loop (`Database.sync`). There, an insert runs one prepared
+ * single-row statement per row (`Direct.runEach`) instead of multi-row ones:
+ * SQLite executes a multi-row `VALUES` list as a co-routine over its rows, and
+ * better-sqlite3 binds one array of every row's values, which together cost
+ * twice the per-row runs (1000 upserts of a projection row: 6.8 against 3.4 µs
+ * per row, CPU).
  */
 import { CompiledQuery, type Kysely, sql as kyselySql } from "kysely"
 
@@ -107,6 +112,8 @@ export interface SyncBulk {
 export interface Direct {
   readonly run: (sql: string, parameters: ReadonlyArray<unknown>) => void
   readonly all: <Row>(sql: string, parameters: ReadonlyArray<unknown>) => Array<Row>
+  /** Runs one statement once per row of parameters (prepared once). */
+  readonly runEach: (sql: string, rows: ReadonlyArray<ReadonlyArray<unknown>>) => void
 }
 
 /** Compiled statements over a dialect allowing `maxParameters` per statement. */
@@ -130,6 +137,20 @@ export const make = (maxParameters: number, direct?: Direct): Bulk & { readonly 
   }
   type Statement = readonly [sql: string, parameters: ReadonlyArray<unknown>]
 
+  /** The SQL inserting `size` rows of `columns` into `table`. */
+  const insertSql = (db: Kysely<any>, table: string, columns: ReadonlyArray<string>, size: number, onConflict: OnConflict | undefined) =>
+    compiled(`i|${table}|${columns.join(",")}|${size}|${onConflict?.target.join(",") ?? ""}|${onConflict?.update.join(",") ?? ""}`, () => {
+      const placeholder = Object.fromEntries(columns.map((c) => [c, 0]))
+      const query = db.insertInto(table).values(Array.from({ length: size }, () => placeholder))
+      return onConflict === undefined
+        ? query.compile()
+        : query.onConflict((oc) =>
+          oc.columns(onConflict.target as Array<string>).doUpdateSet((eb) =>
+            Object.fromEntries(onConflict.update.map((c) => [c, eb.ref(`excluded.${c}`)]))
+          )
+        ).compile()
+    })
+
   // each method plans its statements (compiled once per shape), then runs them in turn
   const insertStatements = (
     db: Kysely<any>,
@@ -142,18 +163,7 @@ export const make = (maxParameters: number, direct?: Direct): Bulk & { readonly 
     const maxRows = Math.max(1, Math.floor(maxParameters / columns.length))
     let offset = 0
     for (const size of plan(rows.length, maxRows)) {
-      const key = `i|${table}|${columns.join(",")}|${size}|${onConflict?.target.join(",") ?? ""}|${onConflict?.update.join(",") ?? ""}`
-      const sql = compiled(key, () => {
-        const placeholder = Object.fromEntries(columns.map((c) => [c, 0]))
-        const query = db.insertInto(table).values(Array.from({ length: size }, () => placeholder))
-        return onConflict === undefined
-          ? query.compile()
-          : query.onConflict((oc) =>
-            oc.columns(onConflict.target as Array<string>).doUpdateSet((eb) =>
-              Object.fromEntries(onConflict.update.map((c) => [c, eb.ref(`excluded.${c}`)]))
-            )
-          ).compile()
-      })
+      const sql = insertSql(db, table, columns, size, onConflict)
       const parameters: Array<unknown> = []
       for (let r = offset; r < offset + size; r++) for (const value of rows[r]!) parameters.push(value)
       offset += size
@@ -243,7 +253,7 @@ export const make = (maxParameters: number, direct?: Direct): Bulk & { readonly 
 
   const sync: SyncBulk | undefined = direct === undefined ? undefined : {
     insert: (db, table, columns, rows, onConflict) => {
-      for (const [sql, parameters] of insertStatements(db, table, columns, rows, onConflict)) direct.run(sql, parameters)
+      if (rows.length > 0) direct.runEach(insertSql(db, table, columns, 1, onConflict), rows)
     },
     selectIn: <Row>(
       db: Kysely<any>,
@@ -266,6 +276,10 @@ export const make = (maxParameters: number, direct?: Direct): Bulk & { readonly 
   return {
     sync,
     insert: async (db, table, columns, rows, onConflict) => {
+      if (direct !== undefined && db.isTransaction) {
+        if (rows.length > 0) direct.runEach(insertSql(db, table, columns, 1, onConflict), rows)
+        return
+      }
       for (const [sql, parameters] of insertStatements(db, table, columns, rows, onConflict)) await run(db, sql, parameters)
     },
     selectIn: async <Row>(
