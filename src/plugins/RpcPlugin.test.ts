@@ -178,6 +178,25 @@ describe("RpcPlugin", () => {
       expect(yield* Effect.flip(client.Add({ a: 1, b: 1 }))).toMatchObject({ _tag: "RpcError", reason: "Closed" })
     }))
 
+  it.scopedLive("calls interrupted at any moment, waiting for a slot or in flight, give their slot back: the client still makes maxInFlight calls at once", () =>
+    Effect.gen(function*() {
+      const { alice, bob, served, running, released } = yield* setup()
+      const client = yield* alice.provide(RpcPlugin.client({ ...served, maxInFlight: 2 }, bob.id))
+      // calls that are never answered, so only their interruption can free their slots; three
+      // for two slots, interrupted at moments that vary: before a slot, in flight, as a slot passes
+      for (let round = 0; round < 100; round++) {
+        const calls = yield* Effect.forEach([0, 1, 2], () => Effect.fork(client.Hold()))
+        yield* Effect.sleep(Duration.micros(BigInt((round % 5) * 100)))
+        yield* Effect.forEach(round % 2 === 0 ? calls : [...calls].reverse(), Fiber.interrupt, { discard: true })
+      }
+      yield* eventually(Effect.zip(Ref.get(running), Ref.get(released)), ([r, d]) => r === d)
+      // both slots still there: two held calls run at once
+      const before = yield* Ref.get(running)
+      const held = yield* Effect.forEach([0, 1], () => Effect.fork(client.Hold()))
+      yield* eventually(Ref.get(running), (n) => n === before + 2)
+      yield* Effect.forEach(held, Fiber.interrupt, { discard: true })
+    }))
+
   it.scopedLive("nothing leaks: 1000 calls and 100 streamed calls, then the client's scope closes, and both sides hold what they held before", () =>
     Effect.gen(function*() {
       const { alice, bob, served } = yield* setup()

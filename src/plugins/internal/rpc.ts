@@ -583,18 +583,23 @@ export const makeClient = <Rpcs extends Rpc.Any>(
           if (answer === undefined) resume = callback
           else callback(answer)
         })
-        const sent = Effect.suspend(() => {
+        const registered = Effect.sync(() => {
           holding.add(requestId)
           calls.set(requestId, call)
           answers.set(requestId, (exit) => {
             if (resume === undefined) answer = exit
             else resume(exit)
           })
-          return Effect.tapError(send({ _tag: "Request", id: requestId, tag, payload }), () => settle(requestId))
         })
-        return Effect.onInterrupt(
-          Effect.zipRight(Effect.zipRight(permits.take(1), sent), answered),
-          () => (calls.has(requestId) ? interrupt(requestId) : Effect.void)
+        const sent = Effect.tapError(send({ _tag: "Request", id: requestId, tag, payload }), () => settle(requestId))
+        // the permit, once taken, is registered before an interruption can land: settling (on the
+        // answer, a failed write or an interruption) gives it back; taken and not registered, it
+        // would be lost to the client for good
+        return Effect.uninterruptibleMask((restore) =>
+          Effect.onInterrupt(
+            Effect.zipRight(Effect.zipRight(restore(permits.take(1)), registered), restore(Effect.zipRight(sent, answered))),
+            () => (calls.has(requestId) ? interrupt(requestId) : Effect.void)
+          )
         )
       })
     const plain = (rpc: Rpc.AnyWithProps) => {
