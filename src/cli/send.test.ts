@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import { randomBytes } from "node:crypto"
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs"
 import { join, relative } from "node:path"
+import * as Spacedrop from "../plugins/spacedrop/Protocol.js"
 import * as Cli from "./testing/Cli.js"
 import * as Processes from "./testing/Processes.js"
 
@@ -272,7 +273,8 @@ describe("weft send (two real nodes)", () => {
       yield* serve(a)
       const unknown = yield* weft("send", peer, file, "--dir", a)
       expect(unknown.code).toBe(1)
-      expect(unknown.stderr).toMatch(/^weft: TransportError: transport Unreachable \(peer \S+\) \[\/weft\/spacedrop\/2\.0\.0\]: .*Connect to it first with `weft connect <multiaddr>`/)
+      const protocol = Spacedrop.PROTOCOL_ID.replace(/[./]/g, "\\$&")
+      expect(unknown.stderr).toMatch(new RegExp(`^weft: TransportError: transport Unreachable \\(peer \\S+\\) \\[${protocol}\\]: .*Connect to it first with \`weft connect <multiaddr>\``))
       const cancel = yield* weft("transfers", "cancel", "nope", "--dir", a)
       expect(cancel.code).toBe(1)
       expect(cancel.stderr).toBe("weft: TransfersError: transfer NotFound (nope): no such transfer on this node (`weft transfers` lists them)\n")
