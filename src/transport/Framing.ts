@@ -24,6 +24,7 @@ import * as Either from "effect/Either"
 import * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
+import * as ByteQueue from "./ByteQueue.js"
 import { ProtocolError } from "./ProtocolError.js"
 import { type Duplex, TransportError } from "./Transport.js"
 
@@ -67,86 +68,6 @@ export const encodeText = (text: string): Uint8Array => {
   return out
 }
 
-/**
- * Bytes received and not yet read: a queue of chunks. A read copies each
- * byte at most once (a read of exactly one whole chunk takes it as it is).
- */
-class Pending {
-  private chunks: Array<Uint8Array> = []
-  length = 0
-
-  push(chunk: Uint8Array): void {
-    if (chunk.length === 0) return
-    this.chunks.push(chunk)
-    this.length += chunk.length
-  }
-
-  /** The first `n` bytes (`n` at most `length`). */
-  take(n: number): Uint8Array {
-    this.length -= n
-    const head = this.chunks[0]
-    if (head !== undefined && head.length === n) {
-      this.chunks.shift()
-      return head
-    }
-    const out = new Uint8Array(n)
-    let filled = 0
-    while (filled < n) {
-      const first = this.chunks[0]!
-      const used = Math.min(first.length, n - filled)
-      out.set(first.subarray(0, used), filled)
-      filled += used
-      if (used === first.length) this.chunks.shift()
-      else this.chunks[0] = first.subarray(used)
-    }
-    return out
-  }
-
-  /** Drops the first `n` bytes (`n` at most `length`). */
-  drop(n: number): void {
-    this.length -= n
-    while (n > 0) {
-      const first = this.chunks[0]!
-      if (first.length <= n) {
-        n -= first.length
-        this.chunks.shift()
-      } else {
-        this.chunks[0] = first.subarray(n)
-        n = 0
-      }
-    }
-  }
-
-  /** The big-endian u32 the buffer starts with (`length` at least 4). */
-  peekUint32(): number {
-    const head = this.chunks[0]!
-    if (head.length >= 4) return new DataView(head.buffer, head.byteOffset, 4).getUint32(0)
-    const bytes = this.take(4)
-    this.chunks.unshift(bytes)
-    this.length += 4
-    return new DataView(bytes.buffer, bytes.byteOffset, 4).getUint32(0)
-  }
-
-  /** Where `byte` first occurs, or -1. */
-  indexOf(byte: number): number {
-    let offset = 0
-    for (const chunk of this.chunks) {
-      const at = chunk.indexOf(byte)
-      if (at >= 0) return offset + at
-      offset += chunk.length
-    }
-    return -1
-  }
-
-  /** Everything, emptying the buffer. */
-  drain(): Array<Uint8Array> {
-    const all = this.chunks
-    this.chunks = []
-    this.length = 0
-    return all
-  }
-}
-
 const truncated = (context: Context, detail: string) => new TransportError({ reason: "Reset", detail, ...context })
 const oversize = (context: Context, length: number, bound: number) =>
   new ProtocolError({ reason: "Oversize", detail: `frame of ${length} bytes exceeds the bound of ${bound}`, ...context })
@@ -155,7 +76,7 @@ const oversize = (context: Context, length: number, bound: number) =>
 export const decode = (maxFrameBytes: number, context: Context = {}) =>
 <E>(bytes: Stream.Stream<Uint8Array, E>): Stream.Stream<Uint8Array, E | TransportError | ProtocolError> =>
   Stream.suspend(() => {
-    const pending = new Pending()
+    const pending = new ByteQueue.ByteQueue()
     // each decoded frame is a Right; a bad header becomes a Left after the frames before it,
     // so those are still delivered before the stream fails on it
     let failed = false
@@ -238,27 +159,12 @@ export const reader = <E>(source: Stream.Stream<Uint8Array, E>, options: ReaderO
       ...(options.peer === undefined ? {} : { peer: options.peer }),
       ...(options.protocol === undefined ? {} : { protocol: options.protocol })
     }
-    const pending = new Pending()
-    let ended = false
+    const pending = new ByteQueue.ByteQueue()
     // in a line over the bound, until its newline
     let skipping = false
 
-    /** Pulls one more chunk into `pending`; false once the stream has ended. */
-    const more: Effect.Effect<boolean, E> = Effect.suspend(() =>
-      ended ? Effect.succeed(false) : Effect.matchEffect(pull, {
-        onFailure: Option.match({
-          onNone: () => {
-            ended = true
-            return Effect.succeed(false)
-          },
-          onSome: Effect.fail
-        }),
-        onSuccess: (chunk) => {
-          for (const bytes of chunk) pending.push(bytes)
-          return Effect.succeed(true)
-        }
-      })
-    )
+    const filler = ByteQueue.filler(pull, pending)
+    const more = filler.more
 
     const bytes = (n: number): Effect.Effect<Option.Option<Uint8Array>, E | TransportError> =>
       Effect.suspend(() => {
@@ -316,7 +222,7 @@ export const reader = <E>(source: Stream.Stream<Uint8Array, E>, options: ReaderO
       })
 
     const rest = Stream.suspend(() => {
-      const remaining = Stream.repeatEffectChunkOption(ended ? Effect.fail(Option.none()) : pull)
+      const remaining = Stream.repeatEffectChunkOption(filler.ended() ? Effect.fail(Option.none()) : pull)
       const buffered = pending.drain()
       return buffered.length > 0 ? Stream.concat(Stream.fromIterable(buffered), remaining) : remaining
     })

@@ -10,9 +10,8 @@
  * on as the pieces the transport delivered (views, no copy): a chunk of a
  * MiB was gathered into a fresh, zeroed buffer of its own before, a copy and
  * an allocation per chunk that the receiver only hashed and wrote out (and
- * the collector then freed).
+ * the collector then freed). Both read from the same `ByteQueue`.
  */
-import * as Chunk from "effect/Chunk"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Option from "effect/Option"
@@ -21,6 +20,7 @@ import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { createHash } from "node:crypto"
 import * as ParseError from "../../../internal/parseError.js"
+import * as ByteQueue from "../../../transport/ByteQueue.js"
 import * as Framing from "../../../transport/Framing.js"
 import { ProtocolError } from "../../../transport/ProtocolError.js"
 import { type Duplex, TransportError } from "../../../transport/Transport.js"
@@ -113,101 +113,12 @@ export const chunkFrame = (index: number, offset: number, length: number, endsFi
 export const fileEndFrame = (index: number): Uint8Array =>
   Framing.encode(encoder.encode(`{"version":${Protocol.VERSION},"type":"FileEnd","index":${index}}`))
 
-/**
- * Bytes received and not yet read: the transport's pieces, in order. Only
- * a JSON message, or a header split between pieces, is copied out.
- */
-class Pending {
-  private pieces: Array<Uint8Array> = []
-  private head = 0
-  length = 0
-
-  push(piece: Uint8Array): void {
-    if (piece.length === 0) return
-    this.pieces.push(piece)
-    this.length += piece.length
-  }
-
-  /** The first `n` bytes as views of the pieces (`n` at most `length`). */
-  views(n: number): Array<Uint8Array> {
-    const out: Array<Uint8Array> = []
-    this.length -= n
-    while (n > 0) {
-      const first = this.pieces[this.head]!
-      if (first.length <= n) {
-        out.push(first)
-        n -= first.length
-        this.head++
-      } else {
-        out.push(first.subarray(0, n))
-        this.pieces[this.head] = first.subarray(n)
-        n = 0
-      }
-    }
-    if (this.head > 64 && this.head * 2 > this.pieces.length) {
-      this.pieces = this.pieces.slice(this.head)
-      this.head = 0
-    }
-    return out
-  }
-
-  /** The first `n` bytes in one buffer (a view when they lie in one piece). */
-  take(n: number): Uint8Array {
-    const views = this.views(n)
-    if (views.length === 1) return views[0]!
-    const out = Buffer.allocUnsafe(n)
-    let at = 0
-    for (const view of views) {
-      out.set(view, at)
-      at += view.length
-    }
-    return out
-  }
-
-  /** The byte at `at` (`at` below `length`). */
-  byteAt(at: number): number {
-    for (let i = this.head; ; i++) {
-      const piece = this.pieces[i]!
-      if (at < piece.length) return piece[at]!
-      at -= piece.length
-    }
-  }
-
-  /** The big-endian u32 the buffer starts with (`length` at least 4). */
-  peekUint32(): number {
-    return ((this.byteAt(0) << 24) | (this.byteAt(1) << 16) | (this.byteAt(2) << 8) | this.byteAt(3)) >>> 0
-  }
-
-  clear(): void {
-    this.pieces = []
-    this.head = 0
-    this.length = 0
-  }
-}
-
 /** Frames of `stream`, each at most `maxFrameBytes`, until the scope closes. */
 export const make = (stream: Duplex, maxFrameBytes: number): Effect.Effect<Wire, never, Scope.Scope> =>
   Effect.map(Stream.toPull(stream.source), (pull) => {
     const where = { peer: stream.remote, protocol: stream.protocol }
-    const pending = new Pending()
-    let ended = false
-
-    /** Pulls one more delivery into `pending`; false once the stream has ended. */
-    const more: Effect.Effect<boolean, TransportError> = Effect.suspend(() =>
-      ended ? Effect.succeed(false) : Effect.matchEffect(pull, {
-        onFailure: Option.match({
-          onNone: () => {
-            ended = true
-            return Effect.succeed(false)
-          },
-          onSome: Effect.fail
-        }),
-        onSuccess: (chunk) => {
-          for (const piece of Chunk.toReadonlyArray(chunk)) pending.push(piece)
-          return Effect.succeed(true)
-        }
-      })
-    )
+    const pending = new ByteQueue.ByteQueue()
+    const more = ByteQueue.filler(pull, pending).more
 
     /** The frame at the head of `pending`, if it is all in (its length prefix checked against the bound). */
     const ready = (): Either.Either<Option.Option<Protocol.Frame>, ProtocolError | MessageError> => {
@@ -218,7 +129,7 @@ export const make = (stream: Duplex, maxFrameBytes: number): Effect.Effect<Wire,
         return Either.left(new ProtocolError({ reason: "Oversize", ...where, detail: `frame of ${length} bytes exceeds the bound of ${maxFrameBytes}` }))
       }
       if (pending.length < Framing.HEADER_BYTES + length) return Either.right(Option.none())
-      pending.views(Framing.HEADER_BYTES)
+      pending.drop(Framing.HEADER_BYTES)
       if (length >= Protocol.CHUNK_HEADER_BYTES && pending.byteAt(0) === Protocol.CHUNK_KIND) {
         // the header copied (45 bytes), the data handed on as it lies
         const header = pending.take(Protocol.CHUNK_HEADER_BYTES)
