@@ -47,22 +47,22 @@ export interface Where {
   readonly protocol: string
 }
 
+/** A chunk frame from its header (`CHUNK_HEADER_BYTES`) and its data, as pieces of `length` bytes in all. */
+const chunkOf = (header: Uint8Array, data: Array<Uint8Array>, length: number, where: Where): Either.Either<Protocol.Frame, ProtocolError> => {
+  const view = new DataView(header.buffer, header.byteOffset, header.byteLength)
+  const offset = view.getUint32(5) * 2 ** 32 + view.getUint32(9)
+  if (!Number.isSafeInteger(offset)) return Either.left(new ProtocolError({ reason: "Malformed", ...where, detail: "a chunk offset past 2^53" }))
+  return Either.right({ _tag: "Chunk", index: view.getUint32(1), offset, hash: header.subarray(13, 45), data, length })
+}
+
 /** One frame's body as a frame: a chunk, or a JSON message checked as `Messages` checks it. */
 export const decodeFrame = (frame: Uint8Array, where: Where): Either.Either<Protocol.Frame, ProtocolError | MessageError> => {
-  const malformed = (detail: string) => Either.left(new ProtocolError({ reason: "Malformed", ...where, detail }))
   if (frame[0] === Protocol.CHUNK_KIND) {
-    if (frame.length < Protocol.CHUNK_HEADER_BYTES) return malformed(`a chunk frame of ${frame.length} bytes (its header is ${Protocol.CHUNK_HEADER_BYTES})`)
-    const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength)
-    const offset = view.getUint32(5) * 2 ** 32 + view.getUint32(9)
-    if (!Number.isSafeInteger(offset)) return malformed("a chunk offset past 2^53")
-    return Either.right({
-      _tag: "Chunk",
-      index: view.getUint32(1),
-      offset,
-      hash: frame.subarray(13, 45),
-      data: [frame.subarray(45)],
-      length: frame.length - Protocol.CHUNK_HEADER_BYTES
-    })
+    if (frame.length < Protocol.CHUNK_HEADER_BYTES) {
+      return Either.left(new ProtocolError({ reason: "Malformed", ...where, detail: `a chunk frame of ${frame.length} bytes (its header is ${Protocol.CHUNK_HEADER_BYTES})` }))
+    }
+    const header = frame.subarray(0, Protocol.CHUNK_HEADER_BYTES)
+    return chunkOf(header, [frame.subarray(Protocol.CHUNK_HEADER_BYTES)], frame.length - Protocol.CHUNK_HEADER_BYTES, where)
   }
   return Either.map(decodeJson(frame, Protocol.VERSION, decodeMessage, where), (message) => ({ _tag: "Message", message, bytes: frame.length }))
 }
@@ -133,12 +133,8 @@ export const make = (stream: Duplex, maxFrameBytes: number): Effect.Effect<Wire,
       if (length >= Protocol.CHUNK_HEADER_BYTES && pending.byteAt(0) === Protocol.CHUNK_KIND) {
         // the header copied (45 bytes), the data handed on as it lies
         const header = pending.take(Protocol.CHUNK_HEADER_BYTES)
-        const view = new DataView(header.buffer, header.byteOffset, header.byteLength)
-        const offset = view.getUint32(5) * 2 ** 32 + view.getUint32(9)
         const dataBytes = length - Protocol.CHUNK_HEADER_BYTES
-        const data = pending.views(dataBytes)
-        if (!Number.isSafeInteger(offset)) return Either.left(new ProtocolError({ reason: "Malformed", ...where, detail: "a chunk offset past 2^53" }))
-        return Either.right(Option.some({ _tag: "Chunk", index: view.getUint32(1), offset, hash: header.subarray(13, 45), data, length: dataBytes }))
+        return Either.map(chunkOf(header, pending.views(dataBytes), dataBytes, where), Option.some)
       }
       return Either.map(decodeFrame(pending.take(length), where), Option.some)
     }
